@@ -1,0 +1,82 @@
+"""Signed, expiring invite tokens: one per person and role, carried in the invite link.
+
+A token is an itsdangerous-signed map ``{room, role, pid, name, org, country, lang, exp,
+…}``. The person id ``pid`` is fixed when the invite is minted, so reloading the link or
+opening it on a second device is the same person, never a second one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from .errors import AuthError, BadArgs
+from .types import ROLES, arg_str
+
+SALT = "hemicycle.invite.v1"
+DEFAULT_HOURS = 72.0
+
+
+@dataclass(frozen=True)
+class Invites:
+    secret: str
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < 16:
+            raise ValueError("the invite secret must be at least 16 characters "
+                             "(set HEMICYCLE_SECRET)")
+
+    @property
+    def _serializer(self) -> URLSafeSerializer:
+        return URLSafeSerializer(self.secret, salt=SALT)
+
+    def mint(self, *, room: str, role: str, name: str, hours: float = DEFAULT_HOURS,
+             pid: str | None = None, **extra: Any) -> str:
+        """A token for one person. ``extra`` may hold org, country, lang, booth, pair."""
+        claims = validate_claims({"room": room, "role": role, "name": name, **extra})
+        claims["pid"] = pid or secrets.token_urlsafe(9)
+        claims["exp"] = int(time.time() + hours * 3600)
+        token: str = self._serializer.dumps(claims)
+        return token
+
+    def verify(self, token: str | None, *, now: float | None = None) -> dict[str, Any]:
+        """The token's claims, or :class:`AuthError` if missing, tampered or expired."""
+        if not token:
+            raise AuthError("no invite token: open the link you were sent")
+        try:
+            claims = self._serializer.loads(token)
+        except BadSignature:
+            raise AuthError("this invite link is not valid (tampered or for another event)")\
+                from None
+        if not isinstance(claims, dict) or "exp" not in claims:
+            raise AuthError("this invite link is not valid")
+        if (now if now is not None else time.time()) > claims["exp"]:
+            raise AuthError("this invite link has expired; ask the organisers for a new one",
+                            code="token_expired")
+        return claims
+
+
+def validate_claims(data: dict[str, Any]) -> dict[str, Any]:
+    """Check what an invite may carry; raise ``BadArgs`` naming the bad field."""
+    out: dict[str, Any] = {}
+    out["room"] = arg_str(data, "room", max_len=40)
+    out["role"] = arg_str(data, "role", max_len=20)
+    if out["role"] not in ROLES:
+        raise BadArgs(f"unknown role {out['role']!r}; one of {', '.join(ROLES)}")
+    out["name"] = arg_str(data, "name", max_len=120)
+    if not out["name"].strip():
+        raise BadArgs("'name' must not be empty")
+    for key in ("org", "country", "lang", "booth"):
+        value = arg_str(data, key, max_len=120, required=False)
+        if value:
+            out[key] = value
+    if data.get("pair") is not None:
+        pair = data["pair"]
+        if not isinstance(pair, list) or not all(isinstance(x, str) for x in pair):
+            raise BadArgs("'pair' must be a list of language codes")
+        out["pair"] = pair
+    return out

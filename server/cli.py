@@ -1,0 +1,135 @@
+"""The ``hemicycle`` command: ``serve``, ``demo`` and ``invite``."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from collections.abc import Sequence
+
+from .auth import Invites
+from .config import Assembly, Settings, load_assembly
+from .errors import BadArgs, ConfigError
+from .types import MODERATOR, PANELIST, PARTICIPANT, ROLES
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hemicycle", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def server_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", help="bind address (HEMICYCLE_HOST, default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (HEMICYCLE_PORT, default 8000)")
+        p.add_argument("--config", help="assembly file (HEMICYCLE_CONFIG)")
+        p.add_argument("--backend", help="memory:// or redis://host:port/db (HEMICYCLE_BACKEND)")
+        p.add_argument("--public-url", help="base URL for links (HEMICYCLE_PUBLIC_URL)")
+
+    serve = sub.add_parser("serve", help="run a server node")
+    server_args(serve)
+    demo = sub.add_parser("demo", help="run the demo assembly and print a link per role")
+    server_args(demo)
+    invite = sub.add_parser("invite", help="print an invite link")
+    invite.add_argument("--room", required=True)
+    invite.add_argument("--role", required=True, choices=ROLES)
+    invite.add_argument("--name", required=True)
+    for opt in ("org", "country", "lang", "booth"):
+        invite.add_argument(f"--{opt}")
+    invite.add_argument("--pair", help="interpreter's languages, comma-separated (en,es)")
+    invite.add_argument("--hours", type=float, default=72.0, help="valid for (default 72)")
+    invite.add_argument("--config")
+    invite.add_argument("--public-url")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "invite":
+            return _invite(args)
+        return _serve(args, demo=args.command == "demo")
+    except ConfigError as exc:
+        print(f"hemicycle: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (BadArgs, ValueError) as exc:
+        print(f"hemicycle: {exc}", file=sys.stderr)
+        return 2
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    return Settings.from_env(
+        host=getattr(args, "host", None), port=getattr(args, "port", None),
+        config=args.config, backend=getattr(args, "backend", None),
+        public_url=args.public_url, **extra)
+
+
+def _invite(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.secret:
+        print("hemicycle: set HEMICYCLE_SECRET to the server's secret", file=sys.stderr)
+        return 2
+    assembly = load_assembly(settings.config)
+    if args.room not in assembly.rooms:
+        print(f"hemicycle: no room {args.room!r} in {settings.config}", file=sys.stderr)
+        return 2
+    extra = {k: getattr(args, k) for k in ("org", "country", "lang", "booth")
+             if getattr(args, k)}
+    if args.pair:
+        extra["pair"] = args.pair.split(",")
+    token = Invites(settings.secret).mint(room=args.room, role=args.role, name=args.name,
+                                          hours=args.hours, **extra)
+    print(f"{settings.base_url}/r/{args.room}#t={token}")
+    return 0
+
+
+def demo_links(settings: Settings, assembly: Assembly) -> list[tuple[str, str]]:
+    """(label, link) for every role of the demo, plenary first."""
+    invites = Invites(settings.secret)
+    out: list[tuple[str, str]] = []
+
+    def add(label: str, room: str, **claims: object) -> None:
+        token = invites.mint(room=room, **claims)  # type: ignore[arg-type]
+        out.append((label, f"{settings.base_url}/r/{room}#t={token}"))
+
+    rooms = list(assembly.rooms)
+    plenary = rooms[0]
+    add("Chair (moderator)", plenary, role=MODERATOR, name="Chair")
+    for m in assembly.members[:4]:
+        rep = m.representatives[0] if m.representatives else m.name
+        add(f"Panelist: {rep}, {m.name} ({m.country})", plenary, role=PANELIST, name=rep,
+            org=m.id, country=m.country)
+    for m, lang in zip(assembly.members[4:], ("es", "fr", "ru", "en", "es", "fr"),
+                       strict=False):
+        rep = m.representatives[0] if m.representatives else m.name
+        add(f"Member: {rep}, {m.name} ({m.country}) [{lang}]", plenary, role=PARTICIPANT,
+            name=rep, org=m.id, country=m.country, lang=lang)
+    add("Observer (no vote)", plenary, role=PARTICIPANT, name="Observer", lang="en")
+    for room in rooms[1:]:
+        add(f"Chair of '{assembly.rooms[room].title}'", room, role=MODERATOR, name="Panel chair")
+        add(f"Participant in '{assembly.rooms[room].title}'", room, role=PARTICIPANT,
+            name="Guest", lang="en")
+    return out
+
+
+def _serve(args: argparse.Namespace, *, demo: bool) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    extra: dict[str, object] = {}
+    if demo:
+        extra["backend"] = getattr(args, "backend", None) or "memory://"
+        if not Settings.from_env().secret:
+            extra["secret"] = secrets.token_urlsafe(32)
+    settings = _settings(args, **extra)
+    assembly = load_assembly(settings.config)
+    app = create_app(settings, assembly)
+    if demo:
+        print(f"\n  {assembly.name} — demo on {settings.backend}\n")
+        print(f"  Invite secret (HEMICYCLE_SECRET): {settings.secret}\n")
+        for label, link in demo_links(settings, assembly):
+            print(f"  {label}\n    {link}\n")
+        sys.stdout.flush()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
+                ws_max_size=1024 * 1024, ws_ping_interval=20, ws_ping_timeout=20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

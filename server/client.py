@@ -1,0 +1,204 @@
+"""An asyncio client for tests, benchmarks and bots.
+
+It keeps a copy of the room state the same way a browser does: the welcome's snapshot,
+then each ``events`` frame applied with the server's own reducers. ::
+
+    async with await Client.connect(base_url, token) as c:
+        await c.command("hand.raise")
+        await c.wait_for(lambda s: c.me in s["core"]["hands"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from . import fold
+from .protocol import JSON, MSGPACK, Codec, decode, encode
+from .types import State
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Client:
+    def __init__(self, ws: ClientConnection, codec: Codec, url: str, token: str) -> None:
+        self.ws = ws
+        self.codec: Codec = codec
+        self.url, self.token = url, token
+        self.state: State = {}
+        self.last: str | None = None
+        self.you: dict[str, Any] = {}
+        self.welcome: dict[str, Any] = {}
+        self.received: list[dict[str, Any]] = []
+        """Every frame after the welcome, in arrival order (tests read it)."""
+        self.errors: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._changed = asyncio.Condition()
+        self._cids = itertools.count(1)
+        self._prefix = secrets.token_hex(4)
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, base_url: str, token: str, *, codec: Codec = "msgpack",
+                      after: str | None = None, **kwargs: Any) -> Client:
+        """Open a connection and wait for the welcome (``after``: resume from that id)."""
+        ws_url = base_url.replace("http", "ws", 1).rstrip("/") + "/ws?token=" + token
+        if after:
+            ws_url += "&after=" + after
+        sub = MSGPACK if codec == "msgpack" else JSON
+        ws = await connect(ws_url, subprotocols=[sub],  # type: ignore[list-item]
+                           max_size=None, open_timeout=10, **kwargs)
+        client = cls(ws, codec, base_url, token)
+        await client._hello()
+        return client
+
+    async def _hello(self) -> None:
+        first = decode(await self.ws.recv(), self.codec)
+        if first["type"] == "error":
+            await self.ws.close()
+            raise CommandError(first["code"], first["message"])
+        self.welcome = first
+        self.you = first["you"]
+        if not first.get("resumed"):
+            self.state = first["state"]
+        self.last = first["last"]
+        self._reader = asyncio.create_task(self._read())
+
+    async def resume(self, **kwargs: Any) -> bool:
+        """Reconnect after a drop and ask for exactly what was missed since ``last``.
+
+        Returns True when the server resumed (the state was kept and the missed events
+        follow), False when it sent a fresh snapshot instead.
+        """
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        ws_url = self.url.replace("http", "ws", 1).rstrip("/") + "/ws?token=" + self.token
+        if self.last:
+            ws_url += "&after=" + self.last
+        sub = MSGPACK if self.codec == "msgpack" else JSON
+        self.ws = await connect(ws_url, subprotocols=[sub],  # type: ignore[list-item]
+                                max_size=None, open_timeout=10, **kwargs)
+        self.close_code = None
+        await self._hello()
+        return bool(self.welcome.get("resumed"))
+
+    @property
+    def me(self) -> str:
+        pid: str = self.you["pid"]
+        return pid
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                message = decode(frame, self.codec)
+                self._on(message)
+        except Exception:
+            pass
+        finally:
+            if self.ws.close_rcvd is not None:
+                self.close_code = self.ws.close_rcvd.code
+                self.close_reason = self.ws.close_rcvd.reason
+            for fut in self._replies.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("connection closed"))
+            async with self._changed:
+                self._changed.notify_all()
+
+    def _on(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        self.received.append(message)
+        if kind == "events":
+            fold.apply_events(self.state, message["events"])
+            self.last = message["id"]
+        elif kind == "reply":
+            fut = self._replies.pop(message["cid"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(message)
+        elif kind == "error":
+            self.errors.append(message)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def next_cid(self) -> str:
+        return f"{self._prefix}-{next(self._cids)}"
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(encode(message, self.codec))
+
+    async def request(self, name: str, args: dict[str, Any] | None = None, *,
+                      cid: str | None = None, timeout: float = 10.0,
+                      **extra: Any) -> dict[str, Any]:
+        """Send a command and return its reply, ok or not."""
+        cid = cid or self.next_cid()
+        fut = self._replies.get(cid)
+        if fut is None:
+            fut = self._replies[cid] = asyncio.get_running_loop().create_future()
+        await self.send({"type": "command", "cid": cid, "name": name, "args": args or {},
+                         **extra})
+        return await asyncio.wait_for(fut, timeout)
+
+    async def command(self, name: str, args: dict[str, Any] | None = None, **kw: Any
+                      ) -> dict[str, Any]:
+        """Send a command; raise :class:`CommandError` unless it was accepted."""
+        reply = await self.request(name, args, **kw)
+        if not reply["ok"]:
+            raise CommandError(reply["code"], reply["message"])
+        return reply
+
+    async def wait_for(self, predicate: Callable[[State], Any], timeout: float = 5.0) -> Any:
+        """Wait until ``predicate(state)`` is truthy; return its value."""
+        async def wait() -> Any:
+            async with self._changed:
+                while True:
+                    value = predicate(self.state)
+                    if value:
+                        return value
+                    if self._reader is not None and self._reader.done():
+                        raise ConnectionError("connection closed while waiting")
+                    await self._changed.wait()
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def wait_message(self, predicate: Callable[[dict[str, Any]], Any],
+                           timeout: float = 5.0) -> dict[str, Any]:
+        """Wait for a received frame matching ``predicate`` (earlier frames count too)."""
+        async def wait() -> dict[str, Any]:
+            async with self._changed:
+                while True:
+                    for m in self.received:
+                        if predicate(m):
+                            return m
+                    if self._reader is not None and self._reader.done():
+                        raise ConnectionError("connection closed while waiting")
+                    await self._changed.wait()
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,210 @@
+"""Settings (environment or a mapping tests hand in) and the assembly file (TOML).
+
+Loading a bad assembly file fails at start with :class:`ConfigError` naming the file, the
+key and what is wrong, e.g. ``config/assembly.toml: rooms[1].agenda[0].start: not an ISO
+8601 UTC time``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .types import AgendaItem, Member, RoomConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "assembly.toml"
+LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backend: str = "memory://"
+    config: str = str(DEFAULT_CONFIG)
+    secret: str = ""
+    public_url: str = ""
+    """Base URL printed in invite links; defaults to http://host:port."""
+    node: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            "host": env.get("HEMICYCLE_HOST", cls.host),
+            "port": _int(env.get("HEMICYCLE_PORT", str(cls.port)), "HEMICYCLE_PORT"),
+            "backend": env.get("HEMICYCLE_BACKEND", cls.backend),
+            "config": env.get("HEMICYCLE_CONFIG", cls.config),
+            "secret": env.get("HEMICYCLE_SECRET", ""),
+            "public_url": env.get("HEMICYCLE_PUBLIC_URL", ""),
+            "node": env.get("HEMICYCLE_NODE", ""),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def _int(value: str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError("environment", key, f"not an integer: {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Assembly:
+    name: str
+    floor: str
+    languages: tuple[str, ...]
+    rooms: dict[str, RoomConfig]
+    members: tuple[Member, ...]
+    source: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def member(self, member_id: str) -> Member | None:
+        return next((m for m in self.members if m.id == member_id), None)
+
+
+class _Reader:
+    """Typed access to one TOML table that reports the file and the dotted key on error."""
+
+    def __init__(self, source: str, data: Mapping[str, Any], where: str = "") -> None:
+        self.source, self.data, self.where = source, data, where
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def fail(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), problem)
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if name not in self.data:
+            if default is ...:
+                raise self.fail(name, "missing")
+            return default
+        value = self.data[name]
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(name, f"expected {names}, got {type(value).__name__}")
+        return value
+
+    def tables(self, name: str) -> list[_Reader]:
+        items = self.get(name, list, [])
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ConfigError(self.source, f"{self.key(name)}[{i}]", "expected a table")
+            out.append(_Reader(self.source, item, f"{self.key(name)}[{i}]"))
+        return out
+
+    def lang(self, name: str, default: Any = ...) -> str:
+        value: str = self.get(name, str, default)
+        if not LANG.match(value):
+            raise self.fail(name, f"not a language code: {value!r}")
+        return value
+
+    def langs(self, name: str, default: Any = ...) -> tuple[str, ...]:
+        values = self.get(name, list, default)
+        for v in values:
+            if not isinstance(v, str) or not LANG.match(v):
+                raise self.fail(name, f"not a language code: {v!r}")
+        if len(set(values)) != len(values):
+            raise self.fail(name, "a language is listed twice")
+        return tuple(values)
+
+
+def load_assembly(path: str | Path) -> Assembly:
+    source = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "-", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "-", f"not valid TOML: {exc}") from None
+    return parse_assembly(data, source)
+
+
+def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembly:
+    top = _Reader(source, data)
+    head = _Reader(source, top.get("assembly", dict), "assembly")
+    floor = head.lang("floor", "en")
+    languages = head.langs("languages", [])
+    if floor in languages:
+        raise head.fail("languages", f"the floor language {floor!r} is not a channel")
+
+    members = []
+    seen: set[str] = set()
+    for m in top.tables("members"):
+        mid = m.get("id", str)
+        if mid in seen:
+            raise m.fail("id", f"member {mid!r} is listed twice")
+        seen.add(mid)
+        weight = m.get("weight", (int, float), 1)
+        if weight <= 0:
+            raise m.fail("weight", "must be positive")
+        reps = m.get("representatives", list, [])
+        if not all(isinstance(r, str) and r for r in reps):
+            raise m.fail("representatives", "expected a list of names")
+        country = m.get("country", str)
+        if not re.fullmatch(r"[A-Z]{2}", country):
+            raise m.fail("country", f"expected an ISO 3166 alpha-2 code, got {country!r}")
+        members.append(Member(id=mid, name=m.get("name", str), country=country,
+                              weight=float(weight), representatives=tuple(reps)))
+
+    rooms: dict[str, RoomConfig] = {}
+    room_tables = top.tables("rooms")
+    if not room_tables:
+        raise top.fail("rooms", "at least one room is needed")
+    for r in room_tables:
+        rid = r.get("id", str)
+        if not ROOM_ID.match(rid):
+            raise r.fail("id", f"room ids are lower-case letters, digits, - and _: {rid!r}")
+        if rid in rooms:
+            raise r.fail("id", f"room {rid!r} is defined twice")
+        agenda = []
+        for a in r.tables("agenda"):
+            start = a.get("start", str)
+            if not _is_utc(start):
+                raise a.fail("start", f"not an ISO 8601 UTC time (like 2026-12-03T12:00:00Z): "
+                                      f"{start!r}")
+            minutes = a.get("minutes", int)
+            if minutes <= 0:
+                raise a.fail("minutes", "must be positive")
+            titles = a.get("titles", dict, {})
+            agenda.append(AgendaItem(title=a.get("title", str), start=start, minutes=minutes,
+                                     titles={str(k): str(v) for k, v in titles.items()}))
+        fallback = r.get("fallback", str, "original")
+        if fallback not in ("original", "silence"):
+            raise r.fail("fallback", "expected 'original' or 'silence'")
+        known = {"id", "title", "floor", "channels", "agenda", "fallback"}
+        rooms[rid] = RoomConfig(
+            id=rid, title=r.get("title", str, rid), floor=r.lang("floor", floor),
+            channels=r.langs("channels", list(languages)), agenda=tuple(agenda),
+            members=tuple(members), fallback=fallback,
+            extra={k: v for k, v in r.data.items() if k not in known},
+        )
+    known_top = {"assembly", "members", "rooms"}
+    return Assembly(name=head.get("name", str), floor=floor, languages=languages, rooms=rooms,
+                    members=tuple(members), source=source,
+                    extra={k: v for k, v in data.items() if k not in known_top})
+
+
+def _is_utc(value: str) -> bool:
+    if not value.endswith("Z"):
+        return False
+    try:
+        datetime.fromisoformat(value[:-1] + "+00:00")
+    except ValueError:
+        return False
+    return True

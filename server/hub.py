@@ -1,0 +1,270 @@
+"""One room on one node: the replica, the fold loop and the local connections.
+
+A :class:`RoomHub` tails its room's log, folds each entry into its replica, answers the
+local connection that issued the entry, and hands the entry's events to every local
+connection allowed to see them — encoded once per codec, not once per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import fold
+from .backends import Backends
+from .errors import BadArgs, HemicycleError, Unavailable
+from .log import id_key
+from .metrics import Metrics
+from .protocol import Codec, encode, pack, unpack
+from .types import SYSTEM, Actor, Event, RoomConfig, State, arg_str
+
+log = logging.getLogger(__name__)
+
+RECENT = 5_000
+"""Folded entries kept for resuming clients; older resumes get a fresh snapshot."""
+SNAPSHOT_EVERY = 500
+REPLY_TIMEOUT = 10.0
+REACTIONS = ("👏", "👍", "❤️", "😂", "😮", "🎉")
+
+
+class Sink(Protocol):
+    """What the hub needs of a connection (sessions.Session is one)."""
+
+    person: dict[str, Any]
+    codec: Codec
+
+    def deliver(self, frame: bytes | str, *, entry_id: str | None = None,
+                ephemeral: bool = False) -> None: ...
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RoomHub:
+    def __init__(self, config: RoomConfig, backends: Backends, metrics: Metrics,
+                 node: str = "node") -> None:
+        self.config = config
+        self.room = config.id
+        self.node = node
+        self.backends = backends
+        self.metrics = metrics
+        self.state: State = fold.new_state(config)
+        self.sinks: set[Sink] = set()
+        self.recent: deque[tuple[str, list[Event]]] = deque()
+        self.recent_base: str | None = None  # id just before recent[0]; None: the log's start
+        self.pending: dict[str, asyncio.Future[fold.Outcome]] = {}
+        self.folded = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._listeners: list[Callable[[str, list[Event]], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._bus_task: asyncio.Task[None] | None = None
+        self.assembly_info: dict[str, Any] = {"title": config.title, "floor": config.floor,
+                                              "channels": list(config.channels)}
+
+    @property
+    def ephemeral_channel(self) -> str:
+        return f"hc:{{{self.room}}}:eph"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        snap = await self.backends.log.load_snapshot(self.room)
+        after = None
+        if snap is not None:
+            after, data = snap
+            self.state = fold.from_snapshot(unpack(data))
+            self.recent_base = after
+        self._task = asyncio.create_task(self._run(after), name=f"hub-{self.room}")
+        subscribed = asyncio.Event()
+        self._bus_task = asyncio.create_task(self._run_bus(subscribed), name=f"bus-{self.room}")
+        await subscribed.wait()
+        # Ready once we have folded what the log held when we started.
+        marker = f"ready:{self.node}:{now_ms()}:{id(self)}"
+        await self.submit(Actor("node", SYSTEM), "tick", {}, marker)
+        self.ready.set()
+
+    async def close(self) -> None:
+        for sink in list(self.sinks):
+            await self.leave(sink)
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in (self._task, self._bus_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self, after: str | None) -> None:
+        async for entry_id, raw in self.backends.log.tail(self.room, after):
+            try:
+                self._fold(entry_id, unpack(raw))
+            except Exception:  # a bug in a reducer must not stop the room
+                log.exception("room %s: cannot fold entry %s", self.room, entry_id)
+
+    async def _run_bus(self, subscribed: asyncio.Event) -> None:
+        async with self.backends.bus.subscribe(self.ephemeral_channel) as messages:
+            subscribed.set()
+            async for data in messages:
+                try:
+                    self._deliver_ephemeral(unpack(data))
+                except Exception:
+                    log.exception("room %s: bad ephemeral message", self.room)
+
+    def _deliver_ephemeral(self, message: dict[str, Any]) -> None:
+        shared: dict[Codec, bytes | str] = {}
+        for sink in tuple(self.sinks):
+            if "to" in message and not fold.visible(message, sink.person):
+                continue
+            frame = shared.get(sink.codec)
+            if frame is None:
+                frame = shared[sink.codec] = encode(message, sink.codec)
+            sink.deliver(frame, ephemeral=True)
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        """Send an ephemeral message to every node's connections in this room (not logged)."""
+        await self.backends.bus.publish(self.ephemeral_channel, pack(message))
+
+    async def react(self, person: dict[str, Any], data: dict[str, Any]) -> None:
+        emoji = arg_str(data, "emoji", max_len=16)
+        if emoji not in REACTIONS:
+            raise BadArgs(f"reactions are one of {' '.join(REACTIONS)}")
+        await self.publish({"type": "ephemeral", "kind": "reaction", "pid": person["pid"],
+                            "emoji": emoji})
+
+    # -- folding -----------------------------------------------------------------------
+
+    def _fold(self, entry_id: str, entry: dict[str, Any]) -> None:
+        outcome = fold.fold(self.state, entry_id, entry)
+        self.metrics.entries.inc()
+        self.recent.append((entry_id, outcome.events))
+        if len(self.recent) > RECENT:
+            self.recent_base = self.recent.popleft()[0]
+        waiter = self.pending.pop(entry["cid"], None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outcome)
+        if outcome.events:
+            self._broadcast(entry_id, outcome.events)
+            for listener in self._listeners:
+                listener(entry_id, outcome.events)
+        self.folded.set()
+        self.folded = asyncio.Event()
+        self._schedule_tick()
+        if self.state["meta"]["n"] % SNAPSHOT_EVERY == 0:
+            snapshot = pack(self.state)
+            asyncio.get_running_loop().create_task(
+                self.backends.log.save_snapshot(self.room, entry_id, snapshot))
+
+    def _broadcast(self, entry_id: str, events: list[Event]) -> None:
+        message = {"type": "events", "id": entry_id, "events": events}
+        shared: dict[Codec, bytes | str] = {}
+        private = any("to" in e for e in events)
+        for sink in tuple(self.sinks):
+            if private:
+                mine = [e for e in events if fold.visible(e, sink.person)]
+                if not mine:
+                    continue
+                if len(mine) != len(events):
+                    frame = encode({**message, "events": mine}, sink.codec)
+                    sink.deliver(frame, entry_id=entry_id)
+                    continue
+            frame = shared.get(sink.codec)
+            if frame is None:
+                frame = shared[sink.codec] = encode(message, sink.codec)
+            sink.deliver(frame, entry_id=entry_id)
+        self.metrics.deliveries.inc(len(self.sinks))
+
+    def _schedule_tick(self) -> None:
+        deadline = fold.next_deadline(self.state)
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is None:
+            return
+        delay = max(0.0, (deadline - now_ms()) / 1000)
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timer_at = None
+            self._timer = None
+            # Every node may fire; the deterministic cid makes the fold take only the first.
+            loop.create_task(self._tick(deadline))
+
+        self._timer = loop.call_later(delay + 0.005, fire)
+
+    async def _tick(self, deadline: int) -> None:
+        with contextlib.suppress(HemicycleError):
+            await self.submit(Actor("node", SYSTEM), "tick", {}, f"tick:{deadline}")
+
+    def on_events(self, listener: Callable[[str, list[Event]], None]) -> None:
+        """Call ``listener(entry_id, events)`` after each fold that produced events."""
+        self._listeners.append(listener)
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def submit(self, actor: Actor, name: str, args: Any, cid: str) -> fold.Outcome:
+        """Check, append and wait for the fold: the outcome is the authoritative one.
+
+        Raises the :mod:`errors` exception for a command refused before it reached the log
+        (unknown, forbidden, bad args) and ``Unavailable`` when the log did not take it or
+        the fold did not come back in time (the client retries with the same ``cid``).
+        """
+        checked = fold.check(actor, name, args)
+        entry = {"cid": cid, "actor": actor.to_wire(), "cmd": name, "args": checked,
+                 "ts": now_ms()}
+        waiter = self.pending.get(cid)
+        if waiter is None:
+            waiter = self.pending[cid] = asyncio.get_running_loop().create_future()
+        try:
+            await self.backends.log.append(self.room, pack(entry))
+            return await asyncio.wait_for(asyncio.shield(waiter), REPLY_TIMEOUT)
+        except TimeoutError:
+            raise Unavailable("the room log did not confirm the command in time") from None
+        finally:
+            if not waiter.done() and self.pending.get(cid) is waiter:
+                del self.pending[cid]
+
+    # -- connections -------------------------------------------------------------------
+
+    def missed_since(self, after: str) -> list[tuple[str, list[Event]]] | None:
+        """The folded entries after ``after``, or ``None`` when they are no longer kept."""
+        try:
+            key = id_key(after)
+        except ValueError:
+            return None
+        if self.recent_base is not None and key < id_key(self.recent_base):
+            return None
+        last = self.state["meta"]["last"]
+        if last is not None and key > id_key(last):
+            return None
+        return [(i, ev) for i, ev in self.recent if id_key(i) > key and ev]
+
+    def attach(self, sink: Sink) -> None:
+        self.sinks.add(sink)
+        self.metrics.connections.inc()
+
+    def detach(self, sink: Sink) -> None:
+        if sink in self.sinks:
+            self.sinks.discard(sink)
+            self.metrics.connections.dec()
+
+    async def leave(self, sink: Sink) -> None:
+        self.detach(sink)
+        person = sink.person
+        with contextlib.suppress(HemicycleError):
+            await self.submit(Actor("node", SYSTEM), "leave",
+                              {"pid": person["pid"], "conn": person["conn"]},
+                              f"leave:{person['conn']}")
+
+    def view_for(self, person: dict[str, Any]) -> State:
+        return fold.view(self.state, person)

@@ -1,0 +1,74 @@
+"""Wire codecs and frame checks: the one place that calls ``json`` and ``msgpack``.
+
+Two codecs, chosen by WebSocket subprotocol: ``hemicycle.json`` (browsers, text frames)
+and ``hemicycle.msgpack`` (native clients and benchmarks, binary frames). Messages are
+maps with a ``type`` key; docs/protocol.md lists them all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import msgpack
+
+from .errors import BadFrame, FrameTooLarge
+
+MAX_FRAME = 64 * 1024
+"""Largest client frame the server reads; larger ones get ``frame_too_large``."""
+
+JSON = "hemicycle.json"
+MSGPACK = "hemicycle.msgpack"
+SUBPROTOCOLS = (MSGPACK, JSON)
+
+Codec = Literal["json", "msgpack"]
+
+Message = dict[str, Any]
+
+
+def codec_for(subprotocol: str | None) -> Codec:
+    return "msgpack" if subprotocol == MSGPACK else "json"
+
+
+def encode(message: Any, codec: Codec) -> bytes | str:
+    """Encode ``message`` for ``codec``: ``str`` for JSON text frames, ``bytes`` for msgpack."""
+    if codec == "msgpack":
+        return pack(message)
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode(frame: bytes | str, codec: Codec) -> Message:
+    """Decode one client frame; raise :class:`BadFrame` unless it is a map with a ``type``."""
+    if len(frame) > MAX_FRAME:
+        raise FrameTooLarge(f"frame of {len(frame)} bytes exceeds the {MAX_FRAME} byte limit")
+    try:
+        if codec == "msgpack":
+            if isinstance(frame, str):
+                raise BadFrame("msgpack subprotocol expects binary frames")
+            value = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+        else:
+            value = json.loads(frame)
+    except BadFrame:
+        raise
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
+        raise BadFrame(f"cannot decode {codec} frame: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadFrame("a message must be a map")
+    if not isinstance(value.get("type"), str):
+        raise BadFrame("a message needs a string 'type'")
+    return value
+
+
+def pack(value: Any) -> bytes:
+    """msgpack for storage and the bus (snapshots, log entries, audio frames)."""
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def canonical(value: Any) -> bytes:
+    """Deterministic bytes of a JSON-able value (sorted keys), for state digests."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

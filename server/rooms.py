@@ -1,0 +1,267 @@
+"""The room itself: presence, roles, the raised-hand queue, speakers and the agenda.
+
+Pure: ``decide`` functions look at the state and return events or raise ``Refused``;
+``apply`` functions fold one event into the state. No I/O, no clocks: time arrives as the
+log entry's timestamp.
+
+State (``state["core"]``)::
+
+    people   {pid: {pid, name, role, org, country, lang, conns: [conn…], since}}
+    hands    [pid…]          the queue, first raised first
+    speakers [pid…]          who has the floor (the chair may give it to several)
+    agenda   [{title, titles, start, minutes}…], current: index or -1 before the first item
+    notice   {text, ts} | None   the chair's latest announcement
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import BadArgs, Refused
+from .types import (
+    CAPTIONER,
+    EVERYONE,
+    INTERPRETER,
+    MODERATOR,
+    PANELIST,
+    PARTICIPANT,
+    ROLES,
+    STAFF,
+    SYSTEM,
+    Actor,
+    Command,
+    Event,
+    RoomConfig,
+    Slice,
+    State,
+    arg_int,
+    arg_str,
+    no_args,
+)
+
+MAX_NOTICE = 500
+HAND_ROLES = frozenset({PARTICIPANT, PANELIST, MODERATOR})
+
+
+def init(config: RoomConfig) -> dict[str, Any]:
+    return {
+        "title": config.title,
+        "floor": config.floor,
+        "people": {},
+        "hands": [],
+        "speakers": [],
+        "agenda": [
+            {"title": a.title, "titles": dict(a.titles), "start": a.start, "minutes": a.minutes}
+            for a in config.agenda
+        ],
+        "current": -1,
+        "notice": None,
+    }
+
+
+def person(state: State, pid: str) -> dict[str, Any]:
+    """The person ``pid`` or ``Refused(unknown_person)``."""
+    found: dict[str, Any] | None = state["core"]["people"].get(pid)
+    if found is None:
+        raise Refused(f"nobody with id {pid!r} is in this room", code="unknown_person")
+    return found
+
+
+def is_online(state: State, pid: str) -> bool:
+    p = state["core"]["people"].get(pid)
+    return bool(p and p["conns"])
+
+
+# --- presence (given by the node, never by a client) -------------------------------------
+
+
+def check_join(args: dict[str, Any]) -> dict[str, Any]:
+    out = {k: arg_str(args, k, max_len=120, required=False) for k in ("org", "country", "lang")}
+    out["pid"] = arg_str(args, "pid", max_len=64)
+    out["name"] = arg_str(args, "name", max_len=120)
+    out["role"] = arg_str(args, "role", max_len=20)
+    out["conn"] = arg_str(args, "conn", max_len=64)
+    if out["role"] not in ROLES:
+        raise BadArgs(f"unknown role {out['role']!r}")
+    for key in ("booth", "pair"):
+        if key in args:
+            out[key] = args[key]
+    return out
+
+
+def decide_join(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    return [{"type": "person.joined", "person": {**args, "since": ts}}]
+
+
+def decide_leave(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    p = state["core"]["people"].get(args["pid"])
+    if p is None or args["conn"] not in p["conns"]:
+        return []  # already gone: leaving twice is not an error
+    return [{"type": "person.left", "pid": args["pid"], "conn": args["conn"]}]
+
+
+def check_leave(args: dict[str, Any]) -> dict[str, Any]:
+    return {"pid": arg_str(args, "pid", max_len=64), "conn": arg_str(args, "conn", max_len=64)}
+
+
+def apply_joined(state: State, event: Event) -> None:
+    data = dict(event["person"])
+    conn = data.pop("conn")
+    people = state["core"]["people"]
+    p = people.get(data["pid"])
+    if p is None:
+        p = people[data["pid"]] = {**data, "conns": []}
+    else:
+        since = p["since"]
+        p.update(data)  # a reconnect may bring a new UI language, never a second person
+        p["since"] = since
+    if conn not in p["conns"]:
+        p["conns"].append(conn)
+
+
+def apply_left(state: State, event: Event) -> None:
+    p = state["core"]["people"].get(event["pid"])
+    if p is not None and event["conn"] in p["conns"]:
+        p["conns"].remove(event["conn"])
+
+
+# --- hands and the floor -------------------------------------------------------------------
+
+
+def check_target(args: dict[str, Any]) -> dict[str, Any]:
+    return {"pid": arg_str(args, "pid", max_len=64, required=False)}
+
+
+def decide_raise(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    core = state["core"]
+    person(state, actor.pid)
+    if actor.pid in core["hands"]:
+        raise Refused("your hand is already raised", code="hand_already_raised")
+    if actor.pid in core["speakers"]:
+        raise Refused("you already have the floor", code="already_speaking")
+    return [{"type": "hand.raised", "pid": actor.pid, "ts": ts}]
+
+
+def decide_lower(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    pid = args["pid"] or actor.pid
+    if pid != actor.pid and actor.role != MODERATOR:
+        raise Refused("only the chair may lower someone else's hand", code="forbidden")
+    if pid not in state["core"]["hands"]:
+        raise Refused("that hand is not raised", code="hand_not_raised")
+    return [{"type": "hand.lowered", "pid": pid, "by": actor.pid}]
+
+
+def decide_grant(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    pid = args["pid"]
+    if pid is None:
+        hands = state["core"]["hands"]
+        if not hands:
+            raise Refused("no hand is raised", code="queue_empty")
+        pid = hands[0]  # "next speaker": the first in the queue
+    person(state, pid)
+    if pid in state["core"]["speakers"]:
+        raise Refused("that person already has the floor", code="already_speaking")
+    return [{"type": "floor.granted", "pid": pid, "by": actor.pid}]
+
+
+def decide_revoke(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    pid = args["pid"] or actor.pid
+    if pid != actor.pid and actor.role != MODERATOR:
+        raise Refused("only the chair may take the floor back", code="forbidden")
+    if pid not in state["core"]["speakers"]:
+        raise Refused("that person does not have the floor", code="not_speaking")
+    return [{"type": "floor.revoked", "pid": pid, "by": actor.pid}]
+
+
+def apply_raised(state: State, event: Event) -> None:
+    if event["pid"] not in state["core"]["hands"]:
+        state["core"]["hands"].append(event["pid"])
+
+
+def apply_lowered(state: State, event: Event) -> None:
+    if event["pid"] in state["core"]["hands"]:
+        state["core"]["hands"].remove(event["pid"])
+
+
+def apply_granted(state: State, event: Event) -> None:
+    apply_lowered(state, event)
+    if event["pid"] not in state["core"]["speakers"]:
+        state["core"]["speakers"].append(event["pid"])
+
+
+def apply_revoked(state: State, event: Event) -> None:
+    if event["pid"] in state["core"]["speakers"]:
+        state["core"]["speakers"].remove(event["pid"])
+
+
+# --- agenda and notices ---------------------------------------------------------------------
+
+
+def check_goto(args: dict[str, Any]) -> dict[str, Any]:
+    return {"index": arg_int(args, "index", lo=-1, hi=10_000)}
+
+
+def decide_goto(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    index = args["index"]
+    if index >= len(state["core"]["agenda"]):
+        raise Refused(f"the agenda has no item {index}", code="no_such_item")
+    return [{"type": "agenda.current", "index": index, "ts": ts}]
+
+
+def decide_next(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    index = state["core"]["current"] + 1
+    if index >= len(state["core"]["agenda"]):
+        raise Refused("the agenda is at its last item", code="agenda_end")
+    return [{"type": "agenda.current", "index": index, "ts": ts}]
+
+
+def apply_current(state: State, event: Event) -> None:
+    state["core"]["current"] = event["index"]
+
+
+def check_notice(args: dict[str, Any]) -> dict[str, Any]:
+    text = arg_str(args, "text", max_len=MAX_NOTICE)
+    assert text is not None
+    return {"text": text.strip()}
+
+
+def decide_notice(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    return [{"type": "notice", "text": args["text"], "ts": ts, "by": actor.pid}]
+
+
+def apply_notice(state: State, event: Event) -> None:
+    state["core"]["notice"] = {"text": event["text"], "ts": event["ts"]} if event["text"] else None
+
+
+SPEAKING_ROLES = frozenset({PARTICIPANT, PANELIST, MODERATOR})
+
+SLICE = Slice(
+    name="core",
+    init=init,
+    commands={
+        c.name: c
+        for c in (
+            Command("join", frozenset({SYSTEM}), check_join, decide_join),
+            Command("leave", frozenset({SYSTEM}), check_leave, decide_leave),
+            Command("hand.raise", HAND_ROLES, no_args, decide_raise),
+            Command("hand.lower", EVERYONE, check_target, decide_lower),
+            Command("floor.grant", STAFF, check_target, decide_grant),
+            Command("floor.revoke", EVERYONE, check_target, decide_revoke),
+            Command("agenda.goto", STAFF, check_goto, decide_goto),
+            Command("agenda.next", STAFF, no_args, decide_next),
+            Command("notice.post", STAFF, check_notice, decide_notice),
+        )
+    },
+    apply={
+        "person.joined": apply_joined,
+        "person.left": apply_left,
+        "hand.raised": apply_raised,
+        "hand.lowered": apply_lowered,
+        "floor.granted": apply_granted,
+        "floor.revoked": apply_revoked,
+        "agenda.current": apply_current,
+        "notice": apply_notice,
+    },
+)
+
+__all__ = ["SLICE", "person", "is_online", "INTERPRETER", "CAPTIONER"]

@@ -1,0 +1,282 @@
+"""One WebSocket connection: invite check, welcome or resume, command loop, outbound queue.
+
+Order of a connection's life: accept (subprotocol picks the codec) → verify the invite →
+wait until the room's replica is ready → welcome (snapshot) or resume (the missed events)
+and attach to the hub in the same step, so no event falls between → ``join`` → read
+commands until the socket closes → ``leave``.
+
+The outbound queue is bounded. When it is full, ephemeral frames (reactions, captions in
+flight, levels) are dropped first; if it is still full, the socket is closed with
+``4008`` and a resume hint, so one slow client never holds back the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .errors import (
+    AuthError,
+    BadFrame,
+    HemicycleError,
+    RateLimited,
+    Unavailable,
+    WrongRoom,
+)
+from .protocol import SUBPROTOCOLS, Codec, codec_for, decode, encode
+from .types import SYSTEM, Actor, arg_str
+
+if TYPE_CHECKING:
+    from .app import Node
+    from .hub import RoomHub
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUE = 1024
+"""Frames a connection may fall behind by before it is closed with a resume hint."""
+CLOSE_BAD_TOKEN = 4001
+CLOSE_UNKNOWN_ROOM = 4004
+CLOSE_SLOW = 4008
+CLOSE_SHUTDOWN = 1001
+
+COMMAND_RATE = 10.0
+COMMAND_BURST = 30.0
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    node: Node = ws.app.state.node
+    offered = ws.scope.get("subprotocols") or []
+    subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
+    await ws.accept(subprotocol=subprotocol)
+    codec = codec_for(subprotocol)
+    try:
+        claims = node.invites.verify(ws.query_params.get("token"))
+    except AuthError as exc:
+        node.metrics.bad_frames.labels(exc.code).inc()
+        await _refuse(ws, codec, exc, CLOSE_BAD_TOKEN)
+        return
+    hub = node.hubs.get(claims["room"])
+    if hub is None:
+        await _refuse(ws, codec, WrongRoom(f"there is no room {claims['room']!r} here",
+                                           code="unknown_room"), CLOSE_UNKNOWN_ROOM)
+        return
+    session = Session(ws, hub, claims, codec)
+    await session.run(ws.query_params.get("after"))
+
+
+async def _refuse(ws: WebSocket, codec: Codec, exc: HemicycleError, close_code: int) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send(_frame({"type": "error", **exc.to_wire()}, codec))
+        await ws.close(close_code, exc.message[:120])
+
+
+def _frame(message: dict[str, Any], codec: Codec) -> dict[str, Any]:
+    data = encode(message, codec)
+    if isinstance(data, str):
+        return {"type": "websocket.send", "text": data}
+    return {"type": "websocket.send", "bytes": data}
+
+
+class Session:
+    def __init__(self, ws: WebSocket, hub: RoomHub, claims: dict[str, Any], codec: Codec) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.codec: Codec = codec
+        conn = secrets.token_urlsafe(6)
+        self.person: dict[str, Any] = {k: v for k, v in claims.items() if k != "exp"}
+        self.person["conn"] = conn
+        self.actor = Actor(self.person["pid"], self.person["role"], conn)
+        self.queue: deque[tuple[bytes | str, str | None, bool]] = deque()
+        self.wakeup = asyncio.Event()
+        self.sent_id: str | None = None
+        self.closing = False
+        self.bucket = TokenBucket(COMMAND_RATE, COMMAND_BURST)
+
+    # -- outbound ------------------------------------------------------------------------
+
+    def deliver(self, frame: bytes | str, *, entry_id: str | None = None,
+                ephemeral: bool = False) -> None:
+        """Queue one encoded frame; never blocks, never awaits (the hub calls it for all)."""
+        if self.closing:
+            return
+        if len(self.queue) >= MAX_QUEUE:
+            metrics = self.hub.metrics
+            if ephemeral:
+                metrics.queue_drops.labels("ephemeral").inc()
+                return
+            kept = deque(item for item in self.queue if not item[2])
+            metrics.queue_drops.labels("ephemeral").inc(len(self.queue) - len(kept))
+            if len(kept) >= MAX_QUEUE:
+                self._overflow()
+                return
+            self.queue = kept
+        self.queue.append((frame, entry_id, ephemeral))
+        self.wakeup.set()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.deliver(encode(message, self.codec))
+
+    def _overflow(self) -> None:
+        self.closing = True
+        self.queue.clear()
+        self.hub.detach(self)
+        self.hub.metrics.slow_closes.inc()
+        self.hub.metrics.queue_drops.labels("overflow").inc()
+        reason = f"slow consumer; resume after {self.sent_id or '0-0'}"
+        log.info("closing slow connection %s (%s)", self.person["conn"], reason)
+        asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
+
+    async def _write(self) -> None:
+        send = self.ws.send
+        queue = self.queue
+        while True:
+            if not self.queue:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+                queue = self.queue  # _overflow may have swapped it
+                continue
+            queue = self.queue
+            frame, entry_id, _ = queue.popleft()
+            if isinstance(frame, str):
+                await send({"type": "websocket.send", "text": frame})
+            else:
+                await send({"type": "websocket.send", "bytes": frame})
+            if entry_id is not None:
+                self.sent_id = entry_id
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def run(self, after: str | None) -> None:
+        hub = self.hub
+        await hub.ready.wait()
+        self._welcome(after)
+        hub.attach(self)
+        writer = asyncio.create_task(self._write(), name=f"writer-{self.person['conn']}")
+        try:
+            await hub.submit(Actor("node", SYSTEM), "join", self._join_args(),
+                             f"join:{self.person['conn']}")
+            await self._read()
+        except (WebSocketDisconnect, Unavailable):
+            pass
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            await hub.leave(self)
+
+    def _join_args(self) -> dict[str, Any]:
+        p = self.person
+        keys = ("pid", "name", "role", "org", "country", "lang", "conn", "booth", "pair")
+        return {k: p[k] for k in keys if p.get(k) is not None}
+
+    def _welcome(self, after: str | None) -> None:
+        hub = self.hub
+        state = hub.state
+        welcome: dict[str, Any] = {
+            "type": "welcome", "room": hub.room, "you": self.person,
+            "last": state["meta"]["last"], "now": int(time.time() * 1000),
+            "assembly": hub.assembly_info,
+        }
+        missed = hub.missed_since(after) if after else None
+        if missed is not None and len(missed) < MAX_QUEUE // 2:
+            welcome["resumed"] = True
+            self.send(welcome)
+            from .fold import visible
+
+            for entry_id, events in missed:
+                mine = [e for e in events if visible(e, self.person)]
+                if mine:
+                    self.deliver(encode({"type": "events", "id": entry_id, "events": mine},
+                                        self.codec), entry_id=entry_id)
+        else:
+            welcome["resumed"] = False
+            welcome["state"] = hub.view_for(self.person)
+            self.send(welcome)
+
+    async def _read(self) -> None:
+        receive = self.ws.receive
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            frame = message.get("text")
+            if frame is None:
+                frame = message.get("bytes") or b""
+            cid = None
+            try:
+                data = decode(frame, "json" if isinstance(frame, str) else "msgpack")
+                cid = data.get("cid") if isinstance(data.get("cid"), str) else None
+                await self._handle(data)
+            except HemicycleError as exc:
+                self.hub.metrics.bad_frames.labels(exc.code).inc()
+                if cid is not None:
+                    self.hub.metrics.commands.labels(exc.code).inc()
+                    self.send({"type": "reply", "cid": cid, "ok": False, **exc.to_wire()})
+                else:
+                    self.send({"type": "error", **exc.to_wire()})
+
+    async def _handle(self, data: dict[str, Any]) -> None:
+        kind = data["type"]
+        if kind == "command":
+            await self._command(data)
+        elif kind == "ping":
+            self.send({"type": "pong", "now": int(time.time() * 1000), "echo": data.get("echo")})
+        elif kind == "react":
+            if not self.bucket.take():
+                raise RateLimited("too many reactions; slow down")
+            await self.hub.react(self.person, data)
+        else:
+            from .errors import UnknownType
+
+            raise UnknownType(f"unknown message type {kind!r}")
+
+    async def _command(self, data: dict[str, Any]) -> None:
+        cid = arg_str(data, "cid", max_len=64)
+        name = arg_str(data, "name", max_len=64)
+        assert cid is not None and name is not None
+        room = data.get("room")
+        if room is not None and room != self.hub.room:
+            raise WrongRoom(f"this connection is for room {self.hub.room!r}, not {room!r}")
+        if not self.bucket.take():
+            raise RateLimited("too many commands; slow down")
+        args = data.get("args", {})
+        if args is None:
+            args = {}
+        outcome = await self.hub.submit(self.actor, name, args, f"{self.actor.pid}:{cid}")
+        if outcome.error is not None:
+            self.hub.metrics.commands.labels(outcome.error["code"]).inc()
+            self.send({"type": "reply", "cid": cid, "ok": False, **outcome.error,
+                       "duplicate": outcome.duplicate})
+        else:
+            self.hub.metrics.commands.labels("ok").inc()
+            self.send({"type": "reply", "cid": cid, "ok": True, "duplicate": outcome.duplicate})
+
+
+__all__ = ["websocket_endpoint", "Session", "BadFrame"]

@@ -1,0 +1,218 @@
+"""Shared fixtures: real redis-server, real uvicorn nodes, invites, Chromium.
+
+Everything listens on 127.0.0.1 and free ports. The full suite runs inside a network
+namespace that has only ``lo`` (scripts/test.sh); browser tests refuse to start outside one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from server.app import create_app
+from server.auth import Invites
+from server.backends import Backends, open_backends
+from server.config import DEFAULT_CONFIG, Assembly, Settings, load_assembly
+
+SECRET = "test-secret-" + "s" * 24
+SCALE = float(os.environ.get("HEMICYCLE_TEST_TIMEOUT_SCALE", "1"))
+
+
+def timeout(seconds: float) -> float:
+    """A test timeout, scaled for slow machines (HEMICYCLE_TEST_TIMEOUT_SCALE)."""
+    return seconds * SCALE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RedisServer:
+    port: int
+    dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    appendfsync: str = "everysec"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--save", "", "--appendonly", "yes", "--appendfsync", self.appendfsync,
+             "--daemonize", "no", "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), 0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        pytest.fail(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def flush(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), 2) as s:
+            s.sendall(b"FLUSHALL\r\n")
+            s.recv(16)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with tempfile.TemporaryDirectory(prefix="hc-redis-") as tmp:
+        server = RedisServer(free_port(), Path(tmp))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A clean database on the session's redis-server."""
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def assembly() -> Assembly:
+    return load_assembly(DEFAULT_CONFIG)
+
+
+@pytest.fixture
+def invites() -> Invites:
+    return Invites(SECRET)
+
+
+@dataclass
+class RunningNode:
+    url: str
+    port: int
+    app: Any
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    @property
+    def node(self) -> Any:
+        return self.app.state.node
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+NodeFactory = Callable[..., Awaitable[RunningNode]]
+
+
+@pytest.fixture
+async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
+    """Start uvicorn nodes on free ports: ``await start_node(backend_url_or_Backends)``."""
+    running: list[RunningNode] = []
+
+    async def start(backend: str | Backends = "memory://", *, config: Assembly | None = None,
+                    name: str | None = None, **uvicorn_kw: Any) -> RunningNode:
+        port = free_port()
+        backends = backend if isinstance(backend, Backends) else None
+        url = backend if isinstance(backend, str) else backend.url
+        settings = Settings(port=port, secret=SECRET, backend=url, node=name or f"n{port}")
+        app = create_app(settings, config or assembly, backends)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+            ws_max_size=1024 * 1024, **uvicorn_kw))
+        task = asyncio.create_task(server.serve())
+        deadline = time.monotonic() + timeout(10)
+        while not server.started:
+            if task.done():
+                task.result()
+                pytest.fail("server stopped during start")
+            if time.monotonic() > deadline:
+                pytest.fail("server did not start")
+            await asyncio.sleep(0.01)
+        node = RunningNode(f"http://127.0.0.1:{port}", port, app, server, task)
+        running.append(node)
+        return node
+
+    yield start
+    for node in running:
+        if not node.task.done():
+            await node.stop()
+
+
+@pytest.fixture
+def shared_memory() -> Backends:
+    """One memory backend that several in-process nodes can share."""
+    return open_backends("memory://")
+
+
+# --- Chromium -----------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--allow-loopback-in-peer-connection",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def only_loopback() -> bool:
+    """True inside a network namespace that has nothing but ``lo``."""
+    out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    return all(line.split()[1] == "lo" for line in out.splitlines() if line.strip())
+
+
+@pytest.fixture(scope="session")
+def browser_args() -> list[str]:
+    return list(CHROMIUM_ARGS)
+
+
+@pytest.fixture
+async def browser(browser_args: list[str]) -> AsyncIterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is not installed: run scripts/test.sh, which installs it")
+    if not only_loopback():
+        pytest.fail("browser tests run only in a loopback-only network namespace: "
+                    "use scripts/test.sh (unshare --net)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=browser_args)
+        try:
+            yield b
+        finally:
+            await b.close()
