@@ -112,8 +112,9 @@ async def healthz(request: Request) -> Response:
     rooms = {rid: {"ready": hub.ready.is_set(), "last": hub.state["meta"]["last"],
                    "connections": len(hub.sinks)} for rid, hub in node.hubs.items()}
     ok = all(r["ready"] for r in rooms.values())
-    return JSONResponse({"ok": ok, "node": node.name, "backend": node.settings.backend.split("@")[-1],
-                         "rooms": rooms}, 200 if ok else 503)
+    backend = node.settings.backend.split("@")[-1]  # never show a password
+    return JSONResponse({"ok": ok, "node": node.name, "backend": backend, "rooms": rooms},
+                        200 if ok else 503)
 
 
 async def metrics(request: Request) -> Response:

@@ -6,6 +6,7 @@ import argparse
 import secrets
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .auth import Invites
 from .config import Assembly, Settings, load_assembly
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_env(
         host=getattr(args, "host", None), port=getattr(args, "port", None),
         config=args.config, backend=getattr(args, "backend", None),
@@ -112,7 +113,7 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
 
     from .app import create_app
 
-    extra: dict[str, object] = {}
+    extra: dict[str, Any] = {}
     if demo:
         extra["backend"] = getattr(args, "backend", None) or "memory://"
         if not Settings.from_env().secret:

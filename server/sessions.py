@@ -45,6 +45,7 @@ CLOSE_BAD_TOKEN = 4001
 CLOSE_UNKNOWN_ROOM = 4004
 CLOSE_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
+CLOSE_GRACE = 10.0
 
 COMMAND_RATE = 10.0
 COMMAND_BURST = 30.0
@@ -113,6 +114,7 @@ class Session:
         self.wakeup = asyncio.Event()
         self.sent_id: str | None = None
         self.closing = False
+        self._closer: asyncio.Task[None] | None = None
         self.bucket = TokenBucket(COMMAND_RATE, COMMAND_BURST)
 
     # -- outbound ------------------------------------------------------------------------
@@ -147,11 +149,13 @@ class Session:
         self.hub.metrics.queue_drops.labels("overflow").inc()
         reason = f"slow consumer; resume after {self.sent_id or '0-0'}"
         log.info("closing slow connection %s (%s)", self.person["conn"], reason)
-        asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW, reason))
+        self._closer = asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW, reason))
 
     async def _close(self, code: int, reason: str) -> None:
+        # The close frame waits behind what the socket already holds; a client that does
+        # not read it within CLOSE_GRACE is dropped instead of being waited for.
         with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+            await asyncio.wait_for(self.ws.close(code, reason), CLOSE_GRACE)
 
     async def _write(self) -> None:
         send = self.ws.send
@@ -182,7 +186,13 @@ class Session:
         try:
             await hub.submit(Actor("node", SYSTEM), "join", self._join_args(),
                              f"join:{self.person['conn']}")
-            await self._read()
+            reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
+            while not reader.done():
+                await asyncio.wait({reader}, timeout=1.0)
+                if self._closer is not None and self._closer.done():
+                    reader.cancel()  # closed as a slow consumer: stop serving it
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await reader
         except (WebSocketDisconnect, Unavailable):
             pass
         finally:
