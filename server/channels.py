@@ -18,7 +18,8 @@ State (``state["channels"]``). The media slice reads ``channels[*].live``, ``.co
         live:      pid | None            the one interpreter on air
         since:     ts | None             when ``live`` went on air
         cough:     bool                  the live interpreter holds the cough key (muted)
-        handover:  None | {kind: "request"|"offer", from: pid, to: pid, ts, expires}
+        handover:  None | {kind: "request"|"offer", asker: pid, answerer: pid, ts, expires}
+                   request: a partner asks the live one; offer: the live one offers
         away:      None | {pid, since, until}   ``live`` disconnected; off air at ``until``
         last_off:  None | {pid, reason, ts}     why the last interpreter went off air
     }}
@@ -304,7 +305,8 @@ def apply_released(state: State, event: Event) -> None:
 
 
 def check_offer(args: dict[str, Any]) -> dict[str, Any]:
-    return {**check_opt_lang(args), "to": arg_str(args, "to", max_len=64, required=False)}
+    return {**check_opt_lang(args),
+            "partner": arg_str(args, "partner", max_len=64, required=False)}
 
 
 def decide_request(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -328,42 +330,43 @@ def decide_offer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
         raise Refused("a handover is already pending in this booth", code="handover_pending")
     partners = [pid for pid, i in state["channels"]["interpreters"].items()
                 if i["booth"] == booth and pid != actor.pid and _online(state, pid)]
-    to = args["to"]
-    if to is None:
+    partner = args["partner"]
+    if partner is None:
         if not partners:
             raise Refused("no partner of your booth is online", code="no_partner")
         if len(partners) > 1:
-            raise BadArgs("several partners are online: say which one with 'to'")
-        to = partners[0]
-    elif to not in partners:
-        raise Refused(f"{to!r} is not an online partner in the {booth!r} booth",
+            raise BadArgs("several partners are online: say which one with 'partner'")
+        partner = partners[0]
+    elif partner not in partners:
+        raise Refused(f"{partner!r} is not an online partner in the {booth!r} booth",
                       code="no_partner")
-    return [_asked("handover.offered", booth, actor.pid, to, state, ts)]
+    return [_asked("handover.offered", booth, actor.pid, partner, state, ts)]
 
 
-def _asked(kind: str, lang: str, frm: str, to: str, state: State, ts: int) -> Event:
+def _asked(kind: str, lang: str, asker: str, answerer: str, state: State, ts: int) -> Event:
     expires = ts + state["channels"]["settings"]["handover_ms"]
-    return {"type": kind, "lang": lang, "from": frm, "to": to, "ts": ts, "expires": expires}
+    return {"type": kind, "lang": lang, "asker": asker, "answerer": answerer, "ts": ts,
+            "expires": expires}
 
 
 def decide_accept(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     _, booth = _booth_of(state, actor, args["lang"])
     channel = _channel(state, booth)
     pending = _pending(channel, ts)
-    if pending is None or pending["to"] != actor.pid:
+    if pending is None or pending["answerer"] != actor.pid:
         raise Refused("nobody asked you for a handover", code="no_handover")
-    incoming = pending["from"] if pending["kind"] == "request" else actor.pid
+    incoming = pending["asker"] if pending["kind"] == "request" else actor.pid
     if not _online(state, incoming):
         raise Refused("your partner is not connected", code="partner_offline")
     _refuse_loop(state, booth, state["channels"]["interpreters"][incoming]["input"])
-    return [{"type": "air.handed", "lang": booth, "from": channel["live"], "to": incoming,
-             "ts": ts}]
+    return [{"type": "air.handed", "lang": booth, "outgoing": channel["live"],
+             "incoming": incoming, "ts": ts}]
 
 
 def decide_decline(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     _, booth = _booth_of(state, actor, args["lang"])
     pending = _pending(_channel(state, booth), ts)
-    if pending is None or pending["to"] != actor.pid:
+    if pending is None or pending["answerer"] != actor.pid:
         raise Refused("nobody asked you for a handover", code="no_handover")
     return [{"type": "handover.declined", "lang": booth, "by": actor.pid}]
 
@@ -371,7 +374,7 @@ def decide_decline(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
 def decide_cancel(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     _, booth = _booth_of(state, actor, args["lang"])
     pending = _pending(_channel(state, booth), ts)
-    if pending is None or pending["from"] != actor.pid:
+    if pending is None or pending["asker"] != actor.pid:
         raise Refused("you have no pending handover", code="no_handover")
     return [{"type": "handover.cancelled", "lang": booth, "by": actor.pid,
              "reason": "cancelled"}]
@@ -380,8 +383,8 @@ def decide_cancel(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
 def apply_asked(state: State, event: Event) -> None:
     kind = "request" if event["type"] == "handover.requested" else "offer"
     state["channels"]["channels"][event["lang"]]["handover"] = {
-        "kind": kind, "from": event["from"], "to": event["to"], "ts": event["ts"],
-        "expires": event["expires"]}
+        "kind": kind, "asker": event["asker"], "answerer": event["answerer"],
+        "ts": event["ts"], "expires": event["expires"]}
 
 
 def apply_handover_over(state: State, event: Event) -> None:
@@ -391,7 +394,8 @@ def apply_handover_over(state: State, event: Event) -> None:
 def apply_handed(state: State, event: Event) -> None:
     """The swap: one event, so listeners never hear two interpreters nor a gap."""
     channel = state["channels"]["channels"][event["lang"]]
-    channel.update(live=event["to"], since=event["ts"], cough=False, handover=None, away=None)
+    channel.update(live=event["incoming"], since=event["ts"], cough=False, handover=None,
+                   away=None)
 
 
 # --- disconnects, reconnects, expiry -------------------------------------------------------
@@ -438,7 +442,7 @@ def _gone(state: State, pid: str, ts: int) -> list[Event]:
     grace = state["channels"]["settings"]["grace_ms"]
     for lang, channel in state["channels"]["channels"].items():
         pending = _pending(channel, ts)
-        if pending is not None and pid in (pending["from"], pending["to"]):
+        if pending is not None and pid in (pending["asker"], pending["answerer"]):
             out.append({"type": "handover.cancelled", "lang": lang, "by": pid,
                         "reason": "disconnected"})
         if channel["live"] == pid and channel["away"] is None:

@@ -38,6 +38,8 @@ class Room:
         entry = {"cid": f"c{self.n}", "actor": {"pid": pid, "role": role, "conn": None},
                  "cmd": cmd, "args": args or {}, "ts": self.ts}
         outcome = fold.fold(self.state, f"{self.n}-0", entry)
+        for event in outcome.events:  # "to" is the one routing key: a list, never a field
+            assert isinstance(event.get("to", []), list), event
         self.log.append((entry, outcome))
         return outcome
 
@@ -176,7 +178,7 @@ def test_request_accept_is_one_swap_event() -> None:
     assert room.ch["channels"]["es"]["handover"]["kind"] == "request"
     events = room.do(ES1, "handover.accept")
     assert [e["type"] for e in events] == ["air.handed"]
-    assert events[0]["from"] == ES1 and events[0]["to"] == ES2
+    assert events[0]["outgoing"] == ES1 and events[0]["incoming"] == ES2
     assert room.live("es") == ES2 and room.ch["channels"]["es"]["handover"] is None
 
 
@@ -184,10 +186,10 @@ def test_offer_accept_and_decline_and_cancel() -> None:
     room = booths()
     room.do(ES1, "air.take")
     room.do(ES1, "handover.offer")
-    assert room.ch["channels"]["es"]["handover"]["to"] == ES2
+    assert room.ch["channels"]["es"]["handover"]["answerer"] == ES2
     room.do(ES2, "handover.decline")
     assert room.live("es") == ES1 and room.ch["channels"]["es"]["handover"] is None
-    room.do(ES1, "handover.offer", {"to": ES2})
+    room.do(ES1, "handover.offer", {"partner": ES2})
     room.do(ES1, "handover.cancel")
     assert room.ch["channels"]["es"]["handover"] is None
     room.do(ES1, "handover.offer")
@@ -216,7 +218,7 @@ def test_handover_rules() -> None:
     assert room.refused(ES2, "handover.request") == "handover_pending"
     assert room.refused(ES1, "handover.offer") == "handover_pending"
     room.do(ES1, "handover.decline")
-    assert room.refused(ES1, "handover.offer", {"to": FR1}) == "no_partner"
+    assert room.refused(ES1, "handover.offer", {"partner": FR1}) == "no_partner"
     room.leave(ES2)
     assert room.refused(ES1, "handover.offer") == "no_partner"
 
@@ -226,7 +228,7 @@ def test_offer_needs_a_name_with_several_partners() -> None:
     room.join(ES3, "interpreter", booth="es", pair=["en", "es"])
     room.do(ES1, "air.take")
     assert room.refused(ES1, "handover.offer") == "bad_args"
-    room.do(ES1, "handover.offer", {"to": ES3})
+    room.do(ES1, "handover.offer", {"partner": ES3})
     assert room.refused(ES2, "handover.accept") == "no_handover"
     room.do(ES3, "handover.accept")
     assert room.live("es") == ES3
@@ -545,8 +547,9 @@ def _assert_invariants(room: Room, vouched: dict[str, set[str]]) -> None:
             assert channel["cough"] is False
         h = channel["handover"]
         if h is not None:
-            assert live in (h["from"], h["to"]) and h["from"] != h["to"]
-            other = h["to"] if h["from"] == live else h["from"]
+            assert live in (h["asker"], h["answerer"]) and h["asker"] != h["answerer"]
+            assert (h["kind"] == "offer") == (h["asker"] == live)
+            other = h["answerer"] if h["asker"] == live else h["asker"]
             assert ch["interpreters"][other]["booth"] == lang
     assert len(live_anywhere) == len(set(live_anywhere)), "nobody on air twice"
     for lang in ch["channels"]:  # no relay loop among live channels
@@ -568,7 +571,7 @@ def _resolve(room: Room, who: str) -> str:
     h = channel["handover"] or {}
     partner = next((p for p in PEOPLE if p != channel["live"]
                     and channels._online(room.state, p)), None)
-    found = {"live": channel["live"], "target": h.get("to"), "asker": h.get("from"),
+    found = {"live": channel["live"], "target": h.get("answerer"), "asker": h.get("asker"),
              "partner": partner}.get(who, who)
     return found or ES1
 
@@ -597,7 +600,7 @@ def test_booth_state_machine_properties(steps: list[tuple[str, str, int, str]]) 
         if action in cmds:
             if pid not in online:
                 continue
-            args = {"to": source} if action == "offer" and source in PEOPLE else {}
+            args = {"partner": source} if action == "offer" and source in PEOPLE else {}
             outcome = room.entry(pid, "interpreter", cmds[action], args, at=at)
         elif action == "cough":
             if pid not in online:
@@ -643,11 +646,11 @@ def test_booth_state_machine_properties(steps: list[tuple[str, str, int, str]]) 
                 vouched[event["lang"]].add(pid)
             elif event["type"] == "air.handed":
                 h = before["handover"]
-                assert h is not None and event["from"] == before["live"]
+                assert h is not None and event["outgoing"] == before["live"]
                 # request: the live one (actor) accepted the requester; offer: actor accepted
-                assert action == "accept" and pid == h["to"]
-                assert event["to"] == (h["from"] if h["kind"] == "request" else pid)
-                vouched["es"].add(event["to"])
+                assert action == "accept" and pid == h["answerer"]
+                assert event["incoming"] == (h["asker"] if h["kind"] == "request" else pid)
+                vouched["es"].add(event["incoming"])
         if outcome.error is not None:
             assert room.state["channels"]["channels"]["es"] == before
         _assert_invariants(room, vouched)
