@@ -8,13 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import NodeFactory, timeout
 
 from server import channels
 from server.auth import Invites
 from server.client import Client
 from server.config import Assembly
-
-from conftest import NodeFactory, timeout
 
 ROOM = "plenary"
 
