@@ -240,3 +240,24 @@ async def test_transcript_export(start_node: NodeFactory, invites: Invites) -> N
     finally:
         await cap.close()
         await es1.close()
+
+
+def test_demo_prints_two_interpreters_per_booth_and_a_captioner(assembly: Assembly) -> None:
+    from urllib.parse import urlsplit
+
+    from conftest import SECRET
+
+    from server.cli import demo_links
+    from server.config import Settings
+
+    links = demo_links(Settings(secret=SECRET), assembly)
+    verify = Invites(SECRET).verify
+    claims = [verify(urlsplit(link).fragment.removeprefix("t=")) for _, link in links]
+    booths: dict[str, list[str]] = {}
+    for c in claims:
+        if c["role"] == "interpreter":
+            assert c["room"] == ROOM and c["pair"] == ["en", c["booth"]]
+            booths.setdefault(c["booth"], []).append(c["name"])
+    assert {k: len(v) for k, v in booths.items()} == {"es": 2, "fr": 2, "ru": 2}
+    assert any(c["role"] == "captioner" for c in claims)
+    assert any("Interpreter, es booth" in label for label, _ in links)
