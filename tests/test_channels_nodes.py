@@ -8,12 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import NodeFactory, timeout
 
 from server import channels
 from server.auth import Invites
 from server.client import Client
 from server.config import Assembly
+
+from .conftest import NodeFactory, timeout
 
 ROOM = "plenary"
 
@@ -245,10 +246,10 @@ async def test_transcript_export(start_node: NodeFactory, invites: Invites) -> N
 def test_demo_prints_two_interpreters_per_booth_and_a_captioner(assembly: Assembly) -> None:
     from urllib.parse import urlsplit
 
-    from conftest import SECRET
-
     from server.cli import demo_links
     from server.config import Settings
+
+    from .conftest import SECRET
 
     links = demo_links(Settings(secret=SECRET), assembly)
     verify = Invites(SECRET).verify
