@@ -143,6 +143,10 @@ def test_moderator_adds_a_channel_live() -> None:
     assert room.refused("chair", "channel.add", {"lang": "en"}) == "floor_language"
     assert room.refused("chair", "channel.add", {"lang": "Deutsch!"}) == "bad_args"
     assert room.refused("ana", "channel.add", {"lang": "it"}) == "forbidden"
+    for i in range(channels.MAX_CHANNELS - 4):
+        room.do("chair", "channel.add", {"lang": "x" + "abcdefghijklmnopqrstuvwxyz"[i % 26]
+                                         + "abcdefghijklmnopqrstuvwxyz"[i // 26]})
+    assert room.refused("chair", "channel.add", {"lang": "it"}) == "too_many_channels"
 
 
 def test_choose_unknown_channel() -> None:
