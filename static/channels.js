@@ -207,7 +207,6 @@
   // --- helpers shared with booth.js ----------------------------------------------------------
   const CH = {
     PRESETS,
-    run: (name, args) => HC.command(name, args).catch((e) => { HC.explain(e); throw e; }),
     quiet: (name, args) => HC.command(name, args).catch((e) => HC.explain(e)),
     nameOf: (pid) => (pid && HC.person(pid)?.name) || pid || "",
     online: (pid) => Boolean(HC.person(pid)?.conns.length),
