@@ -47,8 +47,6 @@ CLOSE_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
 CLOSE_GRACE = 10.0
 
-COMMAND_RATE = 10.0
-COMMAND_BURST = 30.0
 
 
 class TokenBucket:
@@ -84,7 +82,8 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, codec, WrongRoom(f"there is no room {claims['room']!r} here",
                                            code="unknown_room"), CLOSE_UNKNOWN_ROOM)
         return
-    session = Session(ws, hub, claims, codec)
+    session = Session(ws, hub, claims, codec, node.settings.command_rate,
+                      node.settings.command_burst)
     await session.run(ws.query_params.get("after"))
 
 
@@ -102,7 +101,8 @@ def _frame(message: dict[str, Any], codec: Codec) -> dict[str, Any]:
 
 
 class Session:
-    def __init__(self, ws: WebSocket, hub: RoomHub, claims: dict[str, Any], codec: Codec) -> None:
+    def __init__(self, ws: WebSocket, hub: RoomHub, claims: dict[str, Any], codec: Codec,
+                 rate: float = 10.0, burst: float = 30.0) -> None:
         self.ws = ws
         self.hub = hub
         self.codec: Codec = codec
@@ -115,7 +115,7 @@ class Session:
         self.sent_id: str | None = None
         self.closing = False
         self._closer: asyncio.Task[None] | None = None
-        self.bucket = TokenBucket(COMMAND_RATE, COMMAND_BURST)
+        self.bucket = TokenBucket(rate, burst)
 
     # -- outbound ------------------------------------------------------------------------
 

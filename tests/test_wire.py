@@ -211,9 +211,7 @@ async def test_commands_are_rate_limited(start_node: NodeFactory, invites: Invit
 async def test_a_slow_consumer_is_closed_with_a_resume_hint_and_others_carry_on(
         start_node: NodeFactory, invites: Invites, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sessions, "MAX_QUEUE", 16)
-    monkeypatch.setattr(sessions, "COMMAND_RATE", 1e6)
-    monkeypatch.setattr(sessions, "COMMAND_BURST", 1e6)
-    node = await start_node()
+    node = await start_node(settings={"command_rate": 1e6, "command_burst": 1e6})
     chair = await Client.connect(node.url, invites.mint(room="plenary", role="moderator",
                                                         name="Chair"))
     fast = await Client.connect(node.url, invites.mint(room="plenary", role="participant",
