@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -128,15 +129,17 @@ class Procs:
         return proc
 
     def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        # The servers first, redis (started first) last, so no server sees it vanish.
+        for batch in (self.procs[1:], self.procs[:1]):
+            for proc in batch:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in batch:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
 
 
 @dataclass
@@ -154,7 +157,8 @@ def start_redis(procs: Procs) -> tuple[subprocess.Popen[bytes], str]:
         raise SystemExit("redis-server is not installed")
     port = free_port()
     proc = procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1",
-                                 "--dir", str(procs.tmp), "--save", "", "--appendonly", "no"])
+                                 "--dir", str(procs.tmp), "--dbfilename", "fanout.rdb",
+                                 "--save", "", "--appendonly", "no"])
     wait_port(port, proc)
     return proc, f"redis://127.0.0.1:{port}/0"
 
@@ -298,12 +302,18 @@ class RawWebSocket(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: Any = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.received = 0
+        self.frames = 0
+        self.lost: Exception | None = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.write(self.request.encode())
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
         if not self.opened.done():
             self.opened.set_exception(exc or ConnectionError("closed during the handshake"))
         if not self.closed.done():
@@ -323,9 +333,15 @@ class RawWebSocket(asyncio.Protocol):
         masked = (int.from_bytes(data, "big") ^ key).to_bytes(n, "big") if n else b""
         self.transport.write(head + mask + masked)
 
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.send((1000).to_bytes(2, "big"), 8)
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         buf = self.buffer
         buf += data
+        self.received += len(data)
         if not self.upgraded:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
@@ -354,11 +370,14 @@ class RawWebSocket(asyncio.Protocol):
                 break
             payload = bytes(buf[start:start + n])
             pos = start + n
+            self.frames += 1
             if opcode in (1, 2):
-                self.on_message(payload, opcode)
+                self.on_message(payload, self)
             elif opcode == 9:
                 self.send(payload, 10)  # pong
             elif opcode == 8:
+                self.close_code = int.from_bytes(payload[:2], "big") if payload else 1005
+                self.close_reason = payload[2:].decode(errors="replace")
                 self.transport.close()
         del buf[:pos]
 
@@ -373,10 +392,19 @@ async def raw_connect(url: str, path: str, on_message: Any, subprotocol: str | N
     return proto
 
 
+async def opened(ws: RawWebSocket, hello: asyncio.Future[None], what: str) -> None:
+    """Wait for ``hello`` (welcome, join ack); fail at once if the socket closes first."""
+    await asyncio.wait({hello, ws.closed}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if not hello.done():
+        raise ConnectionError(f"no {what}: " + (
+            f"closed ({ws.close_code} {ws.close_reason})" if ws.closed.done() else "timed out")
+            + f" after {ws.received} bytes, {ws.frames} frames, error {ws.lost!r}")
+
+
 async def client_hemicycle(url: str, token: str, tally: Tally, deflate: bool) -> None:
     welcomed = asyncio.get_running_loop().create_future()
 
-    def on_message(frame: bytes, _: int) -> None:
+    def on_message(frame: bytes, _: RawWebSocket) -> None:
         message = unpack(frame)
         kind = message["type"]
         if kind == "events":
@@ -387,47 +415,52 @@ async def client_hemicycle(url: str, token: str, tally: Tally, deflate: bool) ->
             welcomed.set_result(None)
 
     ws = await raw_connect(url, "/ws?token=" + token, on_message, MSGPACK, deflate)
-    await asyncio.wait_for(welcomed, 60)
+    await opened(ws, welcomed, "welcome")
     yield_ready()
-    await ws.closed
+    try:
+        await ws.closed
+    finally:
+        ws.close()
 
 
 async def client_bare(url: str, _: str, tally: Tally, deflate: bool) -> None:
     ws = await raw_connect(url, "/ws", lambda frame, _: tally.record(frame.decode()),
                            None, deflate)
     yield_ready()
-    await ws.closed
+    try:
+        await ws.closed
+    finally:
+        ws.close()
 
 
 async def client_socketio_raw(url: str, _: str, tally: Tally, deflate: bool) -> None:
     """Engine.IO 4 / Socket.IO 5 over the websocket transport, spoken by hand: the same
     lean frame reader as the other peers (``--sio-client native`` uses socketio's own)."""
     joined = asyncio.get_running_loop().create_future()
-    ws: RawWebSocket | None = None
 
-    def on_message(frame: bytes, _: int) -> None:
+    def on_message(frame: bytes, ws: RawWebSocket) -> None:
         text = frame.decode()
         if text.startswith("42"):
             event, data = json.loads(text[2:])
             if event == "msg":
                 tally.record(data)
         elif text == "2":
-            assert ws is not None
             ws.send(b"3", 1)  # engine.io pong
         elif text.startswith("0"):
-            assert ws is not None
             ws.send(b"40", 1)  # socket.io connect to "/"
         elif text.startswith("40"):
-            assert ws is not None
             ws.send(b'421["join"]', 1)  # join, with ack id 1
         elif text.startswith("431") and not joined.done():
             joined.set_result(None)
 
     ws = await raw_connect(url, "/socket.io/?EIO=4&transport=websocket", on_message, None,
                            deflate)
-    await asyncio.wait_for(joined, 60)
+    await opened(ws, joined, "join ack")
     yield_ready()
-    await ws.closed
+    try:
+        await ws.closed
+    finally:
+        ws.close()
 
 
 async def client_websockets(peer: str, url: str, token: str, tally: Tally,
@@ -528,9 +561,12 @@ def client_worker(peer: str, jobs: list[tuple[str, str]], options: dict[str, Any
             else:
                 break
         loop.remove_reader(conn.fileno())
-        for t in tasks:
+        for i, t in enumerate(tasks):  # leave in batches too, as people do, not all at once
             t.cancel()
+            if i % 50 == 49:
+                await asyncio.sleep(0.1)
         await asyncio.gather(*tasks, return_exceptions=True)
+        conn.send("closed")
 
     asyncio.run(main())
 
@@ -567,6 +603,8 @@ class HemicyclePublisher(Publisher):
         from websockets.asyncio.client import connect
 
         self.conns = []
+        self.prefix = os.urandom(6).hex()  # cids are unique per run: a repeat is ignored
+        self.cids = itertools.count()
         self.replies: dict[str, int] = {}
         self.received = 0
         self.readers = []
@@ -584,14 +622,16 @@ class HemicyclePublisher(Publisher):
                 message = unpack(frame)
                 if message["type"] == "reply":
                     key = "accepted" if message["ok"] else message["code"]
+                    if message.get("duplicate"):
+                        key = "duplicate"
                     self.replies[key] = self.replies.get(key, 0) + 1
                 elif message["type"] == "events":
                     self.received += sum(e["type"] == "notice" for e in message["events"])
 
     async def send(self, i: int, text: str) -> None:
         await self.conns[i % len(self.conns)].send(
-            pack({"type": "command", "cid": f"p{i}-{text[:12]}", "name": "notice.post",
-                  "args": {"text": text}}))
+            pack({"type": "command", "cid": f"{self.prefix}-{next(self.cids)}",
+                  "name": "notice.post", "args": {"text": text}}))
 
     async def settle(self, sent: int) -> dict[str, int]:
         deadline = time.monotonic() + 10
@@ -775,12 +815,32 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
         if "pub_mine" in locals():
             with contextlib.suppress(Exception):
                 pub_mine.send(("stop",))
+        for pipe in pipes:
+            with contextlib.suppress(Exception):
+                if pipe.poll(60):
+                    pipe.recv()
+        if peer.name == "hemicycle":
+            settle_hemicycle(peer, log)
         for proc in procs:
             proc.join(15)
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
     return steps
+
+
+def settle_hemicycle(peer: Peer, log: Any) -> None:
+    """Wait until both nodes have let every client go (their ``leave`` folded)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        left = 0
+        for url in peer.urls:
+            with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
+                left += json.loads(r.read())["rooms"][ROOM]["connections"]
+        if left == 0:
+            return
+        time.sleep(0.2)
+    log(f"  hemicycle: {left} connections still open after 60 s")
 
 
 def run_step(step: Step, index: int, peer: Peer, pipes: list[Any], pub: Any,
@@ -933,6 +993,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 20 clients, one rate, 2 s steps")
     parser.add_argument("--json", help="also write every step as JSON to this file")
+    parser.add_argument("--logs", help="keep the servers' logs in this directory")
     parser.add_argument("--serve", choices=("socketio", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
@@ -963,7 +1024,9 @@ def main() -> None:
     started = time.monotonic()
     steps: list[Step] = []
     with tempfile.TemporaryDirectory(prefix="hc-fanout-") as tmpdir:
-        procs = Procs(Path(tmpdir))
+        logdir = Path(args.logs or tmpdir)
+        logdir.mkdir(parents=True, exist_ok=True)
+        procs = Procs(logdir)
         try:
             redis_proc, redis_url = start_redis(procs)
             running: dict[str, Peer] = {}
@@ -973,7 +1036,7 @@ def main() -> None:
                 running["socketio"] = start_socketio(procs, redis_url)
             if "bare" in peers:
                 running["bare"] = start_bare(procs)
-            log(f"servers up in {time.monotonic() - started:.1f} s; logs in {tmpdir}")
+            log(f"servers up in {time.monotonic() - started:.1f} s; logs in {logdir}")
             deadline = started + args.budget
             for n in counts:
                 for name in peers:
