@@ -745,7 +745,10 @@ class Step:
     client_cpu_us: float = 0.0
     publisher_deliveries: int = 0
     ok: bool = False
+    saturated: bool = False
+    """Under 90% of the target delivered per second: the peer (or the machine) is full."""
     why: str = ""
+    attempt: int = 1
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -755,8 +758,15 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 
 def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, workers: int,
-             redis_pid: int, options: dict[str, Any], deadline: float, log: Any) -> list[Step]:
-    """Connect ``clients``, climb the rate ladder, disconnect; one Step per rate tried."""
+             redis_pid: int, options: dict[str, Any], deadline: float, retries: int,
+             log: Any) -> list[Step]:
+    """Connect ``clients``, climb the rate ladder, disconnect; one Step per rate tried.
+
+    The ladder ends at saturation (under 90% of the target delivered in time), a loss, or
+    two rates in a row with p99 over the limit. A step late on p99 alone is run again
+    ``retries`` times and the last attempt kept: this machine is shared, and one stall of
+    a neighbour's process moves a 4-second p99.
+    """
     invites = Invites(SECRET)
     jobs = [(peer.urls[i % len(peer.urls)],
              invites.mint(room=ROOM, role="participant", name=f"Client {i}")
@@ -798,16 +808,24 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
         pub_mine.recv()
         time.sleep(0.3)
 
-        for index, target in enumerate(targets):
+        late = 0
+        index = 0
+        for target in targets:
             if time.monotonic() > deadline:
                 log(f"  {peer.name}: time budget spent; higher rates skipped")
                 break
-            step = Step(peer.name, clients, target, target / clients, seconds)
+            for attempt in range(1 + retries):
+                step = Step(peer.name, clients, target, target / clients, seconds,
+                            attempt=attempt + 1)
+                run_step(step, index, peer, pipes, pub_mine, redis_pid)
+                index += 1
+                log(f"  {fmt_row(step)}")
+                if step.ok or step.saturated or step.why != "p99 > 50 ms":
+                    break  # only a late p99 with everything delivered is worth a second try
             steps.append(step)
-            run_step(step, index, peer, pipes, pub_mine, redis_pid)
-            log(f"  {fmt_row(step)}")
-            if not step.ok:
-                break
+            late = late + 1 if not step.ok else 0
+            if step.saturated or (not step.ok and step.why != "p99 > 50 ms") or late >= 2:
+                break  # saturated, lost or refused, or late twice in a row: the ladder ends
     finally:
         for pipe in pipes:
             with contextlib.suppress(Exception):
@@ -905,6 +923,9 @@ def run_step(step: Step, index: int, peer: Peer, pipes: list[Any], pub: Any,
         problems.append(f"p99 > {P99_LIMIT_MS:g} ms")
     if step.delivered == 0:
         problems.append("nothing delivered")
+    step.saturated = step.delivered_per_s < 0.9 * step.target
+    if step.saturated:
+        problems.append("saturated")
     step.ok = not problems
     step.why = "; ".join(problems) or "ok"
 
@@ -921,7 +942,7 @@ def cells(s: Step) -> tuple[str, ...]:
             f"{s.delivered:,}/{s.expected:,}", f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}",
             f"{s.server_cpu_us:.1f}", f"{s.server_cores:.2f}",
             f"{s.redis_cpu_us:.1f}" if s.peer != "bare" else "-",
-            f"{s.client_cpu_us:.1f}", s.why)
+            f"{s.client_cpu_us:.1f}", s.why + (f" (try {s.attempt})" if s.attempt > 1 else ""))
 
 
 def fmt_row(s: Step) -> str:
@@ -940,27 +961,57 @@ def best(steps: list[Step], peer: str, clients: int) -> Step | None:
     return max(passed, key=lambda s: s.delivered_per_s, default=None)
 
 
+def peak(steps: list[Step], peer: str, clients: int) -> Step | None:
+    """The most delivered per second with nothing lost, whatever the latency."""
+    whole = [s for s in steps if s.peer == peer and s.clients == clients
+             and s.delivered >= s.expected > 0]
+    return max(whole, key=lambda s: s.delivered_per_s, default=None)
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    return values[len(values) // 2] if values else 0.0
+
+
+def cpu_ratio(steps: list[Step], clients: int, of: str, to: str) -> tuple[float, int]:
+    """Median over the rates both peers ran without loss of (of µs/delivery ÷ to µs)."""
+    ratios = []
+    for a in steps:
+        if a.peer != of or a.clients != clients or a.delivered < a.expected:
+            continue
+        for b in steps:
+            if (b.peer == to and b.clients == clients and b.target == a.target
+                    and b.delivered >= b.expected and b.server_cpu_us):
+                ratios.append(a.server_cpu_us / b.server_cpu_us)
+    return median(ratios), len(ratios)
+
+
 def summary(steps: list[Step], counts: list[int], peers: list[str]) -> str:
-    lines = ["| clients | " + " | ".join(f"{p} best delivered/s" for p in peers)
-             + " | hemicycle ÷ socketio | hemicycle µs ÷ bare µs (same rates) |",
-             "|" + "---|" * (len(peers) + 3)]
+    lines = ["| clients | peer | best delivered/s with p99 ≤ 50 ms | peak delivered/s, "
+             "nothing lost (its p99) | server µs/delivery (median of steps) |",
+             "|---|---|---|---|---|"]
     for n in counts:
-        bests = {p: best(steps, p, n) for p in peers}
-        row = [f"{n:,}"]
         for p in peers:
-            b = bests[p]
-            row.append(f"{b.delivered_per_s:,.0f} (p99 {b.p99_ms:.1f} ms)" if b else "none")
-        h, s = bests.get("hemicycle"), bests.get("socketio")
-        row.append(f"{h.delivered_per_s / s.delivered_per_s:.2f}×" if h and s else "-")
-        ratios = []
-        for hs in steps:
-            if hs.peer != "hemicycle" or hs.clients != n or not hs.ok:
-                continue
-            for bs in steps:
-                if (bs.peer == "bare" and bs.clients == n and bs.target == hs.target and bs.ok
-                        and bs.server_cpu_us):
-                    ratios.append(hs.server_cpu_us / bs.server_cpu_us)
-        row.append(" ".join(f"{r:.2f}" for r in ratios) or "-")
+            b, k = best(steps, p, n), peak(steps, p, n)
+            cpu = median([s.server_cpu_us for s in steps if s.peer == p and s.clients == n
+                          and s.delivered])
+            lines.append(
+                f"| {n:,} | {p} | "
+                + (f"{b.delivered_per_s:,.0f} (p99 {b.p99_ms:.1f} ms)" if b else "none") + " | "
+                + (f"{k.delivered_per_s:,.0f} ({k.p99_ms:.0f} ms)" if k else "none")
+                + f" | {cpu:.1f} |")
+    if "hemicycle" not in peers:
+        return "\n".join(lines)
+    lines += ["", "| clients | hemicycle ÷ socketio, best (p99 ≤ 50 ms) | hemicycle ÷ socketio, "
+              "peak | hemicycle µs ÷ bare µs per delivery (same rates) |", "|---|---|---|---|"]
+    for n in counts:
+        row = [f"{n:,}"]
+        for pick in (best, peak):
+            h, s = pick(steps, "hemicycle", n), pick(steps, "socketio", n)
+            row.append(f"{h.delivered_per_s / s.delivered_per_s:.2f}×" if h and s
+                       else "hemicycle none" if s else "socketio none" if h else "-")
+        ratio, matched = cpu_ratio(steps, n, "hemicycle", "bare")
+        row.append(f"{ratio:.2f} (median of {matched})" if matched else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -977,10 +1028,13 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(str(t) for t in TARGETS),
                         help="deliveries/s of the rate ladder, comma-separated")
     parser.add_argument("--workers", type=int, default=2, help="client processes")
-    parser.add_argument("--publishers", type=int, default=2,
+    parser.add_argument("--publishers", type=int, default=8,
                         help="hemicycle publisher connections, spread over both nodes")
     parser.add_argument("--budget", type=float, default=540.0,
-                        help="seconds after which no new step starts")
+                        help="seconds after which no new step starts (shared evenly by the "
+                             "client counts)")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="times a step late on p99 alone is run again")
     parser.add_argument("--client", choices=("raw", "websockets"), default="raw",
                         help="client for hemicycle and bare: a lean frame reader (default) or "
                              "the websockets library")
@@ -1036,12 +1090,14 @@ def main() -> None:
                 running["socketio"] = start_socketio(procs, redis_url)
             if "bare" in peers:
                 running["bare"] = start_bare(procs)
-            log(f"servers up in {time.monotonic() - started:.1f} s; logs in {logdir}")
-            deadline = started + args.budget
-            for n in counts:
+            log(f"servers up in {time.monotonic() - started:.1f} s; logs in {logdir}; pids "
+                + ", ".join(f"{p.name} {' '.join(map(str, p.pids))}" for p in running.values())
+                + f", redis {redis_proc.pid}")
+            for k, n in enumerate(counts):
+                deadline = started + args.budget * (k + 1) / len(counts)
                 for name in peers:
                     steps += run_peer(running[name], n, targets, args.seconds, args.workers,
-                                      redis_proc.pid, options, deadline, log)
+                                      redis_proc.pid, options, deadline, args.retries, log)
         finally:
             procs.stop_all()
 
@@ -1050,7 +1106,7 @@ def main() -> None:
           f"{cores} cores (servers, redis, {args.workers} client processes and the publisher "
           f"share them)\n")
     print(table(steps))
-    print("\n### Best passing step (p99 ≤ 50 ms, nothing lost)\n")
+    print("\n### Per peer and client count\n")
     print(summary(steps, counts, peers))
     print(f"\ntotal {time.monotonic() - started:.0f} s")
     if args.json:

@@ -1,0 +1,44 @@
+"""bench/fanout.py --quick runs end to end: every peer delivers and the table prints.
+
+A smoke test of the benchmark script, not of performance: no number is asserted beyond
+"messages arrived". It starts its own redis-server and five small servers (~15 s).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import timeout
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.redis, pytest.mark.bench]
+
+
+@pytest.mark.timeout(timeout(120))
+def test_fanout_quick_run_delivers_for_every_peer_and_prints_the_table(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
+    out = tmp_path / "steps.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout(110))
+    assert run.returncode == 0, f"fanout.py --quick failed:\n{run.stdout}\n{run.stderr[-3000:]}"
+
+    steps = json.loads(out.read_text())
+    assert {s["peer"] for s in steps} == {"hemicycle", "socketio", "bare"}, steps
+    for s in steps:
+        assert s["clients"] == 20
+        assert s["delivered"] > 0, f"{s['peer']} delivered nothing: {s['why']}"
+        assert s["server_cpu_us"] >= 0
+    table = run.stdout
+    assert "| peer | clients | msg/s | delivered/s |" in table, table
+    for peer in ("hemicycle", "socketio", "bare"):
+        assert f"| {peer} | 20 |" in table, f"no row for {peer}:\n{table}"
+    assert "Per peer and client count" in table
