@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from . import ballots, exports
 from .auth import Invites
 from .backends import Backends, open_backends
 from .config import Assembly, Settings, load_assembly
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with node:
+        async with node, ballots.Service(node):
             yield
 
     app = Starlette(
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/api/invites", mint_invite, methods=["POST"]),
+            *exports.ROUTES,
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

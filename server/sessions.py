@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -45,6 +46,9 @@ CLOSE_BAD_TOKEN = 4001
 CLOSE_UNKNOWN_ROOM = 4004
 CLOSE_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
+
+FRAME_HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Awaitable[None]]] = {}
+"""Client frame types a feature module handles itself (ballots.py: ``ballot``)."""
 
 COMMAND_RATE = 10.0
 COMMAND_BURST = 30.0
@@ -252,6 +256,8 @@ class Session:
             if not self.bucket.take():
                 raise RateLimited("too many reactions; slow down")
             await self.hub.react(self.person, data)
+        elif kind in FRAME_HANDLERS:
+            await FRAME_HANDLERS[kind](self, data)
         else:
             from .errors import UnknownType
 
