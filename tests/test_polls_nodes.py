@@ -47,9 +47,11 @@ async def connect(url: str, invites: Invites, role: str = "participant", **claim
 
 
 async def wait_poll(client: Client, poll_id: str, pred: Any, t: float = 5) -> Any:
-    return await client.wait_for(
-        lambda s: poll_id in s["polls"]["polls"] and pred(s["polls"]["polls"][poll_id]),
-        timeout(t))
+    """Wait until ``pred(poll)`` holds in the client's copy; return the poll."""
+    def ready(state: dict[str, Any]) -> Any:
+        poll = state["polls"]["polls"].get(poll_id)
+        return poll if poll is not None and pred(poll) else None
+    return await client.wait_for(ready, timeout(t))
 
 
 async def open_poll(chair: Client, poll_id: str, **args: Any) -> None:
@@ -75,14 +77,17 @@ async def test_secret_formal_vote_across_two_nodes(redis_url: str, start_node: A
     casts = [cast_secret(reps[i], "vote", choices[i], timeout=timeout(10)) for i in range(3)]
     casts.append(cast_secret(reps[2], "vote", ["abstain"], on_behalf="m3",
                              timeout=timeout(10)))
-    done = await asyncio.gather(*casts)
-    assert all(reply["ok"] for _, reply in done), [r for _, r in done]
+    tasks = [asyncio.create_task(c) for c in casts]
+    # Every claim is in; ballots wait in each node's box until it holds `mix` or the close.
+    await wait_poll(chair, "vote", lambda p: len(p["voted"]) == 4)
     # The delegating member itself is refused, and its proxy cannot vote twice.
     _, refused = await cast_secret(reps[3], "vote", ["no"])
     assert refused["code"] == "delegated"
     _, twice = await cast_secret(reps[2], "vote", ["no"], on_behalf="m3")
     assert twice["code"] == "already_voted"
     await chair.command("poll.close", {"poll": "vote"})
+    done = await asyncio.gather(*tasks)
+    assert all(reply["ok"] for _, reply in done), [r for _, r in done]
     await wait_poll(chair, "vote", lambda p: p["sealed"])
     await chair.command("poll.publish", {"poll": "vote"})
     results = [await wait_poll(r, "vote", lambda p: p.get("result") and p["state"] ==
@@ -163,10 +168,14 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
     a = await start_node(redis_url, config=assembly)
     b = await start_node(redis_url, config=assembly)
     chair = await connect(a.url, invites, "moderator")
-    left = await asyncio.gather(*(connect(a.url, invites, org=f"m{i}", name=f"A{i}")
-                                  for i in range(members)))
-    right = await asyncio.gather(*(connect(b.url, invites, org=f"m{i}", name=f"B{i}")
-                                   for i in range(members)))
+    gate = asyncio.Semaphore(10)
+
+    async def rep(url: str, i: int, side: str) -> Client:
+        async with gate:
+            return await connect(url, invites, org=f"m{i}", name=f"{side}{i}")
+
+    left = await asyncio.gather(*(rep(a.url, i, "A") for i in range(members)))
+    right = await asyncio.gather(*(rep(b.url, i, "B") for i in range(members)))
     started = time.monotonic()
     for k in range(polls):
         secret = k % 2 == 1
@@ -188,10 +197,9 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
                                                claim(left[i], one, cid=cid))
                 won = one if x["ok"] else two
                 if x["ok"] or y["ok"]:
-                    sent = await frame(left[i] if x["ok"] else right[i], "deposit",
-                                       won.ballot(["yes" if i % 2 else "no"]),
-                                       timeout=timeout(20))
-                    assert sent["ok"], sent
+                    deposits.append(asyncio.create_task(frame(
+                        left[i] if x["ok"] else right[i], "deposit",
+                        won.ballot(["yes" if i % 2 else "no"]), timeout=timeout(20))))
                 return x, y, z
             cid = left[i].next_cid()
             return await asyncio.gather(
@@ -199,14 +207,16 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
                 right[i].request("ballot.cast", {"poll": poll_id, "choice": "no"}),
                 left[i].request("ballot.cast", {"poll": poll_id, "choice": "yes"}, cid=cid))
 
+        deposits: list[asyncio.Task[dict[str, Any]]] = []
         outcomes = await asyncio.gather(*(race(i) for i in range(members)))
         for x, y, retry in outcomes:
-            assert x["ok"] != y["ok"], (x, y)  # exactly one of the two representatives
+            assert x["ok"] != y["ok"], (x["message"], y["message"])  # exactly one of the two
             loser = y if x["ok"] else x
             assert loser["code"] == "already_voted", loser
             assert "has already voted" in loser["message"]
             assert retry["ok"] == x["ok"]  # the retry repeats the first outcome
         await chair.command("poll.close", {"poll": poll_id})
+        assert all(d["ok"] for d in await asyncio.gather(*deposits))
         poll = await wait_poll(chair, poll_id, lambda p: p["sealed"], 15)
         assert poll["result"]["ballots"] == members and poll["result"]["missing"] == 0
         assert len(poll["voted"]) == members
@@ -240,7 +250,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: Redis
                                                             start_node: Any,
                                                             invites: Invites) -> None:
     voters = 30
-    assembly = make_assembly(voters, [OPEN_VOTE, {**SECRET_VOTE, "mix": 2}])
+    assembly = make_assembly(voters, [OPEN_VOTE, {**SECRET_VOTE, "mix": 1}])
     a = await start_node(durable_redis.url, config=assembly)
     b = await start_node(durable_redis.url, config=assembly)
     chair = await connect(a.url, invites, "moderator")
@@ -251,6 +261,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: Redis
         await wait_poll(r, "vote", lambda p: p["state"] == "open")
     acked_open: list[str] = []
     acked_secret: list[str] = []
+    unavailable: list[str] = []
 
     async def vote(i: int) -> None:
         await asyncio.sleep(0.01 * i)  # spread over ~0.3 s, across the restart
@@ -265,6 +276,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: Redis
                 acked_open.append(f"m{i}")
                 break
             assert reply["code"] == "unavailable", reply
+            unavailable.append(reply["message"])
             await asyncio.sleep(0.05)
         ballot = SecretBallot.new(reps[i].state, "plenary", "vote", f"m{i}")
         for _ in range(100):
@@ -272,6 +284,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: Redis
             if reply["ok"]:
                 break
             assert reply["code"] == "unavailable", reply
+            unavailable.append(reply["message"])
             await asyncio.sleep(0.05)
         for _ in range(100):
             reply = await frame(reps[i], "deposit", ballot.ballot(["no"]),
@@ -280,13 +293,24 @@ async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: Redis
                 acked_secret.append(ballot.receipt)
                 break
             assert reply["code"] == "unavailable", reply
+            unavailable.append(reply["message"])
             await asyncio.sleep(0.05)
+
+    def crash_and_restart() -> None:
+        # SIGKILL, not a clean shutdown: only what was fsync'ed to the AOF comes back.
+        assert durable_redis.proc is not None
+        durable_redis.proc.kill()
+        durable_redis.proc.wait(10)
+        durable_redis.proc = None
+        time.sleep(0.2)
+        durable_redis.start()
 
     tasks = [asyncio.create_task(vote(i)) for i in range(voters)]
     await asyncio.sleep(0.12)
-    await asyncio.to_thread(durable_redis.restart)
+    await asyncio.to_thread(crash_and_restart)
     await asyncio.wait_for(asyncio.gather(*tasks), timeout(40))
     assert len(acked_open) == voters and len(acked_secret) == voters
+    assert unavailable, "no command met the outage: the test did not test the restart"
     await chair.command("poll.close", {"poll": "open-vote"})
     await chair.command("poll.close", {"poll": "vote"})
     await wait_poll(chair, "vote", lambda p: p["sealed"], 15)
@@ -317,11 +341,12 @@ async def test_no_record_links_a_voter_to_a_choice(redis_url: str, start_node: A
     await open_poll(chair, "vote")
     for r in reps:
         await wait_poll(r, "vote", lambda p: p["state"] == "open")
-    done = await asyncio.gather(*(cast_secret(r, "vote", [c], timeout=timeout(10))
-                                  for r, c in zip(reps, ["yes", "no", "abstain"],
-                                                  strict=True)))
-    assert all(reply["ok"] for _, reply in done)
+    tasks = [asyncio.create_task(cast_secret(r, "vote", [c], timeout=timeout(10)))
+             for r, c in zip(reps, ["yes", "no", "abstain"], strict=True)]
+    await wait_poll(chair, "vote", lambda p: len(p["voted"]) == 3)
     await chair.command("poll.close", {"poll": "vote"})
+    done = await asyncio.gather(*tasks)
+    assert all(reply["ok"] for _, reply in done)
     await wait_poll(chair, "vote", lambda p: p["sealed"])
     await chair.command("poll.publish", {"poll": "vote"})
     await asyncio.sleep(0.1)
@@ -347,9 +372,14 @@ async def test_no_record_links_a_voter_to_a_choice(redis_url: str, start_node: A
         else:
             records.append(f"{key!r}:{kind}")
     assert records, "nothing stored?"
-    deposits = [r for r in records if '"ballot.deposit"' in r]
-    claims = [r for r in records if '"ballot.claim"' in r]
-    assert len(deposits) == 1 and len(claims) == 3  # mix 3: one batch, no claim→ballot pairs
+    entries = [r for r in records if '"cmd"' in r]
+    kinds = [json.loads(r)["cmd"] for r in entries]
+    deposits = [i for i, k in enumerate(kinds) if k == "ballot.deposit"]
+    claims = [i for i, k in enumerate(kinds) if k == "ballot.claim"]
+    # mix 3 > ballots per node: every batch follows every claim (and the close); no claim is
+    # followed by its own ballot alone.
+    assert len(claims) == 3 and deposits and min(deposits) > max(claims)
+    assert min(deposits) > kinds.index("poll.close")
     for record in records:
         if record.startswith("{"):
             assert not linked(record), record
