@@ -187,7 +187,11 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
         await asyncio.gather(*(wait_poll(c, poll_id, lambda p: p["state"] == "open")
                                for c in (*left, *right)))
 
-        async def race(i: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        deposits: list[asyncio.Task[dict[str, Any]]] = []
+
+        async def race(i: int, poll_id: str = poll_id, secret: bool = secret,
+                       deposits: list[asyncio.Task[dict[str, Any]]] = deposits
+                       ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
             if secret:
                 one = SecretBallot.new(left[i].state, "plenary", poll_id, f"m{i}")
                 two = SecretBallot.new(right[i].state, "plenary", poll_id, f"m{i}")
@@ -207,7 +211,6 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
                 right[i].request("ballot.cast", {"poll": poll_id, "choice": "no"}),
                 left[i].request("ballot.cast", {"poll": poll_id, "choice": "yes"}, cid=cid))
 
-        deposits: list[asyncio.Task[dict[str, Any]]] = []
         outcomes = await asyncio.gather(*(race(i) for i in range(members)))
         for x, y, retry in outcomes:
             assert x["ok"] != y["ok"], (x["message"], y["message"])  # exactly one of the two
