@@ -20,8 +20,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+_mpz: Callable[[int], Any] = int
+_powmod: Callable[[Any, Any, Any], Any] = pow
+try:  # optional (pip install hemicycle[fast]): GMP's powmod signs about 8x faster
+    import gmpy2
+
+    _mpz, _powmod = gmpy2.mpz, gmpy2.powmod
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
 
 E = 65537
 BITS = 2048
@@ -58,14 +69,19 @@ class PrivateKey:
     def public(self) -> PublicKey:
         return PublicKey(self.n, self.e)
 
-    def sign(self, value: int) -> int:
-        """``value ** d mod n`` by the Chinese remainder theorem (about 4x faster)."""
+    @cached_property
+    def _crt(self) -> tuple[Any, ...]:
         p, q = self.p, self.q
         d = pow(self.e, -1, (p - 1) * (q - 1))
-        m1 = pow(value % p, d % (p - 1), p)
-        m2 = pow(value % q, d % (q - 1), q)
-        h = (pow(q, -1, p) * (m1 - m2)) % p
-        return m2 + h * q
+        return (_mpz(p), _mpz(q), _mpz(d % (p - 1)), _mpz(d % (q - 1)), _mpz(pow(q, -1, p)))
+
+    def sign(self, value: int) -> int:
+        """``value ** d mod n`` by the Chinese remainder theorem (about 4x faster)."""
+        p, q, dp, dq, qinv = self._crt
+        m1 = _powmod(value % p, dp, p)
+        m2 = _powmod(value % q, dq, q)
+        h = (qinv * (m1 - m2)) % p
+        return int(m2 + h * q)
 
 
 class _Stream:

@@ -56,6 +56,8 @@ from .types import (
 
 GRACE_MS = 10_000
 """How long a closed secret poll waits for ballots claimed before the close."""
+PROGRESS_MS = 250
+"""The chair's live count is recomputed at most this often (log time) while ballots flow."""
 VOTER_ROLES = frozenset({PARTICIPANT, PANELIST})
 PROXY_ROLES = frozenset({PARTICIPANT, PANELIST, MODERATOR})
 TO_CHAIR = ["role:moderator"]
@@ -97,7 +99,7 @@ def new_poll(definition: dict[str, Any], poll_id: str) -> dict[str, Any]:
     poll.update(id=poll_id, state=PollState.DRAFT.value, opened_at=None, closes_at=None,
                 closed_at=None, sealed=False, published_at=None, keys=None, proxies={},
                 voted={}, pending={}, ballots={}, counts=tally.empty_counts(poll["options"]),
-                cast=[0, 0], progress=None, result=None)
+                cast=[0, 0], progress=None, progress_at=None, dirty=False, result=None)
     return poll
 
 
@@ -657,6 +659,8 @@ def deadline(state: State) -> int | None:
             times.append(poll["closes_at"])
         elif poll["state"] == PollState.CLOSED and not poll["sealed"]:
             times.append(poll["closed_at"] + GRACE_MS)
+        if poll.get("dirty"):
+            times.append(poll["progress_at"] + PROGRESS_MS)
     return min(times) if times else None
 
 
@@ -668,6 +672,8 @@ def tick(state: State, ts: int) -> list[Event]:
         elif (poll["state"] == PollState.CLOSED and not poll["sealed"]
               and ts >= poll["closed_at"] + GRACE_MS):
             events += seal_events(state, poll, ts)
+        if poll.get("dirty") and ts >= poll["progress_at"] + PROGRESS_MS:
+            events.append(progress_event(state, poll, ts))
     return events
 
 
@@ -675,8 +681,17 @@ BALLOT_EVENTS = frozenset({"ballot.cast", "ballot.changed", "ballot.claimed",
                            "ballot.deposited"})
 
 
+def progress_event(state: State, poll: dict[str, Any], ts: int) -> Event:
+    return {"type": "poll.progress", "id": poll["id"], "at": ts,
+            "progress": progress(state, poll), "to": TO_CHAIR}
+
+
 def react(state: State, events: list[Event], ts: int) -> list[Event]:
-    """Tell the chair the live turnout, quorum and running outcome after ballots move."""
+    """Tell the chair the live turnout, quorum and running outcome after ballots move.
+
+    Computing it costs a pass over the roll and the people present, so while ballots pour
+    in it is sent at most every ``PROGRESS_MS`` of log time; a ``tick`` sends the last one.
+    """
     touched = []
     for event in events:
         if event["type"] in BALLOT_EVENTS and event["id"] not in touched:
@@ -684,9 +699,9 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
     out: list[Event] = []
     for poll_id in touched:
         poll = state["polls"]["polls"].get(poll_id)
-        if poll is not None:
-            out.append({"type": "poll.progress", "id": poll_id,
-                        "progress": progress(state, poll), "to": TO_CHAIR})
+        if poll is not None and (poll.get("progress_at") is None
+                                 or ts >= poll["progress_at"] + PROGRESS_MS):
+            out.append(progress_event(state, poll, ts))
     return out
 
 
@@ -776,6 +791,7 @@ def apply_cast(state: State, event: Event) -> None:
         return
     poll.setdefault("voted", {})[event["voter"]] = {
         "by": event["by"], "at": event["at"], "w": event["w"], "choice": event["choice"]}
+    _dirty(poll)
     if "counts" in poll:
         if event.get("old") is not None:
             tally.add(poll, event["old"], event["w"], -1)
@@ -792,6 +808,7 @@ def apply_claimed(state: State, event: Event) -> None:
         return
     poll.setdefault("voted", {})[event["voter"]] = {
         "by": event["by"], "at": event["at"], "w": event["w"], "blinded": event["blinded"]}
+    _dirty(poll)
     if "pending" in poll:
         w = str(event["w"])
         poll["pending"][w] = poll["pending"].get(w, 0) + 1
@@ -801,6 +818,7 @@ def apply_deposited(state: State, event: Event) -> None:
     poll = _find(state, event["id"])
     if poll is None or "counts" not in poll:
         return
+    _dirty(poll)
     w = str(event["w"])
     if event["old"] is None:
         poll["pending"][w] = poll["pending"].get(w, 0) - 1
@@ -817,6 +835,13 @@ def apply_progress(state: State, event: Event) -> None:
     poll = _find(state, event["id"])
     if poll is not None:
         poll["progress"] = copy.deepcopy(event["progress"])
+        poll["progress_at"] = event.get("at")
+        poll["dirty"] = False
+
+
+def _dirty(poll: dict[str, Any]) -> None:
+    if "dirty" in poll:  # the full state only: a client's copy has no use for it
+        poll["dirty"] = True
 
 
 APPLY = {

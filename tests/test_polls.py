@@ -459,7 +459,7 @@ def test_secret_poll_waits_for_claimed_ballots_then_seals() -> None:
     refused(room.do("rep2", "ballot.claim", {"poll": "vote", "blinded": "ab"}),
             "poll_is_closed")
     events = ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [d1.ballot(["no"])]}))
-    assert [e["type"] for e in events][-2:] == ["poll.sealed", "poll.progress"]
+    assert [e["type"] for e in events][:2] == ["ballot.deposited", "poll.sealed"]
     assert room.result("vote")["missing"] == 0
     ok(room.chair("poll.publish", {"poll": "vote"}))
 
@@ -595,3 +595,18 @@ def test_secret_deposits_any_order_and_batching_give_one_tally(
                     for o in ("yes", "no", "abstain")}
         assert room.poll("vote")["counts"] == expected
     assert results[0] == results[1]
+
+
+def test_live_progress_is_throttled_and_the_last_one_comes_by_tick() -> None:
+    from server.polls import PROGRESS_MS
+
+    room = formal_room(1, 1, 1)
+    ok(room.chair("poll.open", {"poll": "vote"}, ts=1_000))
+    first = ok(room.do("rep0", "ballot.cast", {"poll": "vote", "choice": "yes"}, ts=2_000))
+    assert [e["type"] for e in first][-1] == "poll.progress"
+    second = ok(room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "no"}, ts=2_010))
+    assert [e["type"] for e in second] == ["ballot.cast"]
+    assert fold.next_deadline(room.state) == 2_000 + PROGRESS_MS
+    late = ok(room.system("tick", {}, ts=2_000 + PROGRESS_MS))
+    assert late[0]["type"] == "poll.progress" and late[0]["progress"]["turnout"]["n"] == 2
+    assert fold.next_deadline(room.state) is None
