@@ -508,7 +508,8 @@ def decide_grant(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     if most is not None and sum(1 for m in after if holder(after, m) == end) > most:
         raise Refused(f"{roll[end]['name']} already holds {most} proxies",
                       code="too_many_proxies")
-    return [{"type": "proxy.granted", "from": member, "to": to, "by": actor.pid, "at": ts}]
+    return [{"type": "proxy.granted", "member": member, "holder": to, "by": actor.pid,
+             "at": ts}]
 
 
 def _reaches(proxies: dict[str, str], start: str, target: str) -> bool:
@@ -526,7 +527,7 @@ def decide_revoke(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     if member not in state["polls"]["proxies"]:
         raise Refused("there is no proxy to revoke", code="no_proxy")
     _no_open_vote(state)
-    return [{"type": "proxy.revoked", "from": member, "by": actor.pid, "at": ts}]
+    return [{"type": "proxy.revoked", "member": member, "by": actor.pid, "at": ts}]
 
 
 # --- ballots ------------------------------------------------------------------------------------
@@ -778,11 +779,11 @@ def apply_published(state: State, event: Event) -> None:
 
 
 def apply_granted(state: State, event: Event) -> None:
-    state["polls"]["proxies"][event["from"]] = event["to"]
+    state["polls"]["proxies"][event["member"]] = event["holder"]
 
 
 def apply_revoked(state: State, event: Event) -> None:
-    state["polls"]["proxies"].pop(event["from"], None)
+    state["polls"]["proxies"].pop(event["member"], None)
 
 
 def apply_cast(state: State, event: Event) -> None:

@@ -43,8 +43,8 @@
       const p = find(s, e.id);
       if (p) { p.state = "published"; p.published_at = e.at; p.sealed = true; p.result = e.result; }
     },
-    "proxy.granted": (s, e) => { s.polls.proxies[e.from] = e.to; },
-    "proxy.revoked": (s, e) => { delete s.polls.proxies[e.from]; },
+    "proxy.granted": (s, e) => { s.polls.proxies[e.member] = e.holder; },
+    "proxy.revoked": (s, e) => { delete s.polls.proxies[e.member]; },
     "ballot.cast": (s, e) => {
       const p = find(s, e.id);
       if (!p) return;
