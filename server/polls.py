@@ -17,6 +17,10 @@ signed blindly by a node, with their choices, several voters' at once, given by 
 ballot box, never by a person). ``pending`` counts claims whose ballot is not yet in the box;
 a closed secret poll is *sealed* once nothing is pending, or ``GRACE_MS`` after closing.
 
+Modules: this one holds the slice (the chair's commands, proxies, open ballots, the clock,
+the appliers and the views); :mod:`polls_core` the rules they share; :mod:`polls_secret`
+the secret ballot's keys, claims and deposits.
+
 State (``state["polls"]``)::
 
     roll     {member: {name, country, w}}      weights in hundredths
@@ -32,16 +36,51 @@ State (``state["polls"]``)::
 from __future__ import annotations
 
 import copy
-from collections import ChainMap
-from enum import StrEnum
 from typing import Any
 
-from . import blind, polldefs, tally
+from . import polldefs, tally
 from .errors import BadArgs, Refused
+from .polls_core import (
+    GRACE_MS,
+    PROGRESS_MS,
+    PROXY_ROLES,
+    TO_CHAIR,
+    VOTER_ROLES,
+    PollState,
+    already_voted,
+    check_choice,
+    choice_arg,
+    closed_by_timer,
+    electorate,
+    find_poll,
+    get_poll,
+    holder,
+    mark_dirty,
+    move,
+    must_be_open,
+    new_poll,
+    poll_arg,
+    progress,
+    public,
+    seal_events,
+    voter_for,
+    weight_classes,
+)
+from .polls_secret import (
+    apply_claimed,
+    apply_deposited,
+    apply_keys,
+    check_ballot,
+    check_claim,
+    check_deposit,
+    check_keys,
+    decide_claim,
+    decide_deposit,
+    decide_keys,
+    deposit_problem,
+)
 from .types import (
     MODERATOR,
-    PANELIST,
-    PARTICIPANT,
     STAFF,
     SYSTEM,
     Actor,
@@ -53,31 +92,6 @@ from .types import (
     arg_int,
     arg_str,
 )
-
-GRACE_MS = 10_000
-"""How long a closed secret poll waits for ballots claimed before the close."""
-PROGRESS_MS = 250
-"""The chair's live count is recomputed at most this often (log time) while ballots flow."""
-VOTER_ROLES = frozenset({PARTICIPANT, PANELIST})
-PROXY_ROLES = frozenset({PARTICIPANT, PANELIST, MODERATOR})
-TO_CHAIR = ["role:moderator"]
-MAX_BATCH = 500
-HEX = frozenset("0123456789abcdef")
-
-
-class PollState(StrEnum):
-    DRAFT = "draft"
-    OPEN = "open"
-    CLOSED = "closed"
-    PUBLISHED = "published"
-
-
-MOVES = {PollState.DRAFT: PollState.OPEN, PollState.OPEN: PollState.CLOSED,
-         PollState.CLOSED: PollState.PUBLISHED}
-DEFINITION = ("question", "kind", "max", "options", "electorate", "secret", "change",
-              "seconds", "quorum", "threshold", "mix")
-PUBLIC = ("id", *DEFINITION, "state", "opened_at", "closes_at", "closed_at", "sealed",
-          "published_at", "keys", "proxies")
 
 
 def init(config: RoomConfig) -> dict[str, Any]:
@@ -94,184 +108,14 @@ def init(config: RoomConfig) -> dict[str, Any]:
     }
 
 
-def new_poll(definition: dict[str, Any], poll_id: str) -> dict[str, Any]:
-    poll = {k: copy.deepcopy(definition[k]) for k in DEFINITION}
-    poll.update(id=poll_id, state=PollState.DRAFT.value, opened_at=None, closes_at=None,
-                closed_at=None, sealed=False, published_at=None, keys=None, proxies={},
-                voted={}, pending={}, ballots={}, counts=tally.empty_counts(poll["options"]),
-                cast=[0, 0], progress=None, progress_at=None, dirty=False, result=None)
-    return poll
-
-
-def public(poll: dict[str, Any]) -> dict[str, Any]:
-    return {k: copy.deepcopy(poll[k]) for k in PUBLIC if k in poll}
-
-
 # --- lookups --------------------------------------------------------------------------------
-
-
-def get_poll(state: State, poll_id: str) -> dict[str, Any]:
-    poll: dict[str, Any] | None = state["polls"]["polls"].get(poll_id)
-    if poll is None:
-        raise Refused(f"there is no poll {poll_id!r}", code="unknown_poll")
-    return poll
-
-
-def move(poll: dict[str, Any], to: PollState) -> None:
-    """Refuse unless ``poll`` may move to ``to`` now; the code names the state it is in."""
-    now = PollState(poll["state"])
-    if MOVES.get(now) is not to:
-        raise Refused(f"the poll is {now.value}; it cannot become {to.value}",
-                      code=f"poll_is_{now.value}")
-
-
-def closed_by_timer(poll: dict[str, Any], ts: int) -> bool:
-    return poll["closes_at"] is not None and ts >= poll["closes_at"]
-
-
-def must_be_open(poll: dict[str, Any], ts: int) -> None:
-    if poll["state"] != PollState.OPEN:
-        raise Refused(f"the poll is {poll['state']}", code=f"poll_is_{poll['state']}")
-    if closed_by_timer(poll, ts):
-        raise Refused("the poll's time is up", code="poll_is_closed")
-
-
-def holder(proxies: dict[str, str], member: str) -> str:
-    """Who casts ``member``'s ballot: follow its proxy (and, if allowed, the chain)."""
-    seen = {member}
-    while member in proxies:
-        member = proxies[member]
-        if member in seen:  # a cycle is refused when given; never loop on a bad log
-            break
-        seen.add(member)
-    return member
-
-
-def voter_for(state: State, poll: dict[str, Any], actor: Actor,
-              on_behalf: str | None) -> tuple[str, int]:
-    """The voter key (member id, or pid in a quick poll) and weight this actor casts for."""
-    person = state["core"]["people"].get(actor.pid)
-    if person is None or not person["conns"]:
-        raise Refused("you are not present in this room", code="not_present")
-    if poll["electorate"] == "present":
-        if on_behalf is not None:
-            raise Refused("proxies apply to formal votes only", code="no_proxy")
-        return actor.pid, 100
-    roll = state["polls"]["roll"]
-    org = person.get("org")
-    if org not in roll:
-        raise Refused("your organisation is not on the voter roll", code="not_on_roll")
-    member = on_behalf or org
-    if member not in roll:
-        raise Refused(f"{member!r} is not on the voter roll", code="not_on_roll")
-    cast_by = holder(poll["proxies"], member)
-    if member != org and cast_by != org:
-        raise Refused(f"{roll[org]['name']} holds no proxy for {roll[member]['name']}",
-                      code="no_proxy")
-    if member == org and cast_by != org:
-        raise Refused(f"your vote is delegated to {roll[cast_by]['name']}", code="delegated")
-    return member, int(roll[member]["w"])
-
-
-def check_choice(poll: dict[str, Any], choice: list[str]) -> None:
-    ids = {o["id"] for o in poll["options"]}
-    for option in choice:
-        if option not in ids:
-            raise Refused(f"the poll has no option {option!r}", code="unknown_option")
-    if len(set(choice)) != len(choice):
-        raise Refused("an option is chosen twice", code="duplicate_choice")
-    if not choice:
-        raise Refused("choose an option", code="no_choice")
-    if len(choice) > poll["max"]:
-        raise Refused(f"choose at most {poll['max']} option(s)", code="too_many_choices")
-
-
-def already_voted(state: State, poll: dict[str, Any], voter: str) -> Refused:
-    if poll["electorate"] == "roll":
-        name = state["polls"]["roll"][voter]["name"]
-        return Refused(f"{name} has already voted in this poll", code="already_voted")
-    return Refused("you have already voted in this poll", code="already_voted")
-
-
-def electorate(state: State, poll: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``(count, weight)`` of the whole electorate and of the part of it present now."""
-    people = state["core"]["people"].values()
-    online = [p for p in people if p["conns"] and p["role"] in VOTER_ROLES]
-    if poll["electorate"] == "present":
-        pids = {p["pid"] for p in online} | set(poll["voted"])
-        return (len(pids), 100 * len(pids)), (len(pids), 100 * len(pids))
-    roll = state["polls"]["roll"]
-    orgs = {p.get("org") for p in online}
-    here = [m for m in roll if holder(poll["proxies"], m) in orgs or m in poll["voted"]]
-    return ((len(roll), sum(m["w"] for m in roll.values())),
-            (len(here), sum(roll[m]["w"] for m in here)))
-
-
-def progress(state: State, poll: dict[str, Any]) -> dict[str, Any]:
-    eligible, present = electorate(state, poll)
-    out = tally.result(poll, eligible, present)
-    out["turnout"] = {"n": len(poll["voted"]),
-                      "w": sum(v["w"] for v in poll["voted"].values())}
-    out["pending"] = sum(poll["pending"].values())
-    return out
-
-
-def final_result(state: State, poll: dict[str, Any], ts: int) -> dict[str, Any]:
-    out = progress(state, poll)
-    out["opened_at"], out["closed_at"], out["sealed_at"] = poll["opened_at"], \
-        poll["closed_at"], ts
-    out["missing"] = out.pop("pending")
-    if poll["secret"]:
-        out["receipts"] = sorted(
-            ({"receipt": blind.receipt(token), "choice": b["choice"], "w": b["w"]}
-             for token, b in poll["ballots"].items()), key=lambda r: r["receipt"])
-        out["keys"] = poll["keys"]
-    else:
-        people = state["core"]["people"]
-        roll = state["polls"]["roll"]
-        out["roll_call"] = [
-            {"voter": voter,
-             "name": roll[voter]["name"] if voter in roll else people.get(voter, {}).get(
-                 "name", voter),
-             "by": people.get(v["by"], {}).get("name", v["by"]), "choice": v["choice"],
-             "w": v["w"]}
-            for voter, v in sorted(poll["voted"].items())]
-    return out
-
-
-def seal_events(state: State, poll: dict[str, Any], ts: int) -> list[Event]:
-    return [{"type": "poll.sealed", "id": poll["id"], "at": ts,
-             "result": final_result(state, poll, ts), "to": TO_CHAIR}]
 
 
 # --- argument checks ---------------------------------------------------------------------
 
 
-def _poll_id(args: dict[str, Any]) -> str:
-    value = arg_str(args, "poll", max_len=40)
-    assert value is not None
-    return value
-
-
-def _hex(args: dict[str, Any], key: str, max_len: int, required: bool = True) -> str | None:
-    value = arg_str(args, key, max_len=max_len, required=required)
-    if value is not None and (not value or not set(value) <= HEX):
-        raise BadArgs(f"'{key}' must be lower-case hexadecimal")
-    return value
-
-
-def _choice(args: dict[str, Any]) -> list[str]:
-    choice = args.get("choice")
-    if isinstance(choice, str):
-        choice = [choice]
-    if not isinstance(choice, list) or len(choice) > polldefs.MAX_OPTIONS or not all(
-            isinstance(c, str) and len(c) <= 40 for c in choice):
-        raise BadArgs("'choice' must be an option id or a list of option ids")
-    return choice
-
-
 def check_poll(args: dict[str, Any]) -> dict[str, Any]:
-    return {"poll": _poll_id(args)}
+    return {"poll": poll_arg(args)}
 
 
 def check_create(args: dict[str, Any]) -> dict[str, Any]:
@@ -282,61 +126,22 @@ def check_create(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_update(args: dict[str, Any]) -> dict[str, Any]:
-    return {**check_create(args), "poll": _poll_id(args)}
+    return {**check_create(args), "poll": poll_arg(args)}
 
 
 def check_open(args: dict[str, Any]) -> dict[str, Any]:
     seconds = arg_int(args, "seconds", lo=0, hi=polldefs.MAX_SECONDS, required=False)
-    return {"poll": _poll_id(args), "seconds": seconds}
+    return {"poll": poll_arg(args), "seconds": seconds}
 
 
 def check_timer(args: dict[str, Any]) -> dict[str, Any]:
-    return {"poll": _poll_id(args),
+    return {"poll": poll_arg(args),
             "seconds": arg_int(args, "seconds", lo=0, hi=polldefs.MAX_SECONDS)}
 
 
 def check_cast(args: dict[str, Any]) -> dict[str, Any]:
-    return {"poll": _poll_id(args), "choice": _choice(args),
+    return {"poll": poll_arg(args), "choice": choice_arg(args),
             "for": arg_str(args, "for", max_len=120, required=False)}
-
-
-def check_claim(args: dict[str, Any]) -> dict[str, Any]:
-    return {"poll": _poll_id(args), "blinded": _hex(args, "blinded", 1024),
-            "for": arg_str(args, "for", max_len=120, required=False)}
-
-
-def check_ballot(data: Any) -> dict[str, Any]:
-    """One ballot of a deposit: ``{token, sig, w, choice, rev, reveal}``."""
-    if not isinstance(data, dict):
-        raise BadArgs("a ballot must be a map")
-    token = _hex(data, "token", 64)
-    assert token is not None
-    if len(token) != 64:
-        raise BadArgs("'token' must be 64 hexadecimal digits")
-    rev = arg_int(data, "rev", lo=0, hi=blind.CHAIN, default=0)
-    reveal = _hex(data, "reveal", 64, required=bool(rev))
-    return {"token": token, "sig": _hex(data, "sig", 1024),
-            "w": arg_int(data, "w", lo=1, hi=10**9), "choice": _choice(data), "rev": rev,
-            "reveal": reveal if rev else None}
-
-
-def check_deposit(args: dict[str, Any]) -> dict[str, Any]:
-    ballots = args.get("ballots")
-    if not isinstance(ballots, list) or not 1 <= len(ballots) <= MAX_BATCH:
-        raise BadArgs(f"'ballots' must be a list of 1 to {MAX_BATCH} ballots")
-    return {"poll": _poll_id(args), "ballots": [check_ballot(b) for b in ballots]}
-
-
-def check_keys(args: dict[str, Any]) -> dict[str, Any]:
-    keys = args.get("keys")
-    if not isinstance(keys, dict) or not keys:
-        raise BadArgs("'keys' must map weight classes to public keys")
-    out = {}
-    for w, key in keys.items():
-        if not isinstance(key, dict):
-            raise BadArgs("a key is {n, e}")
-        out[str(w)] = {"n": _hex(key, "n", 1024), "e": arg_int(key, "e", lo=3, hi=2**31)}
-    return {"poll": _poll_id(args), "keys": out}
 
 
 def check_grant(args: dict[str, Any]) -> dict[str, Any]:
@@ -383,27 +188,6 @@ def decide_delete(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
         raise Refused(f"only a draft can be deleted; the poll is {poll['state']}",
                       code=f"poll_is_{poll['state']}")
     return [{"type": "poll.deleted", "id": poll["id"], "to": TO_CHAIR}]
-
-
-def weight_classes(state: State, poll: dict[str, Any]) -> list[int]:
-    """The weights (hundredths) a secret poll needs a signing key for."""
-    if poll["electorate"] == "present":
-        return [100]
-    return sorted({int(m["w"]) for m in state["polls"]["roll"].values()})
-
-
-def decide_keys(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    poll = get_poll(state, args["poll"])
-    if poll["state"] != PollState.DRAFT or not poll["secret"]:
-        return []  # a late or stray key offer changes nothing
-    if poll["keys"] is not None:
-        if poll["keys"] == args["keys"]:
-            return []
-        raise Refused("this poll already has other keys (nodes with different secrets?)",
-                      code="keys_mismatch")
-    if sorted(int(w) for w in args["keys"]) != weight_classes(state, poll):
-        raise Refused("keys must cover every weight class", code="keys_mismatch")
-    return [{"type": "poll.keys", "id": poll["id"], "keys": args["keys"], "to": TO_CHAIR}]
 
 
 def decide_open(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -555,101 +339,6 @@ def decide_cast(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
              "at": ts, "w": weight, "choice": args["choice"], "to": to}]
 
 
-def decide_claim(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    poll = get_poll(state, args["poll"])
-    must_be_open(poll, ts)
-    if not poll["secret"]:
-        raise Refused("this is an open ballot: use ballot.cast", code="open_ballot")
-    voter, weight = voter_for(state, poll, actor, args["for"])
-    prior = poll["voted"].get(voter)
-    if prior is not None:
-        if prior.get("blinded") == args["blinded"]:
-            return []  # the same claim again (a retry from the same device): nothing new
-        raise already_voted(state, poll, voter)
-    return [{"type": "ballot.claimed", "id": poll["id"], "voter": voter, "by": actor.pid,
-             "at": ts, "w": weight, "blinded": args["blinded"],
-             "to": [*TO_CHAIR, f"pid:{actor.pid}"]}]
-
-
-def deposit_problem(state: State, poll: dict[str, Any], ballot: dict[str, Any],
-                    ts: int) -> Refused | None:
-    """Why ``ballot`` cannot go into ``poll``'s box now, or ``None`` if it can (or is in)."""
-    if not poll["secret"]:
-        return Refused("this is an open ballot", code="open_ballot")
-    if poll["state"] not in (PollState.OPEN, PollState.CLOSED) or poll["sealed"]:
-        return Refused(f"the poll is {poll['state']} and its box is sealed",
-                       code=f"poll_is_{poll['state']}")
-    late = poll["state"] == PollState.CLOSED or closed_by_timer(poll, ts)
-    prior = poll["ballots"].get(ballot["token"])
-    if prior is not None:
-        if prior["rev"] == ballot["rev"] and prior["choice"] == ballot["choice"]:
-            return None  # already in the box: a retry
-        if ballot["rev"] <= prior["rev"]:
-            return Refused("a later version of this ballot is in the box", code="stale_ballot")
-        if not poll["change"]:
-            return Refused("ballots cannot be changed in this poll", code="already_voted")
-        if late:
-            return Refused("the poll is closed", code="poll_is_closed")
-        if ballot["reveal"] is None or not blind.follows(
-                ballot["reveal"], ballot["rev"] - prior["rev"], prior["last"]):
-            return Refused("this change does not prove it comes from the ballot's owner",
-                           code="bad_ballot")
-    else:
-        key = (poll["keys"] or {}).get(str(ballot["w"]))
-        if key is None:
-            return Refused("no key for this weight", code="bad_ballot")
-        data = blind.message(state["meta"]["room"], poll["id"], ballot["w"], ballot["token"])
-        if not blind.verify(blind.PublicKey.from_wire(key), data, int(ballot["sig"], 16)):
-            return Refused("the ballot's signature does not verify", code="bad_ballot")
-        if ballot["rev"] and (ballot["reveal"] is None or not blind.follows(
-                ballot["reveal"], ballot["rev"], ballot["token"])):
-            return Refused("this change does not follow from the token", code="bad_ballot")
-        if not poll["pending"].get(str(ballot["w"])):
-            return Refused("no claimed ballot is waiting for this one", code="no_claim")
-    try:
-        check_choice(poll, ballot["choice"])
-    except Refused as exc:
-        return exc
-    return None
-
-
-def decide_deposit(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    poll = get_poll(state, args["poll"])
-    events: list[Event] = []
-    # A working copy that sees this batch's own ballots (a batch may hold a ballot and its
-    # change); the fold applies the events afterwards, decide leaves the state alone.
-    fresh: dict[str, dict[str, Any]] = {}
-    work = {**poll, "ballots": ChainMap(fresh, poll["ballots"]),
-            "pending": dict(poll["pending"]),
-            "counts": {k: list(v) for k, v in poll["counts"].items()},
-            "cast": list(poll["cast"])}
-    for ballot in sorted(args["ballots"], key=lambda b: (b["token"], b["rev"])):
-        if deposit_problem(state, work, ballot, ts) is not None:
-            continue  # the node told its voter already; a lost race changes nothing
-        prior = work["ballots"].get(ballot["token"])
-        if prior is not None and prior["rev"] == ballot["rev"]:
-            continue
-        last = ballot["reveal"] or ballot["token"]
-        sig = ballot["sig"] if prior is None else prior["sig"]
-        events.append({"type": "ballot.deposited", "id": poll["id"], "token": ballot["token"],
-                       "receipt": blind.receipt(ballot["token"]), "choice": ballot["choice"],
-                       "w": ballot["w"], "rev": ballot["rev"], "last": last, "sig": sig,
-                       "old": prior["choice"] if prior is not None else None,
-                       "to": TO_CHAIR})
-        fresh[ballot["token"]] = {"rev": ballot["rev"], "choice": ballot["choice"],
-                                  "w": ballot["w"], "last": last, "sig": sig}
-        if prior is None:
-            work["pending"][str(ballot["w"])] -= 1
-        else:
-            tally.add(work, prior["choice"], ballot["w"], -1)
-        tally.add(work, ballot["choice"], ballot["w"])
-    if (poll["state"] == PollState.CLOSED and not poll["sealed"] and events
-            and not any(work["pending"].values())):
-        work["ballots"] = {**poll["ballots"], **fresh}
-        events += seal_events(state, work, ts)
-    return events
-
-
 # --- the clock ------------------------------------------------------------------------------
 
 
@@ -709,11 +398,6 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
 # --- apply: on every node's full state and on each client's view --------------------------------
 
 
-def _find(state: State, poll_id: str) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = state["polls"]["polls"].get(poll_id)
-    return found
-
-
 def apply_created(state: State, event: Event) -> None:
     polls = state["polls"]
     poll = event["poll"]
@@ -734,12 +418,6 @@ def apply_deleted(state: State, event: Event) -> None:
         polls["order"].remove(event["id"])
 
 
-def apply_keys(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
-    if poll is not None:
-        poll["keys"] = copy.deepcopy(event["keys"])
-
-
 def apply_opened(state: State, event: Event) -> None:
     polls = state["polls"]
     opened = copy.deepcopy(event["poll"])
@@ -750,27 +428,27 @@ def apply_opened(state: State, event: Event) -> None:
 
 
 def apply_timer(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
+    poll = find_poll(state, event["id"])
     if poll is not None:
         poll["closes_at"] = event["closes_at"]
 
 
 def apply_closed(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
+    poll = find_poll(state, event["id"])
     if poll is not None:
         poll["state"] = PollState.CLOSED.value
         poll["closed_at"] = event["at"]
 
 
 def apply_sealed(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
+    poll = find_poll(state, event["id"])
     if poll is not None:
         poll["sealed"] = True
         poll["result"] = copy.deepcopy(event["result"])
 
 
 def apply_published(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
+    poll = find_poll(state, event["id"])
     if poll is not None:
         poll["state"] = PollState.PUBLISHED.value
         poll["published_at"] = event["at"]
@@ -787,12 +465,12 @@ def apply_revoked(state: State, event: Event) -> None:
 
 
 def apply_cast(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
+    poll = find_poll(state, event["id"])
     if poll is None:
         return
     poll.setdefault("voted", {})[event["voter"]] = {
         "by": event["by"], "at": event["at"], "w": event["w"], "choice": event["choice"]}
-    _dirty(poll)
+    mark_dirty(poll)
     if "counts" in poll:
         if event.get("old") is not None:
             tally.add(poll, event["old"], event["w"], -1)
@@ -803,46 +481,12 @@ def apply_changed(state: State, event: Event) -> None:
     apply_cast(state, event)
 
 
-def apply_claimed(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
-    if poll is None:
-        return
-    poll.setdefault("voted", {})[event["voter"]] = {
-        "by": event["by"], "at": event["at"], "w": event["w"], "blinded": event["blinded"]}
-    _dirty(poll)
-    if "pending" in poll:
-        w = str(event["w"])
-        poll["pending"][w] = poll["pending"].get(w, 0) + 1
-
-
-def apply_deposited(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
-    if poll is None or "counts" not in poll:
-        return
-    _dirty(poll)
-    w = str(event["w"])
-    if event["old"] is None:
-        poll["pending"][w] = poll["pending"].get(w, 0) - 1
-    else:
-        tally.add(poll, event["old"], event["w"], -1)
-    tally.add(poll, event["choice"], event["w"])
-    if "ballots" in poll:
-        poll["ballots"][event["token"]] = {"rev": event["rev"], "choice": event["choice"],
-                                           "w": event["w"], "last": event["last"],
-                                           "sig": event["sig"]}
-
-
 def apply_progress(state: State, event: Event) -> None:
-    poll = _find(state, event["id"])
+    poll = find_poll(state, event["id"])
     if poll is not None:
         poll["progress"] = copy.deepcopy(event["progress"])
         poll["progress_at"] = event.get("at")
         poll["dirty"] = False
-
-
-def _dirty(poll: dict[str, Any]) -> None:
-    if "dirty" in poll:  # the full state only: a client's copy has no use for it
-        poll["dirty"] = True
 
 
 APPLY = {
@@ -899,6 +543,11 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
         out["order"].append(poll_id)
     return out
 
+
+__all__ = [  # what other modules (ballots.py, exports, tests) take from here
+    "GRACE_MS", "PROGRESS_MS", "SLICE", "PollState", "check_ballot", "check_claim",
+    "closed_by_timer", "deposit_problem", "electorate", "get_poll", "weight_classes",
+]
 
 SLICE = Slice(
     name="polls",

@@ -169,6 +169,7 @@ def test_quick_poll_one_ballot_per_present_participant() -> None:
     for p in ("ann", "bob", "cem"):
         room.join(p)
     room.join("ivy", "interpreter")
+    refused(room.do("ann", "ballot.cast", {"poll": "quick", "choice": ["a"]}), "poll_is_draft")
     ok(room.chair("poll.open", {"poll": "quick"}))
     ok(room.do("ann", "ballot.cast", {"poll": "quick", "choice": ["a"]}))
     refused(room.do("ann", "ballot.cast", {"poll": "quick", "choice": ["b"]}), "already_voted")

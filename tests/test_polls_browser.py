@@ -76,9 +76,16 @@ async def test_formal_secret_vote_in_three_browsers(browser: Any, start_node: An
         await ballot.get_by_role("button", name="Votar").click()
         await ballot.get_by_role("button", name="Confirmar mi voto").click()
         await ballot.locator(".receipt code").wait_for(timeout=ms)
-    # Three ballots make a full box (mix 3): the chair's running count shows them.
+    # Three ballots make a full box (mix 3): the chair's running count shows them, with
+    # turnout and the quorum gauge (3 of the 10 members; half are needed).
     await chair.wait_for_function(
         f"() => (HC.state.polls.polls[{VOTE!r}].progress || {{}}).ballots === 3", timeout=ms)
+    await card.locator(".live .turnout").get_by_text("Turnout: 3 of 10").wait_for(timeout=ms)
+    assert await card.locator(".live meter").get_attribute("value") == "3"
+    # The attendance line for the minutes, on the chair page.
+    await chair.locator("#polls-section .attendance button").first.click()
+    await chair.locator("#attendance-line").get_by_text(
+        "3 members from 3 countries registered 4 participants").wait_for(timeout=ms)
 
     await card.get_by_role("button", name="Close", exact=True).click()
     publish = card.get_by_role("button", name="Publish results")
