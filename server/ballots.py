@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import random
+import secrets
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -175,7 +176,8 @@ class RoomBox:
 
     async def _flush(self, poll_id: str, box: list[_Waiting]) -> None:
         self.batches += 1
-        cid = f"box:{self.hub.node}:{poll_id}:{self.batches}:{now_ms()}"
+        # Random, not the node's name: nothing in a batch's entry says where it came from.
+        cid = f"box:{poll_id}:{secrets.token_hex(8)}"
         ballots = sorted((w.ballot for w in box), key=lambda b: (b["token"], b["rev"]))
         error: HemicycleError | None = None
         for attempt in range(FLUSH_TRIES):
