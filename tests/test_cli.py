@@ -55,7 +55,7 @@ def test_demo_serves_and_prints_a_link_per_role() -> None:
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             lines.append(line)
-            if "Uvicorn running" in line or "Application startup complete" in line:
+            if "Uvicorn running" in line:
                 break
         text = "".join(lines)
         links = re.findall(rf"http://127\.0\.0\.1:{port}/r/\w+#t=\S+", text)
