@@ -36,6 +36,6 @@ def open_backends(url: str) -> Backends:
         pool = aioredis.BlockingConnectionPool.from_url(
             url, decode_responses=False, health_check_interval=10, max_connections=128,
             timeout=10)
-        client = aioredis.Redis(connection_pool=pool)
+        client = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         return Backends(url, RedisLog(client), RedisBus(client), client)
     raise ValueError(f"unknown backend {url!r}: use memory:// or redis://host:port/db")
