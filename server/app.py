@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -23,10 +24,15 @@ from .errors import AuthError, BadArgs, Forbidden, HemicycleError
 from .hub import RoomHub
 from .metrics import Metrics
 from .sessions import websocket_endpoint
-from .types import MODERATOR
+from .types import MODERATOR, SYSTEM, Actor
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+HEARTBEAT_EVERY = 2.0
+HEARTBEAT_TTL = 6.0
+"""A node silent for this long is dead: the others retire its connections."""
 
 
 class Node:
@@ -54,15 +60,48 @@ class Node:
             self.hubs[room.id] = hub
 
     async def __aenter__(self) -> Node:
+        await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
         for hub in self.hubs.values():
             await hub.start()
+        self._watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watch
         for hub in self.hubs.values():
             await hub.close()
         if self._own_backends:
             await self.backends.close()
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            try:
+                await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
+                await self.reap()
+            except Exception as exc:  # Redis away for a moment: try again next beat
+                log.warning("heartbeat/reap failed: %s", exc)
+
+    async def reap(self) -> None:
+        """Retire the connections of nodes whose heartbeat expired (they died without
+        saying goodbye): append their ``leave`` so people go offline and live interpreters
+        enter their grace period. Any node may do it; the ``leave:<conn>`` id makes the
+        first one count."""
+        for hub in self.hubs.values():
+            conns = [(p["pid"], c) for p in hub.state["core"]["people"].values()
+                     for c in p["conns"]]
+            owners = {c.split("~", 1)[0] for _, c in conns if "~" in c} - {self.name}
+            if not owners:
+                continue
+            dead = owners - await self.backends.alive(owners)
+            for pid, conn in conns:
+                if conn.split("~", 1)[0] in dead:
+                    log.info("retiring connection %s of dead node", conn)
+                    with contextlib.suppress(HemicycleError):
+                        await hub.submit(Actor("node", SYSTEM), "leave",
+                                         {"pid": pid, "conn": conn}, f"leave:{conn}")
 
     def link(self, token: str, room: str) -> str:
         return f"{self.settings.base_url}/r/{room}#t={token}"
