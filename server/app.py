@@ -20,11 +20,12 @@ from . import exports
 from .auth import Invites
 from .backends import Backends, open_backends
 from .config import Assembly, Settings, load_assembly
-from .errors import AuthError, BadArgs, Forbidden, HemicycleError
+from .errors import BadArgs, HemicycleError
+from .http import api, moderator, node_of
 from .hub import RoomHub
 from .metrics import Metrics
 from .sessions import websocket_endpoint
-from .types import MODERATOR, SYSTEM, Actor
+from .types import SYSTEM, Actor
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -163,31 +164,26 @@ async def metrics(request: Request) -> Response:
     return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+@api
 async def mint_invite(request: Request) -> Response:
     """Moderators mint invites over HTTP: ``Authorization: Bearer <their own token>``."""
-    node: Node = request.app.state.node
+    node = node_of(request)
+    claims = moderator(request, "mint invites")
     try:
-        header = request.headers.get("authorization", "")
-        claims = node.invites.verify(header.removeprefix("Bearer ").strip() or None)
-        if claims["role"] != MODERATOR:
-            raise Forbidden("only moderators may mint invites")
-        try:
-            body: Any = await request.json()
-        except ValueError:
-            raise BadArgs("the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise BadArgs("the body must be a JSON object")
-        room = body.pop("room", claims["room"])
-        if room not in node.hubs:
-            raise BadArgs(f"no room {room!r}")
-        hours = body.pop("hours", 72)
-        if not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
-            raise BadArgs("'hours' must be a number of hours up to 60 days")
-        body.pop("pid", None)
-        token = node.invites.mint(room=room, hours=float(hours), **body)
-    except HemicycleError as exc:
-        status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden) else 400
-        return JSONResponse(exc.to_wire(), status)
-    except TypeError as exc:
-        return JSONResponse({"code": "bad_args", "message": str(exc)}, 400)
+        body: Any = await request.json()
+    except ValueError:
+        raise BadArgs("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadArgs("the body must be a JSON object")
+    room = body.pop("room", claims["room"])
+    if room not in node.hubs:
+        raise BadArgs(f"no room {room!r}")
+    hours = body.pop("hours", 72)
+    if not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
+        raise BadArgs("'hours' must be a number of hours up to 60 days")
+    body.pop("pid", None)
+    for key in ("role", "name"):
+        if key not in body:
+            raise BadArgs(f"'{key}' is required")
+    token = node.invites.mint(room=room, hours=float(hours), **body)
     return JSONResponse({"token": token, "link": node.link(token, room)})
