@@ -109,7 +109,9 @@ class Session:
         self.ws = ws
         self.hub = hub
         self.codec: Codec = codec
-        conn = secrets.token_urlsafe(6)
+        # The node's name leads the connection id, so that if this node dies the others can
+        # tell whose connections to retire (app.Node.reap).
+        conn = f"{hub.node}~{secrets.token_urlsafe(6)}"
         self.person: dict[str, Any] = {k: v for k, v in claims.items() if k != "exp"}
         self.person["conn"] = conn
         self.actor = Actor(self.person["pid"], self.person["role"], conn)
