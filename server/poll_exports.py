@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .errors import AuthError, Forbidden, HemicycleError, Refused
-from .types import CAPTIONER, INTERPRETER, MODERATOR
+from .errors import Forbidden, HemicycleError, Refused
+from .http import error_response, moderator
+from .types import CAPTIONER, INTERPRETER
 
 if TYPE_CHECKING:
     from .app import Node
@@ -50,18 +51,14 @@ NOT_COUNTED = (INTERPRETER, CAPTIONER)
 
 
 def _moderator(request: Request) -> dict[str, Any]:
-    node: Node = request.app.state.node
-    header = request.headers.get("authorization", "")
-    claims = node.invites.verify(header.removeprefix("Bearer ").strip() or None)
-    if claims["role"] != MODERATOR:
-        raise Forbidden("only moderators may export")
-    return claims
+    return moderator(request, "export")
 
 
 def _error(exc: HemicycleError) -> JSONResponse:
-    status = (401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden)
-              else 404 if exc.code in ("unknown_room", "unknown_poll") else 409)
-    return JSONResponse(exc.to_wire(), status)
+    """As every route (server/http.py), but a poll not yet sealed is a 409 conflict."""
+    if exc.code.startswith("poll_is_"):
+        return JSONResponse(exc.to_wire(), 409)
+    return error_response(exc)
 
 
 def _text(texts: dict[str, str], lang: str, floor: str) -> str:
