@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -15,18 +16,24 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from . import exports
+from . import ballots, exports, poll_exports
 from .auth import Invites
 from .backends import Backends, open_backends
 from .config import Assembly, Settings, load_assembly
-from .errors import AuthError, BadArgs, Forbidden, HemicycleError
+from .errors import BadArgs, HemicycleError
+from .http import api, moderator, node_of
 from .hub import RoomHub
 from .metrics import Metrics
 from .sessions import websocket_endpoint
-from .types import MODERATOR
+from .types import SYSTEM, Actor
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+HEARTBEAT_EVERY = 2.0
+HEARTBEAT_TTL = 6.0
+"""A node silent for this long is dead: the others retire its connections."""
 
 
 class Node:
@@ -54,15 +61,48 @@ class Node:
             self.hubs[room.id] = hub
 
     async def __aenter__(self) -> Node:
+        await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
         for hub in self.hubs.values():
             await hub.start()
+        self._watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watch
         for hub in self.hubs.values():
             await hub.close()
         if self._own_backends:
             await self.backends.close()
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            try:
+                await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
+                await self.reap()
+            except Exception as exc:  # Redis away for a moment: try again next beat
+                log.warning("heartbeat/reap failed: %s", exc)
+
+    async def reap(self) -> None:
+        """Retire the connections of nodes whose heartbeat expired (they died without
+        saying goodbye): append their ``leave`` so people go offline and live interpreters
+        enter their grace period. Any node may do it; the ``leave:<conn>`` id makes the
+        first one count."""
+        for hub in self.hubs.values():
+            conns = [(p["pid"], c) for p in hub.state["core"]["people"].values()
+                     for c in p["conns"]]
+            owners = {c.split("~", 1)[0] for _, c in conns if "~" in c} - {self.name}
+            if not owners:
+                continue
+            dead = owners - await self.backends.alive(owners)
+            for pid, conn in conns:
+                if conn.split("~", 1)[0] in dead:
+                    log.info("retiring connection %s of dead node", conn)
+                    with contextlib.suppress(HemicycleError):
+                        await hub.submit(Actor("node", SYSTEM), "leave",
+                                         {"pid": pid, "conn": conn}, f"leave:{conn}")
 
     def link(self, token: str, room: str) -> str:
         return f"{self.settings.base_url}/r/{room}#t={token}"
@@ -78,7 +118,7 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with node:
+        async with node, ballots.Service(node):
             yield
 
     app = Starlette(
@@ -89,6 +129,7 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
             Route("/metrics", metrics),
             Route("/api/invites", mint_invite, methods=["POST"]),
             *exports.ROUTES,
+            *poll_exports.ROUTES,
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
@@ -124,31 +165,26 @@ async def metrics(request: Request) -> Response:
     return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+@api
 async def mint_invite(request: Request) -> Response:
     """Moderators mint invites over HTTP: ``Authorization: Bearer <their own token>``."""
-    node: Node = request.app.state.node
+    node = node_of(request)
+    claims = moderator(request, "mint invites")
     try:
-        header = request.headers.get("authorization", "")
-        claims = node.invites.verify(header.removeprefix("Bearer ").strip() or None)
-        if claims["role"] != MODERATOR:
-            raise Forbidden("only moderators may mint invites")
-        try:
-            body: Any = await request.json()
-        except ValueError:
-            raise BadArgs("the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise BadArgs("the body must be a JSON object")
-        room = body.pop("room", claims["room"])
-        if room not in node.hubs:
-            raise BadArgs(f"no room {room!r}")
-        hours = body.pop("hours", 72)
-        if not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
-            raise BadArgs("'hours' must be a number of hours up to 60 days")
-        body.pop("pid", None)
-        token = node.invites.mint(room=room, hours=float(hours), **body)
-    except HemicycleError as exc:
-        status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden) else 400
-        return JSONResponse(exc.to_wire(), status)
-    except TypeError as exc:
-        return JSONResponse({"code": "bad_args", "message": str(exc)}, 400)
+        body: Any = await request.json()
+    except ValueError:
+        raise BadArgs("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadArgs("the body must be a JSON object")
+    room = body.pop("room", claims["room"])
+    if room not in node.hubs:
+        raise BadArgs(f"no room {room!r}")
+    hours = body.pop("hours", 72)
+    if not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
+        raise BadArgs("'hours' must be a number of hours up to 60 days")
+    body.pop("pid", None)
+    for key in ("role", "name"):
+        if key not in body:
+            raise BadArgs(f"'{key}' is required")
+    token = node.invites.mint(room=room, hours=float(hours), **body)
     return JSONResponse({"token": token, "link": node.link(token, room)})

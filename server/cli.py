@@ -61,10 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    return Settings.from_env(
-        host=getattr(args, "host", None), port=getattr(args, "port", None),
-        config=args.config, backend=getattr(args, "backend", None),
-        public_url=args.public_url, **extra)
+    values: dict[str, Any] = {
+        "host": getattr(args, "host", None), "port": getattr(args, "port", None),
+        "config": args.config, "backend": getattr(args, "backend", None),
+        "public_url": args.public_url}
+    values.update(extra)
+    return Settings.from_env(**values)
 
 
 def _invite(args: argparse.Namespace) -> int:
