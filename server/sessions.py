@@ -172,7 +172,8 @@ class Session:
             if entry_id is not None:
                 self.sent_id = entry_id
             return
-        except Exception:  # the socket is gone: the reader sees it and ends the session
+        except Exception as exc:  # the socket is gone: the reader sees it and ends the session
+            log.debug("connection %s: send failed: %r", self.person["conn"], exc)
             self.closing = True
             return
         self.idle = False
@@ -339,21 +340,25 @@ class Session:
 
 async def _finish(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
     """Drive ``coro`` to its end: it was started outside a task (``Session._send_now``)
-    and suspended on ``waiting_on``, the future it yielded (``None``: a bare yield)."""
-    while True:
-        try:
+    and suspended on ``waiting_on``, the future it yielded (``None``: a bare yield).
+
+    What a task does with a yielded future, done here: wait until it is done (without
+    awaiting it a second time, which asyncio refuses), then resume ``coro``, which reads
+    the future's outcome itself.
+    """
+    try:
+        while True:
             if waiting_on is None:
                 await asyncio.sleep(0)
             else:
-                with contextlib.suppress(Exception):  # coro reads the outcome itself
-                    await waiting_on
-        except asyncio.CancelledError:
-            coro.close()
-            raise
-        try:
-            waiting_on = coro.send(None)
-        except StopIteration:
-            return
+                await asyncio.wait({waiting_on})
+            try:
+                waiting_on = coro.send(None)
+            except StopIteration:
+                return
+    except asyncio.CancelledError:
+        coro.close()
+        raise
 
 
 __all__ = ["websocket_endpoint", "Session", "BadFrame"]
