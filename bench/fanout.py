@@ -65,7 +65,8 @@ SECRET = "bench-secret-" + "f" * 24
 PEERS = ("hemicycle", "socketio", "bare")
 MESSAGE_BYTES = 200
 P99_LIMIT_MS = 50.0
-TARGETS = (5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000, 130_000, 160_000)
+TARGETS = (1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000,
+           130_000, 160_000)
 """Deliveries/s the rate ladder aims at; the message rate of a step is target / clients."""
 DRAIN_S = 3.0
 """How long after a step's last send the deliveries may still arrive before counting loss."""
@@ -167,7 +168,8 @@ def start_hemicycle(procs: Procs, redis_url: str, publishers: int) -> Peer:
     urls, pids = [], []
     for name in ("a", "b"):
         port = free_port()
-        env = {"HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": name, "PYTHONPATH": str(ROOT),
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {"HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": name, "PYTHONPATH": path,
                # the publishers send far more than a person may: lift the per-connection limit
                "HEMICYCLE_COMMAND_RATE": "1000000", "HEMICYCLE_COMMAND_BURST": "1000000"}
         proc = procs.start(f"hemicycle-{name}", [sys.executable, "-m", "server.cli", "serve",
