@@ -59,6 +59,9 @@ class RoomHub:
         self.recent: deque[tuple[str, list[Event]]] = deque()
         self.recent_base: str | None = None  # id just before recent[0]; None: the log's start
         self.pending: dict[str, asyncio.Future[fold.Outcome]] = {}
+        self.unsent: list[tuple[str, list[Event]]] = []
+        """Entries folded in this pass over the log, not yet broadcast (see ``flush``)."""
+        self._flush_handle: asyncio.Handle | None = None
         self.folded = asyncio.Event()
         self.ready = asyncio.Event()
         self._listeners: list[Callable[[str, list[Event]], None]] = []
@@ -147,11 +150,17 @@ class RoomHub:
         self.recent.append((entry_id, outcome.events))
         if len(self.recent) > RECENT:
             self.recent_base = self.recent.popleft()[0]
+        if outcome.events:
+            # Sent once this pass over the log is done: the entries that one read brought
+            # go to each connection in one frame. Scheduled before the issuer's reply is
+            # released below, so a client still gets the events before the reply.
+            self.unsent.append((entry_id, outcome.events))
+            if self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
         waiter = self.pending.pop(entry["cid"], None)
         if waiter is not None and not waiter.done():
             waiter.set_result(outcome)
         if outcome.events:
-            self._broadcast(entry_id, outcome.events)
             for listener in self._listeners:
                 listener(entry_id, outcome.events)
         self.folded.set()
@@ -161,6 +170,24 @@ class RoomHub:
             snapshot = pack(self.state)
             asyncio.get_running_loop().create_task(
                 self.backends.log.save_snapshot(self.room, entry_id, snapshot))
+
+    def flush(self) -> None:
+        """Send what was folded and not yet sent, as one ``events`` frame per connection.
+
+        Under load one read of the log brings many entries; each connection then gets one
+        frame (the last entry's id, every entry's events in order) instead of one per
+        entry: the sends per second stay bounded while the entries per second grow.
+        """
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self.unsent:
+            return
+        unsent, self.unsent = self.unsent, []
+        if len(unsent) == 1:
+            self._broadcast(*unsent[0])
+        else:
+            self._broadcast(unsent[-1][0], [e for _, events in unsent for e in events])
 
     def _broadcast(self, entry_id: str, events: list[Event]) -> None:
         message = {"type": "events", "id": entry_id, "events": events}
@@ -253,6 +280,8 @@ class RoomHub:
         return [(i, ev) for i, ev in self.recent if id_key(i) > key and ev]
 
     def attach(self, sink: Sink) -> None:
+        """Add a connection whose welcome was just made from ``state`` (or ``recent``)."""
+        self.flush()  # the others get what is folded but unsent; the welcome holds it already
         self.sinks.add(sink)
         self.metrics.connections.inc()
 
