@@ -267,16 +267,19 @@ class Tally:
 
     def __init__(self) -> None:
         self.steps: dict[int, tuple[list[int], array[float]]] = {}
+        """step → ([messages, frames that carried them], latencies)"""
         self.last: dict[int, float] = {}
 
-    def record(self, text: str) -> None:
+    def record(self, text: str, first: bool = True) -> None:
+        """One message arrived; ``first``: it opens a frame (hemicycle may carry several)."""
         now = time.time()
         step_s, _seq, sent, _ = text.split("|", 3)
         step = int(step_s)
         entry = self.steps.get(step)
         if entry is None:
-            entry = self.steps[step] = ([0], array("d"))
+            entry = self.steps[step] = ([0, 0], array("d"))
         entry[0][0] += 1
+        entry[0][1] += first
         entry[1].append((now - float(sent)) * 1000)
         self.last[step] = now
 
@@ -410,9 +413,11 @@ async def client_hemicycle(url: str, token: str, tally: Tally, deflate: bool) ->
         message = unpack(frame)
         kind = message["type"]
         if kind == "events":
+            first = True
             for event in message["events"]:
                 if event["type"] == "notice":
-                    tally.record(event["text"])
+                    tally.record(event["text"], first)
+                    first = False
         elif kind == "welcome" and not welcomed.done():
             welcomed.set_result(None)
 
@@ -484,9 +489,11 @@ async def client_websockets(peer: str, url: str, token: str, tally: Tally,
             if peer == "hemicycle":
                 message = unpack(frame)
                 if message["type"] == "events":
+                    first = True
                     for event in message["events"]:
                         if event["type"] == "notice":
-                            tally.record(event["text"])
+                            tally.record(event["text"], first)
+                            first = False
             else:
                 tally.record(frame.decode() if isinstance(frame, bytes) else frame)
 
@@ -555,9 +562,9 @@ def client_worker(peer: str, jobs: list[tuple[str, str]], options: dict[str, Any
                 conn.send(entry[0][0] if entry else 0)
             elif kind == "collect":
                 step = command[1]
-                counts, latencies = tally.steps.pop(step, ([0], array("d")))
-                conn.send((counts[0], latencies.tobytes(), tally.last.pop(step, 0.0),
-                           sum(t.done() for t in tasks)))
+                counts, latencies = tally.steps.pop(step, ([0, 0], array("d")))
+                conn.send((counts[0], counts[1], latencies.tobytes(),
+                           tally.last.pop(step, 0.0), sum(t.done() for t in tasks)))
             elif kind == "cpu":
                 conn.send(sum(os.times()[:2]))
             else:
@@ -736,6 +743,8 @@ class Step:
     refused: dict[str, int] = field(default_factory=dict)
     expected: int = 0
     delivered: int = 0
+    frames: int = 0
+    """Frames that carried the delivered messages (hemicycle: one may carry several)."""
     delivered_per_s: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
@@ -746,6 +755,8 @@ class Step:
     redis_cpu_us: float = 0.0
     client_cpu_us: float = 0.0
     publisher_deliveries: int = 0
+    idle_cores: float = 0.0
+    """Server CPU (cores) with the clients connected and nothing sent, before the ladder."""
     ok: bool = False
     broken: bool = False
     """Lost, refused, closed or nothing delivered: not a matter of a late p99."""
@@ -812,6 +823,10 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
             raise RuntimeError(f"{peer.name}: publisher did not connect")
         pub_mine.recv()
         time.sleep(0.3)
+        before = sum(cpu_seconds(pid) for pid in peer.pids)
+        time.sleep(2.0)
+        idle = (sum(cpu_seconds(pid) for pid in peer.pids) - before) / 2.0
+        log(f"  {peer.name}: idle with {clients} clients: {idle:.3f} server cores")
 
         late = 0
         index = 0
@@ -821,7 +836,7 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
                 break
             for attempt in range(1 + (retries if not late else 0)):
                 step = Step(peer.name, clients, target, target / clients, seconds,
-                            attempt=attempt + 1)
+                            attempt=attempt + 1, idle_cores=idle)
                 run_step(step, index, peer, pipes, pub_mine, redis_pid)
                 index += 1
                 log(f"  {fmt_row(step)}")
@@ -898,8 +913,9 @@ def run_step(step: Step, index: int, peer: Peer, pipes: list[Any], pub: Any,
     latencies: list[float] = []
     last = wall_before
     closed = 0
-    for count, raw, last_at, done in collected:
+    for count, frames, raw, last_at, done in collected:
         step.delivered += count
+        step.frames += frames
         values = array("d")
         values.frombytes(raw)
         latencies.extend(values)
@@ -939,13 +955,16 @@ def run_step(step: Step, index: int, peer: Peer, pipes: list[Any], pub: Any,
 # --- report ---------------------------------------------------------------------------------
 
 
-HEADER = ("peer", "clients", "msg/s", "delivered/s", "delivered/expected", "p50 ms", "p99 ms",
-          "server µs/deliv", "server cores", "redis µs/deliv", "client µs/deliv", "result")
+HEADER = ("peer", "clients", "msg/s", "delivered/s", "delivered/expected", "msgs/frame",
+          "p50 ms", "p99 ms", "server µs/deliv", "server cores", "redis µs/deliv",
+          "client µs/deliv", "result")
 
 
 def cells(s: Step) -> tuple[str, ...]:
     return (s.peer, f"{s.clients:,}", f"{s.rate:g}", f"{s.delivered_per_s:,.0f}",
-            f"{s.delivered:,}/{s.expected:,}", f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}",
+            f"{s.delivered:,}/{s.expected:,}",
+            f"{s.delivered / s.frames:.2f}" if s.frames else "-",
+            f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}",
             f"{s.server_cpu_us:.1f}", f"{s.server_cores:.2f}",
             f"{s.redis_cpu_us:.1f}" if s.peer != "bare" else "-",
             f"{s.client_cpu_us:.1f}", s.why + (f" (try {s.attempt})" if s.attempt > 1 else ""))
@@ -980,11 +999,14 @@ def median(values: list[float]) -> float:
 
 
 def cpu_ratio(steps: list[Step], clients: int, of: str, to: str) -> tuple[float, int]:
-    """Median over the rates both peers ran without loss of (of µs/delivery ÷ to µs)."""
+    """Median over the rates both peers ran without loss, and where ``of`` sent about one
+    frame per message, of (``of`` µs/delivery ÷ ``to`` µs/delivery)."""
     ratios = []
     for a in steps:
         if a.peer != of or a.clients != clients or a.delivered < a.expected:
             continue
+        if a.frames and a.delivered > 1.05 * a.frames:
+            continue  # entries coalesced into frames: no longer one send per message
         for b in steps:
             if (b.peer == to and b.clients == clients and b.target == a.target
                     and b.delivered >= b.expected and b.server_cpu_us):
@@ -994,22 +1016,25 @@ def cpu_ratio(steps: list[Step], clients: int, of: str, to: str) -> tuple[float,
 
 def summary(steps: list[Step], counts: list[int], peers: list[str]) -> str:
     lines = ["| clients | peer | best delivered/s with p99 ≤ 50 ms | peak delivered/s, "
-             "nothing lost (its p99) | server µs/delivery (median of steps) |",
-             "|---|---|---|---|---|"]
+             "nothing lost (its p99) | server µs/delivery (median of steps) | idle server "
+             "cores |", "|---|---|---|---|---|---|"]
     for n in counts:
         for p in peers:
             b, k = best(steps, p, n), peak(steps, p, n)
             cpu = median([s.server_cpu_us for s in steps if s.peer == p and s.clients == n
                           and s.delivered])
+            idle = max((s.idle_cores for s in steps if s.peer == p and s.clients == n),
+                       default=0.0)
             lines.append(
                 f"| {n:,} | {p} | "
                 + (f"{b.delivered_per_s:,.0f} (p99 {b.p99_ms:.1f} ms)" if b else "none") + " | "
                 + (f"{k.delivered_per_s:,.0f} ({k.p99_ms:.0f} ms)" if k else "none")
-                + f" | {cpu:.1f} |")
+                + f" | {cpu:.1f} | {idle:.3f} |")
     if "hemicycle" not in peers:
         return "\n".join(lines)
     lines += ["", "| clients | hemicycle ÷ socketio, best (p99 ≤ 50 ms) | hemicycle ÷ socketio, "
-              "peak | hemicycle µs ÷ bare µs per delivery (same rates) |", "|---|---|---|---|"]
+              "peak | hemicycle µs ÷ bare µs per delivery (same rates, one frame per message) |",
+              "|---|---|---|---|"]
     for n in counts:
         row = [f"{n:,}"]
         for pick in (best, peak):
