@@ -823,9 +823,7 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
             raise RuntimeError(f"{peer.name}: publisher did not connect")
         pub_mine.recv()
         time.sleep(0.3)
-        before = sum(cpu_seconds(pid) for pid in peer.pids)
-        time.sleep(2.0)
-        idle = (sum(cpu_seconds(pid) for pid in peer.pids) - before) / 2.0
+        idle = measure_idle(peer)
         log(f"  {peer.name}: idle with {clients} clients: {idle:.3f} server cores")
 
         late = 0
@@ -865,6 +863,20 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
                 proc.kill()
                 proc.join(5)
     return steps
+
+
+def measure_idle(peer: Peer, seconds: float = 2.0) -> float:
+    """Server cores used with the clients connected and nothing sent: first wait (up to
+    10 s) until the connection storm is over (a half second under 0.05 cores)."""
+    def used(window: float) -> float:
+        before = sum(cpu_seconds(pid) for pid in peer.pids)
+        time.sleep(window)
+        return (sum(cpu_seconds(pid) for pid in peer.pids) - before) / window
+
+    deadline = time.monotonic() + 10
+    while used(0.5) >= 0.05 and time.monotonic() < deadline:
+        pass
+    return used(seconds)
 
 
 def settle_hemicycle(peer: Peer, log: Any) -> None:
@@ -998,9 +1010,20 @@ def median(values: list[float]) -> float:
     return values[len(values) // 2] if values else 0.0
 
 
-def cpu_ratio(steps: list[Step], clients: int, of: str, to: str) -> tuple[float, int]:
+def busy_us(s: Step) -> float:
+    """Server µs per delivery less what the servers spend idle with the clients connected
+    (keepalives, heartbeats, timers): the part that grows with the deliveries."""
+    if not s.server_cores:
+        return s.server_cpu_us
+    return s.server_cpu_us * max(0.0, 1 - s.idle_cores / s.server_cores)
+
+
+def cpu_ratio(steps: list[Step], clients: int, of: str, to: str,
+              cost: Any = None) -> tuple[float, int]:
     """Median over the rates both peers ran without loss, and where ``of`` sent about one
-    frame per message, of (``of`` µs/delivery ÷ ``to`` µs/delivery)."""
+    frame per message, of (``of`` µs/delivery ÷ ``to`` µs/delivery); ``cost`` picks the
+    µs of a step (default: all server CPU)."""
+    cost = cost or (lambda s: s.server_cpu_us)
     ratios = []
     for a in steps:
         if a.peer != of or a.clients != clients or a.delivered < a.expected:
@@ -1009,8 +1032,8 @@ def cpu_ratio(steps: list[Step], clients: int, of: str, to: str) -> tuple[float,
             continue  # entries coalesced into frames: no longer one send per message
         for b in steps:
             if (b.peer == to and b.clients == clients and b.target == a.target
-                    and b.delivered >= b.expected and b.server_cpu_us):
-                ratios.append(a.server_cpu_us / b.server_cpu_us)
+                    and b.delivered >= b.expected and cost(b)):
+                ratios.append(cost(a) / cost(b))
     return median(ratios), len(ratios)
 
 
@@ -1033,7 +1056,8 @@ def summary(steps: list[Step], counts: list[int], peers: list[str]) -> str:
     if "hemicycle" not in peers:
         return "\n".join(lines)
     lines += ["", "| clients | hemicycle ÷ socketio, best (p99 ≤ 50 ms) | hemicycle ÷ socketio, "
-              "peak | hemicycle µs ÷ bare µs per delivery (same rates, one frame per message) |",
+              "peak | hemicycle µs ÷ bare µs per delivery (same rates, one frame per message; "
+              "all CPU, and less idle CPU) |",
               "|---|---|---|---|"]
     for n in counts:
         row = [f"{n:,}"]
@@ -1042,7 +1066,9 @@ def summary(steps: list[Step], counts: list[int], peers: list[str]) -> str:
             row.append(f"{h.delivered_per_s / s.delivered_per_s:.2f}×" if h and s
                        else "hemicycle none" if s else "socketio none" if h else "-")
         ratio, matched = cpu_ratio(steps, n, "hemicycle", "bare")
-        row.append(f"{ratio:.2f} (median of {matched})" if matched else "-")
+        busy, _ = cpu_ratio(steps, n, "hemicycle", "bare", busy_us)
+        row.append(f"{ratio:.2f}, {busy:.2f} less idle (median of {matched})" if matched
+                   else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -1079,6 +1105,7 @@ def main() -> None:
                         help="smoke run: 20 clients, one rate, 2 s steps")
     parser.add_argument("--json", help="also write every step as JSON to this file")
     parser.add_argument("--logs", help="keep the servers' logs in this directory")
+    parser.add_argument("--report", help="print the tables of a run saved with --json")
     parser.add_argument("--serve", choices=("socketio", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
@@ -1092,6 +1119,12 @@ def main() -> None:
         return
     if args.quick:
         args.clients, args.seconds, args.targets = "20", 2.0, "400"
+    if args.report:
+        steps = [Step(**s) for s in json.loads(Path(args.report).read_text())]
+        counts = sorted({s.clients for s in steps})
+        peers = [p for p in PEERS if any(s.peer == p for s in steps)]
+        print(table(steps) + "\n\n" + summary(steps, counts, peers))
+        return
 
     counts = [int(c) for c in args.clients.split(",")]
     peers = [p for p in args.peers.split(",") if p]

@@ -124,6 +124,7 @@ class Session:
         self.sent_id: str | None = None
         self.closing = False
         self._closer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
         self.bucket = TokenBucket(rate, burst)
 
     # -- outbound ------------------------------------------------------------------------
@@ -190,6 +191,12 @@ class Session:
         reason = f"slow consumer; resume after {self.sent_id or '0-0'}"
         log.info("closing slow connection %s (%s)", self.person["conn"], reason)
         self._closer = asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW, reason))
+        self._closer.add_done_callback(self._stop_reading)
+
+    def _stop_reading(self, _: object) -> None:
+        """Closed as a slow consumer: stop serving its commands too."""
+        if self._reader is not None:
+            self._reader.cancel()
 
     async def _close(self, code: int, reason: str) -> None:
         # The close frame waits behind what the socket already holds; a client that does
@@ -233,16 +240,19 @@ class Session:
         try:
             await hub.submit(Actor("node", SYSTEM), "join", self._join_args(),
                              f"join:{self.person['conn']}")
-            reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
-            while not reader.done():
-                await asyncio.wait({reader}, timeout=1.0)
-                if self._closer is not None and self._closer.done():
-                    reader.cancel()  # closed as a slow consumer: stop serving it
+            self._reader = asyncio.create_task(self._read(),
+                                               name=f"reader-{self.person['conn']}")
+            if self._closer is not None and self._closer.done():
+                self._reader.cancel()  # closed as a slow consumer while joining
+            # No polling: _overflow's closer cancels the reader when it is done.
+            await asyncio.wait({self._reader})
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await reader
+                self._reader.result()
         except (WebSocketDisconnect, Unavailable):
             pass
         finally:
+            if self._reader is not None:
+                self._reader.cancel()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
