@@ -1132,6 +1132,10 @@ def main() -> None:
         if p not in PEERS:
             raise SystemExit(f"unknown peer {p!r}: choose from {', '.join(PEERS)}")
     targets = [int(t) for t in args.targets.split(",")]
+    # A TERM (or an INT, which a shell's background job ignores) ends the run through the
+    # finally blocks below, so every server, client and redis-server it started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
 
