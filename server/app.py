@@ -20,7 +20,9 @@ from .backends import Backends, open_backends
 from .config import Assembly, Settings, load_assembly
 from .errors import AuthError, BadArgs, Forbidden, HemicycleError
 from .hub import RoomHub
+from .media import MediaConfig, MediaNode
 from .metrics import Metrics
+from .recording import list_recordings, recording_file
 from .sessions import websocket_endpoint
 from .types import MODERATOR
 
@@ -49,13 +51,19 @@ class Node:
             hub.assembly_info = {**info, "title": room.title, "floor": room.floor,
                                  "channels": list(room.channels)}
             self.hubs[room.id] = hub
+        self.media = MediaNode(self.name, MediaConfig.from_extra(assembly.extra, assembly.source),
+                               settings.recordings)
+        for hub in self.hubs.values():
+            self.media.add(hub)
 
     async def __aenter__(self) -> Node:
         for hub in self.hubs.values():
             await hub.start()
+        await self.media.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.media.close()
         for hub in self.hubs.values():
             await hub.close()
         if self._own_backends:
@@ -85,6 +93,8 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/api/invites", mint_invite, methods=["POST"]),
+            Route("/api/recordings", recordings),
+            Route("/api/recordings/{room}/{rec}/{name}", recording_download),
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
@@ -119,14 +129,56 @@ async def metrics(request: Request) -> Response:
     return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+def _moderator(request: Request, what: str) -> dict[str, Any]:
+    """The claims of the ``Authorization: Bearer`` token, which must be a moderator's."""
+    node: Node = request.app.state.node
+    header = request.headers.get("authorization", "")
+    claims = node.invites.verify(header.removeprefix("Bearer ").strip() or None)
+    if claims["role"] != MODERATOR:
+        raise Forbidden(f"only moderators may {what}")
+    return claims
+
+
+def _error(exc: HemicycleError) -> Response:
+    status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden) else 400
+    return JSONResponse(exc.to_wire(), status)
+
+
+async def recordings(request: Request) -> Response:
+    """The recordings of a room (``?room=``, default the token's): moderators only."""
+    node: Node = request.app.state.node
+    try:
+        claims = _moderator(request, "list recordings")
+        room = request.query_params.get("room", claims["room"])
+        if room not in node.hubs:
+            raise BadArgs(f"no room {room!r}")
+    except HemicycleError as exc:
+        return _error(exc)
+    rec = node.hubs[room].state.get("audio", {}).get("recording")
+    return JSONResponse({"room": room, "recording": rec,
+                         "recordings": list_recordings(node.settings.recordings, room)})
+
+
+async def recording_download(request: Request) -> Response:
+    node: Node = request.app.state.node
+    try:
+        _moderator(request, "download recordings")
+    except HemicycleError as exc:
+        return _error(exc)
+    p = request.path_params
+    path = recording_file(node.settings.recordings, p["room"], p["rec"], p["name"]) \
+        if p["room"] in node.hubs else None
+    if path is None:
+        return JSONResponse({"code": "not_found", "message": "no such recording file"}, 404)
+    return FileResponse(path, media_type="audio/ogg",
+                        filename=f"{p['room']}-{p['rec']}-{p['name']}")
+
+
 async def mint_invite(request: Request) -> Response:
     """Moderators mint invites over HTTP: ``Authorization: Bearer <their own token>``."""
     node: Node = request.app.state.node
     try:
-        header = request.headers.get("authorization", "")
-        claims = node.invites.verify(header.removeprefix("Bearer ").strip() or None)
-        if claims["role"] != MODERATOR:
-            raise Forbidden("only moderators may mint invites")
+        claims = _moderator(request, "mint invites")
         try:
             body: Any = await request.json()
         except ValueError:
@@ -142,8 +194,7 @@ async def mint_invite(request: Request) -> Response:
         body.pop("pid", None)
         token = node.invites.mint(room=room, hours=float(hours), **body)
     except HemicycleError as exc:
-        status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden) else 400
-        return JSONResponse(exc.to_wire(), status)
+        return _error(exc)
     except TypeError as exc:
         return JSONResponse({"code": "bad_args", "message": str(exc)}, 400)
     return JSONResponse({"token": token, "link": node.link(token, room)})

@@ -34,6 +34,8 @@ class Settings:
     public_url: str = ""
     """Base URL printed in invite links; defaults to http://host:port."""
     node: str = ""
+    recordings: str = "recordings"
+    """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -46,6 +48,7 @@ class Settings:
             "secret": env.get("HEMICYCLE_SECRET", ""),
             "public_url": env.get("HEMICYCLE_PUBLIC_URL", ""),
             "node": env.get("HEMICYCLE_NODE", ""),
+            "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
