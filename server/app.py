@@ -45,7 +45,9 @@ class Node:
         self.hubs: dict[str, RoomHub] = {}
         info = {"name": assembly.name, "languages": list(assembly.languages),
                 "floor": assembly.floor,
-                "rooms": {r.id: r.title for r in assembly.rooms.values()}}
+                "rooms": {r.id: r.title for r in assembly.rooms.values()},
+                "members": {m.id: {"name": m.name, "country": m.country}
+                            for m in assembly.members}}
         for room in assembly.rooms.values():
             hub = RoomHub(room, self.backends, self.metrics, node=self.name)
             hub.assembly_info = {**info, "title": room.title, "floor": room.floor,

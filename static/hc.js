@@ -1,0 +1,228 @@
+// hemicycle page runtime: one WebSocket, a copy of the room state, feature modules.
+//
+// A feature module registers itself with HC.register({...}):
+//   name:      "channels"
+//   strings:   {en: {key: "text"}, es: {...}, fr: {...}, ru: {...}}   UI text, "{name}" placeholders
+//   appliers:  {"event.type": (state, event) => {...}}   fold one event into HC.state (mirror
+//              of the server's apply functions for that event)
+//   init(HC):  called once after the first welcome (build DOM, bind buttons)
+//   render(HC): called after every change (batched per animation frame)
+//   onMessage(HC, msg): optional, sees every server frame (ephemeral messages, rtc signalling)
+// HC.command(name, args) returns a promise of the reply; it rejects with {code, message}.
+// Commands still unanswered when the socket drops are re-sent with the same cid after the
+// reconnect: the server folds a cid once, so a retry is never counted twice.
+"use strict";
+
+const HC = (() => {
+  const UI_LANGS = ["en", "es", "fr", "ru"];
+  const modules = [];
+  const strings = { en: {}, es: {}, fr: {}, ru: {} };
+  const appliers = {};
+  const pending = new Map(); // cid -> {msg, resolve, reject}
+  const cidPrefix = Math.random().toString(36).slice(2, 10);
+  let cidCounter = 0;
+  let ws = null;
+  let renderQueued = false;
+  let retryDelay = 250;
+  let started = false;
+  let stopped = false;
+
+  const hc = {
+    state: null, you: null, assembly: null, room: null, last: null, token: null,
+    lang: "en", connected: false, clockOffset: 0, status: "connecting",
+
+    register(mod) {
+      modules.push(mod);
+      for (const l of UI_LANGS) Object.assign(strings[l], (mod.strings || {})[l] || {});
+      Object.assign(appliers, mod.appliers || {});
+      if (started && mod.init) mod.init(hc);
+    },
+
+    t(key, vars) {
+      let s = strings[hc.lang][key] ?? strings.en[key] ?? key;
+      if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, v);
+      return s;
+    },
+
+    setLang(lang) {
+      if (!UI_LANGS.includes(lang)) return;
+      hc.lang = lang;
+      localStorage.setItem("hc.lang", lang);
+      document.documentElement.lang = lang;
+      for (const el of document.querySelectorAll("[data-t]")) el.textContent = hc.t(el.dataset.t);
+      for (const el of document.querySelectorAll("[data-t-label]")) {
+        el.setAttribute("aria-label", hc.t(el.dataset.tLabel));
+        el.title = hc.t(el.dataset.tLabel);
+      }
+      hc.render();
+    },
+
+    now() { return Date.now() + hc.clockOffset; },
+
+    command(name, args = {}) {
+      const cid = `${cidPrefix}-${++cidCounter}`;
+      const msg = { type: "command", cid, name, args };
+      return new Promise((resolve, reject) => {
+        pending.set(cid, { msg, resolve, reject });
+        send(msg);
+      });
+    },
+
+    send(msg) { send(msg); },
+
+    render() {
+      if (renderQueued) return;
+      renderQueued = true;
+      requestAnimationFrame(() => {
+        renderQueued = false;
+        if (!hc.state) return;
+        for (const m of modules) {
+          try { m.render && m.render(hc); } catch (e) { console.error(m.name, e); }
+        }
+      });
+    },
+
+    toast(text, kind = "info") {
+      const box = document.getElementById("toasts");
+      if (!box) return;
+      const el = document.createElement("div");
+      el.className = `toast ${kind}`;
+      el.setAttribute("role", kind === "error" ? "alert" : "status");
+      el.textContent = text;
+      box.append(el);
+      setTimeout(() => el.remove(), 6000);
+    },
+
+    // Tell the user why a command failed, in their language when we know the code.
+    explain(err) {
+      const key = `err.${err.code}`;
+      const text = hc.t(key) !== key ? hc.t(key) : err.message;
+      hc.toast(text, "error");
+    },
+
+    person(pid) { return hc.state?.core.people[pid]; },
+    isChair() { return hc.you?.role === "moderator"; },
+
+    start() {
+      const params = new URLSearchParams(location.hash.slice(1));
+      hc.token = params.get("t") || sessionStorage.getItem("hc.token");
+      if (!hc.token) { setStatus("no_token"); return; }
+      sessionStorage.setItem("hc.token", hc.token);
+      const saved = localStorage.getItem("hc.lang");
+      const browser = (navigator.language || "en").slice(0, 2);
+      hc.setLang(saved || (UI_LANGS.includes(browser) ? browser : "en"));
+      connect();
+    },
+
+    // Tests and the "leave" button use this; a dropped socket reconnects by itself.
+    stop() { stopped = true; if (ws) ws.close(); },
+    dropForTest() { if (ws) ws.close(); },
+  };
+
+  function setStatus(status) {
+    hc.status = status;
+    const el = document.getElementById("status");
+    if (el) { el.dataset.status = status; el.textContent = hc.t(`status.${status}`); }
+  }
+
+  function send(msg) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  }
+
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    let url = `${proto}//${location.host}/ws?token=${encodeURIComponent(hc.token)}`;
+    if (hc.last) url += `&after=${encodeURIComponent(hc.last)}`;
+    setStatus(hc.state ? "reconnecting" : "connecting");
+    ws = new WebSocket(url, ["hemicycle.json"]);
+    ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+    ws.onclose = (e) => {
+      hc.connected = false;
+      if (stopped) { setStatus("left"); return; }
+      if (e.code === 4001 || e.code === 4004) { setStatus("refused"); return; }
+      setStatus("reconnecting");
+      setTimeout(connect, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 5000);
+    };
+  }
+
+  function applyEvents(events) {
+    for (const ev of events) {
+      const fn = appliers[ev.type];
+      if (fn) fn(hc.state, ev);
+      else console.warn("no applier for", ev.type);
+    }
+  }
+
+  function onMessage(msg) {
+    switch (msg.type) {
+      case "welcome": {
+        hc.you = msg.you; hc.assembly = msg.assembly; hc.room = msg.room;
+        hc.clockOffset = msg.now - Date.now();
+        if (!msg.resumed) hc.state = msg.state;
+        hc.last = msg.last;
+        hc.connected = true; retryDelay = 250;
+        setStatus("connected");
+        if (!started) {
+          started = true;
+          for (const m of modules) m.init && m.init(hc);
+        }
+        for (const p of pending.values()) send(p.msg); // retry with the same cid
+        break;
+      }
+      case "events":
+        applyEvents(msg.events);
+        hc.last = msg.id;
+        break;
+      case "reply": {
+        const p = pending.get(msg.cid);
+        if (p) {
+          pending.delete(msg.cid);
+          msg.ok ? p.resolve(msg) : p.reject(msg);
+        }
+        break;
+      }
+      case "error":
+        hc.explain(msg);
+        break;
+    }
+    for (const m of modules) {
+      if (m.onMessage) {
+        try { m.onMessage(hc, msg); } catch (e) { console.error(m.name, e); }
+      }
+    }
+    hc.render();
+  }
+
+  // Small DOM helper: h("button", {class: "x", onclick: f}, "text", child…)
+  hc.h = (tag, attrs = {}, ...children) => {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k === "class") el.className = v;
+      else if (k === "dataset") Object.assign(el.dataset, v);
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children.flat()) {
+      if (c === undefined || c === null || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  };
+
+  hc.countryName = (code) => {
+    if (!code) return "";
+    try { return new Intl.DisplayNames([hc.lang], { type: "region" }).of(code) || code; }
+    catch { return code; }
+  };
+
+  hc.langName = (code) => {
+    try { return new Intl.DisplayNames([hc.lang], { type: "language" }).of(code) || code; }
+    catch { return code; }
+  };
+
+  return hc;
+})();
+
+window.HC = HC;

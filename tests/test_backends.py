@@ -1,0 +1,102 @@
+"""One contract for both backends: memory:// and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from server.backends import Backends, open_backends
+from server.log import id_key
+
+from .conftest import timeout
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backends(request: pytest.FixtureRequest) -> AsyncIterator[Backends]:
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    b = open_backends(url)
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+def test_unknown_scheme_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown backend 'kafka://x'"):
+        open_backends("kafka://x")
+
+
+async def take(it: AsyncIterator[tuple[str, bytes]], n: int) -> list[tuple[str, bytes]]:
+    out = []
+    async with asyncio.timeout(timeout(5)):
+        async for item in it:
+            out.append(item)
+            if len(out) == n:
+                break
+    return out
+
+
+async def test_log_keeps_order_and_tails_from_an_id(backends: Backends) -> None:
+    ids = [await backends.log.append("r1", f"e{i}".encode()) for i in range(5)]
+    assert ids == sorted(ids, key=id_key) and len(set(ids)) == 5
+    await backends.log.append("r2", b"other room")
+    got = await take(backends.log.tail("r1", None), 5)
+    assert [d for _, d in got] == [b"e0", b"e1", b"e2", b"e3", b"e4"]
+    assert [i for i, _ in got] == ids
+    after = await take(backends.log.tail("r1", ids[2]), 2)
+    assert [d for _, d in after] == [b"e3", b"e4"]
+
+
+async def test_tail_waits_for_new_entries(backends: Backends) -> None:
+    first = await backends.log.append("r", b"a")
+    tail = backends.log.tail("r", first)
+    reader = asyncio.create_task(take(tail, 2))
+    await asyncio.sleep(0.05)
+    assert not reader.done()
+    await backends.log.append("r", b"b")
+    await backends.log.append("r", b"c")
+    assert [d for _, d in await reader] == [b"b", b"c"]
+
+
+async def test_snapshots_round_trip(backends: Backends) -> None:
+    assert await backends.log.load_snapshot("r") is None
+    await backends.log.save_snapshot("r", "7-0", b"\x81\xa1a\x01")
+    assert await backends.log.load_snapshot("r") == ("7-0", b"\x81\xa1a\x01")
+
+
+async def test_bus_fans_out_to_subscribers_only(backends: Backends) -> None:
+    bus = backends.bus
+    async with bus.subscribe("hc:{r}:a") as a1, bus.subscribe("hc:{r}:a") as a2, \
+            bus.subscribe("hc:{r}:b") as b:
+        await asyncio.sleep(0.05)  # Redis: the SUBSCRIBE reaches the server
+        await bus.publish("hc:{r}:a", b"x")
+        await bus.publish("hc:{r}:b", b"y")
+        async with asyncio.timeout(timeout(5)):
+            assert await anext(a1) == b"x"
+            assert await anext(a2) == b"x"
+            assert await anext(b) == b"y"
+        assert a1.get_nowait() is None
+
+
+async def test_bus_unsubscribes_when_the_last_subscriber_leaves(backends: Backends) -> None:
+    async with backends.bus.subscribe("hc:{r}:gone"):
+        pass
+    if backends.redis is not None:
+        await asyncio.sleep(0.05)
+        channels = await backends.redis.pubsub_channels()
+        assert b"hc:{r}:gone" not in channels
+    await backends.bus.publish("hc:{r}:gone", b"nobody")  # no subscriber: no error
+
+
+async def test_a_slow_bus_subscriber_loses_the_oldest_and_counts(backends: Backends) -> None:
+    async with backends.bus.subscribe("hc:{r}:fast") as sub:
+        await asyncio.sleep(0.05)
+        for i in range(1100):
+            await backends.bus.publish("hc:{r}:fast", str(i).encode())
+        async with asyncio.timeout(timeout(5)):
+            while sub.dropped + sub._queue.qsize() < 1100:
+                await asyncio.sleep(0.01)
+        assert sub.dropped == 1100 - 1024
+        assert await anext(sub) == str(1100 - 1024).encode()
