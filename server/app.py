@@ -20,9 +20,10 @@ from .backends import Backends, open_backends
 from .config import Assembly, Settings, load_assembly
 from .errors import AuthError, BadArgs, Forbidden, HemicycleError
 from .hub import RoomHub
-from .media import MediaConfig, MediaNode
+from .media import MediaNode
 from .metrics import Metrics
 from .recording import list_recordings, recording_file
+from .rtc_setup import MediaConfig
 from .sessions import websocket_endpoint
 from .types import MODERATOR
 
@@ -122,7 +123,8 @@ async def healthz(request: Request) -> Response:
     rooms = {rid: {"ready": hub.ready.is_set(), "last": hub.state["meta"]["last"],
                    "connections": len(hub.sinks)} for rid, hub in node.hubs.items()}
     ok = all(r["ready"] for r in rooms.values())
-    return JSONResponse({"ok": ok, "node": node.name, "backend": node.settings.backend.split("@")[-1],
+    backend = node.settings.backend.split("@")[-1]
+    return JSONResponse({"ok": ok, "node": node.name, "backend": backend,
                          "rooms": rooms}, 200 if ok else 503)
 
 

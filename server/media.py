@@ -21,27 +21,23 @@ decoding.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-import av
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc import sdp as aiortc_sdp
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
 from . import audio, rtc_passthrough
 from .audio import FLOOR
-from .errors import BadArgs, ConfigError, HemicycleError, RateLimited, Refused, UnknownType
-from .protocol import pack, unpack
+from .errors import BadArgs, HemicycleError, RateLimited, Refused, UnknownType
+from .relay import Frame, LevelMeter, Outlet, Source
+from .rtc_setup import MediaConfig, answer_payload_type, check_offer
 from .sessions import TokenBucket
 from .types import MODERATOR, SYSTEM, Actor, Event, arg_str
 
@@ -52,18 +48,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAMPLES = 960
-"""One 20 ms Opus frame at 48 kHz, the RTP clock step between frames."""
 MAX_PAYLOAD = 1400
 MAX_SDP = 20_000
 PUB_RATE, PUB_BURST = 120.0, 60.0
 """Packets per second a microphone may send (Opus at 10 ms is 100/s); past it: dropped."""
-SPEAKING = 50
-"""RFC 6464 level (−dBov) at or under which a floor microphone counts as speaking."""
-FLOOR_HOLD = 0.4
-"""A floor microphone keeps the floor until it has been quiet this long while another speaks."""
-FLOOR_GONE = 0.1
-"""…or until it has sent nothing for this long."""
 LEVELS_EVERY = 0.2
 OFFER_RATE, OFFER_BURST = 1.0, 5.0
 
@@ -79,197 +67,6 @@ class Peer(Protocol):
 
 def bus_channel(room: str, source: str) -> str:
     return f"hc:{{{room}}}:audio:{source}"
-
-
-@dataclass(frozen=True)
-class MediaConfig:
-    """``[media]`` of the assembly file."""
-
-    ice_servers: tuple[dict[str, Any], ...] = ()
-    """Handed to browsers: ``[{urls, username?, credential?}…]``. Default none: host
-    candidates, which is what one machine and a LAN need."""
-    server_ice_servers: tuple[dict[str, Any], ...] = ()
-    """The node's own STUN/TURN, when it sits behind NAT."""
-
-    @classmethod
-    def from_extra(cls, extra: Any, source: str = "<config>") -> MediaConfig:
-        table = extra.get("media", {}) if hasattr(extra, "get") else {}
-        if not isinstance(table, dict):
-            raise ConfigError(source, "media", "expected a table")
-        return cls(ice_servers=_ice_list(table, "ice_servers", source),
-                   server_ice_servers=_ice_list(table, "server_ice_servers", source))
-
-    def rtc_configuration(self) -> RTCConfiguration:
-        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"),
-                                credential=s.get("credential"))
-                   for s in self.server_ice_servers]
-        return RTCConfiguration(iceServers=servers)
-
-
-def _ice_list(table: dict[str, Any], key: str, source: str) -> tuple[dict[str, Any], ...]:
-    items = table.get(key, [])
-    if not isinstance(items, list):
-        raise ConfigError(source, f"media.{key}", "expected a list of tables")
-    out = []
-    for i, item in enumerate(items):
-        where = f"media.{key}[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(source, where, "expected a table")
-        urls = item.get("urls")
-        if isinstance(urls, str):
-            urls = [urls]
-        if not isinstance(urls, list) or not urls or not all(
-                isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns")
-                for u in urls):
-            raise ConfigError(source, f"{where}.urls", "expected stun:/turn:/turns: URLs")
-        entry: dict[str, Any] = {"urls": urls}
-        for k in ("username", "credential"):
-            if k in item:
-                if not isinstance(item[k], str):
-                    raise ConfigError(source, f"{where}.{k}", "expected a string")
-                entry[k] = item[k]
-        out.append(entry)
-    return tuple(out)
-
-
-# --- packets and where they go ---------------------------------------------------------------
-
-
-class Frame:
-    """One Opus packet from one microphone, as it travels between publisher and outlets."""
-
-    __slots__ = ("pub", "pid", "seq", "ts", "payload", "level")
-
-    def __init__(self, pub: str, pid: str, seq: int, ts: int, payload: bytes,
-                 level: int | None) -> None:
-        self.pub, self.pid, self.seq, self.ts = pub, pid, seq, ts
-        self.payload, self.level = payload, level
-
-    def to_bus(self) -> bytes:
-        return pack([self.seq, self.ts, self.payload, self.pub, self.pid, self.level])
-
-    @classmethod
-    def from_bus(cls, data: bytes) -> Frame:
-        seq, ts, payload, pub, pid, level = unpack(data)[:6]
-        if not (isinstance(seq, int) and isinstance(ts, int) and isinstance(payload, bytes)
-                and isinstance(pub, str) and isinstance(pid, str)):
-            raise ValueError("malformed audio frame")
-        return cls(pub, pid, seq, ts & 0xFFFFFFFF, payload,
-                   level if isinstance(level, int) else None)
-
-
-class Outlet:
-    """One listening track: the packets of whatever source it is attached to, on one clock.
-
-    RTP timestamps continue across a change of microphone or source (handover, channel
-    switch): the first packet of a new microphone follows the last one sent by the time
-    that passed, so the browser's jitter buffer sees one steady stream.
-    """
-
-    def __init__(self, pid: str, track: rtc_passthrough.EncodedTrack) -> None:
-        self.pid = pid
-        self.track = track
-        self.source: Source | None = None
-        self._pub: str | None = None
-        self._last_in = 0
-        self._last_out = 0
-        self._last_at = 0.0
-
-    def feed(self, frame: Frame, now: float) -> bool:
-        if frame.pid == self.pid:
-            return False  # nobody hears their own microphone
-        if frame.pub == self._pub:
-            step = (frame.ts - self._last_in) & 0xFFFFFFFF
-            if step == 0 or step >= 1 << 31:
-                return False  # late or repeated: the stream has moved on
-        else:
-            elapsed = round((now - self._last_at) * 48_000 / SAMPLES) if self._pub else 1
-            step = SAMPLES * max(1, elapsed)
-            self._pub = frame.pub
-        self._last_in = frame.ts
-        self._last_out += step
-        self._last_at = now
-        self.track.push(frame.payload, self._last_out)
-        return True
-
-
-class Source:
-    """The floor or one channel on this node: fans accepted frames out to its outlets."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.outlets: set[Outlet] = set()
-        self.taps: list[Callable[[Frame, float], None]] = []
-        self._current: str | None = None
-        self._seen = 0.0
-        self._loud = 0.0
-
-    def _select(self, frame: Frame, now: float) -> bool:
-        """The floor forwards one microphone at a time: the one that is speaking."""
-        loud = frame.level is None or frame.level <= SPEAKING
-        if frame.pub != self._current:
-            if (self._current is not None and now - self._seen < FLOOR_GONE
-                    and not (loud and now - self._loud > FLOOR_HOLD)):
-                return False
-            self._current = frame.pub
-            self._loud = now
-        self._seen = now
-        if loud:
-            self._loud = now
-        return True
-
-    def push(self, frame: Frame, now: float) -> int:
-        if self.name == FLOOR and not self._select(frame, now):
-            return 0
-        sent = 0
-        for outlet in self.outlets:
-            sent += outlet.feed(frame, now)
-        for tap in self.taps:
-            tap(frame, now)
-        return sent
-
-    @property
-    def idle(self) -> bool:
-        return not self.outlets and not self.taps
-
-
-class LevelMeter:
-    """One microphone's level: from the RFC 6464 header extension, or one decode per publisher."""
-
-    def __init__(self) -> None:
-        self._decoder: Any = None
-        self.peak = 127
-
-    def measure(self, packet: RtpPacket) -> int | None:
-        ext = packet.extensions.audio_level
-        level: int | None
-        if ext is not None:
-            level = int(ext[1])
-        else:
-            level = self._decode(packet.payload)
-        if level is not None:
-            self.peak = min(self.peak, level)
-        return level
-
-    def _decode(self, payload: bytes) -> int | None:
-        if self._decoder is None:
-            self._decoder = av.CodecContext.create("libopus", "r")
-            self._decoder.format = "s16"
-            self._decoder.layout = "stereo"
-            self._decoder.sample_rate = 48_000
-        try:
-            frames = self._decoder.decode(av.Packet(payload))
-        except av.FFmpegError:
-            return None
-        total, count = 0, 0
-        for f in frames:
-            samples = array.array("h", bytes(f.planes[0]))[::4]  # every other stereo sample
-            total += sum(s * s for s in samples)
-            count += len(samples)
-        if not count:
-            return None
-        rms = math.sqrt(total / count) / 32767
-        return 127 if rms <= 0 else min(127, max(0, round(-20 * math.log10(rms))))
 
 
 # --- peer connections --------------------------------------------------------------------------
@@ -313,46 +110,6 @@ class Peers:
         self.lock = asyncio.Lock()
         self.offers = TokenBucket(OFFER_RATE, OFFER_BURST)
         self.closed = False
-
-
-def check_offer(sdp: str, purpose: str) -> tuple[int, int]:
-    """Refuse an offer that is not audio-only Opus; return ``(audio m-lines, opus pt)``."""
-    if not sdp.startswith("v=0"):
-        raise BadArgs("the offer is not an SDP session description", code="bad_sdp")
-    try:
-        parsed = aiortc_sdp.SessionDescription.parse(sdp)
-    except Exception as exc:
-        raise BadArgs(f"the offer cannot be parsed: {exc}", code="bad_sdp") from None
-    kinds = [m.kind for m in parsed.media]
-    if not kinds:
-        raise BadArgs("the offer has no media", code="no_audio")
-    if any(k != "audio" for k in kinds):
-        raise BadArgs(f"only audio is carried here, the offer has {', '.join(kinds)}",
-                      code="audio_only")
-    wanted = 1 if purpose == "publish" else 2
-    if len(kinds) > wanted:
-        raise BadArgs(f"a {purpose} offer has at most {wanted} audio m-line(s)",
-                      code="too_many_tracks")
-    opus = [c.payloadType for c in parsed.media[0].rtp.codecs
-            if c.mimeType.lower() == "audio/opus" and c.clockRate == 48_000
-            and c.payloadType is not None]
-    if not opus or any(not any(c.mimeType.lower() == "audio/opus" for c in m.rtp.codecs)
-                       for m in parsed.media):
-        raise BadArgs("the offer does not offer Opus at 48 kHz", code="no_opus")
-    for m in parsed.media:
-        if purpose == "publish" and m.direction not in (None, "sendonly", "sendrecv"):
-            raise BadArgs("a publish offer must send audio", code="bad_direction")
-        if purpose == "listen" and m.direction not in (None, "recvonly", "sendrecv"):
-            raise BadArgs("a listen offer must receive audio", code="bad_direction")
-    return len(kinds), int(opus[0])
-
-
-def answer_payload_type(sdp: str) -> int:
-    parsed = aiortc_sdp.SessionDescription.parse(sdp)
-    for c in parsed.media[0].rtp.codecs:
-        if c.mimeType.lower() == "audio/opus" and c.payloadType is not None:
-            return int(c.payloadType)
-    raise BadArgs("no Opus codec could be negotiated", code="no_opus")
 
 
 # --- the room ------------------------------------------------------------------------------------

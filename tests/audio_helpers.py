@@ -13,7 +13,6 @@ import fractions
 import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,5 +201,7 @@ def udp_sockets() -> int:
     return count
 
 
-def iter_pairs(items: list[Any]) -> Iterator[tuple[Any, Any]]:
-    return zip(items, items[1:], strict=False)
+def steps(heard: list[Heard]) -> set[int]:
+    """The RTP timestamp steps between consecutive packets (960: one 20 ms frame)."""
+    return {(b.timestamp - a.timestamp) & 0xFFFFFFFF
+            for a, b in zip(heard, heard[1:], strict=False)}

@@ -143,12 +143,14 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
     running: list[RunningNode] = []
 
     async def start(backend: str | Backends = "memory://", *, config: Assembly | None = None,
-                    name: str | None = None, **uvicorn_kw: Any) -> RunningNode:
+                    name: str | None = None, settings: dict[str, Any] | None = None,
+                    **uvicorn_kw: Any) -> RunningNode:
         port = free_port()
         backends = backend if isinstance(backend, Backends) else None
         url = backend if isinstance(backend, str) else backend.url
-        settings = Settings(port=port, secret=SECRET, backend=url, node=name or f"n{port}")
-        app = create_app(settings, config or assembly, backends)
+        node_settings = Settings(port=port, secret=SECRET, backend=url, node=name or f"n{port}",
+                                 **(settings or {}))
+        app = create_app(node_settings, config or assembly, backends)
         server = uvicorn.Server(uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
             ws_max_size=1024 * 1024, **uvicorn_kw))

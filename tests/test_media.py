@@ -8,16 +8,17 @@ import pytest
 
 from server.client import Client
 
-from audio_helpers import (
+from .audio_helpers import (
     listen,
     loopback_ice,  # noqa: F401 (fixture)
     marker,
     opus_tone,
     publish,
+    steps,
     tagged,
     udp_sockets,
 )
-from conftest import timeout
+from .conftest import timeout
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
@@ -45,8 +46,7 @@ async def test_floor_payloads_arrive_unchanged(start_node, invites) -> None:  # 
     await mic.play(sent)
     heard = await ear.wait(0, 100, timeout(5))
     assert [h.payload for h in heard] == sent, "listener must get the publisher's bytes"
-    steps = {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in zip(heard, heard[1:])}
-    assert steps == {960}, f"RTP clock must advance one frame per packet, got {steps}"
+    assert steps(heard) == {960}, f"RTP clock must advance one frame per packet: {steps(heard)}"
     assert ear.on(1) == [], "nothing underneath while listening to the floor"
     assert metric(node, "hemicycle_audio_packets_in_total", outcome="forwarded") == 100
     await mic.close()
@@ -249,3 +249,44 @@ async def test_leaving_closes_peer_connections_and_frees_ports(start_node, invit
     assert udp_sockets() == before, "every UDP socket of the closed peers must be freed"
     room = node.node.media.rooms["plenary"]
     assert room.peers == {} and room.publishers == {} and room.sources == {}
+
+
+@pytest.mark.redis
+async def test_across_nodes_through_redis(start_node, invites, redis_url) -> None:  # type: ignore[no-untyped-def]
+    import redis.asyncio as aioredis
+
+    a = await start_node(redis_url)
+    b = await start_node(redis_url)
+    (chair,) = await people(a, invites, ("Chair", "moderator"))
+    ana, bo = await people(b, invites, ("Ana", "participant"), ("Bo", "participant"))
+    r = aioredis.Redis.from_url(redis_url)
+    assert await r.pubsub_channels("hc:*:audio:*") == [], "no listener yet: no subscription"
+    ears = [await listen(ana), await listen(bo)]
+    for _ in range(50):
+        if await r.pubsub_channels("hc:*:audio:*"):
+            break
+        await asyncio.sleep(0.02)
+    assert await r.pubsub_channels("hc:*:audio:*") == [b"hc:{plenary}:audio:floor"], \
+        "node B subscribes only to what its listeners need"
+    mic = await publish(chair, "floor")
+    sent = tagged(opus_tone(440, 100), tag=1)
+    await mic.play(sent)
+    for ear in ears:
+        heard = await ear.wait(0, 100, timeout(5))
+        assert [h.payload for h in heard] == sent
+    assert metric(b, "hemicycle_audio_bus_frames_total", direction="in") == 100
+    assert metric(a, "hemicycle_audio_bus_frames_total", direction="out") == 100
+    assert metric(b, "hemicycle_audio_bus_lost_total") == 0
+    assert metric(b, "hemicycle_audio_bus_reordered_total") == 0
+    for ear in ears:
+        await ear.close()
+    for c in (ana, bo):
+        await c.close()
+    for _ in range(100):
+        if not await r.pubsub_channels("hc:*:audio:*"):
+            break
+        await asyncio.sleep(0.02)
+    assert await r.pubsub_channels("hc:*:audio:*") == [], "the last listener gone: unsubscribed"
+    await mic.close()
+    await chair.close()
+    await r.aclose()
