@@ -253,9 +253,9 @@ class MediaRoom:
                 rtc_passthrough.tap_receiver(receiver, lambda p: self._ingest(pub, p))
             else:
                 pid = peer.person["pid"]
-                tracks = [self._track() for _ in range(lines)]
-                for track in tracks:
-                    pc.addTrack(track)
+                # The tracks stay empty: DirectSender writes the packets; the senders only
+                # need a track to negotiate and keep sending RTCP.
+                senders = [pc.addTrack(rtc_passthrough.EncodedTrack()) for _ in range(lines)]
             await pc.setLocalDescription(await pc.createAnswer())
             answer = pc.localDescription.sdp
             pt = answer_payload_type(answer)
@@ -271,14 +271,10 @@ class MediaRoom:
             self.publishers[pub.pub] = pub
             log.info("room %s: %s publishes into %s", self.room, pub.pid, target)
             return {"sdp": answer, "pc": "publish", "target": target, "on_air": on_air}
-        outlets = [Outlet(pid, t) for t in tracks]
+        outlets = [Outlet(pid, rtc_passthrough.DirectSender(sender, pt)) for sender in senders]
         peers.listener = Listener(peer, pc, outlets[0], outlets[1] if len(outlets) > 1 else None)
         self._reroute()
         return {"sdp": answer, "pc": "listen", "tracks": lines}
-
-    def _track(self) -> rtc_passthrough.EncodedTrack:
-        drops = self.metrics.audio_listener_drops
-        return rtc_passthrough.EncodedTrack(on_drop=drops.inc)
 
     def _next_pub(self) -> int:
         self._pubs += 1
@@ -483,6 +479,7 @@ class MediaRoom:
             for pub_id, (_, seen) in list(self._bus_next.items()):
                 if now - seen > 60:
                     del self._bus_next[pub_id]
+            self._count_drops()
             if not self.publishers:
                 continue
             levels = {}
@@ -493,6 +490,17 @@ class MediaRoom:
             with contextlib.suppress(Exception):
                 await self.hub.publish({"type": "ephemeral", "kind": "levels",
                                         "levels": levels})
+
+    def _count_drops(self) -> None:
+        dropped = 0
+        for peers in self.peers.values():
+            listener = peers.listener
+            for outlet in (listener.main, listener.under) if listener is not None else ():
+                if outlet is not None and isinstance(outlet.sink, rtc_passthrough.DirectSender):
+                    dropped += outlet.sink.dropped
+                    outlet.sink.dropped = 0
+        if dropped:
+            self.metrics.audio_listener_drops.inc(dropped)
 
     async def _record(self, peer: Peer, cid: str, start: bool) -> None:
         if peer.person["role"] != MODERATOR:

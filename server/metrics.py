@@ -33,7 +33,7 @@ class Metrics:
                                  "Opus packets handed to listener tracks", registry=r)
         self.audio_listener_drops = Counter(
             "hemicycle_audio_listener_drops",
-            "Packets dropped because a listener's sender fell behind", registry=r)
+            "Packets not sent to a listener (its connection not up yet, or gone)", registry=r)
         self.audio_bus = Counter("hemicycle_audio_bus_frames",
                                  "Audio frames published to or taken from the bus",
                                  ["direction"], registry=r)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import array
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aiortc.rtp import RtpPacket
 
 from .audio import FLOOR
 from .protocol import pack, unpack
-from .rtc_passthrough import EncodedTrack
 
 SAMPLES = 960
 """One 20 ms Opus frame at 48 kHz, the RTP clock step between frames."""
@@ -54,6 +53,12 @@ class Frame:
                    level if isinstance(level, int) else None)
 
 
+class Sink(Protocol):
+    """Where an outlet's packets go: rtc_passthrough.DirectSender (or EncodedTrack)."""
+
+    def push(self, payload: bytes, timestamp: int, marker: bool = False) -> bool: ...
+
+
 class Outlet:
     """One listening track: the packets of whatever source it is attached to, on one clock.
 
@@ -62,9 +67,9 @@ class Outlet:
     that passed, so the browser's jitter buffer sees one steady stream.
     """
 
-    def __init__(self, pid: str, track: EncodedTrack) -> None:
+    def __init__(self, pid: str, sink: Sink) -> None:
         self.pid = pid
-        self.track = track
+        self.sink = sink
         self.source: Source | None = None
         self._pub: str | None = None
         self._last_in = 0
@@ -85,8 +90,8 @@ class Outlet:
         self._last_in = frame.ts
         self._last_out += step
         self._last_at = now
-        self.track.push(frame.payload, self._last_out)
-        return True
+        # The marker bit starts a talkspurt (RFC 3551 §4.1): a new voice or after a pause.
+        return self.sink.push(frame.payload, self._last_out, step > SAMPLES)
 
 
 class Source:

@@ -290,3 +290,54 @@ async def test_across_nodes_through_redis(start_node, invites, redis_url) -> Non
     await mic.close()
     await chair.close()
     await r.aclose()
+
+
+def test_media_config_ice_servers() -> None:
+    from server.errors import ConfigError
+    from server.rtc_setup import MediaConfig
+
+    assert MediaConfig.from_extra({}).ice_servers == ()
+    assert MediaConfig.from_extra({}).rtc_configuration().iceServers == [], \
+        "by default the node contacts no STUN server (host candidates: one machine, a LAN)"
+    cfg = MediaConfig.from_extra({"media": {
+        "ice_servers": [{"urls": "stun:stun.example.org:3478"},
+                        {"urls": ["turn:turn.example.org"], "username": "u", "credential": "p"}],
+        "server_ice_servers": [{"urls": "stun:stun.example.org:3478"}]}}, "a.toml")
+    assert cfg.ice_servers[0] == {"urls": ["stun:stun.example.org:3478"]}
+    assert cfg.ice_servers[1]["credential"] == "p"
+    assert cfg.rtc_configuration().iceServers[0].urls == ["stun:stun.example.org:3478"]
+    for bad, key in (({"media": []}, "media"),
+                     ({"media": {"ice_servers": {}}}, "media.ice_servers"),
+                     ({"media": {"ice_servers": [{"urls": "http://x"}]}},
+                      "media.ice_servers[0].urls"),
+                     ({"media": {"ice_servers": [{"urls": "stun:x", "username": 1}]}},
+                      "media.ice_servers[0].username")):
+        with pytest.raises(ConfigError) as exc:
+            MediaConfig.from_extra(bad, "a.toml")
+        assert exc.value.key == key
+
+
+async def test_ice_servers_reach_the_browser_in_the_welcome(start_node, invites, assembly) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    ice = [{"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}]
+    config = dataclasses.replace(assembly, extra={**assembly.extra, "media": {"ice_servers": ice}})
+    node = await start_node(config=config)
+    (ana,) = await people(node, invites, ("Ana", "participant"))
+    assert ana.welcome["assembly"]["media"] == {"ice_servers": ice}
+    await ana.close()
+
+
+async def test_levels_of_live_microphones_are_broadcast(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    mic = await publish(chair, "floor")
+    await mic.play(opus_tone(440, 25, amplitude=16000))
+    levels = await ana.wait_message(
+        lambda m: m["type"] == "ephemeral" and m.get("kind") == "levels"
+        and chair.me in m["levels"] and m["levels"][chair.me]["db"] > -40, timeout(3))
+    entry = levels["levels"][chair.me]
+    assert entry["source"] == "floor" and entry["on_air"] is True
+    await mic.close()
+    for c in (chair, ana):
+        await c.close()

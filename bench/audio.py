@@ -1,0 +1,413 @@
+"""Audio relay benchmark: one publisher at 50 frames/s, N listeners, one server process.
+
+For each server — hemicycle's passthrough (the real node: WebSocket signalling, routing,
+Source/Outlet, EncodedTrack) and aiortc's stock ``MediaRelay`` (decode once, re-encode per
+listener) — and a rising N, three processes run:
+
+- a **server** process (``--serve``), instrumented at the DTLS transport: the arrival time of
+  every RTP packet from the publisher (ingest) and the time each RTP packet to a listener
+  left (send), so "server-added latency" is measured inside the server, ingest to send;
+- a **clients** process (``--clients``): the publisher (pre-encoded Opus, paced at 20 ms)
+  and N listening peer connections that count what they receive;
+- this orchestrator, which steps through N and prints the table.
+
+All listeners connect before the publisher starts, so the j-th packet each listener's sender
+sends is the j-th packet the server ingested. A run passes when every listener's sender sent
+every measured frame, every listener received them, and p99(send − ingest) ≤ 10 ms. For
+MediaRelay, whose jitter buffer holds ~4 frames by design, the latency bound is its own
+1-listener p99 + 10 ms (reported as such).
+
+Run it inside a loopback-only network namespace (like the tests):
+
+    unshare -r -n -- sh -c 'ip link set lo up && exec .venv/bin/python bench/audio.py'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aioice.ice  # noqa: E402
+
+aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
+
+SECRET = "bench-secret-" + "b" * 24
+FPS = 50
+CONCURRENCY = 16
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- server process --------------------------------------------------------------------------
+
+
+class Probe:
+    """Times at the DTLS transport: RTP in (the publisher), RTP out (per listener transport)."""
+
+    def __init__(self) -> None:
+        self.ingest: list[float] = []
+        self.sent: dict[int, list[float]] = {}
+        self.cpu0 = 0.0
+
+    def install(self) -> None:
+        from aiortc.rtcdtlstransport import RTCDtlsTransport
+        from aiortc.rtp import is_rtcp
+
+        probe = self
+        handle, send = RTCDtlsTransport._handle_rtp_data, RTCDtlsTransport._send_rtp
+
+        async def handle_rtp_data(self: Any, data: bytes, arrival_time_ms: int) -> None:
+            probe.ingest.append(time.perf_counter())
+            await handle(self, data, arrival_time_ms)
+
+        async def send_rtp(self: Any, data: bytes) -> None:
+            await send(self, data)
+            if not is_rtcp(data):
+                probe.sent.setdefault(id(self), []).append(time.perf_counter())
+
+        RTCDtlsTransport._handle_rtp_data = handle_rtp_data
+        RTCDtlsTransport._send_rtp = send_rtp
+
+    def start(self) -> None:
+        self.ingest.clear()
+        self.sent.clear()
+        self.cpu0 = time.process_time()
+
+    def report(self, measured: int) -> dict[str, Any]:
+        cpu = time.process_time() - self.cpu0
+        ingest = self.ingest[:measured]
+        wall = (self.ingest[-1] - self.ingest[0]) if len(self.ingest) > 1 else 1.0
+        lat: list[float] = []
+        short = 0
+        for times in self.sent.values():
+            if len(times) < len(ingest):
+                short += 1
+            lat += [(s - i) * 1000 for s, i in zip(times, ingest, strict=False)]
+        lat.sort()
+        pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: 0.0)
+        return {"ingested": len(self.ingest), "listeners_sent": len(self.sent),
+                "short": short, "p50": pick(0.5), "p99": pick(0.99), "max": lat[-1] if lat else 0,
+                "cores": cpu / wall, "rss_kib": rss_kib()}
+
+
+def relay_app() -> Any:
+    """aiortc's stock relay: MediaRelay.subscribe(track) per listener (decode + re-encode)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.contrib.media import MediaRelay
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    relay = MediaRelay()
+    held: dict[str, Any] = {"source": None, "pcs": []}
+
+    async def offer(request: Request) -> JSONResponse:
+        body = await request.json()
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        held["pcs"].append(pc)
+        if body["purpose"] == "publish":
+            pc.on("track", lambda track: held.__setitem__("source", track))
+        await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], "offer"))
+        if body["purpose"] == "listen":
+            pc.addTrack(relay.subscribe(held["source"]))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return JSONResponse({"sdp": pc.localDescription.sdp})
+
+    return Starlette(routes=[Route("/offer", offer, methods=["POST"])])
+
+
+async def serve(mode: str, port: int) -> None:
+    import uvicorn
+
+    probe = Probe()
+    if mode == "passthrough":
+        from server.app import create_app
+        from server.config import Settings
+
+        app = create_app(Settings(port=port, secret=SECRET, node="bench"))
+    else:
+        app = relay_app()
+    probe.install()  # after create_app: the node checks aiortc's unpatched internals first
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
+                                           lifespan="on", ws_max_size=1 << 20))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(json.dumps({"ready": True, "rss_kib": rss_kib()}), flush=True)
+    while line := (await reader.readline()).decode().strip():
+        cmd, *args = line.split()
+        if cmd == "rss":
+            print(json.dumps({"rss_kib": rss_kib()}), flush=True)
+        elif cmd == "start":
+            if os.environ.get("BENCH_PROFILE"):
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+            probe.start()
+            print(json.dumps({"started": True}), flush=True)
+        elif cmd == "report":
+            if os.environ.get("BENCH_PROFILE"):
+                profiler.disable()
+                profiler.dump_stats(os.environ["BENCH_PROFILE"])
+            print(json.dumps(probe.report(int(args[0]))), flush=True)
+    server.should_exit = True
+    await task
+
+
+# --- clients process ---------------------------------------------------------------------------
+
+
+async def clients(mode: str, n: int, url: str, frames: int, tail: int) -> None:
+    import httpx
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from server.auth import Invites
+    from server.client import Client
+    from server.rtc_passthrough import EncodedTrack, tap_receiver
+    from tests.audio_helpers import opus_tone
+
+    config = RTCConfiguration(iceServers=[])
+    invites = Invites(SECRET)
+    http = httpx.AsyncClient(base_url=url, timeout=60)
+    keep: list[Any] = []
+
+    async def signal(purpose: str, pc: Any, role: str, name: str) -> None:
+        await pc.setLocalDescription(await pc.createOffer())
+        if mode == "passthrough":
+            client = await Client.connect(url, invites.mint(room="plenary", role=role, name=name))
+            keep.append(client)
+            reply = await client.rpc("rtc.offer", purpose=purpose, sdp=pc.localDescription.sdp,
+                                     timeout=60)
+            assert reply["ok"], reply
+        else:
+            reply = (await http.post("/offer", json={"purpose": purpose,
+                                                     "sdp": pc.localDescription.sdp})).json()
+        await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+
+    async def connected(pc: Any) -> None:
+        for _ in range(3000):
+            if pc.connectionState == "connected":
+                return
+            await asyncio.sleep(0.01)
+        raise RuntimeError(f"peer connection {pc.connectionState}")
+
+    pub_pc = RTCPeerConnection(config)
+    track = EncodedTrack(limit=10_000)
+    pub_pc.addTransceiver(track, direction="sendonly")
+    await signal("publish", pub_pc, "moderator", "Publisher")
+    await connected(pub_pc)
+
+    counts = [0] * n
+    pcs: list[Any] = []
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def listener(i: int) -> None:
+        async with gate:
+            pc = RTCPeerConnection(config)
+            pc.addTransceiver("audio", direction="recvonly")
+            pcs.append(pc)
+
+            def count(packet: Any, i: int = i) -> None:
+                counts[i] += 1
+
+            await pc.setLocalDescription(await pc.createOffer())
+            tap_receiver(pc.getTransceivers()[0].receiver, count)
+            await signal("listen", pc, "participant", f"L{i}")
+            await connected(pc)
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(listener(i) for i in range(n)))
+    print(json.dumps({"ready": True, "connect_s": time.monotonic() - t0}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
+    packets = opus_tone(440, 50)
+    start = time.monotonic()
+    for j in range(frames + tail):
+        track.push(packets[j % len(packets)], j * 960)
+        delay = start + (j + 1) / FPS - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    await asyncio.sleep(1.0)
+    print(json.dumps({"min_received": min(counts), "max_received": max(counts),
+                      "clients_short": sum(c < frames for c in counts)}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "bye"
+    for pc in [*pcs, pub_pc]:
+        await pc.close()
+    for c in keep:
+        await c.close()
+    await http.aclose()
+
+
+# --- orchestrator --------------------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def read(self, timeout: float = 300) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+            if not line:
+                raise RuntimeError("process ended")
+            try:
+                out: dict[str, Any] = json.loads(line)
+                return out
+            except ValueError:
+                sys.stderr.write(line.decode())
+
+    async def say(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((text + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            with_timeout = asyncio.wait_for(self.proc.wait(), 20)
+            try:
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
+                await with_timeout
+            except (TimeoutError, BrokenPipeError, ConnectionResetError):
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def spawn(*args: str) -> Proc:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, *args, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parent.parent))
+    return Proc(proc)
+
+
+async def run_once(mode: str, n: int, frames: int, tail: int) -> dict[str, Any]:
+    port = free_port()
+    server = await spawn("--serve", mode, str(port))
+    base = await server.read()
+    client = await spawn("--clients", mode, str(n), f"http://127.0.0.1:{port}", str(frames),
+                         str(tail))
+    try:
+        ready = await client.read(600)
+        await server.say("rss")
+        after = await server.read()
+        await server.say("start")
+        await server.read()
+        await client.say("go")
+        received = await client.read(frames / FPS + 120)
+        await server.say(f"report {frames}")
+        report = await server.read()
+        await client.say("bye")
+    finally:
+        await client.stop()
+        await server.stop()
+    return {"mode": mode, "n": n, "connect_s": ready["connect_s"],
+            "kib_per_listener": (after["rss_kib"] - base["rss_kib"]) / n, **report, **received}
+
+
+def verdict(r: dict[str, Any], bound: float) -> bool:
+    return (r["short"] == 0 and r["min_received"] >= r["frames"] and r["listeners_sent"] == r["n"]
+            and r["p99"] <= bound)
+
+
+async def orchestrate(args: argparse.Namespace) -> None:
+    frames, tail = args.seconds * FPS, 10
+    results: dict[str, list[dict[str, Any]]] = {}
+    best: dict[str, int] = {}
+    for mode, ladder in (("passthrough", args.passthrough), ("mediarelay", args.mediarelay)):
+        rows = results[mode] = []
+        bound = 10.0
+        failures = 0
+        for n in ladder:
+            r = await run_once(mode, n, frames, tail)
+            r["frames"] = frames
+            if mode == "mediarelay" and n == ladder[0]:
+                bound = r["p99"] + 10.0  # its jitter buffer holds ~4 frames by design
+            r["bound"] = bound
+            r["ok"] = verdict(r, bound)
+            rows.append(r)
+            print(f"{mode:11} N={n:4}  ok={r['ok']!s:5}  p50={r['p50']:6.2f} ms  "
+                  f"p99={r['p99']:7.2f} ms  cores={r['cores']:.2f}  "
+                  f"KiB/listener={r['kib_per_listener']:6.0f}  received min={r['min_received']}"
+                  f"/{frames}  senders short={r['short']}", flush=True)
+            if r["ok"]:
+                best[mode] = n
+                failures = 0
+            else:
+                failures += 1
+                if failures >= 2:
+                    break
+    print()
+    print("| server | largest N (zero loss, p99 within bound) | p99 at that N | cores at that N "
+          "| core/listener | KiB/listener |")
+    print("|---|---|---|---|---|---|")
+    for mode, rows in results.items():
+        n = best.get(mode, 0)
+        row = next((r for r in rows if r["n"] == n), None)
+        if row is None:
+            print(f"| {mode} | 0 | – | – | – | – |")
+            continue
+        print(f"| {mode} | {n} | {row['p99']:.2f} ms (bound {row['bound']:.1f}) | "
+              f"{row['cores']:.2f} | {row['cores'] / n:.4f} | {row['kib_per_listener']:.0f} |")
+    if best.get("mediarelay"):
+        print(f"\nratio passthrough/MediaRelay listeners: "
+              f"{best.get('passthrough', 0) / best['mediarelay']:.1f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", nargs=2, metavar=("MODE", "PORT"))
+    parser.add_argument("--clients", nargs=5, metavar=("MODE", "N", "URL", "FRAMES", "TAIL"))
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--passthrough", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[50, 100, 200, 300, 400, 500, 600, 800, 1000])
+    parser.add_argument("--mediarelay", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1, 5, 10, 15, 20, 30, 40])
+    parser.add_argument("--json", help="write every run's numbers to this file")
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve[0], int(args.serve[1])))
+    elif args.clients:
+        mode, n, url, frames, tail = args.clients
+        asyncio.run(clients(mode, int(n), url, int(frames), int(tail)))
+    else:
+        if os.environ.get("HEMICYCLE_BENCH_ANY_NET") is None:
+            import subprocess
+
+            out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+            if any(line.split()[1] != "lo" for line in out.splitlines() if line.strip()):
+                sys.exit("run inside a loopback-only namespace: unshare -r -n -- sh -c "
+                         "'ip link set lo up && exec python bench/audio.py'")
+        asyncio.run(orchestrate(args))
+
+
+if __name__ == "__main__":
+    main()
