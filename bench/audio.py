@@ -7,8 +7,9 @@ listener) — and a rising N, three processes run:
 - a **server** process (``--serve``), instrumented at the DTLS transport: the arrival time of
   every RTP packet from the publisher (ingest) and the time each RTP packet to a listener
   left (send), so "server-added latency" is measured inside the server, ingest to send;
-- a **clients** process (``--clients``): the publisher (pre-encoded Opus, paced at 20 ms)
-  and N listening peer connections that count what they receive;
+- a **publisher** process (``--publisher``): pre-encoded Opus at 20 ms intervals, plus a
+  short tail (MediaRelay's jitter buffer holds the last frames back);
+- a **listeners** process (``--listeners``): N peer connections that count what arrives;
 - this orchestrator, which steps through N and prints the table.
 
 All listeners connect before the publisher starts, so the j-th packet each listener's sender
@@ -42,6 +43,7 @@ aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_
 SECRET = "bench-secret-" + "b" * 24
 FPS = 50
 CONCURRENCY = 16
+TAIL = 10
 
 
 def rss_kib() -> int:
@@ -89,6 +91,19 @@ class Probe:
 
         RTCDtlsTransport._handle_rtp_data = handle_rtp_data
         RTCDtlsTransport._send_rtp = send_rtp
+
+        # hemicycle's fan-out sends through DirectSender, not _send_rtp.
+        from server.rtc_passthrough import DirectSender
+
+        push = DirectSender.push
+
+        def direct_push(self: Any, payload: bytes, timestamp: int, marker: bool = False) -> bool:
+            ok = push(self, payload, timestamp, marker)
+            if ok:
+                probe.sent.setdefault(id(self), []).append(time.perf_counter())
+            return ok
+
+        DirectSender.push = direct_push  # type: ignore[method-assign]
 
     def start(self) -> None:
         self.ingest.clear()
@@ -181,87 +196,145 @@ async def serve(mode: str, port: int) -> None:
     await task
 
 
-# --- clients process ---------------------------------------------------------------------------
+# --- client processes ----------------------------------------------------------------------------
 
 
-async def clients(mode: str, n: int, url: str, frames: int, tail: int) -> None:
-    import httpx
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+class Peers:
+    """Signalling for either server: hemicycle's WebSocket, or the relay's POST /offer."""
 
-    from server.auth import Invites
-    from server.client import Client
-    from server.rtc_passthrough import EncodedTrack, tap_receiver
-    from tests.audio_helpers import opus_tone
+    def __init__(self, mode: str, url: str) -> None:
+        import httpx
+        from aiortc import RTCConfiguration
 
-    config = RTCConfiguration(iceServers=[])
-    invites = Invites(SECRET)
-    http = httpx.AsyncClient(base_url=url, timeout=60)
-    keep: list[Any] = []
+        from server import protocol
+        from server.auth import Invites
 
-    async def signal(purpose: str, pc: Any, role: str, name: str) -> None:
+        # server.client applies the 64 KiB client-frame limit to the server's frames too, and
+        # the welcome of a room with ~500 people is larger than that.
+        protocol.MAX_FRAME = 1 << 26
+
+        self.mode, self.url = mode, url
+        self.config = RTCConfiguration(iceServers=[])
+        self.invites = Invites(SECRET)
+        self.http = httpx.AsyncClient(base_url=url, timeout=60)
+        self.keep: list[Any] = []
+
+    async def signal(self, purpose: str, pc: Any, role: str, name: str) -> None:
+        from aiortc import RTCSessionDescription
+
+        from server.client import Client
+
         await pc.setLocalDescription(await pc.createOffer())
-        if mode == "passthrough":
-            client = await Client.connect(url, invites.mint(room="plenary", role=role, name=name))
-            keep.append(client)
+        if self.mode == "passthrough":
+            token = self.invites.mint(room="plenary", role=role, name=name)
+            client = await Client.connect(self.url, token)
+            self.keep.append(client)
             reply = await client.rpc("rtc.offer", purpose=purpose, sdp=pc.localDescription.sdp,
                                      timeout=60)
             assert reply["ok"], reply
         else:
-            reply = (await http.post("/offer", json={"purpose": purpose,
-                                                     "sdp": pc.localDescription.sdp})).json()
+            reply = (await self.http.post("/offer", json={"purpose": purpose,
+                                                          "sdp": pc.localDescription.sdp})).json()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
-
-    async def connected(pc: Any) -> None:
         for _ in range(3000):
             if pc.connectionState == "connected":
                 return
             await asyncio.sleep(0.01)
         raise RuntimeError(f"peer connection {pc.connectionState}")
 
-    pub_pc = RTCPeerConnection(config)
+    async def close(self) -> None:
+        for c in self.keep:
+            await c.close()
+        await self.http.aclose()
+
+
+async def readline() -> str:
+    return await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+async def publisher(mode: str, url: str, frames: int) -> None:
+    """One microphone: pre-encoded Opus (a real tone, so MediaRelay can decode it) at 50/s."""
+    from aiortc import RTCPeerConnection
+
+    from server.rtc_passthrough import EncodedTrack
+    from tests.audio_helpers import opus_tone
+
+    peers = Peers(mode, url)
+    pc = RTCPeerConnection(peers.config)
     track = EncodedTrack(limit=10_000)
-    pub_pc.addTransceiver(track, direction="sendonly")
-    await signal("publish", pub_pc, "moderator", "Publisher")
-    await connected(pub_pc)
-
-    counts = [0] * n
-    pcs: list[Any] = []
-    gate = asyncio.Semaphore(CONCURRENCY)
-
-    async def listener(i: int) -> None:
-        async with gate:
-            pc = RTCPeerConnection(config)
-            pc.addTransceiver("audio", direction="recvonly")
-            pcs.append(pc)
-
-            def count(packet: Any, i: int = i) -> None:
-                counts[i] += 1
-
-            await pc.setLocalDescription(await pc.createOffer())
-            tap_receiver(pc.getTransceivers()[0].receiver, count)
-            await signal("listen", pc, "participant", f"L{i}")
-            await connected(pc)
-
-    t0 = time.monotonic()
-    await asyncio.gather(*(listener(i) for i in range(n)))
-    print(json.dumps({"ready": True, "connect_s": time.monotonic() - t0}), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
+    pc.addTransceiver(track, direction="sendonly")
+    await peers.signal("publish", pc, "moderator", "Publisher")
+    print(json.dumps({"ready": True}), flush=True)
+    await readline()  # go
     packets = opus_tone(440, 50)
     start = time.monotonic()
-    for j in range(frames + tail):
+    for j in range(frames + TAIL):
         track.push(packets[j % len(packets)], j * 960)
         delay = start + (j + 1) / FPS - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(0.5)
+    print(json.dumps({"published": frames}), flush=True)
+    await readline()  # bye
+    await pc.close()
+    await peers.close()
+
+
+async def listeners(mode: str, n: int, url: str, frames: int, live: bool) -> None:
+    """N listening peer connections that count SRTP datagrams at their sockets.
+
+    Unless ``live``, the process stops reading while the publisher plays (the datagrams wait
+    in the socket buffers and are counted afterwards): on one small machine, waking this
+    process for every datagram would charge the server's sendto with a context switch a
+    server talking to remote browsers never pays. Both servers get the same treatment.
+    """
+    from aiortc import RTCPeerConnection
+
+    peers = Peers(mode, url)
+    counts = [0] * n
+    pcs: list[Any] = []
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    def count_srtp(pc: Any, i: int) -> None:
+        """Count at the socket, without decrypting (keeps the client cheap; the payload
+        bytes themselves are checked by tests/test_media.py)."""
+        ice = pc.getTransceivers()[0].receiver.transport.transport
+        protocol = ice._connection._nominated[1].protocol
+        deliver = protocol.datagram_received
+
+        def received(data: bytes, addr: Any) -> None:
+            if 127 < data[0] < 192 and not 192 <= data[1] <= 223:
+                counts[i] += 1
+            else:
+                deliver(data, addr)
+
+        protocol.datagram_received = received
+
+    async def listener(i: int) -> None:
+        async with gate:
+            pc = RTCPeerConnection(peers.config)
+            pc.addTransceiver("audio", direction="recvonly")
+            pcs.append(pc)
+            await peers.signal("listen", pc, "participant", f"L{i}")
+            count_srtp(pc, i)
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(listener(i) for i in range(n)))
+    print(json.dumps({"ready": True, "connect_s": time.monotonic() - t0}), flush=True)
+    await readline()  # go
+    print(json.dumps({"going": True}), flush=True)
+    seconds = (frames + TAIL) / FPS + 1.0
+    if live:
+        await asyncio.sleep(seconds)
+    else:
+        time.sleep(seconds)  # noqa: ASYNC251 (on purpose: no reads while the server sends)
+    await asyncio.sleep(2.0)  # drain the socket buffers
     print(json.dumps({"min_received": min(counts), "max_received": max(counts),
                       "clients_short": sum(c < frames for c in counts)}), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "bye"
-    for pc in [*pcs, pub_pc]:
+    await readline()  # bye
+    for pc in pcs:
         await pc.close()
-    for c in keep:
-        await c.close()
-    await http.aclose()
+    await peers.close()
 
 
 # --- orchestrator --------------------------------------------------------------------------------
@@ -307,37 +380,46 @@ async def spawn(*args: str) -> Proc:
     return Proc(proc)
 
 
-async def run_once(mode: str, n: int, frames: int, tail: int) -> dict[str, Any]:
+async def run_once(mode: str, n: int, frames: int, live: bool) -> dict[str, Any]:
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     server = await spawn("--serve", mode, str(port))
     base = await server.read()
-    client = await spawn("--clients", mode, str(n), f"http://127.0.0.1:{port}", str(frames),
-                         str(tail))
+    pub = await spawn("--publisher", mode, url, str(frames))
+    lis: Proc | None = None
     try:
-        ready = await client.read(600)
+        await pub.read(120)
+        lis = await spawn("--listeners", mode, str(n), url, str(frames),
+                          *(["--live"] if live else []))
+        ready = await lis.read(900)
         await server.say("rss")
         after = await server.read()
         await server.say("start")
         await server.read()
-        await client.say("go")
-        received = await client.read(frames / FPS + 120)
+        await lis.say("go")
+        await lis.read()
+        await pub.say("go")
+        await pub.read(frames / FPS + 60)
         await server.say(f"report {frames}")
         report = await server.read()
-        await client.say("bye")
+        received = await lis.read(120)
+        await pub.say("bye")
+        await lis.say("bye")
     finally:
-        await client.stop()
-        await server.stop()
+        for p in (lis, pub, server):
+            if p is not None:
+                await p.stop()
     return {"mode": mode, "n": n, "connect_s": ready["connect_s"],
             "kib_per_listener": (after["rss_kib"] - base["rss_kib"]) / n, **report, **received}
 
 
 def verdict(r: dict[str, Any], bound: float) -> bool:
     return (r["short"] == 0 and r["min_received"] >= r["frames"] and r["listeners_sent"] == r["n"]
-            and r["p99"] <= bound)
+            and r["ingested"] >= r["frames"] and r["p99"] <= bound)
 
 
 async def orchestrate(args: argparse.Namespace) -> None:
-    frames, tail = args.seconds * FPS, 10
+    frames = args.seconds * FPS
     results: dict[str, list[dict[str, Any]]] = {}
     best: dict[str, int] = {}
     for mode, ladder in (("passthrough", args.passthrough), ("mediarelay", args.mediarelay)):
@@ -345,7 +427,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         bound = 10.0
         failures = 0
         for n in ladder:
-            r = await run_once(mode, n, frames, tail)
+            r = await run_once(mode, n, frames, args.live)
             r["frames"] = frames
             if mode == "mediarelay" and n == ladder[0]:
                 bound = r["p99"] + 10.0  # its jitter buffer holds ~4 frames by design
@@ -385,19 +467,25 @@ async def orchestrate(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", nargs=2, metavar=("MODE", "PORT"))
-    parser.add_argument("--clients", nargs=5, metavar=("MODE", "N", "URL", "FRAMES", "TAIL"))
+    parser.add_argument("--publisher", nargs=3, metavar=("MODE", "URL", "FRAMES"))
+    parser.add_argument("--listeners", nargs=4, metavar=("MODE", "N", "URL", "FRAMES"))
+    parser.add_argument("--live", action="store_true",
+                        help="listeners keep reading while the publisher plays")
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--passthrough", type=lambda s: [int(x) for x in s.split(",")],
+    parser.add_argument("--passthrough", type=lambda s: [int(x) for x in s.split(",") if int(x)],
                         default=[50, 100, 200, 300, 400, 500, 600, 800, 1000])
-    parser.add_argument("--mediarelay", type=lambda s: [int(x) for x in s.split(",")],
+    parser.add_argument("--mediarelay", type=lambda s: [int(x) for x in s.split(",") if int(x)],
                         default=[1, 5, 10, 15, 20, 30, 40])
     parser.add_argument("--json", help="write every run's numbers to this file")
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve[0], int(args.serve[1])))
-    elif args.clients:
-        mode, n, url, frames, tail = args.clients
-        asyncio.run(clients(mode, int(n), url, int(frames), int(tail)))
+    elif args.publisher:
+        mode, url, frames = args.publisher
+        asyncio.run(publisher(mode, url, int(frames)))
+    elif args.listeners:
+        mode, n, url, frames = args.listeners
+        asyncio.run(listeners(mode, int(n), url, int(frames), args.live))
     else:
         if os.environ.get("HEMICYCLE_BENCH_ANY_NET") is None:
             import subprocess

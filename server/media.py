@@ -53,6 +53,7 @@ MAX_SDP = 20_000
 PUB_RATE, PUB_BURST = 120.0, 60.0
 """Packets per second a microphone may send (Opus at 10 ms is 100/s); past it: dropped."""
 LEVELS_EVERY = 0.2
+LEVELS_TO = ["role:moderator", "role:interpreter"]
 OFFER_RATE, OFFER_BURST = 1.0, 5.0
 
 
@@ -488,8 +489,9 @@ class MediaRoom:
                                    "on_air": self.routes.feeds(pub.pid, pub.target)}
                 pub.meter.peak = 127
             with contextlib.suppress(Exception):
+                # For the chair's board and the booths' consoles, not every listener.
                 await self.hub.publish({"type": "ephemeral", "kind": "levels",
-                                        "levels": levels})
+                                        "levels": levels, "to": LEVELS_TO})
 
     def _count_drops(self) -> None:
         dropped = 0

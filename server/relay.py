@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import math
 from collections.abc import Callable
+from operator import mul
 from typing import Any, Protocol
 
 import av
@@ -164,8 +165,9 @@ class LevelMeter:
             return None
         total, count = 0, 0
         for f in frames:
-            samples = array.array("h", bytes(f.planes[0]))[::4]  # every other stereo sample
-            total += sum(s * s for s in samples)
+            # Every 8th sample of the interleaved stereo s16: plenty for a level, 8x cheaper.
+            samples = array.array("h", bytes(f.planes[0]))[::8]
+            total += sum(map(mul, samples, samples))
             count += len(samples)
         if not count:
             return None

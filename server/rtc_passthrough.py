@@ -36,6 +36,7 @@ from typing import Any
 import aioice.ice
 import aiortc
 import av
+import pylibsrtp
 from aiortc import clock
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -43,6 +44,8 @@ from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
+from pylibsrtp._binding import ffi as srtp_ffi  # type: ignore[import-not-found]
+from pylibsrtp._binding import lib as srtp_lib
 
 PINNED = "1.16.0"
 OPUS_RATE = 48_000
@@ -90,6 +93,7 @@ _DIRECT_NEEDS: tuple[tuple[type, tuple[str, ...]], ...] = (
     (aioice.ice.Connection, ("self._nominated",)),
     (aioice.ice.CandidatePair, ("self.protocol", "def remote_addr")),
     (aioice.ice.StunProtocol, ("self.transport",)),
+    (pylibsrtp.Session, ("self._cdata", "self._buffer", "self._srtp", "lib.srtp_protect,")),
 )
 
 
@@ -169,17 +173,19 @@ class EncodedTrack(MediaStreamTrack):
 
 
 _HEADER = struct.Struct("!BBHII")
+SRTP_ROOM = 1500 - 16
+"""pylibsrtp's buffer is 1,500 bytes; protecting adds an authentication tag of up to 16."""
 
 
 class DirectSender:
     """Sends already-encoded Opus for one ``RTCRtpSender`` straight from the caller.
 
     ``push(payload, timestamp)`` builds the RTP packet (this sender's SSRC, payload type, the
-    ``mid`` header extension it negotiated), protects it with the connection's SRTP session
-    and writes it to the nominated ICE pair — synchronously, in the caller's loop. Packets
-    pushed before the connection is up are dropped (``push`` returns False). The sender's
-    own task stays idle on its (empty) track and keeps sending RTCP sender reports, whose
-    counters this class updates.
+    ``mid`` header extension it negotiated), protects it in place with the connection's
+    libsrtp session (the buffer pylibsrtp keeps for it) and writes it to the nominated ICE
+    pair — synchronously, in the caller's loop. Packets pushed before the connection is up
+    are dropped (``push`` returns False). The sender's own task stays idle on its (empty)
+    track and keeps sending RTCP sender reports, whose counters this class updates.
     """
 
     STATS_EVERY = 10
@@ -189,9 +195,14 @@ class DirectSender:
         self._pt = payload_type & 0x7F
         self._seq = random.randrange(1 << 15)
         self._origin = random.randrange(1 << 32)  # RFC 3550 §5.1: a random first timestamp
-        self._prefix: bytes | None = None
-        self._protect: Callable[[bytes], bytes] | None = None
-        self._pair: Any = None
+        self._prefix = b""
+        self._first = 0x80
+        self._dtls: RTCDtlsTransport | None = None
+        self._session: Any = None
+        self._srtp: Any = None
+        self._cdata: Any = None
+        self._buffer: Any = None
+        self._length = srtp_ffi.new("int *")
         self._addr: Any = None
         self._send: Callable[[bytes, Any], None] | None = None
         self._packets = 0
@@ -202,35 +213,47 @@ class DirectSender:
     def _bind(self) -> bool:
         sender = self._sender
         dtls = sender.transport
-        if dtls.state != "connected" or dtls._tx_srtp is None:
+        session = dtls._tx_srtp
+        if dtls.state != "connected" or session is None:
             return False
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return False
-        if self._prefix is None:
-            template = RtpPacket(payload_type=self._pt, ssrc=sender._ssrc)
-            template.extensions.mid = sender._RTCRtpSender__mid
-            header_map = sender._RTCRtpSender__rtp_header_extensions_map
-            self._prefix = template.serialize(header_map)[_HEADER.size:]
-        self._protect = dtls._tx_srtp.protect
-        self._pair = pair
+        template = RtpPacket(payload_type=self._pt, ssrc=sender._ssrc)
+        template.extensions.mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
+        header_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map")  # noqa: B009
+        self._prefix = template.serialize(header_map)[_HEADER.size:]
+        self._first = 0x90 if self._prefix else 0x80
+        self._dtls, self._session = dtls, session
+        self._srtp, self._cdata, self._buffer = session._srtp[0], session._cdata, session._buffer
         self._addr = pair.remote_addr
         self._send = pair.protocol.transport.sendto
         return True
 
     def push(self, payload: bytes, timestamp: int, marker: bool = False) -> bool:
-        if self._send is None or self._sender.transport._tx_srtp is None:
+        dtls = self._dtls
+        if self._send is None or dtls is None or dtls._tx_srtp is not self._session:
             if not self._bind():
                 self.dropped += 1
                 return False
-        assert self._protect is not None and self._send is not None
+            assert self._send is not None
         seq = self._seq = (self._seq + 1) & 0xFFFF
         timestamp = (self._origin + timestamp) & 0xFFFFFFFF
-        first = 0x90 if self._prefix else 0x80
-        header = _HEADER.pack(first, (marker << 7) | self._pt, seq, timestamp, self._sender._ssrc)
+        packet = _HEADER.pack(self._first, (marker << 7) | self._pt, seq, timestamp,
+                              self._sender._ssrc) + self._prefix + payload
+        size = len(packet)
+        if size > SRTP_ROOM:
+            self.dropped += 1
+            return False
+        length = self._length
+        length[0] = size
+        buffer = self._buffer
+        buffer[0:size] = packet
         try:
-            self._send(self._protect(header + (self._prefix or b"") + payload), self._addr)
-        except Exception:  # closed under us; rebind on the next packet
+            if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
+                raise ConnectionError("libsrtp refused the packet")
+            self._send(buffer[0:length[0]], self._addr)
+        except Exception:  # closed under us, or a key change: rebind on the next packet
             self._send = None
             self.dropped += 1
             return False

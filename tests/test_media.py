@@ -328,16 +328,21 @@ async def test_ice_servers_reach_the_browser_in_the_welcome(start_node, invites,
     await ana.close()
 
 
-async def test_levels_of_live_microphones_are_broadcast(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+async def test_levels_of_live_microphones_go_to_chair_and_booths(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    chair, ana, ivan = await people(node, invites, ("Chair", "moderator"),
+                                    ("Ana", "participant"), ("Ivan", "interpreter"),
+                                    Ivan={"booth": "es"})
     mic = await publish(chair, "floor")
     await mic.play(opus_tone(440, 25, amplitude=16000))
-    levels = await ana.wait_message(
-        lambda m: m["type"] == "ephemeral" and m.get("kind") == "levels"
-        and chair.me in m["levels"] and m["levels"][chair.me]["db"] > -40, timeout(3))
-    entry = levels["levels"][chair.me]
-    assert entry["source"] == "floor" and entry["on_air"] is True
+    for client in (chair, ivan):
+        levels = await client.wait_message(
+            lambda m: m["type"] == "ephemeral" and m.get("kind") == "levels"
+            and chair.me in m["levels"] and m["levels"][chair.me]["db"] > -40, timeout(3))
+        entry = levels["levels"][chair.me]
+        assert entry["source"] == "floor" and entry["on_air"] is True
+    assert not [m for m in ana.received if m.get("kind") == "levels"], \
+        "participants do not get the meters (5 messages a second each)"
     await mic.close()
-    for c in (chair, ana):
+    for c in (chair, ana, ivan):
         await c.close()
