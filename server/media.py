@@ -55,6 +55,8 @@ PUB_RATE, PUB_BURST = 120.0, 60.0
 LEVELS_EVERY = 0.2
 LEVELS_TO = ["role:moderator", "role:interpreter"]
 OFFER_RATE, OFFER_BURST = 1.0, 5.0
+OUTBOX = 500
+"""Frames waiting for the bus (10 s of one microphone) before the oldest are dropped."""
 
 
 class Peer(Protocol):
@@ -355,12 +357,16 @@ class MediaRoom:
         source = self.sources.get(pub.target)
         if source is not None:
             self.metrics.audio_out.inc(source.push(frame, time.monotonic()))
+        if len(self._outbox) >= OUTBOX:
+            self._outbox.popleft()  # the bus is not keeping up: other nodes lose the oldest
+            self.metrics.audio_bus.labels("dropped").inc()
         self._outbox.append((pub.target, frame.to_bus()))
         self._outbox_ready.set()
 
     async def _publish_bus(self) -> None:
         bus = self.hub.backends.bus
         counter = self.metrics.audio_bus.labels("out")
+        warned = 0.0
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
@@ -370,7 +376,11 @@ class MediaRoom:
                     await bus.publish(bus_channel(self.room, source), data)
                     counter.inc()
                 except Exception as exc:  # the bus is down: listeners elsewhere miss frames
-                    log.warning("room %s: audio frame not published: %s", self.room, exc)
+                    self.metrics.audio_bus.labels("failed").inc()
+                    now = time.monotonic()
+                    if now - warned > 10:
+                        warned = now
+                        log.warning("room %s: audio frames not published: %s", self.room, exc)
 
     def _from_bus(self, name: str, data: bytes) -> None:
         try:
