@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from . import exports
 from .auth import Invites
 from .backends import Backends, open_backends
 from .config import Assembly, Settings, load_assembly
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/api/invites", mint_invite, methods=["POST"]),
+            *exports.ROUTES,
             Route("/api/recordings", recordings),
             Route("/api/recordings/{room}/{rec}/{name}", recording_download),
             WebSocketRoute("/ws", websocket_endpoint),
@@ -123,9 +125,9 @@ async def healthz(request: Request) -> Response:
     rooms = {rid: {"ready": hub.ready.is_set(), "last": hub.state["meta"]["last"],
                    "connections": len(hub.sinks)} for rid, hub in node.hubs.items()}
     ok = all(r["ready"] for r in rooms.values())
-    backend = node.settings.backend.split("@")[-1]
-    return JSONResponse({"ok": ok, "node": node.name, "backend": backend,
-                         "rooms": rooms}, 200 if ok else 503)
+    backend = node.settings.backend.split("@")[-1]  # never show a password
+    return JSONResponse({"ok": ok, "node": node.name, "backend": backend, "rooms": rooms},
+                        200 if ok else 503)
 
 
 async def metrics(request: Request) -> Response:

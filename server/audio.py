@@ -2,7 +2,7 @@
 
 The media layer (media.py) never decides anything itself: after each fold it asks
 :func:`routes` which microphones feed which *source* — ``floor`` or a channel's language —
-and :func:`hearing` what each person's listening track carries. Everything here reads the
+and :meth:`Routes.hearing` what each person's listening track carries. Everything here reads the
 room state only, so every node routes the same way at the same point of the log.
 
 Rules:
@@ -17,7 +17,7 @@ Rules:
   interpreter hears their input (the floor or a relay channel), never their own channel.
 - Nobody hears their own microphone (media.py drops a listener's own packets).
 
-Channel fields read (the channels slice, server/channels.py; absent: floor only)::
+Channel fields read (the channels slice, server/channels.py)::
 
     channels.channels[lang].live   pid | None     channels.channels[lang].cough  bool
     channels.interpreters[pid]     {booth, input: "floor" | lang}
@@ -27,7 +27,6 @@ Channel fields read (the channels slice, server/channels.py; absent: floor only)
 The ``audio`` slice (``state["audio"]``)::
 
     muted      [pid…]        speakers a moderator muted: their packets are dropped
-    channels   [lang…]       the room's configured channels (until the channels slice says)
     recording  None | {id, node, by, since}   the node that writes the files, and since when
 """
 
@@ -103,10 +102,7 @@ class Routes:
             wanted = self.inputs.get(pid, FLOOR)
             if wanted == self.booths[pid]:
                 wanted = FLOOR  # never one's own channel echoed back
-            main = self.carries(wanted)
-            if main == self.booths[pid]:
-                main = FLOOR
-            return main, None
+            return self.carries(wanted), None
         main = self.carries(self.choice.get(pid, FLOOR))
         return main, (FLOOR if main not in (FLOOR, None) else None)
 
@@ -114,32 +110,25 @@ class Routes:
 def routes(state: State) -> Routes:
     """The routing for ``state`` (call once per fold, not per packet)."""
     core = state["core"]
-    muted = set(state.get("audio", {}).get("muted", ()))
+    muted = set(state["audio"]["muted"])
     floor = {pid for pid in core["speakers"]}
     floor |= {pid for pid, p in core["people"].items() if p["role"] == MODERATOR}
     floor -= muted
-    ch = state.get("channels")
-    if not isinstance(ch, dict):
-        return Routes(floor=frozenset(floor))
-    channels = ch.get("channels", {})
-    live = {lang: c.get("live") for lang, c in channels.items()}
-    cough = frozenset(lang for lang, c in channels.items() if c.get("live") and c.get("cough"))
-    choice = {pid: (FLOOR if c == ORIGINAL else c) for pid, c in ch.get("choice", {}).items()}
-    interpreters = ch.get("interpreters", {})
-    inputs = {pid: i.get("input") or FLOOR for pid, i in interpreters.items()}
-    booths = {pid: i["booth"] for pid, i in interpreters.items() if i.get("booth")}
-    return Routes(floor=frozenset(floor), live=live, cough=cough,
-                  fallback=ch.get("fallback", ORIGINAL), choice=choice, inputs=inputs,
-                  booths=booths)
+    ch = state["channels"]
+    channels = ch["channels"]
+    live = {lang: c["live"] for lang, c in channels.items()}
+    cough = frozenset(lang for lang, c in channels.items() if c["live"] and c["cough"])
+    choice = {pid: (FLOOR if c == ORIGINAL else c) for pid, c in ch["choice"].items()}
+    interpreters = ch["interpreters"]
+    return Routes(floor=frozenset(floor), live=live, cough=cough, fallback=ch["fallback"],
+                  choice=choice,
+                  inputs={pid: i["input"] for pid, i in interpreters.items()},
+                  booths={pid: i["booth"] for pid, i in interpreters.items()})
 
 
 def sources(state: State) -> list[str]:
-    """Every source of the room: the floor, then each channel (the channels slice's, which
-    a moderator may add to, or else the room's configured ones)."""
-    ch = state.get("channels")
-    if isinstance(ch, dict) and "channels" in ch:
-        return [FLOOR, *ch["channels"]]
-    return [FLOOR, *state.get("audio", {}).get("channels", ())]
+    """Every source of the room: the floor, then each channel (a moderator may add one)."""
+    return [FLOOR, *state["channels"]["channels"]]
 
 
 def may_publish(state: State, person: Mapping[str, Any], target: str) -> bool:
@@ -163,8 +152,12 @@ def may_publish(state: State, person: Mapping[str, Any], target: str) -> bool:
     if role != INTERPRETER:
         raise Refused("only the channel's interpreters speak into it", code="forbidden")
     r = routes(state)
-    if r.booths.get(pid, person.get("booth")) != target:
-        raise Refused(f"you are not assigned to the {target!r} booth", code="not_your_booth")
+    booth = r.booths.get(pid)
+    if booth is None:
+        raise Refused("you are not assigned to a booth in this room", code="not_in_booth")
+    if booth != target:
+        raise Refused(f"you are assigned to the {booth!r} booth, not {target!r}",
+                      code="not_your_booth")
     return r.feeds(pid, target)
 
 
@@ -172,7 +165,7 @@ def may_publish(state: State, person: Mapping[str, Any], target: str) -> bool:
 
 
 def init(config: RoomConfig) -> dict[str, Any]:
-    return {"muted": [], "recording": None, "channels": list(config.channels)}
+    return {"muted": [], "recording": None}
 
 
 def check_pid(args: dict[str, Any]) -> dict[str, Any]:

@@ -6,11 +6,19 @@ import argparse
 import secrets
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .auth import Invites
 from .config import Assembly, Settings, load_assembly
 from .errors import BadArgs, ConfigError
-from .types import MODERATOR, PANELIST, PARTICIPANT, ROLES
+from .types import CAPTIONER, INTERPRETER, MODERATOR, PANELIST, PARTICIPANT, ROLES
+
+DEMO_INTERPRETERS = {
+    "es": ("Elena Ruiz", "Pablo Gómez"),
+    "fr": ("Claire Martin", "Julien Bernard"),
+    "ru": ("Olga Ivanova", "Dmitri Petrov"),
+}
+"""Two interpreters per booth, as booths are staffed (they hand over every 20–30 minutes)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,11 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _settings(args: argparse.Namespace, **extra: object) -> Settings:
-    return Settings.from_env(
-        host=getattr(args, "host", None), port=getattr(args, "port", None),
-        config=args.config, backend=getattr(args, "backend", None),
-        public_url=args.public_url, **extra)
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "host": getattr(args, "host", None), "port": getattr(args, "port", None),
+        "config": args.config, "backend": getattr(args, "backend", None),
+        "public_url": args.public_url}
+    values.update(extra)
+    return Settings.from_env(**values)
 
 
 def _invite(args: argparse.Namespace) -> int:
@@ -100,6 +110,12 @@ def demo_links(settings: Settings, assembly: Assembly) -> list[tuple[str, str]]:
         add(f"Member: {rep}, {m.name} ({m.country}) [{lang}]", plenary, role=PARTICIPANT,
             name=rep, org=m.id, country=m.country, lang=lang)
     add("Observer (no vote)", plenary, role=PARTICIPANT, name="Observer", lang="en")
+    floor = assembly.rooms[plenary].floor
+    for lang in assembly.rooms[plenary].channels:
+        for name in DEMO_INTERPRETERS.get(lang, (f"{lang} interpreter 1", f"{lang} interpreter 2")):
+            add(f"Interpreter, {lang} booth: {name} ({floor}<>{lang})", plenary, role=INTERPRETER,
+                name=name, booth=lang, pair=[floor, lang], lang=lang)
+    add("Captioner (floor and every channel)", plenary, role=CAPTIONER, name="Captioner")
     for room in rooms[1:]:
         add(f"Chair of '{assembly.rooms[room].title}'", room, role=MODERATOR, name="Panel chair")
         add(f"Participant in '{assembly.rooms[room].title}'", room, role=PARTICIPANT,
@@ -112,7 +128,7 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
 
     from .app import create_app
 
-    extra: dict[str, object] = {}
+    extra: dict[str, Any] = {}
     if demo:
         extra["backend"] = getattr(args, "backend", None) or "memory://"
         if not Settings.from_env().secret:

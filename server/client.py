@@ -111,9 +111,8 @@ class Client:
         except Exception:
             pass
         finally:
-            if self.ws.close_rcvd is not None:
-                self.close_code = self.ws.close_rcvd.code
-                self.close_reason = self.ws.close_rcvd.reason
+            self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason or ""
             for fut in self._replies.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("connection closed"))

@@ -34,6 +34,9 @@ class Settings:
     public_url: str = ""
     """Base URL printed in invite links; defaults to http://host:port."""
     node: str = ""
+    command_rate: float = 10.0
+    """Commands (and reactions) per second one connection may send, sustained."""
+    command_burst: float = 30.0
     recordings: str = "recordings"
     """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
 
@@ -48,6 +51,10 @@ class Settings:
             "secret": env.get("HEMICYCLE_SECRET", ""),
             "public_url": env.get("HEMICYCLE_PUBLIC_URL", ""),
             "node": env.get("HEMICYCLE_NODE", ""),
+            "command_rate": _float(env.get("HEMICYCLE_COMMAND_RATE", "10"),
+                                   "HEMICYCLE_COMMAND_RATE"),
+            "command_burst": _float(env.get("HEMICYCLE_COMMAND_BURST", "30"),
+                                    "HEMICYCLE_COMMAND_BURST"),
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -63,6 +70,13 @@ def _int(value: str, key: str) -> int:
         return int(value)
     except ValueError:
         raise ConfigError("environment", key, f"not an integer: {value!r}") from None
+
+
+def _float(value: str, key: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError("environment", key, f"not a number: {value!r}") from None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audio, rooms
+from . import audio, channels, rooms
 from .errors import BadArgs, Forbidden, HemicycleError, UnknownType
 from .protocol import canonical
 from .types import SYSTEM, Actor, Command, Entry, Event, RoomConfig, Slice, State, no_args
@@ -36,7 +36,7 @@ def _decide_tick(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
 
 TICK = Command("tick", frozenset({SYSTEM}), no_args, _decide_tick)
 
-SLICES: tuple[Slice, ...] = (rooms.SLICE, audio.SLICE)
+SLICES: tuple[Slice, ...] = (rooms.SLICE, channels.SLICE, audio.SLICE)
 COMMANDS: dict[str, Command] = {"tick": TICK}
 APPLY: dict[str, Any] = {}
 for _s in SLICES:
@@ -102,15 +102,25 @@ def fold(state: State, entry_id: str, entry: Entry) -> Outcome:
         outcomes[cid] = exc.to_wire()
         _forget_oldest(outcomes)
         return Outcome(error=exc.to_wire())
+    _check_audiences(events)
     apply_events(state, events)
     for s in SLICES:
         if s.react is not None and events:
             more = s.react(state, events, entry["ts"])
+            _check_audiences(more)
             apply_events(state, more)
             events.extend(more)
     outcomes[cid] = None
     _forget_oldest(outcomes)
     return Outcome(events=events)
+
+
+def _check_audiences(events: list[Event]) -> None:
+    for event in events:
+        to = event.get("to")
+        if to is not None and not isinstance(to, list):
+            # A string here would be read as a list of characters and reach nobody.
+            raise TypeError(f"event {event['type']!r}: 'to' must be a list of selectors")
 
 
 def _forget_oldest(outcomes: dict[str, Any]) -> None:

@@ -181,10 +181,10 @@ class RoomHub:
                     frame = encode({**message, "events": mine}, sink.codec)
                     sink.deliver(frame, entry_id=entry_id)
                     continue
-            frame = shared.get(sink.codec)
-            if frame is None:
-                frame = shared[sink.codec] = encode(message, sink.codec)
-            sink.deliver(frame, entry_id=entry_id)
+            shared_frame = shared.get(sink.codec)
+            if shared_frame is None:
+                shared_frame = shared[sink.codec] = encode(message, sink.codec)
+            sink.deliver(shared_frame, entry_id=entry_id)
         self.metrics.deliveries.inc(len(self.sinks))
 
     def _schedule_tick(self) -> None:
@@ -203,14 +203,17 @@ class RoomHub:
         def fire() -> None:
             self._timer_at = None
             self._timer = None
-            # Every node may fire; the deterministic cid makes the fold take only the first.
+            if now_ms() < deadline:  # the loop's clock ran ahead of the wall clock
+                self._schedule_tick()
+                return
             loop.create_task(self._tick(deadline))
 
         self._timer = loop.call_later(delay + 0.005, fire)
 
     async def _tick(self, deadline: int) -> None:
+        # One tick per node per deadline: a tick that finds nothing due changes nothing.
         with contextlib.suppress(HemicycleError):
-            await self.submit(Actor("node", SYSTEM), "tick", {}, f"tick:{deadline}")
+            await self.submit(Actor("node", SYSTEM), "tick", {}, f"tick:{deadline}:{self.node}")
 
     def on_events(self, listener: Callable[[str, list[Event]], None]) -> None:
         """Call ``listener(entry_id, events)`` after each fold that produced events."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import Unavailable
 
@@ -117,19 +117,21 @@ class RedisLog:
         backoff = 0.05
         while True:
             try:
-                reply = await self._redis.xread({key: last}, count=self.BATCH, block=self.BLOCK_MS)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                    OSError) as exc:
+                reply: Any = await self._redis.xread({key: last}, count=self.BATCH,
+                                                     block=self.BLOCK_MS)
+            except redis.exceptions.TimeoutError:
+                continue  # an idle blocking read timed out on the client side: read again
+            except (redis.exceptions.ConnectionError, OSError) as exc:
                 # Redis restarting or the network blinking: keep our place and try again.
                 log.warning("room log %s unreachable (%s); retrying in %.2fs", room, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.05
-            for _key, items in reply or ():
+            for _key, items in reply or []:
                 for raw_id, fields in items:
-                    last = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                    yield last, fields[b"e"]
+                    last = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                    yield last, bytes(fields[b"e"])
 
     async def save_snapshot(self, room: str, last_id: str, data: bytes) -> None:
         from .protocol import pack
@@ -139,10 +141,10 @@ class RedisLog:
     async def load_snapshot(self, room: str) -> tuple[str, bytes] | None:
         from .protocol import unpack
 
-        raw = await self._redis.get(snapshot_key(room))
+        raw: Any = await self._redis.get(snapshot_key(room))
         if raw is None:
             return None
-        last_id, data = unpack(raw)
+        last_id, data = unpack(bytes(raw))
         return str(last_id), bytes(data)
 
     async def close(self) -> None:

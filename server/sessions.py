@@ -45,9 +45,8 @@ CLOSE_BAD_TOKEN = 4001
 CLOSE_UNKNOWN_ROOM = 4004
 CLOSE_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
+CLOSE_GRACE = 10.0
 
-COMMAND_RATE = 10.0
-COMMAND_BURST = 30.0
 
 
 class TokenBucket:
@@ -83,7 +82,8 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, codec, WrongRoom(f"there is no room {claims['room']!r} here",
                                            code="unknown_room"), CLOSE_UNKNOWN_ROOM)
         return
-    session = Session(ws, hub, claims, codec)
+    session = Session(ws, hub, claims, codec, node.settings.command_rate,
+                      node.settings.command_burst)
     await session.run(ws.query_params.get("after"))
 
 
@@ -101,7 +101,8 @@ def _frame(message: dict[str, Any], codec: Codec) -> dict[str, Any]:
 
 
 class Session:
-    def __init__(self, ws: WebSocket, hub: RoomHub, claims: dict[str, Any], codec: Codec) -> None:
+    def __init__(self, ws: WebSocket, hub: RoomHub, claims: dict[str, Any], codec: Codec,
+                 rate: float = 10.0, burst: float = 30.0) -> None:
         self.ws = ws
         self.hub = hub
         self.codec: Codec = codec
@@ -113,7 +114,8 @@ class Session:
         self.wakeup = asyncio.Event()
         self.sent_id: str | None = None
         self.closing = False
-        self.bucket = TokenBucket(COMMAND_RATE, COMMAND_BURST)
+        self._closer: asyncio.Task[None] | None = None
+        self.bucket = TokenBucket(rate, burst)
 
     # -- outbound ------------------------------------------------------------------------
 
@@ -147,11 +149,13 @@ class Session:
         self.hub.metrics.queue_drops.labels("overflow").inc()
         reason = f"slow consumer; resume after {self.sent_id or '0-0'}"
         log.info("closing slow connection %s (%s)", self.person["conn"], reason)
-        asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW, reason))
+        self._closer = asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW, reason))
 
     async def _close(self, code: int, reason: str) -> None:
+        # The close frame waits behind what the socket already holds; a client that does
+        # not read it within CLOSE_GRACE is dropped instead of being waited for.
         with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+            await asyncio.wait_for(self.ws.close(code, reason), CLOSE_GRACE)
 
     async def _write(self) -> None:
         send = self.ws.send
@@ -182,7 +186,13 @@ class Session:
         try:
             await hub.submit(Actor("node", SYSTEM), "join", self._join_args(),
                              f"join:{self.person['conn']}")
-            await self._read()
+            reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
+            while not reader.done():
+                await asyncio.wait({reader}, timeout=1.0)
+                if self._closer is not None and self._closer.done():
+                    reader.cancel()  # closed as a slow consumer: stop serving it
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await reader
         except (WebSocketDisconnect, Unavailable):
             pass
         finally:

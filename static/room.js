@@ -142,7 +142,8 @@
     hc.setLang(hc.lang);
   }
 
-  const fmt = (iso, opts) => new Date(iso).toLocaleTimeString(HC.lang, opts);
+  // 24-hour times: the convention of international meetings, whatever the UI language.
+  const fmt = (iso, opts) => new Date(iso).toLocaleTimeString(HC.lang, { hourCycle: "h23", ...opts });
 
   function renderAgenda(hc) {
     const list = document.getElementById("agenda-list");

@@ -117,6 +117,14 @@ def invites() -> Invites:
     return Invites(SECRET)
 
 
+class TestServer(uvicorn.Server):
+    """uvicorn without its signal handlers: a test process keeps its own SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @dataclass
 class RunningNode:
     url: str
@@ -151,9 +159,9 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
         node_settings = Settings(port=port, secret=SECRET, backend=url, node=name or f"n{port}",
                                  **(settings or {}))
         app = create_app(node_settings, config or assembly, backends)
-        server = uvicorn.Server(uvicorn.Config(
+        server = TestServer(uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-            ws_max_size=1024 * 1024, **uvicorn_kw))
+            ws_max_size=1024 * 1024, timeout_graceful_shutdown=3, **uvicorn_kw))
         task = asyncio.create_task(server.serve())
         deadline = time.monotonic() + timeout(10)
         while not server.started:

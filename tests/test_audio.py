@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server import audio, fold
+from server import channels as channels_slice
 from server.audio import FLOOR, Routes
 from server.errors import Refused
 from server.types import Actor, RoomConfig
@@ -24,7 +25,7 @@ def state_with(people: dict[str, str], speakers: list[str] = (),  # type: ignore
         state["core"]["people"][pid] = {"pid": pid, "role": role, "conns": ["c"]}
     state["core"]["speakers"] = list(speakers)
     if channels is not None:
-        state["channels"] = channels
+        state["channels"].update(channels)
     return state
 
 
@@ -32,12 +33,17 @@ def channels_state(live: dict[str, str | None], cough: tuple[str, ...] = (),
                    choice: dict[str, str] | None = None,
                    interpreters: dict[str, tuple[str, str]] | None = None,
                    fallback: str = "original") -> dict[str, Any]:
-    """The documented minimal shape of the channels slice that routing reads."""
+    """The fields of the channels slice (server/channels.py) that routing reads."""
+    channels = {}
+    for lang in LANGS:
+        channel = channels_slice.new_channel(lang)
+        channel.update(live=live.get(lang), cough=lang in cough and live.get(lang) is not None)
+        channels[lang] = channel
     return {
         "fallback": fallback,
-        "channels": {lang: {"live": live.get(lang), "cough": lang in cough} for lang in LANGS},
+        "channels": channels,
         "choice": choice or {},
-        "interpreters": {pid: {"pid": pid, "booth": b, "input": i}
+        "interpreters": {pid: {"pid": pid, "booth": b, "pair": [b], "input": i, "out": b}
                          for pid, (b, i) in (interpreters or {}).items()},
     }
 
@@ -52,7 +58,7 @@ def test_floor_is_speakers_and_moderators_minus_muted() -> None:
     assert audio.routes(state).floor == {"chair"}
 
 
-def test_without_a_channels_slice_everyone_hears_the_floor() -> None:
+def test_without_a_choice_everyone_hears_the_floor() -> None:
     r = audio.routes(state_with({"ana": "participant"}))
     assert r.hearing("ana", "participant") == (FLOOR, None)
     assert audio.sources(state_with({})) == [FLOOR, "es", "fr", "ru"]
@@ -117,7 +123,7 @@ def test_routing_properties(live: dict[str, str], cough: list[str],
 def test_may_publish() -> None:
     state = state_with({"chair": "moderator", "bo": "participant", "iv": "interpreter"},
                        speakers=[])
-    state["core"]["people"]["iv"]["booth"] = "es"
+    state["channels"].update(channels_state({}, interpreters={"iv": ("es", "floor")}))
     assert audio.may_publish(state, {"pid": "chair", "role": "moderator"}, FLOOR) is True
     with pytest.raises(Refused, match="floor") as exc:
         audio.may_publish(state, {"pid": "bo", "role": "participant"}, FLOOR)
@@ -126,11 +132,12 @@ def test_may_publish() -> None:
     assert audio.may_publish(state, iv, "es") is False, "stand-by until on air"
     for person, target, code in ((iv, "fr", "not_your_booth"), (iv, FLOOR, "forbidden"),
                                  (iv, "de", "no_such_channel"),
-                                 ({"pid": "bo", "role": "participant"}, "es", "forbidden")):
+                                 ({"pid": "bo", "role": "participant"}, "es", "forbidden"),
+                                 ({"pid": "xx", "role": "interpreter"}, "es", "not_in_booth")):
         with pytest.raises(Refused) as exc:
             audio.may_publish(state, person, target)
         assert exc.value.code == code
-    state["channels"] = channels_state({"es": "iv"})
+    state["channels"]["channels"]["es"]["live"] = "iv"
     assert audio.may_publish(state, iv, "es") is True
 
 

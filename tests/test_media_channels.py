@@ -1,8 +1,8 @@
 """Interpretation channels through real nodes and real aiortc peers.
 
-Who is live, who coughs and who listens to what is the channels slice's state. Until that
-slice is merged these tests set the documented shape (server/audio.py docstring) on the
-node's replica and let the media layer re-route, exactly as it does after a fold.
+Who is live, who coughs and who listens to what comes from the channels slice's commands
+(air.take, handover.*, booth.cough, booth.input, channel.choose): the media layer re-routes
+after each fold, without renegotiating any peer connection.
 """
 
 from __future__ import annotations
@@ -28,23 +28,7 @@ from .audio_helpers import (
 from .conftest import timeout
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
-LANGS = ("es", "fr", "ru")
 TAGS = {"floor": 1, "es": 2, "fr": 3, "es2": 4}
-
-
-def set_channels(node: Any, live: dict[str, str], choice: dict[str, str] | None = None,
-                 inputs: dict[str, str] | None = None, cough: tuple[str, ...] = (),
-                 booths: dict[str, str] | None = None) -> None:
-    """Put the channels state on the node's replica and re-route (as a fold would)."""
-    hub = node.node.hubs["plenary"]
-    hub.state["channels"] = {
-        "fallback": "original",
-        "channels": {lang: {"live": live.get(lang), "cough": lang in cough} for lang in LANGS},
-        "choice": dict(choice or {}),
-        "interpreters": {pid: {"pid": pid, "booth": b, "input": (inputs or {}).get(pid, "floor")}
-                         for pid, b in (booths or {}).items()},
-    }
-    node.node.media.rooms["plenary"]._on_events("", [])
 
 
 async def connect(node: Any, invites: Any, name: str, role: str, **extra: Any) -> Client:
@@ -63,9 +47,10 @@ async def test_es_listeners_never_get_fr_frames(start_node, invites) -> None:  #
     flo = await connect(node, invites, "Flo", "interpreter", booth="fr")
     ana = await connect(node, invites, "Ana", "participant")
     bo = await connect(node, invites, "Bo", "participant")
-    booths = {ivan.me: "es", flo.me: "fr"}
-    set_channels(node, {"es": ivan.me, "fr": flo.me}, {ana.me: "es", bo.me: "fr"},
-                 booths=booths)
+    for interpreter in (ivan, flo):
+        await interpreter.command("air.take")
+    await ana.command("channel.choose", {"lang": "es"})
+    await bo.command("channel.choose", {"lang": "fr"})
     ears = {"ana": await listen(ana), "bo": await listen(bo)}
     reply = await ana.rpc("rtc.under", on=True)
     assert reply["ok"]
@@ -94,19 +79,21 @@ async def test_channel_switch_without_renegotiation(start_node, invites) -> None
     ivan = await connect(node, invites, "Ivan", "interpreter", booth="es")
     flo = await connect(node, invites, "Flo", "interpreter", booth="fr")
     ana = await connect(node, invites, "Ana", "participant")
-    booths = {ivan.me: "es", flo.me: "fr"}
-    set_channels(node, {"es": ivan.me, "fr": flo.me}, {ana.me: "es"}, booths=booths)
+    for interpreter in (ivan, flo):
+        await interpreter.command("air.take")
+    await ana.command("channel.choose", {"lang": "es"})
     ear = await listen(ana)
     es, fr = await publish(ivan, "es"), await publish(flo, "fr")
     playing = asyncio.gather(es.play(tagged(opus_tone(440, 100), 2)),
                              fr.play(tagged(opus_tone(660, 100), 3)))
     await ear.wait(0, 30, timeout(5))
     switched_at = time.monotonic()
-    set_channels(node, {"es": ivan.me, "fr": flo.me}, {ana.me: "fr"}, booths=booths)
+    await ana.command("channel.choose", {"lang": "fr"})
     await playing
     heard = ear.on(0)
     first_fr = next(h for h in heard if marker(h.payload)[0] == 3)
-    assert first_fr.at - switched_at <= 0.1, "a channel switch takes effect within 100 ms"
+    assert first_fr.at - switched_at <= 0.1, \
+        "a channel switch (command, log, fold, re-route) takes effect within 100 ms"
     assert [marker(h.payload)[0] for h in heard] == sorted(marker(h.payload)[0] for h in heard)
     assert len({h.ssrc for h in heard}) == 1 and ear.offers == 1, "same track, no renegotiation"
     assert min(steps(heard)) >= 960 and max(steps(heard)) <= 3 * 960, \
@@ -123,8 +110,8 @@ async def test_handover_cough_and_fallback(start_node, invites) -> None:  # type
     ivan = await connect(node, invites, "Ivan", "interpreter", booth="es")
     ines = await connect(node, invites, "Ines", "interpreter", booth="es")
     ana = await connect(node, invites, "Ana", "participant")
-    booths = {ivan.me: "es", ines.me: "es"}
-    set_channels(node, {"es": ivan.me}, {ana.me: "es"}, booths=booths)
+    await ivan.command("air.take")
+    await ana.command("channel.choose", {"lang": "es"})
     ear = await listen(ana)
     a, b = await publish(ivan, "es"), await publish(ines, "es")
     assert a.reply["on_air"] is True and b.reply["on_air"] is False, "the partner stands by"
@@ -133,14 +120,16 @@ async def test_handover_cough_and_fallback(start_node, invites) -> None:  # type
     pf = tagged(opus_tone(330, 150), 1)
 
     async def script() -> None:
-        await asyncio.sleep(1.0)
-        set_channels(node, {"es": ines.me}, {ana.me: "es"}, booths=booths)  # handover
+        await asyncio.sleep(0.8)
+        await ines.command("handover.request")
+        await asyncio.sleep(0.2)
+        await ivan.command("handover.accept")  # one event: ines on air, ivan off
         await asyncio.sleep(0.6)
-        set_channels(node, {"es": ines.me}, {ana.me: "es"}, booths=booths, cough=("es",))
+        await ines.command("booth.cough", {"on": True})
         await asyncio.sleep(0.6)
-        set_channels(node, {"es": ines.me}, {ana.me: "es"}, booths=booths)
+        await ines.command("booth.cough", {"on": False})
         await asyncio.sleep(0.4)
-        set_channels(node, {}, {ana.me: "es"}, booths=booths)  # nobody on air: the floor
+        await ines.command("air.release")  # nobody on air: the floor (fallback original)
 
     await asyncio.gather(a.play(pa), b.play(pb), floor.play(pf), script())
     heard = ear.on(0)
@@ -163,14 +152,16 @@ async def test_interpreters_hear_floor_or_relay_never_their_own(start_node, invi
     chair = await connect(node, invites, "Chair", "moderator")
     ivan = await connect(node, invites, "Ivan", "interpreter", booth="es")
     flo = await connect(node, invites, "Flo", "interpreter", booth="fr")
-    booths = {ivan.me: "es", flo.me: "fr"}
-    set_channels(node, {"es": ivan.me, "fr": flo.me}, booths=booths,
-                 inputs={ivan.me: "es", flo.me: "es"})
+    await ivan.command("air.take")
+    await flo.command("air.take")
+    refused = await ivan.request("booth.input", {"input": "es"})
+    assert refused["code"] == "relay_loop", "the booth slice refuses one's own channel"
+    await flo.command("booth.input", {"input": "es"})
     ears = {"ivan": await listen(ivan), "flo": await listen(flo)}
     mics = {"floor": await publish(chair, "floor"), "es": await publish(ivan, "es")}
     await asyncio.gather(*(m.play(tagged(opus_tone(440, 40), TAGS[k])) for k, m in mics.items()))
     await asyncio.sleep(0.2)
-    assert tags(ears["ivan"]) == {TAGS["floor"]}, "own channel as input: the floor instead"
+    assert tags(ears["ivan"]) == {TAGS["floor"]}, "es hears the floor, not itself"
     assert tags(ears["flo"]) == {TAGS["es"]}, "fr relays from es"
     for p in (*ears.values(), *mics.values()):
         await p.close()
@@ -185,8 +176,9 @@ async def test_interpreter_on_node_a_heard_on_node_b(start_node, invites, redis_
     a, b = await start_node(redis_url), await start_node(redis_url)
     ivan = await connect(a, invites, "Ivan", "interpreter", booth="es")
     ana = await connect(b, invites, "Ana", "participant")
-    for n in (a, b):
-        set_channels(n, {"es": ivan.me}, {ana.me: "es"}, booths={ivan.me: "es"})
+    await ivan.command("air.take")
+    await ana.command("channel.choose", {"lang": "es"})
+    await ana.wait_for(lambda s: s["channels"]["channels"]["es"]["live"] == ivan.me)
     ear = await listen(ana)
     r = aioredis.Redis.from_url(redis_url)
     for _ in range(50):

@@ -1,0 +1,129 @@
+"""Transcript export: one channel's captions as WebVTT or plain text, for moderators.
+
+``GET /api/transcripts/{room}/{lang}?format=vtt|txt`` with ``Authorization: Bearer <a
+moderator's invite token>``; ``lang`` is a channel or ``original`` (the floor).
+
+The room state keeps only the last caption lines (for late joiners); the whole transcript
+is the log itself. An export reads the room's log up to what this node has folded and
+folds it again from the start on a worker thread — the same fold, so exactly the lines
+that were accepted, in log order, on any node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import fold
+from .channels import ORIGINAL
+from .errors import AuthError, BadArgs, Forbidden, HemicycleError, Refused
+from .log import id_key
+from .protocol import unpack
+from .types import MODERATOR, RoomConfig
+
+if TYPE_CHECKING:
+    from .app import Node
+    from .hub import RoomHub
+
+Line = dict[str, Any]
+CUE_MS = 4_000
+"""How long a cue stays up when the next line does not end it sooner."""
+
+
+async def transcript_lines(hub: RoomHub, lang: str) -> list[Line]:
+    """Every accepted caption line of ``lang`` in ``hub``'s room, oldest first."""
+    last = hub.state["meta"]["last"]
+    if last is None:
+        return []
+    stop = id_key(last)
+    entries: list[tuple[str, bytes]] = []
+    tail = hub.backends.log.tail(hub.room, None)
+    try:
+        async for entry_id, raw in tail:
+            entries.append((entry_id, raw))
+            if id_key(entry_id) >= stop:
+                break
+    finally:
+        close = getattr(tail, "aclose", None)  # async generators: end the XREAD loop now
+        if close is not None:
+            await close()
+    return await asyncio.to_thread(_replay, hub.config, entries, lang)
+
+
+def _replay(config: RoomConfig, entries: list[tuple[str, bytes]], lang: str) -> list[Line]:
+    state = fold.new_state(config)
+    lines: list[Line] = []
+    for entry_id, raw in entries:
+        for event in fold.fold(state, entry_id, unpack(raw)).events:
+            if event["type"] == "caption" and event["lang"] == lang:
+                lines.append({"ts": event["ts"], "text": event["text"], "pid": event["pid"]})
+    return lines
+
+
+def _clock(ms: int) -> str:
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_webvtt(lines: list[Line], title: str) -> str:
+    """WebVTT (W3C): cue times from the first line; each cue ends when the next begins."""
+    out = ["WEBVTT - " + title.replace("-->", "→").replace("\n", " "), ""]
+    if lines:
+        start = lines[0]["ts"]
+        out += ["NOTE", f"00:00:00.000 is {_utc(start)} (UTC).", ""]
+        for i, line in enumerate(lines):
+            begin = line["ts"] - start
+            end = begin + CUE_MS
+            if i + 1 < len(lines):
+                end = min(end, max(begin + 1, lines[i + 1]["ts"] - start))
+            text = line["text"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            out += [str(i + 1), f"{_clock(begin)} --> {_clock(end)}", text, ""]
+    return "\n".join(out)
+
+
+def to_text(lines: list[Line]) -> str:
+    return "".join(f"{_utc(line['ts'])}  {line['text']}\n" for line in lines)
+
+
+async def transcript(request: Request) -> Response:
+    node: Node = request.app.state.node
+    try:
+        header = request.headers.get("authorization", "")
+        claims = node.invites.verify(header.removeprefix("Bearer ").strip() or None)
+        if claims["role"] != MODERATOR:
+            raise Forbidden("only moderators may export transcripts")
+        room, lang = request.path_params["room"], request.path_params["lang"]
+        hub = node.hubs.get(room)
+        if hub is None:
+            raise Refused(f"no room {room!r}", code="unknown_room")
+        if lang != ORIGINAL and lang not in hub.state["channels"]["channels"]:
+            raise Refused(f"room {room!r} has no {lang!r} channel", code="no_such_channel")
+        kind = request.query_params.get("format", "vtt")
+        if kind not in ("vtt", "txt"):
+            raise BadArgs("'format' is vtt or txt")
+    except HemicycleError as exc:
+        status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden) \
+            else 404 if isinstance(exc, Refused) else 400
+        return JSONResponse(exc.to_wire(), status)
+    lines = await transcript_lines(hub, lang)
+    name = f"{room}-{lang}.{kind}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"',
+               "Cache-Control": "no-store"}
+    if kind == "vtt":
+        title = f"{hub.config.title}, {lang}"
+        return Response(to_webvtt(lines, title), media_type="text/vtt", headers=headers)
+    return Response(to_text(lines), media_type="text/plain", headers=headers)
+
+
+ROUTES = [Route("/api/transcripts/{room}/{lang}", transcript, methods=["GET"])]

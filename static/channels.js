@@ -1,0 +1,445 @@
+// Language channels: the listener's picker and captions, the chair's booth board, the
+// captioner's input, and the booth signals shown to the chair and the speakers.
+// Event appliers mirror server/channels.py; the interpreter console is static/booth.js.
+"use strict";
+
+(() => {
+  const { h } = HC;
+  const CAPTION_KEEP = 50, CHAT_KEEP = 500, SIGNAL_KEEP = 20, SIGNAL_SHOW_MS = 15000;
+  const PRESETS = ["slow_down", "speak_up", "no_sound", "use_mic", "pause"];
+
+  const strings = {
+    en: {
+      "ch.title": "Language", "ch.listen": "Listen to", "ch.original": "Original (floor)",
+      "ch.on_air": "Interpreting: {name}", "ch.no_one": "No interpreter on air: you hear the original",
+      "ch.no_one_silence": "No interpreter on air", "ch.retour": "now into {lang}",
+      "ch.captions": "Captions", "ch.no_captions": "No captions yet", "ch.cough": "muted (cough)",
+      "ch.away": "disconnected", "board.title": "Booths", "board.channel": "Channel",
+      "board.live": "On air", "board.handover": "Handover", "board.listeners": "Listeners",
+      "board.booth": "Booth", "board.nobody": "—", "board.clear": "Take off air",
+      "board.relay": "relay from {lang}", "board.asks": "{a} asks {b}",
+      "board.offers": "{a} offers to {b}", "board.add": "Add channel",
+      "board.add_placeholder": "language code, e.g. de", "board.transcript": "Transcript",
+      "board.signals": "Requests from the booths", "board.no_signals": "None",
+      "board.last_off": "off air: {name} ({reason})", "reason.released": "went off air",
+      "reason.cleared": "taken off by the chair", "reason.disconnected": "disconnected",
+      "chat.booth": "Booth chat ({lang})", "chat.all": "All interpreters",
+      "chat.send": "Send", "chat.placeholder": "Message",
+      "cap.title": "Captions to send", "cap.channel": "Channel", "cap.send": "Send line",
+      "cap.placeholder": "Type a line and press Enter",
+      "signal.from": "{lang} booth: {text}",
+      "preset.slow_down": "Please slow down", "preset.speak_up": "Please speak up",
+      "preset.no_sound": "We hear no sound", "preset.use_mic": "Please use your microphone",
+      "preset.pause": "We need a moment",
+      "err.no_such_channel": "There is no such channel.",
+      "err.channel_occupied": "Someone is on air: ask for a handover.",
+      "err.no_handover": "Nobody asked you for a handover.",
+      "err.not_your_booth": "That is not your booth.", "err.not_in_booth": "You have no booth.",
+      "err.relay_loop": "That relay would make a loop.", "err.not_on_air": "You are not on air.",
+      "err.already_on_air": "You are on air already.",
+      "err.channel_free": "Nobody is on air: take the air.",
+      "err.handover_pending": "A handover is already pending.",
+      "err.no_partner": "No partner is online.", "err.partner_offline": "Your partner is offline.",
+      "err.caption_too_long": "A caption line is at most 1 KiB.",
+      "err.caption_too_fast": "Too many caption lines a second.",
+      "err.signal_repeated": "Your booth just sent that.", "err.not_in_pair": "Not one of your languages.",
+      "err.channel_exists": "That channel exists already.", "err.floor_language": "That is the floor language.",
+    },
+    es: {
+      "ch.title": "Idioma", "ch.listen": "Escuchar", "ch.original": "Original (sala)",
+      "ch.on_air": "Interpreta: {name}", "ch.no_one": "Ningún intérprete en antena: oye el original",
+      "ch.no_one_silence": "Ningún intérprete en antena", "ch.retour": "ahora hacia {lang}",
+      "ch.captions": "Subtítulos", "ch.no_captions": "Aún no hay subtítulos",
+      "ch.cough": "silenciado (tos)", "ch.away": "desconectado", "board.title": "Cabinas",
+      "board.channel": "Canal", "board.live": "En antena", "board.handover": "Relevo",
+      "board.listeners": "Oyentes", "board.booth": "Cabina", "board.nobody": "—",
+      "board.clear": "Sacar de antena", "board.relay": "relé desde {lang}",
+      "board.asks": "{a} pide a {b}", "board.offers": "{a} ofrece a {b}",
+      "board.add": "Añadir canal", "board.add_placeholder": "código de idioma, p. ej. de",
+      "board.transcript": "Transcripción", "board.signals": "Peticiones de las cabinas",
+      "board.no_signals": "Ninguna", "board.last_off": "fuera de antena: {name} ({reason})",
+      "reason.released": "salió de antena", "reason.cleared": "retirado por la presidencia",
+      "reason.disconnected": "desconectado", "chat.booth": "Chat de cabina ({lang})",
+      "chat.all": "Todos los intérpretes", "chat.send": "Enviar", "chat.placeholder": "Mensaje",
+      "cap.title": "Subtítulos para enviar", "cap.channel": "Canal", "cap.send": "Enviar línea",
+      "cap.placeholder": "Escriba una línea y pulse Intro", "signal.from": "Cabina {lang}: {text}",
+      "preset.slow_down": "Más despacio, por favor", "preset.speak_up": "Más alto, por favor",
+      "preset.no_sound": "No nos llega el sonido", "preset.use_mic": "Use el micrófono, por favor",
+      "preset.pause": "Necesitamos un momento",
+      "err.no_such_channel": "Ese canal no existe.",
+      "err.channel_occupied": "Hay alguien en antena: pida el relevo.",
+      "err.no_handover": "Nadie le ha pedido un relevo.", "err.not_your_booth": "No es su cabina.",
+      "err.not_in_booth": "No tiene cabina asignada.", "err.relay_loop": "Ese relé formaría un bucle.",
+      "err.not_on_air": "No está en antena.", "err.already_on_air": "Ya está en antena.",
+      "err.channel_free": "Nadie está en antena: tome la antena.",
+      "err.handover_pending": "Ya hay un relevo pendiente.", "err.no_partner": "Su compañero no está conectado.",
+      "err.partner_offline": "Su compañero no está conectado.",
+      "err.caption_too_long": "Una línea de subtítulo tiene como máximo 1 KiB.",
+      "err.caption_too_fast": "Demasiadas líneas por segundo.",
+      "err.signal_repeated": "Su cabina acaba de enviarlo.", "err.not_in_pair": "No es uno de sus idiomas.",
+      "err.channel_exists": "Ese canal ya existe.", "err.floor_language": "Es el idioma de la sala.",
+    },
+    fr: {
+      "ch.title": "Langue", "ch.listen": "Écouter", "ch.original": "Original (salle)",
+      "ch.on_air": "Interprète : {name}", "ch.no_one": "Aucun interprète à l'antenne : vous entendez l'original",
+      "ch.no_one_silence": "Aucun interprète à l'antenne", "ch.retour": "maintenant vers {lang}",
+      "ch.captions": "Sous-titres", "ch.no_captions": "Pas encore de sous-titres",
+      "ch.cough": "coupé (toux)", "ch.away": "déconnecté", "board.title": "Cabines",
+      "board.channel": "Canal", "board.live": "À l'antenne", "board.handover": "Relève",
+      "board.listeners": "Auditeurs", "board.booth": "Cabine", "board.nobody": "—",
+      "board.clear": "Retirer de l'antenne", "board.relay": "relais depuis {lang}",
+      "board.asks": "{a} demande à {b}", "board.offers": "{a} propose à {b}",
+      "board.add": "Ajouter un canal", "board.add_placeholder": "code de langue, p. ex. de",
+      "board.transcript": "Transcription", "board.signals": "Demandes des cabines",
+      "board.no_signals": "Aucune", "board.last_off": "hors antenne : {name} ({reason})",
+      "reason.released": "a quitté l'antenne", "reason.cleared": "retiré par la présidence",
+      "reason.disconnected": "déconnecté", "chat.booth": "Chat de cabine ({lang})",
+      "chat.all": "Tous les interprètes", "chat.send": "Envoyer", "chat.placeholder": "Message",
+      "cap.title": "Sous-titres à envoyer", "cap.channel": "Canal", "cap.send": "Envoyer la ligne",
+      "cap.placeholder": "Tapez une ligne et appuyez sur Entrée", "signal.from": "Cabine {lang} : {text}",
+      "preset.slow_down": "Plus lentement, s'il vous plaît", "preset.speak_up": "Plus fort, s'il vous plaît",
+      "preset.no_sound": "Nous n'avons pas de son", "preset.use_mic": "Utilisez votre micro, s'il vous plaît",
+      "preset.pause": "Un instant, s'il vous plaît",
+      "err.no_such_channel": "Ce canal n'existe pas.",
+      "err.channel_occupied": "Quelqu'un est à l'antenne : demandez la relève.",
+      "err.no_handover": "Personne ne vous a demandé de relève.",
+      "err.not_your_booth": "Ce n'est pas votre cabine.", "err.not_in_booth": "Vous n'avez pas de cabine.",
+      "err.relay_loop": "Ce relais formerait une boucle.", "err.not_on_air": "Vous n'êtes pas à l'antenne.",
+      "err.already_on_air": "Vous êtes déjà à l'antenne.",
+      "err.channel_free": "Personne n'est à l'antenne : prenez l'antenne.",
+      "err.handover_pending": "Une relève est déjà en attente.",
+      "err.no_partner": "Aucun partenaire en ligne.", "err.partner_offline": "Votre partenaire est hors ligne.",
+      "err.caption_too_long": "Une ligne de sous-titre fait au plus 1 Kio.",
+      "err.caption_too_fast": "Trop de lignes par seconde.",
+      "err.signal_repeated": "Votre cabine vient de l'envoyer.", "err.not_in_pair": "Ce n'est pas une de vos langues.",
+      "err.channel_exists": "Ce canal existe déjà.", "err.floor_language": "C'est la langue de la salle.",
+    },
+    ru: {
+      "ch.title": "Язык", "ch.listen": "Слушать", "ch.original": "Оригинал (зал)",
+      "ch.on_air": "Переводит: {name}", "ch.no_one": "Переводчика нет в эфире: звучит оригинал",
+      "ch.no_one_silence": "Переводчика нет в эфире", "ch.retour": "сейчас на {lang}",
+      "ch.captions": "Субтитры", "ch.no_captions": "Субтитров пока нет",
+      "ch.cough": "микрофон выключен (кашель)", "ch.away": "отключился", "board.title": "Кабины",
+      "board.channel": "Канал", "board.live": "В эфире", "board.handover": "Передача",
+      "board.listeners": "Слушатели", "board.booth": "Кабина", "board.nobody": "—",
+      "board.clear": "Снять с эфира", "board.relay": "релé с {lang}",
+      "board.asks": "{a} просит {b}", "board.offers": "{a} предлагает {b}",
+      "board.add": "Добавить канал", "board.add_placeholder": "код языка, напр. de",
+      "board.transcript": "Стенограмма", "board.signals": "Запросы кабин",
+      "board.no_signals": "Нет", "board.last_off": "вне эфира: {name} ({reason})",
+      "reason.released": "вышел из эфира", "reason.cleared": "снят председателем",
+      "reason.disconnected": "отключился", "chat.booth": "Чат кабины ({lang})",
+      "chat.all": "Все переводчики", "chat.send": "Отправить", "chat.placeholder": "Сообщение",
+      "cap.title": "Отправка субтитров", "cap.channel": "Канал", "cap.send": "Отправить строку",
+      "cap.placeholder": "Введите строку и нажмите Enter", "signal.from": "Кабина {lang}: {text}",
+      "preset.slow_down": "Пожалуйста, помедленнее", "preset.speak_up": "Пожалуйста, громче",
+      "preset.no_sound": "Нет звука", "preset.use_mic": "Пожалуйста, говорите в микрофон",
+      "preset.pause": "Нам нужна минута",
+      "err.no_such_channel": "Такого канала нет.",
+      "err.channel_occupied": "Эфир занят: попросите передачу.",
+      "err.no_handover": "Никто не просил вас о передаче.", "err.not_your_booth": "Это не ваша кабина.",
+      "err.not_in_booth": "Вы не назначены в кабину.", "err.relay_loop": "Такое реле образует петлю.",
+      "err.not_on_air": "Вы не в эфире.", "err.already_on_air": "Вы уже в эфире.",
+      "err.channel_free": "Эфир свободен: выходите в эфир.",
+      "err.handover_pending": "Передача уже ожидает ответа.", "err.no_partner": "Напарник не в сети.",
+      "err.partner_offline": "Напарник не в сети.",
+      "err.caption_too_long": "Строка субтитров — не более 1 КиБ.",
+      "err.caption_too_fast": "Слишком много строк в секунду.",
+      "err.signal_repeated": "Ваша кабина только что это отправила.", "err.not_in_pair": "Это не ваш язык.",
+      "err.channel_exists": "Такой канал уже есть.", "err.floor_language": "Это язык зала.",
+    },
+  };
+
+  // --- appliers: mirrors of server/channels.py -----------------------------------------------
+  const newChannel = (lang, added) => ({ lang, added, live: null, since: null, cough: false,
+    handover: null, away: null, last_off: null });
+  const chan = (s, ev) => s.channels.channels[ev.lang];
+  const append = (lines, ev, keep) => {
+    const n = lines.length ? lines[lines.length - 1].n + 1 : 1;
+    lines.push({ n, pid: ev.pid, text: ev.text, ts: ev.ts });
+    if (lines.length > keep) lines.splice(0, lines.length - keep);
+  };
+  const closeHandover = (s, ev) => { chan(s, ev).handover = null; };
+  const askHandover = (s, ev) => {
+    chan(s, ev).handover = { kind: ev.type === "handover.requested" ? "request" : "offer",
+      asker: ev.asker, answerer: ev.answerer, ts: ev.ts, expires: ev.expires };
+  };
+  const appliers = {
+    "channel.chosen": (s, ev) => { s.channels.choice[ev.pid] = ev.lang; },
+    "channel.added": (s, ev) => {
+      const ch = s.channels;
+      ch.channels[ev.lang] = newChannel(ev.lang, ev.ts);
+      ch.captions[ev.lang] ??= [];
+      if ("all" in ch.chats) ch.chats[ev.lang] ??= [];
+    },
+    "booth.assigned": (s, ev) => {
+      s.channels.interpreters[ev.pid] = { pid: ev.pid, booth: ev.booth, pair: [...ev.pair],
+        input: "floor", out: ev.booth };
+    },
+    "air.taken": (s, ev) => Object.assign(chan(s, ev),
+      { live: ev.pid, since: ev.ts, cough: false, handover: null, away: null }),
+    "air.released": (s, ev) => Object.assign(chan(s, ev), { live: null, since: null,
+      cough: false, handover: null, away: null,
+      last_off: { pid: ev.pid, reason: ev.reason, ts: ev.ts } }),
+    "air.handed": (s, ev) => Object.assign(chan(s, ev),
+      { live: ev.incoming, since: ev.ts, cough: false, handover: null, away: null }),
+    "handover.requested": askHandover,
+    "handover.offered": askHandover,
+    "handover.declined": closeHandover,
+    "handover.cancelled": closeHandover,
+    "handover.expired": closeHandover,
+    "booth.away": (s, ev) => Object.assign(chan(s, ev),
+      { away: { pid: ev.pid, since: ev.since, until: ev.until }, cough: false }),
+    "booth.back": (s, ev) => { chan(s, ev).away = null; },
+    "input.selected": (s, ev) => { s.channels.interpreters[ev.pid].input = ev.input; },
+    "output.selected": (s, ev) => { s.channels.interpreters[ev.pid].out = ev.out; },
+    "cough": (s, ev) => { chan(s, ev).cough = ev.on; },
+    "booth.signal": (s, ev) => {
+      const list = s.channels.signals;
+      const n = list.length ? list[list.length - 1].n + 1 : 1;
+      list.push({ n, lang: ev.lang, pid: ev.pid, preset: ev.preset, ts: ev.ts, to: ev.to });
+      if (list.length > SIGNAL_KEEP) list.splice(0, list.length - SIGNAL_KEEP);
+    },
+    "chat.posted": (s, ev) => { append(s.channels.chats[ev.chat] ??= [], ev, CHAT_KEEP); },
+    "caption": (s, ev) => { append(s.channels.captions[ev.lang] ??= [], ev, CAPTION_KEEP); },
+  };
+
+  // --- helpers shared with booth.js ----------------------------------------------------------
+  const CH = {
+    PRESETS,
+    quiet: (name, args) => HC.command(name, args).catch((e) => HC.explain(e)),
+    nameOf: (pid) => (pid && HC.person(pid)?.name) || pid || "",
+    online: (pid) => Boolean(HC.person(pid)?.conns.length),
+    langLabel: (lang) => lang === "original" ? HC.t("ch.original") : `${HC.langName(lang)} (${lang})`,
+    listeners(s) {
+      const counts = { original: 0 };
+      for (const l of Object.keys(s.channels.channels)) counts[l] = 0;
+      for (const [pid, p] of Object.entries(s.core.people)) {
+        if (!p.conns.length || p.role === "interpreter") continue;
+        const l = s.channels.choice[pid] ?? "original";
+        counts[l in counts ? l : "original"] += 1;
+      }
+      return counts;
+    },
+    // One chat: the last lines and a form to post (chat: "all", "booth" or a booth's lang).
+    chatBox(id, title, lines, chat) {
+      const box = document.getElementById(id) || h("div", { id, class: "chat" },
+        h("h3", {}, ""), h("ol", { class: "plain chat-lines", "aria-live": "polite" }),
+        h("form", { onsubmit: (e) => {
+          e.preventDefault();
+          const input = e.target.querySelector("input");
+          if (!input.value.trim()) return;
+          CH.quiet("chat.post", { chat: box.dataset.chat, text: input.value })
+            .then((r) => { if (r) input.value = ""; });
+        } }, h("input", { maxlength: 1000, "aria-label": HC.t("chat.placeholder") }),
+        h("button", { type: "submit" }, HC.t("chat.send"))));
+      box.dataset.chat = chat;
+      box.querySelector("h3").textContent = title;
+      box.querySelector("input").placeholder = HC.t("chat.placeholder");
+      box.querySelector("button").textContent = HC.t("chat.send");
+      const list = box.querySelector("ol");
+      const last = (lines || []).slice(-30);
+      if (list.dataset.n !== String(last.length ? last[last.length - 1].n : 0)) {
+        list.replaceChildren(...last.map((m) => h("li", {},
+          h("small", {}, new Date(m.ts).toLocaleTimeString(HC.lang,
+            { hour: "2-digit", minute: "2-digit" }), " "),
+          h("strong", {}, CH.nameOf(m.pid), ": "), m.text)));
+        list.dataset.n = String(last.length ? last[last.length - 1].n : 0);
+        list.scrollTop = list.scrollHeight;
+      }
+      return box;
+    },
+  };
+  window.HCChannels = CH;
+
+  const features = () => document.getElementById("features");
+  const mineChoice = (hc) => hc.state.channels.choice[hc.you.pid] ?? "original";
+
+  // --- the listener: picker, who is interpreting, captions -----------------------------------
+  function initListener(hc) {
+    const select = h("select", { id: "channel-picker", onchange: () => {
+      CH.quiet("channel.choose", { lang: select.value });
+    } });
+    features().append(h("section", { id: "channel-section", "aria-labelledby": "channel-h" },
+      h("h2", { id: "channel-h", "data-t": "ch.title" }, hc.t("ch.title")),
+      h("label", {}, h("span", { "data-t": "ch.listen" }, hc.t("ch.listen")), " ", select),
+      h("p", { id: "channel-live", class: "channel-live", role: "status", "aria-live": "polite" }),
+      h("h3", { "data-t": "ch.captions" }, hc.t("ch.captions")),
+      h("ol", { id: "captions", class: "plain captions", "aria-live": "polite" })));
+  }
+
+  function renderListener(hc) {
+    const s = hc.state.channels;
+    const select = document.getElementById("channel-picker");
+    const langs = ["original", ...Object.keys(s.channels)];
+    if (select.dataset.langs !== langs.join() + hc.lang) {
+      select.replaceChildren(...langs.map((l) => h("option", { value: l }, CH.langLabel(l))));
+      select.dataset.langs = langs.join() + hc.lang;
+    }
+    const choice = mineChoice(hc);
+    if (document.activeElement !== select) select.value = choice;
+    const liveEl = document.getElementById("channel-live");
+    const channel = s.channels[choice];
+    let text = "";
+    liveEl.dataset.live = "";
+    if (channel && channel.live) {
+      const who = s.interpreters[channel.live];
+      text = hc.t("ch.on_air", { name: CH.nameOf(channel.live) });
+      if (who && who.out !== choice) text += ` — ${hc.t("ch.retour", { lang: hc.langName(who.out) })}`;
+      if (channel.cough) text += ` · ${hc.t("ch.cough")}`;
+      liveEl.dataset.live = channel.live;
+    } else if (channel) {
+      text = hc.t(s.fallback === "silence" ? "ch.no_one_silence" : "ch.no_one");
+    }
+    liveEl.textContent = text;
+    liveEl.hidden = !text;
+    const lines = (s.captions[choice] || []).slice(-8);
+    const list = document.getElementById("captions");
+    list.dataset.lang = choice;
+    list.replaceChildren(...(lines.length ? lines.map((l) => h("li", { dataset: { n: l.n } }, l.text))
+      : [h("li", { class: "muted" }, hc.t("ch.no_captions"))]));
+  }
+
+  // --- the captioner -------------------------------------------------------------------------
+  function initCaptioner(hc) {
+    const select = h("select", { id: "caption-lang" });
+    const input = h("input", { id: "caption-input", maxlength: 1024 });
+    features().append(h("section", { id: "caption-section", "aria-labelledby": "caption-h" },
+      h("h2", { id: "caption-h", "data-t": "cap.title" }, hc.t("cap.title")),
+      h("label", {}, h("span", { "data-t": "cap.channel" }, hc.t("cap.channel")), " ", select),
+      h("form", { onsubmit: (e) => {
+        e.preventDefault();
+        if (!input.value.trim()) return;
+        CH.quiet("caption.post", { lang: select.value, text: input.value })
+          .then((r) => { if (r) input.value = ""; });
+      } }, input, h("button", { type: "submit", "data-t": "cap.send" }, hc.t("cap.send")))));
+  }
+
+  function renderCaptioner(hc) {
+    const s = hc.state.channels;
+    const own = hc.you.booth;
+    let langs = ["original", ...Object.keys(s.channels)];
+    if (own) langs = langs.filter((l) => l === own || (l === "original" && own === s.floor));
+    const select = document.getElementById("caption-lang");
+    if (select.dataset.langs !== langs.join() + hc.lang) {
+      const keep = select.value;
+      select.replaceChildren(...langs.map((l) => h("option", { value: l }, CH.langLabel(l))));
+      if (langs.includes(keep)) select.value = keep;
+      select.dataset.langs = langs.join() + hc.lang;
+    }
+    document.getElementById("caption-input").placeholder = hc.t("cap.placeholder");
+  }
+
+  // --- the chair's booth board ---------------------------------------------------------------
+  function initBoard(hc) {
+    const input = h("input", { id: "channel-add-input", maxlength: 20 });
+    features().append(h("section", { id: "booth-board", class: "wide", "aria-labelledby": "board-h" },
+      h("h2", { id: "board-h", "data-t": "board.title" }, hc.t("board.title")),
+      h("div", { id: "board-signals", role: "region", "aria-live": "assertive" }),
+      h("table", { class: "board" }, h("thead"), h("tbody")),
+      h("form", { id: "channel-add", onsubmit: (e) => {
+        e.preventDefault();
+        CH.quiet("channel.add", { lang: input.value.trim() })
+          .then((r) => { if (r) input.value = ""; });
+      } }, input, h("button", { type: "submit", "data-t": "board.add" }, hc.t("board.add"))),
+      h("div", { id: "board-chats", class: "chats" })));
+  }
+
+  async function download(hc, lang, format) {
+    const r = await fetch(`/api/transcripts/${hc.room}/${lang}?format=${format}`,
+      { headers: { Authorization: `Bearer ${hc.token}` } });
+    if (!r.ok) { hc.explain(await r.json()); return; }
+    const url = URL.createObjectURL(await r.blob());
+    const a = h("a", { href: url, download: `${hc.room}-${lang}.${format}` });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  function renderBoard(hc) {
+    const s = hc.state.channels;
+    const counts = CH.listeners(hc.state);
+    const table = document.querySelector("#booth-board table");
+    table.tHead.replaceChildren(h("tr", {}, ...["board.channel", "board.live", "board.handover",
+      "board.booth", "board.listeners", "board.transcript"].map((k) => h("th", {}, hc.t(k)))));
+    const rows = ["original", ...Object.keys(s.channels)].map((lang) => {
+      const c = s.channels[lang];
+      const transcript = h("td", {}, ...["vtt", "txt"].map((f) =>
+        h("button", { class: "small ghost", onclick: () => download(hc, lang, f) }, f)));
+      if (!c) {
+        return h("tr", { dataset: { lang } }, h("th", {}, CH.langLabel(lang)), h("td", {}, ""),
+          h("td", {}, ""), h("td", {}, ""), h("td", { class: "num" }, counts.original), transcript);
+      }
+      const live = c.live ? s.interpreters[c.live] : null;
+      const liveCell = c.live ? h("td", { class: "live" },
+        h("strong", {}, "● ", CH.nameOf(c.live)),
+        c.cough ? h("small", {}, ` ${hc.t("ch.cough")}`) : null,
+        c.away ? h("small", { class: "warn" }, ` ${hc.t("ch.away")}`) : null,
+        live && live.input !== "floor" ? h("small", {}, ` · ${hc.t("board.relay", { lang: live.input })}`) : null,
+        live && live.out !== lang ? h("small", {}, ` · ${hc.t("ch.retour", { lang: live.out })}`) : null,
+        h("button", { class: "small ghost", onclick: () => CH.quiet("booth.clear", { lang }) },
+          hc.t("board.clear")))
+        : h("td", { class: "muted" }, hc.t("board.nobody"), c.last_off ? h("small", {}, " · ",
+          hc.t("board.last_off", { name: CH.nameOf(c.last_off.pid),
+            reason: hc.t(`reason.${c.last_off.reason}`) })) : null);
+      const ho = c.handover;
+      const hoCell = h("td", {}, ho ? hc.t(ho.kind === "request" ? "board.asks" : "board.offers",
+        { a: CH.nameOf(ho.asker), b: CH.nameOf(ho.answerer) }) : "");
+      const members = Object.values(s.interpreters).filter((i) => i.booth === lang);
+      const boothCell = h("td", {}, ...members.map((i) => h("span", {
+        class: `member ${CH.online(i.pid) ? "online" : "offline"}` }, CH.nameOf(i.pid))));
+      return h("tr", { dataset: { lang, live: c.live || "" } }, h("th", {}, CH.langLabel(lang)),
+        liveCell, hoCell, boothCell, h("td", { class: "num" }, counts[lang]), transcript);
+    });
+    table.tBodies[0].replaceChildren(...rows);
+    const sig = [...s.signals].reverse().slice(0, 5);
+    document.getElementById("board-signals").replaceChildren(
+      h("h3", {}, hc.t("board.signals")),
+      sig.length ? h("ul", { class: "plain" }, ...sig.map((x) => h("li", { dataset: { preset: x.preset } },
+        h("small", {}, new Date(x.ts).toLocaleTimeString(hc.lang), " "),
+        hc.t("signal.from", { lang: hc.langName(x.lang), text: hc.t(`preset.${x.preset}`) }),
+        h("small", {}, ` (${CH.nameOf(x.pid)})`))))
+        : h("p", { class: "muted" }, hc.t("board.no_signals")));
+    document.getElementById("channel-add-input").placeholder = hc.t("board.add_placeholder");
+    const chats = document.getElementById("board-chats");
+    const boxes = ["all", ...Object.keys(s.channels)].map((k) => CH.chatBox(`chat-${k}`,
+      k === "all" ? hc.t("chat.all") : hc.t("chat.booth", { lang: k }), s.chats[k], k));
+    for (const b of boxes) if (b.parentNode !== chats) chats.append(b);
+  }
+
+  // --- booth signals shown to the chair and the speakers -------------------------------------
+  let signalTimer = null;
+  function renderSignal(hc) {
+    let banner = document.getElementById("booth-signal");
+    if (!banner) {
+      banner = h("div", { id: "booth-signal", class: "booth-signal", role: "alert" });
+      document.querySelector("main").before(banner);
+    }
+    if (hc.you.role === "interpreter") { banner.hidden = true; return; }
+    const recent = hc.state.channels.signals.filter((x) => hc.now() - x.ts < SIGNAL_SHOW_MS);
+    const last = recent[recent.length - 1];
+    banner.hidden = !last;
+    banner.textContent = last
+      ? hc.t("signal.from", { lang: hc.langName(last.lang), text: hc.t(`preset.${last.preset}`) })
+      : "";
+    if (last) banner.dataset.preset = last.preset;
+    clearTimeout(signalTimer);
+    if (last) signalTimer = setTimeout(() => hc.render(), SIGNAL_SHOW_MS - (hc.now() - last.ts) + 50);
+  }
+
+  HC.register({
+    name: "channels", strings, appliers,
+    init(hc) {
+      const role = hc.you.role;
+      if (role !== "interpreter") initListener(hc);
+      if (role === "captioner") initCaptioner(hc);
+      if (role === "moderator") initBoard(hc);
+    },
+    render(hc) {
+      const role = hc.you.role;
+      if (role !== "interpreter") renderListener(hc);
+      if (role === "captioner") renderCaptioner(hc);
+      if (role === "moderator") renderBoard(hc);
+      renderSignal(hc);
+    },
+  });
+})();
