@@ -383,7 +383,13 @@ async def spawn(*args: str) -> Proc:
     return Proc(proc)
 
 
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 async def run_once(mode: str, n: int, frames: int, live: bool) -> dict[str, Any]:
+    load = loadavg()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = await spawn("--serve", mode, str(port))
@@ -412,7 +418,7 @@ async def run_once(mode: str, n: int, frames: int, live: bool) -> dict[str, Any]
         for p in (lis, pub, server):
             if p is not None:
                 await p.stop()
-    return {"mode": mode, "n": n, "connect_s": ready["connect_s"],
+    return {"mode": mode, "n": n, "connect_s": ready["connect_s"], "load": load,
             "kib_per_listener": (after["rss_kib"] - base["rss_kib"]) / n, **report, **received}
 
 
@@ -443,7 +449,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
                   f"p50={r['p50']:6.2f} ms  p99={r['p99']:7.2f} ms  cores={r['cores']:.2f}  "
                   f"KiB/listener={r['kib_per_listener']:5.0f}  "
                   f"received min={r['min_received']}/{frames}  senders short={r['short']}  "
-                  f"connect={r['connect_s']:.0f} s", flush=True)
+                  f"connect={r['connect_s']:.0f} s  load={r['load']:.1f}", flush=True)
             if r["ok"]:
                 best[mode] = n
             if r["lossless"]:
