@@ -331,7 +331,12 @@ async def listeners(mode: str, n: int, url: str, frames: int, live: bool) -> Non
         await asyncio.sleep(seconds)
     else:
         time.sleep(seconds)  # noqa: ASYNC251 (on purpose: no reads while the server sends)
-    await asyncio.sleep(2.0)  # drain the socket buffers
+    # Drain the socket buffers: until every listener has the whole stream, or nothing moves.
+    total, still = -1, 0.0
+    while min(counts) < frames + TAIL and still < 1.0:
+        await asyncio.sleep(0.1)
+        still = still + 0.1 if sum(counts) == total else 0.0
+        total = sum(counts)
     print(json.dumps({"min_received": min(counts), "max_received": max(counts),
                       "clients_short": sum(c < frames for c in counts)}), flush=True)
     await readline()  # bye
