@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -15,21 +16,26 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from . import exports
+from . import ballots, exports, poll_exports, recording
 from .auth import Invites
 from .backends import Backends, open_backends
 from .config import Assembly, Settings, load_assembly
-from .errors import AuthError, BadArgs, Forbidden, HemicycleError
+from .errors import BadArgs, HemicycleError
+from .http import api, moderator, node_of
 from .hub import RoomHub
 from .media import MediaNode
 from .metrics import Metrics
-from .recording import list_recordings, recording_file
 from .rtc_setup import MediaConfig
 from .sessions import websocket_endpoint
-from .types import MODERATOR
+from .types import SYSTEM, Actor
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+HEARTBEAT_EVERY = 2.0
+HEARTBEAT_TTL = 6.0
+"""A node silent for this long is dead: the others retire its connections."""
 
 
 class Node:
@@ -61,17 +67,50 @@ class Node:
             self.media.add(hub)
 
     async def __aenter__(self) -> Node:
+        await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
         for hub in self.hubs.values():
             await hub.start()
         await self.media.start()
+        self._watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.media.close()
+        self._watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watch
         for hub in self.hubs.values():
             await hub.close()
         if self._own_backends:
             await self.backends.close()
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            try:
+                await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
+                await self.reap()
+            except Exception as exc:  # Redis away for a moment: try again next beat
+                log.warning("heartbeat/reap failed: %s", exc)
+
+    async def reap(self) -> None:
+        """Retire the connections of nodes whose heartbeat expired (they died without
+        saying goodbye): append their ``leave`` so people go offline and live interpreters
+        enter their grace period. Any node may do it; the ``leave:<conn>`` id makes the
+        first one count."""
+        for hub in self.hubs.values():
+            conns = [(p["pid"], c) for p in hub.state["core"]["people"].values()
+                     for c in p["conns"]]
+            owners = {c.split("~", 1)[0] for _, c in conns if "~" in c} - {self.name}
+            if not owners:
+                continue
+            dead = owners - await self.backends.alive(owners)
+            for pid, conn in conns:
+                if conn.split("~", 1)[0] in dead:
+                    log.info("retiring connection %s of dead node", conn)
+                    with contextlib.suppress(HemicycleError):
+                        await hub.submit(Actor("node", SYSTEM), "leave",
+                                         {"pid": pid, "conn": conn}, f"leave:{conn}")
 
     def link(self, token: str, room: str) -> str:
         return f"{self.settings.base_url}/r/{room}#t={token}"
@@ -87,7 +126,7 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with node:
+        async with node, ballots.Service(node):
             yield
 
     app = Starlette(
@@ -98,8 +137,8 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
             Route("/metrics", metrics),
             Route("/api/invites", mint_invite, methods=["POST"]),
             *exports.ROUTES,
-            Route("/api/recordings", recordings),
-            Route("/api/recordings/{room}/{rec}/{name}", recording_download),
+            *poll_exports.ROUTES,
+            *recording.ROUTES,
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
@@ -135,72 +174,26 @@ async def metrics(request: Request) -> Response:
     return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def _moderator(request: Request, what: str) -> dict[str, Any]:
-    """The claims of the ``Authorization: Bearer`` token, which must be a moderator's."""
-    node: Node = request.app.state.node
-    header = request.headers.get("authorization", "")
-    claims = node.invites.verify(header.removeprefix("Bearer ").strip() or None)
-    if claims["role"] != MODERATOR:
-        raise Forbidden(f"only moderators may {what}")
-    return claims
-
-
-def _error(exc: HemicycleError) -> Response:
-    status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden) else 400
-    return JSONResponse(exc.to_wire(), status)
-
-
-async def recordings(request: Request) -> Response:
-    """The recordings of a room (``?room=``, default the token's): moderators only."""
-    node: Node = request.app.state.node
-    try:
-        claims = _moderator(request, "list recordings")
-        room = request.query_params.get("room", claims["room"])
-        if room not in node.hubs:
-            raise BadArgs(f"no room {room!r}")
-    except HemicycleError as exc:
-        return _error(exc)
-    rec = node.hubs[room].state.get("audio", {}).get("recording")
-    return JSONResponse({"room": room, "recording": rec,
-                         "recordings": list_recordings(node.settings.recordings, room)})
-
-
-async def recording_download(request: Request) -> Response:
-    node: Node = request.app.state.node
-    try:
-        _moderator(request, "download recordings")
-    except HemicycleError as exc:
-        return _error(exc)
-    p = request.path_params
-    path = recording_file(node.settings.recordings, p["room"], p["rec"], p["name"]) \
-        if p["room"] in node.hubs else None
-    if path is None:
-        return JSONResponse({"code": "not_found", "message": "no such recording file"}, 404)
-    return FileResponse(path, media_type="audio/ogg",
-                        filename=f"{p['room']}-{p['rec']}-{p['name']}")
-
-
+@api
 async def mint_invite(request: Request) -> Response:
     """Moderators mint invites over HTTP: ``Authorization: Bearer <their own token>``."""
-    node: Node = request.app.state.node
+    node = node_of(request)
+    claims = moderator(request, "mint invites")
     try:
-        claims = _moderator(request, "mint invites")
-        try:
-            body: Any = await request.json()
-        except ValueError:
-            raise BadArgs("the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise BadArgs("the body must be a JSON object")
-        room = body.pop("room", claims["room"])
-        if room not in node.hubs:
-            raise BadArgs(f"no room {room!r}")
-        hours = body.pop("hours", 72)
-        if not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
-            raise BadArgs("'hours' must be a number of hours up to 60 days")
-        body.pop("pid", None)
-        token = node.invites.mint(room=room, hours=float(hours), **body)
-    except HemicycleError as exc:
-        return _error(exc)
-    except TypeError as exc:
-        return JSONResponse({"code": "bad_args", "message": str(exc)}, 400)
+        body: Any = await request.json()
+    except ValueError:
+        raise BadArgs("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadArgs("the body must be a JSON object")
+    room = body.pop("room", claims["room"])
+    if room not in node.hubs:
+        raise BadArgs(f"no room {room!r}")
+    hours = body.pop("hours", 72)
+    if not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
+        raise BadArgs("'hours' must be a number of hours up to 60 days")
+    body.pop("pid", None)
+    for key in ("role", "name"):
+        if key not in body:
+            raise BadArgs(f"'{key}' is required")
+    token = node.invites.mint(room=room, hours=float(hours), **body)
     return JSONResponse({"token": token, "link": node.link(token, room)})

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,10 +13,33 @@ from .log import MemoryLog, RedisLog, RoomLog
 
 @dataclass
 class Backends:
+    """The room log, the bus, and the registry of live nodes (for presence after a crash)."""
+
     url: str
     log: RoomLog
     bus: Bus
     redis: Any = None
+    _beats: dict[str, float] = field(default_factory=dict)
+
+    async def heartbeat(self, node: str, ttl: float) -> None:
+        """Say ``node`` is alive for the next ``ttl`` seconds."""
+        if self.redis is not None:
+            await self.redis.set(f"hc:node:{node}", b"1", px=int(ttl * 1000))
+        else:
+            self._beats[node] = time.monotonic() + ttl
+
+    async def alive(self, nodes: set[str]) -> set[str]:
+        """Which of ``nodes`` have a heartbeat that has not expired."""
+        names = sorted(nodes)
+        if not names:
+            return set()
+        if self.redis is not None:
+            pipe = self.redis.pipeline(transaction=False)
+            for n in names:
+                pipe.exists(f"hc:node:{n}")
+            return {n for n, ok in zip(names, await pipe.execute(), strict=True) if ok}
+        now = time.monotonic()
+        return {n for n in names if self._beats.get(n, 0) > now}
 
     async def close(self) -> None:
         await self.bus.close()
@@ -31,6 +55,11 @@ def open_backends(url: str) -> Backends:
     if scheme in ("redis", "rediss", "unix"):
         import redis.asyncio as aioredis  # imported lazily: memory:// needs no Redis client
 
-        client = aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=10)
+        # A blocking pool: a burst of appends (a vote storm) waits for a free connection
+        # instead of failing with "Too many connections" past redis-py's default of 100.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=False, health_check_interval=10, max_connections=128,
+            timeout=10)
+        client = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         return Backends(url, RedisLog(client), RedisBus(client), client)
     raise ValueError(f"unknown backend {url!r}: use memory:// or redis://host:port/db")

@@ -66,7 +66,7 @@ class Client:
         return client
 
     async def _hello(self) -> None:
-        first = decode(await self.ws.recv(), self.codec)
+        first = decode(await self.ws.recv(), self.codec, limit=None)
         if first["type"] == "error":
             await self.ws.close()
             raise CommandError(first["code"], first["message"])
@@ -106,7 +106,7 @@ class Client:
     async def _read(self) -> None:
         try:
             async for frame in self.ws:
-                message = decode(frame, self.codec)
+                message = decode(frame, self.codec, limit=None)
                 self._on(message)
         except Exception:
             pass

@@ -16,18 +16,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from . import fold
 from .channels import ORIGINAL
-from .errors import AuthError, BadArgs, Forbidden, HemicycleError, Refused
+from .errors import BadArgs, Refused
+from .http import api, moderator, node_of
 from .log import id_key
 from .protocol import unpack
-from .types import MODERATOR, RoomConfig
+from .types import RoomConfig
 
 if TYPE_CHECKING:
-    from .app import Node
     from .hub import RoomHub
 
 Line = dict[str, Any]
@@ -96,26 +96,18 @@ def to_text(lines: list[Line]) -> str:
     return "".join(f"{_utc(line['ts'])}  {line['text']}\n" for line in lines)
 
 
+@api
 async def transcript(request: Request) -> Response:
-    node: Node = request.app.state.node
-    try:
-        header = request.headers.get("authorization", "")
-        claims = node.invites.verify(header.removeprefix("Bearer ").strip() or None)
-        if claims["role"] != MODERATOR:
-            raise Forbidden("only moderators may export transcripts")
-        room, lang = request.path_params["room"], request.path_params["lang"]
-        hub = node.hubs.get(room)
-        if hub is None:
-            raise Refused(f"no room {room!r}", code="unknown_room")
-        if lang != ORIGINAL and lang not in hub.state["channels"]["channels"]:
-            raise Refused(f"room {room!r} has no {lang!r} channel", code="no_such_channel")
-        kind = request.query_params.get("format", "vtt")
-        if kind not in ("vtt", "txt"):
-            raise BadArgs("'format' is vtt or txt")
-    except HemicycleError as exc:
-        status = 401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden) \
-            else 404 if isinstance(exc, Refused) else 400
-        return JSONResponse(exc.to_wire(), status)
+    moderator(request, "export transcripts")
+    room, lang = request.path_params["room"], request.path_params["lang"]
+    hub = node_of(request).hubs.get(room)
+    if hub is None:
+        raise Refused(f"no room {room!r}", code="unknown_room")
+    if lang != ORIGINAL and lang not in hub.state["channels"]["channels"]:
+        raise Refused(f"room {room!r} has no {lang!r} channel", code="no_such_channel")
+    kind = request.query_params.get("format", "vtt")
+    if kind not in ("vtt", "txt"):
+        raise BadArgs("'format' is vtt or txt")
     lines = await transcript_lines(hub, lang)
     name = f"{room}-{lang}.{kind}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"',

@@ -37,9 +37,13 @@ def encode(message: Any, codec: Codec) -> bytes | str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode(frame: bytes | str, codec: Codec) -> Message:
-    """Decode one client frame; raise :class:`BadFrame` unless it is a map with a ``type``."""
-    if len(frame) > MAX_FRAME:
+def decode(frame: bytes | str, codec: Codec, *, limit: int | None = MAX_FRAME) -> Message:
+    """Decode one frame; raise :class:`BadFrame` unless it is a map with a ``type``.
+
+    ``limit`` bounds client frames; a client reading the server passes ``None`` (a welcome
+    snapshot of a large assembly is bigger than any client frame may be).
+    """
+    if limit is not None and len(frame) > limit:
         raise FrameTooLarge(f"frame of {len(frame)} bytes exceeds the {MAX_FRAME} byte limit")
     try:
         if codec == "msgpack":

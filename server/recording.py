@@ -18,6 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .errors import HemicycleError, WrongRoom
+from .http import api, moderator, node_of
+
 log = logging.getLogger(__name__)
 
 RATE = 48_000
@@ -197,3 +204,40 @@ def recording_file(root: str | Path, room: str, rid: str, name: str) -> Path | N
         return None
     path = Path(root) / room / rid / name
     return path if path.is_file() else None
+
+
+# --- HTTP: moderators list and download (``Authorization: Bearer <moderator token>``) ------
+
+
+def _room(request: Request, room: str) -> str:
+    if room not in node_of(request).hubs:
+        raise WrongRoom(f"there is no room {room!r}", code="unknown_room")
+    return room
+
+
+@api
+async def list_route(request: Request) -> Response:
+    """``GET /api/recordings?room=`` (default: the token's room)."""
+    claims = moderator(request, "list recordings")
+    room = _room(request, request.query_params.get("room", claims["room"]))
+    node = node_of(request)
+    return JSONResponse({"room": room, "recording": node.hubs[room].state["audio"]["recording"],
+                         "recordings": list_recordings(node.media.recordings, room)})
+
+
+@api
+async def file_route(request: Request) -> Response:
+    """``GET /api/recordings/<room>/<id>/<source>.ogg``."""
+    moderator(request, "download recordings")
+    p = request.path_params
+    room = _room(request, p["room"])
+    path = recording_file(node_of(request).media.recordings, room, p["rec"], p["name"])
+    if path is None:
+        raise HemicycleError("no such recording file", code="no_such_recording")
+    return FileResponse(path, media_type="audio/ogg", filename=f"{room}-{p['rec']}-{p['name']}")
+
+
+ROUTES = [
+    Route("/api/recordings", list_route),
+    Route("/api/recordings/{room}/{rec}/{name}", file_route),
+]

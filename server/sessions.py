@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -47,6 +48,8 @@ CLOSE_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
 CLOSE_GRACE = 10.0
 
+FRAME_HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Awaitable[None]]] = {}
+"""Client frame types a feature module handles itself (ballots.py: ``ballot``)."""
 
 
 class TokenBucket:
@@ -106,7 +109,9 @@ class Session:
         self.ws = ws
         self.hub = hub
         self.codec: Codec = codec
-        conn = secrets.token_urlsafe(6)
+        # The node's name leads the connection id, so that if this node dies the others can
+        # tell whose connections to retire (app.Node.reap).
+        conn = f"{hub.node}~{secrets.token_urlsafe(6)}"
         self.person: dict[str, Any] = {k: v for k, v in claims.items() if k != "exp"}
         self.person["conn"] = conn
         self.actor = Actor(self.person["pid"], self.person["role"], conn)
@@ -262,6 +267,8 @@ class Session:
             if not self.bucket.take():
                 raise RateLimited("too many reactions; slow down")
             await self.hub.react(self.person, data)
+        elif kind in FRAME_HANDLERS:
+            await FRAME_HANDLERS[kind](self, data)
         else:
             handler = self.hub.handler_for(kind)
             if handler is None:

@@ -49,6 +49,8 @@ class RedisServer:
     dir: Path
     proc: subprocess.Popen[bytes] | None = None
     appendfsync: str = "everysec"
+    config: str | None = None
+    """A redis.conf to run with (e.g. config/redis-production.conf); port and dir override it."""
 
     @property
     def url(self) -> str:
@@ -58,11 +60,13 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--save", "", "--appendonly", "yes", "--appendfsync", self.appendfsync,
-             "--daemonize", "no", "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+        if self.config is None:
+            args += ["--save", "", "--appendonly", "yes", "--appendfsync", self.appendfsync]
+        else:
+            args.insert(1, str(Path(self.config).resolve()))
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(

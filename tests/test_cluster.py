@@ -140,3 +140,50 @@ async def test_a_redis_restart_loses_no_acknowledged_command(
              if e["type"] == "notice"]
     assert texts == ["before restart", "after restart"]
     await chair.close()
+
+
+async def test_a_crashed_nodes_people_go_offline(
+        start_node: NodeFactory, redis_url: str, invites: Invites,
+        monkeypatch: object) -> None:
+    """Node B is killed (SIGKILL, no goodbye): node A retires B's connections."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import server.app as app_module
+
+    from .conftest import SECRET, free_port
+
+    monkeypatch.setattr(app_module, "HEARTBEAT_EVERY", 0.2)  # type: ignore[attr-defined]
+    a = await start_node(redis_url, name="A")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+         "--backend", redis_url],
+        env={**os.environ, "HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": "B"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with asyncio.timeout(timeout(20)):
+            while True:
+                try:
+                    sokha = await Client.connect(url, invites.mint(
+                        room="plenary", role="participant", name="Sokha"))
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        hub = a.node.hubs["plenary"]
+        async with asyncio.timeout(timeout(5)):
+            while not hub.state["core"]["people"].get(sokha.me, {}).get("conns"):
+                await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        # B's heartbeat lives 6 s; A notices within a beat after that.
+        async with asyncio.timeout(timeout(app_module.HEARTBEAT_TTL + 5)):
+            while hub.state["core"]["people"][sokha.me]["conns"]:
+                await asyncio.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -114,9 +114,13 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         assert (await http.get("/api/recordings", headers=other)).status_code == 403
         assert (await http.get(f"/api/recordings/plenary/{rid}/floor.ogg",
                                headers=other)).status_code == 403
-        for bad in (f"plenary/{rid}/..%2F..%2Fsecret.ogg", f"plenary/{rid}/nope.ogg",
-                    f"nowhere/{rid}/floor.ogg", f"plenary/{rid}/floor.txt"):
-            assert (await http.get(f"/api/recordings/{bad}", headers=auth)).status_code == 404
-        assert (await http.get("/api/recordings?room=nowhere", headers=auth)).status_code == 400
+        for bad, code in ((f"plenary/{rid}/..%2F..%2Fsecret.ogg", "no_such_recording"),
+                          (f"plenary/{rid}/nope.ogg", "no_such_recording"),
+                          (f"plenary/{rid}/floor.txt", "no_such_recording"),
+                          (f"nowhere/{rid}/floor.ogg", "unknown_room")):
+            r = await http.get(f"/api/recordings/{bad}", headers=auth)
+            assert r.status_code == 404 and r.json()["code"] == code, (bad, r.text)
+        r = await http.get("/api/recordings?room=nowhere", headers=auth)
+        assert r.status_code == 404 and r.json()["code"] == "unknown_room"
     for c in (chair, ana):
         await c.close()
