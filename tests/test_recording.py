@@ -114,8 +114,11 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         assert (await http.get("/api/recordings", headers=other)).status_code == 403
         assert (await http.get(f"/api/recordings/plenary/{rid}/floor.ogg",
                                headers=other)).status_code == 403
-        for bad, code in ((f"plenary/{rid}/..%2F..%2Fsecret.ogg", "no_such_recording"),
-                          (f"plenary/{rid}/nope.ogg", "no_such_recording"),
+        traversal = await http.get(f"/api/recordings/plenary/{rid}/..%2F..%2Fsecret.ogg",
+                                   headers=auth)
+        assert traversal.status_code == 404  # the router already refuses the path
+        for bad, code in ((f"plenary/{rid}/nope.ogg", "no_such_recording"),
+                          ("plenary/..%2E/floor.ogg", "no_such_recording"),
                           (f"plenary/{rid}/floor.txt", "no_such_recording"),
                           (f"nowhere/{rid}/floor.ogg", "unknown_room")):
             r = await http.get(f"/api/recordings/{bad}", headers=auth)
