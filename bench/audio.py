@@ -121,10 +121,24 @@ class Probe:
                 short += 1
             lat += [(s - i) * 1000 for s, i in zip(times, ingest, strict=False)]
         lat.sort()
-        pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: 0.0)
+
+        def pick(values: list[float], q: float) -> float:
+            return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+        # Per frame: how long until its first listener got it, and how long the fan-out took.
+        first, spread = [], []
+        for j, i in enumerate(ingest):
+            sends = [times[j] for times in self.sent.values() if len(times) > j]
+            if sends:
+                first.append((min(sends) - i) * 1000)
+                spread.append((max(sends) - min(sends)) * 1000)
+        first.sort()
+        spread.sort()
         return {"ingested": len(self.ingest), "listeners_sent": len(self.sent),
-                "short": short, "p50": pick(0.5), "p99": pick(0.99), "max": lat[-1] if lat else 0,
-                "cores": cpu / wall, "rss_kib": rss_kib()}
+                "short": short, "p50": pick(lat, 0.5), "p99": pick(lat, 0.99),
+                "max": lat[-1] if lat else 0, "first_p50": pick(first, 0.5),
+                "first_p99": pick(first, 0.99), "fanout_p50": pick(spread, 0.5),
+                "fanout_p99": pick(spread, 0.99), "cores": cpu / wall, "rss_kib": rss_kib()}
 
 
 def relay_app() -> Any:
@@ -454,7 +468,9 @@ async def orchestrate(args: argparse.Namespace) -> None:
                   f"p50={r['p50']:6.2f} ms  p99={r['p99']:7.2f} ms  cores={r['cores']:.2f}  "
                   f"KiB/listener={r['kib_per_listener']:5.0f}  "
                   f"received min={r['min_received']}/{frames}  senders short={r['short']}  "
-                  f"connect={r['connect_s']:.0f} s  load={r['load']:.1f}", flush=True)
+                  f"connect={r['connect_s']:.0f} s  load={r['load']:.1f}  "
+                  f"fan-out p50/p99={r['fanout_p50']:.1f}/{r['fanout_p99']:.1f} ms  "
+                  f"first p99={r['first_p99']:.1f} ms", flush=True)
             if r["ok"]:
                 best[mode] = n
             if r["lossless"]:

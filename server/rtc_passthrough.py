@@ -205,8 +205,9 @@ class DirectSender:
         self._length = srtp_ffi.new("int *")
         self._addr: Any = None
         self._send: Callable[[bytes, Any], None] | None = None
-        self._packets = 0
+        self._ssrc = sender._ssrc
         self._octets = 0
+        self._countdown = 1
         self.sent = 0
         self.dropped = 0
 
@@ -236,11 +237,12 @@ class DirectSender:
             if not self._bind():
                 self.dropped += 1
                 return False
-            assert self._send is not None
+        send = self._send
+        assert send is not None
         seq = self._seq = (self._seq + 1) & 0xFFFF
         timestamp = (self._origin + timestamp) & 0xFFFFFFFF
         packet = _HEADER.pack(self._first, (marker << 7) | self._pt, seq, timestamp,
-                              self._sender._ssrc) + self._prefix + payload
+                              self._ssrc) + self._prefix + payload
         size = len(packet)
         if size > SRTP_ROOM:
             self.dropped += 1
@@ -252,15 +254,16 @@ class DirectSender:
         try:
             if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
                 raise ConnectionError("libsrtp refused the packet")
-            self._send(buffer[0:length[0]], self._addr)
+            send(buffer[0:length[0]], self._addr)
         except Exception:  # closed under us, or a key change: rebind on the next packet
             self._send = None
             self.dropped += 1
             return False
         self.sent += 1
-        self._packets += 1
         self._octets += len(payload)
-        if self._packets % self.STATS_EVERY == 1:
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = self.STATS_EVERY
             self._stats(timestamp)
         return True
 
@@ -270,4 +273,4 @@ class DirectSender:
         setattr(s, "_RTCRtpSender__ntp_timestamp", clock.current_ntp_time())  # noqa: B010
         setattr(s, "_RTCRtpSender__rtp_timestamp", timestamp)  # noqa: B010
         setattr(s, "_RTCRtpSender__octet_count", self._octets)  # noqa: B010
-        setattr(s, "_RTCRtpSender__packet_count", self._packets)  # noqa: B010
+        setattr(s, "_RTCRtpSender__packet_count", self.sent)  # noqa: B010

@@ -73,3 +73,40 @@ async def test_encoded_track_drops_oldest_when_behind() -> None:
     track.stop()
     with pytest.raises(aiortc.mediastreams.MediaStreamError):
         await track.recv()
+
+
+@pytest.mark.usefixtures("loopback_ice")
+async def test_direct_sender_writes_srtp_the_receiver_accepts() -> None:
+    """DirectSender's packets decrypt and parse at a stock aiortc receiver, in order, on the
+    sender's SSRC, and the sender's RTCP report counters follow them."""
+    from server.rtc_passthrough import DirectSender
+
+    sender_pc, receiver_pc = RTCPeerConnection(CONFIG), RTCPeerConnection(CONFIG)
+    sender = sender_pc.addTrack(EncodedTrack())
+    await sender_pc.setLocalDescription(await sender_pc.createOffer())
+    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+    got: list[tuple[bytes, int, int, int, int]] = []
+    tap_receiver(receiver_pc.getTransceivers()[0].receiver,
+                 lambda p: got.append((p.payload, p.timestamp, p.sequence_number, p.ssrc,
+                                       p.marker)))
+    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+    direct = DirectSender(sender, payload_type=96)
+    assert direct.push(b"early", 0) is False, "nothing goes out before the connection is up"
+    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+    await connected(sender_pc)
+    packets = opus_tone(440, 30)
+    for n, p in enumerate(packets):
+        assert direct.push(p, 960 * (n + 1), marker=n == 0)
+    for _ in range(200):
+        if len(got) == len(packets):
+            break
+        await asyncio.sleep(0.01)
+    assert [g[0] for g in got] == packets
+    assert {g[3] for g in got} == {sender._ssrc}
+    assert {(b[2] - a[2]) & 0xFFFF for a, b in zip(got, got[1:], strict=False)} == {1}
+    assert {(b[1] - a[1]) & 0xFFFFFFFF for a, b in zip(got, got[1:], strict=False)} == {960}
+    assert [g[4] for g in got[:2]] == [1, 0], "the marker bit starts the talkspurt"
+    assert direct.sent == len(packets) and direct.dropped == 1
+    assert getattr(sender, "_RTCRtpSender__packet_count") > 20  # noqa: B009
+    await sender_pc.close()
+    await receiver_pc.close()
