@@ -54,6 +54,8 @@ PUB_RATE, PUB_BURST = 120.0, 60.0
 """Packets per second a microphone may send (Opus at 10 ms is 100/s); past it: dropped."""
 LEVELS_EVERY = 0.2
 LEVELS_TO = ["role:moderator", "role:interpreter"]
+ORPHAN_CHECK_TICKS = 15
+"""Every 3 s (15 level ticks), check that the recording's node is still alive."""
 OFFER_RATE, OFFER_BURST = 1.0, 5.0
 OUTBOX = 500
 """Frames waiting for the bus (10 s of one microphone) before the oldest are dropped."""
@@ -484,8 +486,12 @@ class MediaRoom:
 
     async def _levels(self) -> None:
         """Publish the level of each local microphone a few times a second (VU meters)."""
+        ticks = 0
         while True:
             await asyncio.sleep(LEVELS_EVERY)
+            ticks += 1
+            if ticks % ORPHAN_CHECK_TICKS == 0:
+                await self._orphaned_recording()
             now = time.monotonic()
             for pub_id, (_, seen) in list(self._bus_next.items()):
                 if now - seen > 60:
@@ -502,6 +508,24 @@ class MediaRoom:
                 # For the chair's board and the booths' consoles, not every listener.
                 await self.hub.publish({"type": "ephemeral", "kind": "levels",
                                         "levels": levels, "to": LEVELS_TO})
+
+    async def _orphaned_recording(self) -> None:
+        """A recording whose node died (no heartbeat) is stopped, so the room stops saying it
+        is recorded; any node may do it, the ``recording.stop:<id>`` cid counts once."""
+        rec = self.hub.state["audio"]["recording"]
+        if rec is None or rec["node"] == self.node.name:
+            return
+        try:
+            if await self.hub.backends.alive({rec["node"]}):
+                return
+            await self.hub.submit(Actor(self.node.name, SYSTEM), "recording.stop", {},
+                                  f"recording.stop:{rec['id']}")
+            log.warning("room %s: recording %s stopped, its node %s is gone", self.room,
+                        rec["id"], rec["node"])
+        except HemicycleError:
+            pass
+        except Exception as exc:  # the backend is away: try again later
+            log.warning("room %s: cannot check the recording node: %s", self.room, exc)
 
     def _count_drops(self) -> None:
         dropped = 0

@@ -127,3 +127,53 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         assert r.status_code == 404 and r.json()["code"] == "unknown_room"
     for c in (chair, ana):
         await c.close()
+
+
+@pytest.mark.redis
+async def test_a_crashed_recorders_recording_is_stopped(start_node, invites, redis_url,  # type: ignore[no-untyped-def]
+                                                         tmp_path, monkeypatch) -> None:
+    """Node B records, then is killed (SIGKILL): node A stops the recording in the state."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import server.media as media_module
+
+    from .conftest import SECRET, free_port
+
+    monkeypatch.setattr(media_module, "ORPHAN_CHECK_TICKS", 2)
+    a = await start_node(redis_url, name="A")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+         "--backend", redis_url],
+        env={**os.environ, "HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": "B",
+             "HEMICYCLE_RECORDINGS": str(tmp_path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        token = invites.mint(room="plenary", role="moderator", name="Chair")
+        async with asyncio.timeout(timeout(20)):
+            while True:
+                try:
+                    chair = await Client.connect(f"http://127.0.0.1:{port}", token)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        started = await chair.rpc("rec.start")
+        assert started["ok"], started
+        hub = a.node.hubs["plenary"]
+        async with asyncio.timeout(timeout(5)):
+            while hub.state["audio"]["recording"] is None:
+                await asyncio.sleep(0.02)
+        assert hub.state["audio"]["recording"]["node"] == "B"
+        assert (tmp_path / "plenary" / started["id"] / "floor.ogg").exists()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        async with asyncio.timeout(timeout(15)):  # B's heartbeat lives 6 s
+            while hub.state["audio"]["recording"] is not None:
+                await asyncio.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
