@@ -157,9 +157,14 @@
   }
 
   function analyse(stream) {
-    const analyser = context().createAnalyser();
+    const ctx = context();
+    const analyser = ctx.createAnalyser();
     analyser.fftSize = 2048;
-    context().createMediaStreamSource(stream).connect(analyser);
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    // Chromium only pulls a graph that reaches the destination: connect it, silenced.
+    const mute = ctx.createGain();
+    mute.gain.value = 0;
+    analyser.connect(mute).connect(ctx.destination);
     return analyser;
   }
 
@@ -352,10 +357,11 @@
         h("button", { id: "listen-button", onclick: () => (A.wantListen ? stopListening(false)
                                                             : startListening()) })),
       h("p", { id: "hearing", class: "muted", "aria-live": "polite" }),
-      h("label", { class: "meter-row" }, h("span", { "data-t": "audio.level" }),
+      h("label", { class: "meter-row" },
+        h("span", { "data-t": "audio.level" }, hc.t("audio.level")),
         h("meter", { id: "audio-meter", min: 0, max: 100, value: 0 })),
       h("label", { class: "meter-row", id: "under-row" },
-        h("span", { "data-t": "audio.under" }),
+        h("span", { "data-t": "audio.under" }, hc.t("audio.under")),
         h("input", { id: "under-slider", type: "range", min: 0, max: 100, step: 5, value: 0,
                      oninput: (e) => setUnder(Number(e.target.value)) }),
         h("output", { id: "under-value" }, "0 %")),
