@@ -48,6 +48,8 @@ from pylibsrtp._binding import ffi as srtp_ffi  # type: ignore[import-not-found]
 from pylibsrtp._binding import lib as srtp_lib
 
 PINNED = "1.16.0"
+PINNED_AIOICE = "0.13.0"
+PINNED_PYLIBSRTP = "1.0.0"
 OPUS_RATE = 48_000
 TIME_BASE = fractions.Fraction(1, OPUS_RATE)
 
@@ -58,11 +60,20 @@ class PassthroughBroken(RuntimeError):
     """aiortc no longer has the internals this module hooks (after an upgrade)."""
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
 def self_check() -> None:
     """Raise :class:`PassthroughBroken` unless the hooked internals look as expected."""
     problems = []
-    if aiortc.__version__ != PINNED:
-        problems.append(f"aiortc is {aiortc.__version__}, this hook was written for {PINNED}")
+    for name, have, want in (("aiortc", aiortc.__version__, PINNED),
+                             ("aioice", _version("aioice"), PINNED_AIOICE),
+                             ("pylibsrtp", _version("pylibsrtp"), PINNED_PYLIBSRTP)):
+        if have != want:
+            problems.append(f"{name} is {have}, this hook was written for {want}")
     handler = getattr(RTCRtpReceiver, "_handle_rtp_packet", None)
     if handler is None or not inspect.iscoroutinefunction(handler):
         problems.append("RTCRtpReceiver._handle_rtp_packet is gone or no longer a coroutine")

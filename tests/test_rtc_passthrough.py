@@ -17,9 +17,13 @@ from .audio_helpers import CONFIG, connected, loopback_ice, opus_tone  # noqa: F
 
 
 def test_pinned_aiortc_has_the_hooked_internals() -> None:
+    from importlib.metadata import version
+
     assert aiortc.__version__ == rtc_passthrough.PINNED, (
-        "aiortc changed: re-read rtc_passthrough.py against the new RTCRtpReceiver and "
-        "RTCDtlsTransport, then update PINNED")
+        "aiortc changed: re-read rtc_passthrough.py against the new RTCRtpReceiver, "
+        "RTCRtpSender and RTCDtlsTransport, then update PINNED")
+    assert version("aioice") == rtc_passthrough.PINNED_AIOICE, "aioice changed: see above"
+    assert version("pylibsrtp") == rtc_passthrough.PINNED_PYLIBSRTP, "pylibsrtp changed"
     rtc_passthrough.self_check()
 
 
