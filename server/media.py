@@ -424,7 +424,9 @@ class MediaRoom:
         mine = rec is not None and rec["node"] == self.node.name
         if mine and self.recorder is None:
             self._start_recorder(rec)
-        elif not mine and self.recorder is not None:
+        elif mine:
+            self._record_every_source()  # a moderator may add a channel mid-recording
+        elif self.recorder is not None:
             self._stop_recorder()
 
     def _reroute(self) -> None:
@@ -557,9 +559,18 @@ class MediaRoom:
         from .recording import Recorder
 
         self.recorder = Recorder(self.node.recordings, self.room, rec["id"])
+        self._record_every_source()
+
+    def _record_every_source(self) -> None:
+        recorder = self.recorder
+        assert recorder is not None
+        added = False
         for name in audio.sources(self.hub.state):
-            self._source(name).taps.append(self.recorder.tap(name))
-        self._subscriptions()
+            if name not in recorder.taps:
+                self._source(name).taps.append(recorder.tap(name))
+                added = True
+        if added:
+            self._subscriptions()
 
     def _stop_recorder(self) -> None:
         recorder, self.recorder = self.recorder, None

@@ -89,6 +89,7 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
     mic = await publish(chair, "floor")
     sent = tagged(opus_tone(440, 50), tag=1)
     await mic.play(sent)
+    await chair.command("channel.add", {"lang": "de"})  # a channel added mid-recording
     await asyncio.sleep(0.1)
     assert (await chair.rpc("rec.stop"))["ok"]
     await ana.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
@@ -100,7 +101,8 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         assert listing["room"] == "plenary" and listing["recording"] is None
         (entry,) = listing["recordings"]
         assert entry["id"] == rid
-        assert [f["name"] for f in entry["files"]] == ["es.ogg", "floor.ogg", "fr.ogg", "ru.ogg"]
+        assert [f["name"] for f in entry["files"]] == ["de.ogg", "es.ogg", "floor.ogg", "fr.ogg",
+                                                       "ru.ogg"]
         r = await http.get(f"/api/recordings/plenary/{rid}/floor.ogg", headers=auth)
         assert r.status_code == 200 and r.headers["content-type"] == "audio/ogg"
         floor = r.content
@@ -108,6 +110,9 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         es = (await http.get(f"/api/recordings/plenary/{rid}/es.ogg", headers=auth)).content
         assert set(packets_of(es)) <= {SILENCE}
         assert abs(decoded_seconds(es) - decoded_seconds(floor)) < 0.1, "files stay aligned"
+        de = (await http.get(f"/api/recordings/plenary/{rid}/de.ogg", headers=auth)).content
+        assert abs(decoded_seconds(de) - decoded_seconds(floor)) < 0.1, \
+            "a channel added later starts with silence from the recording's start"
 
         assert (await http.get("/api/recordings")).status_code == 401
         other = {"Authorization": f"Bearer {ana_token}"}
