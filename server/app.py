@@ -16,14 +16,16 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from . import ballots, exports, poll_exports
+from . import ballots, exports, poll_exports, recording
 from .auth import Invites
 from .backends import Backends, open_backends
 from .config import Assembly, Settings, load_assembly
 from .errors import BadArgs, HemicycleError
 from .http import api, moderator, node_of
 from .hub import RoomHub
+from .media import MediaNode
 from .metrics import Metrics
+from .rtc_setup import MediaConfig
 from .sessions import websocket_endpoint
 from .types import SYSTEM, Actor
 
@@ -59,15 +61,21 @@ class Node:
             hub.assembly_info = {**info, "title": room.title, "floor": room.floor,
                                  "channels": list(room.channels)}
             self.hubs[room.id] = hub
+        self.media = MediaNode(self.name, MediaConfig.from_extra(assembly.extra, assembly.source),
+                               settings.recordings)
+        for hub in self.hubs.values():
+            self.media.add(hub)
 
     async def __aenter__(self) -> Node:
         await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
         for hub in self.hubs.values():
             await hub.start()
+        await self.media.start()
         self._watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.media.close()
         self._watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._watch
@@ -130,6 +138,7 @@ def create_app(settings: Settings | None = None, assembly: Assembly | None = Non
             Route("/api/invites", mint_invite, methods=["POST"]),
             *exports.ROUTES,
             *poll_exports.ROUTES,
+            *recording.ROUTES,
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

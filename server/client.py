@@ -155,6 +155,13 @@ class Client:
                          **extra})
         return await asyncio.wait_for(fut, timeout)
 
+    async def rpc(self, kind: str, *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """Send a non-command request (``rtc.offer``, ``rec.start`` …) and return its reply."""
+        cid = self.next_cid()
+        fut = self._replies[cid] = asyncio.get_running_loop().create_future()
+        await self.send({"type": kind, "cid": cid, **fields})
+        return await asyncio.wait_for(fut, timeout)
+
     async def command(self, name: str, args: dict[str, Any] | None = None, **kw: Any
                       ) -> dict[str, Any]:
         """Send a command; raise :class:`CommandError` unless it was accepted."""

@@ -37,6 +37,8 @@ class Settings:
     command_rate: float = 10.0
     """Commands (and reactions) per second one connection may send, sustained."""
     command_burst: float = 30.0
+    recordings: str = "recordings"
+    """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -53,6 +55,7 @@ class Settings:
                                    "HEMICYCLE_COMMAND_RATE"),
             "command_burst": _float(env.get("HEMICYCLE_COMMAND_BURST", "30"),
                                     "HEMICYCLE_COMMAND_BURST"),
+            "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import channels, polls, rooms
+from . import audio, channels, polls, rooms
 from .errors import BadArgs, Forbidden, HemicycleError, UnknownType
 from .protocol import canonical
 from .types import SYSTEM, Actor, Command, Entry, Event, RoomConfig, Slice, State, no_args
@@ -36,7 +36,7 @@ def _decide_tick(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
 
 TICK = Command("tick", frozenset({SYSTEM}), no_args, _decide_tick)
 
-SLICES: tuple[Slice, ...] = (rooms.SLICE, channels.SLICE, polls.SLICE)
+SLICES: tuple[Slice, ...] = (rooms.SLICE, channels.SLICE, polls.SLICE, audio.SLICE)
 COMMANDS: dict[str, Command] = {"tick": TICK}
 APPLY: dict[str, Any] = {}
 for _s in SLICES:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from . import fold
@@ -42,6 +42,10 @@ class Sink(Protocol):
                 ephemeral: bool = False) -> None: ...
 
 
+Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
+"""``handler(session, message)`` for client messages of a feature (``rtc.*`` → media.py)."""
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -65,6 +69,8 @@ class RoomHub:
         self.folded = asyncio.Event()
         self.ready = asyncio.Event()
         self._listeners: list[Callable[[str, list[Event]], None]] = []
+        self._handlers: dict[str, Handler] = {}
+        self._leave_listeners: list[Callable[[Sink], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
@@ -240,6 +246,18 @@ class RoomHub:
         """Call ``listener(entry_id, events)`` after each fold that produced events."""
         self._listeners.append(listener)
 
+    def handle(self, prefix: str, handler: Handler) -> None:
+        """Hand client messages whose type starts with ``prefix`` (``"rtc."``) to ``handler``."""
+        self._handlers[prefix] = handler
+
+    def handler_for(self, kind: str) -> Handler | None:
+        prefix = kind[: kind.find(".") + 1] if "." in kind else kind
+        return self._handlers.get(prefix)
+
+    def on_leave(self, listener: Callable[[Sink], Awaitable[None]]) -> None:
+        """Await ``listener(sink)`` when a connection leaves (before its ``leave`` entry)."""
+        self._leave_listeners.append(listener)
+
     # -- commands ----------------------------------------------------------------------
 
     async def submit(self, actor: Actor, name: str, args: Any, cid: str) -> fold.Outcome:
@@ -292,6 +310,11 @@ class RoomHub:
 
     async def leave(self, sink: Sink) -> None:
         self.detach(sink)
+        for listener in self._leave_listeners:
+            try:
+                await listener(sink)
+            except Exception:
+                log.exception("room %s: leave listener failed", self.room)
         person = sink.person
         with contextlib.suppress(HemicycleError):
             await self.submit(Actor("node", SYSTEM), "leave",

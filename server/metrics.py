@@ -25,5 +25,28 @@ class Metrics:
         self.bad_frames = Counter("hemicycle_bad_frames", "Client frames refused", ["code"],
                                   registry=r)
 
+        # audio (media.py)
+        self.audio_in = Counter("hemicycle_audio_packets_in",
+                                "Microphone RTP packets by outcome (forwarded or why dropped)",
+                                ["outcome"], registry=r)
+        self.audio_out = Counter("hemicycle_audio_packets_out",
+                                 "Opus packets handed to listener tracks", registry=r)
+        self.audio_listener_drops = Counter(
+            "hemicycle_audio_listener_drops",
+            "Packets not sent to a listener (its connection not up yet, or gone)", registry=r)
+        self.audio_bus = Counter("hemicycle_audio_bus_frames",
+                                 "Audio frames published to or taken from the bus",
+                                 ["direction"], registry=r)
+        self.audio_bus_lost = Counter("hemicycle_audio_bus_lost",
+                                      "Audio frames missing on the bus (sequence gaps)",
+                                      registry=r)
+        self.audio_bus_reordered = Counter(
+            "hemicycle_audio_bus_reordered",
+            "Audio frames that came late or twice over the bus (dropped)", registry=r)
+        self.peer_connections = Gauge("hemicycle_peer_connections",
+                                      "Open WebRTC peer connections", ["kind"], registry=r)
+        self.rtc_offers = Counter("hemicycle_rtc_offers", "WebRTC offers by outcome",
+                                  ["outcome"], registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -322,9 +322,12 @@ class Session:
         elif kind in FRAME_HANDLERS:
             await FRAME_HANDLERS[kind](self, data)
         else:
-            from .errors import UnknownType
+            handler = self.hub.handler_for(kind)
+            if handler is None:
+                from .errors import UnknownType
 
-            raise UnknownType(f"unknown message type {kind!r}")
+                raise UnknownType(f"unknown message type {kind!r}")
+            await handler(self, data)
 
     async def _command(self, data: dict[str, Any]) -> None:
         cid = arg_str(data, "cid", max_len=64)

@@ -1,0 +1,104 @@
+"""Setting up WebRTC: the ``[media]`` config (ICE servers) and the checks on offers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import sdp as aiortc_sdp
+
+from .errors import BadArgs, ConfigError
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    """``[media]`` of the assembly file."""
+
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    """Handed to browsers: ``[{urls, username?, credential?}…]``. Default none: host
+    candidates, which is what one machine and a LAN need."""
+    server_ice_servers: tuple[dict[str, Any], ...] = ()
+    """The node's own STUN/TURN, when it sits behind NAT."""
+
+    @classmethod
+    def from_extra(cls, extra: Any, source: str = "<config>") -> MediaConfig:
+        table = extra.get("media", {}) if hasattr(extra, "get") else {}
+        if not isinstance(table, dict):
+            raise ConfigError(source, "media", "expected a table")
+        return cls(ice_servers=_ice_list(table, "ice_servers", source),
+                   server_ice_servers=_ice_list(table, "server_ice_servers", source))
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"),
+                                credential=s.get("credential"))
+                   for s in self.server_ice_servers]
+        return RTCConfiguration(iceServers=servers)
+
+
+def _ice_list(table: dict[str, Any], key: str, source: str) -> tuple[dict[str, Any], ...]:
+    items = table.get(key, [])
+    if not isinstance(items, list):
+        raise ConfigError(source, f"media.{key}", "expected a list of tables")
+    out = []
+    for i, item in enumerate(items):
+        where = f"media.{key}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(source, where, "expected a table")
+        urls = item.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not urls or not all(
+                isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns")
+                for u in urls):
+            raise ConfigError(source, f"{where}.urls", "expected stun:/turn:/turns: URLs")
+        entry: dict[str, Any] = {"urls": urls}
+        for k in ("username", "credential"):
+            if k in item:
+                if not isinstance(item[k], str):
+                    raise ConfigError(source, f"{where}.{k}", "expected a string")
+                entry[k] = item[k]
+        out.append(entry)
+    return tuple(out)
+
+
+def check_offer(sdp: str, purpose: str) -> tuple[int, int]:
+    """Refuse an offer that is not audio-only Opus; return ``(audio m-lines, opus pt)``."""
+    if not sdp.startswith("v=0"):
+        raise BadArgs("the offer is not an SDP session description", code="bad_sdp")
+    try:
+        parsed = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise BadArgs(f"the offer cannot be parsed: {exc}", code="bad_sdp") from None
+    kinds = [m.kind for m in parsed.media]
+    if not kinds:
+        raise BadArgs("the offer has no media", code="no_audio")
+    if any(k != "audio" for k in kinds):
+        raise BadArgs(f"only audio is carried here, the offer has {', '.join(kinds)}",
+                      code="audio_only")
+    wanted = 1 if purpose == "publish" else 2
+    if len(kinds) > wanted:
+        raise BadArgs(f"a {purpose} offer has at most {wanted} audio m-line(s)",
+                      code="too_many_tracks")
+    opus = [c.payloadType for c in parsed.media[0].rtp.codecs
+            if c.mimeType.lower() == "audio/opus" and c.clockRate == 48_000
+            and c.payloadType is not None]
+    if not opus or any(not any(c.mimeType.lower() == "audio/opus" for c in m.rtp.codecs)
+                       for m in parsed.media):
+        raise BadArgs("the offer does not offer Opus at 48 kHz", code="no_opus")
+    for m in parsed.media:
+        if purpose == "publish" and m.direction not in (None, "sendonly", "sendrecv"):
+            raise BadArgs("a publish offer must send audio", code="bad_direction")
+        if purpose == "listen" and m.direction not in (None, "recvonly", "sendrecv"):
+            raise BadArgs("a listen offer must receive audio", code="bad_direction")
+    return len(kinds), int(opus[0])
+
+
+def answer_payload_type(sdp: str) -> int:
+    parsed = aiortc_sdp.SessionDescription.parse(sdp)
+    for c in parsed.media[0].rtp.codecs:
+        if c.mimeType.lower() == "audio/opus" and c.payloadType is not None:
+            return int(c.payloadType)
+    raise BadArgs("no Opus codec could be negotiated", code="no_opus")
+
+

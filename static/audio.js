@@ -1,0 +1,498 @@
+// Live audio: the player (what you listen to, the original underneath, a level meter), the
+// microphone of speakers, the chair and interpreters, the chair's microphone board and
+// recording. Signalling rides HC's WebSocket: rtc.offer / rtc.under / rtc.close and
+// rec.start / rec.stop, each answered by a reply with the same cid (docs/protocol.md,
+// "Audio (WebRTC)"). The server never mixes: the original underneath is a second track the
+// browser plays at the level the slider sets.
+"use strict";
+
+(() => {
+  const { h } = HC;
+
+  const strings = {
+    en: {
+      "audio": "Audio", "audio.listen": "Listen", "audio.stop": "Stop listening",
+      "audio.hearing": "You hear: {what}", "audio.silence": "nothing (no interpreter on air)",
+      "audio.original": "the original (floor)", "audio.under": "Original underneath",
+      "audio.level": "Level", "audio.connecting": "Connecting audio…",
+      "mic.on": "Turn microphone on", "mic.off": "Turn microphone off",
+      "mic.onair": "On air", "mic.standby": "Microphone ready, not on air",
+      "mic.muted": "Muted by the chair", "mic.board": "Microphones",
+      "mic.into": "into {what}", "audio.mute": "Mute", "audio.unmute": "Unmute",
+      "rec.start": "Record", "rec.stop": "Stop recording", "rec.on": "Recording",
+      "rec.list": "Recordings", "rec.none": "No recordings yet",
+      "err.not_granted": "The chair has not given you the floor.",
+      "err.not_your_booth": "You are not assigned to that booth.",
+      "err.no_such_channel": "There is no such channel.",
+      "err.no_opus": "Your browser offered no Opus audio.",
+      "err.bad_sdp": "The audio connection could not be set up.",
+      "err.ice_failed": "The audio connection was lost; reconnecting.",
+      "err.already_recording": "The room is already being recorded.",
+      "err.not_recording": "The room is not being recorded.",
+      "err.already_muted": "That microphone is already muted.",
+      "err.not_muted": "That microphone is not muted.",
+      "err.mic_denied": "The browser did not allow the microphone.",
+    },
+    es: {
+      "audio": "Audio", "audio.listen": "Escuchar", "audio.stop": "Dejar de escuchar",
+      "audio.hearing": "Escucha: {what}", "audio.silence": "nada (ningún intérprete en el aire)",
+      "audio.original": "el original (sala)", "audio.under": "Original de fondo",
+      "audio.level": "Nivel", "audio.connecting": "Conectando el audio…",
+      "mic.on": "Activar micrófono", "mic.off": "Desactivar micrófono",
+      "mic.onair": "En el aire", "mic.standby": "Micrófono listo, no en el aire",
+      "mic.muted": "Silenciado por la presidencia", "mic.board": "Micrófonos",
+      "mic.into": "en {what}", "audio.mute": "Silenciar", "audio.unmute": "Activar",
+      "rec.start": "Grabar", "rec.stop": "Detener la grabación", "rec.on": "Grabando",
+      "rec.list": "Grabaciones", "rec.none": "Aún no hay grabaciones",
+      "err.not_granted": "La presidencia no le ha dado la palabra.",
+      "err.not_your_booth": "No está asignado a esa cabina.",
+      "err.no_such_channel": "Ese canal no existe.",
+      "err.no_opus": "Su navegador no ofreció audio Opus.",
+      "err.bad_sdp": "No se pudo establecer la conexión de audio.",
+      "err.ice_failed": "Se perdió la conexión de audio; reconectando.",
+      "err.already_recording": "La sala ya se está grabando.",
+      "err.not_recording": "La sala no se está grabando.",
+      "err.already_muted": "Ese micrófono ya está silenciado.",
+      "err.not_muted": "Ese micrófono no está silenciado.",
+      "err.mic_denied": "El navegador no permitió el micrófono.",
+    },
+    fr: {
+      "audio": "Audio", "audio.listen": "Écouter", "audio.stop": "Arrêter l'écoute",
+      "audio.hearing": "Vous écoutez : {what}",
+      "audio.silence": "rien (aucun interprète à l'antenne)",
+      "audio.original": "l'original (salle)", "audio.under": "Original en fond",
+      "audio.level": "Niveau", "audio.connecting": "Connexion audio…",
+      "mic.on": "Activer le micro", "mic.off": "Couper le micro",
+      "mic.onair": "À l'antenne", "mic.standby": "Micro prêt, pas à l'antenne",
+      "mic.muted": "Coupé par la présidence", "mic.board": "Micros",
+      "mic.into": "vers {what}", "audio.mute": "Couper", "audio.unmute": "Rétablir",
+      "rec.start": "Enregistrer", "rec.stop": "Arrêter l'enregistrement",
+      "rec.on": "Enregistrement", "rec.list": "Enregistrements",
+      "rec.none": "Aucun enregistrement",
+      "err.not_granted": "La présidence ne vous a pas donné la parole.",
+      "err.not_your_booth": "Vous n'êtes pas affecté à cette cabine.",
+      "err.no_such_channel": "Ce canal n'existe pas.",
+      "err.no_opus": "Votre navigateur n'a pas proposé d'audio Opus.",
+      "err.bad_sdp": "La connexion audio n'a pas pu être établie.",
+      "err.ice_failed": "La connexion audio a été perdue ; reconnexion.",
+      "err.already_recording": "La salle est déjà enregistrée.",
+      "err.not_recording": "La salle n'est pas enregistrée.",
+      "err.already_muted": "Ce micro est déjà coupé.",
+      "err.not_muted": "Ce micro n'est pas coupé.",
+      "err.mic_denied": "Le navigateur n'a pas autorisé le micro.",
+    },
+    ru: {
+      "audio": "Звук", "audio.listen": "Слушать", "audio.stop": "Перестать слушать",
+      "audio.hearing": "Вы слушаете: {what}", "audio.silence": "тишину (нет переводчика в эфире)",
+      "audio.original": "оригинал (зал)", "audio.under": "Оригинал фоном",
+      "audio.level": "Уровень", "audio.connecting": "Подключение звука…",
+      "mic.on": "Включить микрофон", "mic.off": "Выключить микрофон",
+      "mic.onair": "В эфире", "mic.standby": "Микрофон готов, не в эфире",
+      "mic.muted": "Отключён председателем", "mic.board": "Микрофоны",
+      "mic.into": "в {what}", "audio.mute": "Отключить", "audio.unmute": "Включить",
+      "rec.start": "Записывать", "rec.stop": "Остановить запись", "rec.on": "Идёт запись",
+      "rec.list": "Записи", "rec.none": "Записей пока нет",
+      "err.not_granted": "Председатель не предоставил вам слово.",
+      "err.not_your_booth": "Вы не назначены в эту кабину.",
+      "err.no_such_channel": "Такого канала нет.",
+      "err.no_opus": "Браузер не предложил звук Opus.",
+      "err.bad_sdp": "Не удалось установить звуковое соединение.",
+      "err.ice_failed": "Звуковое соединение потеряно; переподключение.",
+      "err.already_recording": "Зал уже записывается.",
+      "err.not_recording": "Зал не записывается.",
+      "err.already_muted": "Этот микрофон уже отключён.",
+      "err.not_muted": "Этот микрофон не отключён.",
+      "err.mic_denied": "Браузер не разрешил доступ к микрофону.",
+    },
+  };
+
+  // Mirrors of server/audio.py apply functions.
+  const appliers = {
+    "audio.muted": (s, ev) => { if (!s.audio.muted.includes(ev.pid)) s.audio.muted.push(ev.pid); },
+    "audio.unmuted": (s, ev) => { s.audio.muted = s.audio.muted.filter((p) => p !== ev.pid); },
+    "recording.started": (s, ev) => {
+      s.audio.recording = { id: ev.id, node: ev.node, by: ev.by, since: ev.since };
+    },
+    "recording.stopped": (s) => { s.audio.recording = null; },
+  };
+
+  // What the page holds; tests read HC.audio (analysers, peer connections).
+  const A = {
+    ctx: null, pc: null, wantListen: false, analyser: null, under: 0, hearing: null,
+    mic: null, wantMic: false, micAnalyser: null, levels: {}, els: {}, recordings: null,
+  };
+  HC.audio = A;
+
+  // --- signalling: any rtc.*/rec.* request gets one reply with its cid -------------------
+
+  const waiting = new Map();
+  let seq = 0;
+  function rpc(type, fields = {}) {
+    const cid = `au-${Date.now().toString(36)}-${++seq}`;
+    return new Promise((resolve, reject) => {
+      waiting.set(cid, { resolve, reject });
+      HC.send({ type, cid, ...fields });
+      setTimeout(() => {
+        if (waiting.delete(cid)) reject({ code: "timeout", message: "no answer from the server" });
+      }, 15000);
+    });
+  }
+
+  const iceServers = () => (HC.assembly.media || {}).ice_servers || [];
+
+  // aiortc takes the browser's candidates from the SDP only (no trickle): wait for them.
+  function gathered(pc, ms = 3000) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+      pc.addEventListener("icegatheringstatechange", done);
+      setTimeout(resolve, ms);
+    });
+  }
+
+  function context() {
+    if (!A.ctx) A.ctx = new AudioContext();
+    if (A.ctx.state === "suspended") A.ctx.resume();
+    return A.ctx;
+  }
+
+  function analyse(stream) {
+    const ctx = context();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 2048;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    // Chromium only pulls a graph that reaches the destination: connect it, silenced.
+    const mute = ctx.createGain();
+    mute.gain.value = 0;
+    analyser.connect(mute).connect(ctx.destination);
+    return analyser;
+  }
+
+  // --- listening ------------------------------------------------------------------------
+
+  async function startListening() {
+    A.wantListen = true;
+    stopListening(true);
+    const pc = new RTCPeerConnection({ iceServers: iceServers() });
+    A.pc = pc;
+    const main = pc.addTransceiver("audio", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    pc.ontrack = (e) => {
+      const stream = new MediaStream([e.track]);
+      const el = e.transceiver === main ? A.els.main : A.els.under;
+      el.srcObject = stream;
+      el.play().catch(() => {});
+      if (e.transceiver === main) A.analyser = analyse(stream);
+      setUnderVolume();
+    };
+    pc.onconnectionstatechange = () => HC.render();
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    if (A.pc !== pc) return;
+    try {
+      const reply = await rpc("rtc.offer", { purpose: "listen", sdp: pc.localDescription.sdp });
+      if (A.pc !== pc) return;
+      await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+      if (A.under > 0) await rpc("rtc.under", { on: true });
+    } catch (err) {
+      if (A.pc === pc) stopListening(false);
+      HC.explain(err);
+    }
+    HC.render();
+  }
+
+  function stopListening(keepWanted) {
+    if (!keepWanted) A.wantListen = false;
+    if (A.pc) { A.pc.close(); A.pc = null; }
+    A.analyser = null;
+    for (const el of [A.els.main, A.els.under]) if (el) el.srcObject = null;
+    HC.render();
+  }
+
+  function setUnderVolume() {
+    if (A.els.under) A.els.under.volume = A.under / 100;
+  }
+
+  function setUnder(value) {
+    const was = A.under > 0;
+    A.under = value;
+    setUnderVolume();
+    if (A.pc && was !== value > 0) rpc("rtc.under", { on: value > 0 }).catch(HC.explain);
+  }
+
+  // What the server routes to this person (mirror of audio.Routes.hearing).
+  function hearing(hc) {
+    const ch = hc.state.channels;
+    const me = hc.you.pid;
+    if (!ch || !ch.channels) return { main: "floor" };
+    const carries = (c) => {
+      if (c === "floor" || c === "original" || !c) return "floor";
+      const channel = ch.channels[c];
+      if (channel && channel.live) return c;
+      return channel && ch.fallback === "silence" ? null : "floor";
+    };
+    const booth = (ch.interpreters || {})[me];
+    if (hc.you.role === "interpreter" && booth) {
+      const wanted = booth.input === booth.booth ? "floor" : booth.input;
+      return { main: carries(wanted) };
+    }
+    return { main: carries((ch.choice || {})[me]) };
+  }
+
+  // --- the microphone ---------------------------------------------------------------------
+
+  function micTarget(hc) {
+    if (hc.you.role === "interpreter") {
+      const mine = ((hc.state.channels || {}).interpreters || {})[hc.you.pid];
+      return (mine && mine.booth) || hc.you.booth || null;
+    }
+    return "floor";
+  }
+
+  function mayPublish(hc) {
+    const role = hc.you.role;
+    if (role === "moderator") return true;
+    if (role === "interpreter") return !!micTarget(hc);
+    return hc.state.core.speakers.includes(hc.you.pid);
+  }
+
+  function micConstraints(hc) {
+    // Interpreters wear headsets (ISO 20109): keep their voice unprocessed. Speakers in a
+    // room get the browser's echo cancellation, noise suppression and gain control.
+    const raw = hc.you.role === "interpreter";
+    return { audio: { echoCancellation: !raw, noiseSuppression: !raw, autoGainControl: !raw } };
+  }
+
+  async function startMic(hc) {
+    A.wantMic = true;
+    stopMic(true);
+    const target = micTarget(hc);
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia(micConstraints(hc));
+    } catch {
+      A.wantMic = false;
+      HC.explain({ code: "mic_denied", message: "microphone refused" });
+      return;
+    }
+    const pc = new RTCPeerConnection({ iceServers: iceServers() });
+    const mic = { pc, stream, target, onAir: false };
+    A.mic = mic;
+    A.micAnalyser = analyse(stream);
+    pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly", streams: [stream] });
+    pc.onconnectionstatechange = () => HC.render();
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    try {
+      const reply = await rpc("rtc.offer", { purpose: "publish", target,
+                                             sdp: pc.localDescription.sdp });
+      if (A.mic !== mic) return;
+      mic.onAir = reply.on_air;
+      await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    } catch (err) {
+      if (A.mic === mic) stopMic(false);
+      HC.explain(err);
+    }
+    HC.render();
+  }
+
+  function stopMic(keepWanted) {
+    if (!keepWanted) A.wantMic = false;
+    if (A.mic) {
+      A.mic.pc.close();
+      for (const t of A.mic.stream.getTracks()) t.stop();
+      A.mic = null;
+    }
+    A.micAnalyser = null;
+    HC.render();
+  }
+
+  // --- meters ---------------------------------------------------------------------------
+
+  // dBFS of what an analyser hears now (−100 when silent).
+  function dbOf(analyser) {
+    if (!analyser) return -100;
+    const buf = new Float32Array(analyser.fftSize);
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const v of buf) sum += v * v;
+    const rms = Math.sqrt(sum / buf.length);
+    return rms > 0 ? Math.max(-100, 20 * Math.log10(rms)) : -100;
+  }
+
+  const meterValue = (db) => Math.max(0, Math.min(100, (db + 60) * (100 / 60)));
+
+  function tickMeters() {
+    if (A.els.meter) A.els.meter.value = meterValue(dbOf(A.analyser));
+    if (A.els.micMeter) A.els.micMeter.value = meterValue(dbOf(A.micAnalyser));
+  }
+
+  // --- recordings (chair) -----------------------------------------------------------------
+
+  async function loadRecordings() {
+    const r = await fetch("/api/recordings", { headers: { Authorization: `Bearer ${HC.token}` } });
+    A.recordings = r.ok ? (await r.json()).recordings : [];
+    HC.render();
+  }
+
+  async function download(id, name) {
+    const r = await fetch(`/api/recordings/${HC.room}/${id}/${name}`,
+                          { headers: { Authorization: `Bearer ${HC.token}` } });
+    if (!r.ok) { HC.explain(await r.json()); return; }
+    const url = URL.createObjectURL(await r.blob());
+    const a = h("a", { href: url, download: `${HC.room}-${id}-${name}` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  // --- page -----------------------------------------------------------------------------
+
+  function init(hc) {
+    const section = h("section", { id: "audio-section", "aria-labelledby": "audio-h" },
+      h("h2", { id: "audio-h" }, h("span", { "data-t": "audio" }, hc.t("audio")),
+        h("span", { id: "rec-badge", class: "rec-badge", hidden: true, role: "status" })),
+      h("div", { class: "actions" },
+        h("button", { id: "listen-button", onclick: () => (A.wantListen ? stopListening(false)
+                                                            : startListening()) })),
+      h("p", { id: "hearing", class: "muted", "aria-live": "polite" }),
+      h("label", { class: "meter-row" },
+        h("span", { "data-t": "audio.level" }, hc.t("audio.level")),
+        h("meter", { id: "audio-meter", min: 0, max: 100, value: 0 })),
+      h("label", { class: "meter-row", id: "under-row" },
+        h("span", { "data-t": "audio.under" }, hc.t("audio.under")),
+        h("input", { id: "under-slider", type: "range", min: 0, max: 100, step: 5, value: 0,
+                     oninput: (e) => setUnder(Number(e.target.value)) }),
+        h("output", { id: "under-value" }, "0 %")),
+      h("div", { id: "mic-box", hidden: true },
+        h("div", { class: "actions" },
+          h("button", { id: "mic-button", "aria-pressed": "false",
+                        onclick: () => (A.wantMic ? stopMic(false) : startMic(hc)) }),
+          h("span", { id: "mic-state", class: "mic-state", role: "status" })),
+        h("label", { class: "meter-row" }, h("span", { id: "mic-into" }),
+          h("meter", { id: "mic-meter", min: 0, max: 100, value: 0 }))),
+      h("div", { id: "chair-box", hidden: true },
+        h("h3", { "data-t": "mic.board" }, hc.t("mic.board")),
+        h("ul", { id: "mic-board", class: "plain" }),
+        h("div", { class: "actions" },
+          h("button", { id: "rec-button", onclick: () => {
+            const on = !!hc.state.audio.recording;
+            rpc(on ? "rec.stop" : "rec.start").then(loadRecordings, HC.explain);
+          } }),
+          h("button", { class: "ghost", "data-t": "rec.list", onclick: loadRecordings },
+            hc.t("rec.list"))),
+        h("ul", { id: "rec-list", class: "plain" })),
+      h("audio", { id: "audio-main", autoplay: true }),
+      h("audio", { id: "audio-under", autoplay: true }));
+    document.getElementById("features").append(section);
+    A.els = {
+      main: section.querySelector("#audio-main"), under: section.querySelector("#audio-under"),
+      meter: section.querySelector("#audio-meter"), micMeter: section.querySelector("#mic-meter"),
+    };
+    setInterval(tickMeters, 100);
+    setInterval(() => {  // forget microphones that stopped sending levels
+      const now = Date.now();
+      for (const [pid, l] of Object.entries(A.levels)) if (now - l.at > 2000) delete A.levels[pid];
+    }, 1000);
+  }
+
+  function langLabel(hc, source) {
+    return source === "floor" ? hc.t("audio.original") : hc.langName(source);
+  }
+
+  function render(hc) {
+    const listenButton = document.getElementById("listen-button");
+    if (!listenButton) return;
+    listenButton.textContent = hc.t(A.wantListen ? "audio.stop" : "audio.listen");
+    listenButton.setAttribute("aria-pressed", A.wantListen ? "true" : "false");
+    A.hearing = hearing(hc);
+    const connecting = A.wantListen && (!A.pc || A.pc.connectionState !== "connected");
+    document.getElementById("hearing").textContent = !A.wantListen ? "" : connecting
+      ? hc.t("audio.connecting")
+      : hc.t("audio.hearing", { what: A.hearing.main ? langLabel(hc, A.hearing.main)
+                                                    : hc.t("audio.silence") });
+    const underRow = document.getElementById("under-row");
+    underRow.hidden = hc.you.role === "interpreter" || !A.hearing.main
+      || A.hearing.main === "floor";
+    document.getElementById("under-value").textContent = `${A.under} %`;
+
+    const micBox = document.getElementById("mic-box");
+    const may = mayPublish(hc);
+    micBox.hidden = !may && !A.mic;
+    const micButton = document.getElementById("mic-button");
+    micButton.textContent = hc.t(A.wantMic ? "mic.off" : "mic.on");
+    micButton.setAttribute("aria-pressed", A.wantMic ? "true" : "false");
+    const target = micTarget(hc);
+    document.getElementById("mic-into").textContent =
+      target ? hc.t("mic.into", { what: langLabel(hc, target) }) : "";
+    const micState = document.getElementById("mic-state");
+    let stateKey = "";
+    if (A.mic) {
+      const ch = hc.state.channels;
+      const muted = hc.state.audio.muted.includes(hc.you.pid);
+      const live = target === "floor" ? !muted
+        : !!(ch && ch.channels && ch.channels[target] && ch.channels[target].live === hc.you.pid
+             && !ch.channels[target].cough);
+      stateKey = muted ? "mic.muted" : live ? "mic.onair" : "mic.standby";
+    }
+    micState.textContent = stateKey ? hc.t(stateKey) : "";
+    micState.dataset.state = stateKey;
+
+    const rec = hc.state.audio.recording;
+    const badge = document.getElementById("rec-badge");
+    badge.hidden = !rec;
+    badge.textContent = rec ? `● ${hc.t("rec.on")}` : "";
+
+    const chair = hc.isChair();
+    document.getElementById("chair-box").hidden = !chair;
+    if (!chair) return;
+    document.getElementById("rec-button").textContent = hc.t(rec ? "rec.stop" : "rec.start");
+    const muted = hc.state.audio.muted;
+    document.getElementById("mic-board").replaceChildren(...Object.entries(A.levels).map(
+      ([pid, l]) => {
+        const p = hc.person(pid);
+        const isMuted = muted.includes(pid);
+        return h("li", { dataset: { pid }, class: l.on_air ? "on-air" : "" },
+          h("span", { class: "name" }, p ? p.name : pid), " ",
+          h("small", {}, langLabel(hc, l.source)), " ",
+          h("meter", { min: 0, max: 100, value: meterValue(l.db) }),
+          l.source === "floor" && pid !== hc.you.pid
+            ? h("button", { class: "small", onclick: () => HC.command(
+              isMuted ? "audio.unmute" : "audio.mute", { pid }).catch(HC.explain) },
+            hc.t(isMuted ? "audio.unmute" : "audio.mute")) : null);
+      }));
+    const list = document.getElementById("rec-list");
+    if (A.recordings === null) list.replaceChildren();
+    else if (!A.recordings.length) list.replaceChildren(h("li", { class: "muted" }, hc.t("rec.none")));
+    else list.replaceChildren(...A.recordings.map((r) => h("li", {}, h("strong", {}, r.id), " ",
+      ...r.files.map((f) => h("button", { class: "small ghost",
+                                          onclick: () => download(r.id, f.name) },
+        `${f.name} (${Math.round(f.bytes / 1024)} KiB)`)))));
+  }
+
+  let welcomed = false;
+
+  function onMessage(hc, msg) {
+    if (msg.type === "reply" && waiting.has(msg.cid)) {
+      const w = waiting.get(msg.cid);
+      waiting.delete(msg.cid);
+      msg.ok ? w.resolve(msg) : w.reject(msg);
+    } else if (msg.type === "ephemeral" && msg.kind === "levels") {
+      const now = Date.now();
+      for (const [pid, l] of Object.entries(msg.levels)) A.levels[pid] = { ...l, at: now };
+    } else if (msg.type === "rtc.closed") {
+      if (msg.pc === "publish") { stopMic(false); if (msg.code !== "not_granted") HC.explain(msg); }
+      if (msg.pc === "listen") startListening();
+    } else if (msg.type === "welcome") {
+      // A new socket is a new session on the server: its peer connections are gone.
+      if (welcomed) {
+        if (A.wantListen) startListening();
+        if (A.wantMic && mayPublish(hc)) startMic(hc); else if (A.mic) stopMic(false);
+      }
+      welcomed = true;
+    }
+  }
+
+  HC.register({ name: "audio", strings, appliers, init, render, onMessage });
+})();

@@ -1,0 +1,119 @@
+"""Chromium end to end: a fake microphone on a channel, heard by another page, then not.
+
+The interpreter's page takes the air on its console and publishes Chromium's fake
+microphone (a generated 440 Hz tone file) into the Spanish channel; a participant's page
+that picked Spanish in the language picker finds 440 Hz with a WebAudio analyser; after
+picking French (nobody on air: the silent floor) it does not; back on Spanish it does again,
+on the same peer connection.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
+from .conftest import CHROMIUM_ARGS, timeout
+
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
+TONE = 440.0
+
+
+def tone_wav(path: Path, freq: float, seconds: float = 10.0) -> Path:
+    """A mono 16-bit 48 kHz sine, the stdlib way (Chromium loops the file)."""
+    rate = 48_000
+    samples = array.array("h", (int(12_000 * math.sin(2 * math.pi * freq * n / rate))
+                                for n in range(int(rate * seconds))))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+@pytest.fixture
+def browser_args(tmp_path: Path) -> list[str]:
+    wav = tone_wav(tmp_path / "tone.wav", TONE)
+    return [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
+
+
+PEAK = """() => {
+  const a = HC.audio.analyser;
+  if (!a) return null;
+  const bins = new Float32Array(a.frequencyBinCount);
+  a.getFloatFrequencyData(bins);
+  let best = 1;
+  for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+  return { freq: best * a.context.sampleRate / a.fftSize, db: bins[best],
+           bin: a.context.sampleRate / a.fftSize };
+}"""
+
+
+def is_tone(peak: dict[str, float] | None) -> bool:
+    return bool(peak) and abs(peak["freq"] - TONE) <= 2 * peak["bin"] and peak["db"] > -70
+
+
+async def wait_peak(page: Any, want: bool, seconds: float) -> dict[str, float] | None:
+    deadline = time.monotonic() + timeout(seconds)
+    peak = None
+    while time.monotonic() < deadline:
+        peak = await page.evaluate(PEAK)
+        if is_tone(peak) == want:
+            return peak
+        await page.wait_for_timeout(100)
+    state = "hear" if want else "stop hearing"
+    raise AssertionError(f"the listening page did not {state} {TONE} Hz within {seconds} s; "
+                         f"last analyser peak: {peak}")
+
+
+async def open_page(browser: Any, url: str, token: str) -> Any:
+    page = await browser.new_page()
+    page.on("pageerror", lambda exc: print("page error:", exc))
+    await page.goto(f"{url}/r/plenary#t={token}")
+    await page.wait_for_function("HC.connected && HC.audio && HC.audio.els.main",
+                                 timeout=timeout(5) * 1000)
+    return page
+
+
+async def test_tone_on_a_channel_heard_then_not_after_switching(start_node, invites,
+                                                                browser) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    ivan_token = invites.mint(room="plenary", role="interpreter", name="Ivan", booth="es")
+    ana_token = invites.mint(room="plenary", role="participant", name="Ana")
+    ivan_page = await open_page(browser, node.url, ivan_token)
+    ana_page = await open_page(browser, node.url, ana_token)
+    await ivan_page.click("#air-take")
+    await ivan_page.wait_for_function(
+        "HC.state.channels.channels.es.live === HC.you.pid", timeout=timeout(5) * 1000)
+    await ivan_page.click("#mic-button")
+    await ivan_page.wait_for_function(
+        "HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
+        timeout=timeout(5) * 1000)
+    assert await ivan_page.text_content("#mic-state") == "On air"
+    await ana_page.select_option("#channel-picker", "es")
+    await ana_page.click("#listen-button")
+    await ana_page.wait_for_function(
+        "HC.audio.pc && HC.audio.pc.connectionState === 'connected' && HC.audio.analyser",
+        timeout=timeout(5) * 1000)
+    await wait_peak(ana_page, True, 5)
+    assert "Spanish" in (await ana_page.text_content("#hearing") or "")
+    room = node.node.media.rooms["plenary"]
+    assert room.metrics.audio_in.labels("forwarded")._value.get() > 0
+
+    await ana_page.select_option("#channel-picker", "fr")
+    await wait_peak(ana_page, False, 3)
+    assert "original" in (await ana_page.text_content("#hearing") or "")
+    await ana_page.evaluate("HC.audio.pc.marked = true")
+    await ana_page.select_option("#channel-picker", "es")
+    await wait_peak(ana_page, True, 3)
+    assert await ana_page.evaluate("HC.audio.pc.marked === true"), \
+        "switching channel must not create a new peer connection"
+    await ana_page.close()
+    await ivan_page.close()

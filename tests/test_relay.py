@@ -1,0 +1,106 @@
+"""The forwarding path without sockets: outlets keep one RTP clock, the floor picks a voice."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.audio import FLOOR
+from server.relay import FLOOR_GONE, FLOOR_HOLD, Frame, Outlet, Source
+from server.rtc_passthrough import EncodedTrack
+
+
+def frame(pub: str, seq: int, ts: int, level: int | None = 30, pid: str | None = None) -> Frame:
+    return Frame(pub, pid or pub, seq, ts & 0xFFFFFFFF, bytes([seq % 256]), level)
+
+
+def queued(track: EncodedTrack) -> list[tuple[bytes, int]]:
+    return list(track._queue)
+
+
+def test_bus_frame_round_trip_and_garbage() -> None:
+    f = frame("c1.1", 7, 123456, level=12, pid="ana")
+    g = Frame.from_bus(f.to_bus())
+    assert (g.pub, g.pid, g.seq, g.ts, g.payload, g.level) == ("c1.1", "ana", 7, 123456,
+                                                               f.payload, 12)
+    import pytest
+
+    from server.protocol import pack
+    for bad in (pack([1, 2]), pack(["x", 1, b"", "p", "q", None]), b"\xc1"):
+        with pytest.raises(Exception):  # noqa: B017 (any decode error; the caller counts it)
+            Frame.from_bus(bad)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(1, 5),
+                          st.floats(0.0, 2.0)), min_size=1, max_size=60),
+       st.integers(0, 2**32 - 1))
+def test_outlet_clock_is_monotonic_across_switches(script: list[tuple[str, int, float]],
+                                                   start: int) -> None:
+    """Whatever microphones feed it, the timestamps a listener gets only move forward."""
+    track = EncodedTrack(limit=1000)
+    outlet = Outlet("listener", track)
+    ts = {"a": start, "b": start * 7, "c": 2**32 - 960}
+    now = 0.0
+    for seq, (pub, frames, gap) in enumerate(script):
+        now += gap
+        ts[pub] = (ts[pub] + 960 * frames) & 0xFFFFFFFF
+        outlet.feed(frame(pub, seq, ts[pub]), now)
+    out = [t for _, t in queued(track)]
+    assert out == sorted(out) and len(set(out)) == len(out)
+    assert all(b - a >= 960 for a, b in zip(out, out[1:], strict=False))
+
+
+def test_outlet_keeps_spacing_and_wall_time_on_switch() -> None:
+    track = EncodedTrack(limit=100)
+    outlet = Outlet("me", track)
+    for n in range(3):
+        outlet.feed(frame("a", n, 5000 + 960 * n), 1.0 + 0.02 * n)
+    outlet.feed(frame("b", 0, 99), 1.5)  # another mic, 460 ms later
+    outlet.feed(frame("b", 1, 99 + 960), 1.52)
+    outlet.feed(frame("b", 1, 99 + 960), 1.52)  # repeated: dropped
+    outlet.feed(frame("b", 0, 99), 1.53)  # late: dropped
+    outlet.feed(frame("x", 0, 0, pid="me"), 1.54)  # my own voice: dropped
+    out = [t for _, t in queued(track)]
+    assert out[1] - out[0] == 960 and out[2] - out[1] == 960
+    assert out[3] - out[2] == 960 * 23, "the gap on the wire matches the time that passed"
+    assert len(out) == 5
+
+
+def test_floor_forwards_one_voice_and_hands_over_on_silence() -> None:
+    floor = Source(FLOOR)
+    track = EncodedTrack(limit=1000)
+    floor.outlets.add(Outlet("listener", track))
+    t, sent = 0.0, []
+    for n in range(60):  # the chair speaks for 10 frames, then the speaker (mic open all along)
+        chair, spk = (20, 90) if n < 10 else (90, 25)
+        for pub, level in (("chair", chair), ("spk", spk)):
+            f = Frame(pub, pub, n, n * 960, f"{pub}{n}".encode(), level)
+            if floor.push(f, t):
+                sent.append(f.payload)
+        t += 0.02
+    assert [p for p, _ in queued(track)] == sent
+    who = [p.decode().rstrip("0123456789") for p in sent]
+    switch = who.index("spk")
+    assert who[:switch] == ["chair"] * switch and set(who[switch:]) == {"spk"}
+    quiet_frames = switch - 10
+    assert FLOOR_HOLD / 0.02 <= quiet_frames <= FLOOR_HOLD / 0.02 + 2, \
+        "the chair keeps the floor through FLOOR_HOLD of quiet, then the speaker has it"
+
+
+def test_floor_moves_on_when_the_voice_stops_sending() -> None:
+    floor = Source(FLOOR)
+    track = EncodedTrack(limit=1000)
+    floor.outlets.add(Outlet("listener", track))
+    floor.push(frame("chair", 0, 0, level=20), 0.0)
+    assert floor.push(frame("spk", 0, 0, level=20), 0.01) == 0
+    assert floor.push(frame("spk", 1, 960, level=20), 0.02 + FLOOR_GONE) == 1
+
+
+def test_channels_forward_everything_they_are_given() -> None:
+    es = Source("es")
+    taps: list[Frame] = []
+    es.taps.append(lambda f, now: taps.append(f))
+    assert not es.idle
+    es.push(frame("iv", 0, 0, level=127), 0.0)
+    es.push(frame("ana", 0, 0, level=127), 0.0)
+    assert len(taps) == 2
