@@ -1063,6 +1063,9 @@ def summary(steps: list[Step], counts: list[int], peers: list[str]) -> str:
         row = [f"{n:,}"]
         for pick in (best, peak):
             h, s = pick(steps, "hemicycle", n), pick(steps, "socketio", n)
+            if "socketio" not in peers:
+                row.append("-")
+                continue
             row.append(f"{h.delivered_per_s / s.delivered_per_s:.2f}×" if h and s
                        else "hemicycle none" if s else "socketio none" if h else "-")
         ratio, matched = cpu_ratio(steps, n, "hemicycle", "bare")
