@@ -142,8 +142,11 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
         for label, link in demo_links(settings, assembly):
             print(f"  {label}\n    {link}\n")
         sys.stdout.flush()
+    # No per-message deflate: it compresses every frame again for every connection (each has
+    # its own context), which raised CPU per delivery by half in bench/fanout.py.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                ws_max_size=1024 * 1024, ws_ping_interval=20, ws_ping_timeout=20)
+                ws_max_size=1024 * 1024, ws_ping_interval=20, ws_ping_timeout=20,
+                ws_per_message_deflate=False)
     return 0
 
 
