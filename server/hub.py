@@ -29,6 +29,8 @@ RECENT = 5_000
 """Folded entries kept for resuming clients; older resumes get a fresh snapshot."""
 SNAPSHOT_EVERY = 500
 REPLY_TIMEOUT = 10.0
+LEAVE_RETRIES = 20
+"""Attempts (backing off to 5 s) to record a leave while the log is unreachable."""
 REACTIONS = ("👏", "👍", "❤️", "😂", "😮", "🎉")
 
 
@@ -72,6 +74,7 @@ class RoomHub:
         self._handlers: dict[str, Handler] = {}
         self._leave_listeners: list[Callable[[Sink], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._bus_task: asyncio.Task[None] | None = None
@@ -105,6 +108,8 @@ class RoomHub:
             await self.leave(sink)
         if self._timer is not None:
             self._timer.cancel()
+        for retry in list(self._retries):
+            retry.cancel()
         for task in (self._task, self._bus_task):
             if task is not None:
                 task.cancel()
@@ -316,10 +321,31 @@ class RoomHub:
             except Exception:
                 log.exception("room %s: leave listener failed", self.room)
         person = sink.person
-        with contextlib.suppress(HemicycleError):
-            await self.submit(Actor("node", SYSTEM), "leave",
-                              {"pid": person["pid"], "conn": person["conn"]},
-                              f"leave:{person['conn']}")
+        args = {"pid": person["pid"], "conn": person["conn"]}
+        cid = f"leave:{person['conn']}"
+        try:
+            await self.submit(Actor("node", SYSTEM), "leave", args, cid)
+        except Unavailable:
+            # The log is away (Redis restarting): keep trying in the background, or the
+            # person would stay online with a dead connection. The cid makes repeats no-ops.
+            task = asyncio.get_running_loop().create_task(self._retry_leave(args, cid))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+        except HemicycleError:
+            pass
+
+    async def _retry_leave(self, args: dict[str, Any], cid: str) -> None:
+        delay = 0.2
+        for _ in range(LEAVE_RETRIES):
+            await asyncio.sleep(delay)
+            try:
+                await self.submit(Actor("node", SYSTEM), "leave", args, cid)
+                return
+            except Unavailable:
+                delay = min(delay * 2, 5.0)
+            except HemicycleError:
+                return
+        log.warning("room %s: could not record that %s left", self.room, args["conn"])
 
     def view_for(self, person: dict[str, Any]) -> State:
         return fold.view(self.state, person)

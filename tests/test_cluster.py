@@ -187,3 +187,23 @@ async def test_a_crashed_nodes_people_go_offline(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+async def test_a_leave_during_a_redis_outage_is_recorded_when_redis_returns(
+        start_node: NodeFactory, redis_server: object, redis_url: str,
+        invites: Invites) -> None:
+    a = await start_node(redis_url, name="A")
+    hub = a.node.hubs["plenary"]
+    ana = await Client.connect(a.url, invites.mint(room="plenary", role="participant",
+                                                   name="Ana"))
+    async with asyncio.timeout(timeout(5)):
+        while not hub.state["core"]["people"].get(ana.me, {}).get("conns"):
+            await asyncio.sleep(0.02)
+    redis_server.stop()  # type: ignore[attr-defined]
+    await ana.close()  # its leave cannot be appended now …
+    await asyncio.sleep(0.5)
+    assert hub.state["core"]["people"][ana.me]["conns"], "left while Redis was down?"
+    redis_server.start()  # type: ignore[attr-defined]
+    async with asyncio.timeout(timeout(15)):  # … and is, once Redis is back
+        while hub.state["core"]["people"][ana.me]["conns"]:
+            await asyncio.sleep(0.05)
