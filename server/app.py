@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
+SHUTDOWN_GRACE = 15.0
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 6.0
 """A node silent for this long is dead: the others retire its connections."""
@@ -75,6 +77,19 @@ class Node:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # A node stops within SHUTDOWN_GRACE whatever hangs; what hung is logged.
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await self._shutdown()
+        except TimeoutError:
+            stacks = io.StringIO()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.print_stack(limit=8, file=stacks)
+            log.error("node %s: shutdown took over %.0f s; stopping anyway. Tasks:\n%s",
+                      self.name, SHUTDOWN_GRACE, stacks.getvalue())
+
+    async def _shutdown(self) -> None:
         await self.media.close()
         self._watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shutil
 import socket
@@ -181,8 +182,16 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
 
     yield start
     for node in running:
-        if not node.task.done():
-            await node.stop()
+        if node.task.done():
+            continue
+        node.server.should_exit = True
+        done, _ = await asyncio.wait({node.task}, timeout=timeout(30))
+        if not done:  # say what hangs instead of waiting for pytest-timeout
+            stacks = io.StringIO()
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=8, file=stacks)
+            node.task.cancel()
+            pytest.fail(f"node {node.url} did not stop within 30 s; tasks:\n{stacks.getvalue()}")
 
 
 @pytest.fixture
