@@ -93,7 +93,7 @@ class Probe:
         RTCDtlsTransport._send_rtp = send_rtp
 
         # hemicycle's fan-out sends through DirectSender, not _send_rtp.
-        from server.rtc_passthrough import DirectSender
+        from server.media.passthrough import DirectSender
 
         push = DirectSender.push
 
@@ -134,11 +134,20 @@ class Probe:
                 spread.append((max(sends) - min(sends)) * 1000)
         first.sort()
         spread.sort()
-        return {"ingested": len(self.ingest), "listeners_sent": len(self.sent),
-                "short": short, "p50": pick(lat, 0.5), "p99": pick(lat, 0.99),
-                "max": lat[-1] if lat else 0, "first_p50": pick(first, 0.5),
-                "first_p99": pick(first, 0.99), "fanout_p50": pick(spread, 0.5),
-                "fanout_p99": pick(spread, 0.99), "cores": cpu / wall, "rss_kib": rss_kib()}
+        return {
+            "ingested": len(self.ingest),
+            "listeners_sent": len(self.sent),
+            "short": short,
+            "p50": pick(lat, 0.5),
+            "p99": pick(lat, 0.99),
+            "max": lat[-1] if lat else 0,
+            "first_p50": pick(first, 0.5),
+            "first_p99": pick(first, 0.99),
+            "fanout_p50": pick(spread, 0.5),
+            "fanout_p99": pick(spread, 0.99),
+            "cores": cpu / wall,
+            "rss_kib": rss_kib(),
+        }
 
 
 def relay_app() -> Any:
@@ -173,15 +182,18 @@ async def serve(mode: str, port: int) -> None:
 
     probe = Probe()
     if mode == "passthrough":
-        from server.app import create_app
-        from server.config import Settings
+        from server.node.config import Settings
+        from server.web.app import create_app
 
         app = create_app(Settings(port=port, secret=SECRET, node="bench"))
     else:
         app = relay_app()
     probe.install()  # after create_app: the node checks aiortc's unpatched internals first
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                           lifespan="on", ws_max_size=1 << 20))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="error", lifespan="on", ws_max_size=1 << 20
+        )
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -221,7 +233,7 @@ class Peers:
         from aiortc import RTCConfiguration
 
         from server import protocol
-        from server.auth import Invites
+        from server.node.auth import Invites
 
         # server.client applies the 64 KiB client-frame limit to the server's frames too, and
         # the welcome of a room with ~500 people is larger than that.
@@ -243,12 +255,16 @@ class Peers:
             token = self.invites.mint(room="plenary", role=role, name=name)
             client = await Client.connect(self.url, token)
             self.keep.append(client)
-            reply = await client.rpc("rtc.offer", purpose=purpose, sdp=pc.localDescription.sdp,
-                                     timeout=60)
+            reply = await client.rpc(
+                "rtc.offer", purpose=purpose, sdp=pc.localDescription.sdp, timeout=60
+            )
             assert reply["ok"], reply
         else:
-            reply = (await self.http.post("/offer", json={"purpose": purpose,
-                                                          "sdp": pc.localDescription.sdp})).json()
+            reply = (
+                await self.http.post(
+                    "/offer", json={"purpose": purpose, "sdp": pc.localDescription.sdp}
+                )
+            ).json()
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
         for _ in range(3000):
             if pc.connectionState == "connected":
@@ -270,7 +286,7 @@ async def publisher(mode: str, url: str, frames: int) -> None:
     """One microphone: pre-encoded Opus (a real tone, so MediaRelay can decode it) at 50/s."""
     from aiortc import RTCPeerConnection
 
-    from server.rtc_passthrough import EncodedTrack
+    from server.media.passthrough import EncodedTrack
     from tests.audio_helpers import opus_tone
 
     peers = Peers(mode, url)
@@ -351,8 +367,16 @@ async def listeners(mode: str, n: int, url: str, frames: int, live: bool) -> Non
         await asyncio.sleep(0.1)
         still = still + 0.1 if sum(counts) == total else 0.0
         total = sum(counts)
-    print(json.dumps({"min_received": min(counts), "max_received": max(counts),
-                      "clients_short": sum(c < frames for c in counts)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "min_received": min(counts),
+                "max_received": max(counts),
+                "clients_short": sum(c < frames for c in counts),
+            }
+        ),
+        flush=True,
+    )
     await readline()  # bye
     for pc in pcs:
         await pc.close()
@@ -397,8 +421,13 @@ class Proc:
 
 async def spawn(*args: str) -> Proc:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, *args, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parent.parent))
+        sys.executable,
+        __file__,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
     return Proc(proc)
 
 
@@ -417,8 +446,9 @@ async def run_once(mode: str, n: int, frames: int, live: bool) -> dict[str, Any]
     lis: Proc | None = None
     try:
         await pub.read(120)
-        lis = await spawn("--listeners", mode, str(n), url, str(frames),
-                          *(["--live"] if live else []))
+        lis = await spawn(
+            "--listeners", mode, str(n), url, str(frames), *(["--live"] if live else [])
+        )
         ready = await lis.read(900)
         await server.say("rss")
         after = await server.read()
@@ -437,13 +467,24 @@ async def run_once(mode: str, n: int, frames: int, live: bool) -> dict[str, Any]
         for p in (lis, pub, server):
             if p is not None:
                 await p.stop()
-    return {"mode": mode, "n": n, "connect_s": ready["connect_s"], "load": load,
-            "kib_per_listener": (after["rss_kib"] - base["rss_kib"]) / n, **report, **received}
+    return {
+        "mode": mode,
+        "n": n,
+        "connect_s": ready["connect_s"],
+        "load": load,
+        "kib_per_listener": (after["rss_kib"] - base["rss_kib"]) / n,
+        **report,
+        **received,
+    }
 
 
 def lossless(r: dict[str, Any]) -> bool:
-    return (r["short"] == 0 and r["min_received"] >= r["frames"] and r["listeners_sent"] == r["n"]
-            and r["ingested"] >= r["frames"])
+    return (
+        r["short"] == 0
+        and r["min_received"] >= r["frames"]
+        and r["listeners_sent"] == r["n"]
+        and r["ingested"] >= r["frames"]
+    )
 
 
 async def orchestrate(args: argparse.Namespace) -> None:
@@ -464,13 +505,16 @@ async def orchestrate(args: argparse.Namespace) -> None:
             r["lossless"] = lossless(r)
             r["ok"] = r["lossless"] and r["p99"] <= bound
             rows.append(r)
-            print(f"{mode:11} N={n:4}  ok={r['ok']!s:5}  lossless={r['lossless']!s:5}  "
-                  f"p50={r['p50']:6.2f} ms  p99={r['p99']:7.2f} ms  cores={r['cores']:.2f}  "
-                  f"KiB/listener={r['kib_per_listener']:5.0f}  "
-                  f"received min={r['min_received']}/{frames}  senders short={r['short']}  "
-                  f"connect={r['connect_s']:.0f} s  load={r['load']:.1f}  "
-                  f"fan-out p50/p99={r['fanout_p50']:.1f}/{r['fanout_p99']:.1f} ms  "
-                  f"first p99={r['first_p99']:.1f} ms", flush=True)
+            print(
+                f"{mode:11} N={n:4}  ok={r['ok']!s:5}  lossless={r['lossless']!s:5}  "
+                f"p50={r['p50']:6.2f} ms  p99={r['p99']:7.2f} ms  cores={r['cores']:.2f}  "
+                f"KiB/listener={r['kib_per_listener']:5.0f}  "
+                f"received min={r['min_received']}/{frames}  senders short={r['short']}  "
+                f"connect={r['connect_s']:.0f} s  load={r['load']:.1f}  "
+                f"fan-out p50/p99={r['fanout_p50']:.1f}/{r['fanout_p99']:.1f} ms  "
+                f"first p99={r['first_p99']:.1f} ms",
+                flush=True,
+            )
             if r["ok"]:
                 best[mode] = n
             if r["lossless"]:
@@ -481,8 +525,10 @@ async def orchestrate(args: argparse.Namespace) -> None:
                 if losses >= 2:
                     break
     print()
-    print("| server | largest N: zero loss and p99 within bound | p99 there | cores there "
-          "| core per listener there | largest N: zero loss (any latency) | KiB per listener |")
+    print(
+        "| server | largest N: zero loss and p99 within bound | p99 there | cores there "
+        "| core per listener there | largest N: zero loss (any latency) | KiB per listener |"
+    )
     print("|---|---|---|---|---|---|---|")
     for mode, rows in results.items():
         n = best.get(mode, 0)
@@ -492,12 +538,16 @@ async def orchestrate(args: argparse.Namespace) -> None:
         if row is None:
             print(f"| {mode} | 0 | – | – | – | {nl} | {kib:.0f} |")
             continue
-        print(f"| {mode} | {n} | {row['p99']:.2f} ms (bound {row['bound']:.1f} ms) | "
-              f"{row['cores']:.2f} | {row['cores'] / n:.4f} | {nl} | {kib:.0f} |")
+        print(
+            f"| {mode} | {n} | {row['p99']:.2f} ms (bound {row['bound']:.1f} ms) | "
+            f"{row['cores']:.2f} | {row['cores'] / n:.4f} | {nl} | {kib:.0f} |"
+        )
     for label, table in (("zero loss + latency bound", best), ("zero loss", best_lossless)):
         if table.get("mediarelay"):
-            print(f"ratio passthrough/MediaRelay ({label}): "
-                  f"{table.get('passthrough', 0) / table['mediarelay']:.1f}x")
+            print(
+                f"ratio passthrough/MediaRelay ({label}): "
+                f"{table.get('passthrough', 0) / table['mediarelay']:.1f}x"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
@@ -507,13 +557,20 @@ def main() -> None:
     parser.add_argument("--serve", nargs=2, metavar=("MODE", "PORT"))
     parser.add_argument("--publisher", nargs=3, metavar=("MODE", "URL", "FRAMES"))
     parser.add_argument("--listeners", nargs=4, metavar=("MODE", "N", "URL", "FRAMES"))
-    parser.add_argument("--live", action="store_true",
-                        help="listeners keep reading while the publisher plays")
+    parser.add_argument(
+        "--live", action="store_true", help="listeners keep reading while the publisher plays"
+    )
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--passthrough", type=lambda s: [int(x) for x in s.split(",") if int(x)],
-                        default=[50, 100, 200, 300, 400, 500, 600, 800, 1000])
-    parser.add_argument("--mediarelay", type=lambda s: [int(x) for x in s.split(",") if int(x)],
-                        default=[1, 5, 10, 15, 20, 30])
+    parser.add_argument(
+        "--passthrough",
+        type=lambda s: [int(x) for x in s.split(",") if int(x)],
+        default=[50, 100, 200, 300, 400, 500, 600, 800, 1000],
+    )
+    parser.add_argument(
+        "--mediarelay",
+        type=lambda s: [int(x) for x in s.split(",") if int(x)],
+        default=[1, 5, 10, 15, 20, 30],
+    )
     parser.add_argument("--json", help="write every run's numbers to this file")
     args = parser.parse_args()
     if args.serve:
@@ -530,8 +587,10 @@ def main() -> None:
 
             out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
             if any(line.split()[1] != "lo" for line in out.splitlines() if line.strip()):
-                sys.exit("run inside a loopback-only namespace: unshare -r -n -- sh -c "
-                         "'ip link set lo up && exec python bench/audio.py'")
+                sys.exit(
+                    "run inside a loopback-only namespace: unshare -r -n -- sh -c "
+                    "'ip link set lo up && exec python bench/audio.py'"
+                )
         asyncio.run(orchestrate(args))
 
 

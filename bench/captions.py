@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.auth import Invites  # noqa: E402
+from server.node.auth import Invites  # noqa: E402
 from server.protocol import MSGPACK, pack, unpack  # noqa: E402
 
 ROOM = "plenary"
@@ -68,9 +68,24 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         raise SystemExit("redis-server is not installed")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp), "--save", "",
-         "--appendonly", "no", "--logfile", str(tmp / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(tmp),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(tmp / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
@@ -81,12 +96,20 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def start_node(name: str, backend: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": name,
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "HEMICYCLE_SECRET": SECRET,
+        "HEMICYCLE_NODE": name,
+        "PYTHONPATH": str(ROOT),
+    }
     log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--backend", backend],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/healthz")
     return proc, url
@@ -95,17 +118,30 @@ def start_node(name: str, backend: str, tmp: Path) -> tuple[subprocess.Popen[byt
 # --- listener workers (separate processes) ------------------------------------------------
 
 
-async def _listen(url: str, token: str, lang: str, ready: Any, go: Any, stop: Any,
-                  out: dict[str, Any]) -> None:
+async def _listen(
+    url: str, token: str, lang: str, ready: Any, go: Any, stop: Any, out: dict[str, Any]
+) -> None:
     from websockets.asyncio.client import connect
 
     ws_url = url.replace("http", "ws", 1) + "/ws?token=" + token
-    async with connect(ws_url, subprotocols=[MSGPACK], max_size=None,  # type: ignore[list-item]
-                       open_timeout=60) as ws:
+    async with connect(
+        ws_url,
+        subprotocols=[MSGPACK],
+        max_size=None,  # type: ignore[list-item]
+        open_timeout=60,
+    ) as ws:
         await ws.recv()  # welcome
         if lang != "original":
-            await ws.send(pack({"type": "command", "cid": "c1", "name": "channel.choose",
-                                "args": {"lang": lang}}))
+            await ws.send(
+                pack(
+                    {
+                        "type": "command",
+                        "cid": "c1",
+                        "name": "channel.choose",
+                        "args": {"lang": lang},
+                    }
+                )
+            )
         ready()
         async for frame in ws:
             message = unpack(frame)
@@ -123,15 +159,17 @@ async def _listen(url: str, token: str, lang: str, ready: Any, go: Any, stop: An
                 return
 
 
-def worker(jobs: list[tuple[str, str, str]], ready_q: Any, go: Any, stop: Any,
-           results: Any) -> None:
+def worker(
+    jobs: list[tuple[str, str, str]], ready_q: Any, go: Any, stop: Any, results: Any
+) -> None:
     async def main() -> None:
         out = {"frames": 0, "latencies": []}
         loop = asyncio.get_running_loop()
         tasks = []
         for i, (url, token, lang) in enumerate(jobs):
-            tasks.append(loop.create_task(_listen(url, token, lang, lambda: ready_q.put(1),
-                                                  go, stop, out)))
+            tasks.append(
+                loop.create_task(_listen(url, token, lang, lambda: ready_q.put(1), go, stop, out))
+            )
             if i % 50 == 49:
                 await asyncio.sleep(0.2)  # connect in batches: every join goes to everyone
         while not stop.is_set():
@@ -148,13 +186,18 @@ def worker(jobs: list[tuple[str, str, str]], ready_q: Any, go: Any, stop: Any,
 # --- senders (in the main process) --------------------------------------------------------
 
 
-async def send_lines(url: str, token: str, lang: str, rate: float, seconds: float,
-                     tally: dict[str, int]) -> None:
+async def send_lines(
+    url: str, token: str, lang: str, rate: float, seconds: float, tally: dict[str, int]
+) -> None:
     from websockets.asyncio.client import connect
 
     ws_url = url.replace("http", "ws", 1) + "/ws?token=" + token
-    async with connect(ws_url, subprotocols=[MSGPACK], max_size=None,  # type: ignore[list-item]
-                       open_timeout=30) as ws:
+    async with connect(
+        ws_url,
+        subprotocols=[MSGPACK],
+        max_size=None,  # type: ignore[list-item]
+        open_timeout=30,
+    ) as ws:
         await ws.recv()
         replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
@@ -174,8 +217,16 @@ async def send_lines(url: str, token: str, lang: str, rate: float, seconds: floa
             fut = replies[cid] = asyncio.get_running_loop().create_future()
             pending.append(fut)
             text = f"{time.time():.6f}|{lang} line {n} " + "lorem ipsum dolor sit amet " * 2
-            await ws.send(pack({"type": "command", "cid": cid, "name": "caption.post",
-                                "args": {"lang": lang, "text": text}}))
+            await ws.send(
+                pack(
+                    {
+                        "type": "command",
+                        "cid": cid,
+                        "name": "caption.post",
+                        "args": {"lang": lang, "text": text},
+                    }
+                )
+            )
             await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         for fut in pending:
             try:
@@ -183,21 +234,24 @@ async def send_lines(url: str, token: str, lang: str, rate: float, seconds: floa
             except TimeoutError:
                 tally["lost_replies"] += 1
                 continue
-            tally["ok" if reply["ok"] else reply["code"]] = \
+            tally["ok" if reply["ok"] else reply["code"]] = (
                 tally.get("ok" if reply["ok"] else reply["code"], 0) + 1
+            )
             if reply["ok"]:
                 tally["ok_" + lang] = tally.get("ok_" + lang, 0) + 1
         reader.cancel()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--listeners", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--senders", type=int, default=2, help="captioners per channel")
-    parser.add_argument("--rate", type=float, default=3.0,
-                        help="lines/s per captioner (the room allows 4)")
+    parser.add_argument(
+        "--rate", type=float, default=3.0, help="lines/s per captioner (the room allows 4)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="listener processes")
     args = parser.parse_args()
 
@@ -222,15 +276,24 @@ def main() -> None:
 
 def run(args: argparse.Namespace, nodes: list[str]) -> None:
     invites = Invites(SECRET)
-    jobs = [(nodes[i % 2], invites.mint(room=ROOM, role="participant", name=f"L{i}"),
-             CHANNELS[(i // 2) % len(CHANNELS)]) for i in range(args.listeners)]
+    jobs = [
+        (
+            nodes[i % 2],
+            invites.mint(room=ROOM, role="participant", name=f"L{i}"),
+            CHANNELS[(i // 2) % len(CHANNELS)],
+        )
+        for i in range(args.listeners)
+    ]
     per_channel = {c: sum(1 for j in jobs if j[2] == c) for c in CHANNELS}
     ctx = mp.get_context("fork")
     ready_q, results = ctx.Queue(), ctx.Queue()
     go, stop = ctx.Event(), ctx.Event()
-    workers = [ctx.Process(target=worker, args=(jobs[w::args.workers], ready_q, go, stop,
-                                                results), daemon=True)
-               for w in range(args.workers)]
+    workers = [
+        ctx.Process(
+            target=worker, args=(jobs[w :: args.workers], ready_q, go, stop, results), daemon=True
+        )
+        for w in range(args.workers)
+    ]
     t0 = time.monotonic()
     for w in workers:
         w.start()
@@ -240,13 +303,20 @@ def run(args: argparse.Namespace, nodes: list[str]) -> None:
     time.sleep(1.0)  # let the last joins and choices settle
 
     tally: dict[str, int] = {"lost_replies": 0}
-    senders = [(nodes[(i + k) % 2], invites.mint(room=ROOM, role="captioner", name=f"C{i}{k}"),
-                lang) for i, lang in enumerate(CHANNELS) for k in range(args.senders)]
+    senders = [
+        (nodes[(i + k) % 2], invites.mint(room=ROOM, role="captioner", name=f"C{i}{k}"), lang)
+        for i, lang in enumerate(CHANNELS)
+        for k in range(args.senders)
+    ]
 
     async def send_all() -> None:
         go.set()
-        await asyncio.gather(*(send_lines(url, token, lang, args.rate, args.seconds, tally)
-                               for url, token, lang in senders))
+        await asyncio.gather(
+            *(
+                send_lines(url, token, lang, args.rate, args.seconds, tally)
+                for url, token, lang in senders
+            )
+        )
 
     t1 = time.monotonic()
     asyncio.run(send_all())
@@ -271,14 +341,18 @@ def run(args: argparse.Namespace, nodes: list[str]) -> None:
         ("captioners", f"{len(senders)} at {args.rate:g} lines/s"),
         ("connect + choose, all listeners", f"{connect_s:.1f} s"),
         ("lines accepted", f"{sent_ok}"),
-        ("lines refused (code: n)", ", ".join(f"{k}: {v}" for k, v in sorted(refused.items()))
-         or "none"),
+        (
+            "lines refused (code: n)",
+            ", ".join(f"{k}: {v}" for k, v in sorted(refused.items())) or "none",
+        ),
         ("lines accepted per second", f"{sent_ok / args.seconds:.1f}"),
         ("delivered lines/s (own channel)", f"{len(latencies) / elapsed:,.0f}"),
         ("delivered / expected (own channel)", f"{len(latencies)} / {expected}"),
         ("caption frames/s (all channels)", f"{frames / elapsed:,.0f}"),
-        ("latency p50 / p99 / max", f"{pct(0.5):.1f} / {pct(0.99):.1f} / "
-         f"{latencies[-1] if latencies else 0:.1f} ms"),
+        (
+            "latency p50 / p99 / max",
+            f"{pct(0.5):.1f} / {pct(0.99):.1f} / {latencies[-1] if latencies else 0:.1f} ms",
+        ),
         ("latency mean", f"{statistics.fmean(latencies) if latencies else 0:.1f} ms"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -57,7 +57,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.auth import Invites  # noqa: E402
+from server.node.auth import Invites  # noqa: E402
 from server.protocol import MSGPACK, pack, unpack  # noqa: E402
 
 ROOM = "plenary"
@@ -65,8 +65,20 @@ SECRET = "bench-secret-" + "f" * 24
 PEERS = ("hemicycle", "socketio", "bare")
 MESSAGE_BYTES = 200
 P99_LIMIT_MS = 50.0
-TARGETS = (1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 100_000,
-           130_000, 160_000)
+TARGETS = (
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    20_000,
+    30_000,
+    40_000,
+    60_000,
+    80_000,
+    100_000,
+    130_000,
+    160_000,
+)
 """Deliveries/s the rate ladder aims at; the message rate of a step is target / clients."""
 DRAIN_S = 3.0
 """How long after a step's last send the deliveries may still arrive before counting loss."""
@@ -120,11 +132,13 @@ class Procs:
         self.tmp = tmp
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None
-              ) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(
+            argv, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
         log.close()
         self.procs.append(proc)
         return proc
@@ -157,9 +171,24 @@ def start_redis(procs: Procs) -> tuple[subprocess.Popen[bytes], str]:
     if binary is None:
         raise SystemExit("redis-server is not installed")
     port = free_port()
-    proc = procs.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1",
-                                 "--dir", str(procs.tmp), "--dbfilename", "fanout.rdb",
-                                 "--save", "", "--appendonly", "no"])
+    proc = procs.start(
+        "redis",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(procs.tmp),
+            "--dbfilename",
+            "fanout.rdb",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+    )
     wait_port(port, proc)
     return proc, f"redis://127.0.0.1:{port}/0"
 
@@ -169,19 +198,36 @@ def start_hemicycle(procs: Procs, redis_url: str, publishers: int) -> Peer:
     for name in ("a", "b"):
         port = free_port()
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = {"HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": name, "PYTHONPATH": path,
-               # the publishers send far more than a person may: lift the per-connection limit
-               "HEMICYCLE_COMMAND_RATE": "1000000", "HEMICYCLE_COMMAND_BURST": "1000000"}
-        proc = procs.start(f"hemicycle-{name}", [sys.executable, "-m", "server.cli", "serve",
-                                                 "--port", str(port), "--backend", redis_url],
-                           env)
+        env = {
+            "HEMICYCLE_SECRET": SECRET,
+            "HEMICYCLE_NODE": name,
+            "PYTHONPATH": path,
+            # the publishers send far more than a person may: lift the per-connection limit
+            "HEMICYCLE_COMMAND_RATE": "1000000",
+            "HEMICYCLE_COMMAND_BURST": "1000000",
+        }
+        proc = procs.start(
+            f"hemicycle-{name}",
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--backend",
+                redis_url,
+            ],
+            env,
+        )
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/healthz", proc)
         urls.append(url)
         pids.append(proc.pid)
     invites = Invites(SECRET)
-    tokens = [invites.mint(room=ROOM, role="moderator", name=f"Publisher {i}")
-              for i in range(publishers)]
+    tokens = [
+        invites.mint(room=ROOM, role="moderator", name=f"Publisher {i}") for i in range(publishers)
+    ]
     return Peer("hemicycle", urls, pids, tokens)
 
 
@@ -189,8 +235,19 @@ def start_socketio(procs: Procs, redis_url: str) -> Peer:
     urls, pids = [], []
     for name in ("a", "b"):
         port = free_port()
-        proc = procs.start(f"socketio-{name}", [sys.executable, __file__, "--serve", "socketio",
-                                                "--port", str(port), "--redis", redis_url])
+        proc = procs.start(
+            f"socketio-{name}",
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                "socketio",
+                "--port",
+                str(port),
+                "--redis",
+                redis_url,
+            ],
+        )
         wait_port(port, proc)
         urls.append(f"http://127.0.0.1:{port}")
         pids.append(proc.pid)
@@ -213,8 +270,9 @@ def serve_socketio(port: int, redis_url: str) -> None:
     import uvicorn
 
     manager = socketio.AsyncRedisManager(redis_url, channel="bench-fanout")
-    sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager, logger=False,
-                               engineio_logger=False)
+    sio = socketio.AsyncServer(
+        async_mode="asgi", client_manager=manager, logger=False, engineio_logger=False
+    )
 
     @sio.on("join")
     async def join(sid: str) -> None:
@@ -291,12 +349,13 @@ class RawWebSocket(asyncio.Protocol):
     ignores fragmentation (the servers send each small message as one frame).
     """
 
-    def __init__(self, on_message: Any, path: str, subprotocol: str | None,
-                 deflate: bool) -> None:
+    def __init__(self, on_message: Any, path: str, subprotocol: str | None, deflate: bool) -> None:
         self.on_message = on_message
-        self.request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                        f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n")
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+        )
         if subprotocol:
             self.request += f"Sec-WebSocket-Protocol: {subprotocol}\r\n"
         if deflate:
@@ -352,7 +411,7 @@ class RawWebSocket(asyncio.Protocol):
             if end < 0:
                 return
             status = bytes(buf[:12])
-            del buf[:end + 4]
+            del buf[: end + 4]
             if b" 101" not in status:
                 self.opened.set_exception(ConnectionError(f"handshake refused: {status!r}"))
                 self.transport.close()
@@ -366,14 +425,14 @@ class RawWebSocket(asyncio.Protocol):
             if n == 126:
                 if size - pos < 4:
                     break
-                n, start = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+                n, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
             elif n == 127:
                 if size - pos < 10:
                     break
-                n, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+                n, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
             if size - start < n:
                 break
-            payload = bytes(buf[start:start + n])
+            payload = bytes(buf[start : start + n])
             pos = start + n
             self.frames += 1
             if opcode in (1, 2):
@@ -387,12 +446,14 @@ class RawWebSocket(asyncio.Protocol):
         del buf[:pos]
 
 
-async def raw_connect(url: str, path: str, on_message: Any, subprotocol: str | None = None,
-                      deflate: bool = False) -> RawWebSocket:
+async def raw_connect(
+    url: str, path: str, on_message: Any, subprotocol: str | None = None, deflate: bool = False
+) -> RawWebSocket:
     host, port = url.removeprefix("http://").split(":")
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_connection(
-        lambda: RawWebSocket(on_message, path, subprotocol, deflate), host, int(port))
+        lambda: RawWebSocket(on_message, path, subprotocol, deflate), host, int(port)
+    )
     await asyncio.wait_for(proto.opened, 60)
     return proto
 
@@ -401,9 +462,11 @@ async def opened(ws: RawWebSocket, hello: asyncio.Future[None], what: str) -> No
     """Wait for ``hello`` (welcome, join ack); fail at once if the socket closes first."""
     await asyncio.wait({hello, ws.closed}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     if not hello.done():
-        raise ConnectionError(f"no {what}: " + (
-            f"closed ({ws.close_code} {ws.close_reason})" if ws.closed.done() else "timed out")
-            + f" after {ws.received} bytes, {ws.frames} frames, error {ws.lost!r}")
+        raise ConnectionError(
+            f"no {what}: "
+            + (f"closed ({ws.close_code} {ws.close_reason})" if ws.closed.done() else "timed out")
+            + f" after {ws.received} bytes, {ws.frames} frames, error {ws.lost!r}"
+        )
 
 
 async def client_hemicycle(url: str, token: str, tally: Tally, deflate: bool) -> None:
@@ -431,8 +494,7 @@ async def client_hemicycle(url: str, token: str, tally: Tally, deflate: bool) ->
 
 
 async def client_bare(url: str, _: str, tally: Tally, deflate: bool) -> None:
-    ws = await raw_connect(url, "/ws", lambda frame, _: tally.record(frame.decode()),
-                           None, deflate)
+    ws = await raw_connect(url, "/ws", lambda frame, _: tally.record(frame.decode()), None, deflate)
     yield_ready()
     try:
         await ws.closed
@@ -460,8 +522,7 @@ async def client_socketio_raw(url: str, _: str, tally: Tally, deflate: bool) -> 
         elif text.startswith("431") and not joined.done():
             joined.set_result(None)
 
-    ws = await raw_connect(url, "/socket.io/?EIO=4&transport=websocket", on_message, None,
-                           deflate)
+    ws = await raw_connect(url, "/socket.io/?EIO=4&transport=websocket", on_message, None, deflate)
     await opened(ws, joined, "join ack")
     yield_ready()
     try:
@@ -470,8 +531,7 @@ async def client_socketio_raw(url: str, _: str, tally: Tally, deflate: bool) -> 
         ws.close()
 
 
-async def client_websockets(peer: str, url: str, token: str, tally: Tally,
-                            deflate: bool) -> None:
+async def client_websockets(peer: str, url: str, token: str, tally: Tally, deflate: bool) -> None:
     """The ``websockets`` library as client (``--client websockets``), for comparison."""
     from websockets.asyncio.client import connect
 
@@ -479,9 +539,14 @@ async def client_websockets(peer: str, url: str, token: str, tally: Tally,
         ws_url, subprotocols = url.replace("http", "ws", 1) + "/ws?token=" + token, [MSGPACK]
     else:
         ws_url, subprotocols = url.replace("http", "ws", 1) + "/ws", None
-    async with connect(ws_url, subprotocols=subprotocols,  # type: ignore[arg-type]
-                       max_size=None, open_timeout=60, ping_interval=None,
-                       compression="deflate" if deflate else None) as ws:
+    async with connect(
+        ws_url,
+        subprotocols=subprotocols,  # type: ignore[arg-type]
+        max_size=None,
+        open_timeout=60,
+        ping_interval=None,
+        compression="deflate" if deflate else None,
+    ) as ws:
         if peer == "hemicycle":
             await ws.recv()  # welcome
         yield_ready()
@@ -512,13 +577,13 @@ async def client_socketio_native(url: str, _: str, tally: Tally, deflate: bool) 
         await sio.disconnect()
 
 
-
 def pick_client(peer: str, kind: str, sio_kind: str) -> Any:
     if peer == "socketio":
         return client_socketio_native if sio_kind == "native" else client_socketio_raw
     if kind == "websockets":
-        return lambda url, token, tally, deflate: client_websockets(peer, url, token, tally,
-                                                                    deflate)
+        return lambda url, token, tally, deflate: client_websockets(
+            peer, url, token, tally, deflate
+        )
     return client_hemicycle if peer == "hemicycle" else client_bare
 
 
@@ -529,8 +594,9 @@ def yield_ready() -> None:
     _ready[0] += 1
 
 
-def client_worker(peer: str, jobs: list[tuple[str, str]], options: dict[str, Any],
-                  conn: Any) -> None:
+def client_worker(
+    peer: str, jobs: list[tuple[str, str]], options: dict[str, Any], conn: Any
+) -> None:
     """One client process: connect ``jobs`` (url, token), then answer the main process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -563,8 +629,15 @@ def client_worker(peer: str, jobs: list[tuple[str, str]], options: dict[str, Any
             elif kind == "collect":
                 step = command[1]
                 counts, latencies = tally.steps.pop(step, ([0, 0], array("d")))
-                conn.send((counts[0], counts[1], latencies.tobytes(),
-                           tally.last.pop(step, 0.0), sum(t.done() for t in tasks)))
+                conn.send(
+                    (
+                        counts[0],
+                        counts[1],
+                        latencies.tobytes(),
+                        tally.last.pop(step, 0.0),
+                        sum(t.done() for t in tasks),
+                    )
+                )
             elif kind == "cpu":
                 conn.send(sum(os.times()[:2]))
             else:
@@ -619,8 +692,13 @@ class HemicyclePublisher(Publisher):
         self.readers = []
         for i, token in enumerate(peer.publishers):
             url = peer.urls[i % len(peer.urls)].replace("http", "ws", 1) + "/ws?token=" + token
-            ws = await connect(url, subprotocols=[MSGPACK],  # type: ignore[list-item]
-                               max_size=None, ping_interval=None, compression=None)
+            ws = await connect(
+                url,
+                subprotocols=[MSGPACK],  # type: ignore[list-item]
+                max_size=None,
+                ping_interval=None,
+                compression=None,
+            )
             await ws.recv()
             self.conns.append(ws)
             self.readers.append(asyncio.create_task(self._read(ws)))
@@ -639,8 +717,15 @@ class HemicyclePublisher(Publisher):
 
     async def send(self, i: int, text: str) -> None:
         await self.conns[i % len(self.conns)].send(
-            pack({"type": "command", "cid": f"{self.prefix}-{next(self.cids)}",
-                  "name": "notice.post", "args": {"text": text}}))
+            pack(
+                {
+                    "type": "command",
+                    "cid": f"{self.prefix}-{next(self.cids)}",
+                    "name": "notice.post",
+                    "args": {"text": text},
+                }
+            )
+        )
 
     async def settle(self, sent: int) -> dict[str, int]:
         deadline = time.monotonic() + 10
@@ -682,8 +767,12 @@ class BarePublisher(Publisher):
     async def open(self, peer: Peer) -> None:
         from websockets.asyncio.client import connect
 
-        self.conns = [await connect(url.replace("http", "ws", 1) + "/pub", ping_interval=None,
-                                    compression=None) for url in peer.publishers]
+        self.conns = [
+            await connect(
+                url.replace("http", "ws", 1) + "/pub", ping_interval=None, compression=None
+            )
+            for url in peer.publishers
+        ]
 
     async def send(self, i: int, text: str) -> None:
         await self.conns[i % len(self.conns)].send(text.encode())
@@ -693,8 +782,7 @@ class BarePublisher(Publisher):
             await ws.close()
 
 
-PUBLISHERS = {"hemicycle": HemicyclePublisher, "socketio": SocketioPublisher,
-              "bare": BarePublisher}
+PUBLISHERS = {"hemicycle": HemicyclePublisher, "socketio": SocketioPublisher, "bare": BarePublisher}
 
 
 def publisher_worker(peer: Peer, conn: Any) -> None:
@@ -772,9 +860,18 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
 
 
-def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, workers: int,
-             redis_pid: int, options: dict[str, Any], deadline: float, retries: int,
-             log: Any) -> list[Step]:
+def run_peer(
+    peer: Peer,
+    clients: int,
+    targets: list[int],
+    seconds: float,
+    workers: int,
+    redis_pid: int,
+    options: dict[str, Any],
+    deadline: float,
+    retries: int,
+    log: Any,
+) -> list[Step]:
     """Connect ``clients``, climb the rate ladder, disconnect; one Step per rate tried.
 
     The ladder ends at saturation (under 90% of the target delivered in time), a loss or
@@ -784,9 +881,15 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
     process moves a 4-second p99 or throughput.
     """
     invites = Invites(SECRET)
-    jobs = [(peer.urls[i % len(peer.urls)],
-             invites.mint(room=ROOM, role="participant", name=f"Client {i}")
-             if peer.name == "hemicycle" else "") for i in range(clients)]
+    jobs = [
+        (
+            peer.urls[i % len(peer.urls)],
+            invites.mint(room=ROOM, role="participant", name=f"Client {i}")
+            if peer.name == "hemicycle"
+            else "",
+        )
+        for i in range(clients)
+    ]
     ctx = mp.get_context("fork")
     nworkers = max(1, min(workers, clients))
     pipes, procs = [], []
@@ -795,8 +898,11 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
         t0 = time.monotonic()
         for w in range(nworkers):
             mine, theirs = ctx.Pipe()
-            proc = ctx.Process(target=client_worker, args=(peer.name, jobs[w::nworkers],
-                                                           options, theirs), daemon=True)
+            proc = ctx.Process(
+                target=client_worker,
+                args=(peer.name, jobs[w::nworkers], options, theirs),
+                daemon=True,
+            )
             proc.start()
             pipes.append(mine)
             procs.append(proc)
@@ -809,8 +915,10 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
             failed += bad
             for e in errors:
                 log(f"    client error: {e}")
-        log(f"  {peer.name}: {connected}/{clients} clients connected in "
-            f"{time.monotonic() - t0:.1f} s ({failed} failed)")
+        log(
+            f"  {peer.name}: {connected}/{clients} clients connected in "
+            f"{time.monotonic() - t0:.1f} s ({failed} failed)"
+        )
         if connected < clients:
             raise RuntimeError(f"{peer.name}: only {connected} of {clients} clients connected")
         time.sleep(1.5 if peer.name == "hemicycle" else 0.5)  # the last joins settle
@@ -833,8 +941,15 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
                 log(f"  {peer.name}: time budget spent; higher rates skipped")
                 break
             for attempt in range(1 + (retries if not late else 0)):
-                step = Step(peer.name, clients, target, target / clients, seconds,
-                            attempt=attempt + 1, idle_cores=idle)
+                step = Step(
+                    peer.name,
+                    clients,
+                    target,
+                    target / clients,
+                    seconds,
+                    attempt=attempt + 1,
+                    idle_cores=idle,
+                )
                 run_step(step, index, peer, pipes, pub_mine, redis_pid)
                 index += 1
                 log(f"  {fmt_row(step)}")
@@ -868,6 +983,7 @@ def run_peer(peer: Peer, clients: int, targets: list[int], seconds: float, worke
 def measure_idle(peer: Peer, seconds: float = 2.0) -> float:
     """Server cores used with the clients connected and nothing sent: first wait (up to
     10 s) until the connection storm is over (a half second under 0.05 cores)."""
+
     def used(window: float) -> float:
         before = sum(cpu_seconds(pid) for pid in peer.pids)
         time.sleep(window)
@@ -893,8 +1009,9 @@ def settle_hemicycle(peer: Peer, log: Any) -> None:
     log(f"  hemicycle: {left} connections still open after 60 s")
 
 
-def run_step(step: Step, index: int, peer: Peer, pipes: list[Any], pub: Any,
-             redis_pid: int) -> None:
+def run_step(
+    step: Step, index: int, peer: Peer, pipes: list[Any], pub: Any, redis_pid: int
+) -> None:
     def ask(command: tuple[Any, ...]) -> list[Any]:
         for pipe in pipes:
             pipe.send(command)
@@ -910,8 +1027,11 @@ def run_step(step: Step, index: int, peer: Peer, pipes: list[Any], pub: Any,
     result = pub.recv()
     step.sent = result["sent"]
     step.accepted = result["accepted"] if "accepted" in result else result["sent"]
-    step.refused = {k: v for k, v in result.items()
-                    if k not in ("sent", "send_s", "accepted", "publisher_deliveries") and v}
+    step.refused = {
+        k: v
+        for k, v in result.items()
+        if k not in ("sent", "send_s", "accepted", "publisher_deliveries") and v
+    }
     step.publisher_deliveries = result.get("publisher_deliveries", 0)
     step.expected = step.accepted * step.clients
     drain_until = time.monotonic() + DRAIN_S
@@ -967,19 +1087,39 @@ def run_step(step: Step, index: int, peer: Peer, pipes: list[Any], pub: Any,
 # --- report ---------------------------------------------------------------------------------
 
 
-HEADER = ("peer", "clients", "msg/s", "delivered/s", "delivered/expected", "msgs/frame",
-          "p50 ms", "p99 ms", "server µs/deliv", "server cores", "redis µs/deliv",
-          "client µs/deliv", "result")
+HEADER = (
+    "peer",
+    "clients",
+    "msg/s",
+    "delivered/s",
+    "delivered/expected",
+    "msgs/frame",
+    "p50 ms",
+    "p99 ms",
+    "server µs/deliv",
+    "server cores",
+    "redis µs/deliv",
+    "client µs/deliv",
+    "result",
+)
 
 
 def cells(s: Step) -> tuple[str, ...]:
-    return (s.peer, f"{s.clients:,}", f"{s.rate:g}", f"{s.delivered_per_s:,.0f}",
-            f"{s.delivered:,}/{s.expected:,}",
-            f"{s.delivered / s.frames:.2f}" if s.frames else "-",
-            f"{s.p50_ms:.1f}", f"{s.p99_ms:.1f}",
-            f"{s.server_cpu_us:.1f}", f"{s.server_cores:.2f}",
-            f"{s.redis_cpu_us:.1f}" if s.peer != "bare" else "-",
-            f"{s.client_cpu_us:.1f}", s.why + (f" (try {s.attempt})" if s.attempt > 1 else ""))
+    return (
+        s.peer,
+        f"{s.clients:,}",
+        f"{s.rate:g}",
+        f"{s.delivered_per_s:,.0f}",
+        f"{s.delivered:,}/{s.expected:,}",
+        f"{s.delivered / s.frames:.2f}" if s.frames else "-",
+        f"{s.p50_ms:.1f}",
+        f"{s.p99_ms:.1f}",
+        f"{s.server_cpu_us:.1f}",
+        f"{s.server_cores:.2f}",
+        f"{s.redis_cpu_us:.1f}" if s.peer != "bare" else "-",
+        f"{s.client_cpu_us:.1f}",
+        s.why + (f" (try {s.attempt})" if s.attempt > 1 else ""),
+    )
 
 
 def fmt_row(s: Step) -> str:
@@ -1000,8 +1140,11 @@ def best(steps: list[Step], peer: str, clients: int) -> Step | None:
 
 def peak(steps: list[Step], peer: str, clients: int) -> Step | None:
     """The most delivered per second with nothing lost, whatever the latency."""
-    whole = [s for s in steps if s.peer == peer and s.clients == clients
-             and s.delivered >= s.expected > 0]
+    whole = [
+        s
+        for s in steps
+        if s.peer == peer and s.clients == clients and s.delivered >= s.expected > 0
+    ]
     return max(whole, key=lambda s: s.delivered_per_s, default=None)
 
 
@@ -1018,8 +1161,9 @@ def busy_us(s: Step) -> float:
     return s.server_cpu_us * max(0.0, 1 - s.idle_cores / s.server_cores)
 
 
-def cpu_ratio(steps: list[Step], clients: int, of: str, to: str,
-              cost: Any = None) -> tuple[float, int]:
+def cpu_ratio(
+    steps: list[Step], clients: int, of: str, to: str, cost: Any = None
+) -> tuple[float, int]:
     """Median over the rates both peers ran without loss, and where ``of`` sent about one
     frame per message, of (``of`` µs/delivery ÷ ``to`` µs/delivery); ``cost`` picks the
     µs of a step (default: all server CPU)."""
@@ -1031,34 +1175,47 @@ def cpu_ratio(steps: list[Step], clients: int, of: str, to: str,
         if a.frames and a.delivered > 1.05 * a.frames:
             continue  # entries coalesced into frames: no longer one send per message
         for b in steps:
-            if (b.peer == to and b.clients == clients and b.target == a.target
-                    and b.delivered >= b.expected and cost(b)):
+            if (
+                b.peer == to
+                and b.clients == clients
+                and b.target == a.target
+                and b.delivered >= b.expected
+                and cost(b)
+            ):
                 ratios.append(cost(a) / cost(b))
     return median(ratios), len(ratios)
 
 
 def summary(steps: list[Step], counts: list[int], peers: list[str]) -> str:
-    lines = ["| clients | peer | best delivered/s with p99 ≤ 50 ms | peak delivered/s, "
-             "nothing lost (its p99) | server µs/delivery (median of steps) | idle server "
-             "cores |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| clients | peer | best delivered/s with p99 ≤ 50 ms | peak delivered/s, "
+        "nothing lost (its p99) | server µs/delivery (median of steps) | idle server "
+        "cores |",
+        "|---|---|---|---|---|---|",
+    ]
     for n in counts:
         for p in peers:
             b, k = best(steps, p, n), peak(steps, p, n)
-            cpu = median([s.server_cpu_us for s in steps if s.peer == p and s.clients == n
-                          and s.delivered])
-            idle = max((s.idle_cores for s in steps if s.peer == p and s.clients == n),
-                       default=0.0)
+            cpu = median(
+                [s.server_cpu_us for s in steps if s.peer == p and s.clients == n and s.delivered]
+            )
+            idle = max((s.idle_cores for s in steps if s.peer == p and s.clients == n), default=0.0)
             lines.append(
                 f"| {n:,} | {p} | "
-                + (f"{b.delivered_per_s:,.0f} (p99 {b.p99_ms:.1f} ms)" if b else "none") + " | "
+                + (f"{b.delivered_per_s:,.0f} (p99 {b.p99_ms:.1f} ms)" if b else "none")
+                + " | "
                 + (f"{k.delivered_per_s:,.0f} ({k.p99_ms:.0f} ms)" if k else "none")
-                + f" | {cpu:.1f} | {idle:.3f} |")
+                + f" | {cpu:.1f} | {idle:.3f} |"
+            )
     if "hemicycle" not in peers:
         return "\n".join(lines)
-    lines += ["", "| clients | hemicycle ÷ socketio, best (p99 ≤ 50 ms) | hemicycle ÷ socketio, "
-              "peak | hemicycle µs ÷ bare µs per delivery (same rates, one frame per message; "
-              "all CPU, and less idle CPU) |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        "| clients | hemicycle ÷ socketio, best (p99 ≤ 50 ms) | hemicycle ÷ socketio, "
+        "peak | hemicycle µs ÷ bare µs per delivery (same rates, one frame per message; "
+        "all CPU, and less idle CPU) |",
+        "|---|---|---|---|",
+    ]
     for n in counts:
         row = [f"{n:,}"]
         for pick in (best, peak):
@@ -1066,12 +1223,18 @@ def summary(steps: list[Step], counts: list[int], peers: list[str]) -> str:
             if "socketio" not in peers:
                 row.append("-")
                 continue
-            row.append(f"{h.delivered_per_s / s.delivered_per_s:.2f}×" if h and s
-                       else "hemicycle none" if s else "socketio none" if h else "-")
+            row.append(
+                f"{h.delivered_per_s / s.delivered_per_s:.2f}×"
+                if h and s
+                else "hemicycle none"
+                if s
+                else "socketio none"
+                if h
+                else "-"
+            )
         ratio, matched = cpu_ratio(steps, n, "hemicycle", "bare")
         busy, _ = cpu_ratio(steps, n, "hemicycle", "bare", busy_us)
-        row.append(f"{ratio:.2f}, {busy:.2f} less idle (median of {matched})" if matched
-                   else "-")
+        row.append(f"{ratio:.2f}, {busy:.2f} less idle (median of {matched})" if matched else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -1080,32 +1243,56 @@ def summary(steps: list[Step], counts: list[int], peers: list[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", default="100,500,1000", help="client counts, comma-separated")
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of one step")
-    parser.add_argument("--targets", default=",".join(str(t) for t in TARGETS),
-                        help="deliveries/s of the rate ladder, comma-separated")
+    parser.add_argument(
+        "--targets",
+        default=",".join(str(t) for t in TARGETS),
+        help="deliveries/s of the rate ladder, comma-separated",
+    )
     parser.add_argument("--workers", type=int, default=2, help="client processes")
-    parser.add_argument("--publishers", type=int, default=8,
-                        help="hemicycle publisher connections, spread over both nodes")
-    parser.add_argument("--budget", type=float, default=540.0,
-                        help="seconds after which no new step starts (shared evenly by the "
-                             "ladders, one per client count and peer)")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="times a step late on p99 alone is run again")
-    parser.add_argument("--client", choices=("raw", "websockets"), default="raw",
-                        help="client for hemicycle and bare: a lean frame reader (default) or "
-                             "the websockets library")
-    parser.add_argument("--sio-client", choices=("raw", "native"), default="raw",
-                        help="socketio clients: the same lean reader speaking Engine.IO "
-                             "(default) or socketio.AsyncClient")
-    parser.add_argument("--deflate", action="store_true",
-                        help="clients offer permessage-deflate, as browsers do "
-                             "(needs --client websockets)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 20 clients, one rate, 2 s steps")
+    parser.add_argument(
+        "--publishers",
+        type=int,
+        default=8,
+        help="hemicycle publisher connections, spread over both nodes",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=540.0,
+        help="seconds after which no new step starts (shared evenly by the "
+        "ladders, one per client count and peer)",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=1, help="times a step late on p99 alone is run again"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "websockets"),
+        default="raw",
+        help="client for hemicycle and bare: a lean frame reader (default) or "
+        "the websockets library",
+    )
+    parser.add_argument(
+        "--sio-client",
+        choices=("raw", "native"),
+        default="raw",
+        help="socketio clients: the same lean reader speaking Engine.IO "
+        "(default) or socketio.AsyncClient",
+    )
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="clients offer permessage-deflate, as browsers do (needs --client websockets)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 20 clients, one rate, 2 s steps"
+    )
     parser.add_argument("--json", help="also write every step as JSON to this file")
     parser.add_argument("--logs", help="keep the servers' logs in this directory")
     parser.add_argument("--report", help="print the tables of a run saved with --json")
@@ -1161,24 +1348,37 @@ def main() -> None:
                 running["socketio"] = start_socketio(procs, redis_url)
             if "bare" in peers:
                 running["bare"] = start_bare(procs)
-            log(f"servers up in {time.monotonic() - started:.1f} s; logs in {logdir}; pids "
+            log(
+                f"servers up in {time.monotonic() - started:.1f} s; logs in {logdir}; pids "
                 + ", ".join(f"{p.name} {' '.join(map(str, p.pids))}" for p in running.values())
-                + f", redis {redis_proc.pid}")
+                + f", redis {redis_proc.pid}"
+            )
             slices = len(counts) * len(peers)
             for k, n in enumerate(counts):
                 for j, name in enumerate(peers):
                     # each ladder gets its share of the budget, plus what earlier ones left
                     deadline = started + args.budget * (k * len(peers) + j + 1) / slices
-                    steps += run_peer(running[name], n, targets, args.seconds,
-                                      args.workers, redis_proc.pid, options, deadline,
-                                      args.retries, log)
+                    steps += run_peer(
+                        running[name],
+                        n,
+                        targets,
+                        args.seconds,
+                        args.workers,
+                        redis_proc.pid,
+                        options,
+                        deadline,
+                        args.retries,
+                        log,
+                    )
         finally:
             procs.stop_all()
 
     cores = os.cpu_count()
-    print(f"\n## Fan-out: {MESSAGE_BYTES}-byte room messages, {args.seconds:g} s per step, "
-          f"{cores} cores (servers, redis, {args.workers} client processes and the publisher "
-          f"share them)\n")
+    print(
+        f"\n## Fan-out: {MESSAGE_BYTES}-byte room messages, {args.seconds:g} s per step, "
+        f"{cores} cores (servers, redis, {args.workers} client processes and the publisher "
+        f"share them)\n"
+    )
     print(table(steps))
     print("\n### Per peer and client count\n")
     print(summary(steps, counts, peers))

@@ -36,8 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.auth import Invites  # noqa: E402
 from server.client import Client  # noqa: E402
+from server.node.auth import Invites  # noqa: E402
 from server.voter import SecretBallot, claim, frame  # noqa: E402
 
 SECRET = "bench-secret-" + "b" * 24
@@ -63,17 +63,34 @@ def wait_port(port: int, seconds: float = 20) -> None:
 
 
 def write_config(path: Path, voters: int) -> None:
-    lines = ['[assembly]', 'name = "Vote storm"', 'floor = "en"', 'languages = ["es", "fr"]', '']
+    lines = ["[assembly]", 'name = "Vote storm"', 'floor = "en"', 'languages = ["es", "fr"]', ""]
     for i in range(voters):
-        lines += ["[[members]]", f'id = "m{i}"', f'name = "Member {i}"',
-                  f'country = "{COUNTRIES[i % len(COUNTRIES)]}"', ""]
-    lines += ['[[rooms]]', 'id = "plenary"', 'title = "Plenary"', '[rooms.voting]',
-              'key_bits = 2048', '']
+        lines += [
+            "[[members]]",
+            f'id = "m{i}"',
+            f'name = "Member {i}"',
+            f'country = "{COUNTRIES[i % len(COUNTRIES)]}"',
+            "",
+        ]
+    lines += [
+        "[[rooms]]",
+        'id = "plenary"',
+        'title = "Plenary"',
+        "[rooms.voting]",
+        "key_bits = 2048",
+        "",
+    ]
     for poll_id, secret in (("open-vote", "false"), ("secret-vote", "true")):
-        lines += ['[[rooms.polls]]', f'id = "{poll_id}"', 'kind = "yesno"',
-                  'electorate = "roll"', f'secret = {secret}',
-                  'question = "Adopt the storm motion?"',
-                  'quorum = { of = "roll", fraction = 0.5 }', '']
+        lines += [
+            "[[rooms.polls]]",
+            f'id = "{poll_id}"',
+            'kind = "yesno"',
+            'electorate = "roll"',
+            f"secret = {secret}",
+            'question = "Adopt the storm motion?"',
+            'quorum = { of = "roll", fraction = 0.5 }',
+            "",
+        ]
         if secret == "true":
             lines.insert(-1, "mix = 5")
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -109,17 +126,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def storm(kind: str, urls: list[str], voters: int, window: float,
-                pids: list[int]) -> dict[str, Any]:
+async def storm(
+    kind: str, urls: list[str], voters: int, window: float, pids: list[int]
+) -> dict[str, Any]:
     invites = Invites(SECRET)
-    chair = await Client.connect(urls[0], invites.mint(room="plenary", role="moderator",
-                                                      name="Chair"))
+    chair = await Client.connect(
+        urls[0], invites.mint(room="plenary", role="moderator", name="Chair")
+    )
     reps = await connect_all(urls, invites, voters)
     poll_id = "open-vote" if kind == "open" else "secret-vote"
-    while chair.state["polls"]["polls"][poll_id]["secret"] and \
-            chair.state["polls"]["polls"][poll_id]["keys"] is None:
+    while (
+        chair.state["polls"]["polls"][poll_id]["secret"]
+        and chair.state["polls"]["polls"][poll_id]["keys"] is None
+    ):
         await asyncio.sleep(0.05)
     await chair.command("poll.open", {"poll": poll_id})
+
     def is_open(s: dict[str, Any]) -> bool:
         return bool(s["polls"]["polls"].get(poll_id, {}).get("state") == "open")
 
@@ -140,8 +162,9 @@ async def storm(kind: str, urls: list[str], voters: int, window: float,
         await asyncio.sleep(max(0.0, start + random.random() * window - time.perf_counter()))
         t0 = time.perf_counter()
         if kind == "open":
-            reply = await rep.request("ballot.cast", {"poll": poll_id, "choice": choice},
-                                      timeout=60)
+            reply = await rep.request(
+                "ballot.cast", {"poll": poll_id, "choice": choice}, timeout=60
+            )
             if reply["ok"]:
                 acks.append(time.perf_counter() - t0)
                 acked.append(f"m{i}")
@@ -170,9 +193,11 @@ async def storm(kind: str, urls: list[str], voters: int, window: float,
     # Let the deposits in flight reach their boxes: then only boxes holding fewer than
     # `mix` ballots wait for the close, as in a real vote (close→sealed measures the server).
     if kind == "secret":
+
         def settled(s: dict[str, Any]) -> bool:
             progress = s["polls"]["polls"][poll_id].get("progress") or {}
             return progress.get("pending", voters) < 10
+
         try:
             await chair.wait_for(settled, 30)
         except TimeoutError:
@@ -189,8 +214,12 @@ async def storm(kind: str, urls: list[str], voters: int, window: float,
     await asyncio.gather(*(c.close() for c in others))
     t_publish = time.perf_counter()
     await chair.command("poll.publish", {"poll": poll_id})
-    await asyncio.gather(*(w.wait_for(
-        lambda s: s["polls"]["polls"][poll_id]["state"] == "published", 60) for w in watchers))
+    await asyncio.gather(
+        *(
+            w.wait_for(lambda s: s["polls"]["polls"][poll_id]["state"] == "published", 60)
+            for w in watchers
+        )
+    )
     t_published = time.perf_counter()
     result = chair.state["polls"]["polls"][poll_id]["result"]
     if kind == "open":
@@ -203,11 +232,20 @@ async def storm(kind: str, urls: list[str], voters: int, window: float,
         await c.close()
     return {
         "cpu": [b - a for a, b in zip(cpu0, cpu1, strict=True)],
-        "kind": kind, "voters": voters, "acked": len(acked), "failed": len(failed),
-        "failures": sorted(set(failed)), "ack_p50": pct(acks, 0.5), "ack_p99": pct(acks, 0.99),
-        "claim_p50": pct(claims, 0.5), "claim_p99": pct(claims, 0.99),
-        "spread": cast_done - start, "sealed": t_sealed - t_close,
-        "published": t_published - t_publish, "ballots": result["ballots"], "lost": lost,
+        "kind": kind,
+        "voters": voters,
+        "acked": len(acked),
+        "failed": len(failed),
+        "failures": sorted(set(failed)),
+        "ack_p50": pct(acks, 0.5),
+        "ack_p99": pct(acks, 0.99),
+        "claim_p50": pct(claims, 0.5),
+        "claim_p99": pct(claims, 0.99),
+        "spread": cast_done - start,
+        "sealed": t_sealed - t_close,
+        "published": t_published - t_publish,
+        "ballots": result["ballots"],
+        "lost": lost,
         "duplicated": duplicated + max(0, result["ballots"] - len(set(counted))),
         "mean_ack": statistics.fmean(acks) if acks else float("nan"),
     }
@@ -218,26 +256,61 @@ def start_processes(tmp: Path, voters: int) -> tuple[list[subprocess.Popen[bytes
     if redis_bin is None:
         raise SystemExit("redis-server is not installed")
     rport = free_port()
-    procs = [subprocess.Popen(
-        [redis_bin, str(ROOT / "config" / "redis-production.conf"), "--port", str(rport),
-         "--bind", "127.0.0.1", "--dir", str(tmp), "--logfile", str(tmp / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [
+                redis_bin,
+                str(ROOT / "config" / "redis-production.conf"),
+                "--port",
+                str(rport),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(tmp),
+                "--logfile",
+                str(tmp / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     wait_port(rport)
     config = tmp / "storm.toml"
     write_config(config, voters)
     urls = []
     for name in ("a", "b"):
         port = free_port()
-        env = {**os.environ, "HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": f"node-{name}",
-               "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "HEMICYCLE_SECRET": SECRET,
+            "HEMICYCLE_NODE": f"node-{name}",
+            "PYTHONPATH": str(ROOT),
+        }
         profile = os.environ.get("HC_BENCH_PROFILE")  # a directory: cProfile each node
         wrap = ["-m", "cProfile", "-o", f"{profile}/node-{name}.prof"] if profile else []
-        procs.append(subprocess.Popen(
-            [sys.executable, *wrap, "-m", "server.cli", "serve", "--config", str(config),
-             "--backend",
-             f"redis://127.0.0.1:{rport}/0", "--port", str(port), "--host", "127.0.0.1"],
-            env=env, cwd=ROOT, stdout=open(tmp / f"node-{name}.log", "wb"),
-            stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    *wrap,
+                    "-m",
+                    "server.cli",
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--backend",
+                    f"redis://127.0.0.1:{rport}/0",
+                    "--port",
+                    str(port),
+                    "--host",
+                    "127.0.0.1",
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=open(tmp / f"node-{name}.log", "wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         urls.append(f"http://127.0.0.1:{port}")
     for url in urls:
         wait_port(int(url.rsplit(":", 1)[1]))
@@ -261,8 +334,9 @@ def main() -> None:
         try:
             time.sleep(1.0)  # the nodes derive the secret vote's keys at start
             for kind in kinds:
-                rows.append(asyncio.run(storm(kind, urls, args.voters, args.window,
-                                              [p.pid for p in procs])))
+                rows.append(
+                    asyncio.run(storm(kind, urls, args.voters, args.window, [p.pid for p in procs]))
+                )
         finally:
             for p in reversed(procs):
                 p.terminate()
@@ -276,22 +350,53 @@ def main() -> None:
                     p.kill()
                     p.wait()
     ms = 1000
-    print(f"\nVote storm: {args.voters} voters within {args.window:g} s over two nodes, "
-          f"one Redis (AOF, appendfsync always)")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, load average before: {load:.2f}\n")
-    head = ("ballot", "acked", "failed", "ack p50", "ack p99", "claim p50", "claim p99",
-            "casting took", "close→sealed result", "publish→on pages", "lost", "duplicated")
+    print(
+        f"\nVote storm: {args.voters} voters within {args.window:g} s over two nodes, "
+        f"one Redis (AOF, appendfsync always)"
+    )
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average before: {load:.2f}\n"
+    )
+    head = (
+        "ballot",
+        "acked",
+        "failed",
+        "ack p50",
+        "ack p99",
+        "claim p50",
+        "claim p99",
+        "casting took",
+        "close→sealed result",
+        "publish→on pages",
+        "lost",
+        "duplicated",
+    )
     print(" | ".join(head))
     print(" | ".join("---" for _ in head))
     for r in rows:
-        claim_cols = ("–", "–") if r["kind"] == "open" else (
-            f"{r['claim_p50'] * ms:.1f} ms", f"{r['claim_p99'] * ms:.1f} ms")
-        print(" | ".join([
-            r["kind"], str(r["acked"]), f"{r['failed']} {' '.join(r['failures'])}".strip(),
-            f"{r['ack_p50'] * ms:.1f} ms", f"{r['ack_p99'] * ms:.1f} ms", *claim_cols,
-            f"{r['spread']:.2f} s", f"{r['sealed'] * ms:.0f} ms", f"{r['published'] * ms:.0f} ms",
-            str(r["lost"]), str(r["duplicated"])]))
+        claim_cols = (
+            ("–", "–")
+            if r["kind"] == "open"
+            else (f"{r['claim_p50'] * ms:.1f} ms", f"{r['claim_p99'] * ms:.1f} ms")
+        )
+        print(
+            " | ".join(
+                [
+                    r["kind"],
+                    str(r["acked"]),
+                    f"{r['failed']} {' '.join(r['failures'])}".strip(),
+                    f"{r['ack_p50'] * ms:.1f} ms",
+                    f"{r['ack_p99'] * ms:.1f} ms",
+                    *claim_cols,
+                    f"{r['spread']:.2f} s",
+                    f"{r['sealed'] * ms:.0f} ms",
+                    f"{r['published'] * ms:.0f} ms",
+                    str(r["lost"]),
+                    str(r["duplicated"]),
+                ]
+            )
+        )
     print("\nCPU seconds used while casting (redis, node a, node b, this client process):")
     for r in rows:
         print(f"  {r['kind']}: " + ", ".join(f"{c:.2f}" for c in r["cpu"]))

@@ -120,10 +120,15 @@ def routes(state: State) -> Routes:
     cough = frozenset(lang for lang, c in channels.items() if c["live"] and c["cough"])
     choice = {pid: (FLOOR if c == ORIGINAL else c) for pid, c in ch["choice"].items()}
     interpreters = ch["interpreters"]
-    return Routes(floor=frozenset(floor), live=live, cough=cough, fallback=ch["fallback"],
-                  choice=choice,
-                  inputs={pid: i["input"] for pid, i in interpreters.items()},
-                  booths={pid: i["booth"] for pid, i in interpreters.items()})
+    return Routes(
+        floor=frozenset(floor),
+        live=live,
+        cough=cough,
+        fallback=ch["fallback"],
+        choice=choice,
+        inputs={pid: i["input"] for pid, i in interpreters.items()},
+        booths={pid: i["booth"] for pid, i in interpreters.items()},
+    )
 
 
 def sources(state: State) -> list[str]:
@@ -141,8 +146,7 @@ def may_publish(state: State, person: Mapping[str, Any], target: str) -> bool:
     pid, role = person["pid"], person["role"]
     if target == FLOOR:
         if role == INTERPRETER:
-            raise Refused("interpreters speak into their channel, not the floor",
-                          code="forbidden")
+            raise Refused("interpreters speak into their channel, not the floor", code="forbidden")
         core = state["core"]
         if role != MODERATOR and pid not in core["speakers"]:
             raise Refused("the chair has not given you the floor", code="not_granted")
@@ -156,8 +160,9 @@ def may_publish(state: State, person: Mapping[str, Any], target: str) -> bool:
     if booth is None:
         raise Refused("you are not assigned to a booth in this room", code="not_in_booth")
     if booth != target:
-        raise Refused(f"you are assigned to the {booth!r} booth, not {target!r}",
-                      code="not_your_booth")
+        raise Refused(
+            f"you are assigned to the {booth!r} booth, not {target!r}", code="not_your_booth"
+        )
     return r.feeds(pid, target)
 
 
@@ -208,8 +213,15 @@ def check_record(args: dict[str, Any]) -> dict[str, Any]:
 def decide_record(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     if state["audio"]["recording"] is not None:
         raise Refused("the room is already being recorded", code="already_recording")
-    return [{"type": "recording.started", "id": args["id"], "node": args["node"],
-             "by": actor.pid, "since": ts}]
+    return [
+        {
+            "type": "recording.started",
+            "id": args["id"],
+            "node": args["node"],
+            "by": actor.pid,
+            "since": ts,
+        }
+    ]
 
 
 def decide_stop(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:

@@ -85,8 +85,16 @@ BOOTH_ROLES = frozenset({INTERPRETER})
 
 
 def new_channel(lang: str, added: int | None = None) -> dict[str, Any]:
-    return {"lang": lang, "added": added, "live": None, "since": None, "cough": False,
-            "handover": None, "away": None, "last_off": None}
+    return {
+        "lang": lang,
+        "added": added,
+        "live": None,
+        "since": None,
+        "cough": False,
+        "handover": None,
+        "away": None,
+        "last_off": None,
+    }
 
 
 def init(config: RoomConfig) -> dict[str, Any]:
@@ -155,8 +163,9 @@ def _booth_of(state: State, actor: Actor, lang: str | None) -> tuple[dict[str, A
     if me is None:
         raise Refused("you are not assigned to a booth in this room", code="not_in_booth")
     if lang is not None and lang != me["booth"]:
-        raise Refused(f"you are assigned to the {me['booth']!r} booth, not {lang!r}",
-                      code="not_your_booth")
+        raise Refused(
+            f"you are assigned to the {me['booth']!r} booth, not {lang!r}", code="not_your_booth"
+        )
     _channel(state, me["booth"])
     return me, me["booth"]
 
@@ -200,8 +209,9 @@ def _refuse_loop(state: State, booth: str, source: str) -> None:
     loop = _relay_loop(state, booth, source)
     if loop is not None:
         chain = " → ".join(loop)
-        raise Refused(f"relay loop: {chain} (someone in that chain must take the floor)",
-                      code="relay_loop")
+        raise Refused(
+            f"relay loop: {chain} (someone in that chain must take the floor)", code="relay_loop"
+        )
 
 
 # --- channels and listening ----------------------------------------------------------------
@@ -223,8 +233,12 @@ def decide_choose(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
 
 
 def _chosen(pid: str, lang: str) -> Event:
-    return {"type": "channel.chosen", "pid": pid, "lang": lang,
-            "to": ["pid:" + pid, "role:" + INTERPRETER, "role:" + MODERATOR]}
+    return {
+        "type": "channel.chosen",
+        "pid": pid,
+        "lang": lang,
+        "to": ["pid:" + pid, "role:" + INTERPRETER, "role:" + MODERATOR],
+    }
 
 
 def decide_add(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -263,11 +277,19 @@ def decide_take(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
     if channel["live"] == actor.pid:
         raise Refused("you are on air already", code="already_on_air")
     if _occupied(channel):
-        raise Refused(f"{channel['live']} is on air in {booth!r}: ask for a handover",
-                      code="channel_occupied")
+        raise Refused(
+            f"{channel['live']} is on air in {booth!r}: ask for a handover", code="channel_occupied"
+        )
     _refuse_loop(state, booth, me["input"])
-    return [{"type": "air.taken", "lang": booth, "pid": actor.pid, "ts": ts,
-             "replaced": channel["live"]}]
+    return [
+        {
+            "type": "air.taken",
+            "lang": booth,
+            "pid": actor.pid,
+            "ts": ts,
+            "replaced": channel["live"],
+        }
+    ]
 
 
 def decide_release(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -286,8 +308,7 @@ def decide_clear(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
 
 
 def _off(lang: str, pid: str, reason: str, ts: int, by: str | None) -> Event:
-    return {"type": "air.released", "lang": lang, "pid": pid, "reason": reason, "ts": ts,
-            "by": by}
+    return {"type": "air.released", "lang": lang, "pid": pid, "reason": reason, "ts": ts, "by": by}
 
 
 def apply_taken(state: State, event: Event) -> None:
@@ -297,16 +318,21 @@ def apply_taken(state: State, event: Event) -> None:
 
 def apply_released(state: State, event: Event) -> None:
     channel = state["channels"]["channels"][event["lang"]]
-    channel.update(live=None, since=None, cough=False, handover=None, away=None,
-                   last_off={"pid": event["pid"], "reason": event["reason"], "ts": event["ts"]})
+    channel.update(
+        live=None,
+        since=None,
+        cough=False,
+        handover=None,
+        away=None,
+        last_off={"pid": event["pid"], "reason": event["reason"], "ts": event["ts"]},
+    )
 
 
 # --- handover ------------------------------------------------------------------------------
 
 
 def check_offer(args: dict[str, Any]) -> dict[str, Any]:
-    return {**check_opt_lang(args),
-            "partner": arg_str(args, "partner", max_len=64, required=False)}
+    return {**check_opt_lang(args), "partner": arg_str(args, "partner", max_len=64, required=False)}
 
 
 def decide_request(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -328,8 +354,11 @@ def decide_offer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
         raise Refused("you are not on air", code="not_on_air")
     if _pending(channel, ts) is not None:
         raise Refused("a handover is already pending in this booth", code="handover_pending")
-    partners = [pid for pid, i in state["channels"]["interpreters"].items()
-                if i["booth"] == booth and pid != actor.pid and _online(state, pid)]
+    partners = [
+        pid
+        for pid, i in state["channels"]["interpreters"].items()
+        if i["booth"] == booth and pid != actor.pid and _online(state, pid)
+    ]
     partner = args["partner"]
     if partner is None:
         if not partners:
@@ -338,15 +367,22 @@ def decide_offer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
             raise BadArgs("several partners are online: say which one with 'partner'")
         partner = partners[0]
     elif partner not in partners:
-        raise Refused(f"{partner!r} is not an online partner in the {booth!r} booth",
-                      code="no_partner")
+        raise Refused(
+            f"{partner!r} is not an online partner in the {booth!r} booth", code="no_partner"
+        )
     return [_asked("handover.offered", booth, actor.pid, partner, state, ts)]
 
 
 def _asked(kind: str, lang: str, asker: str, answerer: str, state: State, ts: int) -> Event:
     expires = ts + state["channels"]["settings"]["handover_ms"]
-    return {"type": kind, "lang": lang, "asker": asker, "answerer": answerer, "ts": ts,
-            "expires": expires}
+    return {
+        "type": kind,
+        "lang": lang,
+        "asker": asker,
+        "answerer": answerer,
+        "ts": ts,
+        "expires": expires,
+    }
 
 
 def decide_accept(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -359,8 +395,15 @@ def decide_accept(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     if not _online(state, incoming):
         raise Refused("your partner is not connected", code="partner_offline")
     _refuse_loop(state, booth, state["channels"]["interpreters"][incoming]["input"])
-    return [{"type": "air.handed", "lang": booth, "outgoing": channel["live"],
-             "incoming": incoming, "ts": ts}]
+    return [
+        {
+            "type": "air.handed",
+            "lang": booth,
+            "outgoing": channel["live"],
+            "incoming": incoming,
+            "ts": ts,
+        }
+    ]
 
 
 def decide_decline(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -376,15 +419,18 @@ def decide_cancel(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     pending = _pending(_channel(state, booth), ts)
     if pending is None or pending["asker"] != actor.pid:
         raise Refused("you have no pending handover", code="no_handover")
-    return [{"type": "handover.cancelled", "lang": booth, "by": actor.pid,
-             "reason": "cancelled"}]
+    return [{"type": "handover.cancelled", "lang": booth, "by": actor.pid, "reason": "cancelled"}]
 
 
 def apply_asked(state: State, event: Event) -> None:
     kind = "request" if event["type"] == "handover.requested" else "offer"
     state["channels"]["channels"][event["lang"]]["handover"] = {
-        "kind": kind, "asker": event["asker"], "answerer": event["answerer"],
-        "ts": event["ts"], "expires": event["expires"]}
+        "kind": kind,
+        "asker": event["asker"],
+        "answerer": event["answerer"],
+        "ts": event["ts"],
+        "expires": event["expires"],
+    }
 
 
 def apply_handover_over(state: State, event: Event) -> None:
@@ -394,8 +440,7 @@ def apply_handover_over(state: State, event: Event) -> None:
 def apply_handed(state: State, event: Event) -> None:
     """The swap: one event, so listeners never hear two interpreters nor a gap."""
     channel = state["channels"]["channels"][event["lang"]]
-    channel.update(live=event["incoming"], since=event["ts"], cough=False, handover=None,
-                   away=None)
+    channel.update(live=event["incoming"], since=event["ts"], cough=False, handover=None, away=None)
 
 
 # --- disconnects, reconnects, expiry -------------------------------------------------------
@@ -413,8 +458,11 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
                 assigned = _assignment(p)
                 if assigned is not None:
                     out.append(assigned)
-            elif (p["role"] != INTERPRETER and pid not in ch["choice"]
-                  and p.get("lang") in ch["channels"]):
+            elif (
+                p["role"] != INTERPRETER
+                and pid not in ch["choice"]
+                and p.get("lang") in ch["channels"]
+            ):
                 out.append(_chosen(pid, p["lang"]))  # a first visit hears their language
             for lang, channel in ch["channels"].items():
                 away = channel["away"]
@@ -430,8 +478,11 @@ def _assignment(p: dict[str, Any]) -> Event | None:
     if not isinstance(booth, str) or not LANG.match(booth):
         return None
     raw = p.get("pair")
-    pair = [x for x in raw if isinstance(x, str) and LANG.match(x)][:8] \
-        if isinstance(raw, list) else []
+    pair = (
+        [x for x in raw if isinstance(x, str) and LANG.match(x)][:8]
+        if isinstance(raw, list)
+        else []
+    )
     if booth not in pair:
         pair.append(booth)
     return {"type": "booth.assigned", "pid": p["pid"], "booth": booth, "pair": pair}
@@ -443,18 +494,24 @@ def _gone(state: State, pid: str, ts: int) -> list[Event]:
     for lang, channel in state["channels"]["channels"].items():
         pending = _pending(channel, ts)
         if pending is not None and pid in (pending["asker"], pending["answerer"]):
-            out.append({"type": "handover.cancelled", "lang": lang, "by": pid,
-                        "reason": "disconnected"})
+            out.append(
+                {"type": "handover.cancelled", "lang": lang, "by": pid, "reason": "disconnected"}
+            )
         if channel["live"] == pid and channel["away"] is None:
-            out.append({"type": "booth.away", "lang": lang, "pid": pid, "since": ts,
-                        "until": ts + grace})
+            out.append(
+                {"type": "booth.away", "lang": lang, "pid": pid, "since": ts, "until": ts + grace}
+            )
     return out
 
 
 def apply_assigned(state: State, event: Event) -> None:
     state["channels"]["interpreters"][event["pid"]] = {
-        "pid": event["pid"], "booth": event["booth"], "pair": list(event["pair"]),
-        "input": FLOOR, "out": event["booth"]}
+        "pid": event["pid"],
+        "booth": event["booth"],
+        "pair": list(event["pair"]),
+        "input": FLOOR,
+        "out": event["booth"],
+    }
 
 
 def apply_away(state: State, event: Event) -> None:
@@ -513,8 +570,9 @@ def decide_output(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     me, booth = _booth_of(state, actor, None)
     out = args["lang"]
     if out not in me["pair"]:
-        raise Refused(f"{out!r} is not one of your languages ({', '.join(me['pair'])})",
-                      code="not_in_pair")
+        raise Refused(
+            f"{out!r} is not one of your languages ({', '.join(me['pair'])})", code="not_in_pair"
+        )
     if me["out"] == out:
         return []
     return [{"type": "output.selected", "pid": actor.pid, "lang": booth, "out": out}]
@@ -550,10 +608,21 @@ def decide_signal(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     for s in state["channels"]["signals"]:
         if s["lang"] == booth and s["preset"] == preset and ts - s["ts"] < SIGNAL_REPEAT_MS:
             raise Refused("your booth just sent that", code="signal_repeated")
-    to = ["role:" + MODERATOR, "booth:" + booth,
-          *("pid:" + pid for pid in state["core"]["speakers"])]
-    return [{"type": "booth.signal", "lang": booth, "pid": actor.pid, "preset": preset,
-             "ts": ts, "to": to}]
+    to = [
+        "role:" + MODERATOR,
+        "booth:" + booth,
+        *("pid:" + pid for pid in state["core"]["speakers"]),
+    ]
+    return [
+        {
+            "type": "booth.signal",
+            "lang": booth,
+            "pid": actor.pid,
+            "preset": preset,
+            "ts": ts,
+            "to": to,
+        }
+    ]
 
 
 def apply_input(state: State, event: Event) -> None:
@@ -602,8 +671,16 @@ def decide_chat(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
             chat = booth
         _channel(state, chat)
         to = ["booth:" + chat, "role:" + MODERATOR]
-    return [{"type": "chat.posted", "chat": chat, "pid": actor.pid, "text": args["text"],
-             "ts": ts, "to": to}]
+    return [
+        {
+            "type": "chat.posted",
+            "chat": chat,
+            "pid": actor.pid,
+            "text": args["text"],
+            "ts": ts,
+            "to": to,
+        }
+    ]
 
 
 def check_caption(args: dict[str, Any]) -> dict[str, Any]:
@@ -613,8 +690,9 @@ def check_caption(args: dict[str, Any]) -> dict[str, Any]:
         raise BadArgs("'text' must be a string")
     size = len(text.encode("utf-8"))
     if size > CAPTION_BYTES:
-        raise BadArgs(f"a caption line is at most {CAPTION_BYTES} bytes, not {size}",
-                      code="caption_too_long")
+        raise BadArgs(
+            f"a caption line is at most {CAPTION_BYTES} bytes, not {size}", code="caption_too_long"
+        )
     text = " ".join(text.split())  # one line: no newlines into the transcript
     if not text:
         raise BadArgs("'text' must not be empty")
@@ -635,12 +713,15 @@ def decide_caption(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
         mine = {ORIGINAL} if own in (ORIGINAL, ch["floor"]) else {own}
         if own and lang not in mine:
             raise Refused(f"your invite is for captions in {own!r}", code="not_your_booth")
-    recent = sum(1 for lines in ch["captions"].values() for line in lines
-                 if line["pid"] == actor.pid and ts - line["ts"] < CAPTION_WINDOW_MS)
+    recent = sum(
+        1
+        for lines in ch["captions"].values()
+        for line in lines
+        if line["pid"] == actor.pid and ts - line["ts"] < CAPTION_WINDOW_MS
+    )
     if recent >= CAPTION_RATE:
         raise Refused(f"at most {CAPTION_RATE} caption lines a second", code="caption_too_fast")
-    return [{"type": "caption", "lang": lang, "pid": actor.pid, "text": args["text"],
-             "ts": ts}]
+    return [{"type": "caption", "lang": lang, "pid": actor.pid, "text": args["text"], "ts": ts}]
 
 
 def _append(lines: list[dict[str, Any]], event: Event, keep: int) -> None:
@@ -678,8 +759,11 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
     if role == MODERATOR:
         out["chats"] = copy.deepcopy(ch["chats"])
     elif role == INTERPRETER:
-        out["chats"] = {k: copy.deepcopy(v) for k, v in ch["chats"].items()
-                        if k == "all" or k == person.get("booth")}
+        out["chats"] = {
+            k: copy.deepcopy(v)
+            for k, v in ch["chats"].items()
+            if k == "all" or k == person.get("booth")
+        }
     else:
         out["chats"] = {}
     out["signals"] = [dict(s) for s in ch["signals"] if not keys.isdisjoint(s["to"])]
@@ -707,8 +791,9 @@ SLICE = Slice(
             Command("booth.cough", BOOTH_ROLES, check_cough, decide_cough),
             Command("booth.signal", BOOTH_ROLES, check_signal, decide_signal),
             Command("chat.post", frozenset({INTERPRETER, MODERATOR}), check_chat, decide_chat),
-            Command("caption.post", frozenset({INTERPRETER, CAPTIONER}), check_caption,
-                    decide_caption),
+            Command(
+                "caption.post", frozenset({INTERPRETER, CAPTIONER}), check_caption, decide_caption
+            ),
         )
     },
     apply={

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .auth import Invites
-from .config import Assembly, Settings, load_assembly
 from .errors import BadArgs, ConfigError
+from .node.auth import Invites
+from .node.config import Assembly, Settings, load_assembly
 from .types import CAPTIONER, INTERPRETER, MODERATOR, PANELIST, PARTICIPANT, ROLES
 
 DEMO_INTERPRETERS = {
@@ -62,9 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     values: dict[str, Any] = {
-        "host": getattr(args, "host", None), "port": getattr(args, "port", None),
-        "config": args.config, "backend": getattr(args, "backend", None),
-        "public_url": args.public_url}
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "config": args.config,
+        "backend": getattr(args, "backend", None),
+        "public_url": args.public_url,
+    }
     values.update(extra)
     return Settings.from_env(**values)
 
@@ -78,12 +81,12 @@ def _invite(args: argparse.Namespace) -> int:
     if args.room not in assembly.rooms:
         print(f"hemicycle: no room {args.room!r} in {settings.config}", file=sys.stderr)
         return 2
-    extra = {k: getattr(args, k) for k in ("org", "country", "lang", "booth")
-             if getattr(args, k)}
+    extra = {k: getattr(args, k) for k in ("org", "country", "lang", "booth") if getattr(args, k)}
     if args.pair:
         extra["pair"] = args.pair.split(",")
-    token = Invites(settings.secret).mint(room=args.room, role=args.role, name=args.name,
-                                          hours=args.hours, **extra)
+    token = Invites(settings.secret).mint(
+        room=args.room, role=args.role, name=args.name, hours=args.hours, **extra
+    )
     print(f"{settings.base_url}/r/{args.room}#t={token}")
     return 0
 
@@ -102,31 +105,55 @@ def demo_links(settings: Settings, assembly: Assembly) -> list[tuple[str, str]]:
     add("Chair (moderator)", plenary, role=MODERATOR, name="Chair")
     for m in assembly.members[:4]:
         rep = m.representatives[0] if m.representatives else m.name
-        add(f"Panelist: {rep}, {m.name} ({m.country})", plenary, role=PANELIST, name=rep,
-            org=m.id, country=m.country)
-    for m, lang in zip(assembly.members[4:], ("es", "fr", "ru", "en", "es", "fr"),
-                       strict=False):
+        add(
+            f"Panelist: {rep}, {m.name} ({m.country})",
+            plenary,
+            role=PANELIST,
+            name=rep,
+            org=m.id,
+            country=m.country,
+        )
+    for m, lang in zip(assembly.members[4:], ("es", "fr", "ru", "en", "es", "fr"), strict=False):
         rep = m.representatives[0] if m.representatives else m.name
-        add(f"Member: {rep}, {m.name} ({m.country}) [{lang}]", plenary, role=PARTICIPANT,
-            name=rep, org=m.id, country=m.country, lang=lang)
+        add(
+            f"Member: {rep}, {m.name} ({m.country}) [{lang}]",
+            plenary,
+            role=PARTICIPANT,
+            name=rep,
+            org=m.id,
+            country=m.country,
+            lang=lang,
+        )
     add("Observer (no vote)", plenary, role=PARTICIPANT, name="Observer", lang="en")
     floor = assembly.rooms[plenary].floor
     for lang in assembly.rooms[plenary].channels:
         for name in DEMO_INTERPRETERS.get(lang, (f"{lang} interpreter 1", f"{lang} interpreter 2")):
-            add(f"Interpreter, {lang} booth: {name} ({floor}<>{lang})", plenary, role=INTERPRETER,
-                name=name, booth=lang, pair=[floor, lang], lang=lang)
+            add(
+                f"Interpreter, {lang} booth: {name} ({floor}<>{lang})",
+                plenary,
+                role=INTERPRETER,
+                name=name,
+                booth=lang,
+                pair=[floor, lang],
+                lang=lang,
+            )
     add("Captioner (floor and every channel)", plenary, role=CAPTIONER, name="Captioner")
     for room in rooms[1:]:
         add(f"Chair of '{assembly.rooms[room].title}'", room, role=MODERATOR, name="Panel chair")
-        add(f"Participant in '{assembly.rooms[room].title}'", room, role=PARTICIPANT,
-            name="Guest", lang="en")
+        add(
+            f"Participant in '{assembly.rooms[room].title}'",
+            room,
+            role=PARTICIPANT,
+            name="Guest",
+            lang="en",
+        )
     return out
 
 
 def _serve(args: argparse.Namespace, *, demo: bool) -> int:
     import uvicorn
 
-    from .app import create_app
+    from .web.app import create_app
 
     extra: dict[str, Any] = {}
     if demo:
@@ -144,9 +171,16 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
         sys.stdout.flush()
     # No per-message deflate: it compresses every frame again for every connection (each has
     # its own context), which raised CPU per delivery by half in bench/fanout.py.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                ws_max_size=1024 * 1024, ws_ping_interval=20, ws_ping_timeout=20,
-                ws_per_message_deflate=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        ws_max_size=1024 * 1024,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        ws_per_message_deflate=False,
+    )
     return 0
 
 

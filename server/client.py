@@ -52,15 +52,27 @@ class Client:
         self._reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(cls, base_url: str, token: str, *, codec: Codec = "msgpack",
-                      after: str | None = None, **kwargs: Any) -> Client:
+    async def connect(
+        cls,
+        base_url: str,
+        token: str,
+        *,
+        codec: Codec = "msgpack",
+        after: str | None = None,
+        **kwargs: Any,
+    ) -> Client:
         """Open a connection and wait for the welcome (``after``: resume from that id)."""
         ws_url = base_url.replace("http", "ws", 1).rstrip("/") + "/ws?token=" + token
         if after:
             ws_url += "&after=" + after
         sub = MSGPACK if codec == "msgpack" else JSON
-        ws = await connect(ws_url, subprotocols=[sub],  # type: ignore[list-item]
-                           max_size=None, open_timeout=10, **kwargs)
+        ws = await connect(
+            ws_url,
+            subprotocols=[sub],  # type: ignore[list-item]
+            max_size=None,
+            open_timeout=10,
+            **kwargs,
+        )
         client = cls(ws, codec, base_url, token)
         await client._hello()
         return client
@@ -92,8 +104,13 @@ class Client:
         if self.last:
             ws_url += "&after=" + self.last
         sub = MSGPACK if self.codec == "msgpack" else JSON
-        self.ws = await connect(ws_url, subprotocols=[sub],  # type: ignore[list-item]
-                                max_size=None, open_timeout=10, **kwargs)
+        self.ws = await connect(
+            ws_url,
+            subprotocols=[sub],  # type: ignore[list-item]
+            max_size=None,
+            open_timeout=10,
+            **kwargs,
+        )
         self.close_code = None
         await self._hello()
         return bool(self.welcome.get("resumed"))
@@ -143,16 +160,21 @@ class Client:
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send(encode(message, self.codec))
 
-    async def request(self, name: str, args: dict[str, Any] | None = None, *,
-                      cid: str | None = None, timeout: float = 10.0,
-                      **extra: Any) -> dict[str, Any]:
+    async def request(
+        self,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        cid: str | None = None,
+        timeout: float = 10.0,
+        **extra: Any,
+    ) -> dict[str, Any]:
         """Send a command and return its reply, ok or not."""
         cid = cid or self.next_cid()
         fut = self._replies.get(cid)
         if fut is None:
             fut = self._replies[cid] = asyncio.get_running_loop().create_future()
-        await self.send({"type": "command", "cid": cid, "name": name, "args": args or {},
-                         **extra})
+        await self.send({"type": "command", "cid": cid, "name": name, "args": args or {}, **extra})
         return await asyncio.wait_for(fut, timeout)
 
     async def rpc(self, kind: str, *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
@@ -162,8 +184,9 @@ class Client:
         await self.send({"type": kind, "cid": cid, **fields})
         return await asyncio.wait_for(fut, timeout)
 
-    async def command(self, name: str, args: dict[str, Any] | None = None, **kw: Any
-                      ) -> dict[str, Any]:
+    async def command(
+        self, name: str, args: dict[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
         """Send a command; raise :class:`CommandError` unless it was accepted."""
         reply = await self.request(name, args, **kw)
         if not reply["ok"]:
@@ -172,6 +195,7 @@ class Client:
 
     async def wait_for(self, predicate: Callable[[State], Any], timeout: float = 5.0) -> Any:
         """Wait until ``predicate(state)`` is truthy; return its value."""
+
         async def wait() -> Any:
             async with self._changed:
                 while True:
@@ -181,11 +205,14 @@ class Client:
                     if self._reader is not None and self._reader.done():
                         raise ConnectionError("connection closed while waiting")
                     await self._changed.wait()
+
         return await asyncio.wait_for(wait(), timeout)
 
-    async def wait_message(self, predicate: Callable[[dict[str, Any]], Any],
-                           timeout: float = 5.0) -> dict[str, Any]:
+    async def wait_message(
+        self, predicate: Callable[[dict[str, Any]], Any], timeout: float = 5.0
+    ) -> dict[str, Any]:
         """Wait for a received frame matching ``predicate`` (earlier frames count too)."""
+
         async def wait() -> dict[str, Any]:
             async with self._changed:
                 while True:
@@ -195,6 +222,7 @@ class Client:
                     if self._reader is not None and self._reader.done():
                         raise ConnectionError("connection closed while waiting")
                     await self._changed.wait()
+
         return await asyncio.wait_for(wait(), timeout)
 
     async def close(self) -> None:

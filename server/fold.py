@@ -144,7 +144,8 @@ def view(state: State, person: dict[str, Any] | None) -> State:
     out: State = {"meta": {k: v for k, v in state["meta"].items() if k != "outcomes"}}
     for s in SLICES:
         out[s.name] = (
-            s.view(state, person) if s.view is not None and person is not None
+            s.view(state, person)
+            if s.view is not None and person is not None
             else copy.deepcopy(state[s.name])
         )
     return out

@@ -37,8 +37,10 @@ DEFAULT_MIX = 3
 YESNO: list[dict[str, Any]] = [
     {"id": "yes", "text": {"en": "Yes", "es": "Sí", "fr": "Oui", "ru": "За"}},
     {"id": "no", "text": {"en": "No", "es": "No", "fr": "Non", "ru": "Против"}},
-    {"id": "abstain", "text": {"en": "Abstain", "es": "Abstención", "fr": "Abstention",
-                               "ru": "Воздержался"}},
+    {
+        "id": "abstain",
+        "text": {"en": "Abstain", "es": "Abstención", "fr": "Abstention", "ru": "Воздержался"},
+    },
 ]
 
 
@@ -69,8 +71,14 @@ def _texts(value: Any, key: str, floor: str) -> dict[str, str]:
     return out
 
 
-def _pick(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any,
-          choices: tuple[str, ...] | None = None, prefix: str = "") -> Any:
+def _pick(
+    data: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    default: Any,
+    choices: tuple[str, ...] | None = None,
+    prefix: str = "",
+) -> Any:
     value = data.get(key, default)
     where = f"{prefix}.{key}" if prefix else key
     if value is None:
@@ -86,8 +94,20 @@ def normalise(data: Any, floor: str = "en", *, with_id: bool = False) -> dict[st
     """The checked, complete form of a definition; raises :class:`DefError`."""
     if not isinstance(data, Mapping):
         raise DefError("poll", "expected a table")
-    known = {"id", "question", "kind", "max", "options", "electorate", "secret", "change",
-             "seconds", "quorum", "threshold", "mix"}
+    known = {
+        "id",
+        "question",
+        "kind",
+        "max",
+        "options",
+        "electorate",
+        "secret",
+        "change",
+        "seconds",
+        "quorum",
+        "threshold",
+        "mix",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise DefError(unknown[0], "unknown key")
@@ -152,7 +172,7 @@ def _quorum(value: Any) -> dict[str, Any] | None:
     if value is None or value is False:
         return None
     if not isinstance(value, Mapping):
-        raise DefError("quorum", "expected a table like { of = \"roll\", fraction = 0.5 }")
+        raise DefError("quorum", 'expected a table like { of = "roll", fraction = 0.5 }')
     unknown = sorted(set(value) - {"of", "fraction", "weighted"})
     if unknown:
         raise DefError(f"quorum.{unknown[0]}", "unknown key")
@@ -206,11 +226,13 @@ def from_config(room: str, extra: Mapping[str, Any], floor: str) -> list[dict[st
         try:
             poll = normalise(table, floor, with_id=True)
         except DefError as exc:
-            raise ConfigError("assembly", f"rooms[{room}].polls[{i}].{exc.key}",
-                              exc.problem) from None
+            raise ConfigError(
+                "assembly", f"rooms[{room}].polls[{i}].{exc.key}", exc.problem
+            ) from None
         if any(p["id"] == poll["id"] for p in out):
-            raise ConfigError("assembly", f"rooms[{room}].polls[{i}].id",
-                              f"poll {poll['id']!r} is defined twice")
+            raise ConfigError(
+                "assembly", f"rooms[{room}].polls[{i}].id", f"poll {poll['id']!r} is defined twice"
+            )
         out.append(poll)
     return out
 

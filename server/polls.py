@@ -95,11 +95,15 @@ from .types import (
 
 
 def init(config: RoomConfig) -> dict[str, Any]:
-    polls = {p["id"]: new_poll(p, p["id"]) for p in
-             polldefs.from_config(config.id, config.extra, config.floor)}
+    polls = {
+        p["id"]: new_poll(p, p["id"])
+        for p in polldefs.from_config(config.id, config.extra, config.floor)
+    }
     return {
-        "roll": {m.id: {"name": m.name, "country": m.country, "w": round(m.weight * 100)}
-                 for m in config.members},
+        "roll": {
+            m.id: {"name": m.name, "country": m.country, "w": round(m.weight * 100)}
+            for m in config.members
+        },
         "voting": polldefs.voting_settings(config.id, config.extra),
         "proxies": {},
         "polls": polls,
@@ -135,18 +139,25 @@ def check_open(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_timer(args: dict[str, Any]) -> dict[str, Any]:
-    return {"poll": poll_arg(args),
-            "seconds": arg_int(args, "seconds", lo=0, hi=polldefs.MAX_SECONDS)}
+    return {
+        "poll": poll_arg(args),
+        "seconds": arg_int(args, "seconds", lo=0, hi=polldefs.MAX_SECONDS),
+    }
 
 
 def check_cast(args: dict[str, Any]) -> dict[str, Any]:
-    return {"poll": poll_arg(args), "choice": choice_arg(args),
-            "for": arg_str(args, "for", max_len=120, required=False)}
+    return {
+        "poll": poll_arg(args),
+        "choice": choice_arg(args),
+        "for": arg_str(args, "for", max_len=120, required=False),
+    }
 
 
 def check_grant(args: dict[str, Any]) -> dict[str, Any]:
-    return {"to": arg_str(args, "to", max_len=120),
-            "from": arg_str(args, "from", max_len=120, required=False)}
+    return {
+        "to": arg_str(args, "to", max_len=120),
+        "from": arg_str(args, "from", max_len=120, required=False),
+    }
 
 
 def check_revoke(args: dict[str, Any]) -> dict[str, Any]:
@@ -168,25 +179,42 @@ def decide_create(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     while poll_id in state["polls"]["polls"]:
         seq += 1
         poll_id = f"p{seq}"
-    return [{"type": "poll.created", "poll": new_poll(definition, poll_id), "seq": seq,
-             "by": actor.pid, "to": TO_CHAIR}]
+    return [
+        {
+            "type": "poll.created",
+            "poll": new_poll(definition, poll_id),
+            "seq": seq,
+            "by": actor.pid,
+            "to": TO_CHAIR,
+        }
+    ]
 
 
 def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     poll = get_poll(state, args["poll"])
     if poll["state"] != PollState.DRAFT:
-        raise Refused(f"only a draft can be edited; the poll is {poll['state']}",
-                      code=f"poll_is_{poll['state']}")
+        raise Refused(
+            f"only a draft can be edited; the poll is {poll['state']}",
+            code=f"poll_is_{poll['state']}",
+        )
     definition = polldefs.for_command(args["def"], _floor(state))
-    return [{"type": "poll.updated", "poll": new_poll(definition, poll["id"]),
-             "by": actor.pid, "to": TO_CHAIR}]
+    return [
+        {
+            "type": "poll.updated",
+            "poll": new_poll(definition, poll["id"]),
+            "by": actor.pid,
+            "to": TO_CHAIR,
+        }
+    ]
 
 
 def decide_delete(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     poll = get_poll(state, args["poll"])
     if poll["state"] != PollState.DRAFT:
-        raise Refused(f"only a draft can be deleted; the poll is {poll['state']}",
-                      code=f"poll_is_{poll['state']}")
+        raise Refused(
+            f"only a draft can be deleted; the poll is {poll['state']}",
+            code=f"poll_is_{poll['state']}",
+        )
     return [{"type": "poll.deleted", "id": poll["id"], "to": TO_CHAIR}]
 
 
@@ -196,14 +224,17 @@ def decide_open(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
     if poll["electorate"] == "roll" and not state["polls"]["roll"]:
         raise Refused("the assembly has no voter roll", code="no_roll")
     if poll["secret"] and poll["keys"] is None:
-        raise Refused("the ballot keys are still being prepared; try again in a moment",
-                      code="keys_missing")
+        raise Refused(
+            "the ballot keys are still being prepared; try again in a moment", code="keys_missing"
+        )
     seconds = args["seconds"] if args["seconds"] is not None else poll["seconds"]
     opened = public(poll)
-    opened.update(state=PollState.OPEN.value, opened_at=ts,
-                  closes_at=ts + seconds * 1000 if seconds else None,
-                  proxies=dict(state["polls"]["proxies"]) if poll["electorate"] == "roll"
-                  else {})
+    opened.update(
+        state=PollState.OPEN.value,
+        opened_at=ts,
+        closes_at=ts + seconds * 1000 if seconds else None,
+        proxies=dict(state["polls"]["proxies"]) if poll["electorate"] == "roll" else {},
+    )
     return [{"type": "poll.opened", "poll": opened, "by": actor.pid}]
 
 
@@ -211,8 +242,13 @@ def decide_timer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     poll = get_poll(state, args["poll"])
     must_be_open(poll, ts)
     seconds = args["seconds"]
-    return [{"type": "poll.timer", "id": poll["id"],
-             "closes_at": ts + seconds * 1000 if seconds else None}]
+    return [
+        {
+            "type": "poll.timer",
+            "id": poll["id"],
+            "closes_at": ts + seconds * 1000 if seconds else None,
+        }
+    ]
 
 
 def close_events(state: State, poll: dict[str, Any], ts: int, by: str) -> list[Event]:
@@ -233,9 +269,11 @@ def decide_publish(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
     poll = get_poll(state, args["poll"])
     move(poll, PollState.PUBLISHED)
     if not poll["sealed"]:
-        raise Refused(f"{sum(poll['pending'].values())} ballot(s) claimed before the close "
-                      f"are still on their way; publish in a few seconds",
-                      code="ballots_pending")
+        raise Refused(
+            f"{sum(poll['pending'].values())} ballot(s) claimed before the close "
+            f"are still on their way; publish in a few seconds",
+            code="ballots_pending",
+        )
     return [{"type": "poll.published", "id": poll["id"], "at": ts, "result": poll["result"]}]
 
 
@@ -252,8 +290,7 @@ def _delegator(state: State, actor: Actor, given: str | None) -> str:
         person = state["core"]["people"].get(actor.pid, {})
         member = person.get("org")
         if given is not None and given != member:
-            raise Refused("only your own organisation's vote can be delegated",
-                          code="forbidden")
+            raise Refused("only your own organisation's vote can be delegated", code="forbidden")
     if member not in roll:
         raise Refused(f"{member!r} is not on the voter roll", code="not_on_roll")
     assert member is not None
@@ -263,8 +300,9 @@ def _delegator(state: State, actor: Actor, given: str | None) -> str:
 def _no_open_vote(state: State) -> None:
     for poll in state["polls"]["polls"].values():
         if poll["electorate"] == "roll" and poll["state"] == PollState.OPEN:
-            raise Refused("proxies can change only while no formal vote is open",
-                          code="poll_is_open")
+            raise Refused(
+                "proxies can change only while no formal vote is open", code="poll_is_open"
+            )
 
 
 def decide_grant(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -280,20 +318,24 @@ def decide_grant(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     after = {**proxies, member: to}
     if not voting["proxy_chains"]:
         if to in proxies:
-            raise Refused(f"{roll[to]['name']} has itself delegated its vote; proxies do not "
-                          f"chain in this assembly", code="proxy_chain")
+            raise Refused(
+                f"{roll[to]['name']} has itself delegated its vote; proxies do not "
+                f"chain in this assembly",
+                code="proxy_chain",
+            )
         if member in proxies.values():
-            raise Refused(f"{roll[member]['name']} holds proxies and cannot delegate; "
-                          f"proxies do not chain in this assembly", code="proxy_chain")
+            raise Refused(
+                f"{roll[member]['name']} holds proxies and cannot delegate; "
+                f"proxies do not chain in this assembly",
+                code="proxy_chain",
+            )
     elif _reaches(after, to, member):
         raise Refused("this proxy would make a cycle", code="proxy_cycle")
     most = voting["max_proxies"]
     end = holder(after, to)
     if most is not None and sum(1 for m in after if holder(after, m) == end) > most:
-        raise Refused(f"{roll[end]['name']} already holds {most} proxies",
-                      code="too_many_proxies")
-    return [{"type": "proxy.granted", "member": member, "holder": to, "by": actor.pid,
-             "at": ts}]
+        raise Refused(f"{roll[end]['name']} already holds {most} proxies", code="too_many_proxies")
+    return [{"type": "proxy.granted", "member": member, "holder": to, "by": actor.pid, "at": ts}]
 
 
 def _reaches(proxies: dict[str, str], start: str, target: str) -> bool:
@@ -321,8 +363,7 @@ def decide_cast(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
     poll = get_poll(state, args["poll"])
     must_be_open(poll, ts)
     if poll["secret"]:
-        raise Refused("this is a secret ballot: vote through the ballot box",
-                      code="secret_ballot")
+        raise Refused("this is a secret ballot: vote through the ballot box", code="secret_ballot")
     voter, weight = voter_for(state, poll, actor, args["for"])
     check_choice(poll, args["choice"])
     prior = poll["voted"].get(voter)
@@ -332,11 +373,31 @@ def decide_cast(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
             raise already_voted(state, poll, voter)
         if prior["choice"] == args["choice"]:
             return []
-        return [{"type": "ballot.changed", "id": poll["id"], "voter": voter, "by": actor.pid,
-                 "at": ts, "w": weight, "choice": args["choice"], "old": prior["choice"],
-                 "to": to}]
-    return [{"type": "ballot.cast", "id": poll["id"], "voter": voter, "by": actor.pid,
-             "at": ts, "w": weight, "choice": args["choice"], "to": to}]
+        return [
+            {
+                "type": "ballot.changed",
+                "id": poll["id"],
+                "voter": voter,
+                "by": actor.pid,
+                "at": ts,
+                "w": weight,
+                "choice": args["choice"],
+                "old": prior["choice"],
+                "to": to,
+            }
+        ]
+    return [
+        {
+            "type": "ballot.cast",
+            "id": poll["id"],
+            "voter": voter,
+            "by": actor.pid,
+            "at": ts,
+            "w": weight,
+            "choice": args["choice"],
+            "to": to,
+        }
+    ]
 
 
 # --- the clock ------------------------------------------------------------------------------
@@ -359,21 +420,28 @@ def tick(state: State, ts: int) -> list[Event]:
     for poll in state["polls"]["polls"].values():
         if poll["state"] == PollState.OPEN and closed_by_timer(poll, ts):
             events += close_events(state, poll, poll["closes_at"], "timer")
-        elif (poll["state"] == PollState.CLOSED and not poll["sealed"]
-              and ts >= poll["closed_at"] + GRACE_MS):
+        elif (
+            poll["state"] == PollState.CLOSED
+            and not poll["sealed"]
+            and ts >= poll["closed_at"] + GRACE_MS
+        ):
             events += seal_events(state, poll, ts)
         if poll.get("dirty") and ts >= poll["progress_at"] + PROGRESS_MS:
             events.append(progress_event(state, poll, ts))
     return events
 
 
-BALLOT_EVENTS = frozenset({"ballot.cast", "ballot.changed", "ballot.claimed",
-                           "ballot.deposited"})
+BALLOT_EVENTS = frozenset({"ballot.cast", "ballot.changed", "ballot.claimed", "ballot.deposited"})
 
 
 def progress_event(state: State, poll: dict[str, Any], ts: int) -> Event:
-    return {"type": "poll.progress", "id": poll["id"], "at": ts,
-            "progress": progress(state, poll), "to": TO_CHAIR}
+    return {
+        "type": "poll.progress",
+        "id": poll["id"],
+        "at": ts,
+        "progress": progress(state, poll),
+        "to": TO_CHAIR,
+    }
 
 
 def react(state: State, events: list[Event], ts: int) -> list[Event]:
@@ -389,8 +457,9 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
     out: list[Event] = []
     for poll_id in touched:
         poll = state["polls"]["polls"].get(poll_id)
-        if poll is not None and (poll.get("progress_at") is None
-                                 or ts >= poll["progress_at"] + PROGRESS_MS):
+        if poll is not None and (
+            poll.get("progress_at") is None or ts >= poll["progress_at"] + PROGRESS_MS
+        ):
             out.append(progress_event(state, poll, ts))
     return out
 
@@ -469,7 +538,11 @@ def apply_cast(state: State, event: Event) -> None:
     if poll is None:
         return
     poll.setdefault("voted", {})[event["voter"]] = {
-        "by": event["by"], "at": event["at"], "w": event["w"], "choice": event["choice"]}
+        "by": event["by"],
+        "at": event["at"],
+        "w": event["w"],
+        "choice": event["choice"],
+    }
     mark_dirty(poll)
     if "counts" in poll:
         if event.get("old") is not None:
@@ -517,10 +590,14 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
     their own voting record, and results once published."""
     polls = state["polls"]
     chair = person is None or person.get("role") == MODERATOR
-    out: dict[str, Any] = {"roll": copy.deepcopy(polls["roll"]),
-                           "voting": dict(polls["voting"]),
-                           "proxies": dict(polls["proxies"]), "seq": polls["seq"],
-                           "polls": {}, "order": []}
+    out: dict[str, Any] = {
+        "roll": copy.deepcopy(polls["roll"]),
+        "voting": dict(polls["voting"]),
+        "proxies": dict(polls["proxies"]),
+        "seq": polls["seq"],
+        "polls": {},
+        "order": [],
+    }
     pid = person.get("pid") if person else None
     org = person.get("org") if person else None
     for poll_id in polls["order"]:
@@ -533,10 +610,14 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
             continue
         else:
             shown = public(poll)
-            mine = {pid, org} | {m for m, to in poll["proxies"].items()
-                                 if holder(poll["proxies"], m) == org}
-            shown["voted"] = {v: {k: x for k, x in rec.items() if k != "blinded"}
-                              for v, rec in poll["voted"].items() if v in mine}
+            mine = {pid, org} | {
+                m for m, to in poll["proxies"].items() if holder(poll["proxies"], m) == org
+            }
+            shown["voted"] = {
+                v: {k: x for k, x in rec.items() if k != "blinded"}
+                for v, rec in poll["voted"].items()
+                if v in mine
+            }
             if poll["state"] == PollState.PUBLISHED:
                 shown["result"] = copy.deepcopy(poll["result"])
         out["polls"][poll_id] = shown
@@ -545,8 +626,17 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
 
 
 __all__ = [  # what other modules (ballots.py, exports, tests) take from here
-    "GRACE_MS", "PROGRESS_MS", "SLICE", "PollState", "check_ballot", "check_claim",
-    "closed_by_timer", "deposit_problem", "electorate", "get_poll", "weight_classes",
+    "GRACE_MS",
+    "PROGRESS_MS",
+    "SLICE",
+    "PollState",
+    "check_ballot",
+    "check_claim",
+    "closed_by_timer",
+    "deposit_problem",
+    "electorate",
+    "get_poll",
+    "weight_classes",
 ]
 
 SLICE = Slice(

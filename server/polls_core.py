@@ -27,31 +27,76 @@ TO_CHAIR = ["role:moderator"]
 
 HEX = frozenset("0123456789abcdef")
 
+
 class PollState(StrEnum):
     DRAFT = "draft"
     OPEN = "open"
     CLOSED = "closed"
     PUBLISHED = "published"
 
-MOVES = {PollState.DRAFT: PollState.OPEN, PollState.OPEN: PollState.CLOSED,
-         PollState.CLOSED: PollState.PUBLISHED}
 
-DEFINITION = ("question", "kind", "max", "options", "electorate", "secret", "change",
-              "seconds", "quorum", "threshold", "mix")
+MOVES = {
+    PollState.DRAFT: PollState.OPEN,
+    PollState.OPEN: PollState.CLOSED,
+    PollState.CLOSED: PollState.PUBLISHED,
+}
 
-PUBLIC = ("id", *DEFINITION, "state", "opened_at", "closes_at", "closed_at", "sealed",
-          "published_at", "keys", "proxies")
+DEFINITION = (
+    "question",
+    "kind",
+    "max",
+    "options",
+    "electorate",
+    "secret",
+    "change",
+    "seconds",
+    "quorum",
+    "threshold",
+    "mix",
+)
+
+PUBLIC = (
+    "id",
+    *DEFINITION,
+    "state",
+    "opened_at",
+    "closes_at",
+    "closed_at",
+    "sealed",
+    "published_at",
+    "keys",
+    "proxies",
+)
+
 
 def new_poll(definition: dict[str, Any], poll_id: str) -> dict[str, Any]:
     poll = {k: copy.deepcopy(definition[k]) for k in DEFINITION}
-    poll.update(id=poll_id, state=PollState.DRAFT.value, opened_at=None, closes_at=None,
-                closed_at=None, sealed=False, published_at=None, keys=None, proxies={},
-                voted={}, pending={}, ballots={}, counts=tally.empty_counts(poll["options"]),
-                cast=[0, 0], progress=None, progress_at=None, dirty=False, result=None)
+    poll.update(
+        id=poll_id,
+        state=PollState.DRAFT.value,
+        opened_at=None,
+        closes_at=None,
+        closed_at=None,
+        sealed=False,
+        published_at=None,
+        keys=None,
+        proxies={},
+        voted={},
+        pending={},
+        ballots={},
+        counts=tally.empty_counts(poll["options"]),
+        cast=[0, 0],
+        progress=None,
+        progress_at=None,
+        dirty=False,
+        result=None,
+    )
     return poll
+
 
 def public(poll: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(poll[k]) for k in PUBLIC if k in poll}
+
 
 def get_poll(state: State, poll_id: str) -> dict[str, Any]:
     poll: dict[str, Any] | None = state["polls"]["polls"].get(poll_id)
@@ -59,21 +104,26 @@ def get_poll(state: State, poll_id: str) -> dict[str, Any]:
         raise Refused(f"there is no poll {poll_id!r}", code="unknown_poll")
     return poll
 
+
 def move(poll: dict[str, Any], to: PollState) -> None:
     """Refuse unless ``poll`` may move to ``to`` now; the code names the state it is in."""
     now = PollState(poll["state"])
     if MOVES.get(now) is not to:
-        raise Refused(f"the poll is {now.value}; it cannot become {to.value}",
-                      code=f"poll_is_{now.value}")
+        raise Refused(
+            f"the poll is {now.value}; it cannot become {to.value}", code=f"poll_is_{now.value}"
+        )
+
 
 def closed_by_timer(poll: dict[str, Any], ts: int) -> bool:
     return poll["closes_at"] is not None and ts >= poll["closes_at"]
+
 
 def must_be_open(poll: dict[str, Any], ts: int) -> None:
     if poll["state"] != PollState.OPEN:
         raise Refused(f"the poll is {poll['state']}", code=f"poll_is_{poll['state']}")
     if closed_by_timer(poll, ts):
         raise Refused("the poll's time is up", code="poll_is_closed")
+
 
 def holder(proxies: dict[str, str], member: str) -> str:
     """Who casts ``member``'s ballot: follow its proxy (and, if allowed, the chain)."""
@@ -85,8 +135,10 @@ def holder(proxies: dict[str, str], member: str) -> str:
         seen.add(member)
     return member
 
-def voter_for(state: State, poll: dict[str, Any], actor: Actor,
-              on_behalf: str | None) -> tuple[str, int]:
+
+def voter_for(
+    state: State, poll: dict[str, Any], actor: Actor, on_behalf: str | None
+) -> tuple[str, int]:
     """The voter key (member id, or pid in a quick poll) and weight this actor casts for."""
     person = state["core"]["people"].get(actor.pid)
     if person is None or not person["conns"]:
@@ -104,11 +156,13 @@ def voter_for(state: State, poll: dict[str, Any], actor: Actor,
         raise Refused(f"{member!r} is not on the voter roll", code="not_on_roll")
     cast_by = holder(poll["proxies"], member)
     if member != org and cast_by != org:
-        raise Refused(f"{roll[org]['name']} holds no proxy for {roll[member]['name']}",
-                      code="no_proxy")
+        raise Refused(
+            f"{roll[org]['name']} holds no proxy for {roll[member]['name']}", code="no_proxy"
+        )
     if member == org and cast_by != org:
         raise Refused(f"your vote is delegated to {roll[cast_by]['name']}", code="delegated")
     return member, int(roll[member]["w"])
+
 
 def check_choice(poll: dict[str, Any], choice: list[str]) -> None:
     ids = {o["id"] for o in poll["options"]}
@@ -122,11 +176,13 @@ def check_choice(poll: dict[str, Any], choice: list[str]) -> None:
     if len(choice) > poll["max"]:
         raise Refused(f"choose at most {poll['max']} option(s)", code="too_many_choices")
 
+
 def already_voted(state: State, poll: dict[str, Any], voter: str) -> Refused:
     if poll["electorate"] == "roll":
         name = state["polls"]["roll"][voter]["name"]
         return Refused(f"{name} has already voted in this poll", code="already_voted")
     return Refused("you have already voted in this poll", code="already_voted")
+
 
 def electorate(state: State, poll: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
     """``(count, weight)`` of the whole electorate and of the part of it present now."""
@@ -138,47 +194,68 @@ def electorate(state: State, poll: dict[str, Any]) -> tuple[tuple[int, int], tup
     roll = state["polls"]["roll"]
     orgs = {p.get("org") for p in online}
     here = [m for m in roll if holder(poll["proxies"], m) in orgs or m in poll["voted"]]
-    return ((len(roll), sum(m["w"] for m in roll.values())),
-            (len(here), sum(roll[m]["w"] for m in here)))
+    return (
+        (len(roll), sum(m["w"] for m in roll.values())),
+        (len(here), sum(roll[m]["w"] for m in here)),
+    )
+
 
 def progress(state: State, poll: dict[str, Any]) -> dict[str, Any]:
     eligible, present = electorate(state, poll)
     out = tally.result(poll, eligible, present)
-    out["turnout"] = {"n": len(poll["voted"]),
-                      "w": sum(v["w"] for v in poll["voted"].values())}
+    out["turnout"] = {"n": len(poll["voted"]), "w": sum(v["w"] for v in poll["voted"].values())}
     out["pending"] = sum(poll["pending"].values())
     return out
 
+
 def final_result(state: State, poll: dict[str, Any], ts: int) -> dict[str, Any]:
     out = progress(state, poll)
-    out["opened_at"], out["closed_at"], out["sealed_at"] = poll["opened_at"], \
-        poll["closed_at"], ts
+    out["opened_at"], out["closed_at"], out["sealed_at"] = poll["opened_at"], poll["closed_at"], ts
     out["missing"] = out.pop("pending")
     if poll["secret"]:
         out["receipts"] = sorted(
-            ({"receipt": blind.receipt(token), "choice": b["choice"], "w": b["w"]}
-             for token, b in poll["ballots"].items()), key=lambda r: r["receipt"])
+            (
+                {"receipt": blind.receipt(token), "choice": b["choice"], "w": b["w"]}
+                for token, b in poll["ballots"].items()
+            ),
+            key=lambda r: r["receipt"],
+        )
         out["keys"] = poll["keys"]
     else:
         people = state["core"]["people"]
         roll = state["polls"]["roll"]
         out["roll_call"] = [
-            {"voter": voter,
-             "name": roll[voter]["name"] if voter in roll else people.get(voter, {}).get(
-                 "name", voter),
-             "by": people.get(v["by"], {}).get("name", v["by"]), "choice": v["choice"],
-             "w": v["w"]}
-            for voter, v in sorted(poll["voted"].items())]
+            {
+                "voter": voter,
+                "name": roll[voter]["name"]
+                if voter in roll
+                else people.get(voter, {}).get("name", voter),
+                "by": people.get(v["by"], {}).get("name", v["by"]),
+                "choice": v["choice"],
+                "w": v["w"],
+            }
+            for voter, v in sorted(poll["voted"].items())
+        ]
     return out
 
+
 def seal_events(state: State, poll: dict[str, Any], ts: int) -> list[Event]:
-    return [{"type": "poll.sealed", "id": poll["id"], "at": ts,
-             "result": final_result(state, poll, ts), "to": TO_CHAIR}]
+    return [
+        {
+            "type": "poll.sealed",
+            "id": poll["id"],
+            "at": ts,
+            "result": final_result(state, poll, ts),
+            "to": TO_CHAIR,
+        }
+    ]
+
 
 def poll_arg(args: dict[str, Any]) -> str:
     value = arg_str(args, "poll", max_len=40)
     assert value is not None
     return value
+
 
 def hex_arg(args: dict[str, Any], key: str, max_len: int, required: bool = True) -> str | None:
     value = arg_str(args, key, max_len=max_len, required=required)
@@ -186,14 +263,19 @@ def hex_arg(args: dict[str, Any], key: str, max_len: int, required: bool = True)
         raise BadArgs(f"'{key}' must be lower-case hexadecimal")
     return value
 
+
 def choice_arg(args: dict[str, Any]) -> list[str]:
     choice = args.get("choice")
     if isinstance(choice, str):
         choice = [choice]
-    if not isinstance(choice, list) or len(choice) > polldefs.MAX_OPTIONS or not all(
-            isinstance(c, str) and len(c) <= 40 for c in choice):
+    if (
+        not isinstance(choice, list)
+        or len(choice) > polldefs.MAX_OPTIONS
+        or not all(isinstance(c, str) and len(c) <= 40 for c in choice)
+    ):
         raise BadArgs("'choice' must be an option id or a list of option ids")
     return choice
+
 
 def weight_classes(state: State, poll: dict[str, Any]) -> list[int]:
     """The weights (hundredths) a secret poll needs a signing key for."""
@@ -201,9 +283,11 @@ def weight_classes(state: State, poll: dict[str, Any]) -> list[int]:
         return [100]
     return sorted({int(m["w"]) for m in state["polls"]["roll"].values()})
 
+
 def find_poll(state: State, poll_id: str) -> dict[str, Any] | None:
     found: dict[str, Any] | None = state["polls"]["polls"].get(poll_id)
     return found
+
 
 def mark_dirty(poll: dict[str, Any]) -> None:
     if "dirty" in poll:  # the full state only: a client's copy has no use for it

@@ -34,9 +34,14 @@ from .types import Actor, Event, State, arg_int, arg_str
 
 MAX_BATCH = 500
 
+
 def check_claim(args: dict[str, Any]) -> dict[str, Any]:
-    return {"poll": poll_arg(args), "blinded": hex_arg(args, "blinded", 1024),
-            "for": arg_str(args, "for", max_len=120, required=False)}
+    return {
+        "poll": poll_arg(args),
+        "blinded": hex_arg(args, "blinded", 1024),
+        "for": arg_str(args, "for", max_len=120, required=False),
+    }
+
 
 def check_ballot(data: Any) -> dict[str, Any]:
     """One ballot of a deposit: ``{token, sig, w, choice, rev, reveal}``."""
@@ -48,15 +53,22 @@ def check_ballot(data: Any) -> dict[str, Any]:
         raise BadArgs("'token' must be 64 hexadecimal digits")
     rev = arg_int(data, "rev", lo=0, hi=blind.CHAIN, default=0)
     reveal = hex_arg(data, "reveal", 64, required=bool(rev))
-    return {"token": token, "sig": hex_arg(data, "sig", 1024),
-            "w": arg_int(data, "w", lo=1, hi=10**9), "choice": choice_arg(data), "rev": rev,
-            "reveal": reveal if rev else None}
+    return {
+        "token": token,
+        "sig": hex_arg(data, "sig", 1024),
+        "w": arg_int(data, "w", lo=1, hi=10**9),
+        "choice": choice_arg(data),
+        "rev": rev,
+        "reveal": reveal if rev else None,
+    }
+
 
 def check_deposit(args: dict[str, Any]) -> dict[str, Any]:
     ballots = args.get("ballots")
     if not isinstance(ballots, list) or not 1 <= len(ballots) <= MAX_BATCH:
         raise BadArgs(f"'ballots' must be a list of 1 to {MAX_BATCH} ballots")
     return {"poll": poll_arg(args), "ballots": [check_ballot(b) for b in ballots]}
+
 
 def check_keys(args: dict[str, Any]) -> dict[str, Any]:
     keys = args.get("keys")
@@ -69,6 +81,7 @@ def check_keys(args: dict[str, Any]) -> dict[str, Any]:
         out[str(w)] = {"n": hex_arg(key, "n", 1024), "e": arg_int(key, "e", lo=3, hi=2**31)}
     return {"poll": poll_arg(args), "keys": out}
 
+
 def decide_keys(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     poll = get_poll(state, args["poll"])
     if poll["state"] != PollState.DRAFT or not poll["secret"]:
@@ -76,11 +89,13 @@ def decide_keys(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
     if poll["keys"] is not None:
         if poll["keys"] == args["keys"]:
             return []
-        raise Refused("this poll already has other keys (nodes with different secrets?)",
-                      code="keys_mismatch")
+        raise Refused(
+            "this poll already has other keys (nodes with different secrets?)", code="keys_mismatch"
+        )
     if sorted(int(w) for w in args["keys"]) != weight_classes(state, poll):
         raise Refused("keys must cover every weight class", code="keys_mismatch")
     return [{"type": "poll.keys", "id": poll["id"], "keys": args["keys"], "to": TO_CHAIR}]
+
 
 def decide_claim(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     poll = get_poll(state, args["poll"])
@@ -93,18 +108,30 @@ def decide_claim(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
         if prior.get("blinded") == args["blinded"]:
             return []  # the same claim again (a retry from the same device): nothing new
         raise already_voted(state, poll, voter)
-    return [{"type": "ballot.claimed", "id": poll["id"], "voter": voter, "by": actor.pid,
-             "at": ts, "w": weight, "blinded": args["blinded"],
-             "to": [*TO_CHAIR, f"pid:{actor.pid}"]}]
+    return [
+        {
+            "type": "ballot.claimed",
+            "id": poll["id"],
+            "voter": voter,
+            "by": actor.pid,
+            "at": ts,
+            "w": weight,
+            "blinded": args["blinded"],
+            "to": [*TO_CHAIR, f"pid:{actor.pid}"],
+        }
+    ]
 
-def deposit_problem(state: State, poll: dict[str, Any], ballot: dict[str, Any],
-                    ts: int) -> Refused | None:
+
+def deposit_problem(
+    state: State, poll: dict[str, Any], ballot: dict[str, Any], ts: int
+) -> Refused | None:
     """Why ``ballot`` cannot go into ``poll``'s box now, or ``None`` if it can (or is in)."""
     if not poll["secret"]:
         return Refused("this is an open ballot", code="open_ballot")
     if poll["state"] not in (PollState.OPEN, PollState.CLOSED) or poll["sealed"]:
-        return Refused(f"the poll is {poll['state']} and its box is sealed",
-                       code=f"poll_is_{poll['state']}")
+        return Refused(
+            f"the poll is {poll['state']} and its box is sealed", code=f"poll_is_{poll['state']}"
+        )
     late = poll["state"] == PollState.CLOSED or closed_by_timer(poll, ts)
     prior = poll["ballots"].get(ballot["token"])
     if prior is not None:
@@ -117,9 +144,11 @@ def deposit_problem(state: State, poll: dict[str, Any], ballot: dict[str, Any],
         if late:
             return Refused("the poll is closed", code="poll_is_closed")
         if ballot["reveal"] is None or not blind.follows(
-                ballot["reveal"], ballot["rev"] - prior["rev"], prior["last"]):
-            return Refused("this change does not prove it comes from the ballot's owner",
-                           code="bad_ballot")
+            ballot["reveal"], ballot["rev"] - prior["rev"], prior["last"]
+        ):
+            return Refused(
+                "this change does not prove it comes from the ballot's owner", code="bad_ballot"
+            )
     else:
         key = (poll["keys"] or {}).get(str(ballot["w"]))
         if key is None:
@@ -127,8 +156,10 @@ def deposit_problem(state: State, poll: dict[str, Any], ballot: dict[str, Any],
         data = blind.message(state["meta"]["room"], poll["id"], ballot["w"], ballot["token"])
         if not blind.verify(blind.PublicKey.from_wire(key), data, int(ballot["sig"], 16)):
             return Refused("the ballot's signature does not verify", code="bad_ballot")
-        if ballot["rev"] and (ballot["reveal"] is None or not blind.follows(
-                ballot["reveal"], ballot["rev"], ballot["token"])):
+        if ballot["rev"] and (
+            ballot["reveal"] is None
+            or not blind.follows(ballot["reveal"], ballot["rev"], ballot["token"])
+        ):
             return Refused("this change does not follow from the token", code="bad_ballot")
         if not poll["pending"].get(str(ballot["w"])):
             return Refused("no claimed ballot is waiting for this one", code="no_claim")
@@ -138,16 +169,20 @@ def deposit_problem(state: State, poll: dict[str, Any], ballot: dict[str, Any],
         return exc
     return None
 
+
 def decide_deposit(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     poll = get_poll(state, args["poll"])
     events: list[Event] = []
     # A working copy that sees this batch's own ballots (a batch may hold a ballot and its
     # change); the fold applies the events afterwards, decide leaves the state alone.
     fresh: dict[str, dict[str, Any]] = {}
-    work = {**poll, "ballots": ChainMap(fresh, poll["ballots"]),
-            "pending": dict(poll["pending"]),
-            "counts": {k: list(v) for k, v in poll["counts"].items()},
-            "cast": list(poll["cast"])}
+    work = {
+        **poll,
+        "ballots": ChainMap(fresh, poll["ballots"]),
+        "pending": dict(poll["pending"]),
+        "counts": {k: list(v) for k, v in poll["counts"].items()},
+        "cast": list(poll["cast"]),
+    }
     for ballot in sorted(args["ballots"], key=lambda b: (b["token"], b["rev"])):
         if deposit_problem(state, work, ballot, ts) is not None:
             continue  # the node told its voter already; a lost race changes nothing
@@ -156,39 +191,65 @@ def decide_deposit(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
             continue
         last = ballot["reveal"] or ballot["token"]
         sig = ballot["sig"] if prior is None else prior["sig"]
-        events.append({"type": "ballot.deposited", "id": poll["id"], "token": ballot["token"],
-                       "receipt": blind.receipt(ballot["token"]), "choice": ballot["choice"],
-                       "w": ballot["w"], "rev": ballot["rev"], "last": last, "sig": sig,
-                       "old": prior["choice"] if prior is not None else None,
-                       "to": TO_CHAIR})
-        fresh[ballot["token"]] = {"rev": ballot["rev"], "choice": ballot["choice"],
-                                  "w": ballot["w"], "last": last, "sig": sig}
+        events.append(
+            {
+                "type": "ballot.deposited",
+                "id": poll["id"],
+                "token": ballot["token"],
+                "receipt": blind.receipt(ballot["token"]),
+                "choice": ballot["choice"],
+                "w": ballot["w"],
+                "rev": ballot["rev"],
+                "last": last,
+                "sig": sig,
+                "old": prior["choice"] if prior is not None else None,
+                "to": TO_CHAIR,
+            }
+        )
+        fresh[ballot["token"]] = {
+            "rev": ballot["rev"],
+            "choice": ballot["choice"],
+            "w": ballot["w"],
+            "last": last,
+            "sig": sig,
+        }
         if prior is None:
             work["pending"][str(ballot["w"])] -= 1
         else:
             tally.add(work, prior["choice"], ballot["w"], -1)
         tally.add(work, ballot["choice"], ballot["w"])
-    if (poll["state"] == PollState.CLOSED and not poll["sealed"] and events
-            and not any(work["pending"].values())):
+    if (
+        poll["state"] == PollState.CLOSED
+        and not poll["sealed"]
+        and events
+        and not any(work["pending"].values())
+    ):
         work["ballots"] = {**poll["ballots"], **fresh}
         events += seal_events(state, work, ts)
     return events
+
 
 def apply_keys(state: State, event: Event) -> None:
     poll = find_poll(state, event["id"])
     if poll is not None:
         poll["keys"] = copy.deepcopy(event["keys"])
 
+
 def apply_claimed(state: State, event: Event) -> None:
     poll = find_poll(state, event["id"])
     if poll is None:
         return
     poll.setdefault("voted", {})[event["voter"]] = {
-        "by": event["by"], "at": event["at"], "w": event["w"], "blinded": event["blinded"]}
+        "by": event["by"],
+        "at": event["at"],
+        "w": event["w"],
+        "blinded": event["blinded"],
+    }
     mark_dirty(poll)
     if "pending" in poll:
         w = str(event["w"])
         poll["pending"][w] = poll["pending"].get(w, 0) + 1
+
 
 def apply_deposited(state: State, event: Event) -> None:
     poll = find_poll(state, event["id"])
@@ -202,6 +263,10 @@ def apply_deposited(state: State, event: Event) -> None:
         tally.add(poll, event["old"], event["w"], -1)
     tally.add(poll, event["choice"], event["w"])
     if "ballots" in poll:
-        poll["ballots"][event["token"]] = {"rev": event["rev"], "choice": event["choice"],
-                                           "w": event["w"], "last": event["last"],
-                                           "sig": event["sig"]}
+        poll["ballots"][event["token"]] = {
+            "rev": event["rev"],
+            "choice": event["choice"],
+            "w": event["w"],
+            "last": event["last"],
+            "sig": event["sig"],
+        }

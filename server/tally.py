@@ -37,8 +37,9 @@ def add(poll: dict[str, Any], choice: list[str], weight: int, sign: int = 1) -> 
     poll["cast"][1] += sign * weight
 
 
-def result(poll: dict[str, Any], eligible: tuple[int, int],
-           present: tuple[int, int]) -> dict[str, Any]:
+def result(
+    poll: dict[str, Any], eligible: tuple[int, int], present: tuple[int, int]
+) -> dict[str, Any]:
     """Totals, quorum, threshold and outcome from the poll's counts.
 
     ``eligible`` and ``present`` are ``(count, weight)`` of the electorate and of the part
@@ -47,9 +48,12 @@ def result(poll: dict[str, Any], eligible: tuple[int, int],
     counts: dict[str, list[int]] = poll["counts"]
     cast_n, cast_w = poll["cast"]
     out: dict[str, Any] = {
-        "options": [{"id": o["id"], "n": counts[o["id"]][0], "w": counts[o["id"]][1]}
-                    for o in poll["options"]],
-        "ballots": cast_n, "weight": cast_w,
+        "options": [
+            {"id": o["id"], "n": counts[o["id"]][0], "w": counts[o["id"]][1]}
+            for o in poll["options"]
+        ],
+        "ballots": cast_n,
+        "weight": cast_w,
         "eligible": {"n": eligible[0], "w": eligible[1]},
         "present": {"n": present[0], "w": present[1]},
     }
@@ -61,16 +65,24 @@ def result(poll: dict[str, Any], eligible: tuple[int, int],
         required = Fraction(quorum["fraction"]) * base[index]
         have = cast_w if quorum["weighted"] else cast_n
         quorum_met = have >= required
-        out["quorum"] = {"of": quorum["of"], "fraction": quorum["fraction"],
-                         "weighted": quorum["weighted"], "required": _num(required),
-                         "have": have, "met": quorum_met}
+        out["quorum"] = {
+            "of": quorum["of"],
+            "fraction": quorum["fraction"],
+            "weighted": quorum["weighted"],
+            "required": _num(required),
+            "have": have,
+            "met": quorum_met,
+        }
     else:
         out["quorum"] = None
 
     rule = poll["threshold"]["rule"]
     counted = poll["threshold"]["abstentions"] == "counted"
-    ranked = [(counts[o["id"]][1], o["id"]) for o in poll["options"]
-              if not (poll["kind"] == "yesno" and o["id"] == ABSTAIN)]
+    ranked = [
+        (counts[o["id"]][1], o["id"])
+        for o in poll["options"]
+        if not (poll["kind"] == "yesno" and o["id"] == ABSTAIN)
+    ]
     if poll["kind"] == "yesno":
         lead_id: str | None = "yes"
         lead = counts["yes"][1]
@@ -88,8 +100,14 @@ def result(poll: dict[str, Any], eligible: tuple[int, int],
     else:
         met = 2 * lead > basis
         need = Fraction(basis, 2)
-    out["threshold"] = {"rule": rule, "abstentions": poll["threshold"]["abstentions"],
-                        "basis": basis, "lead": lead, "needed": _num(need), "met": met}
+    out["threshold"] = {
+        "rule": rule,
+        "abstentions": poll["threshold"]["abstentions"],
+        "basis": basis,
+        "lead": lead,
+        "needed": _num(need),
+        "met": met,
+    }
     if not quorum_met:
         outcome = "no_quorum"
     elif poll["kind"] == "yesno":

@@ -140,8 +140,14 @@ class Slice:
 # --- argument checks: small helpers every slice's ``check`` uses -------------------------
 
 
-def arg_str(args: Mapping[str, Any], key: str, *, max_len: int = 200, required: bool = True,
-            default: str | None = None) -> str | None:
+def arg_str(
+    args: Mapping[str, Any],
+    key: str,
+    *,
+    max_len: int = 200,
+    required: bool = True,
+    default: str | None = None,
+) -> str | None:
     value = args.get(key, default)
     if value is None:
         if required:
@@ -154,8 +160,15 @@ def arg_str(args: Mapping[str, Any], key: str, *, max_len: int = 200, required: 
     return value
 
 
-def arg_int(args: Mapping[str, Any], key: str, *, lo: int | None = None, hi: int | None = None,
-            required: bool = True, default: int | None = None) -> int | None:
+def arg_int(
+    args: Mapping[str, Any],
+    key: str,
+    *,
+    lo: int | None = None,
+    hi: int | None = None,
+    required: bool = True,
+    default: int | None = None,
+) -> int | None:
     value = args.get(key, default)
     if value is None:
         if required:

@@ -32,8 +32,9 @@ class SecretBallot:
             self.r = secrets.randbelow(self.key.n)
 
     @classmethod
-    def new(cls, state: dict[str, Any], room: str, poll_id: str, member: str | None
-            ) -> SecretBallot:
+    def new(
+        cls, state: dict[str, Any], room: str, poll_id: str, member: str | None
+    ) -> SecretBallot:
         """A fresh ballot for ``member`` (``None`` in a quick poll) in ``poll_id``."""
         poll = state["polls"]["polls"][poll_id]
         weight = 100 if member is None else int(state["polls"]["roll"][member]["w"])
@@ -61,19 +62,37 @@ class SecretBallot:
 
     def ballot(self, choice: list[str], rev: int = 0) -> dict[str, Any]:
         assert self.signature is not None, "take() the signature first"
-        return {"poll": self.poll, "token": self.token, "sig": format(self.signature, "x"),
-                "w": self.weight, "choice": choice, "rev": rev,
-                "reveal": self.links[rev] if rev else None}
+        return {
+            "poll": self.poll,
+            "token": self.token,
+            "sig": format(self.signature, "x"),
+            "w": self.weight,
+            "choice": choice,
+            "rev": rev,
+            "reveal": self.links[rev] if rev else None,
+        }
 
 
-async def frame(client: Client, name: str, args: dict[str, Any], *, cid: str | None = None,
-                timeout: float = 10.0) -> dict[str, Any]:
+async def frame(
+    client: Client,
+    name: str,
+    args: dict[str, Any],
+    *,
+    cid: str | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
     """Send one ``ballot`` frame and return its reply (ok or not)."""
     return await client.request(name, args, cid=cid, timeout=timeout, type="ballot")
 
 
-async def claim(client: Client, ballot: SecretBallot, member: str | None = None, *,
-                on_behalf: str | None = None, cid: str | None = None) -> dict[str, Any]:
+async def claim(
+    client: Client,
+    ballot: SecretBallot,
+    member: str | None = None,
+    *,
+    on_behalf: str | None = None,
+    cid: str | None = None,
+) -> dict[str, Any]:
     args: dict[str, Any] = {"poll": ballot.poll, "blinded": ballot.blinded()}
     if on_behalf:
         args["for"] = on_behalf
@@ -83,9 +102,14 @@ async def claim(client: Client, ballot: SecretBallot, member: str | None = None,
     return reply
 
 
-async def cast_secret(client: Client, poll_id: str, choice: list[str], *,
-                      on_behalf: str | None = None, timeout: float = 10.0
-                      ) -> tuple[SecretBallot, dict[str, Any]]:
+async def cast_secret(
+    client: Client,
+    poll_id: str,
+    choice: list[str],
+    *,
+    on_behalf: str | None = None,
+    timeout: float = 10.0,
+) -> tuple[SecretBallot, dict[str, Any]]:
     """Claim, unblind and deposit one secret ballot; the reply of the deposit (or claim)."""
     state = client.state
     poll = state["polls"]["polls"][poll_id]

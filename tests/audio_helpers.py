@@ -23,15 +23,18 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
 from server.client import Client
-from server.rtc_passthrough import EncodedTrack, tap_receiver
+from server.media.passthrough import EncodedTrack, tap_receiver
 
 CONFIG = RTCConfiguration(iceServers=[])
 
 
 @pytest.fixture
 def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses",
-                        lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else [])
+    monkeypatch.setattr(
+        aioice.ice,
+        "get_host_addresses",
+        lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else [],
+    )
 
 
 def opus_tone(freq: float, count: int, amplitude: int = 8000) -> list[bytes]:
@@ -46,8 +49,13 @@ def opus_tone(freq: float, count: int, amplitude: int = 8000) -> list[bytes]:
         frame = av.AudioFrame(format="s16", layout="mono", samples=960)
         frame.sample_rate = 48_000
         frame.pts = i * 960
-        samples = array.array("h", (int(amplitude * math.sin(2 * math.pi * freq * (i * 960 + n)
-                                                              / 48_000)) for n in range(960)))
+        samples = array.array(
+            "h",
+            (
+                int(amplitude * math.sin(2 * math.pi * freq * (i * 960 + n) / 48_000))
+                for n in range(960)
+            ),
+        )
         frame.planes[0].update(samples.tobytes())
         out += [bytes(p) for p in enc.encode(frame)]
         i += 1
@@ -101,8 +109,10 @@ class Ear:
         deadline = time.monotonic() + timeout
         while len(self.on(index)) < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"track {index} heard {len(self.on(index))} packets, "
-                                     f"wanted {count} within {timeout} s")
+                raise AssertionError(
+                    f"track {index} heard {len(self.on(index))} packets, "
+                    f"wanted {count} within {timeout} s"
+                )
             await asyncio.sleep(0.01)
         return self.on(index)
 
@@ -117,9 +127,18 @@ async def listen(client: Client, tracks: int = 2) -> Ear:
     await pc.setLocalDescription(await pc.createOffer())
     ear = Ear(client, pc)
     for index, transceiver in enumerate(pc.getTransceivers()):
+
         def record(packet: RtpPacket, index: int = index) -> None:
-            ear.on(index).append(Heard(packet.payload, packet.timestamp,
-                                       packet.sequence_number, packet.ssrc, time.monotonic()))
+            ear.on(index).append(
+                Heard(
+                    packet.payload,
+                    packet.timestamp,
+                    packet.sequence_number,
+                    packet.ssrc,
+                    time.monotonic(),
+                )
+            )
+
         tap_receiver(transceiver.receiver, record)
     reply = await client.rpc("rtc.offer", purpose="listen", sdp=pc.localDescription.sdp)
     if not reply["ok"]:
@@ -158,8 +177,9 @@ async def publish(client: Client, target: str = "floor", *, expect_ok: bool = Tr
     track = EncodedTrack(limit=5000)
     pc.addTransceiver(track, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    reply = await client.rpc("rtc.offer", purpose="publish", target=target,
-                             sdp=pc.localDescription.sdp)
+    reply = await client.rpc(
+        "rtc.offer", purpose="publish", target=target, sdp=pc.localDescription.sdp
+    )
     mic = Mic(client, pc, track, reply)
     if not reply["ok"]:
         await pc.close()
@@ -175,8 +195,10 @@ async def connected(pc: RTCPeerConnection, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while pc.connectionState != "connected":
         if pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
-            raise AssertionError(f"peer connection is {pc.connectionState}, not connected "
-                                 "(is the test running in the loopback namespace?)")
+            raise AssertionError(
+                f"peer connection is {pc.connectionState}, not connected "
+                "(is the test running in the loopback namespace?)"
+            )
         await asyncio.sleep(0.01)
 
 
@@ -203,5 +225,6 @@ def udp_sockets() -> int:
 
 def steps(heard: list[Heard]) -> set[int]:
     """The RTP timestamp steps between consecutive packets (960: one 20 ms frame)."""
-    return {(b.timestamp - a.timestamp) & 0xFFFFFFFF
-            for a, b in zip(heard, heard[1:], strict=False)}
+    return {
+        (b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in zip(heard, heard[1:], strict=False)
+    }

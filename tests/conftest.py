@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import uvicorn
 
-from server.app import create_app
-from server.auth import Invites
-from server.backends import Backends, open_backends
-from server.config import DEFAULT_CONFIG, Assembly, Settings, load_assembly
+from server.node.auth import Invites
+from server.node.backends import Backends, open_backends
+from server.node.config import DEFAULT_CONFIG, Assembly, Settings, load_assembly
+from server.web.app import create_app
 
 SECRET = "test-secret-" + "s" * 24
 SCALE = float(os.environ.get("HEMICYCLE_TEST_TIMEOUT_SCALE", "1"))
@@ -61,8 +61,19 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
+        ]
         if self.config is None:
             args += ["--save", "", "--appendonly", "yes", "--appendfsync", self.appendfsync]
         else:
@@ -70,8 +81,10 @@ class RedisServer:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), 0.2) as s:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2) as s,
+            ):
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
                     return
@@ -155,18 +168,33 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
     """Start uvicorn nodes on free ports: ``await start_node(backend_url_or_Backends)``."""
     running: list[RunningNode] = []
 
-    async def start(backend: str | Backends = "memory://", *, config: Assembly | None = None,
-                    name: str | None = None, settings: dict[str, Any] | None = None,
-                    **uvicorn_kw: Any) -> RunningNode:
+    async def start(
+        backend: str | Backends = "memory://",
+        *,
+        config: Assembly | None = None,
+        name: str | None = None,
+        settings: dict[str, Any] | None = None,
+        **uvicorn_kw: Any,
+    ) -> RunningNode:
         port = free_port()
         backends = backend if isinstance(backend, Backends) else None
         url = backend if isinstance(backend, str) else backend.url
-        node_settings = Settings(port=port, secret=SECRET, backend=url, node=name or f"n{port}",
-                                 **(settings or {}))
+        node_settings = Settings(
+            port=port, secret=SECRET, backend=url, node=name or f"n{port}", **(settings or {})
+        )
         app = create_app(node_settings, config or assembly, backends)
-        server = TestServer(uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-            ws_max_size=1024 * 1024, timeout_graceful_shutdown=3, **uvicorn_kw))
+        server = TestServer(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="on",
+                ws_max_size=1024 * 1024,
+                timeout_graceful_shutdown=3,
+                **uvicorn_kw,
+            )
+        )
         task = asyncio.create_task(server.serve())
         deadline = time.monotonic() + timeout(10)
         while not server.started:
@@ -206,9 +234,14 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--allow-loopback-in-peer-connection",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
 ]
 
@@ -229,8 +262,10 @@ async def browser(browser_args: list[str]) -> AsyncIterator[Any]:
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is not installed: run scripts/test.sh, which installs it")
     if not only_loopback():
-        pytest.fail("browser tests run only in a loopback-only network namespace: "
-                    "use scripts/test.sh (unshare --net)")
+        pytest.fail(
+            "browser tests run only in a loopback-only network namespace: "
+            "use scripts/test.sh (unshare --net)"
+        )
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:

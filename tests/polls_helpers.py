@@ -11,23 +11,32 @@ from server import blind, fold
 from server.types import Member, RoomConfig
 
 FORMAL = {
-    "id": "vote", "kind": "yesno", "electorate": "roll", "question": {"en": "Adopt?"},
+    "id": "vote",
+    "kind": "yesno",
+    "electorate": "roll",
+    "question": {"en": "Adopt?"},
     "quorum": {"of": "roll", "fraction": 0.5},
 }
 QUICK = {
-    "id": "quick", "kind": "single", "electorate": "present", "question": {"en": "Which?"},
+    "id": "quick",
+    "kind": "single",
+    "electorate": "present",
+    "question": {"en": "Which?"},
     "options": [{"id": "a", "text": "A"}, {"id": "b", "text": "B"}, {"id": "c", "text": "C"}],
 }
 _KEYS: dict[tuple[str, str, int, int], blind.PrivateKey] = {}
 
 
 def roll(*weights: float) -> tuple[Member, ...]:
-    return tuple(Member(id=f"m{i}", name=f"Member {i}", country=f"C{i % 7}", weight=w)
-                 for i, w in enumerate(weights))
+    return tuple(
+        Member(id=f"m{i}", name=f"Member {i}", country=f"C{i % 7}", weight=w)
+        for i, w in enumerate(weights)
+    )
 
 
-def room_config(members: tuple[Member, ...] = (), polls: list[dict[str, Any]] | None = None,
-                **voting: Any) -> RoomConfig:
+def room_config(
+    members: tuple[Member, ...] = (), polls: list[dict[str, Any]] | None = None, **voting: Any
+) -> RoomConfig:
     extra: dict[str, Any] = {"polls": polls or []}
     if voting:
         extra["voting"] = voting
@@ -37,8 +46,9 @@ def room_config(members: tuple[Member, ...] = (), polls: list[dict[str, Any]] | 
 def key_for(room: str, poll: str, weight: int, bits: int = 1024) -> blind.PrivateKey:
     k = (room, poll, weight, bits)
     if k not in _KEYS:
-        _KEYS[k] = blind.derive_key(blind.key_seed("test-secret-xxxxxxxx", room, poll, weight),
-                                    bits)
+        _KEYS[k] = blind.derive_key(
+            blind.key_seed("test-secret-xxxxxxxx", room, poll, weight), bits
+        )
     return _KEYS[k]
 
 
@@ -54,16 +64,35 @@ class Room:
     def __post_init__(self) -> None:
         self.state = fold.new_state(self.config)
 
-    def entry(self, pid: str, role: str, cmd: str, args: dict[str, Any],
-              cid: str | None = None, ts: int | None = None) -> fold.Outcome:
+    def entry(
+        self,
+        pid: str,
+        role: str,
+        cmd: str,
+        args: dict[str, Any],
+        cid: str | None = None,
+        ts: int | None = None,
+    ) -> fold.Outcome:
         self.ts = ts if ts is not None else self.ts + 10
         n = next(self.ids)
-        e = {"cid": cid or f"c{n}", "actor": {"pid": pid, "role": role, "conn": None},
-             "cmd": cmd, "args": args, "ts": self.ts}
+        e = {
+            "cid": cid or f"c{n}",
+            "actor": {"pid": pid, "role": role, "conn": None},
+            "cmd": cmd,
+            "args": args,
+            "ts": self.ts,
+        }
         return fold.fold(self.state, f"{n}-0", e)
 
-    def do(self, pid: str, cmd: str, args: dict[str, Any] | None = None, *,
-           role: str = "participant", **kw: Any) -> fold.Outcome:
+    def do(
+        self,
+        pid: str,
+        cmd: str,
+        args: dict[str, Any] | None = None,
+        *,
+        role: str = "participant",
+        **kw: Any,
+    ) -> fold.Outcome:
         return self.entry(pid, role, cmd, args or {}, **kw)
 
     def chair(self, cmd: str, args: dict[str, Any] | None = None, **kw: Any) -> fold.Outcome:
@@ -87,8 +116,10 @@ class Room:
         from server.polls import weight_classes
 
         poll = self.poll(poll_id)
-        keys = {str(w): key_for("hall", poll_id, w, bits).public.to_wire()
-                for w in weight_classes(self.state, poll)}
+        keys = {
+            str(w): key_for("hall", poll_id, w, bits).public.to_wire()
+            for w in weight_classes(self.state, poll)
+        }
         out = self.system("poll.keys", {"poll": poll_id, "keys": keys})
         assert out.error is None, out.error
 
@@ -137,8 +168,14 @@ class Device:
         assert blind.verify(self.key, self.message, self.signature)
 
     def ballot(self, choice: list[str], rev: int = 0) -> dict[str, Any]:
-        return {"token": self.token, "sig": format(self.signature, "x"), "w": self.weight,
-                "choice": choice, "rev": rev, "reveal": self.links[rev] if rev else None}
+        return {
+            "token": self.token,
+            "sig": format(self.signature, "x"),
+            "w": self.weight,
+            "choice": choice,
+            "rev": rev,
+            "reveal": self.links[rev] if rev else None,
+        }
 
     @property
     def receipt(self) -> str:

@@ -18,8 +18,11 @@ CONFIG = RoomConfig(id="r", title="R", floor="en", channels=("es", "fr", "ru"))
 LANGS = ("es", "fr", "ru")
 
 
-def state_with(people: dict[str, str], speakers: list[str] = (),  # type: ignore[assignment]
-               channels: dict[str, Any] | None = None) -> dict[str, Any]:
+def state_with(
+    people: dict[str, str],
+    speakers: list[str] = (),  # type: ignore[assignment]
+    channels: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     state = fold.new_state(CONFIG)
     for pid, role in people.items():
         state["core"]["people"][pid] = {"pid": pid, "role": role, "conns": ["c"]}
@@ -29,10 +32,13 @@ def state_with(people: dict[str, str], speakers: list[str] = (),  # type: ignore
     return state
 
 
-def channels_state(live: dict[str, str | None], cough: tuple[str, ...] = (),
-                   choice: dict[str, str] | None = None,
-                   interpreters: dict[str, tuple[str, str]] | None = None,
-                   fallback: str = "original") -> dict[str, Any]:
+def channels_state(
+    live: dict[str, str | None],
+    cough: tuple[str, ...] = (),
+    choice: dict[str, str] | None = None,
+    interpreters: dict[str, tuple[str, str]] | None = None,
+    fallback: str = "original",
+) -> dict[str, Any]:
     """The fields of the channels slice (server/channels.py) that routing reads."""
     channels = {}
     for lang in LANGS:
@@ -43,14 +49,17 @@ def channels_state(live: dict[str, str | None], cough: tuple[str, ...] = (),
         "fallback": fallback,
         "channels": channels,
         "choice": choice or {},
-        "interpreters": {pid: {"pid": pid, "booth": b, "pair": [b], "input": i, "out": b}
-                         for pid, (b, i) in (interpreters or {}).items()},
+        "interpreters": {
+            pid: {"pid": pid, "booth": b, "pair": [b], "input": i, "out": b}
+            for pid, (b, i) in (interpreters or {}).items()
+        },
     }
 
 
 def test_floor_is_speakers_and_moderators_minus_muted() -> None:
-    state = state_with({"chair": "moderator", "bo": "participant", "ana": "participant"},
-                       speakers=["bo"])
+    state = state_with(
+        {"chair": "moderator", "bo": "participant", "ana": "participant"}, speakers=["bo"]
+    )
     r = audio.routes(state)
     assert r.floor == {"chair", "bo"}
     assert r.feeds("bo", FLOOR) and not r.feeds("ana", FLOOR)
@@ -82,26 +91,35 @@ def test_cough_silences_without_falling_back() -> None:
 
 
 def test_interpreters_never_hear_their_own_channel() -> None:
-    ch = channels_state({"es": "ivan", "fr": "flo"},
-                        interpreters={"ivan": ("es", "floor"), "flo": ("fr", "es"),
-                                      "rui": ("ru", "ru")})
+    ch = channels_state(
+        {"es": "ivan", "fr": "flo"},
+        interpreters={"ivan": ("es", "floor"), "flo": ("fr", "es"), "rui": ("ru", "ru")},
+    )
     r = audio.routes(state_with({}, channels=ch))
     assert r.hearing("ivan", "interpreter") == (FLOOR, None)
     assert r.hearing("flo", "interpreter") == ("es", None), "relay from es"
     assert r.hearing("rui", "interpreter") == (FLOOR, None), "own channel as input: the floor"
 
 
-@given(live=st.dictionaries(st.sampled_from(LANGS), st.sampled_from(["i1", "i2", "i3"])),
-       cough=st.lists(st.sampled_from(LANGS)),
-       booths=st.dictionaries(st.sampled_from(["i1", "i2", "i3"]),
-                              st.tuples(st.sampled_from(LANGS),
-                                        st.sampled_from(("floor", *LANGS)))),
-       choice=st.dictionaries(st.sampled_from(["p1", "p2", "i1"]),
-                              st.sampled_from(("original", *LANGS))),
-       fallback=st.sampled_from(["original", "silence"]))
-def test_routing_properties(live: dict[str, str], cough: list[str],
-                            booths: dict[str, tuple[str, str]], choice: dict[str, str],
-                            fallback: str) -> None:
+@given(
+    live=st.dictionaries(st.sampled_from(LANGS), st.sampled_from(["i1", "i2", "i3"])),
+    cough=st.lists(st.sampled_from(LANGS)),
+    booths=st.dictionaries(
+        st.sampled_from(["i1", "i2", "i3"]),
+        st.tuples(st.sampled_from(LANGS), st.sampled_from(("floor", *LANGS))),
+    ),
+    choice=st.dictionaries(
+        st.sampled_from(["p1", "p2", "i1"]), st.sampled_from(("original", *LANGS))
+    ),
+    fallback=st.sampled_from(["original", "silence"]),
+)
+def test_routing_properties(
+    live: dict[str, str],
+    cough: list[str],
+    booths: dict[str, tuple[str, str]],
+    choice: dict[str, str],
+    fallback: str,
+) -> None:
     ch = channels_state(live, tuple(cough), choice, booths, fallback)
     r = audio.routes(state_with({}, channels=ch))
     for pid, (booth, _) in booths.items():
@@ -121,8 +139,9 @@ def test_routing_properties(live: dict[str, str], cough: list[str],
 
 
 def test_may_publish() -> None:
-    state = state_with({"chair": "moderator", "bo": "participant", "iv": "interpreter"},
-                       speakers=[])
+    state = state_with(
+        {"chair": "moderator", "bo": "participant", "iv": "interpreter"}, speakers=[]
+    )
     state["channels"].update(channels_state({}, interpreters={"iv": ("es", "floor")}))
     assert audio.may_publish(state, {"pid": "chair", "role": "moderator"}, FLOOR) is True
     with pytest.raises(Refused, match="floor") as exc:
@@ -130,10 +149,13 @@ def test_may_publish() -> None:
     assert exc.value.code == "not_granted"
     iv = {"pid": "iv", "role": "interpreter", "booth": "es"}
     assert audio.may_publish(state, iv, "es") is False, "stand-by until on air"
-    for person, target, code in ((iv, "fr", "not_your_booth"), (iv, FLOOR, "forbidden"),
-                                 (iv, "de", "no_such_channel"),
-                                 ({"pid": "bo", "role": "participant"}, "es", "forbidden"),
-                                 ({"pid": "xx", "role": "interpreter"}, "es", "not_in_booth")):
+    for person, target, code in (
+        (iv, "fr", "not_your_booth"),
+        (iv, FLOOR, "forbidden"),
+        (iv, "de", "no_such_channel"),
+        ({"pid": "bo", "role": "participant"}, "es", "forbidden"),
+        ({"pid": "xx", "role": "interpreter"}, "es", "not_in_booth"),
+    ):
         with pytest.raises(Refused) as exc:
             audio.may_publish(state, person, target)
         assert exc.value.code == code
@@ -141,10 +163,16 @@ def test_may_publish() -> None:
     assert audio.may_publish(state, iv, "es") is True
 
 
-def entry(cmd: str, args: dict[str, Any], pid: str = "chair", role: str = "moderator",
-          n: int = 0) -> dict[str, Any]:
-    return {"cid": f"{pid}:{cmd}:{n}", "actor": Actor(pid, role).to_wire(), "cmd": cmd,
-            "args": args, "ts": 1000 + n}
+def entry(
+    cmd: str, args: dict[str, Any], pid: str = "chair", role: str = "moderator", n: int = 0
+) -> dict[str, Any]:
+    return {
+        "cid": f"{pid}:{cmd}:{n}",
+        "actor": Actor(pid, role).to_wire(),
+        "cmd": cmd,
+        "args": args,
+        "ts": 1000 + n,
+    }
 
 
 def test_mute_unmute_and_unmute_on_revoke() -> None:
@@ -168,17 +196,19 @@ def test_recording_commands_come_from_the_node_only() -> None:
     state = state_with({"chair": "moderator"})
     refused = fold.fold(state, "1-0", entry("recording.start", {"id": "r1", "node": "n1"}))
     assert refused.error is not None and refused.error["code"] == "forbidden"
-    ok = fold.fold(state, "2-0", entry("recording.start", {"id": "r1", "node": "n1"},
-                                       "chair", "system", 1))
+    ok = fold.fold(
+        state, "2-0", entry("recording.start", {"id": "r1", "node": "n1"}, "chair", "system", 1)
+    )
     assert ok.error is None and state["audio"]["recording"]["node"] == "n1"
-    twice = fold.fold(state, "3-0", entry("recording.start", {"id": "r2", "node": "n1"},
-                                          "chair", "system", 2))
+    twice = fold.fold(
+        state, "3-0", entry("recording.start", {"id": "r2", "node": "n1"}, "chair", "system", 2)
+    )
     assert twice.error is not None and twice.error["code"] == "already_recording"
-    bad = fold.fold(state, "4-0", entry("recording.start", {"id": "../x", "node": "n1"},
-                                        "chair", "system", 3))
+    bad = fold.fold(
+        state, "4-0", entry("recording.start", {"id": "../x", "node": "n1"}, "chair", "system", 3)
+    )
     assert bad.error is not None and bad.error["code"] == "bad_args"
-    assert fold.fold(state, "5-0", entry("recording.stop", {}, "chair", "system", 4)).error \
-        is None
+    assert fold.fold(state, "5-0", entry("recording.stop", {}, "chair", "system", 4)).error is None
     assert state["audio"]["recording"] is None
     stop = fold.fold(state, "6-0", entry("recording.stop", {}, "chair", "system", 5))
     assert stop.error is not None and stop.error["code"] == "not_recording"

@@ -28,8 +28,10 @@ TONE = 440.0
 def tone_wav(path: Path, freq: float, seconds: float = 10.0) -> Path:
     """A mono 16-bit 48 kHz sine, the stdlib way (Chromium loops the file)."""
     rate = 48_000
-    samples = array.array("h", (int(12_000 * math.sin(2 * math.pi * freq * n / rate))
-                                for n in range(int(rate * seconds))))
+    samples = array.array(
+        "h",
+        (int(12_000 * math.sin(2 * math.pi * freq * n / rate)) for n in range(int(rate * seconds))),
+    )
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -69,21 +71,25 @@ async def wait_peak(page: Any, want: bool, seconds: float) -> dict[str, float] |
             return peak
         await page.wait_for_timeout(100)
     state = "hear" if want else "stop hearing"
-    raise AssertionError(f"the listening page did not {state} {TONE} Hz within {seconds} s; "
-                         f"last analyser peak: {peak}")
+    raise AssertionError(
+        f"the listening page did not {state} {TONE} Hz within {seconds} s; "
+        f"last analyser peak: {peak}"
+    )
 
 
 async def open_page(browser: Any, url: str, token: str) -> Any:
     page = await browser.new_page()
     page.on("pageerror", lambda exc: print("page error:", exc))
     await page.goto(f"{url}/r/plenary#t={token}")
-    await page.wait_for_function("HC.connected && HC.audio && HC.audio.els.main",
-                                 timeout=timeout(5) * 1000)
+    await page.wait_for_function(
+        "HC.connected && HC.audio && HC.audio.els.main", timeout=timeout(5) * 1000
+    )
     return page
 
 
-async def test_tone_on_a_channel_heard_then_not_after_switching(start_node, invites,
-                                                                browser) -> None:  # type: ignore[no-untyped-def]
+async def test_tone_on_a_channel_heard_then_not_after_switching(
+    start_node, invites, browser
+) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
     ivan_token = invites.mint(room="plenary", role="interpreter", name="Ivan", booth="es")
     ana_token = invites.mint(room="plenary", role="participant", name="Ana")
@@ -91,17 +97,19 @@ async def test_tone_on_a_channel_heard_then_not_after_switching(start_node, invi
     ana_page = await open_page(browser, node.url, ana_token)
     await ivan_page.click("#air-take")
     await ivan_page.wait_for_function(
-        "HC.state.channels.channels.es.live === HC.you.pid", timeout=timeout(5) * 1000)
+        "HC.state.channels.channels.es.live === HC.you.pid", timeout=timeout(5) * 1000
+    )
     await ivan_page.click("#mic-button")
     await ivan_page.wait_for_function(
-        "HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
-        timeout=timeout(5) * 1000)
+        "HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'", timeout=timeout(5) * 1000
+    )
     assert await ivan_page.text_content("#mic-state") == "On air"
     await ana_page.select_option("#channel-picker", "es")
     await ana_page.click("#listen-button")
     await ana_page.wait_for_function(
         "HC.audio.pc && HC.audio.pc.connectionState === 'connected' && HC.audio.analyser",
-        timeout=timeout(5) * 1000)
+        timeout=timeout(5) * 1000,
+    )
     await wait_peak(ana_page, True, 5)
     assert "Spanish" in (await ana_page.text_content("#hearing") or "")
     room = node.node.media.rooms["plenary"]
@@ -113,7 +121,8 @@ async def test_tone_on_a_channel_heard_then_not_after_switching(start_node, invi
     await ana_page.evaluate("HC.audio.pc.marked = true")
     await ana_page.select_option("#channel-picker", "es")
     await wait_peak(ana_page, True, 3)
-    assert await ana_page.evaluate("HC.audio.pc.marked === true"), \
+    assert await ana_page.evaluate("HC.audio.pc.marked === true"), (
         "switching channel must not create a new peer connection"
+    )
     await ana_page.close()
     await ivan_page.close()

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.backends import Backends, open_backends
-from server.log import id_key
+from server.node.backends import Backends, open_backends
+from server.node.log import id_key
 
 from .conftest import timeout
 
@@ -68,8 +68,11 @@ async def test_snapshots_round_trip(backends: Backends) -> None:
 
 async def test_bus_fans_out_to_subscribers_only(backends: Backends) -> None:
     bus = backends.bus
-    async with bus.subscribe("hc:{r}:a") as a1, bus.subscribe("hc:{r}:a") as a2, \
-            bus.subscribe("hc:{r}:b") as b:
+    async with (
+        bus.subscribe("hc:{r}:a") as a1,
+        bus.subscribe("hc:{r}:a") as a2,
+        bus.subscribe("hc:{r}:b") as b,
+    ):
         await asyncio.sleep(0.05)  # Redis: the SUBSCRIBE reaches the server
         await bus.publish("hc:{r}:a", b"x")
         await bus.publish("hc:{r}:b", b"y")

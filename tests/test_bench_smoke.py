@@ -28,7 +28,11 @@ def test_fanout_quick_run_delivers_for_every_peer_and_prints_the_table(tmp_path:
     out = tmp_path / "steps.json"
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout(110))
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout(110),
+    )
     assert run.returncode == 0, f"fanout.py --quick failed:\n{run.stdout}\n{run.stderr[-3000:]}"
 
     steps = json.loads(out.read_text())

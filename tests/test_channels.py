@@ -23,28 +23,42 @@ class Room:
     """One room's state driven by log entries, as a node folds them."""
 
     def __init__(self, config: RoomConfig | None = None) -> None:
-        self.config = config or RoomConfig(id="r", title="R", floor="en",
-                                           channels=("es", "fr", "ru"))
+        self.config = config or RoomConfig(
+            id="r", title="R", floor="en", channels=("es", "fr", "ru")
+        )
         self.state = fold.new_state(self.config)
         self.n = 0
         self.ts = 1_000_000
         self.roles: dict[str, str] = {}
         self.log: list[tuple[dict[str, Any], fold.Outcome]] = []
 
-    def entry(self, pid: str, role: str, cmd: str, args: dict[str, Any] | None = None,
-              *, at: int | None = None) -> fold.Outcome:
+    def entry(
+        self,
+        pid: str,
+        role: str,
+        cmd: str,
+        args: dict[str, Any] | None = None,
+        *,
+        at: int | None = None,
+    ) -> fold.Outcome:
         self.n += 1
         self.ts = at if at is not None else self.ts + 10
-        entry = {"cid": f"c{self.n}", "actor": {"pid": pid, "role": role, "conn": None},
-                 "cmd": cmd, "args": args or {}, "ts": self.ts}
+        entry = {
+            "cid": f"c{self.n}",
+            "actor": {"pid": pid, "role": role, "conn": None},
+            "cmd": cmd,
+            "args": args or {},
+            "ts": self.ts,
+        }
         outcome = fold.fold(self.state, f"{self.n}-0", entry)
         for event in outcome.events:  # "to" is the one routing key: a list, never a field
             assert isinstance(event.get("to", []), list), event
         self.log.append((entry, outcome))
         return outcome
 
-    def do(self, pid: str, cmd: str, args: dict[str, Any] | None = None, **kw: Any
-           ) -> list[dict[str, Any]]:
+    def do(
+        self, pid: str, cmd: str, args: dict[str, Any] | None = None, **kw: Any
+    ) -> list[dict[str, Any]]:
         outcome = self.entry(pid, self.roles[pid], cmd, args, **kw)
         assert outcome.error is None, outcome.error
         return outcome.events
@@ -57,18 +71,19 @@ class Room:
         assert after == before, "a refused command changed the state"
         return outcome.error["code"]
 
-    def join(self, pid: str, role: str = "participant", conn: str | None = None,
-             **claims: Any) -> list[dict[str, Any]]:
+    def join(
+        self, pid: str, role: str = "participant", conn: str | None = None, **claims: Any
+    ) -> list[dict[str, Any]]:
         self.roles[pid] = role
-        args = {"pid": pid, "name": pid.upper(), "role": role, "conn": conn or pid + "-c",
-                **claims}
+        args = {"pid": pid, "name": pid.upper(), "role": role, "conn": conn or pid + "-c", **claims}
         outcome = self.entry("node", "system", "join", args)
         assert outcome.error is None, outcome.error
         return outcome.events
 
     def leave(self, pid: str, conn: str | None = None) -> list[dict[str, Any]]:
-        return self.entry("node", "system", "leave", {"pid": pid, "conn": conn or pid + "-c"}
-                          ).events
+        return self.entry(
+            "node", "system", "leave", {"pid": pid, "conn": conn or pid + "-c"}
+        ).events
 
     def tick(self, at: int) -> list[dict[str, Any]]:
         return self.entry("node", "system", "tick", {}, at=at).events
@@ -97,8 +112,16 @@ def booths(room: Room | None = None) -> Room:
 
 
 def test_init_from_config_with_fallback() -> None:
-    room = Room(RoomConfig(id="r", title="R", floor="en", channels=("es",),
-                           fallback="silence", extra={"grace_seconds": 2}))
+    room = Room(
+        RoomConfig(
+            id="r",
+            title="R",
+            floor="en",
+            channels=("es",),
+            fallback="silence",
+            extra={"grace_seconds": 2},
+        )
+    )
     assert list(room.ch["channels"]) == ["es"]
     assert room.ch["fallback"] == "silence"
     assert room.ch["settings"]["grace_ms"] == 2000
@@ -144,8 +167,15 @@ def test_moderator_adds_a_channel_live() -> None:
     assert room.refused("chair", "channel.add", {"lang": "Deutsch!"}) == "bad_args"
     assert room.refused("ana", "channel.add", {"lang": "it"}) == "forbidden"
     for i in range(channels.MAX_CHANNELS - 4):
-        room.do("chair", "channel.add", {"lang": "x" + "abcdefghijklmnopqrstuvwxyz"[i % 26]
-                                         + "abcdefghijklmnopqrstuvwxyz"[i // 26]})
+        room.do(
+            "chair",
+            "channel.add",
+            {
+                "lang": "x"
+                + "abcdefghijklmnopqrstuvwxyz"[i % 26]
+                + "abcdefghijklmnopqrstuvwxyz"[i // 26]
+            },
+        )
     assert room.refused("chair", "channel.add", {"lang": "it"}) == "too_many_channels"
 
 
@@ -163,8 +193,7 @@ def test_take_free_channel_is_immediate_and_feed_follows() -> None:
     assert channels.feed(room.state, "es") == {"kind": "floor"}
     room.do(ES1, "air.take")
     assert room.live("es") == ES1
-    assert channels.feed(room.state, "es") == {"kind": "interpreter", "pid": ES1,
-                                               "muted": False}
+    assert channels.feed(room.state, "es") == {"kind": "interpreter", "pid": ES1, "muted": False}
     assert room.refused(ES1, "air.take") == "already_on_air"
 
 
@@ -255,8 +284,15 @@ def test_pending_handover_expires() -> None:
 def test_interpreter_acting_on_another_booth() -> None:
     room = booths()
     room.do(FR1, "air.take")
-    for cmd in ("air.take", "air.release", "handover.request", "handover.offer",
-                "handover.accept", "handover.decline", "handover.cancel"):
+    for cmd in (
+        "air.take",
+        "air.release",
+        "handover.request",
+        "handover.offer",
+        "handover.accept",
+        "handover.decline",
+        "handover.cancel",
+    ):
         assert room.refused(ES1, cmd, {"lang": "fr"}) == "not_your_booth", cmd
     assert room.refused(ES1, "caption.post", {"lang": "fr", "text": "x"}) == "not_your_booth"
     assert room.refused(ES1, "chat.post", {"chat": "fr", "text": "x"}) == "not_your_booth"
@@ -277,8 +313,7 @@ def test_release_and_clear() -> None:
     room.do(ES2, "air.take")
     room.do("chair", "booth.clear", {"lang": "es"})
     assert room.live("es") is None
-    assert room.ch["channels"]["es"]["last_off"] == {"pid": ES2, "reason": "cleared",
-                                                     "ts": room.ts}
+    assert room.ch["channels"]["es"]["last_off"] == {"pid": ES2, "reason": "cleared", "ts": room.ts}
     assert room.refused("chair", "booth.clear", {"lang": "es"}) == "not_on_air"
 
 
@@ -297,8 +332,16 @@ def test_live_interpreter_disconnect_goes_off_air_after_grace() -> None:
     assert fold.next_deadline(room.state) == away["until"]
     assert room.tick(away["until"] - 1) == []
     events = room.tick(away["until"])
-    assert events == [{"type": "air.released", "lang": "es", "pid": ES1,
-                       "reason": "disconnected", "ts": away["until"], "by": None}]
+    assert events == [
+        {
+            "type": "air.released",
+            "lang": "es",
+            "pid": ES1,
+            "reason": "disconnected",
+            "ts": away["until"],
+            "by": None,
+        }
+    ]
     assert room.live("es") is None
 
 
@@ -418,10 +461,10 @@ def test_booth_chat_and_all_interpreters_chat() -> None:
     assert [m["text"] for m in room.ch["chats"]["es"]] == ["hola", "coffee in 5"]
     es2 = fold.view(room.state, {"pid": ES2, "role": "interpreter", "booth": "es"})
     assert set(es2["channels"]["chats"]) == {"all", "es"}
-    assert fold.view(room.state, {"pid": "ana", "role": "participant"})["channels"]["chats"] \
-        == {}
-    assert set(fold.view(room.state, {"pid": "chair", "role": "moderator"})["channels"]
-               ["chats"]) == {"all", "es", "fr", "ru"}
+    assert fold.view(room.state, {"pid": "ana", "role": "participant"})["channels"]["chats"] == {}
+    assert set(
+        fold.view(room.state, {"pid": "chair", "role": "moderator"})["channels"]["chats"]
+    ) == {"all", "es", "fr", "ru"}
     assert room.refused("chair", "chat.post", {"chat": "booth", "text": "x"}) == "bad_args"
     assert room.refused("ana", "chat.post", {"chat": "all", "text": "x"}) == "forbidden"
     assert room.refused(ES1, "chat.post", {"chat": "all", "text": "   "}) == "bad_args"
@@ -457,21 +500,18 @@ def test_caption_bad_input() -> None:
     assert room.refused("ana", "caption.post", {"lang": "es", "text": "x"}) == "forbidden"
     assert room.refused("chair", "caption.post", {"lang": "es", "text": "x"}) == "forbidden"
     big = "é" * 513  # 1026 bytes in UTF-8, 513 characters
-    assert room.refused(ES1, "caption.post", {"lang": "es", "text": big}) \
-        == "caption_too_long"
+    assert room.refused(ES1, "caption.post", {"lang": "es", "text": big}) == "caption_too_long"
     room.do(ES1, "caption.post", {"lang": "es", "text": "é" * 512})  # exactly 1 KiB
     assert room.refused(ES1, "caption.post", {"lang": "es", "text": " \n "}) == "bad_args"
     assert room.refused(ES1, "caption.post", {"lang": "es", "text": 5}) == "bad_args"
-    assert room.refused("cap", "caption.post", {"lang": "zz", "text": "x"}) \
-        == "no_such_channel"
+    assert room.refused("cap", "caption.post", {"lang": "zz", "text": "x"}) == "no_such_channel"
 
 
 def test_caption_rate_limit_is_deterministic_from_entry_time() -> None:
     room = booths()
     t = room.ts + 1000
     for i in range(channels.CAPTION_RATE):
-        room.do("cap", "caption.post", {"lang": "es" if i % 2 else "fr", "text": f"l{i}"},
-                at=t + i)
+        room.do("cap", "caption.post", {"lang": "es" if i % 2 else "fr", "text": f"l{i}"}, at=t + i)
     code = room.refused("cap", "caption.post", {"lang": "ru", "text": "too fast"}, at=t + 999)
     assert code == "caption_too_fast"
     room.do("cap", "caption.post", {"lang": "ru", "text": "ok again"}, at=t + 1000)
@@ -482,11 +522,9 @@ def test_captioner_invite_limited_to_its_channel() -> None:
     room.join("capfr", "captioner", booth="fr")
     room.join("capfloor", "captioner", booth="en")
     room.do("capfr", "caption.post", {"lang": "fr", "text": "bonjour"})
-    assert room.refused("capfr", "caption.post", {"lang": "es", "text": "x"}) \
-        == "not_your_booth"
+    assert room.refused("capfr", "caption.post", {"lang": "es", "text": "x"}) == "not_your_booth"
     room.do("capfloor", "caption.post", {"lang": "original", "text": "hello"})
-    assert room.refused("capfloor", "caption.post", {"lang": "fr", "text": "x"}) \
-        == "not_your_booth"
+    assert room.refused("capfloor", "caption.post", {"lang": "fr", "text": "x"}) == "not_your_booth"
 
 
 def test_captions_keep_the_last_lines() -> None:
@@ -521,9 +559,27 @@ def test_client_view_applies_the_same_events() -> None:
 PEOPLE = (ES1, ES2, ES3)
 actions = st.lists(
     st.tuples(
-        st.sampled_from(["take", "take", "release", *["request"] * 4, *["offer"] * 3,
-                         *["accept"] * 5, "decline", "cancel", "leave", "join", "cough",
-                         "input", "input", "ru_input", "wait", "tick", "clear"]),
+        st.sampled_from(
+            [
+                "take",
+                "take",
+                "release",
+                *["request"] * 4,
+                *["offer"] * 3,
+                *["accept"] * 5,
+                "decline",
+                "cancel",
+                "leave",
+                "join",
+                "cough",
+                "input",
+                "input",
+                "ru_input",
+                "wait",
+                "tick",
+                "clear",
+            ]
+        ),
         st.sampled_from([*PEOPLE, "live", "target", "target", "asker", "partner", "partner"]),
         st.sampled_from([0, 50, 50, 1_000, 5_000, 16_000, 31_000]),  # ms since the last entry
         st.sampled_from(["floor", "ru", "fr", *PEOPLE]),
@@ -573,10 +629,15 @@ def _resolve(room: Room, who: str) -> str:
     and offers often meet a pending handover instead of being refused)."""
     channel = room.ch["channels"]["es"]
     h = channel["handover"] or {}
-    partner = next((p for p in PEOPLE if p != channel["live"]
-                    and channels._online(room.state, p)), None)
-    found = {"live": channel["live"], "target": h.get("answerer"), "asker": h.get("asker"),
-             "partner": partner}.get(who, who)
+    partner = next(
+        (p for p in PEOPLE if p != channel["live"] and channels._online(room.state, p)), None
+    )
+    found = {
+        "live": channel["live"],
+        "target": h.get("answerer"),
+        "asker": h.get("asker"),
+        "partner": partner,
+    }.get(who, who)
     return found or ES1
 
 
@@ -594,9 +655,15 @@ def test_booth_state_machine_properties(steps: list[tuple[str, str, int, str]]) 
     online = set(PEOPLE)
     # who went on air by their own act: took it, had their request accepted, accepted an offer
     vouched: dict[str, set[str]] = {"es": set(), "ru": {"ru1"}, "fr": set()}
-    cmds = {"take": "air.take", "release": "air.release", "request": "handover.request",
-            "offer": "handover.offer", "accept": "handover.accept",
-            "decline": "handover.decline", "cancel": "handover.cancel"}
+    cmds = {
+        "take": "air.take",
+        "release": "air.release",
+        "request": "handover.request",
+        "offer": "handover.offer",
+        "accept": "handover.accept",
+        "decline": "handover.decline",
+        "cancel": "handover.cancel",
+    }
     for action, who, dt, source in steps:
         at = room.ts + 1 + dt
         before = copy.deepcopy(room.state["channels"]["channels"]["es"])
@@ -609,8 +676,9 @@ def test_booth_state_machine_properties(steps: list[tuple[str, str, int, str]]) 
         elif action == "cough":
             if pid not in online:
                 continue
-            outcome = room.entry(pid, "interpreter", "booth.cough", {"on": source != "floor"},
-                                 at=at)
+            outcome = room.entry(
+                pid, "interpreter", "booth.cough", {"on": source != "floor"}, at=at
+            )
         elif action == "input":
             if pid not in online:
                 continue
@@ -618,22 +686,30 @@ def test_booth_state_machine_properties(steps: list[tuple[str, str, int, str]]) 
             outcome = room.entry(pid, "interpreter", "booth.input", {"input": source}, at=at)
         elif action == "ru_input":  # the ru booth relays es, or listens to the floor
             ru_source = "floor" if source in ("floor", "fr", ES1) else "es"
-            outcome = room.entry("ru1", "interpreter", "booth.input", {"input": ru_source},
-                                 at=at)
+            outcome = room.entry("ru1", "interpreter", "booth.input", {"input": ru_source}, at=at)
         elif action == "leave":
             if pid not in online:
                 continue
             online.discard(pid)
-            outcome = room.entry("node", "system", "leave", {"pid": pid, "conn": pid + "-c"},
-                                 at=at)
+            outcome = room.entry("node", "system", "leave", {"pid": pid, "conn": pid + "-c"}, at=at)
         elif action == "join":
             if pid in online:
                 continue
             online.add(pid)
-            outcome = room.entry("node", "system", "join",
-                                 {"pid": pid, "name": pid, "role": "interpreter",
-                                  "conn": pid + "-c", "booth": "es", "pair": ["en", "es"]},
-                                 at=at)
+            outcome = room.entry(
+                "node",
+                "system",
+                "join",
+                {
+                    "pid": pid,
+                    "name": pid,
+                    "role": "interpreter",
+                    "conn": pid + "-c",
+                    "booth": "es",
+                    "pair": ["en", "es"],
+                },
+                at=at,
+            )
         elif action == "clear":
             outcome = room.entry("chair", "moderator", "booth.clear", {"lang": "es"}, at=at)
         elif action == "tick":
@@ -677,16 +753,25 @@ def test_replicas_folding_the_same_log_agree(steps: list[tuple[str, str, int, st
         if i == snapshot_at:
             snapshot = (len(room.log), fold.from_snapshot(room.state))
         at = room.ts + 1 + dt
-        name = {"take": "air.take", "request": "handover.request", "offer": "handover.offer",
-                "accept": "handover.accept", "decline": "handover.decline"}.get(action)
+        name = {
+            "take": "air.take",
+            "request": "handover.request",
+            "offer": "handover.offer",
+            "accept": "handover.accept",
+            "decline": "handover.decline",
+        }.get(action)
         if name:
             room.entry(pid, "interpreter", name, {}, at=at)
         elif action == "leave":
             room.entry("node", "system", "leave", {"pid": pid, "conn": pid + "-c"}, at=at)
         elif action == "join":
-            room.entry("node", "system", "join", {"pid": pid, "name": pid,
-                                                  "role": "interpreter", "conn": pid + "-c",
-                                                  "booth": "es"}, at=at)
+            room.entry(
+                "node",
+                "system",
+                "join",
+                {"pid": pid, "name": pid, "role": "interpreter", "conn": pid + "-c", "booth": "es"},
+                at=at,
+            )
         elif action == "tick":
             room.entry("node", "system", "tick", {}, at=at)
     other = Room()

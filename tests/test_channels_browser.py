@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from server.auth import Invites
+from server.node.auth import Invites
 
 from .conftest import NodeFactory, timeout
 
@@ -15,13 +15,15 @@ ROOM = "plenary"
 
 @pytest.mark.browser
 async def test_interpreter_listener_and_chair_pages(
-        start_node: NodeFactory, invites: Invites, browser: Any) -> None:
+    start_node: NodeFactory, invites: Invites, browser: Any
+) -> None:
     from playwright.async_api import expect
 
     node = await start_node()
     ms = int(timeout(5) * 1000)
-    elena = invites.mint(room=ROOM, role="interpreter", name="Elena Ruiz", booth="es",
-                         pair=["en", "es"])
+    elena = invites.mint(
+        room=ROOM, role="interpreter", name="Elena Ruiz", booth="es", pair=["en", "es"]
+    )
     ana = invites.mint(room=ROOM, role="participant", name="Ana", lang="en")
     chair = invites.mint(room=ROOM, role="moderator", name="Chair")
     errors: list[str] = []
@@ -48,8 +50,7 @@ async def test_interpreter_listener_and_chair_pages(
     # a caption typed on the console reaches the listener of that channel
     await console.locator("#booth-caption").fill("Buenos días a todos")
     await console.locator("#booth-caption").press("Enter")
-    await expect(listener.locator("#captions")).to_contain_text("Buenos días a todos",
-                                                                timeout=ms)
+    await expect(listener.locator("#captions")).to_contain_text("Buenos días a todos", timeout=ms)
     await expect(console.locator("#booth-caption")).to_have_value("", timeout=ms)
 
     # the chair's board: who is live in es, one listener
@@ -66,6 +67,5 @@ async def test_interpreter_listener_and_chair_pages(
 
     # a preset from the booth is shown prominently to the chair
     await console.locator('button[data-preset="slow_down"]').click()
-    await expect(board.locator("#booth-signal")).to_contain_text("Please slow down",
-                                                                 timeout=ms)
+    await expect(board.locator("#booth-signal")).to_contain_text("Please slow down", timeout=ms)
     assert errors == [], errors

@@ -9,20 +9,39 @@ import sys
 import time
 import urllib.request
 
-from server.auth import Invites
+from server.node.auth import Invites
 
 from .conftest import SECRET, free_port
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
 
 
 def test_invite_prints_a_signed_link() -> None:
-    out = run("invite", "--room", "plenary", "--role", "participant", "--name", "Ana Huber",
-              "--org", "ecpat-at", "--country", "AT", "--lang", "fr",
-              HEMICYCLE_SECRET=SECRET, HEMICYCLE_PUBLIC_URL="https://assembly.example.org")
+    out = run(
+        "invite",
+        "--room",
+        "plenary",
+        "--role",
+        "participant",
+        "--name",
+        "Ana Huber",
+        "--org",
+        "ecpat-at",
+        "--country",
+        "AT",
+        "--lang",
+        "fr",
+        HEMICYCLE_SECRET=SECRET,
+        HEMICYCLE_PUBLIC_URL="https://assembly.example.org",
+    )
     assert out.returncode == 0, out.stderr
     link = out.stdout.strip()
     assert link.startswith("https://assembly.example.org/r/plenary#t=")
@@ -33,21 +52,40 @@ def test_invite_prints_a_signed_link() -> None:
 
 def test_invite_refuses_without_secret_or_for_an_unknown_room() -> None:
     env = {k: v for k, v in os.environ.items() if k != "HEMICYCLE_SECRET"}
-    out = subprocess.run([sys.executable, "-m", "server.cli", "invite", "--room", "plenary",
-                          "--role", "participant", "--name", "X"], capture_output=True,
-                         text=True, timeout=60, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "invite",
+            "--room",
+            "plenary",
+            "--role",
+            "participant",
+            "--name",
+            "X",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert out.returncode == 2 and "HEMICYCLE_SECRET" in out.stderr
-    out = run("invite", "--room", "attic", "--role", "participant", "--name", "X",
-              HEMICYCLE_SECRET=SECRET)
+    out = run(
+        "invite", "--room", "attic", "--role", "participant", "--name", "X", HEMICYCLE_SECRET=SECRET
+    )
     assert out.returncode == 2 and "no room 'attic'" in out.stderr
 
 
 def test_demo_serves_and_prints_a_link_per_role() -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "demo", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={k: v for k, v in os.environ.items()
-                                 if k != "HEMICYCLE_SECRET"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "HEMICYCLE_SECRET"},
+    )
     try:
         assert proc.stdout is not None
         lines: list[str] = []

@@ -6,21 +6,22 @@ import asyncio
 import random
 
 from server import fold
-from server.auth import Invites
 from server.client import Client
-from server.log import id_key
+from server.node.auth import Invites
+from server.node.log import id_key
 
 from .conftest import NodeFactory, timeout
 
 
 async def test_a_hand_raised_on_node_a_appears_on_node_b(
-        start_node: NodeFactory, redis_url: str, invites: Invites) -> None:
+    start_node: NodeFactory, redis_url: str, invites: Invites
+) -> None:
     a = await start_node(redis_url, name="A")
     b = await start_node(redis_url, name="B")
-    chair = await Client.connect(b.url, invites.mint(room="plenary", role="moderator",
-                                                     name="Chair"))
-    ana = await Client.connect(a.url, invites.mint(room="plenary", role="participant",
-                                                   name="Ana"))
+    chair = await Client.connect(
+        b.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await Client.connect(a.url, invites.mint(room="plenary", role="participant", name="Ana"))
     await ana.command("hand.raise")
     await chair.wait_for(lambda s: s["core"]["hands"] == [ana.me], timeout(5))
     await chair.command("floor.grant", {"pid": ana.me})
@@ -30,13 +31,14 @@ async def test_a_hand_raised_on_node_a_appears_on_node_b(
 
 
 async def test_reconnecting_to_the_other_node_resumes_without_gaps_or_repeats(
-        start_node: NodeFactory, redis_url: str, invites: Invites) -> None:
+    start_node: NodeFactory, redis_url: str, invites: Invites
+) -> None:
     a = await start_node(redis_url, name="A")
     b = await start_node(redis_url, name="B")
-    chair = await Client.connect(a.url, invites.mint(room="plenary", role="moderator",
-                                                     name="Chair"))
-    ana = await Client.connect(a.url, invites.mint(room="plenary", role="participant",
-                                                   name="Ana"))
+    chair = await Client.connect(
+        a.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await Client.connect(a.url, invites.mint(room="plenary", role="participant", name="Ana"))
     await chair.command("notice.post", {"text": "before"})
     await ana.wait_for(lambda s: (s["core"]["notice"] or {}).get("text") == "before")
     await ana.ws.close()
@@ -47,8 +49,13 @@ async def test_reconnecting_to_the_other_node_resumes_without_gaps_or_repeats(
     ana.url = b.url
     await ana.resume()
     await ana.wait_for(lambda s: s["core"]["notice"]["text"] == "missed 19", timeout(5))
-    texts = [e["text"] for m in ana.received[seen:] if m["type"] == "events"
-             for e in m["events"] if e["type"] == "notice"]
+    texts = [
+        e["text"]
+        for m in ana.received[seen:]
+        if m["type"] == "events"
+        for e in m["events"]
+        if e["type"] == "notice"
+    ]
     assert texts == [f"missed {i}" for i in range(20)]
     ids = [m["id"] for m in ana.received[seen:] if m["type"] == "events"]
     assert ids == sorted(ids, key=id_key) and len(ids) == len(set(ids))
@@ -57,16 +64,26 @@ async def test_reconnecting_to_the_other_node_resumes_without_gaps_or_repeats(
 
 
 async def test_replicas_end_identical_after_a_concurrent_burst(
-        start_node: NodeFactory, redis_url: str, invites: Invites) -> None:
-    a = await start_node(redis_url, name="A", settings={"command_rate": 1000,
-                                                        "command_burst": 1000})
-    b = await start_node(redis_url, name="B", settings={"command_rate": 1000,
-                                                        "command_burst": 1000})
-    chairs = [await Client.connect(n.url, invites.mint(room="plenary", role="moderator",
-                                                       name=f"Chair {n.node.name}"))
-              for n in (a, b)]
-    people = [await Client.connect((a, b)[i % 2].url, invites.mint(
-        room="plenary", role="participant", name=f"P{i}")) for i in range(10)]
+    start_node: NodeFactory, redis_url: str, invites: Invites
+) -> None:
+    a = await start_node(
+        redis_url, name="A", settings={"command_rate": 1000, "command_burst": 1000}
+    )
+    b = await start_node(
+        redis_url, name="B", settings={"command_rate": 1000, "command_burst": 1000}
+    )
+    chairs = [
+        await Client.connect(
+            n.url, invites.mint(room="plenary", role="moderator", name=f"Chair {n.node.name}")
+        )
+        for n in (a, b)
+    ]
+    people = [
+        await Client.connect(
+            (a, b)[i % 2].url, invites.mint(room="plenary", role="participant", name=f"P{i}")
+        )
+        for i in range(10)
+    ]
     rng = random.Random(7)
 
     async def churn(c: Client) -> None:
@@ -76,8 +93,7 @@ async def test_replicas_end_identical_after_a_concurrent_burst(
     async def chairing(c: Client) -> None:
         for _ in range(20):
             pid = rng.choice(people).me
-            await c.request(rng.choice(["floor.grant", "floor.revoke", "hand.lower"]),
-                            {"pid": pid})
+            await c.request(rng.choice(["floor.grant", "floor.revoke", "hand.lower"]), {"pid": pid})
 
     await asyncio.gather(*(churn(p) for p in people), *(chairing(c) for c in chairs))
     # Both nodes fold the same log: wait until both reached its end, then compare.
@@ -96,15 +112,17 @@ async def test_replicas_end_identical_after_a_concurrent_burst(
 
 
 async def test_a_new_node_catches_up_from_a_snapshot(
-        start_node: NodeFactory, redis_url: str, invites: Invites,
-        monkeypatch: object) -> None:
-    import server.hub as hub_module
+    start_node: NodeFactory, redis_url: str, invites: Invites, monkeypatch: object
+) -> None:
+    import server.node.hub as hub_module
 
     monkeypatch.setattr(hub_module, "SNAPSHOT_EVERY", 10)  # type: ignore[attr-defined]
-    a = await start_node(redis_url, name="A", settings={"command_rate": 1000,
-                                                        "command_burst": 1000})
-    chair = await Client.connect(a.url, invites.mint(room="plenary", role="moderator",
-                                                     name="Chair"))
+    a = await start_node(
+        redis_url, name="A", settings={"command_rate": 1000, "command_burst": 1000}
+    )
+    chair = await Client.connect(
+        a.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
     for i in range(25):
         await chair.command("notice.post", {"text": f"n{i}"})
     b = await start_node(redis_url, name="B")
@@ -118,40 +136,44 @@ async def test_a_new_node_catches_up_from_a_snapshot(
 
 
 async def test_a_redis_restart_loses_no_acknowledged_command(
-        start_node: NodeFactory, redis_server: object, redis_url: str,
-        invites: Invites) -> None:
+    start_node: NodeFactory, redis_server: object, redis_url: str, invites: Invites
+) -> None:
     """AOF on (the fixture's redis-server): the node reconnects and keeps folding."""
     a = await start_node(redis_url, name="A")
-    chair = await Client.connect(a.url, invites.mint(room="plenary", role="moderator",
-                                                     name="Chair"))
+    chair = await Client.connect(
+        a.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
     await chair.command("notice.post", {"text": "before restart"})
     redis_server.restart()  # type: ignore[attr-defined]
     deadline = asyncio.get_running_loop().time() + timeout(15)
     while True:  # commands may be refused as unavailable while Redis comes back
-        reply = await chair.request("notice.post", {"text": "after restart"},
-                                    cid="after-restart")
+        reply = await chair.request("notice.post", {"text": "after restart"}, cid="after-restart")
         if reply["ok"] or asyncio.get_running_loop().time() > deadline:
             break
         assert reply["code"] == "unavailable"
         await asyncio.sleep(0.2)
     assert reply["ok"], reply
     b = await start_node(redis_url, name="B")  # a fresh node reads the whole log back
-    texts = [e["text"] for _, events in b.node.hubs["plenary"].recent for e in events
-             if e["type"] == "notice"]
+    texts = [
+        e["text"]
+        for _, events in b.node.hubs["plenary"].recent
+        for e in events
+        if e["type"] == "notice"
+    ]
     assert texts == ["before restart", "after restart"]
     await chair.close()
 
 
 async def test_a_crashed_nodes_people_go_offline(
-        start_node: NodeFactory, redis_url: str, invites: Invites,
-        monkeypatch: object) -> None:
+    start_node: NodeFactory, redis_url: str, invites: Invites, monkeypatch: object
+) -> None:
     """Node B is killed (SIGKILL, no goodbye): node A retires B's connections."""
     import os
     import signal
     import subprocess
     import sys
 
-    import server.app as app_module
+    import server.node.app as app_module
 
     from .conftest import SECRET, free_port
 
@@ -159,17 +181,19 @@ async def test_a_crashed_nodes_people_go_offline(
     a = await start_node(redis_url, name="A")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
-         "--backend", redis_url],
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--backend", redis_url],
         env={**os.environ, "HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": "B"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         async with asyncio.timeout(timeout(20)):
             while True:
                 try:
-                    sokha = await Client.connect(url, invites.mint(
-                        room="plenary", role="participant", name="Sokha"))
+                    sokha = await Client.connect(
+                        url, invites.mint(room="plenary", role="participant", name="Sokha")
+                    )
                     break
                 except OSError:
                     await asyncio.sleep(0.1)
@@ -190,12 +214,11 @@ async def test_a_crashed_nodes_people_go_offline(
 
 
 async def test_a_leave_during_a_redis_outage_is_recorded_when_redis_returns(
-        start_node: NodeFactory, redis_server: object, redis_url: str,
-        invites: Invites) -> None:
+    start_node: NodeFactory, redis_server: object, redis_url: str, invites: Invites
+) -> None:
     a = await start_node(redis_url, name="A")
     hub = a.node.hubs["plenary"]
-    ana = await Client.connect(a.url, invites.mint(room="plenary", role="participant",
-                                                   name="Ana"))
+    ana = await Client.connect(a.url, invites.mint(room="plenary", role="participant", name="Ana"))
     async with asyncio.timeout(timeout(5)):
         while not hub.state["core"]["people"].get(ana.me, {}).get("conns"):
             await asyncio.sleep(0.02)

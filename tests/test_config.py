@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server.config import DEFAULT_CONFIG, Settings, load_assembly, parse_assembly
 from server.errors import ConfigError
+from server.node.config import DEFAULT_CONFIG, Settings, load_assembly, parse_assembly
 
 GOOD = """
 [assembly]
@@ -37,19 +37,29 @@ def test_the_demo_config_loads() -> None:
     assert len(a.members) >= 8 and all(m.weight == 1.0 for m in a.members)
 
 
-@pytest.mark.parametrize(("change", "key", "problem"), [
-    (('start = "2026-12-03T12:00:00Z"', 'start = "3 Dec, noon"'),
-     "rooms[0].agenda[0].start", "not an ISO 8601 UTC time"),
-    (('minutes = 20', 'minutes = "twenty"'), "rooms[0].agenda[0].minutes", "expected int"),
-    (('languages = ["es"]', 'languages = ["es", "es"]'), "assembly.languages", "twice"),
-    (('languages = ["es"]', 'languages = ["Spanish"]'), "assembly.languages",
-     "not a language code"),
-    (('country = "KH"', 'country = "Cambodia"'), "members[0].country", "ISO 3166"),
-    (('id = "plenary"', 'id = "Plenary Hall"'), "rooms[0].id", "lower-case"),
-    (('name = "A"\n', ''), "assembly.name", "missing"),
-])
-def test_bad_values_name_the_key(tmp_path: Path, change: tuple[str, str], key: str,
-                                 problem: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        (
+            ('start = "2026-12-03T12:00:00Z"', 'start = "3 Dec, noon"'),
+            "rooms[0].agenda[0].start",
+            "not an ISO 8601 UTC time",
+        ),
+        (("minutes = 20", 'minutes = "twenty"'), "rooms[0].agenda[0].minutes", "expected int"),
+        (('languages = ["es"]', 'languages = ["es", "es"]'), "assembly.languages", "twice"),
+        (
+            ('languages = ["es"]', 'languages = ["Spanish"]'),
+            "assembly.languages",
+            "not a language code",
+        ),
+        (('country = "KH"', 'country = "Cambodia"'), "members[0].country", "ISO 3166"),
+        (('id = "plenary"', 'id = "Plenary Hall"'), "rooms[0].id", "lower-case"),
+        (('name = "A"\n', ""), "assembly.name", "missing"),
+    ],
+)
+def test_bad_values_name_the_key(
+    tmp_path: Path, change: tuple[str, str], key: str, problem: str
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(GOOD.replace(*change, 1))
     with pytest.raises(ConfigError) as err:
@@ -74,8 +84,13 @@ def test_no_rooms_is_refused() -> None:
 
 
 def test_settings_from_a_mapping() -> None:
-    s = Settings.from_env({"HEMICYCLE_PORT": "9001", "HEMICYCLE_BACKEND": "redis://r:6379/1",
-                           "HEMICYCLE_SECRET": "x" * 20})
+    s = Settings.from_env(
+        {
+            "HEMICYCLE_PORT": "9001",
+            "HEMICYCLE_BACKEND": "redis://r:6379/1",
+            "HEMICYCLE_SECRET": "x" * 20,
+        }
+    )
     assert (s.port, s.backend, s.secret) == (9001, "redis://r:6379/1", "x" * 20)
     assert s.base_url == "http://127.0.0.1:9001"
     with pytest.raises(ConfigError, match="HEMICYCLE_PORT"):
@@ -85,8 +100,12 @@ def test_settings_from_a_mapping() -> None:
 def test_the_command_reports_a_bad_config_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace("minutes = 20", "minutes = -5"))
-    out = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--config", str(bad)],
-                         capture_output=True, text=True, timeout=60,
-                         env={"HEMICYCLE_SECRET": "s" * 32, "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HEMICYCLE_SECRET": "s" * 32, "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 2
     assert f"{bad}: rooms[0].agenda[0].minutes: must be positive" in out.stderr

@@ -70,8 +70,9 @@ async def test_nobody_hears_their_own_microphone(start_node, invites) -> None:  
 
 async def test_speaker_needs_the_floor(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair, bo, ana = await people(node, invites, ("Chair", "moderator"), ("Bo", "participant"),
-                                  ("Ana", "participant"))
+    chair, bo, ana = await people(
+        node, invites, ("Chair", "moderator"), ("Bo", "participant"), ("Ana", "participant")
+    )
     refused = await publish(bo, "floor", expect_ok=False)
     assert refused.reply["code"] == "not_granted"
     await chair.command("floor.grant", {"pid": bo.me})
@@ -92,8 +93,9 @@ async def test_speaker_needs_the_floor(start_node, invites) -> None:  # type: ig
 
 async def test_moderator_mutes_a_speaker(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair, bo, ana = await people(node, invites, ("Chair", "moderator"), ("Bo", "participant"),
-                                  ("Ana", "participant"))
+    chair, bo, ana = await people(
+        node, invites, ("Chair", "moderator"), ("Bo", "participant"), ("Ana", "participant")
+    )
     await chair.command("floor.grant", {"pid": bo.me})
     ear = await listen(ana)
     mic = await publish(bo, "floor")
@@ -130,17 +132,20 @@ VIDEO = AUDIO_ONLY_PCMU.replace("m=audio 9 UDP/TLS/RTP/SAVPF 0", "m=video 9 UDP/
 NO_MEDIA = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
 
 
-@pytest.mark.parametrize(("fields", "code"), [
-    ({"purpose": "publish", "sdp": "garbage"}, "bad_sdp"),
-    ({"purpose": "publish", "sdp": 42}, "bad_args"),
-    ({"purpose": "publish"}, "bad_args"),
-    ({"purpose": "shout", "sdp": NO_MEDIA}, "bad_args"),
-    ({"purpose": "publish", "sdp": NO_MEDIA}, "no_audio"),
-    ({"purpose": "publish", "sdp": VIDEO}, "audio_only"),
-    ({"purpose": "publish", "sdp": AUDIO_ONLY_PCMU}, "no_opus"),
-    ({"purpose": "listen", "sdp": AUDIO_ONLY_PCMU}, "no_opus"),
-    ({"purpose": "publish", "sdp": "v=0\r\n" + "a=x\r\n" * 5000}, "bad_args"),
-])
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"purpose": "publish", "sdp": "garbage"}, "bad_sdp"),
+        ({"purpose": "publish", "sdp": 42}, "bad_args"),
+        ({"purpose": "publish"}, "bad_args"),
+        ({"purpose": "shout", "sdp": NO_MEDIA}, "bad_args"),
+        ({"purpose": "publish", "sdp": NO_MEDIA}, "no_audio"),
+        ({"purpose": "publish", "sdp": VIDEO}, "audio_only"),
+        ({"purpose": "publish", "sdp": AUDIO_ONLY_PCMU}, "no_opus"),
+        ({"purpose": "listen", "sdp": AUDIO_ONLY_PCMU}, "no_opus"),
+        ({"purpose": "publish", "sdp": "v=0\r\n" + "a=x\r\n" * 5000}, "bad_args"),
+    ],
+)
 async def test_bad_offers_are_refused(start_node, invites, fields, code) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
     (chair,) = await people(node, invites, ("Chair", "moderator"))
@@ -155,8 +160,9 @@ async def test_bad_offers_are_refused(start_node, invites, fields, code) -> None
 async def test_a_broken_offer_that_parses_is_refused(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
     (chair,) = await people(node, invites, ("Chair", "moderator"))
-    opus_no_ice = AUDIO_ONLY_PCMU.replace("0\r\na=rtpmap:0 PCMU/8000",
-                                          "111\r\na=rtpmap:111 opus/48000/2")
+    opus_no_ice = AUDIO_ONLY_PCMU.replace(
+        "0\r\na=rtpmap:0 PCMU/8000", "111\r\na=rtpmap:111 opus/48000/2"
+    )
     reply = await chair.rpc("rtc.offer", purpose="publish", sdp=opus_no_ice)
     assert reply["ok"] is False and reply["code"] == "bad_sdp", reply
     assert metric(node, "hemicycle_peer_connections", kind="publish") == 0
@@ -165,11 +171,16 @@ async def test_a_broken_offer_that_parses_is_refused(start_node, invites) -> Non
 
 async def test_publishing_without_the_right(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    ana, ivan = await people(node, invites, ("Ana", "participant"), ("Ivan", "interpreter"),
-                             Ivan={"booth": "es"})
-    for client, target, code in ((ana, "floor", "not_granted"), (ana, "es", "forbidden"),
-                                 (ivan, "floor", "forbidden"), (ivan, "xx", "no_such_channel"),
-                                 (ivan, "fr", "not_your_booth")):
+    ana, ivan = await people(
+        node, invites, ("Ana", "participant"), ("Ivan", "interpreter"), Ivan={"booth": "es"}
+    )
+    for client, target, code in (
+        (ana, "floor", "not_granted"),
+        (ana, "es", "forbidden"),
+        (ivan, "floor", "forbidden"),
+        (ivan, "xx", "no_such_channel"),
+        (ivan, "fr", "not_your_booth"),
+    ):
         mic = await publish(client, target, expect_ok=False)
         assert mic.reply["code"] == code, (target, mic.reply)
     reply = await ana.rpc("rtc.offer", purpose="publish", target=["floor"], sdp=NO_MEDIA)
@@ -181,8 +192,9 @@ async def test_publishing_without_the_right(start_node, invites) -> None:  # typ
 async def test_offers_are_rate_limited(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
     (ana,) = await people(node, invites, ("Ana", "participant"))
-    codes = [(await ana.rpc("rtc.offer", purpose="listen", sdp="garbage"))["code"]
-             for _ in range(7)]
+    codes = [
+        (await ana.rpc("rtc.offer", purpose="listen", sdp="garbage"))["code"] for _ in range(7)
+    ]
     assert codes[:5] == ["bad_sdp"] * 5 and "rate_limited" in codes[5:], codes
     await ana.close()
 
@@ -201,8 +213,9 @@ async def test_unknown_rtc_message(start_node, invites) -> None:  # type: ignore
 
 async def test_a_flooding_publisher_is_dropped_not_others(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair, bo, ana = await people(node, invites, ("Chair", "moderator"), ("Bo", "participant"),
-                                  ("Ana", "participant"))
+    chair, bo, ana = await people(
+        node, invites, ("Chair", "moderator"), ("Bo", "participant"), ("Ana", "participant")
+    )
     ear = await listen(ana)
     flood = await publish(bo, "floor", expect_ok=False)  # not granted: refused
     assert flood.reply["code"] == "not_granted"
@@ -266,8 +279,9 @@ async def test_across_nodes_through_redis(start_node, invites, redis_url) -> Non
         if await r.pubsub_channels("hc:*:audio:*"):
             break
         await asyncio.sleep(0.02)
-    assert await r.pubsub_channels("hc:*:audio:*") == [b"hc:{plenary}:audio:floor"], \
+    assert await r.pubsub_channels("hc:*:audio:*") == [b"hc:{plenary}:audio:floor"], (
         "node B subscribes only to what its listeners need"
+    )
     mic = await publish(chair, "floor")
     sent = tagged(opus_tone(440, 100), tag=1)
     await mic.play(sent)
@@ -294,24 +308,36 @@ async def test_across_nodes_through_redis(start_node, invites, redis_url) -> Non
 
 def test_media_config_ice_servers() -> None:
     from server.errors import ConfigError
-    from server.rtc_setup import MediaConfig
+    from server.media.setup import MediaConfig
 
     assert MediaConfig.from_extra({}).ice_servers == ()
-    assert MediaConfig.from_extra({}).rtc_configuration().iceServers == [], \
+    assert MediaConfig.from_extra({}).rtc_configuration().iceServers == [], (
         "by default the node contacts no STUN server (host candidates: one machine, a LAN)"
-    cfg = MediaConfig.from_extra({"media": {
-        "ice_servers": [{"urls": "stun:stun.example.org:3478"},
-                        {"urls": ["turn:turn.example.org"], "username": "u", "credential": "p"}],
-        "server_ice_servers": [{"urls": "stun:stun.example.org:3478"}]}}, "a.toml")
+    )
+    cfg = MediaConfig.from_extra(
+        {
+            "media": {
+                "ice_servers": [
+                    {"urls": "stun:stun.example.org:3478"},
+                    {"urls": ["turn:turn.example.org"], "username": "u", "credential": "p"},
+                ],
+                "server_ice_servers": [{"urls": "stun:stun.example.org:3478"}],
+            }
+        },
+        "a.toml",
+    )
     assert cfg.ice_servers[0] == {"urls": ["stun:stun.example.org:3478"]}
     assert cfg.ice_servers[1]["credential"] == "p"
     assert cfg.rtc_configuration().iceServers[0].urls == ["stun:stun.example.org:3478"]
-    for bad, key in (({"media": []}, "media"),
-                     ({"media": {"ice_servers": {}}}, "media.ice_servers"),
-                     ({"media": {"ice_servers": [{"urls": "http://x"}]}},
-                      "media.ice_servers[0].urls"),
-                     ({"media": {"ice_servers": [{"urls": "stun:x", "username": 1}]}},
-                      "media.ice_servers[0].username")):
+    for bad, key in (
+        ({"media": []}, "media"),
+        ({"media": {"ice_servers": {}}}, "media.ice_servers"),
+        ({"media": {"ice_servers": [{"urls": "http://x"}]}}, "media.ice_servers[0].urls"),
+        (
+            {"media": {"ice_servers": [{"urls": "stun:x", "username": 1}]}},
+            "media.ice_servers[0].username",
+        ),
+    ):
         with pytest.raises(ConfigError) as exc:
             MediaConfig.from_extra(bad, "a.toml")
         assert exc.value.key == key
@@ -330,19 +356,31 @@ async def test_ice_servers_reach_the_browser_in_the_welcome(start_node, invites,
 
 async def test_levels_of_live_microphones_go_to_chair_and_booths(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair, ana, ivan = await people(node, invites, ("Chair", "moderator"),
-                                    ("Ana", "participant"), ("Ivan", "interpreter"),
-                                    Ivan={"booth": "es"})
+    chair, ana, ivan = await people(
+        node,
+        invites,
+        ("Chair", "moderator"),
+        ("Ana", "participant"),
+        ("Ivan", "interpreter"),
+        Ivan={"booth": "es"},
+    )
     mic = await publish(chair, "floor")
     await mic.play(opus_tone(440, 25, amplitude=16000))
     for client in (chair, ivan):
         levels = await client.wait_message(
-            lambda m: m["type"] == "ephemeral" and m.get("kind") == "levels"
-            and chair.me in m["levels"] and m["levels"][chair.me]["db"] > -40, timeout(3))
+            lambda m: (
+                m["type"] == "ephemeral"
+                and m.get("kind") == "levels"
+                and chair.me in m["levels"]
+                and m["levels"][chair.me]["db"] > -40
+            ),
+            timeout(3),
+        )
         entry = levels["levels"][chair.me]
         assert entry["source"] == "floor" and entry["on_air"] is True
-    assert not [m for m in ana.received if m.get("kind") == "levels"], \
+    assert not [m for m in ana.received if m.get("kind") == "levels"], (
         "participants do not get the meters (5 messages a second each)"
+    )
     await mic.close()
     for c in (chair, ana, ivan):
         await c.close()
@@ -351,8 +389,8 @@ async def test_levels_of_live_microphones_go_to_chair_and_booths(start_node, inv
 @pytest.mark.redis
 async def test_bus_losses_and_late_frames_are_counted(start_node, invites, redis_url) -> None:  # type: ignore[no-untyped-def]
     """Frames of another node's microphone with a gap and a late one, on the real Redis bus."""
-    from server.media import bus_channel
-    from server.relay import Frame
+    from server.media.relay import Frame
+    from server.media.room import bus_channel
 
     node = await start_node(redis_url)
     chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))

@@ -54,8 +54,11 @@ async def test_es_listeners_never_get_fr_frames(start_node, invites) -> None:  #
     ears = {"ana": await listen(ana), "bo": await listen(bo)}
     reply = await ana.rpc("rtc.under", on=True)
     assert reply["ok"]
-    mics = {"floor": await publish(chair, "floor"), "es": await publish(ivan, "es"),
-            "fr": await publish(flo, "fr")}
+    mics = {
+        "floor": await publish(chair, "floor"),
+        "es": await publish(ivan, "es"),
+        "fr": await publish(flo, "fr"),
+    }
     assert mics["es"].reply["on_air"] is True
     sent = {k: tagged(opus_tone(300 + 100 * TAGS[k], 50), TAGS[k]) for k in mics}
     await asyncio.gather(*(mics[k].play(sent[k]) for k in mics))
@@ -84,20 +87,23 @@ async def test_channel_switch_without_renegotiation(start_node, invites) -> None
     await ana.command("channel.choose", {"lang": "es"})
     ear = await listen(ana)
     es, fr = await publish(ivan, "es"), await publish(flo, "fr")
-    playing = asyncio.gather(es.play(tagged(opus_tone(440, 100), 2)),
-                             fr.play(tagged(opus_tone(660, 100), 3)))
+    playing = asyncio.gather(
+        es.play(tagged(opus_tone(440, 100), 2)), fr.play(tagged(opus_tone(660, 100), 3))
+    )
     await ear.wait(0, 30, timeout(5))
     switched_at = time.monotonic()
     await ana.command("channel.choose", {"lang": "fr"})
     await playing
     heard = ear.on(0)
     first_fr = next(h for h in heard if marker(h.payload)[0] == 3)
-    assert first_fr.at - switched_at <= 0.1, \
+    assert first_fr.at - switched_at <= 0.1, (
         "a channel switch (command, log, fold, re-route) takes effect within 100 ms"
+    )
     assert [marker(h.payload)[0] for h in heard] == sorted(marker(h.payload)[0] for h in heard)
     assert len({h.ssrc for h in heard}) == 1 and ear.offers == 1, "same track, no renegotiation"
-    assert min(steps(heard)) >= 960 and max(steps(heard)) <= 3 * 960, \
+    assert min(steps(heard)) >= 960 and max(steps(heard)) <= 3 * 960, (
         f"the RTP clock runs on across the switch: {sorted(steps(heard))}"
+    )
     for p in (ear, es, fr):
         await p.close()
     for c in (ivan, flo, ana):
@@ -185,8 +191,9 @@ async def test_interpreter_on_node_a_heard_on_node_b(start_node, invites, redis_
         if len(await r.pubsub_channels("hc:*:audio:*")) == 1:
             break
         await asyncio.sleep(0.02)
-    assert await r.pubsub_channels("hc:*:audio:*") == [b"hc:{plenary}:audio:es"], \
+    assert await r.pubsub_channels("hc:*:audio:*") == [b"hc:{plenary}:audio:es"], (
         "node B holds only the channel its listener needs (no floor underneath asked)"
+    )
     mic = await publish(ivan, "es")
     sent = tagged(opus_tone(440, 60), 2)
     await mic.play(sent)

@@ -51,20 +51,29 @@ def test_config_polls_are_drafts_in_every_language(assembly: Any) -> None:
     assert quick["electorate"] == "present" and quick["seconds"] == 60
 
 
-@pytest.mark.parametrize("table, key", [
-    ({"id": "x", "question": {"es": "¿?"}, "kind": "yesno"}, "polls[0].question"),
-    ({"id": "x", "question": "Q", "kind": "single", "options": ["a"]}, "polls[0].options"),
-    ({"id": "x", "question": "Q", "kind": "weird"}, "polls[0].kind"),
-    ({"id": "x", "question": "Q", "kind": "multiple", "options": ["a", "b"], "max": 3},
-     "polls[0].max"),
-    ({"id": "x", "question": "Q", "kind": "yesno", "quorum": {"fraction": 2}},
-     "polls[0].quorum.fraction"),
-    ({"id": "x", "question": "Q", "kind": "yesno", "threshold": "most"},
-     "polls[0].threshold.rule"),
-    ({"id": "X!", "question": "Q", "kind": "yesno"}, "polls[0].id"),
-    ({"id": "x", "question": "Q", "kind": "yesno", "colour": "red"}, "polls[0].colour"),
-    ({"id": "x", "question": "Q", "kind": "yesno", "mix": 3}, "polls[0].mix"),
-])
+@pytest.mark.parametrize(
+    "table, key",
+    [
+        ({"id": "x", "question": {"es": "¿?"}, "kind": "yesno"}, "polls[0].question"),
+        ({"id": "x", "question": "Q", "kind": "single", "options": ["a"]}, "polls[0].options"),
+        ({"id": "x", "question": "Q", "kind": "weird"}, "polls[0].kind"),
+        (
+            {"id": "x", "question": "Q", "kind": "multiple", "options": ["a", "b"], "max": 3},
+            "polls[0].max",
+        ),
+        (
+            {"id": "x", "question": "Q", "kind": "yesno", "quorum": {"fraction": 2}},
+            "polls[0].quorum.fraction",
+        ),
+        (
+            {"id": "x", "question": "Q", "kind": "yesno", "threshold": "most"},
+            "polls[0].threshold.rule",
+        ),
+        ({"id": "X!", "question": "Q", "kind": "yesno"}, "polls[0].id"),
+        ({"id": "x", "question": "Q", "kind": "yesno", "colour": "red"}, "polls[0].colour"),
+        ({"id": "x", "question": "Q", "kind": "yesno", "mix": 3}, "polls[0].mix"),
+    ],
+)
 def test_bad_config_names_the_key(table: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         polldefs.from_config("hall", {"polls": [table]}, "en")
@@ -120,8 +129,12 @@ def test_live_builder_creates_updates_deletes_drafts() -> None:
     out = ok(room2.chair("poll.create", {"def": definition}))
     poll_id = out[0]["poll"]["id"]
     assert poll_id == "p1" and out[0]["to"] == ["role:moderator"]
-    ok(room2.chair("poll.update", {"poll": poll_id, "def": {**definition, "kind": "yesno",
-                                                            "options": None}}))
+    ok(
+        room2.chair(
+            "poll.update",
+            {"poll": poll_id, "def": {**definition, "kind": "yesno", "options": None}},
+        )
+    )
     assert room2.poll(poll_id)["kind"] == "yesno"
     ok(room2.chair("poll.delete", {"poll": poll_id}))
     assert poll_id not in room2.state["polls"]["polls"]
@@ -138,8 +151,9 @@ def test_timer_closes_and_late_ballots_are_refused() -> None:
     assert fold.next_deadline(room.state) == 40_000
     ok(room.do("ann", "ballot.cast", {"poll": "quick", "choice": "a"}, ts=20_000))
     # After the deadline but before the tick: decide compares with the entry's time.
-    refused(room.do("bob", "ballot.cast", {"poll": "quick", "choice": "b"}, ts=40_001),
-            "poll_is_closed")
+    refused(
+        room.do("bob", "ballot.cast", {"poll": "quick", "choice": "b"}, ts=40_001), "poll_is_closed"
+    )
     events = ok(room.system("tick", {}, ts=40_010))
     assert [e["type"] for e in events][:2] == ["poll.closed", "poll.sealed"]
     poll = room.poll("quick")
@@ -175,11 +189,14 @@ def test_quick_poll_one_ballot_per_present_participant() -> None:
     refused(room.do("ann", "ballot.cast", {"poll": "quick", "choice": ["b"]}), "already_voted")
     ok(room.do("bob", "ballot.cast", {"poll": "quick", "choice": "a"}))
     refused(room.do("cem", "ballot.cast", {"poll": "quick", "choice": "z"}), "unknown_option")
-    refused(room.do("cem", "ballot.cast", {"poll": "quick", "choice": ["a", "b"]}),
-            "too_many_choices")
+    refused(
+        room.do("cem", "ballot.cast", {"poll": "quick", "choice": ["a", "b"]}), "too_many_choices"
+    )
     refused(room.do("cem", "ballot.cast", {"poll": "quick", "choice": []}), "no_choice")
-    refused(room.do("ivy", "ballot.cast", {"poll": "quick", "choice": "a"},
-                    role="interpreter"), "forbidden")
+    refused(
+        room.do("ivy", "ballot.cast", {"poll": "quick", "choice": "a"}, role="interpreter"),
+        "forbidden",
+    )
     refused(room.do("ghost", "ballot.cast", {"poll": "quick", "choice": "a"}), "not_present")
     refused(room.chair("ballot.cast", {"poll": "quick", "choice": "a"}), "forbidden")
     ok(room.chair("poll.close", {"poll": "quick"}))
@@ -217,13 +234,14 @@ def test_formal_vote_one_ballot_per_member_whichever_representative() -> None:
     out = room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "no"})
     refused(out, "already_voted")
     assert "Member 1 has already voted" in out.error["message"]  # type: ignore[index]
-    refused(room.do("stranger", "ballot.cast", {"poll": "vote", "choice": "no"}),
-            "not_on_roll")
+    refused(room.do("stranger", "ballot.cast", {"poll": "vote", "choice": "no"}), "not_on_roll")
     ok(room.do("rep0", "ballot.cast", {"poll": "vote", "choice": "no"}))
     ok(room.chair("poll.close", {"poll": "vote"}))
     result = room.result("vote")
-    assert result["options"][:2] == [{"id": "yes", "n": 1, "w": 250},
-                                     {"id": "no", "n": 1, "w": 100}]
+    assert result["options"][:2] == [
+        {"id": "yes", "n": 1, "w": 250},
+        {"id": "no", "n": 1, "w": 100},
+    ]
     assert result["quorum"]["met"] and result["outcome"] == "adopted"
     assert [r["voter"] for r in result["roll_call"]] == ["m0", "m1"]
 
@@ -239,11 +257,14 @@ def test_proxy_casts_for_the_delegating_member() -> None:
     ok(room.chair("poll.open", {"poll": "vote"}))
     refused(room.do("rep0", "proxy.revoke", {}), "poll_is_open")
     refused(room.do("rep0", "ballot.cast", {"poll": "vote", "choice": "yes"}), "delegated")
-    refused(room.do("rep2", "ballot.cast", {"poll": "vote", "choice": "yes", "for": "m0"}),
-            "no_proxy")
+    refused(
+        room.do("rep2", "ballot.cast", {"poll": "vote", "choice": "yes", "for": "m0"}), "no_proxy"
+    )
     ok(room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "yes", "for": "m0"}))
-    refused(room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "no", "for": "m0"}),
-            "already_voted")
+    refused(
+        room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "no", "for": "m0"}),
+        "already_voted",
+    )
     ok(room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "no"}))
     ok(room.chair("poll.close", {"poll": "vote"}))
     voted = room.poll("vote")["voted"]
@@ -257,8 +278,9 @@ def test_revoked_proxy_cannot_vote_and_the_member_votes_again_itself() -> None:
     refused(room.do("rep0", "proxy.revoke", {}), "no_proxy")
     ok(room.chair("poll.open", {"poll": "vote"}))
     before = room.poll("vote")["cast"][:]
-    refused(room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "yes", "for": "m0"}),
-            "no_proxy")
+    refused(
+        room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "yes", "for": "m0"}), "no_proxy"
+    )
     assert room.poll("vote")["cast"] == before
     ok(room.do("rep0", "ballot.cast", {"poll": "vote", "choice": "no"}))
 
@@ -288,17 +310,21 @@ def test_proxies_are_frozen_when_a_vote_opens() -> None:
 # --- thresholds and quorum -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rule, abstentions, yes, no, abstain, outcome", [
-    ("simple", "excluded", 3, 2, 5, "adopted"),
-    ("simple", "counted", 3, 2, 5, "rejected"),
-    ("simple", "excluded", 2, 2, 0, "rejected"),
-    ("two_thirds", "excluded", 4, 2, 0, "adopted"),
-    ("two_thirds", "excluded", 3, 2, 0, "rejected"),
-    ("absolute", "excluded", 5, 0, 0, "rejected"),   # 5 of 10 members is not more than half
-    ("absolute", "excluded", 6, 0, 0, "adopted"),
-])
-def test_thresholds(rule: str, abstentions: str, yes: int, no: int, abstain: int,
-                    outcome: str) -> None:
+@pytest.mark.parametrize(
+    "rule, abstentions, yes, no, abstain, outcome",
+    [
+        ("simple", "excluded", 3, 2, 5, "adopted"),
+        ("simple", "counted", 3, 2, 5, "rejected"),
+        ("simple", "excluded", 2, 2, 0, "rejected"),
+        ("two_thirds", "excluded", 4, 2, 0, "adopted"),
+        ("two_thirds", "excluded", 3, 2, 0, "rejected"),
+        ("absolute", "excluded", 5, 0, 0, "rejected"),  # 5 of 10 members is not more than half
+        ("absolute", "excluded", 6, 0, 0, "adopted"),
+    ],
+)
+def test_thresholds(
+    rule: str, abstentions: str, yes: int, no: int, abstain: int, outcome: str
+) -> None:
     poll = {**FORMAL, "threshold": {"rule": rule, "abstentions": abstentions}, "quorum": None}
     room = formal_room(*[1] * 10, poll=poll)
     ok(room.chair("poll.open", {"poll": "vote"}))
@@ -316,8 +342,14 @@ def test_quorum_counts_abstentions_and_records_when_missed() -> None:
     ok(room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "abstain"}))
     ok(room.chair("poll.close", {"poll": "vote"}))
     result = room.result("vote")
-    assert result["quorum"] == {"of": "roll", "fraction": "1/2", "weighted": False,
-                                "required": "5/2", "have": 2, "met": False}
+    assert result["quorum"] == {
+        "of": "roll",
+        "fraction": "1/2",
+        "weighted": False,
+        "required": "5/2",
+        "have": 2,
+        "met": False,
+    }
     assert result["outcome"] == "no_quorum" and result["winner"] is None
 
 
@@ -364,8 +396,7 @@ def device(room: Room, weight: int = 100) -> Device:
     return Device("hall", "vote", weight, key_for("hall", "vote", weight).public)
 
 
-def claim_and_sign(room: Room, rep: str, member: str, weight: int = 100,
-                   **extra: Any) -> Device:
+def claim_and_sign(room: Room, rep: str, member: str, weight: int = 100, **extra: Any) -> Device:
     d = device(room, weight)
     ok(room.do(rep, "ballot.claim", {"poll": "vote", "blinded": d.blinded(), **extra}))
     d.take(room.sign("vote", member, weight))
@@ -377,18 +408,21 @@ def test_secret_ballot_counts_once_and_never_names_the_voter() -> None:
     d0 = claim_and_sign(room, "rep0", "m0")
     d1 = claim_and_sign(room, "rep1", "m1", 200)
     assert room.poll("vote")["pending"] == {"100": 1, "200": 1}
-    ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [d0.ballot(["yes"]),
-                                                                 d1.ballot(["no"])]}))
+    ok(
+        room.system(
+            "ballot.deposit", {"poll": "vote", "ballots": [d0.ballot(["yes"]), d1.ballot(["no"])]}
+        )
+    )
     # A retry of the same deposit (another node, or a reconnect) changes nothing.
-    assert ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [d0.ballot(["yes"])]})
-              ) == []
+    assert (
+        ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [d0.ballot(["yes"])]})) == []
+    )
     poll = room.poll("vote")
     assert poll["counts"]["yes"] == [1, 100] and poll["counts"]["no"] == [1, 200]
     assert poll["pending"] == {"100": 0, "200": 0}
     ok(room.chair("poll.close", {"poll": "vote"}))
     result = room.result("vote")
-    assert sorted(r["receipt"] for r in result["receipts"]) == sorted(
-        [d0.receipt, d1.receipt])
+    assert sorted(r["receipt"] for r in result["receipts"]) == sorted([d0.receipt, d1.receipt])
     assert "roll_call" not in result
     # Nowhere does a claim's record carry a choice, nor a ballot a member or a person.
     for record in poll["voted"].values():
@@ -403,8 +437,10 @@ def test_secret_claim_refusals_and_idempotent_claim() -> None:
     ok(room.do("rep0", "ballot.claim", {"poll": "vote", "blinded": d.blinded()}))
     assert ok(room.do("rep0", "ballot.claim", {"poll": "vote", "blinded": d.blinded()})) == []
     other = device(room)
-    refused(room.do("rep0", "ballot.claim", {"poll": "vote", "blinded": other.blinded()}),
-            "already_voted")
+    refused(
+        room.do("rep0", "ballot.claim", {"poll": "vote", "blinded": other.blinded()}),
+        "already_voted",
+    )
     refused(room.do("rep1", "ballot.cast", {"poll": "vote", "choice": "yes"}), "secret_ballot")
     refused(room.do("rep1", "ballot.claim", {"poll": "vote", "blinded": "XYZ"}), "bad_args")
     assert room.poll("vote")["pending"] == {"100": 1}
@@ -417,9 +453,14 @@ def test_forged_or_unclaimed_deposits_count_nothing() -> None:
     d = claim_and_sign(room, "rep0", "m0")
     wrong_poll = Device("hall", "other", 100, key_for("hall", "vote", 100).public)
     wrong_poll.signature = key_for("hall", "vote", 100).sign(
-        blind.fdh(wrong_poll.key, wrong_poll.message))
-    bad = [forged.ballot(["yes"]), wrong_poll.ballot(["yes"]),
-           {**d.ballot(["yes"]), "w": 200}, d.ballot(["maybe"])]
+        blind.fdh(wrong_poll.key, wrong_poll.message)
+    )
+    bad = [
+        forged.ballot(["yes"]),
+        wrong_poll.ballot(["yes"]),
+        {**d.ballot(["yes"]), "w": 200},
+        d.ballot(["maybe"]),
+    ]
     for ballot in bad:
         assert ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [ballot]})) == []
     assert room.poll("vote")["cast"] == [0, 0]
@@ -427,8 +468,10 @@ def test_forged_or_unclaimed_deposits_count_nothing() -> None:
     # A second valid-looking token cannot come without a second claim.
     extra = device(room)
     extra.signature = key_for("hall", "vote", 100).sign(blind.fdh(extra.key, extra.message))
-    assert ok(room.system("ballot.deposit", {"poll": "vote",
-                                             "ballots": [extra.ballot(["yes"])]})) == []
+    assert (
+        ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [extra.ballot(["yes"])]}))
+        == []
+    )
     assert room.poll("vote")["cast"] == [1, 100]
 
 
@@ -439,13 +482,21 @@ def test_secret_change_needs_the_next_link_of_the_chain() -> None:
     forged = {**d.ballot(["no"], rev=1), "reveal": "ab" * 32}
     assert ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [forged]})) == []
     ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [d.ballot(["no"], rev=1)]}))
-    assert ok(room.system("ballot.deposit", {"poll": "vote",
-                                             "ballots": [d.ballot(["yes"], rev=1)]})) == []
+    assert (
+        ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [d.ballot(["yes"], rev=1)]}))
+        == []
+    )
     poll = room.poll("vote")
     assert poll["counts"]["no"] == [1, 100] and poll["counts"]["yes"] == [0, 0]
     ok(room.chair("poll.close", {"poll": "vote"}))
-    assert ok(room.system("ballot.deposit", {"poll": "vote",
-                                             "ballots": [d.ballot(["abstain"], rev=2)]})) == []
+    assert (
+        ok(
+            room.system(
+                "ballot.deposit", {"poll": "vote", "ballots": [d.ballot(["abstain"], rev=2)]}
+            )
+        )
+        == []
+    )
 
 
 def test_secret_poll_waits_for_claimed_ballots_then_seals() -> None:
@@ -457,8 +508,7 @@ def test_secret_poll_waits_for_claimed_ballots_then_seals() -> None:
     assert [e["type"] for e in events] == ["poll.closed"]
     refused(room.chair("poll.publish", {"poll": "vote"}), "ballots_pending")
     # The ballot claimed before the close still goes in; then the box seals itself.
-    refused(room.do("rep2", "ballot.claim", {"poll": "vote", "blinded": "ab"}),
-            "poll_is_closed")
+    refused(room.do("rep2", "ballot.claim", {"poll": "vote", "blinded": "ab"}), "poll_is_closed")
     events = ok(room.system("ballot.deposit", {"poll": "vote", "ballots": [d1.ballot(["no"])]}))
     assert [e["type"] for e in events][:2] == ["ballot.deposited", "poll.sealed"]
     assert room.result("vote")["missing"] == 0
@@ -487,10 +537,16 @@ def electorates(draw: st.DrawFn) -> dict[str, Any]:
         j = draw(st.integers(-1, n - 1))
         if j >= 0 and j != i and j not in proxies and i not in proxies.values():
             proxies[i] = j
-    attempts = draw(st.lists(st.tuples(
-        st.integers(0, n + 1),                       # representative (n, n+1: not on roll)
-        st.one_of(st.none(), st.integers(0, n - 1)),  # casting for (proxy)
-        st.sampled_from(["yes", "no", "abstain", "maybe"])), max_size=25))
+    attempts = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, n + 1),  # representative (n, n+1: not on roll)
+                st.one_of(st.none(), st.integers(0, n - 1)),  # casting for (proxy)
+                st.sampled_from(["yes", "no", "abstain", "maybe"]),
+            ),
+            max_size=25,
+        )
+    )
     return {"weights": weights, "proxies": proxies, "attempts": attempts}
 
 
@@ -544,8 +600,7 @@ def test_weighted_total_is_the_sum_over_distinct_eligible_ballots(case: dict[str
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(electorates(), st.randoms(use_true_random=False))
-def test_result_does_not_depend_on_arrival_order(case: dict[str, Any],
-                                                 rnd: random.Random) -> None:
+def test_result_does_not_depend_on_arrival_order(case: dict[str, Any], rnd: random.Random) -> None:
     # Distinct voters only: for one voter, which attempt came first is the arrival order.
     seen: set[int] = set()
     attempts = []
@@ -560,8 +615,10 @@ def test_result_does_not_depend_on_arrival_order(case: dict[str, Any],
     first = run_formal(case).result("vote")
     second = run_formal(case, order).result("vote")
     drop = ("opened_at", "closed_at", "sealed_at", "roll_call")
-    assert {k: v for k, v in first.items() if k not in drop} == \
-           {k: v for k, v in second.items() if k not in drop}
+    assert {k: v for k, v in first.items() if k not in drop} == {
+        k: v for k, v in second.items() if k not in drop
+    }
+
     def calls(result: dict[str, Any]) -> list[tuple[str, str, list[str], int]]:
         return [(r["voter"], r["by"], r["choice"], r["w"]) for r in result["roll_call"]]
 
@@ -569,10 +626,13 @@ def test_result_does_not_depend_on_arrival_order(case: dict[str, Any],
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["yes", "no", "abstain"])),
-                max_size=12), st.randoms(use_true_random=False))
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["yes", "no", "abstain"])), max_size=12),
+    st.randoms(use_true_random=False),
+)
 def test_secret_deposits_any_order_and_batching_give_one_tally(
-        votes: list[tuple[int, str]], rnd: random.Random) -> None:
+    votes: list[tuple[int, str]], rnd: random.Random
+) -> None:
     weights = [1, 2, 1, 1.5, 1, 2]
     chosen: dict[int, str] = {}
     for member, choice in votes:
@@ -589,11 +649,15 @@ def test_secret_deposits_any_order_and_batching_give_one_tally(
         rnd.shuffle(ballots)
         size = 1 if attempt == 0 else max(1, len(ballots) // 2)
         for i in range(0, len(ballots), size):
-            ok(room.system("ballot.deposit", {"poll": "vote", "ballots": ballots[i:i + size]}))
+            ok(room.system("ballot.deposit", {"poll": "vote", "ballots": ballots[i : i + size]}))
         results.append(room.poll("vote")["counts"])
-        expected = {o: [sum(1 for c in chosen.values() if c == o),
-                        sum(round(weights[m] * 100) for m, c in chosen.items() if c == o)]
-                    for o in ("yes", "no", "abstain")}
+        expected = {
+            o: [
+                sum(1 for c in chosen.values() if c == o),
+                sum(round(weights[m] * 100) for m, c in chosen.items() if c == o),
+            ]
+            for o in ("yes", "no", "abstain")
+        }
         assert room.poll("vote")["counts"] == expected
     assert results[0] == results[1]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from server.auth import Invites
 from server.client import Client
+from server.node.auth import Invites
 from tests.conftest import timeout
 
 pytestmark = pytest.mark.browser
@@ -22,31 +22,43 @@ async def page_for(browser: Any, url: str, token: str, locale: str) -> Any:
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors
     await page.goto(f"{url}/r/plenary#t={token}")
-    await page.wait_for_function("() => window.HC && HC.state && HC.connected",
-                                 timeout=timeout(5) * 1000)
+    await page.wait_for_function(
+        "() => window.HC && HC.state && HC.connected", timeout=timeout(5) * 1000
+    )
     return page
 
 
-async def test_formal_secret_vote_in_three_browsers(browser: Any, start_node: Any,
-                                                    invites: Invites) -> None:
+async def test_formal_secret_vote_in_three_browsers(
+    browser: Any, start_node: Any, invites: Invites
+) -> None:
     node = await start_node("memory://")
     mint = invites.mint
-    chair = await page_for(browser, node.url, mint(room="plenary", role="moderator",
-                                                   name="Chair", lang="en"), "en-GB")
+    chair = await page_for(
+        browser, node.url, mint(room="plenary", role="moderator", name="Chair", lang="en"), "en-GB"
+    )
     # SAWA delegates its vote to MAIS before the vote opens (a bot, not a page).
-    sawa = await Client.connect(node.url, mint(room="plenary", role="participant",
-                                               name="Rania Haddad", org="sawa-ps"))
+    sawa = await Client.connect(
+        node.url, mint(room="plenary", role="participant", name="Rania Haddad", org="sawa-ps")
+    )
     await sawa.command("proxy.grant", {"to": "mais-do"})
-    fr = await page_for(browser, node.url, mint(room="plenary", role="participant",
-                                                name="Sokha Chan", org="aple-kh"), "fr-FR")
-    es = await page_for(browser, node.url, mint(room="plenary", role="participant",
-                                                name="Lucía Pérez", org="mais-do"), "es-ES")
+    fr = await page_for(
+        browser,
+        node.url,
+        mint(room="plenary", role="participant", name="Sokha Chan", org="aple-kh"),
+        "fr-FR",
+    )
+    es = await page_for(
+        browser,
+        node.url,
+        mint(room="plenary", role="participant", name="Lucía Pérez", org="mais-do"),
+        "es-ES",
+    )
     ms = timeout(8) * 1000
 
     # The chair opens the prepared vote (once a node has offered the ballot keys).
     await chair.wait_for_function(
-        f"() => HC.state.polls.polls[{VOTE!r}] && HC.state.polls.polls[{VOTE!r}].keys",
-        timeout=ms)
+        f"() => HC.state.polls.polls[{VOTE!r}] && HC.state.polls.polls[{VOTE!r}].keys", timeout=ms
+    )
     card = chair.locator(f"#poll-{VOTE}")
     await card.get_by_role("button", name="Open", exact=True).click()
     await card.locator(".badge.state-open").wait_for(timeout=ms)
@@ -79,13 +91,17 @@ async def test_formal_secret_vote_in_three_browsers(browser: Any, start_node: An
     # Three ballots make a full box (mix 3): the chair's running count shows them, with
     # turnout and the quorum gauge (3 of the 10 members; half are needed).
     await chair.wait_for_function(
-        f"() => (HC.state.polls.polls[{VOTE!r}].progress || {{}}).ballots === 3", timeout=ms)
+        f"() => (HC.state.polls.polls[{VOTE!r}].progress || {{}}).ballots === 3", timeout=ms
+    )
     await card.locator(".live .turnout").get_by_text("Turnout: 3 of 10").wait_for(timeout=ms)
     assert await card.locator(".live meter").get_attribute("value") == "3"
     # The attendance line for the minutes, on the chair page.
     await chair.locator("#polls-section .attendance button").first.click()
-    await chair.locator("#attendance-line").get_by_text(
-        "3 members from 3 countries registered 4 participants").wait_for(timeout=ms)
+    await (
+        chair.locator("#attendance-line")
+        .get_by_text("3 members from 3 countries registered 4 participants")
+        .wait_for(timeout=ms)
+    )
 
     await card.get_by_role("button", name="Close", exact=True).click()
     publish = card.get_by_role("button", name="Publish results")
@@ -93,9 +109,11 @@ async def test_formal_secret_vote_in_three_browsers(browser: Any, start_node: An
     await chair.wait_for_function(f"() => HC.state.polls.polls[{VOTE!r}].sealed", timeout=ms)
     await card.get_by_role("button", name="Publish results").click()
 
-    for page, outcome, caption in ((chair, "No quorum", "Results"),
-                                   (fr, "Quorum non atteint", "Résultats"),
-                                   (es, "Sin quórum", "Resultados")):
+    for page, outcome, caption in (
+        (chair, "No quorum", "Results"),
+        (fr, "Quorum non atteint", "Résultats"),
+        (es, "Sin quórum", "Resultados"),
+    ):
         chart = page.locator(f"#poll-{VOTE} .results figure.poll-chart")
         await chart.wait_for(timeout=ms)
         assert await chart.locator("figcaption").text_content() == caption
@@ -105,7 +123,8 @@ async def test_formal_secret_vote_in_three_browsers(browser: Any, start_node: An
     await fr.locator(".receipt-found").get_by_text("avec : Oui").wait_for(timeout=ms)
     assert await es.locator(".receipt-found").count() == 2
     widths = await chair.locator(f"#poll-{VOTE} .results .bar").evaluate_all(
-        "els => els.map(e => e.style.width)")
+        "els => els.map(e => e.style.width)"
+    )
     assert widths == ["100%", "100%", "100%"]  # one ballot of weight 1 each
     for page in (chair, fr, es):
         assert page.errors == [], page.errors

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from server import fold
-from server.auth import Invites
 from server.client import Client
-from server.config import Assembly, parse_assembly
+from server.node.auth import Invites
+from server.node.config import Assembly, parse_assembly
 from server.protocol import unpack
 from server.voter import SecretBallot, cast_secret, claim, frame
 from tests.conftest import RedisServer, timeout
@@ -23,34 +23,59 @@ pytestmark = pytest.mark.redis
 COUNTRIES = ["KH", "DO", "PS", "UG", "AT", "RS", "ML", "KZ", "HU", "GN", "BR"]
 
 
-def make_assembly(members: int, polls: list[dict[str, Any]] | None = None,
-                  **voting: Any) -> Assembly:
-    return parse_assembly({
-        "assembly": {"name": "Test Assembly", "floor": "en", "languages": ["es", "fr", "ru"]},
-        "members": [{"id": f"m{i}", "name": f"Member {i}", "country": COUNTRIES[i % 11],
-                     "weight": [1, 1.5, 2][i % 3]} for i in range(members)],
-        "rooms": [{"id": "plenary", "title": "Plenary", "channels": ["es", "fr", "ru"],
-                   "voting": {"key_bits": 1024, **voting}, "polls": polls or []}],
-    }, "test")
+def make_assembly(
+    members: int, polls: list[dict[str, Any]] | None = None, **voting: Any
+) -> Assembly:
+    return parse_assembly(
+        {
+            "assembly": {"name": "Test Assembly", "floor": "en", "languages": ["es", "fr", "ru"]},
+            "members": [
+                {
+                    "id": f"m{i}",
+                    "name": f"Member {i}",
+                    "country": COUNTRIES[i % 11],
+                    "weight": [1, 1.5, 2][i % 3],
+                }
+                for i in range(members)
+            ],
+            "rooms": [
+                {
+                    "id": "plenary",
+                    "title": "Plenary",
+                    "channels": ["es", "fr", "ru"],
+                    "voting": {"key_bits": 1024, **voting},
+                    "polls": polls or [],
+                }
+            ],
+        },
+        "test",
+    )
 
 
-SECRET_VOTE = {"id": "vote", "kind": "yesno", "electorate": "roll", "secret": True, "mix": 3,
-               "question": {"en": "Adopt?", "fr": "Adopter ?"},
-               "quorum": {"of": "roll", "fraction": 0.5}}
+SECRET_VOTE = {
+    "id": "vote",
+    "kind": "yesno",
+    "electorate": "roll",
+    "secret": True,
+    "mix": 3,
+    "question": {"en": "Adopt?", "fr": "Adopter ?"},
+    "quorum": {"of": "roll", "fraction": 0.5},
+}
 OPEN_VOTE = {**SECRET_VOTE, "id": "open-vote", "secret": False, "mix": 1}
 
 
-async def connect(url: str, invites: Invites, role: str = "participant", **claims: Any
-                  ) -> Client:
+async def connect(url: str, invites: Invites, role: str = "participant", **claims: Any) -> Client:
     token = invites.mint(room="plenary", role=role, name=claims.pop("name", role), **claims)
     return await Client.connect(url, token)
 
 
 async def wait_poll(client: Client, poll_id: str, pred: Any, t: float = 5) -> Any:
     """Wait until ``pred(poll)`` holds in the client's copy; return the poll."""
+
     def ready(state: dict[str, Any]) -> Any:
         poll = state["polls"]["polls"].get(poll_id)
         return poll if poll is not None and pred(poll) else None
+
     return await client.wait_for(ready, timeout(t))
 
 
@@ -60,14 +85,16 @@ async def open_poll(chair: Client, poll_id: str, **args: Any) -> None:
     await chair.command("poll.open", {"poll": poll_id, **args})
 
 
-async def test_secret_formal_vote_across_two_nodes(redis_url: str, start_node: Any,
-                                                   invites: Invites) -> None:
+async def test_secret_formal_vote_across_two_nodes(
+    redis_url: str, start_node: Any, invites: Invites
+) -> None:
     assembly = make_assembly(4, [SECRET_VOTE])
     a = await start_node(redis_url, config=assembly)
     b = await start_node(redis_url, config=assembly)
     chair = await connect(a.url, invites, "moderator", name="Chair")
-    reps = [await connect((a, b)[i % 2].url, invites, name=f"Rep {i}", org=f"m{i}")
-            for i in range(4)]
+    reps = [
+        await connect((a, b)[i % 2].url, invites, name=f"Rep {i}", org=f"m{i}") for i in range(4)
+    ]
     # m3 gives its proxy to m2 before the vote opens.
     await reps[3].command("proxy.grant", {"to": "m2"})
     await open_poll(chair, "vote")
@@ -75,8 +102,7 @@ async def test_secret_formal_vote_across_two_nodes(redis_url: str, start_node: A
         await wait_poll(r, "vote", lambda p: p["state"] == "open")
     choices = [["yes"], ["no"], ["yes"]]
     casts = [cast_secret(reps[i], "vote", choices[i], timeout=timeout(10)) for i in range(3)]
-    casts.append(cast_secret(reps[2], "vote", ["abstain"], on_behalf="m3",
-                             timeout=timeout(10)))
+    casts.append(cast_secret(reps[2], "vote", ["abstain"], on_behalf="m3", timeout=timeout(10)))
     tasks = [asyncio.create_task(c) for c in casts]
     # Every claim is in; ballots wait in each node's box until it holds `mix` or the close.
     await wait_poll(chair, "vote", lambda p: len(p["voted"]) == 4)
@@ -90,26 +116,26 @@ async def test_secret_formal_vote_across_two_nodes(redis_url: str, start_node: A
     assert all(reply["ok"] for _, reply in done), [r for _, r in done]
     await wait_poll(chair, "vote", lambda p: p["sealed"])
     await chair.command("poll.publish", {"poll": "vote"})
-    results = [await wait_poll(r, "vote", lambda p: p.get("result") and p["state"] ==
-                               "published") for r in reps]
+    results = [
+        await wait_poll(r, "vote", lambda p: p.get("result") and p["state"] == "published")
+        for r in reps
+    ]
     result = reps[0].state["polls"]["polls"]["vote"]["result"]
     assert results and result["ballots"] == 4
-    assert {o["id"]: o["w"] for o in result["options"]} == {"yes": 300, "no": 150,
-                                                             "abstain": 100}
-    assert sorted(r["receipt"] for r in result["receipts"]) == sorted(
-        b.receipt for b, _ in done)
+    assert {o["id"]: o["w"] for o in result["options"]} == {"yes": 300, "no": 150, "abstain": 100}
+    assert sorted(r["receipt"] for r in result["receipts"]) == sorted(b.receipt for b, _ in done)
     for ballot, _ in done:  # each voter finds their receipt with the choice they made
         found = [r for r in result["receipts"] if r["receipt"] == ballot.receipt]
         assert len(found) == 1
     await asyncio.sleep(0.1)
-    assert fold.digest(a.node.hubs["plenary"].state) == fold.digest(
-        b.node.hubs["plenary"].state)
+    assert fold.digest(a.node.hubs["plenary"].state) == fold.digest(b.node.hubs["plenary"].state)
     for c in (chair, *reps):
         await c.close()
 
 
-async def test_a_timer_closes_the_poll_everywhere(redis_url: str, start_node: Any,
-                                                  invites: Invites) -> None:
+async def test_a_timer_closes_the_poll_everywhere(
+    redis_url: str, start_node: Any, invites: Invites
+) -> None:
     assembly = make_assembly(2, [OPEN_VOTE])
     a = await start_node(redis_url, config=assembly)
     b = await start_node(redis_url, config=assembly)
@@ -120,16 +146,16 @@ async def test_a_timer_closes_the_poll_everywhere(redis_url: str, start_node: An
     assert poll["closes_at"] is not None
     await rep.command("ballot.cast", {"poll": "open-vote", "choice": "yes"})
     await wait_poll(rep, "open-vote", lambda p: p["state"] == "closed", 4)
-    reply = await rep.request("ballot.cast", {"poll": "open-vote", "choice": "no",
-                                              "for": "m0"})
+    reply = await rep.request("ballot.cast", {"poll": "open-vote", "choice": "no", "for": "m0"})
     assert reply["code"] == "poll_is_closed"
     await wait_poll(chair, "open-vote", lambda p: p["sealed"] and p["result"]["ballots"] == 1)
     await chair.close()
     await rep.close()
 
 
-async def test_bad_ballot_frames_are_refused_with_codes(redis_url: str, start_node: Any,
-                                                        invites: Invites) -> None:
+async def test_bad_ballot_frames_are_refused_with_codes(
+    redis_url: str, start_node: Any, invites: Invites
+) -> None:
     assembly = make_assembly(2, [SECRET_VOTE, OPEN_VOTE])
     a = await start_node(redis_url, config=assembly)
     chair = await connect(a.url, invites, "moderator")
@@ -140,8 +166,9 @@ async def test_bad_ballot_frames_are_refused_with_codes(redis_url: str, start_no
     await open_poll(chair, "vote")
     await open_poll(chair, "open-vote")
     await wait_poll(rep, "vote", lambda p: p["state"] == "open")
-    assert (await frame(rep, "claim", {"poll": "open-vote", "blinded": "ab"}))["code"] == \
-        "open_ballot"
+    assert (await frame(rep, "claim", {"poll": "open-vote", "blinded": "ab"}))[
+        "code"
+    ] == "open_ballot"
     assert (await frame(rep, "vote", {"poll": "vote"}))["code"] == "bad_args"
     ballot = SecretBallot.new(rep.state, "plenary", "vote", "m0")
     ok = await claim(rep, ballot)
@@ -149,10 +176,10 @@ async def test_bad_ballot_frames_are_refused_with_codes(redis_url: str, start_no
     forged = {**ballot.ballot(["yes"]), "sig": "1234"}
     assert (await frame(rep, "deposit", forged))["code"] == "bad_ballot"
     assert (await frame(rep, "deposit", ballot.ballot(["maybe"])))["code"] == "unknown_option"
-    assert (await frame(rep, "deposit", ballot.ballot(["yes", "no"])))["code"] == \
-        "too_many_choices"
-    assert (await rep.request("ballot.deposit", {"poll": "vote", "ballots": []}))["code"] == \
-        "forbidden"
+    assert (await frame(rep, "deposit", ballot.ballot(["yes", "no"])))["code"] == "too_many_choices"
+    assert (await rep.request("ballot.deposit", {"poll": "vote", "ballots": []}))[
+        "code"
+    ] == "forbidden"
     assert (await rep.request("poll.close", {"poll": "vote"}))["code"] == "forbidden"
     assert chair.state["polls"]["polls"]["vote"]["cast"] == [0, 0]
     await chair.close()
@@ -160,7 +187,8 @@ async def test_bad_ballot_frames_are_refused_with_codes(redis_url: str, start_no
 
 
 async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
-        redis_url: str, start_node: Any, invites: Invites) -> None:
+    redis_url: str, start_node: Any, invites: Invites
+) -> None:
     """1,000 races: two representatives of one member, one on each node, at the same moment,
     plus a retry of one of them with the same command id. Exactly one ballot counts."""
     members, polls = 100, 10
@@ -184,32 +212,44 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
         await chair.command("poll.create", {"def": definition})
         poll_id = f"p{k + 1}"
         await open_poll(chair, poll_id)
-        await asyncio.gather(*(wait_poll(c, poll_id, lambda p: p["state"] == "open")
-                               for c in (*left, *right)))
+        await asyncio.gather(
+            *(wait_poll(c, poll_id, lambda p: p["state"] == "open") for c in (*left, *right))
+        )
 
         deposits: list[asyncio.Task[dict[str, Any]]] = []
 
-        async def race(i: int, poll_id: str = poll_id, secret: bool = secret,
-                       deposits: list[asyncio.Task[dict[str, Any]]] = deposits
-                       ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        async def race(
+            i: int,
+            poll_id: str = poll_id,
+            secret: bool = secret,
+            deposits: list[asyncio.Task[dict[str, Any]]] = deposits,
+        ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
             if secret:
                 one = SecretBallot.new(left[i].state, "plenary", poll_id, f"m{i}")
                 two = SecretBallot.new(right[i].state, "plenary", poll_id, f"m{i}")
                 cid = left[i].next_cid()
-                x, y, z = await asyncio.gather(claim(left[i], one, cid=cid),
-                                               claim(right[i], two),
-                                               claim(left[i], one, cid=cid))
+                x, y, z = await asyncio.gather(
+                    claim(left[i], one, cid=cid), claim(right[i], two), claim(left[i], one, cid=cid)
+                )
                 won = one if x["ok"] else two
                 if x["ok"] or y["ok"]:
-                    deposits.append(asyncio.create_task(frame(
-                        left[i] if x["ok"] else right[i], "deposit",
-                        won.ballot(["yes" if i % 2 else "no"]), timeout=timeout(20))))
+                    deposits.append(
+                        asyncio.create_task(
+                            frame(
+                                left[i] if x["ok"] else right[i],
+                                "deposit",
+                                won.ballot(["yes" if i % 2 else "no"]),
+                                timeout=timeout(20),
+                            )
+                        )
+                    )
                 return x, y, z
             cid = left[i].next_cid()
             return await asyncio.gather(
                 left[i].request("ballot.cast", {"poll": poll_id, "choice": "yes"}, cid=cid),
                 right[i].request("ballot.cast", {"poll": poll_id, "choice": "no"}),
-                left[i].request("ballot.cast", {"poll": poll_id, "choice": "yes"}, cid=cid))
+                left[i].request("ballot.cast", {"poll": poll_id, "choice": "yes"}, cid=cid),
+            )
 
         outcomes = await asyncio.gather(*(race(i) for i in range(members)))
         for x, y, retry in outcomes:
@@ -229,8 +269,7 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
             assert poll["counts"]["no"][0] == members - wins
     elapsed = time.monotonic() - started
     await asyncio.sleep(0.2)
-    assert fold.digest(a.node.hubs["plenary"].state) == fold.digest(
-        b.node.hubs["plenary"].state)
+    assert fold.digest(a.node.hubs["plenary"].state) == fold.digest(b.node.hubs["plenary"].state)
     assert elapsed < timeout(60), f"1,000 races took {elapsed:.1f} s"
     for c in (chair, *left, *right):
         await c.close()
@@ -249,9 +288,9 @@ def durable_redis(tmp_path: Any) -> Any:
         server.stop()
 
 
-async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: RedisServer,
-                                                            start_node: Any,
-                                                            invites: Invites) -> None:
+async def test_acknowledged_ballots_survive_a_redis_restart(
+    durable_redis: RedisServer, start_node: Any, invites: Invites
+) -> None:
     voters = 30
     assembly = make_assembly(voters, [OPEN_VOTE, {**SECRET_VOTE, "mix": 1}])
     a = await start_node(durable_redis.url, config=assembly)
@@ -271,8 +310,9 @@ async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: Redis
         cid = reps[i].next_cid()
         for _ in range(100):  # retry with the same command id until the log takes it
             try:
-                reply = await reps[i].request("ballot.cast", {"poll": "open-vote",
-                                                              "choice": "yes"}, cid=cid)
+                reply = await reps[i].request(
+                    "ballot.cast", {"poll": "open-vote", "choice": "yes"}, cid=cid
+                )
             except (TimeoutError, ConnectionError):
                 continue
             if reply["ok"]:
@@ -290,8 +330,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: Redis
             unavailable.append(reply["message"])
             await asyncio.sleep(0.05)
         for _ in range(100):
-            reply = await frame(reps[i], "deposit", ballot.ballot(["no"]),
-                                timeout=timeout(20))
+            reply = await frame(reps[i], "deposit", ballot.ballot(["no"]), timeout=timeout(20))
             if reply["ok"]:
                 acked_secret.append(ballot.receipt)
                 break
@@ -325,27 +364,29 @@ async def test_acknowledged_ballots_survive_a_redis_restart(durable_redis: Redis
     # And a node started now, from Redis alone, folds the same result.
     c = await start_node(durable_redis.url, config=assembly)
     assert fold.digest(c.node.hubs["plenary"].state["polls"]) == fold.digest(
-        a.node.hubs["plenary"].state["polls"])
+        a.node.hubs["plenary"].state["polls"]
+    )
     for client in (chair, *reps):
         await client.close()
 
 
-async def test_no_record_links_a_voter_to_a_choice(redis_url: str, start_node: Any,
-                                                   invites: Invites,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_record_links_a_voter_to_a_choice(
+    redis_url: str, start_node: Any, invites: Invites, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     assembly = make_assembly(3, [SECRET_VOTE])
     a = await start_node(redis_url, config=assembly)
     b = await start_node(redis_url, config=assembly)
     chair = await connect(a.url, invites, "moderator", name="Chair")
     names = ["Zanele Dlamini", "Oksana Koval", "Tomás Rivera"]
-    reps = [await connect((a, b)[i % 2].url, invites, org=f"m{i}", name=names[i])
-            for i in range(3)]
+    reps = [await connect((a, b)[i % 2].url, invites, org=f"m{i}", name=names[i]) for i in range(3)]
     await open_poll(chair, "vote")
     for r in reps:
         await wait_poll(r, "vote", lambda p: p["state"] == "open")
-    tasks = [asyncio.create_task(cast_secret(r, "vote", [c], timeout=timeout(10)))
-             for r, c in zip(reps, ["yes", "no", "abstain"], strict=True)]
+    tasks = [
+        asyncio.create_task(cast_secret(r, "vote", [c], timeout=timeout(10)))
+        for r, c in zip(reps, ["yes", "no", "abstain"], strict=True)
+    ]
     await wait_poll(chair, "vote", lambda p: len(p["voted"]) == 3)
     await chair.command("poll.close", {"poll": "vote"})
     done = await asyncio.gather(*tasks)
@@ -402,16 +443,18 @@ async def test_no_record_links_a_voter_to_a_choice(redis_url: str, start_node: A
     chair_token = chair.token
     async with httpx.AsyncClient(base_url=a.url) as http:
         auth = {"Authorization": f"Bearer {chair_token}"}
-        for path in ("/api/rooms/plenary/polls/vote/result.json",
-                     "/api/rooms/plenary/polls/vote/result.csv", "/metrics"):
+        for path in (
+            "/api/rooms/plenary/polls/vote/result.json",
+            "/api/rooms/plenary/polls/vote/result.csv",
+            "/metrics",
+        ):
             text = (await http.get(path, headers=auth)).text
             assert not any(w in text for w in who), (path, text[:500])
     for c in (chair, *reps):
         await c.close()
 
 
-async def test_exports_and_attendance(redis_url: str, start_node: Any,
-                                      invites: Invites) -> None:
+async def test_exports_and_attendance(redis_url: str, start_node: Any, invites: Invites) -> None:
     assembly = make_assembly(4, [OPEN_VOTE])
     a = await start_node(redis_url, config=assembly)
     chair = await connect(a.url, invites, "moderator", name="Chair")
@@ -426,8 +469,9 @@ async def test_exports_and_attendance(redis_url: str, start_node: Any,
         assert (await http.get(path, headers=rep_auth)).json()["code"] == "forbidden"
         early = await http.get(path, headers=auth)
         assert early.status_code == 409 and early.json()["code"] == "poll_is_draft"
-        assert (await http.get("/api/rooms/plenary/polls/nope/result.json",
-                               headers=auth)).status_code == 404
+        assert (
+            await http.get("/api/rooms/plenary/polls/nope/result.json", headers=auth)
+        ).status_code == 404
         await open_poll(chair, "open-vote")
         for r, c in zip(reps, ["yes", "no", "yes"], strict=True):
             await wait_poll(r, "open-vote", lambda p: p["state"] == "open")
@@ -438,7 +482,10 @@ async def test_exports_and_attendance(redis_url: str, start_node: Any,
         assert data["question"] == "Adopter ?" and data["outcome"] == "adopted"
         assert data["outcome_text"] == "adoptée"
         assert [(o["id"], o["ballots"], o["weight"]) for o in data["options"]] == [
-            ("yes", 2, 3.0), ("no", 1, 1.5), ("abstain", 0, 0.0)]
+            ("yes", 2, 3.0),
+            ("no", 1, 1.5),
+            ("abstain", 0, 0.0),
+        ]
         assert data["quorum"]["met"] and data["threshold"]["met"]
         assert data["turnout"] == {"voters": 3, "weight": 4.5}
         assert data["opened_at"].endswith("Z") and data["closed_at"].endswith("Z")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from server.client import Client
-from server.recording import SILENCE, OggOpusWriter, Track, ogg_crc, opus_samples
+from server.media.recording import SILENCE, OggOpusWriter, Track, ogg_crc, opus_samples
 
 from .audio_helpers import listen, loopback_ice, opus_tone, publish, tagged  # noqa: F401
 from .conftest import timeout
@@ -101,8 +101,13 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         assert listing["room"] == "plenary" and listing["recording"] is None
         (entry,) = listing["recordings"]
         assert entry["id"] == rid
-        assert [f["name"] for f in entry["files"]] == ["de.ogg", "es.ogg", "floor.ogg", "fr.ogg",
-                                                       "ru.ogg"]
+        assert [f["name"] for f in entry["files"]] == [
+            "de.ogg",
+            "es.ogg",
+            "floor.ogg",
+            "fr.ogg",
+            "ru.ogg",
+        ]
         r = await http.get(f"/api/recordings/plenary/{rid}/floor.ogg", headers=auth)
         assert r.status_code == 200 and r.headers["content-type"] == "audio/ogg"
         floor = r.content
@@ -111,21 +116,26 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         assert set(packets_of(es)) <= {SILENCE}
         assert abs(decoded_seconds(es) - decoded_seconds(floor)) < 0.1, "files stay aligned"
         de = (await http.get(f"/api/recordings/plenary/{rid}/de.ogg", headers=auth)).content
-        assert abs(decoded_seconds(de) - decoded_seconds(floor)) < 0.1, \
+        assert abs(decoded_seconds(de) - decoded_seconds(floor)) < 0.1, (
             "a channel added later starts with silence from the recording's start"
+        )
 
         assert (await http.get("/api/recordings")).status_code == 401
         other = {"Authorization": f"Bearer {ana_token}"}
         assert (await http.get("/api/recordings", headers=other)).status_code == 403
-        assert (await http.get(f"/api/recordings/plenary/{rid}/floor.ogg",
-                               headers=other)).status_code == 403
-        traversal = await http.get(f"/api/recordings/plenary/{rid}/..%2F..%2Fsecret.ogg",
-                                   headers=auth)
+        assert (
+            await http.get(f"/api/recordings/plenary/{rid}/floor.ogg", headers=other)
+        ).status_code == 403
+        traversal = await http.get(
+            f"/api/recordings/plenary/{rid}/..%2F..%2Fsecret.ogg", headers=auth
+        )
         assert traversal.status_code == 404  # the router already refuses the path
-        for bad, code in ((f"plenary/{rid}/nope.ogg", "no_such_recording"),
-                          ("plenary/..%2E/floor.ogg", "no_such_recording"),
-                          (f"plenary/{rid}/floor.txt", "no_such_recording"),
-                          (f"nowhere/{rid}/floor.ogg", "unknown_room")):
+        for bad, code in (
+            (f"plenary/{rid}/nope.ogg", "no_such_recording"),
+            ("plenary/..%2E/floor.ogg", "no_such_recording"),
+            (f"plenary/{rid}/floor.txt", "no_such_recording"),
+            (f"nowhere/{rid}/floor.ogg", "unknown_room"),
+        ):
             r = await http.get(f"/api/recordings/{bad}", headers=auth)
             assert r.status_code == 404 and r.json()["code"] == code, (bad, r.text)
         r = await http.get("/api/recordings?room=nowhere", headers=auth)
@@ -135,15 +145,20 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
 
 
 @pytest.mark.redis
-async def test_a_crashed_recorders_recording_is_stopped(start_node, invites, redis_url,  # type: ignore[no-untyped-def]
-                                                         tmp_path, monkeypatch) -> None:
+async def test_a_crashed_recorders_recording_is_stopped(
+    start_node,
+    invites,
+    redis_url,  # type: ignore[no-untyped-def]
+    tmp_path,
+    monkeypatch,
+) -> None:
     """Node B records, then is killed (SIGKILL): node A stops the recording in the state."""
     import os
     import signal
     import subprocess
     import sys
 
-    import server.media as media_module
+    import server.media.room as media_module
 
     from .conftest import SECRET, free_port
 
@@ -151,11 +166,16 @@ async def test_a_crashed_recorders_recording_is_stopped(start_node, invites, red
     a = await start_node(redis_url, name="A")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
-         "--backend", redis_url],
-        env={**os.environ, "HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": "B",
-             "HEMICYCLE_RECORDINGS": str(tmp_path)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--backend", redis_url],
+        env={
+            **os.environ,
+            "HEMICYCLE_SECRET": SECRET,
+            "HEMICYCLE_NODE": "B",
+            "HEMICYCLE_RECORDINGS": str(tmp_path),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         token = invites.mint(room="plenary", role="moderator", name="Chair")
         async with asyncio.timeout(timeout(20)):

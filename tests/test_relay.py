@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.audio import FLOOR
-from server.relay import FLOOR_GONE, FLOOR_HOLD, Frame, Outlet, Source
-from server.rtc_passthrough import EncodedTrack
+from server.media.passthrough import EncodedTrack
+from server.media.relay import FLOOR_GONE, FLOOR_HOLD, Frame, Outlet, Source
 
 
 def frame(pub: str, seq: int, ts: int, level: int | None = 30, pid: str | None = None) -> Frame:
@@ -21,21 +21,34 @@ def queued(track: EncodedTrack) -> list[tuple[bytes, int]]:
 def test_bus_frame_round_trip_and_garbage() -> None:
     f = frame("c1.1", 7, 123456, level=12, pid="ana")
     g = Frame.from_bus(f.to_bus())
-    assert (g.pub, g.pid, g.seq, g.ts, g.payload, g.level) == ("c1.1", "ana", 7, 123456,
-                                                               f.payload, 12)
+    assert (g.pub, g.pid, g.seq, g.ts, g.payload, g.level) == (
+        "c1.1",
+        "ana",
+        7,
+        123456,
+        f.payload,
+        12,
+    )
     import pytest
 
     from server.protocol import pack
+
     for bad in (pack([1, 2]), pack(["x", 1, b"", "p", "q", None]), b"\xc1"):
         with pytest.raises(Exception):  # noqa: B017 (any decode error; the caller counts it)
             Frame.from_bus(bad)
 
 
-@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(1, 5),
-                          st.floats(0.0, 2.0)), min_size=1, max_size=60),
-       st.integers(0, 2**32 - 1))
-def test_outlet_clock_is_monotonic_across_switches(script: list[tuple[str, int, float]],
-                                                   start: int) -> None:
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(1, 5), st.floats(0.0, 2.0)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(0, 2**32 - 1),
+)
+def test_outlet_clock_is_monotonic_across_switches(
+    script: list[tuple[str, int, float]], start: int
+) -> None:
     """Whatever microphones feed it, the timestamps a listener gets only move forward."""
     track = EncodedTrack(limit=1000)
     outlet = Outlet("listener", track)
@@ -83,8 +96,9 @@ def test_floor_forwards_one_voice_and_hands_over_on_silence() -> None:
     switch = who.index("spk")
     assert who[:switch] == ["chair"] * switch and set(who[switch:]) == {"spk"}
     quiet_frames = switch - 10
-    assert FLOOR_HOLD / 0.02 <= quiet_frames <= FLOOR_HOLD / 0.02 + 2, \
+    assert FLOOR_HOLD / 0.02 <= quiet_frames <= FLOOR_HOLD / 0.02 + 2, (
         "the chair keeps the floor through FLOOR_HOLD of quiet, then the speaker has it"
+    )
 
 
 def test_floor_moves_on_when_the_voice_stops_sending() -> None:

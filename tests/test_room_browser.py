@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from server.auth import Invites
+from server.node.auth import Invites
 
 from .conftest import NodeFactory, timeout
 
@@ -15,7 +15,8 @@ ROOM = "plenary"
 
 @pytest.mark.browser
 async def test_hands_floor_time_zones_and_language(
-        start_node: NodeFactory, invites: Invites, browser: Any) -> None:
+    start_node: NodeFactory, invites: Invites, browser: Any
+) -> None:
     from playwright.async_api import expect
 
     node = await start_node()
@@ -30,11 +31,16 @@ async def test_hands_floor_time_zones_and_language(
         return page
 
     # Sokha in Phnom Penh (UTC+7), browser in English; the chair in Santo Domingo (UTC-4).
-    sokha = await open_page(invites.mint(room=ROOM, role="participant", name="Sokha Chan",
-                                         org="aple-kh", country="KH"),
-                            timezone_id="Asia/Phnom_Penh", locale="en-GB")
-    chair = await open_page(invites.mint(room=ROOM, role="moderator", name="Chair"),
-                            timezone_id="America/Santo_Domingo", locale="en-US")
+    sokha = await open_page(
+        invites.mint(room=ROOM, role="participant", name="Sokha Chan", org="aple-kh", country="KH"),
+        timezone_id="Asia/Phnom_Penh",
+        locale="en-GB",
+    )
+    chair = await open_page(
+        invites.mint(room=ROOM, role="moderator", name="Chair"),
+        timezone_id="America/Santo_Domingo",
+        locale="en-US",
+    )
 
     # Both see each other, with role, organisation and country.
     await expect(chair.locator("#people-list")).to_contain_text("Sokha Chan", timeout=ms)
@@ -46,7 +52,8 @@ async def test_hands_floor_time_zones_and_language(
     await expect(first.locator("time.local")).to_contain_text("19:00", timeout=ms)
     await expect(first.locator(".utc")).to_contain_text("12:00")
     await expect(chair.locator("#agenda-list li").first.locator("time.local")).to_contain_text(
-        "08:00", timeout=ms)
+        "08:00", timeout=ms
+    )
 
     # Sokha raises a hand; the chair sees the queue and gives the floor.
     await sokha.get_by_role("button", name="Raise hand").click()
@@ -70,8 +77,7 @@ async def test_hands_floor_time_zones_and_language(
     await chair.locator("#notice-form input").fill("Break in five minutes")
     await chair.locator("#notice-form button").click()
     await expect(sokha.locator("#notice")).to_have_text("Break in five minutes", timeout=ms)
-    await expect(sokha.locator("#agenda-list li.current")).to_contain_text("Apertura",
-                                                                           timeout=ms)
+    await expect(sokha.locator("#agenda-list li.current")).to_contain_text("Apertura", timeout=ms)
     await expect(sokha.locator("#status")).to_have_text("Conectado", timeout=ms)
     # A participant has no chair controls.
     await expect(sokha.locator("#notice-form")).to_be_hidden()

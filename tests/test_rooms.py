@@ -13,9 +13,14 @@ from server import fold
 from server.errors import Forbidden, UnknownType
 from server.types import SYSTEM, Actor, AgendaItem, RoomConfig
 
-CONFIG = RoomConfig(id="plenary", title="Plenary", agenda=(
-    AgendaItem("Opening", "2026-12-03T12:00:00Z", 20),
-    AgendaItem("Vote", "2026-12-03T12:20:00Z", 30)))
+CONFIG = RoomConfig(
+    id="plenary",
+    title="Plenary",
+    agenda=(
+        AgendaItem("Opening", "2026-12-03T12:00:00Z", 20),
+        AgendaItem("Vote", "2026-12-03T12:20:00Z", 30),
+    ),
+)
 NODE = {"pid": "node", "role": SYSTEM, "conn": None}
 
 
@@ -27,18 +32,32 @@ class Room:
         self.log: list[tuple[str, dict[str, Any]]] = []
         self.n = 0
 
-    def do(self, actor: dict[str, Any], cmd: str, args: dict[str, Any] | None = None,
-           cid: str | None = None, ts: int = 1000) -> fold.Outcome:
+    def do(
+        self,
+        actor: dict[str, Any],
+        cmd: str,
+        args: dict[str, Any] | None = None,
+        cid: str | None = None,
+        ts: int = 1000,
+    ) -> fold.Outcome:
         self.n += 1
-        entry = {"cid": cid or f"c{self.n}", "actor": actor, "cmd": cmd,
-                 "args": args or {}, "ts": ts}
+        entry = {
+            "cid": cid or f"c{self.n}",
+            "actor": actor,
+            "cmd": cmd,
+            "args": args or {},
+            "ts": ts,
+        }
         entry_id = f"{self.n}-0"
         self.log.append((entry_id, entry))
         return fold.fold(self.state, entry_id, entry)
 
     def join(self, pid: str, role: str = "participant", conn: str | None = None) -> dict[str, Any]:
-        self.do(NODE, "join", {"pid": pid, "name": pid.title(), "role": role,
-                               "conn": conn or f"{pid}-c"})
+        self.do(
+            NODE,
+            "join",
+            {"pid": pid, "name": pid.title(), "role": role, "conn": conn or f"{pid}-c"},
+        )
         return {"pid": pid, "role": role, "conn": conn or f"{pid}-c"}
 
 
@@ -133,21 +152,32 @@ def test_view_hides_bookkeeping() -> None:
 # --- properties -------------------------------------------------------------------------
 
 PIDS = ["chair", "ana", "bo", "cy"]
-commands = st.lists(st.tuples(
-    st.sampled_from(PIDS),
-    st.sampled_from(["hand.raise", "hand.lower", "floor.grant", "floor.revoke", "agenda.next",
-                     "join", "leave"]),
-    st.sampled_from(PIDS + [None]),
-    st.sampled_from(["c1", "c2"]),
-), max_size=60)
+commands = st.lists(
+    st.tuples(
+        st.sampled_from(PIDS),
+        st.sampled_from(
+            [
+                "hand.raise",
+                "hand.lower",
+                "floor.grant",
+                "floor.revoke",
+                "agenda.next",
+                "join",
+                "leave",
+            ]
+        ),
+        st.sampled_from(PIDS + [None]),
+        st.sampled_from(["c1", "c2"]),
+    ),
+    max_size=60,
+)
 
 
 def run(script: list[tuple[str, str, str | None, str]]) -> Room:
     room = Room()
     room.join("chair", "moderator")
     for who, cmd, target, conn in script:
-        actor = {"pid": who, "role": "moderator" if who == "chair" else "participant",
-                 "conn": conn}
+        actor = {"pid": who, "role": "moderator" if who == "chair" else "participant", "conn": conn}
         if cmd == "join":
             room.do(NODE, "join", {"pid": who, "name": who, "role": actor["role"], "conn": conn})
         elif cmd == "leave":
@@ -185,7 +215,7 @@ def test_clients_applying_events_to_a_snapshot_match_the_server(script: Any) -> 
     live = run(script[: len(script) // 2])
     client = fold.view(live.state, {"pid": "ana", "role": "participant"})
     rest = run(script)  # same prefix, then the rest
-    for entry_id, entry in rest.log[len(live.log):]:
+    for entry_id, entry in rest.log[len(live.log) :]:
         out = fold.fold(live.state, entry_id, copy.deepcopy(entry))
         fold.apply_events(client, out.events)
     assert client["core"] == live.state["core"]

@@ -10,8 +10,8 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from server import rtc_passthrough
-from server.rtc_passthrough import EncodedTrack, PassthroughBroken, tap_receiver
+from server.media import passthrough as rtc_passthrough
+from server.media.passthrough import EncodedTrack, PassthroughBroken, tap_receiver
 
 from .audio_helpers import CONFIG, connected, loopback_ice, opus_tone  # noqa: F401
 
@@ -21,7 +21,8 @@ def test_pinned_aiortc_has_the_hooked_internals() -> None:
 
     assert aiortc.__version__ == rtc_passthrough.PINNED, (
         "aiortc changed: re-read rtc_passthrough.py against the new RTCRtpReceiver, "
-        "RTCRtpSender and RTCDtlsTransport, then update PINNED")
+        "RTCRtpSender and RTCDtlsTransport, then update PINNED"
+    )
     assert version("aioice") == rtc_passthrough.PINNED_AIOICE, "aioice changed: see above"
     assert version("pylibsrtp") == rtc_passthrough.PINNED_PYLIBSRTP, "pylibsrtp changed"
     rtc_passthrough.self_check()
@@ -83,16 +84,17 @@ async def test_encoded_track_drops_oldest_when_behind() -> None:
 async def test_direct_sender_writes_srtp_the_receiver_accepts() -> None:
     """DirectSender's packets decrypt and parse at a stock aiortc receiver, in order, on the
     sender's SSRC, and the sender's RTCP report counters follow them."""
-    from server.rtc_passthrough import DirectSender
+    from server.media.passthrough import DirectSender
 
     sender_pc, receiver_pc = RTCPeerConnection(CONFIG), RTCPeerConnection(CONFIG)
     sender = sender_pc.addTrack(EncodedTrack())
     await sender_pc.setLocalDescription(await sender_pc.createOffer())
     await receiver_pc.setRemoteDescription(sender_pc.localDescription)
     got: list[tuple[bytes, int, int, int, int]] = []
-    tap_receiver(receiver_pc.getTransceivers()[0].receiver,
-                 lambda p: got.append((p.payload, p.timestamp, p.sequence_number, p.ssrc,
-                                       p.marker)))
+    tap_receiver(
+        receiver_pc.getTransceivers()[0].receiver,
+        lambda p: got.append((p.payload, p.timestamp, p.sequence_number, p.ssrc, p.marker)),
+    )
     await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
     direct = DirectSender(sender, payload_type=96)
     assert direct.push(b"early", 0) is False, "nothing goes out before the connection is up"

@@ -12,10 +12,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server import sessions
-from server.auth import Invites
 from server.client import Client, CommandError
-from server.log import id_key
+from server.node import sessions
+from server.node.auth import Invites
+from server.node.log import id_key
 from server.protocol import JSON, MSGPACK
 
 from .conftest import SECRET, NodeFactory, timeout
@@ -28,11 +28,14 @@ def ws_url(base: str, token: str, after: str | None = None) -> str:
 
 async def test_welcome_then_commands_and_events(start_node: NodeFactory, invites: Invites) -> None:
     node = await start_node()
-    chair = await Client.connect(node.url, invites.mint(room="plenary", role="moderator",
-                                                        name="Chair"))
-    ana = await Client.connect(node.url, invites.mint(room="plenary", role="participant",
-                                                      name="Ana", org="aple-kh", country="KH"),
-                               codec="json")
+    chair = await Client.connect(
+        node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await Client.connect(
+        node.url,
+        invites.mint(room="plenary", role="participant", name="Ana", org="aple-kh", country="KH"),
+        codec="json",
+    )
     assert ana.welcome["room"] == "plenary"
     assert ana.you["name"] == "Ana" and ana.you["org"] == "aple-kh"
     assert ana.welcome["assembly"]["members"]["aple-kh"]["country"] == "KH"
@@ -49,17 +52,19 @@ async def test_welcome_then_commands_and_events(start_node: NodeFactory, invites
 
 
 async def test_a_refused_command_gets_one_reply_and_changes_nothing(
-        start_node: NodeFactory, invites: Invites) -> None:
+    start_node: NodeFactory, invites: Invites
+) -> None:
     node = await start_node()
-    ana = await Client.connect(node.url, invites.mint(room="plenary", role="participant",
-                                                      name="Ana"))
+    ana = await Client.connect(
+        node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
     before = node.node.hubs["plenary"].state["core"]["current"]
     for name, args, code in [
-        ("agenda.next", {}, "forbidden"),          # a chair's command
+        ("agenda.next", {}, "forbidden"),  # a chair's command
         ("floor.grant", {"pid": ana.me}, "forbidden"),
-        ("join", {"pid": "x"}, "forbidden"),       # a node's command
+        ("join", {"pid": "x"}, "forbidden"),  # a node's command
         ("no.such.command", {}, "unknown_type"),
-        ("hand.lower", {}, "hand_not_raised"),     # refused by the room's state
+        ("hand.lower", {}, "hand_not_raised"),  # refused by the room's state
         ("agenda.goto", "not a map", "forbidden"),
     ]:
         with pytest.raises(CommandError) as err:
@@ -76,13 +81,17 @@ async def test_a_refused_command_gets_one_reply_and_changes_nothing(
 
 @pytest.mark.parametrize("subprotocol", [JSON, MSGPACK])
 async def test_bad_frames_get_errors_and_the_connection_survives(
-        start_node: NodeFactory, invites: Invites, subprotocol: str) -> None:
+    start_node: NodeFactory, invites: Invites, subprotocol: str
+) -> None:
     node = await start_node()
     token = invites.mint(room="plenary", role="participant", name="Ana")
     binary = subprotocol == MSGPACK
     dec = (lambda f: msgpack.unpackb(f)) if binary else json.loads
-    async with connect(ws_url(node.url, token), subprotocols=[subprotocol],  # type: ignore[list-item]
-                       max_size=None) as ws:
+    async with connect(
+        ws_url(node.url, token),
+        subprotocols=[subprotocol],  # type: ignore[list-item]
+        max_size=None,
+    ) as ws:
         assert dec(await ws.recv())["type"] == "welcome"
 
         async def error_for(frame: bytes | str) -> dict:
@@ -98,12 +107,18 @@ async def test_bad_frames_get_errors_and_the_connection_survives(
         assert (await error_for("[1, 2, 3]"))["code"] == "bad_frame"
         assert (await error_for(json.dumps({"no": "type"})))["code"] == "bad_frame"
         assert (await error_for(json.dumps({"type": "dance"})))["code"] == "unknown_type"
-        big = json.dumps({"type": "command", "cid": "1", "name": "notice.post",
-                          "args": {"text": "x" * 70_000}})
+        big = json.dumps(
+            {"type": "command", "cid": "1", "name": "notice.post", "args": {"text": "x" * 70_000}}
+        )
         assert (await error_for(big))["code"] == "frame_too_large"
         bad = await error_for(json.dumps({"type": "command", "cid": "c9", "name": 5}))
-        assert bad == {"type": "reply", "cid": "c9", "ok": False, "code": "bad_args",
-                       "message": "'name' must be a string"}
+        assert bad == {
+            "type": "reply",
+            "cid": "c9",
+            "ok": False,
+            "code": "bad_args",
+            "message": "'name' must be a string",
+        }
         await ws.send(json.dumps({"type": "ping", "echo": 7}))
         async with asyncio.timeout(timeout(5)):
             while (m := dec(await ws.recv()))["type"] != "pong":
@@ -115,14 +130,16 @@ async def test_bad_frames_get_errors_and_the_connection_survives(
 
 
 @pytest.mark.parametrize("case", ["missing", "tampered", "other-secret", "expired"])
-async def test_bad_tokens_are_refused_with_4001(start_node: NodeFactory, invites: Invites,
-                                                case: str) -> None:
+async def test_bad_tokens_are_refused_with_4001(
+    start_node: NodeFactory, invites: Invites, case: str
+) -> None:
     node = await start_node()
     token = {
         "missing": "",
         "tampered": invites.mint(room="plenary", role="moderator", name="X")[:-3] + "abc",
         "other-secret": Invites("another-secret-of-some-length").mint(
-            room="plenary", role="moderator", name="X"),
+            room="plenary", role="moderator", name="X"
+        ),
         "expired": invites.mint(room="plenary", role="participant", name="X", hours=-1),
     }[case]
     async with connect(ws_url(node.url, token), subprotocols=[JSON]) as ws:  # type: ignore[list-item]
@@ -137,21 +154,26 @@ async def test_bad_tokens_are_refused_with_4001(start_node: NodeFactory, invites
 
 async def test_unknown_room_is_refused_with_4004(start_node: NodeFactory, invites: Invites) -> None:
     node = await start_node()
-    async with connect(ws_url(node.url, invites.mint(room="attic", role="participant",
-                                                     name="X")), subprotocols=[JSON]) as ws:  # type: ignore[list-item]
+    async with connect(
+        ws_url(node.url, invites.mint(room="attic", role="participant", name="X")),
+        subprotocols=[JSON],
+    ) as ws:  # type: ignore[list-item]
         assert json.loads(await ws.recv())["code"] == "unknown_room"
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 4004
 
 
-async def test_resume_gets_exactly_the_missed_events(start_node: NodeFactory,
-                                                     invites: Invites) -> None:
+async def test_resume_gets_exactly_the_missed_events(
+    start_node: NodeFactory, invites: Invites
+) -> None:
     node = await start_node()
-    chair = await Client.connect(node.url, invites.mint(room="plenary", role="moderator",
-                                                        name="Chair"))
-    ana = await Client.connect(node.url, invites.mint(room="plenary", role="participant",
-                                                      name="Ana"))
+    chair = await Client.connect(
+        node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await Client.connect(
+        node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
     await ana.command("hand.raise")
     await ana.wait_for(lambda s: s["core"]["hands"])
     await ana.ws.close()  # the socket drops …
@@ -162,8 +184,13 @@ async def test_resume_gets_exactly_the_missed_events(start_node: NodeFactory,
     assert await ana.resume()  # … and comes back with ?after=<last id>
     await ana.wait_for(lambda s: s["core"]["notice"] and s["core"]["notice"]["text"] == "three")
     ids = [m["id"] for m in ana.received[seen:] if m["type"] == "events"]
-    notices = [e["text"] for m in ana.received[seen:] if m["type"] == "events"
-               for e in m["events"] if e["type"] == "notice"]
+    notices = [
+        e["text"]
+        for m in ana.received[seen:]
+        if m["type"] == "events"
+        for e in m["events"]
+        if e["type"] == "notice"
+    ]
     assert notices == ["one", "two", "three"]  # none missing, none repeated
     assert len(ids) == len(set(ids)) and all(id_key(i) > id_key(last) for i in ids)
     server = node.node.hubs["plenary"].view_for(ana.you)
@@ -172,8 +199,9 @@ async def test_resume_gets_exactly_the_missed_events(start_node: NodeFactory,
     await chair.close()
 
 
-async def test_resume_from_an_unknown_id_gets_a_fresh_snapshot(start_node: NodeFactory,
-                                                              invites: Invites) -> None:
+async def test_resume_from_an_unknown_id_gets_a_fresh_snapshot(
+    start_node: NodeFactory, invites: Invites
+) -> None:
     node = await start_node()
     token = invites.mint(room="plenary", role="participant", name="Ana")
     c = await Client.connect(node.url, token, after="999999-0")
@@ -186,22 +214,29 @@ async def test_resume_from_an_unknown_id_gets_a_fresh_snapshot(start_node: NodeF
 
 async def test_a_retried_cid_is_counted_once(start_node: NodeFactory, invites: Invites) -> None:
     node = await start_node()
-    ana = await Client.connect(node.url, invites.mint(room="plenary", role="participant",
-                                                      name="Ana"))
+    ana = await Client.connect(
+        node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
     first = await ana.request("hand.raise", cid="retry-1")
     second = await ana.request("hand.raise", cid="retry-1")
     assert first["ok"] and not first["duplicate"]
     assert second["ok"] and second["duplicate"]
-    raised = [e for m in ana.received if m["type"] == "events" for e in m["events"]
-              if e["type"] == "hand.raised"]
+    raised = [
+        e
+        for m in ana.received
+        if m["type"] == "events"
+        for e in m["events"]
+        if e["type"] == "hand.raised"
+    ]
     assert len(raised) == 1
     await ana.close()
 
 
 async def test_commands_are_rate_limited(start_node: NodeFactory, invites: Invites) -> None:
     node = await start_node()
-    ana = await Client.connect(node.url, invites.mint(room="plenary", role="participant",
-                                                      name="Ana"))
+    ana = await Client.connect(
+        node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
     replies = await asyncio.gather(*(ana.request("hand.lower") for _ in range(40)))
     codes = {r["code"] for r in replies}
     assert codes == {"hand_not_raised", "rate_limited"}
@@ -209,22 +244,28 @@ async def test_commands_are_rate_limited(start_node: NodeFactory, invites: Invit
 
 
 async def test_a_slow_consumer_is_closed_with_a_resume_hint_and_others_carry_on(
-        start_node: NodeFactory, invites: Invites, monkeypatch: pytest.MonkeyPatch) -> None:
+    start_node: NodeFactory, invites: Invites, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sessions, "MAX_QUEUE", 16)
     node = await start_node(settings={"command_rate": 1e6, "command_burst": 1e6})
-    chair = await Client.connect(node.url, invites.mint(room="plenary", role="moderator",
-                                                        name="Chair"))
-    fast = await Client.connect(node.url, invites.mint(room="plenary", role="participant",
-                                                       name="Fast"))
+    chair = await Client.connect(
+        node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    fast = await Client.connect(
+        node.url, invites.mint(room="plenary", role="participant", name="Fast")
+    )
     # The slow client reads nothing after its handshake (a raw socket, reading paused).
     slow_token = invites.mint(room="plenary", role="participant", name="Slow")
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", node.port, limit=2**16)
-    writer.write((f"GET /ws?token={slow_token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  "Sec-WebSocket-Version: 13\r\n"
-                  f"Sec-WebSocket-Protocol: {JSON}\r\n\r\n").encode())
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port, limit=2**16)
+    writer.write(
+        (
+            f"GET /ws?token={slow_token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: {JSON}\r\n\r\n"
+        ).encode()
+    )
     await writer.drain()
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
     writer.transport.pause_reading()  # from here on, read nothing
@@ -236,8 +277,9 @@ async def test_a_slow_consumer_is_closed_with_a_resume_hint_and_others_carry_on(
     started = time.monotonic()
     sent = 0
     while len(hub.sinks) == 3 and time.monotonic() - started < timeout(20):
-        await asyncio.gather(*(chair.command("notice.post", {"text": f"{text}{sent + i}"})
-                               for i in range(50)))
+        await asyncio.gather(
+            *(chair.command("notice.post", {"text": f"{text}{sent + i}"}) for i in range(50))
+        )
         sent += 50
     assert len(hub.sinks) == 2, "the slow consumer was never closed"
     last = f"{text}{sent - 1}"
@@ -251,7 +293,7 @@ async def test_a_slow_consumer_is_closed_with_a_resume_hint_and_others_carry_on(
             data += chunk
     at = data.find(hint)
     assert at > 2 and data[at - 2] == 0x88, "no 4008 close frame"  # FIN + close opcode
-    resume_id = data[at + len(hint): at + data[at - 1]].decode()
+    resume_id = data[at + len(hint) : at + data[at - 1]].decode()
     assert id_key(resume_id) <= id_key(hub.state["meta"]["last"])
     # … and its person goes offline for everyone else.
     slow_pid = next(p for p, v in fast.state["core"]["people"].items() if v["name"] == "Slow")
@@ -273,26 +315,34 @@ async def test_health_and_metrics(start_node: NodeFactory) -> None:
         assert "hemicycle_connections" in metrics and "hemicycle_log_entries_total" in metrics
 
 
-async def test_moderators_mint_invites_over_http(start_node: NodeFactory,
-                                                 invites: Invites) -> None:
+async def test_moderators_mint_invites_over_http(start_node: NodeFactory, invites: Invites) -> None:
     node = await start_node()
     chair = invites.mint(room="plenary", role="moderator", name="Chair")
     ana = invites.mint(room="plenary", role="participant", name="Ana")
     async with httpx.AsyncClient(base_url=node.url) as http:
-        ok = await http.post("/api/invites", headers={"Authorization": f"Bearer {chair}"},
-                             json={"role": "panelist", "name": "Grace", "org": "uydel-ug"})
+        ok = await http.post(
+            "/api/invites",
+            headers={"Authorization": f"Bearer {chair}"},
+            json={"role": "panelist", "name": "Grace", "org": "uydel-ug"},
+        )
         assert ok.status_code == 200, ok.text
         body = ok.json()
         assert body["link"].startswith(node.url + "/r/plenary#t=")
         claims = Invites(SECRET).verify(body["token"])
         assert claims["role"] == "panelist" and claims["org"] == "uydel-ug"
-        denied = await http.post("/api/invites", headers={"Authorization": f"Bearer {ana}"},
-                                 json={"role": "moderator", "name": "Me"})
+        denied = await http.post(
+            "/api/invites",
+            headers={"Authorization": f"Bearer {ana}"},
+            json={"role": "moderator", "name": "Me"},
+        )
         assert denied.status_code == 403 and denied.json()["code"] == "forbidden"
         anon = await http.post("/api/invites", json={"role": "moderator", "name": "Me"})
         assert anon.status_code == 401 and anon.json()["code"] == "bad_token"
-        bad = await http.post("/api/invites", headers={"Authorization": f"Bearer {chair}"},
-                              json={"role": "king", "name": "Me"})
+        bad = await http.post(
+            "/api/invites",
+            headers={"Authorization": f"Bearer {chair}"},
+            json={"role": "king", "name": "Me"},
+        )
         assert bad.status_code == 400 and bad.json()["code"] == "bad_args"
         page = await http.get("/r/plenary")
         assert page.status_code == 200 and "hc.js" in page.text

@@ -19,16 +19,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import fold
-from .channels import ORIGINAL
-from .errors import BadArgs, Refused
+from .. import fold
+from ..channels import ORIGINAL
+from ..errors import BadArgs, Refused
+from ..node.log import id_key
+from ..protocol import unpack
+from ..types import RoomConfig
 from .http import api, moderator, node_of
-from .log import id_key
-from .protocol import unpack
-from .types import RoomConfig
 
 if TYPE_CHECKING:
-    from .hub import RoomHub
+    from ..node.hub import RoomHub
 
 Line = dict[str, Any]
 CUE_MS = 4_000
@@ -110,8 +110,7 @@ async def transcript(request: Request) -> Response:
         raise BadArgs("'format' is vtt or txt")
     lines = await transcript_lines(hub, lang)
     name = f"{room}-{lang}.{kind}"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"',
-               "Cache-Control": "no-store"}
+    headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
     if kind == "vtt":
         title = f"{hub.config.title}, {lang}"
         return Response(to_webvtt(lines, title), media_type="text/vtt", headers=headers)

@@ -69,9 +69,11 @@ def _version(package: str) -> str:
 def self_check() -> None:
     """Raise :class:`PassthroughBroken` unless the hooked internals look as expected."""
     problems = []
-    for name, have, want in (("aiortc", aiortc.__version__, PINNED),
-                             ("aioice", _version("aioice"), PINNED_AIOICE),
-                             ("pylibsrtp", _version("pylibsrtp"), PINNED_PYLIBSRTP)):
+    for name, have, want in (
+        ("aiortc", aiortc.__version__, PINNED),
+        ("aioice", _version("aioice"), PINNED_AIOICE),
+        ("pylibsrtp", _version("pylibsrtp"), PINNED_PYLIBSRTP),
+    ):
         if have != want:
             problems.append(f"{name} is {have}, this hook was written for {want}")
     handler = getattr(RTCRtpReceiver, "_handle_rtp_packet", None)
@@ -83,10 +85,10 @@ def self_check() -> None:
             problems.append(f"RTCRtpReceiver._handle_rtp_packet{params} changed its signature")
     dispatch = getattr(RTCDtlsTransport, "_handle_rtp_data", None)
     if dispatch is None or "receiver._handle_rtp_packet(" not in inspect.getsource(dispatch):
-        problems.append("RTCDtlsTransport._handle_rtp_data no longer calls "
-                        "receiver._handle_rtp_packet")
-    if not hasattr(RtpPacket(), "extensions") or not hasattr(
-            RtpPacket().extensions, "audio_level"):
+        problems.append(
+            "RTCDtlsTransport._handle_rtp_data no longer calls receiver._handle_rtp_packet"
+        )
+    if not hasattr(RtpPacket(), "extensions") or not hasattr(RtpPacket().extensions, "audio_level"):
         problems.append("RtpPacket.extensions.audio_level is gone")
     for cls, names in _DIRECT_NEEDS:
         source = inspect.getsource(cls)
@@ -97,8 +99,15 @@ def self_check() -> None:
 
 _SENDER_STATS = ("__ntp_timestamp", "__rtp_timestamp", "__octet_count", "__packet_count")
 _DIRECT_NEEDS: tuple[tuple[type, tuple[str, ...]], ...] = (
-    (RTCRtpSender, ("self._ssrc", "self.__mid", "self.__rtp_header_extensions_map",
-                    *(f"self.{n}" for n in _SENDER_STATS))),
+    (
+        RTCRtpSender,
+        (
+            "self._ssrc",
+            "self.__mid",
+            "self.__rtp_header_extensions_map",
+            *(f"self.{n}" for n in _SENDER_STATS),
+        ),
+    ),
     (RTCDtlsTransport, ("self._tx_srtp", "def state")),
     (RTCIceTransport, ("self._connection",)),
     (aioice.ice.Connection, ("self._nominated",)),
@@ -234,7 +243,7 @@ class DirectSender:
         template = RtpPacket(payload_type=self._pt, ssrc=sender._ssrc)
         template.extensions.mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
         header_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map")  # noqa: B009
-        self._prefix = template.serialize(header_map)[_HEADER.size:]
+        self._prefix = template.serialize(header_map)[_HEADER.size :]
         self._first = 0x90 if self._prefix else 0x80
         self._dtls, self._session = dtls, session
         self._srtp, self._cdata, self._buffer = session._srtp[0], session._cdata, session._buffer
@@ -252,8 +261,11 @@ class DirectSender:
         assert send is not None
         seq = self._seq = (self._seq + 1) & 0xFFFF
         timestamp = (self._origin + timestamp) & 0xFFFFFFFF
-        packet = _HEADER.pack(self._first, (marker << 7) | self._pt, seq, timestamp,
-                              self._ssrc) + self._prefix + payload
+        packet = (
+            _HEADER.pack(self._first, (marker << 7) | self._pt, seq, timestamp, self._ssrc)
+            + self._prefix
+            + payload
+        )
         size = len(packet)
         if size > SRTP_ROOM:
             self.dropped += 1
@@ -265,7 +277,7 @@ class DirectSender:
         try:
             if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
                 raise ConnectionError("libsrtp refused the packet")
-            send(buffer[0:length[0]], self._addr)
+            send(buffer[0 : length[0]], self._addr)
         except Exception:  # closed under us, or a key change: rebind on the next packet
             self._send = None
             self.dropped += 1

@@ -58,8 +58,8 @@ def open_backends(url: str) -> Backends:
         # A blocking pool: a burst of appends (a vote storm) waits for a free connection
         # instead of failing with "Too many connections" past redis-py's default of 100.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, decode_responses=False, health_check_interval=10, max_connections=128,
-            timeout=10)
+            url, decode_responses=False, health_check_interval=10, max_connections=128, timeout=10
+        )
         client = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         return Backends(url, RedisLog(client), RedisBus(client), client)
     raise ValueError(f"unknown backend {url!r}: use memory:// or redis://host:port/db")

@@ -15,13 +15,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from . import fold
+from .. import fold
+from ..errors import BadArgs, HemicycleError, Unavailable
+from ..protocol import Codec, encode, pack, unpack
+from ..types import SYSTEM, Actor, Event, RoomConfig, State, arg_str
 from .backends import Backends
-from .errors import BadArgs, HemicycleError, Unavailable
 from .log import id_key
 from .metrics import Metrics
-from .protocol import Codec, encode, pack, unpack
-from .types import SYSTEM, Actor, Event, RoomConfig, State, arg_str
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ class Sink(Protocol):
     person: dict[str, Any]
     codec: Codec
 
-    def deliver(self, frame: bytes | str, *, entry_id: str | None = None,
-                ephemeral: bool = False) -> None: ...
+    def deliver(
+        self, frame: bytes | str, *, entry_id: str | None = None, ephemeral: bool = False
+    ) -> None: ...
 
 
 Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
@@ -53,8 +54,9 @@ def now_ms() -> int:
 
 
 class RoomHub:
-    def __init__(self, config: RoomConfig, backends: Backends, metrics: Metrics,
-                 node: str = "node") -> None:
+    def __init__(
+        self, config: RoomConfig, backends: Backends, metrics: Metrics, node: str = "node"
+    ) -> None:
         self.config = config
         self.room = config.id
         self.node = node
@@ -78,8 +80,11 @@ class RoomHub:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._bus_task: asyncio.Task[None] | None = None
-        self.assembly_info: dict[str, Any] = {"title": config.title, "floor": config.floor,
-                                              "channels": list(config.channels)}
+        self.assembly_info: dict[str, Any] = {
+            "title": config.title,
+            "floor": config.floor,
+            "channels": list(config.channels),
+        }
 
     @property
     def ephemeral_channel(self) -> str:
@@ -150,8 +155,9 @@ class RoomHub:
         emoji = arg_str(data, "emoji", max_len=16)
         if emoji not in REACTIONS:
             raise BadArgs(f"reactions are one of {' '.join(REACTIONS)}")
-        await self.publish({"type": "ephemeral", "kind": "reaction", "pid": person["pid"],
-                            "emoji": emoji})
+        await self.publish(
+            {"type": "ephemeral", "kind": "reaction", "pid": person["pid"], "emoji": emoji}
+        )
 
     # -- folding -----------------------------------------------------------------------
 
@@ -180,7 +186,8 @@ class RoomHub:
         if self.state["meta"]["n"] % SNAPSHOT_EVERY == 0:
             snapshot = pack(self.state)
             asyncio.get_running_loop().create_task(
-                self.backends.log.save_snapshot(self.room, entry_id, snapshot))
+                self.backends.log.save_snapshot(self.room, entry_id, snapshot)
+            )
 
     def flush(self) -> None:
         """Send what was folded and not yet sent, as one ``events`` frame per connection.
@@ -273,8 +280,7 @@ class RoomHub:
         the fold did not come back in time (the client retries with the same ``cid``).
         """
         checked = fold.check(actor, name, args)
-        entry = {"cid": cid, "actor": actor.to_wire(), "cmd": name, "args": checked,
-                 "ts": now_ms()}
+        entry = {"cid": cid, "actor": actor.to_wire(), "cmd": name, "args": checked, "ts": now_ms()}
         waiter = self.pending.get(cid)
         if waiter is None:
             waiter = self.pending[cid] = asyncio.get_running_loop().create_future()

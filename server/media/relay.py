@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import av
 from aiortc.rtp import RtpPacket
 
-from .audio import FLOOR
-from .protocol import pack, unpack
+from ..audio import FLOOR
+from ..protocol import pack, unpack
 
 SAMPLES = 960
 """One 20 ms Opus frame at 48 kHz, the RTP clock step between frames."""
@@ -36,8 +36,9 @@ class Frame:
 
     __slots__ = ("pub", "pid", "seq", "ts", "payload", "level")
 
-    def __init__(self, pub: str, pid: str, seq: int, ts: int, payload: bytes,
-                 level: int | None) -> None:
+    def __init__(
+        self, pub: str, pid: str, seq: int, ts: int, payload: bytes, level: int | None
+    ) -> None:
         self.pub, self.pid, self.seq, self.ts = pub, pid, seq, ts
         self.payload, self.level = payload, level
 
@@ -47,11 +48,17 @@ class Frame:
     @classmethod
     def from_bus(cls, data: bytes) -> Frame:
         seq, ts, payload, pub, pid, level = unpack(data)[:6]
-        if not (isinstance(seq, int) and isinstance(ts, int) and isinstance(payload, bytes)
-                and isinstance(pub, str) and isinstance(pid, str)):
+        if not (
+            isinstance(seq, int)
+            and isinstance(ts, int)
+            and isinstance(payload, bytes)
+            and isinstance(pub, str)
+            and isinstance(pid, str)
+        ):
             raise ValueError("malformed audio frame")
-        return cls(pub, pid, seq, ts & 0xFFFFFFFF, payload,
-                   level if isinstance(level, int) else None)
+        return cls(
+            pub, pid, seq, ts & 0xFFFFFFFF, payload, level if isinstance(level, int) else None
+        )
 
 
 class Sink(Protocol):
@@ -110,8 +117,11 @@ class Source:
         """The floor forwards one microphone at a time: the one that is speaking."""
         loud = frame.level is None or frame.level <= SPEAKING
         if frame.pub != self._current:
-            if (self._current is not None and now - self._seen < FLOOR_GONE
-                    and not (loud and now - self._loud > FLOOR_HOLD)):
+            if (
+                self._current is not None
+                and now - self._seen < FLOOR_GONE
+                and not (loud and now - self._loud > FLOOR_HOLD)
+            ):
                 return False
             self._current = frame.pub
             self._loud = now
@@ -173,5 +183,3 @@ class LevelMeter:
             return None
         rms = math.sqrt(total / count) / 32767
         return 127 if rms <= 0 else min(127, max(0, round(-20 * math.log10(rms))))
-
-

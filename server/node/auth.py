@@ -14,8 +14,8 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from .errors import AuthError, BadArgs
-from .types import ROLES, arg_str
+from ..errors import AuthError, BadArgs
+from ..types import ROLES, arg_str
 
 SALT = "hemicycle.invite.v1"
 DEFAULT_HOURS = 72.0
@@ -27,15 +27,24 @@ class Invites:
 
     def __post_init__(self) -> None:
         if len(self.secret) < 16:
-            raise ValueError("the invite secret must be at least 16 characters "
-                             "(set HEMICYCLE_SECRET)")
+            raise ValueError(
+                "the invite secret must be at least 16 characters (set HEMICYCLE_SECRET)"
+            )
 
     @property
     def _serializer(self) -> URLSafeSerializer:
         return URLSafeSerializer(self.secret, salt=SALT)
 
-    def mint(self, *, room: str, role: str, name: str, hours: float = DEFAULT_HOURS,
-             pid: str | None = None, **extra: Any) -> str:
+    def mint(
+        self,
+        *,
+        room: str,
+        role: str,
+        name: str,
+        hours: float = DEFAULT_HOURS,
+        pid: str | None = None,
+        **extra: Any,
+    ) -> str:
         """A token for one person. ``extra`` may hold org, country, lang, booth, pair."""
         claims = validate_claims({"room": room, "role": role, "name": name, **extra})
         claims["pid"] = pid or secrets.token_urlsafe(9)
@@ -50,13 +59,16 @@ class Invites:
         try:
             claims = self._serializer.loads(token)
         except BadSignature:
-            raise AuthError("this invite link is not valid (tampered or for another event)")\
-                from None
+            raise AuthError(
+                "this invite link is not valid (tampered or for another event)"
+            ) from None
         if not isinstance(claims, dict) or "exp" not in claims:
             raise AuthError("this invite link is not valid")
         if (now if now is not None else time.time()) > claims["exp"]:
-            raise AuthError("this invite link has expired; ask the organisers for a new one",
-                            code="token_expired")
+            raise AuthError(
+                "this invite link has expired; ask the organisers for a new one",
+                code="token_expired",
+            )
         return claims
 
 

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .errors import HemicycleError, WrongRoom
-from .http import api, moderator, node_of
+from ..errors import HemicycleError, WrongRoom
+from ..web.http import api, moderator, node_of
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,9 @@ class OggOpusWriter:
         for p in packets:
             lacing += b"\xff" * (len(p) // 255) + bytes([len(p) % 255])
         assert len(lacing) <= 255, "too many packets for one Ogg page"
-        header = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, self.serial, self.page,
-                             0, len(lacing)) + bytes(lacing)
+        header = struct.pack(
+            "<4sBBqIIIB", b"OggS", 0, flags, granule, self.serial, self.page, 0, len(lacing)
+        ) + bytes(lacing)
         body = b"".join(packets)
         crc = ogg_crc(header + body)
         self.out.write(header[:22] + struct.pack("<I", crc) + header[26:] + body)
@@ -192,8 +193,11 @@ def list_recordings(root: str | Path, room: str) -> list[dict[str, Any]]:
     out = []
     for d in sorted(base.iterdir(), reverse=True):
         if d.is_dir() and NAME.match(d.name):
-            files = [{"name": f.name, "bytes": f.stat().st_size}
-                     for f in sorted(d.iterdir()) if f.suffix == ".ogg"]
+            files = [
+                {"name": f.name, "bytes": f.stat().st_size}
+                for f in sorted(d.iterdir())
+                if f.suffix == ".ogg"
+            ]
             out.append({"id": d.name, "files": files})
     return out
 
@@ -221,8 +225,13 @@ async def list_route(request: Request) -> Response:
     claims = moderator(request, "list recordings")
     room = _room(request, request.query_params.get("room", claims["room"]))
     node = node_of(request)
-    return JSONResponse({"room": room, "recording": node.hubs[room].state["audio"]["recording"],
-                         "recordings": list_recordings(node.media.recordings, room)})
+    return JSONResponse(
+        {
+            "room": room,
+            "recording": node.hubs[room].state["audio"]["recording"],
+            "recordings": list_recordings(node.media.recordings, room),
+        }
+    )
 
 
 @api

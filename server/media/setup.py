@@ -8,7 +8,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc import sdp as aiortc_sdp
 
-from .errors import BadArgs, ConfigError
+from ..errors import BadArgs, ConfigError
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,16 @@ class MediaConfig:
         table = extra.get("media", {}) if hasattr(extra, "get") else {}
         if not isinstance(table, dict):
             raise ConfigError(source, "media", "expected a table")
-        return cls(ice_servers=_ice_list(table, "ice_servers", source),
-                   server_ice_servers=_ice_list(table, "server_ice_servers", source))
+        return cls(
+            ice_servers=_ice_list(table, "ice_servers", source),
+            server_ice_servers=_ice_list(table, "server_ice_servers", source),
+        )
 
     def rtc_configuration(self) -> RTCConfiguration:
-        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"),
-                                credential=s.get("credential"))
-                   for s in self.server_ice_servers]
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in self.server_ice_servers
+        ]
         return RTCConfiguration(iceServers=servers)
 
 
@@ -48,9 +51,13 @@ def _ice_list(table: dict[str, Any], key: str, source: str) -> tuple[dict[str, A
         urls = item.get("urls")
         if isinstance(urls, str):
             urls = [urls]
-        if not isinstance(urls, list) or not urls or not all(
-                isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns")
-                for u in urls):
+        if (
+            not isinstance(urls, list)
+            or not urls
+            or not all(
+                isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns") for u in urls
+            )
+        ):
             raise ConfigError(source, f"{where}.urls", "expected stun:/turn:/turns: URLs")
         entry: dict[str, Any] = {"urls": urls}
         for k in ("username", "credential"):
@@ -74,17 +81,24 @@ def check_offer(sdp: str, purpose: str) -> tuple[int, int]:
     if not kinds:
         raise BadArgs("the offer has no media", code="no_audio")
     if any(k != "audio" for k in kinds):
-        raise BadArgs(f"only audio is carried here, the offer has {', '.join(kinds)}",
-                      code="audio_only")
+        raise BadArgs(
+            f"only audio is carried here, the offer has {', '.join(kinds)}", code="audio_only"
+        )
     wanted = 1 if purpose == "publish" else 2
     if len(kinds) > wanted:
-        raise BadArgs(f"a {purpose} offer has at most {wanted} audio m-line(s)",
-                      code="too_many_tracks")
-    opus = [c.payloadType for c in parsed.media[0].rtp.codecs
-            if c.mimeType.lower() == "audio/opus" and c.clockRate == 48_000
-            and c.payloadType is not None]
-    if not opus or any(not any(c.mimeType.lower() == "audio/opus" for c in m.rtp.codecs)
-                       for m in parsed.media):
+        raise BadArgs(
+            f"a {purpose} offer has at most {wanted} audio m-line(s)", code="too_many_tracks"
+        )
+    opus = [
+        c.payloadType
+        for c in parsed.media[0].rtp.codecs
+        if c.mimeType.lower() == "audio/opus"
+        and c.clockRate == 48_000
+        and c.payloadType is not None
+    ]
+    if not opus or any(
+        not any(c.mimeType.lower() == "audio/opus" for c in m.rtp.codecs) for m in parsed.media
+    ):
         raise BadArgs("the offer does not offer Opus at 48 kHz", code="no_opus")
     for m in parsed.media:
         if purpose == "publish" and m.direction not in (None, "sendonly", "sendrecv"):
@@ -100,5 +114,3 @@ def answer_payload_type(sdp: str) -> int:
         if c.mimeType.lower() == "audio/opus" and c.payloadType is not None:
             return int(c.payloadType)
     raise BadArgs("no Opus codec could be negotiated", code="no_opus")
-
-

@@ -16,10 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .types import AgendaItem, Member, RoomConfig
+from ..errors import ConfigError
+from ..types import AgendaItem, Member, RoomConfig
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "assembly.toml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "assembly.toml"
 LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -51,10 +51,12 @@ class Settings:
             "secret": env.get("HEMICYCLE_SECRET", ""),
             "public_url": env.get("HEMICYCLE_PUBLIC_URL", ""),
             "node": env.get("HEMICYCLE_NODE", ""),
-            "command_rate": _float(env.get("HEMICYCLE_COMMAND_RATE", "10"),
-                                   "HEMICYCLE_COMMAND_RATE"),
-            "command_burst": _float(env.get("HEMICYCLE_COMMAND_BURST", "30"),
-                                    "HEMICYCLE_COMMAND_BURST"),
+            "command_rate": _float(
+                env.get("HEMICYCLE_COMMAND_RATE", "10"), "HEMICYCLE_COMMAND_RATE"
+            ),
+            "command_burst": _float(
+                env.get("HEMICYCLE_COMMAND_BURST", "30"), "HEMICYCLE_COMMAND_BURST"
+            ),
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -176,8 +178,15 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
         country = m.get("country", str)
         if not re.fullmatch(r"[A-Z]{2}", country):
             raise m.fail("country", f"expected an ISO 3166 alpha-2 code, got {country!r}")
-        members.append(Member(id=mid, name=m.get("name", str), country=country,
-                              weight=float(weight), representatives=tuple(reps)))
+        members.append(
+            Member(
+                id=mid,
+                name=m.get("name", str),
+                country=country,
+                weight=float(weight),
+                representatives=tuple(reps),
+            )
+        )
 
     rooms: dict[str, RoomConfig] = {}
     room_tables = top.tables("rooms")
@@ -193,28 +202,45 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
         for a in r.tables("agenda"):
             start = a.get("start", str)
             if not _is_utc(start):
-                raise a.fail("start", f"not an ISO 8601 UTC time (like 2026-12-03T12:00:00Z): "
-                                      f"{start!r}")
+                raise a.fail(
+                    "start", f"not an ISO 8601 UTC time (like 2026-12-03T12:00:00Z): {start!r}"
+                )
             minutes = a.get("minutes", int)
             if minutes <= 0:
                 raise a.fail("minutes", "must be positive")
             titles = a.get("titles", dict, {})
-            agenda.append(AgendaItem(title=a.get("title", str), start=start, minutes=minutes,
-                                     titles={str(k): str(v) for k, v in titles.items()}))
+            agenda.append(
+                AgendaItem(
+                    title=a.get("title", str),
+                    start=start,
+                    minutes=minutes,
+                    titles={str(k): str(v) for k, v in titles.items()},
+                )
+            )
         fallback = r.get("fallback", str, "original")
         if fallback not in ("original", "silence"):
             raise r.fail("fallback", "expected 'original' or 'silence'")
         known = {"id", "title", "floor", "channels", "agenda", "fallback"}
         rooms[rid] = RoomConfig(
-            id=rid, title=r.get("title", str, rid), floor=r.lang("floor", floor),
-            channels=r.langs("channels", list(languages)), agenda=tuple(agenda),
-            members=tuple(members), fallback=fallback,
+            id=rid,
+            title=r.get("title", str, rid),
+            floor=r.lang("floor", floor),
+            channels=r.langs("channels", list(languages)),
+            agenda=tuple(agenda),
+            members=tuple(members),
+            fallback=fallback,
             extra={k: v for k, v in r.data.items() if k not in known},
         )
     known_top = {"assembly", "members", "rooms"}
-    return Assembly(name=head.get("name", str), floor=floor, languages=languages, rooms=rooms,
-                    members=tuple(members), source=source,
-                    extra={k: v for k, v in data.items() if k not in known_top})
+    return Assembly(
+        name=head.get("name", str),
+        floor=floor,
+        languages=languages,
+        rooms=rooms,
+        members=tuple(members),
+        source=source,
+        extra={k: v for k, v in data.items() if k not in known_top},
+    )
 
 
 def _is_utc(value: str) -> bool:

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from . import blind, polls
-from .errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable
+from .. import blind, polls
+from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable
+from ..types import SYSTEM, Actor, Event, arg_str
 from .hub import RoomHub, now_ms
 from .sessions import FRAME_HANDLERS
-from .types import SYSTEM, Actor, Event, arg_str
 
 if TYPE_CHECKING:
     from .app import Node
@@ -101,12 +101,19 @@ class RoomBox:
                 key = await asyncio.to_thread(self.key, poll, w)
                 keys[str(w)] = key.public.to_wire()
             digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
-            outcome = await self.hub.submit(BOX_ACTOR, "poll.keys",
-                                            {"poll": poll_id, "keys": keys},
-                                            f"keys:{poll_id}:{digest[:24]}")
+            outcome = await self.hub.submit(
+                BOX_ACTOR,
+                "poll.keys",
+                {"poll": poll_id, "keys": keys},
+                f"keys:{poll_id}:{digest[:24]}",
+            )
             if outcome.error is not None and outcome.error["code"] != "unknown_poll":
-                log.warning("room %s: poll %s keys refused: %s", self.hub.room, poll_id,
-                            outcome.error["message"])
+                log.warning(
+                    "room %s: poll %s keys refused: %s",
+                    self.hub.room,
+                    poll_id,
+                    outcome.error["message"],
+                )
         except (HemicycleError, KeyError) as exc:
             self.offered.discard(tag)  # try again on the next change
             log.warning("room %s: could not offer keys for %s: %s", self.hub.room, poll_id, exc)
@@ -115,22 +122,25 @@ class RoomBox:
 
     async def claim(self, session: Session, cid: str, args: dict[str, Any]) -> dict[str, Any]:
         checked = polls.check_claim(args)
-        outcome = await self.hub.submit(session.actor, "ballot.claim", checked,
-                                        f"{session.actor.pid}:{cid}")
+        outcome = await self.hub.submit(
+            session.actor, "ballot.claim", checked, f"{session.actor.pid}:{cid}"
+        )
         if outcome.error is not None:
             raise Refused(outcome.error["message"], code=outcome.error["code"])
         poll = polls.get_poll(self.hub.state, checked["poll"])
         person = session.person
-        voter = (person["pid"] if poll["electorate"] == "present"
-                 else checked["for"] or person.get("org"))
+        voter = (
+            person["pid"]
+            if poll["electorate"] == "present"
+            else checked["for"] or person.get("org")
+        )
         record = poll["voted"].get(voter)
         # Sign only what the log recorded for this voter: one claim, one signature.
         if record is None or record.get("blinded") != checked["blinded"]:
             raise Refused("this claim is not the one recorded for you", code="already_voted")
         key = self.key(poll, record["w"])
         if (poll["keys"] or {}).get(str(record["w"])) != key.public.to_wire():
-            raise Refused("this node's ballot key differs from the room's",
-                          code="keys_mismatch")
+            raise Refused("this node's ballot key differs from the room's", code="keys_mismatch")
         signed = key.sign(int(checked["blinded"], 16))
         return {"signed": format(signed, "x"), "w": record["w"]}
 
@@ -159,16 +169,17 @@ class RoomBox:
     @staticmethod
     def _counted(poll: dict[str, Any], ballot: dict[str, Any]) -> bool:
         prior = poll["ballots"].get(ballot["token"])
-        return prior is not None and (prior["rev"] > ballot["rev"] or (
-            prior["rev"] == ballot["rev"] and prior["choice"] == ballot["choice"]))
+        return prior is not None and (
+            prior["rev"] > ballot["rev"]
+            or (prior["rev"] == ballot["rev"] and prior["choice"] == ballot["choice"])
+        )
 
     def _maybe_flush(self, poll_id: str, *, force: bool = False) -> None:
         box = self.boxes.get(poll_id)
         if not box:
             return
         poll = self.hub.state["polls"]["polls"].get(poll_id)
-        closing = poll is None or poll["state"] != "open" or polls.closed_by_timer(
-            poll, now_ms())
+        closing = poll is None or poll["state"] != "open" or polls.closed_by_timer(poll, now_ms())
         if force or closing or len(box) >= (poll or {}).get("mix", 1):
             del self.boxes[poll_id]
             random.shuffle(box)  # no order of arrival survives, even in memory
@@ -182,19 +193,25 @@ class RoomBox:
         error: HemicycleError | None = None
         for attempt in range(FLUSH_TRIES):
             try:
-                await self.hub.submit(BOX_ACTOR, "ballot.deposit",
-                                      {"poll": poll_id, "ballots": ballots}, cid)
+                await self.hub.submit(
+                    BOX_ACTOR, "ballot.deposit", {"poll": poll_id, "ballots": ballots}, cid
+                )
                 error = None
                 break
             except Unavailable as exc:  # Redis restarting: the same cid makes a retry safe
                 error = exc
-                await asyncio.sleep(min(FLUSH_BACKOFF[1], FLUSH_BACKOFF[0] * 2 ** attempt))
+                await asyncio.sleep(min(FLUSH_BACKOFF[1], FLUSH_BACKOFF[0] * 2**attempt))
             except HemicycleError as exc:
                 error = exc
                 break
         if error is not None:
-            log.warning("room %s: a batch of %d ballot(s) for %s did not reach the log: %s",
-                        self.hub.room, len(box), poll_id, error.code)
+            log.warning(
+                "room %s: a batch of %d ballot(s) for %s did not reach the log: %s",
+                self.hub.room,
+                len(box),
+                poll_id,
+                error.code,
+            )
         for waiting in box:
             if waiting.done.done():
                 continue
@@ -265,9 +282,11 @@ async def handle_frame(session: Session, data: dict[str, Any]) -> None:
         raise RateLimited("too many ballots; slow down")
     run: Callable[[], Awaitable[dict[str, Any]]]
     if name == "claim":
+
         def run() -> Awaitable[dict[str, Any]]:
             return box.claim(session, cid, args)
     elif name == "deposit":
+
         def run() -> Awaitable[dict[str, Any]]:
             return box.deposit(args)
     else:
@@ -281,8 +300,15 @@ async def handle_frame(session: Session, data: dict[str, Any]) -> None:
             return
         except Exception:
             log.exception("room %s: a ballot frame failed", session.hub.room)
-            session.send({"type": "reply", "cid": cid, "ok": False, "code": "error",
-                          "message": "the ballot could not be taken; try again"})
+            session.send(
+                {
+                    "type": "reply",
+                    "cid": cid,
+                    "ok": False,
+                    "code": "error",
+                    "message": "the ballot could not be taken; try again",
+                }
+            )
             return
         session.send({"type": "reply", "cid": cid, "ok": True, **extra})
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import Unavailable
+from ..errors import Unavailable
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -117,8 +117,9 @@ class RedisLog:
         backoff = 0.05
         while True:
             try:
-                reply: Any = await self._redis.xread({key: last}, count=self.BATCH,
-                                                     block=self.BLOCK_MS)
+                reply: Any = await self._redis.xread(
+                    {key: last}, count=self.BATCH, block=self.BLOCK_MS
+                )
             except redis.exceptions.TimeoutError:
                 continue  # an idle blocking read timed out on the client side: read again
             except (redis.exceptions.ConnectionError, OSError) as exc:
@@ -134,12 +135,12 @@ class RedisLog:
                     yield last, bytes(fields[b"e"])
 
     async def save_snapshot(self, room: str, last_id: str, data: bytes) -> None:
-        from .protocol import pack
+        from ..protocol import pack
 
         await self._redis.set(snapshot_key(room), pack([last_id, data]))
 
     async def load_snapshot(self, room: str) -> tuple[str, bytes] | None:
-        from .protocol import unpack
+        from ..protocol import unpack
 
         raw: Any = await self._redis.get(snapshot_key(room))
         if raw is None:

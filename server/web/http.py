@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .errors import AuthError, Forbidden, HemicycleError
-from .types import MODERATOR
+from ..errors import AuthError, Forbidden, HemicycleError
+from ..types import MODERATOR
 
 if TYPE_CHECKING:
-    from .app import Node
+    from ..node.app import Node
 
 NOT_FOUND = frozenset({"unknown_room", "no_such_channel", "unknown_poll", "no_such_recording"})
 
@@ -41,8 +41,15 @@ def moderator(request: Request, what: str) -> dict[str, Any]:
 
 
 def error_response(exc: HemicycleError) -> JSONResponse:
-    status = (401 if isinstance(exc, AuthError) else 403 if isinstance(exc, Forbidden)
-              else 404 if exc.code in NOT_FOUND else 400)
+    status = (
+        401
+        if isinstance(exc, AuthError)
+        else 403
+        if isinstance(exc, Forbidden)
+        else 404
+        if exc.code in NOT_FOUND
+        else 400
+    )
     return JSONResponse(exc.to_wire(), status)
 
 

@@ -4,7 +4,7 @@ Per room per node, a :class:`MediaRoom` holds the WebRTC peer connections of the
 local connections (signalled over their WebSocket: ``rtc.*`` messages) and routes Opus
 packets without decoding them for listeners:
 
-    microphone ─RTP─► Publisher (rtc_passthrough.tap_receiver)
+    microphone ─RTP─► Publisher (passthrough.tap_receiver)
         │ drop: codec, size, flood, not allowed now (audio.Routes.feeds)
         ├──► local Source(floor | lang) ─► Outlet per listening track ─► EncodedTrack ─► RTP
         └──► bus  hc:{room}:audio:<source>  msgpack [seq, ts, payload, pub, pid, level]
@@ -33,17 +33,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
-from . import audio, rtc_passthrough
-from .audio import FLOOR
-from .errors import BadArgs, HemicycleError, RateLimited, Refused, UnknownType
+from .. import audio
+from ..audio import FLOOR
+from ..errors import BadArgs, HemicycleError, RateLimited, Refused, UnknownType
+from ..node.sessions import TokenBucket
+from ..types import MODERATOR, SYSTEM, Actor, Event, arg_str
+from . import passthrough
 from .relay import Frame, LevelMeter, Outlet, Source
-from .rtc_setup import MediaConfig, answer_payload_type, check_offer
-from .sessions import TokenBucket
-from .types import MODERATOR, SYSTEM, Actor, Event, arg_str
+from .setup import MediaConfig, answer_payload_type, check_offer
 
 if TYPE_CHECKING:
-    from .hub import RoomHub
-    from .metrics import Metrics
+    from ..node.hub import RoomHub
+    from ..node.metrics import Metrics
     from .recording import Recorder
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ def bus_channel(room: str, source: str) -> str:
 class Publisher:
     """One microphone: a receive-only peer connection whose packets feed one source."""
 
-    def __init__(self, pub: str, peer: Peer, target: str, pc: RTCPeerConnection,
-                 payload_type: int) -> None:
+    def __init__(
+        self, pub: str, peer: Peer, target: str, pc: RTCPeerConnection, payload_type: int
+    ) -> None:
         self.pub = pub
         self.peer = peer
         self.pid: str = peer.person["pid"]
@@ -97,8 +99,9 @@ class Publisher:
 class Listener:
     """One person's listening peer connection: a main track and the floor underneath."""
 
-    def __init__(self, peer: Peer, pc: RTCPeerConnection, main: Outlet,
-                 under: Outlet | None) -> None:
+    def __init__(
+        self, peer: Peer, pc: RTCPeerConnection, main: Outlet, under: Outlet | None
+    ) -> None:
         self.peer = peer
         self.pc = pc
         self.main = main
@@ -158,8 +161,12 @@ class MediaRoom:
             await self._close_peers(conn)
         if self.recorder is not None:
             with contextlib.suppress(HemicycleError):
-                await self.hub.submit(Actor(self.node.name, SYSTEM), "recording.stop", {},
-                                      f"recording.stop:{self.recorder.id}")
+                await self.hub.submit(
+                    Actor(self.node.name, SYSTEM),
+                    "recording.stop",
+                    {},
+                    f"recording.stop:{self.recorder.id}",
+                )
             self._stop_recorder()
         for task in [*self._tasks, *self._bus_tasks.values()]:
             task.cancel()
@@ -201,8 +208,11 @@ class MediaRoom:
             if which not in ("listen", "publish"):
                 raise BadArgs("'pc' is 'listen' or 'publish'")
             async with peers.lock:
-                await (self._close_listener(peers) if which == "listen"
-                       else self._close_publisher(peers))
+                await (
+                    self._close_listener(peers)
+                    if which == "listen"
+                    else self._close_publisher(peers)
+                )
             self._reply(peer, cid)
         elif kind in ("rec.start", "rec.stop"):
             await self._record(peer, cid, kind == "rec.start")
@@ -226,8 +236,15 @@ class MediaRoom:
         except Exception as exc:  # aiortc raised something we did not foresee
             log.exception("room %s: offer failed", self.room)
             self.metrics.rtc_offers.labels("rtc_failed").inc()
-            peer.send({"type": "reply", "cid": cid, "ok": False, "code": "rtc_failed",
-                       "message": f"the connection could not be set up: {exc}"})
+            peer.send(
+                {
+                    "type": "reply",
+                    "cid": cid,
+                    "ok": False,
+                    "code": "rtc_failed",
+                    "message": f"the connection could not be set up: {exc}",
+                }
+            )
 
     async def _offer(self, peer: Peer, peers: Peers, data: dict[str, Any]) -> dict[str, Any]:
         purpose = data.get("purpose")
@@ -253,14 +270,15 @@ class MediaRoom:
                 raise BadArgs(f"the offer was refused: {exc}", code="bad_sdp") from None
             if purpose == "publish":
                 receiver = pc.getTransceivers()[0].receiver
-                pub = Publisher(f"{peer.person['conn']}.{self._next_pub()}", peer, target, pc,
-                                payload_type=0)
-                rtc_passthrough.tap_receiver(receiver, lambda p: self._ingest(pub, p))
+                pub = Publisher(
+                    f"{peer.person['conn']}.{self._next_pub()}", peer, target, pc, payload_type=0
+                )
+                passthrough.tap_receiver(receiver, lambda p: self._ingest(pub, p))
             else:
                 pid = peer.person["pid"]
                 # The tracks stay empty: DirectSender writes the packets; the senders only
                 # need a track to negotiate and keep sending RTCP.
-                senders = [pc.addTrack(rtc_passthrough.EncodedTrack()) for _ in range(lines)]
+                senders = [pc.addTrack(passthrough.EncodedTrack()) for _ in range(lines)]
             await pc.setLocalDescription(await pc.createAnswer())
             answer = pc.localDescription.sdp
             pt = answer_payload_type(answer)
@@ -276,7 +294,7 @@ class MediaRoom:
             self.publishers[pub.pub] = pub
             log.info("room %s: %s publishes into %s", self.room, pub.pid, target)
             return {"sdp": answer, "pc": "publish", "target": target, "on_air": on_air}
-        outlets = [Outlet(pid, rtc_passthrough.DirectSender(sender, pt)) for sender in senders]
+        outlets = [Outlet(pid, passthrough.DirectSender(sender, pt)) for sender in senders]
         peers.listener = Listener(peer, pc, outlets[0], outlets[1] if len(outlets) > 1 else None)
         self._reroute()
         return {"sdp": answer, "pc": "listen", "tracks": lines}
@@ -293,14 +311,21 @@ class MediaRoom:
             return
         for which, held in (("listen", peers.listener), ("publish", peers.publisher)):
             if held is not None and held.pc is pc:
-                held.peer.send({"type": "rtc.closed", "pc": which, "code": "ice_failed",
-                                "message": "the media connection failed; offer again"})
+                held.peer.send(
+                    {
+                        "type": "rtc.closed",
+                        "pc": which,
+                        "code": "ice_failed",
+                        "message": "the media connection failed; offer again",
+                    }
+                )
                 self._spawn(self._close_kind(peers, which), "rtc-close")
 
     async def _close_kind(self, peers: Peers, which: str) -> None:
         async with peers.lock:
-            await (self._close_listener(peers) if which == "listen"
-                   else self._close_publisher(peers))
+            await (
+                self._close_listener(peers) if which == "listen" else self._close_publisher(peers)
+            )
 
     async def _close_listener(self, peers: Peers) -> None:
         listener, peers.listener = peers.listener, None
@@ -469,7 +494,8 @@ class MediaRoom:
             self._bus_tasks.pop(name).cancel()
         for name in set(self.sources) - set(self._bus_tasks):
             self._bus_tasks[name] = asyncio.get_running_loop().create_task(
-                self._subscribe(name), name=f"audio-sub-{self.room}-{name}")
+                self._subscribe(name), name=f"audio-sub-{self.room}-{name}"
+            )
 
     def _check_publishers(self) -> None:
         """A speaker whose floor was taken back loses the microphone connection."""
@@ -503,13 +529,17 @@ class MediaRoom:
                 continue
             levels = {}
             for pub in self.publishers.values():
-                levels[pub.pid] = {"source": pub.target, "db": -pub.meter.peak,
-                                   "on_air": self.routes.feeds(pub.pid, pub.target)}
+                levels[pub.pid] = {
+                    "source": pub.target,
+                    "db": -pub.meter.peak,
+                    "on_air": self.routes.feeds(pub.pid, pub.target),
+                }
                 pub.meter.peak = 127
             with contextlib.suppress(Exception):
                 # For the chair's board and the booths' consoles, not every listener.
-                await self.hub.publish({"type": "ephemeral", "kind": "levels",
-                                        "levels": levels, "to": LEVELS_TO})
+                await self.hub.publish(
+                    {"type": "ephemeral", "kind": "levels", "levels": levels, "to": LEVELS_TO}
+                )
 
     async def _orphaned_recording(self) -> None:
         """A recording whose node died (no heartbeat) is stopped, so the room stops saying it
@@ -520,10 +550,15 @@ class MediaRoom:
         try:
             if await self.hub.backends.alive({rec["node"]}):
                 return
-            await self.hub.submit(Actor(self.node.name, SYSTEM), "recording.stop", {},
-                                  f"recording.stop:{rec['id']}")
-            log.warning("room %s: recording %s stopped, its node %s is gone", self.room,
-                        rec["id"], rec["node"])
+            await self.hub.submit(
+                Actor(self.node.name, SYSTEM), "recording.stop", {}, f"recording.stop:{rec['id']}"
+            )
+            log.warning(
+                "room %s: recording %s stopped, its node %s is gone",
+                self.room,
+                rec["id"],
+                rec["node"],
+            )
         except HemicycleError:
             pass
         except Exception as exc:  # the backend is away: try again later
@@ -534,7 +569,7 @@ class MediaRoom:
         for peers in self.peers.values():
             listener = peers.listener
             for outlet in (listener.main, listener.under) if listener is not None else ():
-                if outlet is not None and isinstance(outlet.sink, rtc_passthrough.DirectSender):
+                if outlet is not None and isinstance(outlet.sink, passthrough.DirectSender):
                     dropped += outlet.sink.dropped
                     outlet.sink.dropped = 0
         if dropped:
@@ -588,7 +623,7 @@ class MediaNode:
     """The node's media: one :class:`MediaRoom` per hub, the shared config."""
 
     def __init__(self, name: str, config: MediaConfig, recordings: str) -> None:
-        rtc_passthrough.self_check()
+        passthrough.self_check()
         self.name = name
         self.config = config
         self.recordings = recordings

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .errors import (
+from ..errors import (
     AuthError,
     BadFrame,
     HemicycleError,
@@ -31,8 +31,8 @@ from .errors import (
     Unavailable,
     WrongRoom,
 )
-from .protocol import SUBPROTOCOLS, Codec, codec_for, decode, encode
-from .types import SYSTEM, Actor, arg_str
+from ..protocol import SUBPROTOCOLS, Codec, codec_for, decode, encode
+from ..types import SYSTEM, Actor, arg_str
 
 if TYPE_CHECKING:
     from .app import Node
@@ -82,11 +82,16 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         return
     hub = node.hubs.get(claims["room"])
     if hub is None:
-        await _refuse(ws, codec, WrongRoom(f"there is no room {claims['room']!r} here",
-                                           code="unknown_room"), CLOSE_UNKNOWN_ROOM)
+        await _refuse(
+            ws,
+            codec,
+            WrongRoom(f"there is no room {claims['room']!r} here", code="unknown_room"),
+            CLOSE_UNKNOWN_ROOM,
+        )
         return
-    session = Session(ws, hub, claims, codec, node.settings.command_rate,
-                      node.settings.command_burst)
+    session = Session(
+        ws, hub, claims, codec, node.settings.command_rate, node.settings.command_burst
+    )
     await session.run(ws.query_params.get("after"))
 
 
@@ -104,8 +109,15 @@ def _frame(message: dict[str, Any], codec: Codec) -> dict[str, Any]:
 
 
 class Session:
-    def __init__(self, ws: WebSocket, hub: RoomHub, claims: dict[str, Any], codec: Codec,
-                 rate: float = 10.0, burst: float = 30.0) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        hub: RoomHub,
+        claims: dict[str, Any],
+        codec: Codec,
+        rate: float = 10.0,
+        burst: float = 30.0,
+    ) -> None:
         self.ws = ws
         self.hub = hub
         self.codec: Codec = codec
@@ -129,8 +141,9 @@ class Session:
 
     # -- outbound ------------------------------------------------------------------------
 
-    def deliver(self, frame: bytes | str, *, entry_id: str | None = None,
-                ephemeral: bool = False) -> None:
+    def deliver(
+        self, frame: bytes | str, *, entry_id: str | None = None, ephemeral: bool = False
+    ) -> None:
         """Queue one encoded frame; never blocks, never awaits (the hub calls it for all)."""
         if self.closing:
             return
@@ -238,10 +251,10 @@ class Session:
         hub.attach(self)
         writer = asyncio.create_task(self._write(), name=f"writer-{self.person['conn']}")
         try:
-            await hub.submit(Actor("node", SYSTEM), "join", self._join_args(),
-                             f"join:{self.person['conn']}")
-            self._reader = asyncio.create_task(self._read(),
-                                               name=f"reader-{self.person['conn']}")
+            await hub.submit(
+                Actor("node", SYSTEM), "join", self._join_args(), f"join:{self.person['conn']}"
+            )
+            self._reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
             if self._closer is not None and self._closer.done():
                 self._reader.cancel()  # closed as a slow consumer while joining
             # No polling: _overflow's closer cancels the reader when it is done.
@@ -267,21 +280,26 @@ class Session:
         hub = self.hub
         state = hub.state
         welcome: dict[str, Any] = {
-            "type": "welcome", "room": hub.room, "you": self.person,
-            "last": state["meta"]["last"], "now": int(time.time() * 1000),
+            "type": "welcome",
+            "room": hub.room,
+            "you": self.person,
+            "last": state["meta"]["last"],
+            "now": int(time.time() * 1000),
             "assembly": hub.assembly_info,
         }
         missed = hub.missed_since(after) if after else None
         if missed is not None and len(missed) < MAX_QUEUE // 2:
             welcome["resumed"] = True
             self.send(welcome)
-            from .fold import visible
+            from ..fold import visible
 
             for entry_id, events in missed:
                 mine = [e for e in events if visible(e, self.person)]
                 if mine:
-                    self.deliver(encode({"type": "events", "id": entry_id, "events": mine},
-                                        self.codec), entry_id=entry_id)
+                    self.deliver(
+                        encode({"type": "events", "id": entry_id, "events": mine}, self.codec),
+                        entry_id=entry_id,
+                    )
         else:
             welcome["resumed"] = False
             welcome["state"] = hub.view_for(self.person)
@@ -324,7 +342,7 @@ class Session:
         else:
             handler = self.hub.handler_for(kind)
             if handler is None:
-                from .errors import UnknownType
+                from ..errors import UnknownType
 
                 raise UnknownType(f"unknown message type {kind!r}")
             await handler(self, data)
@@ -344,8 +362,15 @@ class Session:
         outcome = await self.hub.submit(self.actor, name, args, f"{self.actor.pid}:{cid}")
         if outcome.error is not None:
             self.hub.metrics.commands.labels(outcome.error["code"]).inc()
-            self.send({"type": "reply", "cid": cid, "ok": False, **outcome.error,
-                       "duplicate": outcome.duplicate})
+            self.send(
+                {
+                    "type": "reply",
+                    "cid": cid,
+                    "ok": False,
+                    **outcome.error,
+                    "duplicate": outcome.duplicate,
+                }
+            )
         else:
             self.hub.metrics.commands.labels("ok").inc()
             self.send({"type": "reply", "cid": cid, "ok": True, "duplicate": outcome.duplicate})

@@ -1,0 +1,135 @@
+"""One server process: backends, a hub per room, invites, metrics, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import secrets
+
+from ..errors import HemicycleError
+from ..media.room import MediaNode
+from ..media.setup import MediaConfig
+from ..types import SYSTEM, Actor
+from .auth import Invites
+from .backends import Backends, open_backends
+from .config import Assembly, Settings
+from .hub import RoomHub
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+SHUTDOWN_GRACE = 15.0
+HEARTBEAT_EVERY = 2.0
+HEARTBEAT_TTL = 6.0
+"""A node silent for this long is dead: the others retire its connections."""
+
+
+class Node:
+    """Everything one server process holds. Start with ``async with node:``."""
+
+    def __init__(
+        self, settings: Settings, assembly: Assembly, backends: Backends | None = None
+    ) -> None:
+        self.settings = settings
+        self.assembly = assembly
+        self.name = settings.node or f"node-{secrets.token_hex(3)}"
+        self.backends = backends or open_backends(settings.backend)
+        self._own_backends = backends is None
+        self.metrics = Metrics()
+        self.invites = Invites(settings.secret)
+        self.hubs: dict[str, RoomHub] = {}
+        info = {
+            "name": assembly.name,
+            "languages": list(assembly.languages),
+            "floor": assembly.floor,
+            "rooms": {r.id: r.title for r in assembly.rooms.values()},
+            "members": {m.id: {"name": m.name, "country": m.country} for m in assembly.members},
+        }
+        for room in assembly.rooms.values():
+            hub = RoomHub(room, self.backends, self.metrics, node=self.name)
+            hub.assembly_info = {
+                **info,
+                "title": room.title,
+                "floor": room.floor,
+                "channels": list(room.channels),
+            }
+            self.hubs[room.id] = hub
+        self.media = MediaNode(
+            self.name, MediaConfig.from_extra(assembly.extra, assembly.source), settings.recordings
+        )
+        for hub in self.hubs.values():
+            self.media.add(hub)
+
+    async def __aenter__(self) -> Node:
+        await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
+        for hub in self.hubs.values():
+            await hub.start()
+        await self.media.start()
+        self._watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # A node stops within SHUTDOWN_GRACE whatever hangs; what hung is logged.
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await self._shutdown()
+        except TimeoutError:
+            stacks = io.StringIO()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.print_stack(limit=8, file=stacks)
+            log.error(
+                "node %s: shutdown took over %.0f s; stopping anyway. Tasks:\n%s",
+                self.name,
+                SHUTDOWN_GRACE,
+                stacks.getvalue(),
+            )
+
+    async def _shutdown(self) -> None:
+        await self.media.close()
+        self._watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watch
+        for hub in self.hubs.values():
+            await hub.close()
+        if self._own_backends:
+            await self.backends.close()
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            try:
+                await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
+                await self.reap()
+            except Exception as exc:  # Redis away for a moment: try again next beat
+                log.warning("heartbeat/reap failed: %s", exc)
+
+    async def reap(self) -> None:
+        """Retire the connections of nodes whose heartbeat expired (they died without
+        saying goodbye): append their ``leave`` so people go offline and live interpreters
+        enter their grace period. Any node may do it; the ``leave:<conn>`` id makes the
+        first one count."""
+        for hub in self.hubs.values():
+            conns = [
+                (p["pid"], c) for p in hub.state["core"]["people"].values() for c in p["conns"]
+            ]
+            owners = {c.split("~", 1)[0] for _, c in conns if "~" in c} - {self.name}
+            if not owners:
+                continue
+            dead = owners - await self.backends.alive(owners)
+            for pid, conn in conns:
+                if conn.split("~", 1)[0] in dead:
+                    log.info("retiring connection %s of dead node", conn)
+                    with contextlib.suppress(HemicycleError):
+                        await hub.submit(
+                            Actor("node", SYSTEM),
+                            "leave",
+                            {"pid": pid, "conn": conn},
+                            f"leave:{conn}",
+                        )
+
+    def link(self, token: str, room: str) -> str:
+        return f"{self.settings.base_url}/r/{room}#t={token}"
