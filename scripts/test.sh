@@ -3,7 +3,7 @@
 #
 # Needs Debian with Python 3.11. Installs redis-server and chromium from Debian's packages
 # when missing (as root, or through sudo), makes .venv with the test extras, checks lint and
-# types, and runs pytest inside a network namespace that has only `lo`, so that no test,
+# types and the import contracts, and runs pytest inside a network namespace that has only `lo`, so that no test,
 # browser or WebRTC peer reaches anything but 127.0.0.1. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,9 @@ fi
 .venv/bin/python -m pip install -q -e '.[test,bench]' 2>&1 | quiet
 
 .venv/bin/ruff check server tests bench
+.venv/bin/ruff format --check server tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache   # the architecture's contracts (pyproject.toml)
 
 # Root (CI) makes a plain network namespace; anyone else maps themselves to root in a new
 # user namespace first.

@@ -112,7 +112,7 @@ async def test_tone_on_a_channel_heard_then_not_after_switching(
     )
     await wait_peak(ana_page, True, 5)
     assert "Spanish" in (await ana_page.text_content("#hearing") or "")
-    room = node.node.media.rooms["plenary"]
+    room = node.node.feature["audio"].rooms["plenary"]
     assert room.metrics.audio_in.labels("forwarded")._value.get() > 0
 
     await ana_page.select_option("#channel-picker", "fr")

@@ -114,9 +114,9 @@ async def test_replicas_end_identical_after_a_concurrent_burst(
 async def test_a_new_node_catches_up_from_a_snapshot(
     start_node: NodeFactory, redis_url: str, invites: Invites, monkeypatch: object
 ) -> None:
-    import server.node.hub as hub_module
+    from server.node import snapshots
 
-    monkeypatch.setattr(hub_module, "SNAPSHOT_EVERY", 10)  # type: ignore[attr-defined]
+    monkeypatch.setattr(snapshots, "EVERY", 10)  # type: ignore[attr-defined]
     a = await start_node(
         redis_url, name="A", settings={"command_rate": 1000, "command_burst": 1000}
     )

@@ -260,7 +260,7 @@ async def test_leaving_closes_peer_connections_and_frees_ports(start_node, invit
     assert metric(node, gauge, kind="listen") == 0
     assert metric(node, gauge, kind="publish") == 0
     assert udp_sockets() == before, "every UDP socket of the closed peers must be freed"
-    room = node.node.media.rooms["plenary"]
+    room = node.node.feature["audio"].rooms["plenary"]
     assert room.peers == {} and room.publishers == {} and room.sources == {}
 
 
@@ -398,7 +398,7 @@ async def test_bus_losses_and_late_frames_are_counted(start_node, invites, redis
     bus = node.node.backends.bus
     packets = tagged(opus_tone(440, 8), tag=5)
     for _ in range(100):  # the node subscribes once Ana listens
-        if "floor" in node.node.media.rooms["plenary"]._bus_tasks:
+        if "floor" in node.node.feature["audio"].rooms["plenary"]._bus_tasks:
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)

@@ -120,3 +120,16 @@ async def test_a_reader_that_stalls_then_catches_up_gets_every_event_in_log_orde
     writer.close()
     await fast.close()
     await chair.close()
+
+
+async def test_the_eager_send_self_check_passes_and_catches_a_send_that_never_resumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.node import eager
+
+    await eager.self_check()
+
+    # Were ``start`` to drop sends instead of running them, the check must say so.
+    monkeypatch.setattr(eager, "start", lambda coro: coro.close())
+    with pytest.raises(RuntimeError, match="did not finish at once"):
+        await eager.self_check()

@@ -14,16 +14,17 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ..errors import HemicycleError, WrongRoom
-from ..web.http import api, moderator, node_of
+from ..node.feature import Feature
+from ..node.http import moderator, node_of
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,6 @@ def _room(request: Request, room: str) -> str:
     return room
 
 
-@api
 async def list_route(request: Request) -> Response:
     """``GET /api/recordings?room=`` (default: the token's room)."""
     claims = moderator(request, "list recordings")
@@ -229,18 +229,17 @@ async def list_route(request: Request) -> Response:
         {
             "room": room,
             "recording": node.hubs[room].state["audio"]["recording"],
-            "recordings": list_recordings(node.media.recordings, room),
+            "recordings": list_recordings(node.settings.recordings, room),
         }
     )
 
 
-@api
 async def file_route(request: Request) -> Response:
     """``GET /api/recordings/<room>/<id>/<source>.ogg``."""
     moderator(request, "download recordings")
     p = request.path_params
     room = _room(request, p["room"])
-    path = recording_file(node_of(request).media.recordings, room, p["rec"], p["name"])
+    path = recording_file(node_of(request).settings.recordings, room, p["rec"], p["name"])
     if path is None:
         raise HemicycleError("no such recording file", code="no_such_recording")
     return FileResponse(path, media_type="audio/ogg", filename=f"{room}-{p['rec']}-{p['name']}")
@@ -250,3 +249,12 @@ ROUTES = [
     Route("/api/recordings", list_route),
     Route("/api/recordings/{room}/{rec}/{name}", file_route),
 ]
+
+
+class Recordings(Feature):
+    """The chair's recordings over HTTP (the audio feature writes them)."""
+
+    name = "recordings"
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return ROUTES

@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -35,7 +35,8 @@ from aiortc.rtp import RtpPacket
 
 from .. import audio
 from ..audio import FLOOR
-from ..errors import BadArgs, HemicycleError, RateLimited, Refused, UnknownType
+from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable, UnknownType
+from ..node.feature import Feature, FrameHandler
 from ..node.sessions import TokenBucket
 from ..types import MODERATOR, SYSTEM, Actor, Event, arg_str
 from . import passthrough
@@ -43,8 +44,10 @@ from .relay import Frame, LevelMeter, Outlet, Source
 from .setup import MediaConfig, answer_payload_type, check_offer
 
 if TYPE_CHECKING:
-    from ..node.hub import RoomHub
+    from ..node.feature import Host
+    from ..node.hub import RoomHub, Sink
     from ..node.metrics import Metrics
+    from ..node.sessions import Session
     from .recording import Recorder
 
 log = logging.getLogger(__name__)
@@ -142,19 +145,13 @@ class MediaRoom:
         self._outbox_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pubs = 0
-        hub.on_events(self._on_events)
-        hub.handle("rtc.", self.handle)
-        hub.handle("rec.", self.handle)
-        hub.on_leave(self.leave)
-        info = {"ice_servers": [dict(s) for s in node.config.ice_servers]}
-        hub.assembly_info = {**hub.assembly_info, "media": info}
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._spawn(self._publish_bus(), "audio-bus-out")
         self._spawn(self._levels(), "audio-levels")
-        self._on_events("", [])
+        self.on_events("", [])
 
     async def close(self) -> None:
         for conn in list(self.peers):
@@ -162,7 +159,7 @@ class MediaRoom:
         if self.recorder is not None:
             with contextlib.suppress(HemicycleError):
                 await self.hub.submit(
-                    Actor(self.node.name, SYSTEM),
+                    Actor(self.node.node_name, SYSTEM),
                     "recording.stop",
                     {},
                     f"recording.stop:{self.recorder.id}",
@@ -441,12 +438,12 @@ class MediaRoom:
 
     # -- routing ------------------------------------------------------------------------------
 
-    def _on_events(self, entry_id: str, events: list[Event]) -> None:
+    def on_events(self, entry_id: str, events: list[Event]) -> None:
         self.routes = audio.routes(self.hub.state)
         self._reroute()
         self._check_publishers()
         rec = self.hub.state.get("audio", {}).get("recording")
-        mine = rec is not None and rec["node"] == self.node.name
+        mine = rec is not None and rec["node"] == self.node.node_name
         if mine and self.recorder is None:
             self._start_recorder(rec)
         elif mine:
@@ -545,13 +542,16 @@ class MediaRoom:
         """A recording whose node died (no heartbeat) is stopped, so the room stops saying it
         is recorded; any node may do it, the ``recording.stop:<id>`` cid counts once."""
         rec = self.hub.state["audio"]["recording"]
-        if rec is None or rec["node"] == self.node.name:
+        if rec is None or rec["node"] == self.node.node_name:
             return
         try:
             if await self.hub.backends.alive({rec["node"]}):
                 return
             await self.hub.submit(
-                Actor(self.node.name, SYSTEM), "recording.stop", {}, f"recording.stop:{rec['id']}"
+                Actor(self.node.node_name, SYSTEM),
+                "recording.stop",
+                {},
+                f"recording.stop:{rec['id']}",
             )
             log.warning(
                 "room %s: recording %s stopped, its node %s is gone",
@@ -581,7 +581,7 @@ class MediaRoom:
         actor = Actor(peer.person["pid"], SYSTEM, peer.person["conn"])
         if start:
             rid = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
-            name, args = "recording.start", {"id": rid, "node": self.node.name}
+            name, args = "recording.start", {"id": rid, "node": self.node.node_name}
         else:
             name, args = "recording.stop", {}
         outcome = await self.hub.submit(actor, name, args, f"{peer.person['conn']}:{cid}")
@@ -619,24 +619,51 @@ class MediaRoom:
         self._subscriptions()
 
 
-class MediaNode:
-    """The node's media: one :class:`MediaRoom` per hub, the shared config."""
+class MediaNode(Feature):
+    """The audio feature: one :class:`MediaRoom` per room, the ``rtc.*``/``rec.*`` frames."""
 
-    def __init__(self, name: str, config: MediaConfig, recordings: str) -> None:
-        passthrough.self_check()
-        self.name = name
+    name = "audio"
+    FRAMES = ("rtc.offer", "rtc.under", "rtc.close", "rec.start", "rec.stop")
+
+    def __init__(self, config: MediaConfig, recordings: str) -> None:
+        self.node_name = "node"
+        """The node's name (set when it starts): recordings say which node writes them."""
         self.config = config
         self.recordings = recordings
         self.rooms: dict[str, MediaRoom] = {}
 
-    def add(self, hub: RoomHub) -> MediaRoom:
-        room = self.rooms[hub.room] = MediaRoom(hub, self)
-        return room
+    def frames(self) -> Mapping[str, FrameHandler]:
+        return dict.fromkeys(self.FRAMES, self.handle)
 
-    async def start(self) -> None:
-        for room in self.rooms.values():
-            await room.start()
+    def welcome(self, hub: RoomHub) -> Mapping[str, Any]:
+        return {"media": {"ice_servers": [dict(s) for s in self.config.ice_servers]}}
 
-    async def close(self) -> None:
-        for room in self.rooms.values():
-            await room.close()
+    async def handle(self, session: Session, data: dict[str, Any]) -> None:
+        room = self.rooms.get(session.hub.room)
+        if room is None:
+            raise Unavailable("this node has no audio for this room")
+        await room.handle(session, data)
+
+    def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
+        room = self.rooms.get(hub.room)
+        if room is not None:
+            room.on_events(entry_id, events)
+
+    async def left(self, hub: RoomHub, sink: Sink) -> None:
+        room = self.rooms.get(hub.room)
+        if room is not None:
+            await room.leave(sink)
+
+    @contextlib.asynccontextmanager
+    async def running(self, node: Host) -> AsyncIterator[None]:
+        passthrough.self_check()
+        self.node_name = node.name
+        async with contextlib.AsyncExitStack() as stack:
+            for hub in node.hubs.values():
+                room = self.rooms[hub.room] = MediaRoom(hub, self)
+                stack.push_async_callback(room.close)
+                await room.start()
+            try:
+                yield
+            finally:
+                self.rooms = {}

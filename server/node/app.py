@@ -7,14 +7,15 @@ import contextlib
 import io
 import logging
 import secrets
+from collections.abc import Sequence
 
 from ..errors import HemicycleError
-from ..media.room import MediaNode
-from ..media.setup import MediaConfig
 from ..types import SYSTEM, Actor
+from . import eager
 from .auth import Invites
 from .backends import Backends, open_backends
 from .config import Assembly, Settings
+from .feature import Feature, dispatch_table, features_named
 from .hub import RoomHub
 from .metrics import Metrics
 
@@ -28,10 +29,19 @@ HEARTBEAT_TTL = 6.0
 
 
 class Node:
-    """Everything one server process holds. Start with ``async with node:``."""
+    """Everything one server process holds: the backends, a hub per room, the features.
+
+    Start with ``async with node:``: every hub catches up with its room's log, then each
+    feature's ``running(node)`` is entered in list order (left in reverse on the way out,
+    or as soon as a later one fails to start).
+    """
 
     def __init__(
-        self, settings: Settings, assembly: Assembly, backends: Backends | None = None
+        self,
+        settings: Settings,
+        assembly: Assembly,
+        backends: Backends | None = None,
+        features: Sequence[Feature] = (),
     ) -> None:
         self.settings = settings
         self.assembly = assembly
@@ -40,6 +50,9 @@ class Node:
         self._own_backends = backends is None
         self.metrics = Metrics()
         self.invites = Invites(settings.secret)
+        self.features = list(features)
+        self.feature = features_named(self.features)
+        self.frames = dispatch_table(self.features)
         self.hubs: dict[str, RoomHub] = {}
         info = {
             "name": assembly.name,
@@ -49,33 +62,48 @@ class Node:
             "members": {m.id: {"name": m.name, "country": m.country} for m in assembly.members},
         }
         for room in assembly.rooms.values():
-            hub = RoomHub(room, self.backends, self.metrics, node=self.name)
-            hub.assembly_info = {
+            room_info = {
                 **info,
                 "title": room.title,
                 "floor": room.floor,
                 "channels": list(room.channels),
             }
-            self.hubs[room.id] = hub
-        self.media = MediaNode(
-            self.name, MediaConfig.from_extra(assembly.extra, assembly.source), settings.recordings
-        )
-        for hub in self.hubs.values():
-            self.media.add(hub)
+            self.hubs[room.id] = RoomHub(
+                room, self.backends, self.metrics, node=self.name, info=room_info
+            )
+        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Node:
-        await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
-        for hub in self.hubs.values():
-            await hub.start()
-        await self.media.start()
-        self._watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._close_backends)
+            await eager.self_check()
+            await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
+            for hub in self.hubs.values():
+                stack.push_async_callback(hub.close)
+                await hub.start()
+            for feature in self.features:
+                await stack.enter_async_context(feature.running(self))
+                stack.callback(self._detach, feature)
+                for hub in self.hubs.values():
+                    hub.attach_feature(feature)
+            watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
+            stack.push_async_callback(_cancel, watch)
+            self._stack = stack.pop_all()
         return self
+
+    def _detach(self, feature: Feature) -> None:
+        for hub in self.hubs.values():
+            hub.detach_feature(feature)
+
+    async def _close_backends(self) -> None:
+        if self._own_backends:
+            await self.backends.close()
 
     async def __aexit__(self, *exc: object) -> None:
         # A node stops within SHUTDOWN_GRACE whatever hangs; what hung is logged.
         try:
             async with asyncio.timeout(SHUTDOWN_GRACE):
-                await self._shutdown()
+                await self._stack.aclose()
         except TimeoutError:
             stacks = io.StringIO()
             for task in asyncio.all_tasks():
@@ -87,16 +115,6 @@ class Node:
                 SHUTDOWN_GRACE,
                 stacks.getvalue(),
             )
-
-    async def _shutdown(self) -> None:
-        await self.media.close()
-        self._watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._watch
-        for hub in self.hubs.values():
-            await hub.close()
-        if self._own_backends:
-            await self.backends.close()
 
     async def _keep_alive(self) -> None:
         while True:
@@ -133,3 +151,9 @@ class Node:
 
     def link(self, token: str, room: str) -> str:
         return f"{self.settings.base_url}/r/{room}#t={token}"
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -21,13 +21,13 @@ until its batch is in the log, and log lines carry counts, never people or choic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import random
 import secrets
-import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 from .. import blind, polls
 from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable
 from ..types import SYSTEM, Actor, Event, arg_str
+from .feature import Feature, FrameHandler
 from .hub import RoomHub, now_ms
-from .sessions import FRAME_HANDLERS
 
 if TYPE_CHECKING:
-    from .app import Node
+    from .feature import Host
     from .sessions import Session
 
 log = logging.getLogger(__name__)
@@ -239,82 +239,84 @@ class RoomBox:
             task.cancel()
 
 
-_BOXES: weakref.WeakKeyDictionary[RoomHub, RoomBox] = weakref.WeakKeyDictionary()
+class Ballots(Feature):
+    """Secret ballots: the ``ballot`` frames, and a ballot box per room (``running``)."""
 
+    name = "ballots"
 
-class Service:
-    """Ballot boxes for every room of a node: ``async with Service(node):`` after the node."""
+    def __init__(self) -> None:
+        self.boxes: dict[str, RoomBox] = {}
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.boxes: list[RoomBox] = []
+    def frames(self) -> Mapping[str, FrameHandler]:
+        return {"ballot": self.handle_frame}
 
-    async def __aenter__(self) -> Service:
-        for hub in self.node.hubs.values():
-            box = RoomBox(hub, self.node.settings.secret)
-            _BOXES[hub] = box
-            hub.on_events(box.on_events)
-            box.offer_keys()
-            self.boxes.append(box)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for box in self.boxes:
-            await box.close()
-
-
-async def handle_frame(session: Session, data: dict[str, Any]) -> None:
-    """``{"type": "ballot", "cid", "name": "claim"|"deposit", "args"}`` → one ``reply``.
-
-    The reply may wait for the box; it is sent from a task so the connection keeps
-    reading the person's other frames meanwhile.
-    """
-    cid = arg_str(data, "cid", max_len=64)
-    name = arg_str(data, "name", max_len=20)
-    assert cid is not None
-    args = data.get("args")
-    if not isinstance(args, dict):
-        raise BadArgs("'args' must be a map")
-    box = _BOXES.get(session.hub)
-    if box is None:
-        raise Unavailable("this node takes no ballots")
-    if not session.bucket.take():
-        raise RateLimited("too many ballots; slow down")
-    run: Callable[[], Awaitable[dict[str, Any]]]
-    if name == "claim":
-
-        def run() -> Awaitable[dict[str, Any]]:
-            return box.claim(session, cid, args)
-    elif name == "deposit":
-
-        def run() -> Awaitable[dict[str, Any]]:
-            return box.deposit(args)
-    else:
-        raise BadArgs("a ballot frame is a 'claim' or a 'deposit'")
-
-    async def answer() -> None:
+    @contextlib.asynccontextmanager
+    async def running(self, node: Host) -> AsyncIterator[None]:
+        for room, hub in node.hubs.items():
+            self.boxes[room] = RoomBox(hub, node.settings.secret)
+            self.boxes[room].offer_keys()
         try:
-            extra = await run()
-        except HemicycleError as exc:
-            session.send({"type": "reply", "cid": cid, "ok": False, **exc.to_wire()})
-            return
-        except Exception:
-            log.exception("room %s: a ballot frame failed", session.hub.room)
-            session.send(
-                {
-                    "type": "reply",
-                    "cid": cid,
-                    "ok": False,
-                    "code": "error",
-                    "message": "the ballot could not be taken; try again",
-                }
-            )
-            return
-        session.send({"type": "reply", "cid": cid, "ok": True, **extra})
+            yield
+        finally:
+            boxes, self.boxes = list(self.boxes.values()), {}
+            for box in boxes:
+                await box.close()
 
-    box.spawn(answer())
+    def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
+        box = self.boxes.get(hub.room)
+        if box is not None:
+            box.on_events(entry_id, events)
+
+    async def handle_frame(self, session: Session, data: dict[str, Any]) -> None:
+        """``{"type": "ballot", "cid", "name": "claim"|"deposit", "args"}`` → one ``reply``.
+
+        The reply may wait for the box; it is sent from a task so the connection keeps
+        reading the person's other frames meanwhile.
+        """
+        cid = arg_str(data, "cid", max_len=64)
+        name = arg_str(data, "name", max_len=20)
+        assert cid is not None
+        args = data.get("args")
+        if not isinstance(args, dict):
+            raise BadArgs("'args' must be a map")
+        box = self.boxes.get(session.hub.room)
+        if box is None:
+            raise Unavailable("this node takes no ballots")
+        if not session.bucket.take():
+            raise RateLimited("too many ballots; slow down")
+        run: Callable[[], Awaitable[dict[str, Any]]]
+        if name == "claim":
+
+            def run() -> Awaitable[dict[str, Any]]:
+                return box.claim(session, cid, args)
+        elif name == "deposit":
+
+            def run() -> Awaitable[dict[str, Any]]:
+                return box.deposit(args)
+        else:
+            raise BadArgs("a ballot frame is a 'claim' or a 'deposit'")
+
+        async def answer() -> None:
+            try:
+                extra = await run()
+            except HemicycleError as exc:
+                session.send({"type": "reply", "cid": cid, "ok": False, **exc.to_wire()})
+                return
+            except Exception:
+                log.exception("room %s: a ballot frame failed", session.hub.room)
+                session.send(
+                    {
+                        "type": "reply",
+                        "cid": cid,
+                        "ok": False,
+                        "code": "error",
+                        "message": "the ballot could not be taken; try again",
+                    }
+                )
+                return
+            session.send({"type": "reply", "cid": cid, "ok": True, **extra})
+
+        box.spawn(answer())
 
 
-FRAME_HANDLERS["ballot"] = handle_frame
-
-__all__ = ["Service", "RoomBox", "handle_frame", "private_key"]
+__all__ = ["Ballots", "RoomBox", "private_key"]

@@ -12,26 +12,25 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .. import fold
-from ..errors import BadArgs, HemicycleError, Unavailable
+from ..errors import HemicycleError, Unavailable
 from ..protocol import Codec, encode, pack, unpack
-from ..types import SYSTEM, Actor, Event, RoomConfig, State, arg_str
+from ..types import SYSTEM, Actor, Event, RoomConfig, State
 from .backends import Backends
 from .log import id_key
 from .metrics import Metrics
+from .snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
 RECENT = 5_000
 """Folded entries kept for resuming clients; older resumes get a fresh snapshot."""
-SNAPSHOT_EVERY = 500
 REPLY_TIMEOUT = 10.0
 LEAVE_RETRIES = 20
 """Attempts (backing off to 5 s) to record a leave while the log is unreachable."""
-REACTIONS = ("👏", "👍", "❤️", "😂", "😮", "🎉")
 
 
 class Sink(Protocol):
@@ -45,8 +44,16 @@ class Sink(Protocol):
     ) -> None: ...
 
 
-Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
-"""``handler(session, message)`` for client messages of a feature (``rtc.*`` → media.py)."""
+class Feature(Protocol):
+    """What a hub calls on the node's features (``server/node/feature.py`` has the rest)."""
+
+    name: str
+
+    def welcome(self, hub: RoomHub) -> Mapping[str, Any]: ...
+
+    def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None: ...
+
+    async def left(self, hub: RoomHub, sink: Sink) -> None: ...
 
 
 def now_ms() -> int:
@@ -55,7 +62,12 @@ def now_ms() -> int:
 
 class RoomHub:
     def __init__(
-        self, config: RoomConfig, backends: Backends, metrics: Metrics, node: str = "node"
+        self,
+        config: RoomConfig,
+        backends: Backends,
+        metrics: Metrics,
+        node: str = "node",
+        info: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.room = config.id
@@ -70,21 +82,21 @@ class RoomHub:
         self.unsent: list[tuple[str, list[Event]]] = []
         """Entries folded in this pass over the log, not yet broadcast (see ``flush``)."""
         self._flush_handle: asyncio.Handle | None = None
-        self.folded = asyncio.Event()
         self.ready = asyncio.Event()
-        self._listeners: list[Callable[[str, list[Event]], None]] = []
-        self._handlers: dict[str, Handler] = {}
-        self._leave_listeners: list[Callable[[Sink], Awaitable[None]]] = []
+        self.features: list[Feature] = []
+        """The node's running features: told of each fold and each leave, in list order."""
+        self.snapshots = Snapshots(self.room, backends.log, fold.new_state(config))
         self._task: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._bus_task: asyncio.Task[None] | None = None
-        self.assembly_info: dict[str, Any] = {
+        self.info: dict[str, Any] = info or {
             "title": config.title,
             "floor": config.floor,
             "channels": list(config.channels),
         }
+        """What every welcome says of the assembly and the room (features add theirs)."""
 
     @property
     def ephemeral_channel(self) -> str:
@@ -99,6 +111,7 @@ class RoomHub:
             after, data = snap
             self.state = fold.from_snapshot(unpack(data))
             self.recent_base = after
+            self.snapshots = Snapshots(self.room, self.backends.log, unpack(data))
         self._task = asyncio.create_task(self._run(after), name=f"hub-{self.room}")
         subscribed = asyncio.Event()
         self._bus_task = asyncio.create_task(self._run_bus(subscribed), name=f"bus-{self.room}")
@@ -120,11 +133,27 @@ class RoomHub:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.snapshots.close()
+
+    def attach_feature(self, feature: Feature) -> None:
+        self.features.append(feature)
+
+    def detach_feature(self, feature: Feature) -> None:
+        if feature in self.features:
+            self.features.remove(feature)
+
+    def welcome_info(self) -> dict[str, Any]:
+        """The ``assembly`` part of a welcome: the room's info and each feature's part."""
+        info = dict(self.info)
+        for feature in self.features:
+            info.update(feature.welcome(self))
+        return info
 
     async def _run(self, after: str | None) -> None:
         async for entry_id, raw in self.backends.log.tail(self.room, after):
             try:
                 self._fold(entry_id, unpack(raw))
+                self.snapshots.add(entry_id, raw)
             except Exception:  # a bug in a reducer must not stop the room
                 log.exception("room %s: cannot fold entry %s", self.room, entry_id)
 
@@ -151,14 +180,6 @@ class RoomHub:
         """Send an ephemeral message to every node's connections in this room (not logged)."""
         await self.backends.bus.publish(self.ephemeral_channel, pack(message))
 
-    async def react(self, person: dict[str, Any], data: dict[str, Any]) -> None:
-        emoji = arg_str(data, "emoji", max_len=16)
-        if emoji not in REACTIONS:
-            raise BadArgs(f"reactions are one of {' '.join(REACTIONS)}")
-        await self.publish(
-            {"type": "ephemeral", "kind": "reaction", "pid": person["pid"], "emoji": emoji}
-        )
-
     # -- folding -----------------------------------------------------------------------
 
     def _fold(self, entry_id: str, entry: dict[str, Any]) -> None:
@@ -178,16 +199,14 @@ class RoomHub:
         if waiter is not None and not waiter.done():
             waiter.set_result(outcome)
         if outcome.events:
-            for listener in self._listeners:
-                listener(entry_id, outcome.events)
-        self.folded.set()
-        self.folded = asyncio.Event()
+            for feature in self.features:
+                try:
+                    feature.folded(self, entry_id, outcome.events)
+                except Exception:  # one feature's bug must not stop the room or the others
+                    log.exception(
+                        "room %s: feature %s failed after a fold", self.room, feature.name
+                    )
         self._schedule_tick()
-        if self.state["meta"]["n"] % SNAPSHOT_EVERY == 0:
-            snapshot = pack(self.state)
-            asyncio.get_running_loop().create_task(
-                self.backends.log.save_snapshot(self.room, entry_id, snapshot)
-            )
 
     def flush(self) -> None:
         """Send what was folded and not yet sent, as one ``events`` frame per connection.
@@ -254,22 +273,6 @@ class RoomHub:
         with contextlib.suppress(HemicycleError):
             await self.submit(Actor("node", SYSTEM), "tick", {}, f"tick:{deadline}:{self.node}")
 
-    def on_events(self, listener: Callable[[str, list[Event]], None]) -> None:
-        """Call ``listener(entry_id, events)`` after each fold that produced events."""
-        self._listeners.append(listener)
-
-    def handle(self, prefix: str, handler: Handler) -> None:
-        """Hand client messages whose type starts with ``prefix`` (``"rtc."``) to ``handler``."""
-        self._handlers[prefix] = handler
-
-    def handler_for(self, kind: str) -> Handler | None:
-        prefix = kind[: kind.find(".") + 1] if "." in kind else kind
-        return self._handlers.get(prefix)
-
-    def on_leave(self, listener: Callable[[Sink], Awaitable[None]]) -> None:
-        """Await ``listener(sink)`` when a connection leaves (before its ``leave`` entry)."""
-        self._leave_listeners.append(listener)
-
     # -- commands ----------------------------------------------------------------------
 
     async def submit(self, actor: Actor, name: str, args: Any, cid: str) -> fold.Outcome:
@@ -321,11 +324,11 @@ class RoomHub:
 
     async def leave(self, sink: Sink) -> None:
         self.detach(sink)
-        for listener in self._leave_listeners:
+        for feature in self.features:
             try:
-                await listener(sink)
+                await feature.left(self, sink)
             except Exception:
-                log.exception("room %s: leave listener failed", self.room)
+                log.exception("room %s: feature %s failed on a leave", self.room, feature.name)
         person = sink.person
         args = {"pid": person["pid"], "conn": person["conn"]}
         cid = f"leave:{person['conn']}"

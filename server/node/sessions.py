@@ -18,24 +18,25 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import (
-    AuthError,
     BadFrame,
     HemicycleError,
     RateLimited,
     Unavailable,
+    UnknownType,
     WrongRoom,
 )
-from ..protocol import SUBPROTOCOLS, Codec, codec_for, decode, encode
+from ..fold import visible
+from ..protocol import Codec, decode, encode
 from ..types import SYSTEM, Actor, arg_str
+from . import eager
 
 if TYPE_CHECKING:
-    from .app import Node
     from .hub import RoomHub
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ CLOSE_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
 CLOSE_GRACE = 10.0
 
-FRAME_HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Awaitable[None]]] = {}
-"""Client frame types a feature module handles itself (ballots.py: ``ballot``)."""
+Frames = Mapping[str, Callable[["Session", dict[str, Any]], Awaitable[None]]]
+"""Client frame types the node's features handle (``Node.frames``), by exact type."""
 
 
 class TokenBucket:
@@ -68,40 +69,7 @@ class TokenBucket:
         return True
 
 
-async def websocket_endpoint(ws: WebSocket) -> None:
-    node: Node = ws.app.state.node
-    offered = ws.scope.get("subprotocols") or []
-    subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
-    await ws.accept(subprotocol=subprotocol)
-    codec = codec_for(subprotocol)
-    try:
-        claims = node.invites.verify(ws.query_params.get("token"))
-    except AuthError as exc:
-        node.metrics.bad_frames.labels(exc.code).inc()
-        await _refuse(ws, codec, exc, CLOSE_BAD_TOKEN)
-        return
-    hub = node.hubs.get(claims["room"])
-    if hub is None:
-        await _refuse(
-            ws,
-            codec,
-            WrongRoom(f"there is no room {claims['room']!r} here", code="unknown_room"),
-            CLOSE_UNKNOWN_ROOM,
-        )
-        return
-    session = Session(
-        ws, hub, claims, codec, node.settings.command_rate, node.settings.command_burst
-    )
-    await session.run(ws.query_params.get("after"))
-
-
-async def _refuse(ws: WebSocket, codec: Codec, exc: HemicycleError, close_code: int) -> None:
-    with contextlib.suppress(Exception):
-        await ws.send(_frame({"type": "error", **exc.to_wire()}, codec))
-        await ws.close(close_code, exc.message[:120])
-
-
-def _frame(message: dict[str, Any], codec: Codec) -> dict[str, Any]:
+def frame_of(message: dict[str, Any], codec: Codec) -> dict[str, Any]:
     data = encode(message, codec)
     if isinstance(data, str):
         return {"type": "websocket.send", "text": data}
@@ -117,8 +85,10 @@ class Session:
         codec: Codec,
         rate: float = 10.0,
         burst: float = 30.0,
+        frames: Frames | None = None,
     ) -> None:
         self.ws = ws
+        self.frames: Frames = frames or {}
         self.hub = hub
         self.codec: Codec = codec
         # The node's name leads the connection id, so that if this node dies the others can
@@ -170,28 +140,26 @@ class Session:
     def _send_now(self, frame: bytes | str, entry_id: str | None) -> None:
         """Hand ``frame`` to the socket now, from the caller (the hub's fan-out loop).
 
-        The hot path of a broadcast: waking each connection's writer task for each frame
-        costs a task switch per delivery, a third of a bare ASGI send. An ASGI send to a
-        writable socket finishes without suspending, so it is run eagerly here. If it must
-        wait (the socket's buffer is full: a slow reader), a task finishes it, and until
-        then ``idle`` is off, so later frames queue behind it and keep their order.
+        The hot path of a broadcast (``eager.start`` says why it is stepped by hand). If the
+        send must wait (the socket's buffer is full: a slow reader), a task finishes it, and
+        until then ``idle`` is off, so later frames queue behind it and keep their order.
         """
         if isinstance(frame, str):
             coro = self.ws.send({"type": "websocket.send", "text": frame})
         else:
             coro = self.ws.send({"type": "websocket.send", "bytes": frame})
         try:
-            waiting_on = coro.send(None)
-        except StopIteration:
-            if entry_id is not None:
-                self.sent_id = entry_id
-            return
+            waiting = eager.start(coro)
         except Exception as exc:  # the socket is gone: the reader sees it and ends the session
             log.debug("connection %s: send failed: %r", self.person["conn"], exc)
             self.closing = True
             return
+        if waiting is None:
+            if entry_id is not None:
+                self.sent_id = entry_id
+            return
         self.idle = False
-        self.inflight = asyncio.get_running_loop().create_task(_finish(coro, waiting_on))
+        self.inflight = waiting
         self.inflight_id = entry_id
         self.wakeup.set()
 
@@ -285,13 +253,12 @@ class Session:
             "you": self.person,
             "last": state["meta"]["last"],
             "now": int(time.time() * 1000),
-            "assembly": hub.assembly_info,
+            "assembly": hub.welcome_info(),
         }
         missed = hub.missed_since(after) if after else None
         if missed is not None and len(missed) < MAX_QUEUE // 2:
             welcome["resumed"] = True
             self.send(welcome)
-            from ..fold import visible
 
             for entry_id, events in missed:
                 mine = [e for e in events if visible(e, self.person)]
@@ -333,17 +300,9 @@ class Session:
             await self._command(data)
         elif kind == "ping":
             self.send({"type": "pong", "now": int(time.time() * 1000), "echo": data.get("echo")})
-        elif kind == "react":
-            if not self.bucket.take():
-                raise RateLimited("too many reactions; slow down")
-            await self.hub.react(self.person, data)
-        elif kind in FRAME_HANDLERS:
-            await FRAME_HANDLERS[kind](self, data)
         else:
-            handler = self.hub.handler_for(kind)
+            handler = self.frames.get(kind)
             if handler is None:
-                from ..errors import UnknownType
-
                 raise UnknownType(f"unknown message type {kind!r}")
             await handler(self, data)
 
@@ -376,27 +335,4 @@ class Session:
             self.send({"type": "reply", "cid": cid, "ok": True, "duplicate": outcome.duplicate})
 
 
-async def _finish(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Drive ``coro`` to its end: it was started outside a task (``Session._send_now``)
-    and suspended on ``waiting_on``, the future it yielded (``None``: a bare yield).
-
-    What a task does with a yielded future, done here: wait until it is done (without
-    awaiting it a second time, which asyncio refuses), then resume ``coro``, which reads
-    the future's outcome itself.
-    """
-    try:
-        while True:
-            if waiting_on is None:
-                await asyncio.sleep(0)
-            else:
-                await asyncio.wait({waiting_on})
-            try:
-                waiting_on = coro.send(None)
-            except StopIteration:
-                return
-    except asyncio.CancelledError:
-        coro.close()
-        raise
-
-
-__all__ = ["websocket_endpoint", "Session", "BadFrame"]
+__all__ = ["Session", "BadFrame"]

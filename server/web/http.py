@@ -1,66 +1,35 @@
-"""What the HTTP routes share: moderator authentication and errors as JSON.
+"""Errors as HTTP answers, in one place: the app's exception handler for ``HemicycleError``.
 
-Routes that only moderators may call (invites, exports, recordings) take the moderator's
-own invite token as ``Authorization: Bearer <token>``. A route wrapped in :func:`api` may
-raise any :class:`~server.errors.HemicycleError`; it becomes a JSON body with the stable
-code, and a status: 401 bad token, 403 forbidden, 404 unknown thing, 400 anything else.
+Any route may raise a :class:`~server.errors.HemicycleError`; the answer is a JSON body with
+its stable ``code`` and ``message``, and a status: 401 bad token, 403 forbidden, 404 an
+unknown thing, 409 a poll not yet in the state asked for, 400 anything else.
 """
 
 from __future__ import annotations
-
-import functools
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import AuthError, Forbidden, HemicycleError
-from ..types import MODERATOR
 
-if TYPE_CHECKING:
-    from ..node.app import Node
-
-NOT_FOUND = frozenset({"unknown_room", "no_such_channel", "unknown_poll", "no_such_recording"})
-
-Handler = Callable[[Request], Awaitable[Response]]
+NOT_FOUND = frozenset(
+    {"unknown_room", "no_such_channel", "unknown_poll", "no_such_recording", "not_found"}
+)
 
 
-def node_of(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
+def status_of(exc: HemicycleError) -> int:
+    if isinstance(exc, AuthError):
+        return 401
+    if isinstance(exc, Forbidden):
+        return 403
+    if exc.code in NOT_FOUND:
+        return 404
+    if exc.code.startswith("poll_is_"):
+        return 409
+    return 400
 
 
-def moderator(request: Request, what: str) -> dict[str, Any]:
-    """The caller's invite claims; ``AuthError``/``Forbidden`` unless a moderator's."""
-    header = request.headers.get("authorization", "")
-    claims = node_of(request).invites.verify(header.removeprefix("Bearer ").strip() or None)
-    if claims["role"] != MODERATOR:
-        raise Forbidden(f"only moderators may {what}")
-    return claims
-
-
-def error_response(exc: HemicycleError) -> JSONResponse:
-    status = (
-        401
-        if isinstance(exc, AuthError)
-        else 403
-        if isinstance(exc, Forbidden)
-        else 404
-        if exc.code in NOT_FOUND
-        else 400
-    )
-    return JSONResponse(exc.to_wire(), status)
-
-
-def api(handler: Handler) -> Handler:
-    """Turn a route's ``HemicycleError`` into its JSON answer."""
-
-    @functools.wraps(handler)
-    async def route(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except HemicycleError as exc:
-            return error_response(exc)
-
-    return route
+async def error_response(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler: ``HemicycleError`` → its JSON answer."""
+    assert isinstance(exc, HemicycleError)
+    return JSONResponse(exc.to_wire(), status_of(exc))

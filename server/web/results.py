@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ..errors import Forbidden, HemicycleError, Refused
+from ..node.feature import Feature
+from ..node.http import moderator, node_of
 from ..types import CAPTIONER, INTERPRETER
-from .http import error_response, moderator
 
 if TYPE_CHECKING:
     from ..node.app import Node
@@ -75,13 +77,6 @@ NOT_COUNTED = (INTERPRETER, CAPTIONER)
 
 def _moderator(request: Request) -> dict[str, Any]:
     return moderator(request, "export")
-
-
-def _error(exc: HemicycleError) -> JSONResponse:
-    """As every route (server/http.py), but a poll not yet sealed is a 409 conflict."""
-    if exc.code.startswith("poll_is_"):
-        return JSONResponse(exc.to_wire(), 409)
-    return error_response(exc)
 
 
 def _text(texts: dict[str, str], lang: str, floor: str) -> str:
@@ -316,21 +311,18 @@ def _lang(request: Request) -> str:
 
 
 async def poll_result(request: Request) -> Response:
-    node: Node = request.app.state.node
+    node = node_of(request)
     room, poll_id, fmt = (
         request.path_params["room"],
         request.path_params["poll"],
         request.path_params["fmt"],
     )
     if fmt not in ("json", "csv"):
-        return JSONResponse({"code": "not_found", "message": "json or csv"}, 404)
-    try:
-        claims = _moderator(request)
-        if claims["room"] != room:
-            raise Forbidden("your invite is for another room")
-        data = poll_export(node, room, poll_id, _lang(request))
-    except HemicycleError as exc:
-        return _error(exc)
+        raise HemicycleError("results are json or csv", code="not_found")
+    claims = _moderator(request)
+    if claims["room"] != room:
+        raise Forbidden("your invite is for another room")
+    data = poll_export(node, room, poll_id, _lang(request))
     if fmt == "csv":
         return Response(
             poll_csv(data),
@@ -341,13 +333,10 @@ async def poll_result(request: Request) -> Response:
 
 
 async def attendance_report(request: Request) -> Response:
-    node: Node = request.app.state.node
+    node = node_of(request)
     if request.path_params["fmt"] not in ("json", "csv"):
-        return JSONResponse({"code": "not_found", "message": "json or csv"}, 404)
-    try:
-        _moderator(request)
-    except HemicycleError as exc:
-        return _error(exc)
+        raise HemicycleError("the attendance report is json or csv", code="not_found")
+    _moderator(request)
     data = attendance(node, _lang(request))
     if request.path_params["fmt"] == "csv":
         return Response(
@@ -362,3 +351,12 @@ ROUTES = [
     Route("/api/rooms/{room}/polls/{poll}/result.{fmt:str}", poll_result),
     Route("/api/attendance.{fmt:str}", attendance_report),
 ]
+
+
+class Results(Feature):
+    """Poll results and the attendance report for the minutes."""
+
+    name = "results"
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return ROUTES

@@ -12,20 +12,22 @@ that were accepted, in log order, on any node.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .. import fold
 from ..channels import ORIGINAL
 from ..errors import BadArgs, Refused
+from ..node.feature import Feature
+from ..node.http import moderator, node_of
 from ..node.log import id_key
 from ..protocol import unpack
 from ..types import RoomConfig
-from .http import api, moderator, node_of
 
 if TYPE_CHECKING:
     from ..node.hub import RoomHub
@@ -96,7 +98,6 @@ def to_text(lines: list[Line]) -> str:
     return "".join(f"{_utc(line['ts'])}  {line['text']}\n" for line in lines)
 
 
-@api
 async def transcript(request: Request) -> Response:
     moderator(request, "export transcripts")
     room, lang = request.path_params["room"], request.path_params["lang"]
@@ -118,3 +119,12 @@ async def transcript(request: Request) -> Response:
 
 
 ROUTES = [Route("/api/transcripts/{room}/{lang}", transcript, methods=["GET"])]
+
+
+class Transcripts(Feature):
+    """Transcript exports (WebVTT, text) for the chair."""
+
+    name = "transcripts"
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return ROUTES

@@ -1,0 +1,82 @@
+"""The node's own routes: the pages, health, metrics and minting invites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import BadArgs, WrongRoom
+from ..node.http import moderator, node_of
+
+STATIC = Path(__file__).resolve().parents[2] / "static"
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html")
+
+
+async def room_page(request: Request) -> Response:
+    if request.path_params["room"] not in node_of(request).hubs:
+        raise WrongRoom("no such room", code="unknown_room")
+    return FileResponse(STATIC / "room.html", headers={"Cache-Control": "no-store"})
+
+
+async def healthz(request: Request) -> Response:
+    node = node_of(request)
+    rooms = {
+        rid: {
+            "ready": hub.ready.is_set(),
+            "last": hub.state["meta"]["last"],
+            "connections": len(hub.sinks),
+        }
+        for rid, hub in node.hubs.items()
+    }
+    ok = all(r["ready"] for r in rooms.values())
+    backend = node.settings.backend.split("@")[-1]  # never show a password
+    return JSONResponse(
+        {"ok": ok, "node": node.name, "backend": backend, "rooms": rooms}, 200 if ok else 503
+    )
+
+
+async def metrics(request: Request) -> Response:
+    node = node_of(request)
+    return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def mint_invite(request: Request) -> Response:
+    """Moderators mint invites over HTTP: ``Authorization: Bearer <their own token>``."""
+    node = node_of(request)
+    claims = moderator(request, "mint invites")
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        raise BadArgs("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadArgs("the body must be a JSON object")
+    room = body.pop("room", claims["room"])
+    if room not in node.hubs:
+        raise BadArgs(f"no room {room!r}")
+    hours = body.pop("hours", 72)
+    if not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
+        raise BadArgs("'hours' must be a number of hours up to 60 days")
+    body.pop("pid", None)
+    for key in ("role", "name"):
+        if key not in body:
+            raise BadArgs(f"'{key}' is required")
+    token = node.invites.mint(room=room, hours=float(hours), **body)
+    return JSONResponse({"token": token, "link": node.link(token, room)})
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/", index),
+    Route("/r/{room}", room_page),
+    Route("/healthz", healthz),
+    Route("/metrics", metrics),
+    Route("/api/invites", mint_invite, methods=["POST"]),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]

@@ -1,0 +1,45 @@
+"""The WebSocket route: check the invite, find the room, run a session."""
+
+from __future__ import annotations
+
+import contextlib
+
+from starlette.websockets import WebSocket
+
+from ..errors import AuthError, HemicycleError, WrongRoom
+from ..node.http import node_of
+from ..node.sessions import CLOSE_BAD_TOKEN, CLOSE_UNKNOWN_ROOM, Session, frame_of
+from ..protocol import SUBPROTOCOLS, Codec, codec_for
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    node = node_of(ws)
+    offered = ws.scope.get("subprotocols") or []
+    subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
+    await ws.accept(subprotocol=subprotocol)
+    codec = codec_for(subprotocol)
+    try:
+        claims = node.invites.verify(ws.query_params.get("token"))
+    except AuthError as exc:
+        node.metrics.bad_frames.labels(exc.code).inc()
+        await _refuse(ws, codec, exc, CLOSE_BAD_TOKEN)
+        return
+    hub = node.hubs.get(claims["room"])
+    if hub is None:
+        await _refuse(
+            ws,
+            codec,
+            WrongRoom(f"there is no room {claims['room']!r} here", code="unknown_room"),
+            CLOSE_UNKNOWN_ROOM,
+        )
+        return
+    session = Session(
+        ws, hub, claims, codec, node.settings.command_rate, node.settings.command_burst, node.frames
+    )
+    await session.run(ws.query_params.get("after"))
+
+
+async def _refuse(ws: WebSocket, codec: Codec, exc: HemicycleError, close_code: int) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send(frame_of({"type": "error", **exc.to_wire()}, codec))
+        await ws.close(close_code, exc.message[:120])
