@@ -8,9 +8,10 @@ one table row per event and per command; ``scripts/wire.py`` writes them to
 when the committed files differ from what this module produces now.
 
 Who receives an event: ``AUDIENCE[type]`` in the events module if it has one, else a line
-``To: …`` in the TypedDict's docstring, else *everyone* when the event has no ``to`` key
-(the hub sends such an event to every connection of the room) and *as ``to`` names* when
-it has one.
+``To: …`` in the TypedDict's docstring, else *everyone (no ``to``)* when the TypedDict has
+no ``to`` key (the hub sends such an event to every connection of the room) and *as ``to``
+names* when it has one. So a TypedDict must declare ``to`` (``NotRequired``) on every event
+that may carry it.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _audience(name: str, cls: type, audiences: Mapping[str, str]) -> str:
     for line in (cls.__doc__ or "").splitlines():
         if line.strip().lower().startswith("to:"):
             return line.strip()[3:].strip()
-    return "as `to` names" if "to" in _fields(cls) else "everyone"
+    return "as `to` names" if "to" in _fields(cls) else "everyone (no `to`)"
 
 
 def _first_paragraph(doc: str | None) -> str:
@@ -128,15 +129,15 @@ _WRAPPERS = {typing.NotRequired, typing.Required}
 def _fields(cls: type) -> dict[str, tuple[Any, bool, str]]:
     """``{name: (type, required, description)}`` of a TypedDict.
 
-    Required-ness is read from the annotations (``NotRequired[…]``, ``Required[…]``, the
-    class's ``total``): Python 3.11 gets ``__required_keys__`` wrong for postponed
-    annotations.
+    Required-ness: ``NotRequired[…]``/``Required[…]`` when the annotation says so, else the
+    defining class's ``total`` (``__required_keys__``). Python 3.11 does not see those
+    wrappers in ``__required_keys__`` when annotations are postponed, hence both.
     """
     hints = typing.get_type_hints(cls, include_extras=True)
-    total = getattr(cls, "__total__", True)
+    by_total: frozenset[str] = getattr(cls, "__required_keys__", frozenset(hints))
     out = {}
     for name, tp in hints.items():
-        required, description = total, ""
+        required, description = name in by_total, ""
         while True:
             origin = typing.get_origin(tp)
             if origin in _WRAPPERS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, Required, TypedDict
 
 import jsonschema
 import pytest
@@ -119,7 +119,7 @@ def test_fields_required_optional_described() -> None:
     assert lowered["properties"]["by"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     assert lowered["x-audience"] == "everyone in the room"
     joined = schema["$defs"]["person.joined"]
-    assert joined["x-audience"] == "everyone"  # no `to` key: the hub sends it to all
+    assert joined["x-audience"] == "everyone (no `to`)"  # the hub sends it to all
     assert joined["properties"]["person"] == {"$ref": "#/$defs/Person"}
     assert joined["properties"]["conn"]["description"] == "the connection that joined"
     person = schema["$defs"]["Person"]
@@ -132,7 +132,7 @@ def test_the_markdown_has_one_row_per_event_and_command() -> None:
     _, text = generated()
     rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| `")}
     assert "`person`: [Person](#person), `conn`: string" in rows["`person.joined`"]
-    assert "| everyone | core |" in rows["`person.joined`"]
+    assert "| everyone (no `to`) | core |" in rows["`person.joined`"]
     assert (
         "`by`: string or null, `to?`: [string] | everyone in the room |" in rows["`hand.lowered`"]
     )
@@ -177,3 +177,18 @@ def test_the_committed_docs_are_what_the_generator_writes_now() -> None:
     files = wire.generate(script.events_module())
     names = script.stale(files)
     assert not names, f"{', '.join(names)} out of date: run {wire.REGENERATE} and commit"
+
+
+class Draft(TypedDict, total=False):
+    """A record whose keys are optional unless marked."""
+
+    id: Required[str]
+    note: str
+
+
+def test_totality_and_required_marks() -> None:
+    fields = wire._fields(Draft)
+    assert {name: required for name, (_, required, _) in fields.items()} == {
+        "id": True,
+        "note": False,
+    }
