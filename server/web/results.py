@@ -80,7 +80,7 @@ def _moderator(request: Request) -> dict[str, Any]:
 
 
 def _error(exc: HemicycleError) -> JSONResponse:
-    """As every route (server/http.py), but a poll not yet sealed is a 409 conflict."""
+    """As every route (server/web/http.py), but a poll not yet sealed is a 409 conflict."""
     if exc.code.startswith("poll_is_"):
         return JSONResponse(exc.to_wire(), 409)
     return error_response(exc)
