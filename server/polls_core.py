@@ -208,6 +208,12 @@ def progress(state: State, poll: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def shown(poll: dict[str, Any], choice: list[str]) -> str | list[str]:
+    """A ballot's choice as results publish it: the list for a ``multiple`` poll, else the
+    one option id (ballots, state and events keep the list: it is what the tally adds)."""
+    return list(choice) if poll["kind"] == "multiple" else choice[0]
+
+
 def final_result(state: State, poll: dict[str, Any], ts: int) -> dict[str, Any]:
     out = progress(state, poll)
     out["opened_at"], out["closed_at"], out["sealed_at"] = poll["opened_at"], poll["closed_at"], ts
@@ -215,7 +221,7 @@ def final_result(state: State, poll: dict[str, Any], ts: int) -> dict[str, Any]:
     if poll["secret"]:
         out["receipts"] = sorted(
             (
-                {"receipt": blind.receipt(token), "choice": b["choice"], "w": b["w"]}
+                {"receipt": blind.receipt(token), "choice": shown(poll, b["choice"]), "w": b["w"]}
                 for token, b in poll["ballots"].items()
             ),
             key=lambda r: r["receipt"],
@@ -231,7 +237,7 @@ def final_result(state: State, poll: dict[str, Any], ts: int) -> dict[str, Any]:
                 if voter in roll
                 else people.get(voter, {}).get("name", voter),
                 "by": people.get(v["by"], {}).get("name", v["by"]),
-                "choice": v["choice"],
+                "choice": shown(poll, v["choice"]),
                 "w": v["w"],
             }
             for voter, v in sorted(poll["voted"].items())

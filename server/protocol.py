@@ -76,3 +76,8 @@ def unpack(data: bytes) -> Any:
 def canonical(value: Any) -> bytes:
     """Deterministic bytes of a JSON-able value (sorted keys), for state digests."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def pretty(value: Any) -> str:
+    """Indented JSON with a final newline, for files people read (docs/events.schema.json)."""
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"

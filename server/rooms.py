@@ -6,7 +6,8 @@ log entry's timestamp.
 
 State (``state["core"]``)::
 
-    people   {pid: {pid, name, role, org, country, lang, conns: [conn…], since}}
+    people   {pid: {pid, name, role, org, country, lang, conns: [conn…], since, booth?, pair?}}
+             (``person.joined`` carries the whole record, the same shape)
     hands    [pid…]          the queue, first raised first
     speakers [pid…]          who has the floor (the chair may give it to several)
     agenda   [{title, titles, start, minutes}…], current: index or -1 before the first item
@@ -15,6 +16,7 @@ State (``state["core"]``)::
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .errors import BadArgs, Refused
@@ -90,7 +92,17 @@ def check_join(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def decide_join(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    return [{"type": "person.joined", "person": {**args, "since": ts}}]
+    """``person.joined {person, conn}``: ``person`` is the whole record as the state will
+    hold it (the shape of ``people`` values, ``conns`` included), ``conn`` the new one."""
+    data = {k: v for k, v in args.items() if k != "conn"}
+    prior = state["core"]["people"].get(data["pid"])
+    if prior is None:
+        record = {**data, "conns": [], "since": ts}
+    else:  # a reconnect may bring a new UI language, never a second person
+        record = {**prior, **data, "conns": list(prior["conns"]), "since": prior["since"]}
+    if args["conn"] not in record["conns"]:
+        record["conns"].append(args["conn"])
+    return [{"type": "person.joined", "person": record, "conn": args["conn"]}]
 
 
 def decide_leave(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -105,18 +117,8 @@ def check_leave(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_joined(state: State, event: Event) -> None:
-    data = dict(event["person"])
-    conn = data.pop("conn")
-    people = state["core"]["people"]
-    p = people.get(data["pid"])
-    if p is None:
-        p = people[data["pid"]] = {**data, "conns": []}
-    else:
-        since = p["since"]
-        p.update(data)  # a reconnect may bring a new UI language, never a second person
-        p["since"] = since
-    if conn not in p["conns"]:
-        p["conns"].append(conn)
+    # A copy: the event is also kept for resuming clients and must not change with the state.
+    state["core"]["people"][event["person"]["pid"]] = copy.deepcopy(event["person"])
 
 
 def apply_left(state: State, event: Event) -> None:

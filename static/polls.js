@@ -73,7 +73,9 @@
   const floor = () => HC.state.core.floor || "en";
   const text = (texts) => (texts && (texts[HC.lang] || texts[floor()] || Object.values(texts)[0])) || "";
   const optionText = (poll, id) => text((poll.options.find((o) => o.id === id) || {}).text) || id;
-  const choiceText = (poll, choice) => choice.map((c) => optionText(poll, c)).join(" + ");
+  // A choice is a list of option ids in the state and events; published results give one id
+  // for a single or yes/no poll (docs/protocol.md, "Result").
+  const choiceText = (poll, choice) => [].concat(choice).map((c) => optionText(poll, c)).join(" + ");
   const roll = () => HC.state.polls.roll;
   const memberName = (m) => (roll()[m] || {}).name || m;
   const w100 = (w) => (w / 100).toLocaleString(HC.lang, { maximumFractionDigits: 2 });

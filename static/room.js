@@ -89,16 +89,8 @@
 
   // Mirrors of server/rooms.py apply functions.
   const appliers = {
-    "person.joined": (s, ev) => {
-      const { conn, ...data } = ev.person;
-      const p = s.core.people[data.pid];
-      if (!p) s.core.people[data.pid] = { ...data, conns: [conn] };
-      else {
-        const since = p.since;
-        Object.assign(p, data, { since });
-        if (!p.conns.includes(conn)) p.conns.push(conn);
-      }
-    },
+    // The event carries the whole record as the state holds it (conns included).
+    "person.joined": (s, ev) => { s.core.people[ev.person.pid] = structuredClone(ev.person); },
     "person.left": (s, ev) => {
       const p = s.core.people[ev.pid];
       if (p) p.conns = p.conns.filter((c) => c !== ev.conn);

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from server import polls
 from server.errors import ConfigError
 from server.node.config import DEFAULT_CONFIG, Settings, load_assembly, parse_assembly
 
@@ -37,6 +39,16 @@ def test_the_demo_config_loads() -> None:
     assert len(a.members) >= 8 and all(m.weight == 1.0 for m in a.members)
 
 
+def test_member_weights_are_decimals_in_the_file_and_hundredths_on_the_roll() -> None:
+
+    a = parse_assembly(
+        tomllib.loads(GOOD.replace('country = "KH"', 'country = "KH"\nweight = 1.25'))
+    )
+    assert a.members[0].weight == 1.25
+    roll = polls.init(a.rooms["plenary"])["roll"]
+    assert roll == {"m1": {"name": "M", "country": "KH", "w": 125}}
+
+
 @pytest.mark.parametrize(
     ("change", "key", "problem"),
     [
@@ -53,6 +65,8 @@ def test_the_demo_config_loads() -> None:
             "not a language code",
         ),
         (('country = "KH"', 'country = "Cambodia"'), "members[0].country", "ISO 3166"),
+        (('country = "KH"', 'country = "KH"\nweight = 0'), "members[0].weight", "positive"),
+        (('country = "KH"', 'country = "KH"\nweight = 1.255'), "members[0].weight", "two decimals"),
         (('id = "plenary"', 'id = "Plenary Hall"'), "rooms[0].id", "lower-case"),
         (('name = "A"\n', ""), "assembly.name", "missing"),
     ],

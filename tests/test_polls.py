@@ -220,6 +220,8 @@ def test_change_until_close_only_by_the_same_voter() -> None:
     assert room.poll("quick")["cast"] == [1, 100]
     ok(room.chair("poll.close", {"poll": "quick"}))
     refused(room.do("ann", "ballot.cast", {"poll": "quick", "choice": ["a"]}), "poll_is_closed")
+    # A multiple-choice poll publishes the list, even of one option.
+    assert [r["choice"] for r in room.result("quick")["roll_call"]] == [["c"]]
 
 
 # --- formal votes, weights and proxies ----------------------------------------------------------
@@ -244,6 +246,8 @@ def test_formal_vote_one_ballot_per_member_whichever_representative() -> None:
     ]
     assert result["quorum"]["met"] and result["outcome"] == "adopted"
     assert [r["voter"] for r in result["roll_call"]] == ["m0", "m1"]
+    # A yes/no poll takes one option: the published choice is that option's id.
+    assert [(r["choice"], r["w"]) for r in result["roll_call"]] == [("no", 100), ("yes", 250)]
 
 
 def test_proxy_casts_for_the_delegating_member() -> None:
@@ -423,6 +427,10 @@ def test_secret_ballot_counts_once_and_never_names_the_voter() -> None:
     ok(room.chair("poll.close", {"poll": "vote"}))
     result = room.result("vote")
     assert sorted(r["receipt"] for r in result["receipts"]) == sorted([d0.receipt, d1.receipt])
+    assert {r["receipt"]: (r["choice"], r["w"]) for r in result["receipts"]} == {
+        d0.receipt: ("yes", 100),
+        d1.receipt: ("no", 200),
+    }
     assert "roll_call" not in result
     # Nowhere does a claim's record carry a choice, nor a ballot a member or a person.
     for record in poll["voted"].values():
@@ -619,7 +627,7 @@ def test_result_does_not_depend_on_arrival_order(case: dict[str, Any], rnd: rand
         k: v for k, v in second.items() if k not in drop
     }
 
-    def calls(result: dict[str, Any]) -> list[tuple[str, str, list[str], int]]:
+    def calls(result: dict[str, Any]) -> list[tuple[str, str, str | list[str], int]]:
         return [(r["voter"], r["by"], r["choice"], r["w"]) for r in result["roll_call"]]
 
     assert calls(first) == calls(second)

@@ -129,3 +129,30 @@ async def test_formal_secret_vote_in_three_browsers(
     for page in (chair, fr, es):
         assert page.errors == [], page.errors
     await sawa.close()
+
+
+async def test_the_page_computes_the_documented_vector(
+    browser: Any, start_node: Any, invites: Invites
+) -> None:
+    """static/polls-crypto.js against docs/voting.md's example vector, as test_blind does."""
+    from tests.test_blind import example_vector
+
+    v = example_vector()
+    node = await start_node("memory://")
+    token = invites.mint(room="plenary", role="participant", name="Ana", org="aple-kh")
+    page = await page_for(browser, node.url, token, "en-GB")
+    got = await page.evaluate(
+        """async (v) => {
+          const C = window.BallotCrypto;
+          const ballot = { seed: v.seed, r: v.r };
+          return {
+            chain: await C.chain(v.seed),
+            receipt: await C.receipt(v.token),
+            blinded: await C.blinded(ballot, v.key, v.room, v.poll, v.w),
+            sig: await C.unblind(ballot, v.key, v.room, v.poll, v.w, v.signed),
+          };
+        }""",
+        v,
+    )
+    assert got == {k: v[k] for k in ("chain", "receipt", "blinded", "sig")}
+    assert page.errors == []

@@ -481,18 +481,28 @@ async def test_exports_and_attendance(redis_url: str, start_node: Any, invites: 
         data = (await http.get(path + "?lang=fr", headers=auth)).json()
         assert data["question"] == "Adopter ?" and data["outcome"] == "adopted"
         assert data["outcome_text"] == "adoptée"
-        assert [(o["id"], o["ballots"], o["weight"]) for o in data["options"]] == [
-            ("yes", 2, 3.0),
-            ("no", 1, 1.5),
-            ("abstain", 0, 0.0),
+        # The export is the result the chair's client holds, key for key and unit for unit,
+        # plus the texts in the language asked for.
+        result = chair.state["polls"]["polls"]["open-vote"]["result"]
+        assert {k: data[k] for k in result} == result
+        assert data["options"] == [
+            {"id": "yes", "n": 2, "w": 300},
+            {"id": "no", "n": 1, "w": 150},
+            {"id": "abstain", "n": 0, "w": 0},
         ]
+        assert data["texts"] == {"yes": "Oui", "no": "Non", "abstain": "Abstention"}
         assert data["quorum"]["met"] and data["threshold"]["met"]
-        assert data["turnout"] == {"voters": 3, "weight": 4.5}
-        assert data["opened_at"].endswith("Z") and data["closed_at"].endswith("Z")
-        assert [r["name"] for r in data["roll_call"]] == ["Member 0", "Member 1", "Member 2"]
+        assert data["turnout"] == {"n": 3, "w": 450}
+        assert data["opened_at"] <= data["closed_at"] <= data["sealed_at"]
+        assert [(r["name"], r["choice"], r["w"]) for r in data["roll_call"]] == [
+            ("Member 0", "yes", 100),
+            ("Member 1", "no", 150),
+            ("Member 2", "yes", 200),
+        ]
         text = (await http.get(path.replace(".json", ".csv"), headers=auth)).text
-        assert "question,Adopt?" in text and "yes,Yes,2,3.00" in text
-        assert "m1,Member 1,Rep 1,No,1.50" in text
+        assert "question,Adopt?" in text and "\nyes,Yes,2,300\n" in text
+        assert "\nm1,Member 1,Rep 1,no,No,150\n" in text
+        assert "\nturnout.w,450\n" in text and "\nopened_at_utc,20" in text
         report = (await http.get("/api/attendance.json", headers=auth)).json()
         assert report["line"] == "3 members from 3 countries registered 5 participants"
         assert report["interpreters"] == 1

@@ -31,8 +31,11 @@ async def test_hands_floor_time_zones_and_language(
         return page
 
     # Sokha in Phnom Penh (UTC+7), browser in English; the chair in Santo Domingo (UTC-4).
+    sokha_token = invites.mint(
+        room=ROOM, role="participant", name="Sokha Chan", org="aple-kh", country="KH"
+    )
     sokha = await open_page(
-        invites.mint(room=ROOM, role="participant", name="Sokha Chan", org="aple-kh", country="KH"),
+        sokha_token,
         timezone_id="Asia/Phnom_Penh",
         locale="en-GB",
     )
@@ -82,4 +85,18 @@ async def test_hands_floor_time_zones_and_language(
     # A participant has no chair controls.
     await expect(sokha.locator("#notice-form")).to_be_hidden()
     await expect(sokha.locator("#agenda-next")).to_be_hidden()
+
+    # Sokha opens a second tab, then closes it: the chair's copy of the people (applied from
+    # person.joined / person.left) is the node's, record for record.
+    def people() -> Any:
+        return node.node.hubs[ROOM].state["core"]["people"]
+
+    pid = await sokha.evaluate("HC.you.pid")
+    tab = await open_page(sokha_token)
+    has = "(n) => (HC.state.core.people[{pid!r}] || {{conns: []}}).conns.length === n"
+    await chair.wait_for_function(has.format(pid=pid), arg=2, timeout=ms)
+    assert await chair.evaluate("HC.state.core.people") == people()
+    await tab.context.close()
+    await chair.wait_for_function(has.format(pid=pid), arg=1, timeout=ms)
+    assert await chair.evaluate("HC.state.core.people") == people()
     assert errors == []

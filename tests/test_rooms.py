@@ -74,6 +74,46 @@ def test_join_twice_is_one_person_with_two_connections() -> None:
     assert room.do(NODE, "leave", {"pid": "ana", "conn": "tab1"}).events == []
 
 
+def test_person_joined_carries_the_record_the_state_holds() -> None:
+    room = Room()
+    first = room.do(
+        NODE,
+        "join",
+        {"pid": "ana", "name": "Ana", "role": "participant", "lang": "es", "conn": "tab1"},
+        ts=1000,
+    )
+    people = room.state["core"]["people"]
+    assert first.events == [{"type": "person.joined", "person": people["ana"], "conn": "tab1"}]
+    assert people["ana"] == {
+        "pid": "ana",
+        "name": "Ana",
+        "role": "participant",
+        "org": None,
+        "country": None,
+        "lang": "es",
+        "conns": ["tab1"],
+        "since": 1000,
+    }
+    # A second tab later, with another UI language: one record, both connections, first since.
+    again = room.do(
+        NODE,
+        "join",
+        {"pid": "ana", "name": "Ana", "role": "participant", "lang": "fr", "conn": "tab2"},
+        ts=5000,
+    )
+    (event,) = again.events
+    assert event["person"] == people["ana"] and event["conn"] == "tab2"
+    assert people["ana"]["conns"] == ["tab1", "tab2"] and people["ana"]["since"] == 1000
+    assert people["ana"]["lang"] == "fr"
+    # The state does not share its record with the event (kept for resuming clients).
+    room.do(NODE, "leave", {"pid": "ana", "conn": "tab1"})
+    assert event["person"]["conns"] == ["tab1", "tab2"]
+    # A client that applies the events to its own copy gets the node's state.
+    copy_of = fold.new_state(CONFIG)
+    fold.apply_events(copy_of, first.events + again.events)
+    assert copy_of["core"]["people"]["ana"] == event["person"]
+
+
 def test_hand_queue_and_floor() -> None:
     room = Room()
     chair = room.join("chair", "moderator")

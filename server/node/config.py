@@ -172,6 +172,8 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
         weight = m.get("weight", (int, float), 1)
         if weight <= 0:
             raise m.fail("weight", "must be positive")
+        if abs(weight * 100 - round(weight * 100)) > 1e-6:  # the roll counts in hundredths
+            raise m.fail("weight", f"at most two decimals (weights count in hundredths): {weight}")
         reps = m.get("representatives", list, [])
         if not all(isinstance(r, str) and r for r in reps):
             raise m.fail("representatives", "expected a list of names")

@@ -2,7 +2,9 @@
 
 Moderators only: ``Authorization: Bearer <their invite token>`` (as ``POST /api/invites``).
 Texts come in the language asked for (``?lang=fr``), falling back to the floor language.
-A secret ballot's export lists receipts with their choices, never names.
+A poll's export is the ``result`` of ``poll.published`` with the same names and units
+(docs/protocol.md, "Result"), plus the texts. A secret ballot's export lists receipts with
+their choices, never names.
 
     GET /api/rooms/{room}/polls/{poll}/result.json|csv
     GET /api/attendance.json|csv
@@ -93,12 +95,10 @@ def iso(ms: int | None) -> str | None:
     )
 
 
-def _weight(centi: int) -> float:
-    return centi / 100
-
-
 def poll_export(node: Node, room: str, poll_id: str, lang: str) -> dict[str, Any]:
-    """The result of one sealed poll, with its question and options in ``lang``."""
+    """The result of one sealed poll: the ``result`` of ``poll.published`` key for key, value
+    for value (weights in hundredths, choices as option ids, times in ms), plus the poll's
+    description and its texts in ``lang`` (``texts``: option id → text, ``outcome_text``)."""
     hub = node.hubs.get(room)
     if hub is None:
         raise Refused(f"there is no room {room!r}", code="unknown_room")
@@ -111,9 +111,7 @@ def poll_export(node: Node, room: str, poll_id: str, lang: str) -> dict[str, Any
         )
     floor = hub.state["core"]["floor"]
     result = poll["result"]
-    texts = {o["id"]: _text(o["text"], lang, floor) for o in poll["options"]}
-    by_id = {o["id"]: o for o in result["options"]}
-    out: dict[str, Any] = {
+    return {
         "assembly": node.assembly.name,
         "room": room,
         "poll": poll_id,
@@ -125,114 +123,68 @@ def poll_export(node: Node, room: str, poll_id: str, lang: str) -> dict[str, Any
         "electorate": poll["electorate"],
         "secret": poll["secret"],
         "state": poll["state"],
-        "opened_at": iso(poll["opened_at"]),
-        "closed_at": iso(poll["closed_at"]),
-        "published_at": iso(poll["published_at"]),
-        "options": [
-            {
-                "id": o["id"],
-                "text": texts[o["id"]],
-                "ballots": by_id[o["id"]]["n"],
-                "weight": _weight(by_id[o["id"]]["w"]),
-            }
-            for o in poll["options"]
-        ],
-        "ballots": result["ballots"],
-        "weight": _weight(result["weight"]),
-        "eligible": {
-            "members": result["eligible"]["n"],
-            "weight": _weight(result["eligible"]["w"]),
-        },
-        "present": {"members": result["present"]["n"], "weight": _weight(result["present"]["w"])},
-        "turnout": {"voters": result["turnout"]["n"], "weight": _weight(result["turnout"]["w"])},
-        "missing": result["missing"],
-        "quorum": result["quorum"],
-        "threshold": result["threshold"],
-        "outcome": result["outcome"],
+        "published_at": poll["published_at"],
+        **result,
+        "texts": {o["id"]: _text(o["text"], lang, floor) for o in poll["options"]},
         "outcome_text": OUTCOMES.get(lang, OUTCOMES["en"])[result["outcome"]],
-        "winner": result["winner"],
     }
-    if poll["secret"]:
-        out["receipts"] = [
-            {
-                "receipt": r["receipt"],
-                "choice": [texts[c] for c in r["choice"]],
-                "weight": _weight(r["w"]),
-            }
-            for r in result["receipts"]
-        ]
-        out["keys"] = result["keys"]
-    else:
-        out["roll_call"] = [
-            {
-                "voter": r["voter"],
-                "name": r["name"],
-                "cast_by": r["by"],
-                "choice": [texts[c] for c in r["choice"]],
-                "weight": _weight(r["w"]),
-            }
-            for r in result["roll_call"]
-        ]
-    return out
+
+
+def _ids(choice: str | list[str]) -> str:
+    return choice if isinstance(choice, str) else " + ".join(choice)
+
+
+def _texts(choice: str | list[str], texts: dict[str, str]) -> str:
+    return " + ".join(texts[c] for c in ([choice] if isinstance(choice, str) else choice))
 
 
 def poll_csv(data: dict[str, Any]) -> str:
+    """The export as CSV: the same names and units as the JSON; times also in ISO 8601 UTC
+    (``…_utc``); a text column beside every option id."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for key in (
         "assembly",
         "room",
         "poll",
+        "lang",
         "question",
         "kind",
+        "max",
         "electorate",
         "secret",
-        "opened_at",
-        "closed_at",
-        "published_at",
+        "state",
         "ballots",
         "weight",
         "missing",
+        "outcome",
         "outcome_text",
         "winner",
     ):
         w.writerow([key, data[key]])
-    w.writerow(["eligible_members", data["eligible"]["members"]])
-    w.writerow(["present_members", data["present"]["members"]])
-    w.writerow(["turnout_voters", data["turnout"]["voters"]])
-    q = data["quorum"]
-    w.writerow(
-        [
-            "quorum",
-            "none"
-            if q is None
-            else f"{q['of']} {q['fraction']}{' weighted' if q['weighted'] else ''}: "
-            f"{q['have']} of {q['required']} required, met={q['met']}",
-        ]
-    )
-    t = data["threshold"]
-    w.writerow(
-        [
-            "threshold",
-            f"{t['rule']} (abstentions {t['abstentions']}): "
-            f"{t['lead'] / 100} of {t['basis'] / 100}, met={t['met']}",
-        ]
-    )
+    for key in ("opened_at", "closed_at", "sealed_at", "published_at"):
+        w.writerow([f"{key}_utc", iso(data[key])])
+    for key in ("eligible", "present", "turnout"):
+        w.writerow([f"{key}.n", data[key]["n"]])
+        w.writerow([f"{key}.w", data[key]["w"]])
+    for key in ("quorum", "threshold"):
+        for field, value in (data[key] or {}).items():
+            w.writerow([f"{key}.{field}", value])
     w.writerow([])
-    w.writerow(["option", "text", "ballots", "weight"])
+    texts = data["texts"]
+    w.writerow(["option", "text", "n", "w"])
     for o in data["options"]:
-        w.writerow([o["id"], o["text"], o["ballots"], f"{o['weight']:.2f}"])
+        w.writerow([o["id"], texts[o["id"]], o["n"], o["w"]])
     w.writerow([])
     if data["secret"]:
-        w.writerow(["receipt", "choice", "weight"])
+        w.writerow(["receipt", "choice", "choice_text", "w"])
         for r in data["receipts"]:
-            w.writerow([r["receipt"], " + ".join(r["choice"]), f"{r['weight']:.2f}"])
+            w.writerow([r["receipt"], _ids(r["choice"]), _texts(r["choice"], texts), r["w"]])
     else:
-        w.writerow(["voter", "name", "cast_by", "choice", "weight"])
+        w.writerow(["voter", "name", "by", "choice", "choice_text", "w"])
         for r in data["roll_call"]:
-            w.writerow(
-                [r["voter"], r["name"], r["cast_by"], " + ".join(r["choice"]), f"{r['weight']:.2f}"]
-            )
+            row = [r["voter"], r["name"], r["by"], _ids(r["choice"]), _texts(r["choice"], texts)]
+            w.writerow([*row, r["w"]])
     return buf.getvalue()
 
 
