@@ -194,11 +194,11 @@
     "input.selected": (s, ev) => { s.channels.interpreters[ev.pid].input = ev.input; },
     "output.selected": (s, ev) => { s.channels.interpreters[ev.pid].out = ev.out; },
     "cough": (s, ev) => { chan(s, ev).cough = ev.on; },
+    // The room's number (ev.n): this copy holds those of the room's last SIGNAL_KEEP sent to it.
     "booth.signal": (s, ev) => {
       const list = s.channels.signals;
-      const n = list.length ? list[list.length - 1].n + 1 : 1;
-      list.push({ n, lang: ev.lang, pid: ev.pid, preset: ev.preset, ts: ev.ts, to: ev.to });
-      if (list.length > SIGNAL_KEEP) list.splice(0, list.length - SIGNAL_KEEP);
+      list.push({ n: ev.n, lang: ev.lang, pid: ev.pid, preset: ev.preset, ts: ev.ts, to: ev.to });
+      s.channels.signals = list.filter((x) => x.n > ev.n - SIGNAL_KEEP);
     },
     "chat.posted": (s, ev) => { append(s.channels.chats[ev.chat] ??= [], ev, CHAT_KEEP); },
     "caption": (s, ev) => { append(s.channels.captions[ev.lang] ??= [], ev, CAPTION_KEEP); },
