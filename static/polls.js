@@ -34,7 +34,15 @@
     "poll.keys": (s, e) => { const p = find(s, e.id); if (p) p.keys = e.keys; },
     "poll.opened": (s, e) => {
       const p = s.polls.polls[e.poll.id] || (s.polls.polls[e.poll.id] = { voted: {} });
-      Object.assign(p, structuredClone(e.poll)); addOrder(s, e.poll.id);
+      Object.assign(p, structuredClone(e.poll));
+      if (!s.polls.order.includes(p.id)) { // a voter's copy: polls in the order they opened
+        s.polls.order.push(p.id);
+        const key = (id) => [s.polls.polls[id].opened_at || 0, id];
+        s.polls.order.sort((a, b) => {
+          const [x, y] = [key(a), key(b)];
+          return x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0);
+        });
+      }
     },
     "poll.timer": (s, e) => { const p = find(s, e.id); if (p) p.closes_at = e.closes_at; },
     "poll.closed": (s, e) => { const p = find(s, e.id); if (p) { p.state = "closed"; p.closed_at = e.at; } },
