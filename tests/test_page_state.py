@@ -3,9 +3,11 @@
 A scripted session (tests/page_session.py) makes the fold produce every event type. For each
 role, the real room page (served by a node, loaded in Chromium) is given the person's view of
 the session's initial state; every event that person may see goes through the page's own
-appliers (``HC.applyEvents``, the function the WebSocket path uses), in log order; and the
-page's ``HC.state`` must then equal ``fold.view(final_state, person)`` as JSON. A new event
-type without a scripted step, without a JS applier, or folded into another shape fails here.
+appliers (``HC.applyEvents``, the function the WebSocket path uses), in log order; and after
+each log entry the page's ``HC.state`` must equal ``fold.view(state, person)`` as JSON (the
+last one: the final state's view). A new event type without a scripted step, without a JS
+applier, or folded into another shape fails here; the page must also draw what it holds
+without errors.
 
 ``meta`` is left out of the comparison: it is the node's bookkeeping (the last entry id, the
 number of entries folded), which the page keeps as ``HC.last`` from the frames' ids.
@@ -77,24 +79,6 @@ def show(path: Path) -> str:
     return "$" + "".join(parts)
 
 
-def at(value: Any, path: Path) -> Any:
-    """The value at ``path`` (a list's tail for a slice), or MISSING."""
-    for p in path:
-        if isinstance(p, str):
-            if not isinstance(value, dict) or p not in value:
-                return MISSING
-            value = value[p]
-        elif not isinstance(value, list):
-            return MISSING
-        elif isinstance(p, slice):
-            return value[p]
-        elif p >= len(value):
-            return MISSING
-        else:
-            value = value[p]
-    return value
-
-
 def comparable(state: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(json.dumps({k: v for k, v in state.items() if k != "meta"}))
     return out
@@ -148,15 +132,20 @@ async def replay(page: Any, session: Session, you: dict[str, Any]) -> list[str]:
         f"no JS applier for event type {m['type']!r} (first at {describe(session, m['step'])})"
         for m in _first_per_type(out["missing"])
     ]
-    got = comparable(json.loads(out["snapshots"][-1]))
-    want = comparable(fold.view(session.final, you))
-    for path, page_value, server_value in itertools.islice(differences(got, want), SHOW):
-        problems.append(
-            f"the page's copy differs from the server's view at {show(path)}:\n"
-            f"    page:   {json.dumps(page_value)[:300]}\n"
-            f"    server: {json.dumps(server_value)[:300]}\n"
-            f"    {_went_wrong(session, you, out['snapshots'], path)}"
-        )
+    # After every entry, not only the last: a page that is wrong for a while is wrong.
+    for i, snapshot in enumerate(out["snapshots"]):
+        got = comparable(json.loads(snapshot))
+        want = comparable(fold.view(session.steps[i].state, you))
+        found = list(itertools.islice(differences(got, want), SHOW))
+        for path, page_value, server_value in found:
+            problems.append(
+                f"after {describe(session, i)}, the page's copy differs from the server's "
+                f"view at {show(path)}:\n"
+                f"    page:   {json.dumps(page_value)[:300]}\n"
+                f"    server: {json.dumps(server_value)[:300]}"
+            )
+        if found:
+            break
     return problems
 
 
@@ -165,18 +154,6 @@ def _first_per_type(missing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in missing:
         seen.setdefault(m["type"], m)
     return list(seen.values())
-
-
-def _went_wrong(session: Session, you: dict[str, Any], snapshots: list[str], path: Path) -> str:
-    """Which entry left ``path`` wrong for good: the one after the last step it was right."""
-    last_right = -1
-    for i, (snap, step) in enumerate(zip(snapshots, session.steps, strict=True)):
-        want = comparable(fold.view(step.state, you))
-        if at(comparable(json.loads(snap)), path) == at(want, path):
-            last_right = i
-    if last_right + 1 >= len(session.steps):
-        return "(it was right after every entry: compare the initial view)"
-    return f"wrong since {describe(session, last_right + 1)}"
 
 
 async def open_page(browser: Any, url: str, errors: list[str]) -> Any:
