@@ -1,7 +1,7 @@
 """A scripted room session that makes the fold produce every event type, folded in memory.
 
-Used by tests/test_page_state.py: the pages' JS appliers replay it for each role and must end
-with the same copy as the server's ``fold.view`` for that person. The session is pure (no
+Used by tests/test_page_state.py: the pages' JS appliers replay it for each role and must
+hold the server's ``fold.view`` for that person after every entry. The session is pure (no
 node): log entries ``{cid, actor, cmd, args, ts}`` folded with :func:`server.fold.fold`, in
 the plenary room of the demo assembly (so the page that replays it shows the same room).
 """
