@@ -613,9 +613,12 @@ def decide_signal(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
         "booth:" + booth,
         *("pid:" + pid for pid in state["core"]["speakers"]),
     ]
+    signals = state["channels"]["signals"]
     return [
         {
             "type": "booth.signal",
+            # The room's number: a copy that sees only some signals numbers them alike.
+            "n": signals[-1]["n"] + 1 if signals else 1,
             "lang": booth,
             "pid": actor.pid,
             "preset": preset,
@@ -638,10 +641,11 @@ def apply_cough(state: State, event: Event) -> None:
 
 
 def apply_signal(state: State, event: Event) -> None:
+    """The room keeps the last SIGNAL_KEEP signals; a person's copy, those of them sent to it."""
     signals = state["channels"]["signals"]
-    n = signals[-1]["n"] + 1 if signals else 1
+    n = event["n"]
     signals.append({"n": n, **{k: event[k] for k in ("lang", "pid", "preset", "ts", "to")}})
-    del signals[:-SIGNAL_KEEP]
+    signals[:] = [s for s in signals if s["n"] > n - SIGNAL_KEEP]
 
 
 # --- chats and captions --------------------------------------------------------------------

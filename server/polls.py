@@ -492,8 +492,9 @@ def apply_opened(state: State, event: Event) -> None:
     opened = copy.deepcopy(event["poll"])
     poll = polls["polls"].setdefault(opened["id"], {"voted": {}})
     poll.update(opened)
-    if opened["id"] not in polls["order"]:
+    if opened["id"] not in polls["order"]:  # a voter's copy: polls in the order they opened
         polls["order"].append(opened["id"])
+        polls["order"].sort(key=lambda p: opening(polls["polls"][p]))
 
 
 def apply_timer(state: State, event: Event) -> None:
@@ -585,19 +586,29 @@ APPLY = {
 # --- views ------------------------------------------------------------------------------------
 
 
+def opening(poll: dict[str, Any]) -> tuple[int, str]:
+    """Where an open poll goes in a voter's list: by opening time, then id."""
+    return poll.get("opened_at") or 0, poll["id"]
+
+
 def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
     """Moderators: everything but the ballot box itself. Others: polls from their opening,
-    their own voting record, and results once published."""
+    in the order they opened, their own voting record, and results once published.
+
+    What a voter's copy holds is only what the events sent to them say (they never see a
+    draft, ``poll.created`` or ``poll.sealed``): so no ``seq``, and ``sealed`` once published.
+    """
     polls = state["polls"]
     chair = person is None or person.get("role") == MODERATOR
     out: dict[str, Any] = {
         "roll": copy.deepcopy(polls["roll"]),
         "voting": dict(polls["voting"]),
         "proxies": dict(polls["proxies"]),
-        "seq": polls["seq"],
         "polls": {},
         "order": [],
     }
+    if chair:
+        out["seq"] = polls["seq"]
     pid = person.get("pid") if person else None
     org = person.get("org") if person else None
     for poll_id in polls["order"]:
@@ -618,10 +629,13 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
                 for v, rec in poll["voted"].items()
                 if v in mine
             }
+            shown["sealed"] = poll["state"] == PollState.PUBLISHED
             if poll["state"] == PollState.PUBLISHED:
                 shown["result"] = copy.deepcopy(poll["result"])
         out["polls"][poll_id] = shown
         out["order"].append(poll_id)
+    if not chair:
+        out["order"].sort(key=lambda p: opening(out["polls"][p]))
     return out
 
 

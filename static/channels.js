@@ -170,7 +170,11 @@
       const ch = s.channels;
       ch.channels[ev.lang] = newChannel(ev.lang, ev.ts);
       ch.captions[ev.lang] ??= [];
-      if ("all" in ch.chats) ch.chats[ev.lang] ??= [];
+      // A chat is in the copy only where server/channels.py's view puts it: every chat for
+      // the chair, "all" and their own booth's for an interpreter, none for the others.
+      if (HC.you.role === "moderator" || (HC.you.role === "interpreter" && HC.you.booth === ev.lang)) {
+        ch.chats[ev.lang] ??= [];
+      }
     },
     "booth.assigned": (s, ev) => {
       s.channels.interpreters[ev.pid] = { pid: ev.pid, booth: ev.booth, pair: [...ev.pair],
@@ -194,13 +198,18 @@
     "input.selected": (s, ev) => { s.channels.interpreters[ev.pid].input = ev.input; },
     "output.selected": (s, ev) => { s.channels.interpreters[ev.pid].out = ev.out; },
     "cough": (s, ev) => { chan(s, ev).cough = ev.on; },
+    // The room's number (ev.n): this copy holds those of the room's last SIGNAL_KEEP sent to it.
     "booth.signal": (s, ev) => {
       const list = s.channels.signals;
-      const n = list.length ? list[list.length - 1].n + 1 : 1;
-      list.push({ n, lang: ev.lang, pid: ev.pid, preset: ev.preset, ts: ev.ts, to: ev.to });
-      if (list.length > SIGNAL_KEEP) list.splice(0, list.length - SIGNAL_KEEP);
+      list.push({ n: ev.n, lang: ev.lang, pid: ev.pid, preset: ev.preset, ts: ev.ts, to: ev.to });
+      s.channels.signals = list.filter((x) => x.n > ev.n - SIGNAL_KEEP);
     },
-    "chat.posted": (s, ev) => { append(s.channels.chats[ev.chat] ??= [], ev, CHAT_KEEP); },
+    // Only into a chat this copy holds (see "channel.added"): a captioner whose invite names a
+    // booth receives that booth's chat (fold.visible) but the view shows them no chats.
+    "chat.posted": (s, ev) => {
+      const lines = s.channels.chats[ev.chat];
+      if (lines) append(lines, ev, CHAT_KEEP);
+    },
     "caption": (s, ev) => { append(s.channels.captions[ev.lang] ??= [], ev, CAPTION_KEEP); },
   };
 

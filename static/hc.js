@@ -8,6 +8,8 @@
 //   init(HC):  called once after the first welcome (build DOM, bind buttons)
 //   render(HC): called after every change (batched per animation frame)
 //   onMessage(HC, msg): optional, sees every server frame (ephemeral messages, rtc signalling)
+// HC.applyEvents(events) folds events into HC.state with the registered appliers (what every
+// "events" frame goes through; tests/test_page_state.py replays a session with it).
 // HC.command(name, args) returns a promise of the reply; it rejects with {code, message}.
 // Commands still unanswered when the socket drops are re-sent with the same cid after the
 // reconnect: the server folds a cid once, so a retry is never counted twice.
@@ -146,13 +148,21 @@ const HC = (() => {
     };
   }
 
+  // Fold events into HC.state with the modules' appliers, in order; returns the types that
+  // had no applier (skipped). The WebSocket path and tests (tests/test_page_state.py) use it.
   function applyEvents(events) {
+    const missing = [];
     for (const ev of events) {
       const fn = appliers[ev.type];
       if (fn) fn(hc.state, ev);
-      else console.warn("no applier for", ev.type);
+      else {
+        console.warn("no applier for", ev.type);
+        if (!missing.includes(ev.type)) missing.push(ev.type);
+      }
     }
+    return missing;
   }
+  hc.applyEvents = applyEvents;
 
   function onMessage(msg) {
     switch (msg.type) {

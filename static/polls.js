@@ -22,19 +22,32 @@
     poll.cast[0] += sign; poll.cast[1] += sign * w;
   }
   function addOrder(s, id) { if (!s.polls.order.includes(id)) s.polls.order.push(id); }
+  // The chair's copy is the full poll without the ballot box (server/polls.py view).
+  function draft(s, e) {
+    const p = structuredClone(e.poll);
+    delete p.ballots;
+    s.polls.polls[p.id] = p; addOrder(s, p.id);
+  }
+  // Only the full state and the chair's copy keep the "count again soon" mark.
+  const markDirty = (p) => { if ("dirty" in p) p.dirty = true; };
   const appliers = {
-    "poll.created": (s, e) => {
-      s.polls.polls[e.poll.id] = structuredClone(e.poll); addOrder(s, e.poll.id);
-      s.polls.seq = Math.max(s.polls.seq, e.seq || 0);
-    },
-    "poll.updated": (s, e) => { s.polls.polls[e.poll.id] = structuredClone(e.poll); addOrder(s, e.poll.id); },
+    "poll.created": (s, e) => { draft(s, e); s.polls.seq = Math.max(s.polls.seq, e.seq || 0); },
+    "poll.updated": draft,
     "poll.deleted": (s, e) => {
       delete s.polls.polls[e.id]; s.polls.order = s.polls.order.filter((x) => x !== e.id);
     },
     "poll.keys": (s, e) => { const p = find(s, e.id); if (p) p.keys = e.keys; },
     "poll.opened": (s, e) => {
       const p = s.polls.polls[e.poll.id] || (s.polls.polls[e.poll.id] = { voted: {} });
-      Object.assign(p, structuredClone(e.poll)); addOrder(s, e.poll.id);
+      Object.assign(p, structuredClone(e.poll));
+      if (!s.polls.order.includes(p.id)) { // a voter's copy: polls in the order they opened
+        s.polls.order.push(p.id);
+        const key = (id) => [s.polls.polls[id].opened_at || 0, id];
+        s.polls.order.sort((a, b) => {
+          const [x, y] = [key(a), key(b)];
+          return x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0);
+        });
+      }
     },
     "poll.timer": (s, e) => { const p = find(s, e.id); if (p) p.closes_at = e.closes_at; },
     "poll.closed": (s, e) => { const p = find(s, e.id); if (p) { p.state = "closed"; p.closed_at = e.at; } },
@@ -49,6 +62,7 @@
       const p = find(s, e.id);
       if (!p) return;
       (p.voted ||= {})[e.voter] = { by: e.by, at: e.at, w: e.w, choice: e.choice };
+      markDirty(p);
       if (p.counts) { if (e.old) count(p, e.old, e.w, -1); count(p, e.choice, e.w); }
     },
     "ballot.changed": (s, e) => appliers["ballot.cast"](s, e),
@@ -56,16 +70,21 @@
       const p = find(s, e.id);
       if (!p) return;
       (p.voted ||= {})[e.voter] = { by: e.by, at: e.at, w: e.w };
+      markDirty(p);
       if (p.pending) p.pending[e.w] = (p.pending[e.w] || 0) + 1;
     },
     "ballot.deposited": (s, e) => {
       const p = find(s, e.id);
       if (!p || !p.counts) return;
+      markDirty(p);
       if (e.old === null) p.pending[e.w] = (p.pending[e.w] || 0) - 1;
       else count(p, e.old, e.w, -1);
       count(p, e.choice, e.w);
     },
-    "poll.progress": (s, e) => { const p = find(s, e.id); if (p) p.progress = e.progress; },
+    "poll.progress": (s, e) => {
+      const p = find(s, e.id);
+      if (p) { p.progress = e.progress; p.progress_at = e.at ?? null; p.dirty = false; }
+    },
   };
 
   // --- helpers ------------------------------------------------------------------------------------

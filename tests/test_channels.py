@@ -449,6 +449,22 @@ def test_signals_go_to_chair_speakers_and_booth() -> None:
     assert bob == []
 
 
+def test_a_copy_that_sees_some_signals_numbers_them_like_the_room() -> None:
+    """The event carries the room's number, and a copy keeps what the room keeps of its own."""
+    room = booths()
+    fr = {"pid": FR1, "role": "interpreter", "booth": "fr"}
+    copy_ = fold.view(room.state, fr)
+    start = len(room.log)
+    for i in range(channels.SIGNAL_KEEP + 3):
+        lang = ES1 if i % 2 else FR1
+        room.do(lang, "booth.signal", {"preset": channels.PRESETS[i % 5]}, at=room.ts + 4000)
+    for _, outcome in room.log[start:]:
+        fold.apply_events(copy_, [e for e in outcome.events if fold.visible(e, fr)])
+    expected = fold.view(room.state, fr)["channels"]["signals"]
+    assert copy_["channels"]["signals"] == expected
+    assert [s["n"] for s in expected] == list(range(5, channels.SIGNAL_KEEP + 4, 2))
+
+
 # --- chats ---------------------------------------------------------------------------------
 
 

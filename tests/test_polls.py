@@ -386,6 +386,33 @@ def test_drafts_are_hidden_from_participants_and_results_until_published() -> No
     assert shown["result"]["outcome"] == "adopted"
 
 
+def test_a_voters_copy_ends_like_their_view() -> None:
+    """A voter sees polls from their opening, in that order, sealed once published, no seq."""
+    room = Room(room_config(roll(1, 1), polls=[FORMAL, QUICK]))
+    for pid, org in (("rep0", "m0"), ("rep1", "m1")):
+        room.join(pid, org=org)
+    person = {"pid": "rep0", "role": "participant", "org": "m0"}
+    copy_ = fold.view(room.state, person)
+    events: list[dict[str, Any]] = []
+    events += ok(room.chair("poll.create", {"def": QUICK}))
+    events += ok(room.chair("poll.open", {"poll": "p1"}))
+    events += ok(room.chair("poll.open", {"poll": "quick"}))
+    events += ok(room.chair("poll.open", {"poll": "vote"}))
+    events += ok(room.do("rep0", "ballot.cast", {"poll": "quick", "choice": "a"}))
+    events += ok(room.chair("poll.close", {"poll": "quick"}))
+    events += ok(room.chair("poll.close", {"poll": "vote"}))
+    events += ok(room.chair("poll.publish", {"poll": "vote"}))
+    fold.apply_events(copy_, [e for e in events if fold.visible(e, person)])
+    view = fold.view(room.state, person)
+    assert copy_["polls"] == view["polls"]
+    assert view["polls"]["order"] == ["p1", "quick", "vote"] and "seq" not in view["polls"]
+    shown = view["polls"]["polls"]
+    assert shown["quick"]["sealed"] is False and room.poll("quick")["sealed"] is True
+    assert shown["vote"]["sealed"] is True
+    chair = fold.view(room.state, {"pid": "chair", "role": "moderator"})["polls"]
+    assert chair["order"] == ["vote", "quick", "p1"] and chair["seq"] == 1
+
+
 # --- secret ballots ------------------------------------------------------------------------------
 
 
