@@ -11,8 +11,8 @@ Times (``ts``, ``at``, ``since``, ``until``, ``expires``, ``closes_at``) are log
 milliseconds since the epoch, from the entry that produced the event.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: Python 3.11 computes a TypedDict's
+# required and optional keys only from evaluated annotations, and tools read them.
 from typing import Literal, TypedDict, get_args, get_type_hints
 
 from .state import Arrival, FinalResult, Poll, Progress, PublicKey, PublicPoll

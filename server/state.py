@@ -14,8 +14,8 @@ client's copy may lack; the full state on a node always has it.
            audio     AudioState      audio.py: muted microphones, the recording
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: Python 3.11 computes a TypedDict's
+# required and optional keys only from evaluated annotations, and tools read them.
 from typing import Literal, NotRequired, TypedDict
 
 # --- meta -----------------------------------------------------------------------------------

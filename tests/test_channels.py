@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from server import audio, channels, fold, rooms
 from server.types import RoomConfig
 
+from . import shapes
+
 ES1, ES2, ES3, FR1, RU1 = "es1", "es2", "es3", "fr1", "ru1"
 
 
@@ -53,6 +55,8 @@ class Room:
         outcome = fold.fold(self.state, f"{self.n}-0", entry)
         for event in outcome.events:  # "to" is the one routing key: a list, never a field
             assert isinstance(event.get("to", []), list), event
+            shapes.check_event(event)
+        shapes.check_state(self.state)
         self.log.append((entry, outcome))
         return outcome
 
