@@ -35,7 +35,7 @@ MAX_SECONDS = 24 * 3600
 MAX_MIX = 100
 DEFAULT_MIX = 3
 
-YESNO: list[dict[str, Any]] = [
+YESNO: list[PollOption] = [
     {"id": "yes", "text": {"en": "Yes", "es": "Sí", "fr": "Oui", "ru": "За"}},
     {"id": "no", "text": {"en": "No", "es": "No", "fr": "Non", "ru": "Против"}},
     {
