@@ -6,7 +6,7 @@ log entry's timestamp.
 
 State (``state["core"]``)::
 
-    people   {pid: {pid, name, role, org, country, lang, conns: [conn…], since}}
+    people   {pid: {pid, name, role, org, country, lang, conns: [conn…], since, booth?, pair?}}
     hands    [pid…]          the queue, first raised first
     speakers [pid…]          who has the floor (the chair may give it to several)
     agenda   [{title, titles, start, minutes}…], current: index or -1 before the first item

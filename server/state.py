@@ -1,9 +1,10 @@
 """The room state's shape: one ``TypedDict`` per slice and per record, defined once.
 
 The state stays plain JSON-able data — it is the snapshot format, the digest input and what
-a browser holds — so these are ``TypedDict``\\ s (types of plain dicts), never classes with
-behaviour. A key marked ``NotRequired`` is one that a person's view (``fold.view``) or a
-client's copy may lack; the full state on a node always has it.
+a browser holds — so these are TypedDicts (types of plain dicts), never classes with
+behaviour. A key marked ``NotRequired`` may be absent: from a person's view (``fold.view``)
+and a client's copy (the ballot box, running totals, the command ids), or where the record
+says so (a person's ``booth`` when their invite names none).
 
 ::
 

@@ -1,9 +1,10 @@
 """Types shared by the pure state machines and the I/O shell, defined once.
 
 A room's state is plain JSON-able data (dicts, lists, strings, numbers), one key per
-*slice*: ``core`` (rooms.py), ``channels`` (channels.py), ``polls`` (polls.py) and ``meta``
-(the fold's own bookkeeping). Being plain data, it is its own snapshot format and digest
-input, and a browser can hold the same shape.
+*slice*: ``core`` (rooms.py), ``channels`` (channels.py), ``polls`` (polls.py), ``audio``
+(audio.py) and ``meta`` (the fold's own bookkeeping). Being plain data, it is its own
+snapshot format and digest input, and a browser can hold the same shape. Its shape is
+typed in :mod:`state`, the events' in :mod:`events`; both are re-exported here.
 
 The room log holds *entries*: one accepted command each, with who gave it and the issuing
 node's clock. Every node folds entries in log order; a slice's ``decide`` turns an entry
