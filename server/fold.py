@@ -74,10 +74,12 @@ class Rules:
             "tick": Command("tick", frozenset({SYSTEM}), no_args, self._decide_tick)
         }
         self.apply: dict[str, Apply] = {}
-        names: set[str] = {"meta"}
+        names: set[str] = set()
         command_owner: dict[str, str] = {"tick": "the fold"}
         event_owner: dict[str, str] = {}
         for s in self.slices:
+            if s.name == "meta":
+                raise ValueError("a slice cannot be named 'meta': it is the fold's own key")
             if s.name in names:
                 raise ValueError(f"two slices are named {s.name!r}")
             names.add(s.name)

@@ -309,7 +309,7 @@ def test_duplicate_commands_events_or_slice_names_are_refused_at_construction() 
     with pytest.raises(ValueError, match="command 'tick'"):
         fold.Rules([tick])
     meta = Slice(name="meta", init=NOTES.init, commands={}, apply={})
-    with pytest.raises(ValueError, match="'meta'"):
+    with pytest.raises(ValueError, match="cannot be named 'meta'"):
         fold.Rules([meta])
 
 
