@@ -17,12 +17,9 @@ Rules:
   interpreter hears their input (the floor or a relay channel), never their own channel.
 - Nobody hears their own microphone (media.py drops a listener's own packets).
 
-Channel fields read (the channels slice, server/channels.py)::
-
-    channels.channels[lang].live   pid | None     channels.channels[lang].cough  bool
-    channels.interpreters[pid]     {booth, input: "floor" | lang}
-    channels.choice[pid]           "original" | lang
-    channels.fallback              "original" | "silence"
+What it reads of the other slices, through their queries: ``rooms.speakers``,
+``rooms.moderators``, ``rooms.find``; ``channels.live``, ``channels.coughing``,
+``channels.choices``, ``channels.interpreters``, ``channels.fallback``.
 
 The ``audio`` slice (``state["audio"]``)::
 
@@ -37,7 +34,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import channels, rooms
 from .errors import BadArgs, Refused
+from .events import AudioMuted, AudioUnmuted, RecordingStarted, RecordingStopped
+from .state import AudioState
 from .types import (
     INTERPRETER,
     MODERATOR,
@@ -109,23 +109,16 @@ class Routes:
 
 def routes(state: State) -> Routes:
     """The routing for ``state`` (call once per fold, not per packet)."""
-    core = state["core"]
     muted = set(state["audio"]["muted"])
-    floor = {pid for pid in core["speakers"]}
-    floor |= {pid for pid, p in core["people"].items() if p["role"] == MODERATOR}
-    floor -= muted
-    ch = state["channels"]
-    channels = ch["channels"]
-    live = {lang: c["live"] for lang, c in channels.items()}
-    cough = frozenset(lang for lang, c in channels.items() if c["live"] and c["cough"])
-    choice = {pid: (FLOOR if c == ORIGINAL else c) for pid, c in ch["choice"].items()}
-    interpreters = ch["interpreters"]
+    floor = (set(rooms.speakers(state)) | set(rooms.moderators(state))) - muted
+    langs = channels.langs(state)
+    interpreters = channels.interpreters(state)
     return Routes(
         floor=frozenset(floor),
-        live=live,
-        cough=cough,
-        fallback=ch["fallback"],
-        choice=choice,
+        live={lang: channels.live(state, lang) for lang in langs},
+        cough=frozenset(lang for lang in langs if channels.coughing(state, lang)),
+        fallback=channels.fallback(state),
+        choice={pid: (FLOOR if c == ORIGINAL else c) for pid, c in channels.choices(state).items()},
         inputs={pid: i["input"] for pid, i in interpreters.items()},
         booths={pid: i["booth"] for pid, i in interpreters.items()},
     )
@@ -133,7 +126,12 @@ def routes(state: State) -> Routes:
 
 def sources(state: State) -> list[str]:
     """Every source of the room: the floor, then each channel (a moderator may add one)."""
-    return [FLOOR, *state["channels"]["channels"]]
+    return [FLOOR, *channels.langs(state)]
+
+
+def is_muted(state: State, pid: str) -> bool:
+    """Whether a moderator muted ``pid``'s microphone."""
+    return pid in state["audio"]["muted"]
 
 
 def may_publish(state: State, person: Mapping[str, Any], target: str) -> bool:
@@ -147,10 +145,9 @@ def may_publish(state: State, person: Mapping[str, Any], target: str) -> bool:
     if target == FLOOR:
         if role == INTERPRETER:
             raise Refused("interpreters speak into their channel, not the floor", code="forbidden")
-        core = state["core"]
-        if role != MODERATOR and pid not in core["speakers"]:
+        if role != MODERATOR and not rooms.has_floor(state, pid):
             raise Refused("the chair has not given you the floor", code="not_granted")
-        return pid not in state.get("audio", {}).get("muted", ())
+        return not is_muted(state, pid)
     if target not in sources(state):
         raise Refused(f"this room has no {target!r} channel", code="no_such_channel")
     if role != INTERPRETER:
@@ -169,7 +166,7 @@ def may_publish(state: State, person: Mapping[str, Any], target: str) -> bool:
 # --- the audio slice: moderator mute, recording ---------------------------------------------
 
 
-def init(config: RoomConfig) -> dict[str, Any]:
+def init(config: RoomConfig) -> AudioState:
     return {"muted": [], "recording": None}
 
 
@@ -179,8 +176,7 @@ def check_pid(args: dict[str, Any]) -> dict[str, Any]:
 
 def decide_mute(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     pid = args["pid"]
-    if pid not in state["core"]["people"]:
-        raise Refused(f"nobody with id {pid!r} is in this room", code="unknown_person")
+    rooms.person(state, pid)
     if pid in state["audio"]["muted"]:
         raise Refused("that microphone is already muted", code="already_muted")
     return [{"type": "audio.muted", "pid": pid, "by": actor.pid}]
@@ -192,12 +188,12 @@ def decide_unmute(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     return [{"type": "audio.unmuted", "pid": args["pid"], "by": actor.pid}]
 
 
-def apply_muted(state: State, event: Event) -> None:
+def apply_muted(state: State, event: AudioMuted) -> None:
     if event["pid"] not in state["audio"]["muted"]:
         state["audio"]["muted"].append(event["pid"])
 
 
-def apply_unmuted(state: State, event: Event) -> None:
+def apply_unmuted(state: State, event: AudioUnmuted) -> None:
     if event["pid"] in state["audio"]["muted"]:
         state["audio"]["muted"].remove(event["pid"])
 
@@ -231,11 +227,16 @@ def decide_stop(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
     return [{"type": "recording.stopped", "id": rec["id"], "by": actor.pid, "ts": ts}]
 
 
-def apply_started(state: State, event: Event) -> None:
-    state["audio"]["recording"] = {k: event[k] for k in ("id", "node", "by", "since")}
+def apply_started(state: State, event: RecordingStarted) -> None:
+    state["audio"]["recording"] = {
+        "id": event["id"],
+        "node": event["node"],
+        "by": event["by"],
+        "since": event["since"],
+    }
 
 
-def apply_stopped(state: State, event: Event) -> None:
+def apply_stopped(state: State, event: RecordingStopped) -> None:
     state["audio"]["recording"] = None
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -51,7 +51,7 @@ class PublicKey:
         return {"n": format(self.n, "x"), "e": self.e}
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> PublicKey:
+    def from_wire(cls, data: Mapping[str, Any]) -> PublicKey:
         return cls(int(data["n"], 16), int(data["e"]))
 
 

@@ -7,8 +7,8 @@ nor an overlap; a pending handover expires; a live interpreter who disconnects g
 after a grace period; an interpreter listens to the floor or relays another channel, and a
 relay loop between live channels is refused.
 
-State (``state["channels"]``). The media slice reads ``channels[*].live``, ``.cough``,
-``interpreters[*].input`` and ``choice`` (and :func:`feed` puts them together)::
+State (``state["channels"]``, :class:`state.ChannelsState`). Other slices read it through
+the queries below (:func:`live`, :func:`coughing`, :func:`choice_of`, …), never directly::
 
     floor        "en"                    the floor language
     fallback     "original" | "silence"  what a channel carries while nobody is on air
@@ -39,9 +39,33 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
+from . import rooms
 from .errors import BadArgs, Refused
+from .events import (
+    AirHanded,
+    AirReleased,
+    AirTaken,
+    BoothAssigned,
+    BoothAway,
+    BoothBack,
+    BoothSignal,
+    CaptionPosted,
+    ChannelAdded,
+    ChannelChosen,
+    ChatPosted,
+    Cough,
+    HandoverCancelled,
+    HandoverDeclined,
+    HandoverExpired,
+    HandoverOffered,
+    HandoverRequested,
+    InputSelected,
+    OutputSelected,
+)
+from .state import Channel, ChannelsState, Handover, Interpreter, Line, Person
 from .types import (
     CAPTIONER,
     EVERYONE,
@@ -54,6 +78,7 @@ from .types import (
     RoomConfig,
     Slice,
     State,
+    Viewer,
     arg_str,
 )
 
@@ -84,7 +109,7 @@ BOOTH_ROLES = frozenset({INTERPRETER})
 # --- state ---------------------------------------------------------------------------------
 
 
-def new_channel(lang: str, added: int | None = None) -> dict[str, Any]:
+def new_channel(lang: str, added: int | None = None) -> Channel:
     return {
         "lang": lang,
         "added": added,
@@ -97,7 +122,7 @@ def new_channel(lang: str, added: int | None = None) -> dict[str, Any]:
     }
 
 
-def init(config: RoomConfig) -> dict[str, Any]:
+def init(config: RoomConfig) -> ChannelsState:
     extra = config.extra
     handover_ms = _ms(extra.get("handover_seconds"), HANDOVER_MS)
     grace_ms = _ms(extra.get("grace_seconds"), GRACE_MS)
@@ -120,46 +145,63 @@ def _ms(seconds: Any, default: int) -> int:
     return default
 
 
-def listeners(state: State) -> dict[str, int]:
-    """Live listener count per channel and for the original: people online, not interpreters."""
-    ch = state["channels"]
-    counts = {ORIGINAL: 0, **{lang: 0 for lang in ch["channels"]}}
-    for pid, p in state["core"]["people"].items():
-        if p["conns"] and p["role"] != INTERPRETER:
-            lang = ch["choice"].get(pid, ORIGINAL)
-            counts[lang if lang in counts else ORIGINAL] += 1
-    return counts
+# --- queries: what other slices read of the channels (never the dicts directly) -------------
 
 
-def feed(state: State, lang: str) -> dict[str, Any]:
-    """What channel ``lang`` carries now, for the media slice.
+def langs(state: State) -> list[str]:
+    """The room's channels, in the order they were added (the config's first)."""
+    return list(state["channels"]["channels"])
 
-    ``{"kind": "interpreter", "pid", "muted"}`` while someone is on air (``muted`` while
-    they cough), otherwise ``{"kind": "floor"}`` or ``{"kind": "silence"}`` per the room's
-    fallback. ``original`` is always the floor.
-    """
-    ch = state["channels"]
-    channel = ch["channels"].get(lang)
-    if channel is not None and channel["live"] is not None:
-        return {"kind": "interpreter", "pid": channel["live"], "muted": channel["cough"]}
-    if channel is None or ch["fallback"] == ORIGINAL:
-        return {"kind": FLOOR}
-    return {"kind": "silence"}
+
+def live(state: State, lang: str) -> str | None:
+    """Who is on air in channel ``lang`` (``None``: nobody, or no such channel)."""
+    channel = state["channels"]["channels"].get(lang)
+    return None if channel is None else channel["live"]
+
+
+def coughing(state: State, lang: str) -> bool:
+    """Whether ``lang``'s live interpreter holds the cough key."""
+    channel = state["channels"]["channels"].get(lang)
+    return channel is not None and channel["live"] is not None and channel["cough"]
+
+
+def fallback(state: State) -> str:
+    """What a channel with nobody on air carries: ``original`` or ``silence``."""
+    return state["channels"]["fallback"]
+
+
+def choice_of(state: State, pid: str) -> str:
+    """What ``pid`` listens to: ``original`` (also when they never chose) or a channel."""
+    return state["channels"]["choice"].get(pid, ORIGINAL)
+
+
+def choices(state: State) -> Mapping[str, str]:
+    """Every explicit choice, by pid."""
+    return state["channels"]["choice"]
+
+
+def interpreter(state: State, pid: str) -> Interpreter | None:
+    """``pid``'s booth, languages, input and output, if they are assigned to a booth."""
+    return state["channels"]["interpreters"].get(pid)
+
+
+def interpreters(state: State) -> Mapping[str, Interpreter]:
+    return state["channels"]["interpreters"]
 
 
 # --- lookups that refuse -------------------------------------------------------------------
 
 
-def _channel(state: State, lang: str) -> dict[str, Any]:
-    found: dict[str, Any] | None = state["channels"]["channels"].get(lang)
+def _channel(state: State, lang: str) -> Channel:
+    found = state["channels"]["channels"].get(lang)
     if found is None:
         raise Refused(f"this room has no {lang!r} channel", code="no_such_channel")
     return found
 
 
-def _booth_of(state: State, actor: Actor, lang: str | None) -> tuple[dict[str, Any], str]:
+def _booth_of(state: State, actor: Actor, lang: str | None) -> tuple[Interpreter, str]:
     """The actor's interpreter record and booth; refuse another booth or none."""
-    me: dict[str, Any] | None = state["channels"]["interpreters"].get(actor.pid)
+    me = state["channels"]["interpreters"].get(actor.pid)
     if me is None:
         raise Refused("you are not assigned to a booth in this room", code="not_in_booth")
     if lang is not None and lang != me["booth"]:
@@ -170,21 +212,16 @@ def _booth_of(state: State, actor: Actor, lang: str | None) -> tuple[dict[str, A
     return me, me["booth"]
 
 
-def _pending(channel: dict[str, Any], ts: int) -> dict[str, Any] | None:
-    handover: dict[str, Any] | None = channel["handover"]
+def _pending(channel: Channel, ts: int) -> Handover | None:
+    handover = channel["handover"]
     if handover is None or handover["expires"] <= ts:
         return None
     return handover
 
 
-def _occupied(channel: dict[str, Any]) -> bool:
+def _occupied(channel: Channel) -> bool:
     """Someone is on air and connected (a partner may take over from a disconnected one)."""
     return channel["live"] is not None and channel["away"] is None
-
-
-def _online(state: State, pid: str) -> bool:
-    p = state["core"]["people"].get(pid)
-    return bool(p and p["conns"])
 
 
 def _relay_loop(state: State, booth: str, source: str) -> list[str] | None:
@@ -232,7 +269,7 @@ def decide_choose(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     return [_chosen(actor.pid, lang)]
 
 
-def _chosen(pid: str, lang: str) -> Event:
+def _chosen(pid: str, lang: str) -> ChannelChosen:
     return {
         "type": "channel.chosen",
         "pid": pid,
@@ -255,11 +292,11 @@ def decide_add(state: State, actor: Actor, args: dict[str, Any], ts: int) -> lis
     return [{"type": "channel.added", "lang": lang, "ts": ts, "by": actor.pid}]
 
 
-def apply_chosen(state: State, event: Event) -> None:
+def apply_chosen(state: State, event: ChannelChosen) -> None:
     state["channels"]["choice"][event["pid"]] = event["lang"]
 
 
-def apply_added(state: State, event: Event) -> None:
+def apply_added(state: State, event: ChannelAdded) -> None:
     ch = state["channels"]
     lang = event["lang"]
     ch["channels"][lang] = new_channel(lang, event["ts"])
@@ -307,25 +344,29 @@ def decide_clear(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     return [_off(lang, live, "cleared", ts, actor.pid)]
 
 
-def _off(lang: str, pid: str, reason: str, ts: int, by: str | None) -> Event:
+def _off(
+    lang: str,
+    pid: str,
+    reason: Literal["released", "cleared", "disconnected"],
+    ts: int,
+    by: str | None,
+) -> AirReleased:
     return {"type": "air.released", "lang": lang, "pid": pid, "reason": reason, "ts": ts, "by": by}
 
 
-def apply_taken(state: State, event: Event) -> None:
-    channel = state["channels"]["channels"][event["lang"]]
-    channel.update(live=event["pid"], since=event["ts"], cough=False, handover=None, away=None)
+def _on_air(channel: Channel, pid: str | None, ts: int | None) -> None:
+    channel["live"], channel["since"], channel["cough"] = pid, ts, False
+    channel["handover"] = channel["away"] = None
 
 
-def apply_released(state: State, event: Event) -> None:
+def apply_taken(state: State, event: AirTaken) -> None:
+    _on_air(state["channels"]["channels"][event["lang"]], event["pid"], event["ts"])
+
+
+def apply_released(state: State, event: AirReleased) -> None:
     channel = state["channels"]["channels"][event["lang"]]
-    channel.update(
-        live=None,
-        since=None,
-        cough=False,
-        handover=None,
-        away=None,
-        last_off={"pid": event["pid"], "reason": event["reason"], "ts": event["ts"]},
-    )
+    _on_air(channel, None, None)
+    channel["last_off"] = {"pid": event["pid"], "reason": event["reason"], "ts": event["ts"]}
 
 
 # --- handover ------------------------------------------------------------------------------
@@ -344,7 +385,18 @@ def decide_request(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
         raise Refused(f"nobody is on air in {booth!r}: take the air", code="channel_free")
     if _pending(channel, ts) is not None:
         raise Refused("a handover is already pending in this booth", code="handover_pending")
-    return [_asked("handover.requested", booth, actor.pid, channel["live"], state, ts)]
+    live = channel["live"]
+    assert live is not None  # occupied
+    expires = ts + state["channels"]["settings"]["handover_ms"]
+    requested: HandoverRequested = {
+        "type": "handover.requested",
+        "lang": booth,
+        "asker": actor.pid,
+        "answerer": live,
+        "ts": ts,
+        "expires": expires,
+    }
+    return [requested]
 
 
 def decide_offer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -357,7 +409,7 @@ def decide_offer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     partners = [
         pid
         for pid, i in state["channels"]["interpreters"].items()
-        if i["booth"] == booth and pid != actor.pid and _online(state, pid)
+        if i["booth"] == booth and pid != actor.pid and rooms.is_online(state, pid)
     ]
     partner = args["partner"]
     if partner is None:
@@ -370,19 +422,16 @@ def decide_offer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
         raise Refused(
             f"{partner!r} is not an online partner in the {booth!r} booth", code="no_partner"
         )
-    return [_asked("handover.offered", booth, actor.pid, partner, state, ts)]
-
-
-def _asked(kind: str, lang: str, asker: str, answerer: str, state: State, ts: int) -> Event:
     expires = ts + state["channels"]["settings"]["handover_ms"]
-    return {
-        "type": kind,
-        "lang": lang,
-        "asker": asker,
-        "answerer": answerer,
+    offered: HandoverOffered = {
+        "type": "handover.offered",
+        "lang": booth,
+        "asker": actor.pid,
+        "answerer": partner,
         "ts": ts,
         "expires": expires,
     }
+    return [offered]
 
 
 def decide_accept(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -392,7 +441,7 @@ def decide_accept(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     if pending is None or pending["answerer"] != actor.pid:
         raise Refused("nobody asked you for a handover", code="no_handover")
     incoming = pending["asker"] if pending["kind"] == "request" else actor.pid
-    if not _online(state, incoming):
+    if not rooms.is_online(state, incoming):
         raise Refused("your partner is not connected", code="partner_offline")
     _refuse_loop(state, booth, state["channels"]["interpreters"][incoming]["input"])
     return [
@@ -422,8 +471,10 @@ def decide_cancel(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     return [{"type": "handover.cancelled", "lang": booth, "by": actor.pid, "reason": "cancelled"}]
 
 
-def apply_asked(state: State, event: Event) -> None:
-    kind = "request" if event["type"] == "handover.requested" else "offer"
+def apply_asked(state: State, event: HandoverRequested | HandoverOffered) -> None:
+    kind: Literal["request", "offer"] = (
+        "request" if event["type"] == "handover.requested" else "offer"
+    )
     state["channels"]["channels"][event["lang"]]["handover"] = {
         "kind": kind,
         "asker": event["asker"],
@@ -433,14 +484,15 @@ def apply_asked(state: State, event: Event) -> None:
     }
 
 
-def apply_handover_over(state: State, event: Event) -> None:
+def apply_handover_over(
+    state: State, event: HandoverDeclined | HandoverCancelled | HandoverExpired
+) -> None:
     state["channels"]["channels"][event["lang"]]["handover"] = None
 
 
-def apply_handed(state: State, event: Event) -> None:
+def apply_handed(state: State, event: AirHanded) -> None:
     """The swap: one event, so listeners never hear two interpreters nor a gap."""
-    channel = state["channels"]["channels"][event["lang"]]
-    channel.update(live=event["incoming"], since=event["ts"], cough=False, handover=None, away=None)
+    _on_air(state["channels"]["channels"][event["lang"]], event["incoming"], event["ts"])
 
 
 # --- disconnects, reconnects, expiry -------------------------------------------------------
@@ -461,28 +513,24 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
             elif (
                 p["role"] != INTERPRETER
                 and pid not in ch["choice"]
-                and p.get("lang") in ch["channels"]
+                and (first := p["lang"]) is not None
+                and first in ch["channels"]
             ):
-                out.append(_chosen(pid, p["lang"]))  # a first visit hears their language
+                out.append(_chosen(pid, first))  # a first visit hears their language
             for lang, channel in ch["channels"].items():
                 away = channel["away"]
                 if away is not None and away["pid"] == pid:
                     out.append({"type": "booth.back", "lang": lang, "pid": pid})
-        elif event["type"] == "person.left" and not _online(state, event["pid"]):
+        elif event["type"] == "person.left" and not rooms.is_online(state, event["pid"]):
             out.extend(_gone(state, event["pid"], ts))
     return out
 
 
-def _assignment(p: dict[str, Any]) -> Event | None:
+def _assignment(p: Person) -> BoothAssigned | None:
     booth = p.get("booth")
     if not isinstance(booth, str) or not LANG.match(booth):
         return None
-    raw = p.get("pair")
-    pair = (
-        [x for x in raw if isinstance(x, str) and LANG.match(x)][:8]
-        if isinstance(raw, list)
-        else []
-    )
+    pair = [x for x in p.get("pair", []) if LANG.match(x)][:8]
     if booth not in pair:
         pair.append(booth)
     return {"type": "booth.assigned", "pid": p["pid"], "booth": booth, "pair": pair}
@@ -504,7 +552,7 @@ def _gone(state: State, pid: str, ts: int) -> list[Event]:
     return out
 
 
-def apply_assigned(state: State, event: Event) -> None:
+def apply_assigned(state: State, event: BoothAssigned) -> None:
     state["channels"]["interpreters"][event["pid"]] = {
         "pid": event["pid"],
         "booth": event["booth"],
@@ -514,13 +562,13 @@ def apply_assigned(state: State, event: Event) -> None:
     }
 
 
-def apply_away(state: State, event: Event) -> None:
+def apply_away(state: State, event: BoothAway) -> None:
     channel = state["channels"]["channels"][event["lang"]]
     channel["away"] = {"pid": event["pid"], "since": event["since"], "until": event["until"]}
     channel["cough"] = False
 
 
-def apply_back(state: State, event: Event) -> None:
+def apply_back(state: State, event: BoothBack) -> None:
     state["channels"]["channels"][event["lang"]]["away"] = None
 
 
@@ -611,7 +659,7 @@ def decide_signal(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     to = [
         "role:" + MODERATOR,
         "booth:" + booth,
-        *("pid:" + pid for pid in state["core"]["speakers"]),
+        *("pid:" + pid for pid in rooms.speakers(state)),
     ]
     signals = state["channels"]["signals"]
     return [
@@ -628,23 +676,32 @@ def decide_signal(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     ]
 
 
-def apply_input(state: State, event: Event) -> None:
+def apply_input(state: State, event: InputSelected) -> None:
     state["channels"]["interpreters"][event["pid"]]["input"] = event["input"]
 
 
-def apply_output(state: State, event: Event) -> None:
+def apply_output(state: State, event: OutputSelected) -> None:
     state["channels"]["interpreters"][event["pid"]]["out"] = event["out"]
 
 
-def apply_cough(state: State, event: Event) -> None:
+def apply_cough(state: State, event: Cough) -> None:
     state["channels"]["channels"][event["lang"]]["cough"] = event["on"]
 
 
-def apply_signal(state: State, event: Event) -> None:
+def apply_signal(state: State, event: BoothSignal) -> None:
     """The room keeps the last SIGNAL_KEEP signals; a person's copy, those of them sent to it."""
     signals = state["channels"]["signals"]
     n = event["n"]
-    signals.append({"n": n, **{k: event[k] for k in ("lang", "pid", "preset", "ts", "to")}})
+    signals.append(
+        {
+            "n": n,
+            "lang": event["lang"],
+            "pid": event["pid"],
+            "preset": event["preset"],
+            "ts": event["ts"],
+            "to": list(event["to"]),
+        }
+    )
     signals[:] = [s for s in signals if s["n"] > n - SIGNAL_KEEP]
 
 
@@ -713,7 +770,8 @@ def decide_caption(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
         if ch["channels"][booth]["live"] != actor.pid:
             raise Refused("only the interpreter on air captions a channel", code="not_on_air")
     else:  # a captioner: any channel, or the one their invite names
-        own = state["core"]["people"].get(actor.pid, {}).get("booth")
+        me = rooms.find(state, actor.pid)
+        own = me.get("booth") if me is not None else None
         mine = {ORIGINAL} if own in (ORIGINAL, ch["floor"]) else {own}
         if own and lang not in mine:
             raise Refused(f"your invite is for captions in {own!r}", code="not_your_booth")
@@ -728,30 +786,40 @@ def decide_caption(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
     return [{"type": "caption", "lang": lang, "pid": actor.pid, "text": args["text"], "ts": ts}]
 
 
-def _append(lines: list[dict[str, Any]], event: Event, keep: int) -> None:
+def _append(lines: list[Line], event: ChatPosted | CaptionPosted, keep: int) -> None:
     n = lines[-1]["n"] + 1 if lines else 1
     lines.append({"n": n, "pid": event["pid"], "text": event["text"], "ts": event["ts"]})
     del lines[:-keep]
 
 
-def apply_chat(state: State, event: Event) -> None:
+def apply_chat(state: State, event: ChatPosted) -> None:
     _append(state["channels"]["chats"].setdefault(event["chat"], []), event, CHAT_KEEP)
 
 
-def apply_caption(state: State, event: Event) -> None:
+def apply_caption(state: State, event: CaptionPosted) -> None:
     _append(state["channels"]["captions"].setdefault(event["lang"], []), event, CAPTION_KEEP)
 
 
 # --- the slice -----------------------------------------------------------------------------
 
 
-def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
+def view(state: State, person: Viewer | None) -> ChannelsState:
     """Everyone sees the channels, booths and captions; choices, chats and signals only
     those they concern (a listener: their own choice)."""
     ch = state["channels"]
     if person is None:
         return copy.deepcopy(ch)
-    out = {k: copy.deepcopy(v) for k, v in ch.items() if k not in ("choice", "chats", "signals")}
+    out: ChannelsState = {
+        "floor": ch["floor"],
+        "fallback": ch["fallback"],
+        "settings": copy.deepcopy(ch["settings"]),
+        "channels": copy.deepcopy(ch["channels"]),
+        "interpreters": copy.deepcopy(ch["interpreters"]),
+        "choice": {},
+        "captions": copy.deepcopy(ch["captions"]),
+        "chats": {},
+        "signals": [],
+    }
     role, pid = person["role"], person["pid"]
     keys = {"pid:" + pid, "role:" + role}
     if person.get("booth"):
@@ -770,7 +838,7 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
         }
     else:
         out["chats"] = {}
-    out["signals"] = [dict(s) for s in ch["signals"] if not keys.isdisjoint(s["to"])]
+    out["signals"] = [copy.deepcopy(s) for s in ch["signals"] if not keys.isdisjoint(s["to"])]
     return out
 
 
@@ -827,4 +895,16 @@ SLICE = Slice(
     tick=tick,
 )
 
-__all__ = ["SLICE", "listeners", "feed", "ORIGINAL", "FLOOR"]
+__all__ = [
+    "SLICE",
+    "ORIGINAL",
+    "FLOOR",
+    "langs",
+    "live",
+    "coughing",
+    "fallback",
+    "choice_of",
+    "choices",
+    "interpreter",
+    "interpreters",
+]

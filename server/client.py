@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -36,7 +36,7 @@ class Client:
         self.ws = ws
         self.codec: Codec = codec
         self.url, self.token = url, token
-        self.state: State = {}
+        self.state: State = cast(State, {})  # the welcome brings it
         self.last: str | None = None
         self.you: dict[str, Any] = {}
         self.welcome: dict[str, Any] = {}

@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Any
 
 from .errors import BadArgs, ConfigError
+from .state import ConfigPoll, PollDefinition, PollOption, Quorum, Threshold, Voting
 
 KINDS = ("single", "multiple", "yesno")
 ELECTORATES = ("present", "roll")
@@ -34,7 +35,7 @@ MAX_SECONDS = 24 * 3600
 MAX_MIX = 100
 DEFAULT_MIX = 3
 
-YESNO: list[dict[str, Any]] = [
+YESNO: list[PollOption] = [
     {"id": "yes", "text": {"en": "Yes", "es": "Sí", "fr": "Oui", "ru": "За"}},
     {"id": "no", "text": {"en": "No", "es": "No", "fr": "Non", "ru": "Против"}},
     {
@@ -79,7 +80,9 @@ def _pick(
     choices: tuple[str, ...] | None = None,
     prefix: str = "",
 ) -> Any:
-    value = data.get(key, default)
+    value = data.get(key)
+    if value is None:  # missing or null: the default (a null kind is a single choice)
+        value = default
     where = f"{prefix}.{key}" if prefix else key
     if value is None:
         return None
@@ -90,8 +93,17 @@ def _pick(
     return value
 
 
-def normalise(data: Any, floor: str = "en", *, with_id: bool = False) -> dict[str, Any]:
-    """The checked, complete form of a definition; raises :class:`DefError`."""
+def poll_id(data: Mapping[str, Any]) -> str:
+    """A prepared poll's ``id``; raises :class:`DefError`."""
+    pid = _pick(data, "id", str, None)
+    if pid is None or not POLL_ID.match(pid):
+        raise DefError("id", "lower-case letters, digits, - and _ (up to 40)")
+    return str(pid)
+
+
+def normalise(data: Any, floor: str = "en") -> PollDefinition:
+    """The checked, complete form of a definition (an ``id`` is allowed and left out:
+    :func:`from_config` reads it); raises :class:`DefError`."""
     if not isinstance(data, Mapping):
         raise DefError("poll", "expected a table")
     known = {
@@ -111,23 +123,17 @@ def normalise(data: Any, floor: str = "en", *, with_id: bool = False) -> dict[st
     unknown = sorted(set(data) - known)
     if unknown:
         raise DefError(unknown[0], "unknown key")
-    out: dict[str, Any] = {}
-    if with_id:
-        pid = _pick(data, "id", str, None)
-        if pid is None or not POLL_ID.match(pid):
-            raise DefError("id", "lower-case letters, digits, - and _ (up to 40)")
-        out["id"] = pid
-    out["question"] = _texts(data.get("question"), "question", floor)
-    kind = out["kind"] = _pick(data, "kind", str, "single", KINDS)
+    question = _texts(data.get("question"), "question", floor)
+    kind: str = _pick(data, "kind", str, "single", KINDS)
     options = data.get("options")
+    opts: list[PollOption] = []
     if kind == "yesno":
         if options is not None:
             raise DefError("options", "a yes/no/abstain poll has its own options")
-        out["options"] = [dict(o, text=dict(o["text"])) for o in YESNO]
+        opts = [{"id": o["id"], "text": dict(o["text"])} for o in YESNO]
     else:
         if not isinstance(options, list) or not 2 <= len(options) <= MAX_OPTIONS:
             raise DefError("options", f"expected a list of 2 to {MAX_OPTIONS} options")
-        opts = []
         for i, opt in enumerate(options):
             where = f"options[{i}]"
             if isinstance(opt, str) or (isinstance(opt, Mapping) and "text" not in opt):
@@ -140,35 +146,43 @@ def normalise(data: Any, floor: str = "en", *, with_id: bool = False) -> dict[st
             opts.append({"id": oid, "text": _texts(opt["text"], f"{where}.text", floor)})
         if len({o["id"] for o in opts}) != len(opts):
             raise DefError("options", "two options share an id")
-        out["options"] = opts
     if kind == "multiple":
-        most = _pick(data, "max", int, len(out["options"]))
-        if not 1 <= most <= len(out["options"]):
-            raise DefError("max", f"must be between 1 and {len(out['options'])}")
-        out["max"] = most
+        most: int = _pick(data, "max", int, len(opts))
+        if not 1 <= most <= len(opts):
+            raise DefError("max", f"must be between 1 and {len(opts)}")
     elif "max" in data:
         raise DefError("max", "only a multiple-choice poll has a maximum")
     else:
-        out["max"] = 1
-    out["electorate"] = _pick(data, "electorate", str, "present", ELECTORATES)
-    out["secret"] = _pick(data, "secret", bool, False)
-    out["change"] = _pick(data, "change", bool, False)
-    seconds = _pick(data, "seconds", int, None)
+        most = 1
+    electorate: str = _pick(data, "electorate", str, "present", ELECTORATES)
+    secret: bool = _pick(data, "secret", bool, False)
+    change: bool = _pick(data, "change", bool, False)
+    seconds: int | None = _pick(data, "seconds", int, None)
     if seconds is not None and not 5 <= seconds <= MAX_SECONDS:
         raise DefError("seconds", f"a timer runs 5 to {MAX_SECONDS} seconds")
-    out["seconds"] = seconds
-    out["quorum"] = _quorum(data.get("quorum"))
-    out["threshold"] = _threshold(data.get("threshold"), kind)
-    mix = _pick(data, "mix", int, DEFAULT_MIX if out["secret"] else 1)
+    quorum = _quorum(data.get("quorum"))
+    threshold = _threshold(data.get("threshold"), kind)
+    mix: int = _pick(data, "mix", int, DEFAULT_MIX if secret else 1)
     if not 1 <= mix <= MAX_MIX:
         raise DefError("mix", f"must be between 1 and {MAX_MIX}")
-    if mix > 1 and not out["secret"]:
+    if mix > 1 and not secret:
         raise DefError("mix", "only a secret ballot is mixed")
-    out["mix"] = mix
-    return out
+    return {
+        "question": question,
+        "kind": kind,
+        "max": most,
+        "options": opts,
+        "electorate": electorate,
+        "secret": secret,
+        "change": change,
+        "seconds": seconds,
+        "quorum": quorum,
+        "threshold": threshold,
+        "mix": mix,
+    }
 
 
-def _quorum(value: Any) -> dict[str, Any] | None:
+def _quorum(value: Any) -> Quorum | None:
     if value is None or value is False:
         return None
     if not isinstance(value, Mapping):
@@ -193,7 +207,7 @@ def fraction_text(value: float | int | str) -> str:
     return str(Fraction(str(value)).limit_denominator(10_000))
 
 
-def _threshold(value: Any, kind: str) -> dict[str, Any]:
+def _threshold(value: Any, kind: str) -> Threshold:
     if value is None:
         value = {}
     if isinstance(value, str):
@@ -208,7 +222,7 @@ def _threshold(value: Any, kind: str) -> dict[str, Any]:
     return {"rule": rule, "abstentions": abstentions}
 
 
-def for_command(data: Any, floor: str) -> dict[str, Any]:
+def for_command(data: Any, floor: str) -> PollDefinition:
     """``normalise`` for the live builder: problems become ``BadArgs``."""
     try:
         return normalise(data, floor)
@@ -216,15 +230,16 @@ def for_command(data: Any, floor: str) -> dict[str, Any]:
         raise BadArgs(f"poll {exc.key}: {exc.problem}") from None
 
 
-def from_config(room: str, extra: Mapping[str, Any], floor: str) -> list[dict[str, Any]]:
+def from_config(room: str, extra: Mapping[str, Any], floor: str) -> list[ConfigPoll]:
     """The prepared polls of a room (``[[rooms.polls]]``); raises :class:`ConfigError`."""
     tables = extra.get("polls", [])
     if not isinstance(tables, list):
         raise ConfigError("assembly", f"rooms[{room}].polls", "expected [[rooms.polls]] tables")
-    out: list[dict[str, Any]] = []
+    out: list[ConfigPoll] = []
     for i, table in enumerate(tables):
         try:
-            poll = normalise(table, floor, with_id=True)
+            definition = normalise(table, floor)  # a table, with no unknown key
+            poll: ConfigPoll = {"id": poll_id(table), **definition}
         except DefError as exc:
             raise ConfigError(
                 "assembly", f"rooms[{room}].polls[{i}].{exc.key}", exc.problem
@@ -237,7 +252,7 @@ def from_config(room: str, extra: Mapping[str, Any], floor: str) -> list[dict[st
     return out
 
 
-def voting_settings(room: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+def voting_settings(room: str, extra: Mapping[str, Any]) -> Voting:
     """The room's ``voting`` table: ``proxy_chains`` (false), ``max_proxies`` (none)."""
     table = extra.get("voting", {})
     where = f"rooms[{room}].voting"

@@ -36,10 +36,26 @@ State (``state["polls"]``)::
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
-from . import polldefs, tally
+from . import polldefs, rooms, tally
 from .errors import BadArgs, Refused
+from .events import (
+    BallotCast,
+    BallotChanged,
+    PollClosed,
+    PollCreated,
+    PollDeleted,
+    PollOpened,
+    PollProgress,
+    PollPublished,
+    PollSealed,
+    PollTimer,
+    PollUpdated,
+    ProxyGranted,
+    ProxyRevoked,
+)
 from .polls_core import (
     GRACE_MS,
     PROGRESS_MS,
@@ -62,6 +78,7 @@ from .polls_core import (
     poll_arg,
     progress,
     public,
+    public_poll,
     seal_events,
     voter_for,
     weight_classes,
@@ -79,22 +96,25 @@ from .polls_secret import (
     decide_keys,
     deposit_problem,
 )
+from .state import Poll, PollsState, VoteRecord
 from .types import (
     MODERATOR,
     STAFF,
     SYSTEM,
     Actor,
+    Apply,
     Command,
     Event,
     RoomConfig,
     Slice,
     State,
+    Viewer,
     arg_int,
     arg_str,
 )
 
 
-def init(config: RoomConfig) -> dict[str, Any]:
+def init(config: RoomConfig) -> PollsState:
     polls = {
         p["id"]: new_poll(p, p["id"])
         for p in polldefs.from_config(config.id, config.extra, config.floor)
@@ -167,13 +187,8 @@ def check_revoke(args: dict[str, Any]) -> dict[str, Any]:
 # --- the chair's commands -------------------------------------------------------------------
 
 
-def _floor(state: State) -> str:
-    floor: str = state["core"]["floor"]
-    return floor
-
-
 def decide_create(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    definition = polldefs.for_command(args["def"], _floor(state))
+    definition = polldefs.for_command(args["def"], rooms.floor_language(state))
     seq = state["polls"]["seq"] + 1
     poll_id = f"p{seq}"
     while poll_id in state["polls"]["polls"]:
@@ -197,7 +212,7 @@ def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
             f"only a draft can be edited; the poll is {poll['state']}",
             code=f"poll_is_{poll['state']}",
         )
-    definition = polldefs.for_command(args["def"], _floor(state))
+    definition = polldefs.for_command(args["def"], rooms.floor_language(state))
     return [
         {
             "type": "poll.updated",
@@ -229,12 +244,10 @@ def decide_open(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
         )
     seconds = args["seconds"] if args["seconds"] is not None else poll["seconds"]
     opened = public(poll)
-    opened.update(
-        state=PollState.OPEN.value,
-        opened_at=ts,
-        closes_at=ts + seconds * 1000 if seconds else None,
-        proxies=dict(state["polls"]["proxies"]) if poll["electorate"] == "roll" else {},
-    )
+    opened["state"] = PollState.OPEN.value
+    opened["opened_at"] = ts
+    opened["closes_at"] = ts + seconds * 1000 if seconds else None
+    opened["proxies"] = dict(state["polls"]["proxies"]) if poll["electorate"] == "roll" else {}
     return [{"type": "poll.opened", "poll": opened, "by": actor.pid}]
 
 
@@ -251,10 +264,10 @@ def decide_timer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     ]
 
 
-def close_events(state: State, poll: dict[str, Any], ts: int, by: str) -> list[Event]:
+def close_events(state: State, poll: Poll, ts: int, by: str) -> list[Event]:
     events: list[Event] = [{"type": "poll.closed", "id": poll["id"], "at": ts, "by": by}]
     if not poll["secret"] or not any(poll["pending"].values()):
-        after = {**poll, "state": PollState.CLOSED.value, "closed_at": ts}
+        after: Poll = {**poll, "state": PollState.CLOSED.value, "closed_at": ts}
         events += seal_events(state, after, ts)
     return events
 
@@ -282,13 +295,14 @@ def decide_publish(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
 
 def _delegator(state: State, actor: Actor, given: str | None) -> str:
     roll = state["polls"]["roll"]
+    member: str | None
     if actor.role == MODERATOR:
         if given is None:
             raise BadArgs("'from' is required when the chair records a proxy")
         member = given
     else:
-        person = state["core"]["people"].get(actor.pid, {})
-        member = person.get("org")
+        person = rooms.find(state, actor.pid)
+        member = person["org"] if person is not None else None
         if given is not None and given != member:
             raise Refused("only your own organisation's vote can be delegated", code="forbidden")
     if member not in roll:
@@ -338,7 +352,7 @@ def decide_grant(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     return [{"type": "proxy.granted", "member": member, "holder": to, "by": actor.pid, "at": ts}]
 
 
-def _reaches(proxies: dict[str, str], start: str, target: str) -> bool:
+def _reaches(proxies: Mapping[str, str], start: str, target: str) -> bool:
     seen = set()
     while start in proxies and start not in seen:
         seen.add(start)
@@ -409,24 +423,33 @@ def deadline(state: State) -> int | None:
         if poll["state"] == PollState.OPEN and poll["closes_at"] is not None:
             times.append(poll["closes_at"])
         elif poll["state"] == PollState.CLOSED and not poll["sealed"]:
-            times.append(poll["closed_at"] + GRACE_MS)
+            times.append(_sealing_due(poll))
         if poll.get("dirty"):
-            times.append(poll["progress_at"] + PROGRESS_MS)
+            times.append(_progress_due(poll))
     return min(times) if times else None
+
+
+def _sealing_due(poll: Poll) -> int:
+    """When a closed secret poll stops waiting for claimed ballots (log time)."""
+    closed = poll["closed_at"]
+    return GRACE_MS + (closed if closed is not None else 0)
+
+
+def _progress_due(poll: Poll) -> int:
+    """When the chair's live count of ``poll`` may next be sent (log time)."""
+    at = poll.get("progress_at")
+    return PROGRESS_MS if at is None else at + PROGRESS_MS
 
 
 def tick(state: State, ts: int) -> list[Event]:
     events: list[Event] = []
     for poll in state["polls"]["polls"].values():
-        if poll["state"] == PollState.OPEN and closed_by_timer(poll, ts):
-            events += close_events(state, poll, poll["closes_at"], "timer")
-        elif (
-            poll["state"] == PollState.CLOSED
-            and not poll["sealed"]
-            and ts >= poll["closed_at"] + GRACE_MS
-        ):
+        closes = poll["closes_at"]
+        if poll["state"] == PollState.OPEN and closes is not None and ts >= closes:
+            events += close_events(state, poll, closes, "timer")
+        elif poll["state"] == PollState.CLOSED and not poll["sealed"] and ts >= _sealing_due(poll):
             events += seal_events(state, poll, ts)
-        if poll.get("dirty") and ts >= poll["progress_at"] + PROGRESS_MS:
+        if poll.get("dirty") and ts >= _progress_due(poll):
             events.append(progress_event(state, poll, ts))
     return events
 
@@ -434,7 +457,7 @@ def tick(state: State, ts: int) -> list[Event]:
 BALLOT_EVENTS = frozenset({"ballot.cast", "ballot.changed", "ballot.claimed", "ballot.deposited"})
 
 
-def progress_event(state: State, poll: dict[str, Any], ts: int) -> Event:
+def progress_event(state: State, poll: Poll, ts: int) -> PollProgress:
     return {
         "type": "poll.progress",
         "id": poll["id"],
@@ -450,16 +473,19 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
     Computing it costs a pass over the roll and the people present, so while ballots pour
     in it is sent at most every ``PROGRESS_MS`` of log time; a ``tick`` sends the last one.
     """
-    touched = []
+    touched: list[str] = []
     for event in events:
-        if event["type"] in BALLOT_EVENTS and event["id"] not in touched:
+        if (
+            event["type"] == "ballot.cast"
+            or event["type"] == "ballot.changed"
+            or event["type"] == "ballot.claimed"
+            or event["type"] == "ballot.deposited"
+        ) and event["id"] not in touched:
             touched.append(event["id"])
     out: list[Event] = []
     for poll_id in touched:
         poll = state["polls"]["polls"].get(poll_id)
-        if poll is not None and (
-            poll.get("progress_at") is None or ts >= poll["progress_at"] + PROGRESS_MS
-        ):
+        if poll is not None and (poll.get("progress_at") is None or ts >= _progress_due(poll)):
             out.append(progress_event(state, poll, ts))
     return out
 
@@ -467,57 +493,61 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
 # --- apply: on every node's full state and on each client's view --------------------------------
 
 
-def apply_created(state: State, event: Event) -> None:
+def apply_created(state: State, event: PollCreated | PollUpdated) -> None:
     polls = state["polls"]
     poll = event["poll"]
     polls["polls"][poll["id"]] = copy.deepcopy(poll)
     if poll["id"] not in polls["order"]:
         polls["order"].append(poll["id"])
-    polls["seq"] = max(polls["seq"], event.get("seq", 0))
+    if event["type"] == "poll.created":
+        polls["seq"] = max(polls["seq"], event["seq"])
 
 
-def apply_updated(state: State, event: Event) -> None:
+def apply_updated(state: State, event: PollUpdated) -> None:
     apply_created(state, event)
 
 
-def apply_deleted(state: State, event: Event) -> None:
+def apply_deleted(state: State, event: PollDeleted) -> None:
     polls = state["polls"]
     polls["polls"].pop(event["id"], None)
     if event["id"] in polls["order"]:
         polls["order"].remove(event["id"])
 
 
-def apply_opened(state: State, event: Event) -> None:
+def apply_opened(state: State, event: PollOpened) -> None:
     polls = state["polls"]
     opened = copy.deepcopy(event["poll"])
-    poll = polls["polls"].setdefault(opened["id"], {"voted": {}})
-    poll.update(opened)
+    poll = polls["polls"].get(opened["id"])
+    if poll is None:  # a client that could not see the draft
+        polls["polls"][opened["id"]] = public_poll(opened, {})
+    else:
+        polls["polls"][opened["id"]] = {**poll, **opened}
     if opened["id"] not in polls["order"]:  # a voter's copy: polls in the order they opened
         polls["order"].append(opened["id"])
         polls["order"].sort(key=lambda p: opening(polls["polls"][p]))
 
 
-def apply_timer(state: State, event: Event) -> None:
+def apply_timer(state: State, event: PollTimer) -> None:
     poll = find_poll(state, event["id"])
     if poll is not None:
         poll["closes_at"] = event["closes_at"]
 
 
-def apply_closed(state: State, event: Event) -> None:
+def apply_closed(state: State, event: PollClosed) -> None:
     poll = find_poll(state, event["id"])
     if poll is not None:
         poll["state"] = PollState.CLOSED.value
         poll["closed_at"] = event["at"]
 
 
-def apply_sealed(state: State, event: Event) -> None:
+def apply_sealed(state: State, event: PollSealed) -> None:
     poll = find_poll(state, event["id"])
     if poll is not None:
         poll["sealed"] = True
         poll["result"] = copy.deepcopy(event["result"])
 
 
-def apply_published(state: State, event: Event) -> None:
+def apply_published(state: State, event: PollPublished) -> None:
     poll = find_poll(state, event["id"])
     if poll is not None:
         poll["state"] = PollState.PUBLISHED.value
@@ -526,15 +556,15 @@ def apply_published(state: State, event: Event) -> None:
         poll["result"] = copy.deepcopy(event["result"])
 
 
-def apply_granted(state: State, event: Event) -> None:
+def apply_granted(state: State, event: ProxyGranted) -> None:
     state["polls"]["proxies"][event["member"]] = event["holder"]
 
 
-def apply_revoked(state: State, event: Event) -> None:
+def apply_revoked(state: State, event: ProxyRevoked) -> None:
     state["polls"]["proxies"].pop(event["member"], None)
 
 
-def apply_cast(state: State, event: Event) -> None:
+def apply_cast(state: State, event: BallotCast | BallotChanged) -> None:
     poll = find_poll(state, event["id"])
     if poll is None:
         return
@@ -546,24 +576,24 @@ def apply_cast(state: State, event: Event) -> None:
     }
     mark_dirty(poll)
     if "counts" in poll:
-        if event.get("old") is not None:
+        if event["type"] == "ballot.changed":
             tally.add(poll, event["old"], event["w"], -1)
         tally.add(poll, event["choice"], event["w"])
 
 
-def apply_changed(state: State, event: Event) -> None:
+def apply_changed(state: State, event: BallotChanged) -> None:
     apply_cast(state, event)
 
 
-def apply_progress(state: State, event: Event) -> None:
+def apply_progress(state: State, event: PollProgress) -> None:
     poll = find_poll(state, event["id"])
     if poll is not None:
         poll["progress"] = copy.deepcopy(event["progress"])
-        poll["progress_at"] = event.get("at")
+        poll["progress_at"] = event["at"]
         poll["dirty"] = False
 
 
-APPLY = {
+APPLY: dict[str, Apply] = {
     "poll.created": apply_created,
     "poll.updated": apply_updated,
     "poll.deleted": apply_deleted,
@@ -586,12 +616,12 @@ APPLY = {
 # --- views ------------------------------------------------------------------------------------
 
 
-def opening(poll: dict[str, Any]) -> tuple[int, str]:
+def opening(poll: Poll) -> tuple[int, str]:
     """Where an open poll goes in a voter's list: by opening time, then id."""
     return poll.get("opened_at") or 0, poll["id"]
 
 
-def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
+def view(state: State, person: Viewer | None) -> PollsState:
     """Moderators: everything but the ballot box itself. Others: polls from their opening,
     in the order they opened, their own voting record, and results once published.
 
@@ -600,9 +630,9 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
     """
     polls = state["polls"]
     chair = person is None or person.get("role") == MODERATOR
-    out: dict[str, Any] = {
+    out: PollsState = {
         "roll": copy.deepcopy(polls["roll"]),
-        "voting": dict(polls["voting"]),
+        "voting": copy.deepcopy(polls["voting"]),
         "proxies": dict(polls["proxies"]),
         "polls": {},
         "order": [],
@@ -614,21 +644,20 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
     for poll_id in polls["order"]:
         poll = polls["polls"][poll_id]
         if chair:
-            shown = {k: copy.deepcopy(v) for k, v in poll.items() if k != "ballots"}
+            shown: Poll = {**poll}
+            shown.pop("ballots", None)  # before the copy: the box may be large
+            shown = copy.deepcopy(shown)
             for record in shown["voted"].values():
                 record.pop("blinded", None)
         elif poll["state"] == PollState.DRAFT:
             continue
         else:
-            shown = public(poll)
             mine = {pid, org} | {
                 m for m, to in poll["proxies"].items() if holder(poll["proxies"], m) == org
             }
-            shown["voted"] = {
-                v: {k: x for k, x in rec.items() if k != "blinded"}
-                for v, rec in poll["voted"].items()
-                if v in mine
-            }
+            shown = public_poll(
+                poll, {v: _unblinded(rec) for v, rec in poll["voted"].items() if v in mine}
+            )
             shown["sealed"] = poll["state"] == PollState.PUBLISHED
             if poll["state"] == PollState.PUBLISHED:
                 shown["result"] = copy.deepcopy(poll["result"])
@@ -637,6 +666,12 @@ def view(state: State, person: dict[str, Any] | None) -> dict[str, Any]:
     if not chair:
         out["order"].sort(key=lambda p: opening(out["polls"][p]))
     return out
+
+
+def _unblinded(record: VoteRecord) -> VoteRecord:
+    copied = copy.deepcopy(record)
+    copied.pop("blinded", None)
+    return copied
 
 
 __all__ = [  # what other modules (ballots.py, exports, tests) take from here

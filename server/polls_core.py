@@ -6,11 +6,14 @@ Used by :mod:`polls` (the slice) and :mod:`polls_secret` (secret ballots in the 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from . import blind, polldefs, tally
+from . import blind, polldefs, rooms, tally
 from .errors import BadArgs, Refused
+from .events import PollSealed
+from .state import FinalResult, Poll, PollDefinition, Progress, PublicPoll, VoteRecord
 from .types import MODERATOR, PANELIST, PARTICIPANT, Actor, Event, State, arg_str
 
 GRACE_MS = 10_000
@@ -69,43 +72,102 @@ PUBLIC = (
 )
 
 
-def new_poll(definition: dict[str, Any], poll_id: str) -> dict[str, Any]:
-    poll = {k: copy.deepcopy(definition[k]) for k in DEFINITION}
-    poll.update(
-        id=poll_id,
-        state=PollState.DRAFT.value,
-        opened_at=None,
-        closes_at=None,
-        closed_at=None,
-        sealed=False,
-        published_at=None,
-        keys=None,
-        proxies={},
-        voted={},
-        pending={},
-        ballots={},
-        counts=tally.empty_counts(poll["options"]),
-        cast=[0, 0],
-        progress=None,
-        progress_at=None,
-        dirty=False,
-        result=None,
-    )
-    return poll
+def _definition(poll: PollDefinition) -> PollDefinition:
+    """A deep copy of the definition part (``DEFINITION``) of a definition or a poll."""
+    part: PollDefinition = {
+        "question": poll["question"],
+        "kind": poll["kind"],
+        "max": poll["max"],
+        "options": poll["options"],
+        "electorate": poll["electorate"],
+        "secret": poll["secret"],
+        "change": poll["change"],
+        "seconds": poll["seconds"],
+        "quorum": poll["quorum"],
+        "threshold": poll["threshold"],
+        "mix": poll["mix"],
+    }
+    return copy.deepcopy(part)
 
 
-def public(poll: dict[str, Any]) -> dict[str, Any]:
-    return {k: copy.deepcopy(poll[k]) for k in PUBLIC if k in poll}
+def new_poll(definition: PollDefinition, poll_id: str) -> Poll:
+    d = _definition(definition)
+    return {
+        **d,
+        "id": poll_id,
+        "state": PollState.DRAFT.value,
+        "opened_at": None,
+        "closes_at": None,
+        "closed_at": None,
+        "sealed": False,
+        "published_at": None,
+        "keys": None,
+        "proxies": {},
+        "voted": {},
+        "pending": {},
+        "ballots": {},
+        "counts": tally.empty_counts(d["options"]),
+        "cast": [0, 0],
+        "progress": None,
+        "progress_at": None,
+        "dirty": False,
+        "result": None,
+    }
 
 
-def get_poll(state: State, poll_id: str) -> dict[str, Any]:
-    poll: dict[str, Any] | None = state["polls"]["polls"].get(poll_id)
+def public(poll: PublicPoll) -> PublicPoll:
+    """The ``PUBLIC`` part of a poll, copied."""
+    return {
+        "id": poll["id"],
+        **_definition(poll),
+        "state": poll["state"],
+        "opened_at": poll["opened_at"],
+        "closes_at": poll["closes_at"],
+        "closed_at": poll["closed_at"],
+        "sealed": poll["sealed"],
+        "published_at": poll["published_at"],
+        "keys": copy.deepcopy(poll["keys"]),
+        "proxies": dict(poll["proxies"]),
+    }
+
+
+def public_poll(poll: PublicPoll, voted: dict[str, VoteRecord]) -> Poll:
+    """``poll``'s public part and ``voted``: a poll as those who are not the chair hold it
+    (no ballot box, no running totals)."""
+    p = public(poll)
+    return {
+        "id": p["id"],
+        "question": p["question"],
+        "kind": p["kind"],
+        "max": p["max"],
+        "options": p["options"],
+        "electorate": p["electorate"],
+        "secret": p["secret"],
+        "change": p["change"],
+        "seconds": p["seconds"],
+        "quorum": p["quorum"],
+        "threshold": p["threshold"],
+        "mix": p["mix"],
+        "state": p["state"],
+        "opened_at": p["opened_at"],
+        "closes_at": p["closes_at"],
+        "closed_at": p["closed_at"],
+        "sealed": p["sealed"],
+        "published_at": p["published_at"],
+        "keys": p["keys"],
+        "proxies": p["proxies"],
+        "voted": voted,
+    }
+
+
+def get_poll(state: State, poll_id: str) -> Poll:
+    poll = state["polls"]["polls"].get(poll_id)
     if poll is None:
         raise Refused(f"there is no poll {poll_id!r}", code="unknown_poll")
     return poll
 
 
-def move(poll: dict[str, Any], to: PollState) -> None:
+def move(poll: PublicPoll, to: PollState) -> None:
     """Refuse unless ``poll`` may move to ``to`` now; the code names the state it is in."""
     now = PollState(poll["state"])
     if MOVES.get(now) is not to:
@@ -114,18 +176,18 @@ def move(poll: dict[str, Any], to: PollState) -> None:
         )
 
 
-def closed_by_timer(poll: dict[str, Any], ts: int) -> bool:
+def closed_by_timer(poll: PublicPoll, ts: int) -> bool:
     return poll["closes_at"] is not None and ts >= poll["closes_at"]
 
 
-def must_be_open(poll: dict[str, Any], ts: int) -> None:
+def must_be_open(poll: PublicPoll, ts: int) -> None:
     if poll["state"] != PollState.OPEN:
         raise Refused(f"the poll is {poll['state']}", code=f"poll_is_{poll['state']}")
     if closed_by_timer(poll, ts):
         raise Refused("the poll's time is up", code="poll_is_closed")
 
 
-def holder(proxies: dict[str, str], member: str) -> str:
+def holder(proxies: Mapping[str, str], member: str) -> str:
     """Who casts ``member``'s ballot: follow its proxy (and, if allowed, the chain)."""
     seen = {member}
     while member in proxies:
@@ -136,20 +198,18 @@ def holder(proxies: dict[str, str], member: str) -> str:
     return member
 
 
-def voter_for(
-    state: State, poll: dict[str, Any], actor: Actor, on_behalf: str | None
-) -> tuple[str, int]:
+def voter_for(state: State, poll: Poll, actor: Actor, on_behalf: str | None) -> tuple[str, int]:
     """The voter key (member id, or pid in a quick poll) and weight this actor casts for."""
-    person = state["core"]["people"].get(actor.pid)
-    if person is None or not person["conns"]:
+    person = rooms.find(state, actor.pid)
+    if person is None or not rooms.is_online(state, actor.pid):
         raise Refused("you are not present in this room", code="not_present")
     if poll["electorate"] == "present":
         if on_behalf is not None:
             raise Refused("proxies apply to formal votes only", code="no_proxy")
         return actor.pid, 100
     roll = state["polls"]["roll"]
-    org = person.get("org")
-    if org not in roll:
+    org = person["org"]
+    if org is None or org not in roll:
         raise Refused("your organisation is not on the voter roll", code="not_on_roll")
     member = on_behalf or org
     if member not in roll:
@@ -164,7 +224,7 @@ def voter_for(
     return member, int(roll[member]["w"])
 
 
-def check_choice(poll: dict[str, Any], choice: list[str]) -> None:
+def check_choice(poll: PollDefinition, choice: list[str]) -> None:
     ids = {o["id"] for o in poll["options"]}
     for option in choice:
         if option not in ids:
@@ -177,22 +237,21 @@ def check_choice(poll: dict[str, Any], choice: list[str]) -> None:
         raise Refused(f"choose at most {poll['max']} option(s)", code="too_many_choices")
 
 
-def already_voted(state: State, poll: dict[str, Any], voter: str) -> Refused:
+def already_voted(state: State, poll: Poll, voter: str) -> Refused:
     if poll["electorate"] == "roll":
         name = state["polls"]["roll"][voter]["name"]
         return Refused(f"{name} has already voted in this poll", code="already_voted")
     return Refused("you have already voted in this poll", code="already_voted")
 
 
-def electorate(state: State, poll: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
+def electorate(state: State, poll: Poll) -> tuple[tuple[int, int], tuple[int, int]]:
     """``(count, weight)`` of the whole electorate and of the part of it present now."""
-    people = state["core"]["people"].values()
-    online = [p for p in people if p["conns"] and p["role"] in VOTER_ROLES]
+    online = [p for p in rooms.online(state) if p["role"] in VOTER_ROLES]
     if poll["electorate"] == "present":
         pids = {p["pid"] for p in online} | set(poll["voted"])
         return (len(pids), 100 * len(pids)), (len(pids), 100 * len(pids))
     roll = state["polls"]["roll"]
-    orgs = {p.get("org") for p in online}
+    orgs = {p["org"] for p in online}
     here = [m for m in roll if holder(poll["proxies"], m) in orgs or m in poll["voted"]]
     return (
         (len(roll), sum(m["w"] for m in roll.values())),
@@ -200,24 +259,40 @@ def electorate(state: State, poll: dict[str, Any]) -> tuple[tuple[int, int], tup
     )
 
 
-def progress(state: State, poll: dict[str, Any]) -> dict[str, Any]:
+def progress(state: State, poll: Poll) -> Progress:
     eligible, present = electorate(state, poll)
-    out = tally.result(poll, eligible, present)
-    out["turnout"] = {"n": len(poll["voted"]), "w": sum(v["w"] for v in poll["voted"].values())}
-    out["pending"] = sum(poll["pending"].values())
-    return out
+    return {
+        **tally.result(poll, eligible, present),
+        "turnout": {"n": len(poll["voted"]), "w": sum(v["w"] for v in poll["voted"].values())},
+        "pending": sum(poll["pending"].values()),
+    }
 
 
-def shown(poll: dict[str, Any], choice: list[str]) -> str | list[str]:
+def shown(poll: Poll, choice: list[str]) -> str | list[str]:
     """A ballot's choice as results publish it: the list for a ``multiple`` poll, else the
     one option id (ballots, state and events keep the list: it is what the tally adds)."""
     return list(choice) if poll["kind"] == "multiple" else choice[0]
 
 
-def final_result(state: State, poll: dict[str, Any], ts: int) -> dict[str, Any]:
-    out = progress(state, poll)
-    out["opened_at"], out["closed_at"], out["sealed_at"] = poll["opened_at"], poll["closed_at"], ts
-    out["missing"] = out.pop("pending")
+def final_result(state: State, poll: Poll, ts: int) -> FinalResult:
+    eligible, present = electorate(state, poll)
+    r = tally.result(poll, eligible, present)
+    out: FinalResult = {
+        "options": r["options"],
+        "ballots": r["ballots"],
+        "weight": r["weight"],
+        "eligible": r["eligible"],
+        "present": r["present"],
+        "quorum": r["quorum"],
+        "threshold": r["threshold"],
+        "outcome": r["outcome"],
+        "winner": r["winner"],
+        "turnout": {"n": len(poll["voted"]), "w": sum(v["w"] for v in poll["voted"].values())},
+        "opened_at": poll["opened_at"],
+        "closed_at": poll["closed_at"],
+        "sealed_at": ts,
+        "missing": sum(poll["pending"].values()),
+    }
     if poll["secret"]:
         out["receipts"] = sorted(
             (
@@ -228,16 +303,13 @@ def final_result(state: State, poll: dict[str, Any], ts: int) -> dict[str, Any]:
         )
         out["keys"] = poll["keys"]
     else:
-        people = state["core"]["people"]
         roll = state["polls"]["roll"]
         out["roll_call"] = [
             {
                 "voter": voter,
-                "name": roll[voter]["name"]
-                if voter in roll
-                else people.get(voter, {}).get("name", voter),
-                "by": people.get(v["by"], {}).get("name", v["by"]),
-                "choice": shown(poll, v["choice"]),
+                "name": roll[voter]["name"] if voter in roll else _name(state, voter),
+                "by": _name(state, v["by"]),
+                "choice": shown(poll, v.get("choice", [])),
                 "w": v["w"],
             }
             for voter, v in sorted(poll["voted"].items())
@@ -245,16 +317,20 @@ def final_result(state: State, poll: dict[str, Any], ts: int) -> dict[str, Any]:
     return out
 
 
-def seal_events(state: State, poll: dict[str, Any], ts: int) -> list[Event]:
-    return [
-        {
-            "type": "poll.sealed",
-            "id": poll["id"],
-            "at": ts,
-            "result": final_result(state, poll, ts),
-            "to": TO_CHAIR,
-        }
-    ]
+def _name(state: State, pid: str) -> str:
+    person = rooms.find(state, pid)
+    return pid if person is None else person["name"]
+
+
+def seal_events(state: State, poll: Poll, ts: int) -> list[Event]:
+    sealed: PollSealed = {
+        "type": "poll.sealed",
+        "id": poll["id"],
+        "at": ts,
+        "result": final_result(state, poll, ts),
+        "to": list(TO_CHAIR),
+    }
+    return [sealed]
 
 
 def poll_arg(args: dict[str, Any]) -> str:
@@ -283,18 +359,17 @@ def choice_arg(args: dict[str, Any]) -> list[str]:
     return choice
 
 
-def weight_classes(state: State, poll: dict[str, Any]) -> list[int]:
+def weight_classes(state: State, poll: PublicPoll) -> list[int]:
     """The weights (hundredths) a secret poll needs a signing key for."""
     if poll["electorate"] == "present":
         return [100]
     return sorted({int(m["w"]) for m in state["polls"]["roll"].values()})
 
 
-def find_poll(state: State, poll_id: str) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = state["polls"]["polls"].get(poll_id)
-    return found
+def find_poll(state: State, poll_id: str) -> Poll | None:
+    return state["polls"]["polls"].get(poll_id)
 
 
-def mark_dirty(poll: dict[str, Any]) -> None:
+def mark_dirty(poll: Poll) -> None:
     if "dirty" in poll:  # the full state only: a client's copy has no use for it
         poll["dirty"] = True

@@ -8,11 +8,12 @@ once. Nothing here links the two; docs/voting.md explains why the log cannot eit
 from __future__ import annotations
 
 import copy
-from collections import ChainMap
+from collections.abc import Mapping
 from typing import Any
 
 from . import blind, tally
 from .errors import BadArgs, Refused
+from .events import BallotClaimed, BallotDeposited, PollKeys
 from .polls_core import (
     TO_CHAIR,
     PollState,
@@ -30,6 +31,7 @@ from .polls_core import (
     voter_for,
     weight_classes,
 )
+from .state import Ballot, Poll
 from .types import Actor, Event, State, arg_int, arg_str
 
 MAX_BATCH = 500
@@ -123,9 +125,17 @@ def decide_claim(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
 
 
 def deposit_problem(
-    state: State, poll: dict[str, Any], ballot: dict[str, Any], ts: int
+    state: State,
+    poll: Poll,
+    ballot: dict[str, Any],
+    ts: int,
+    fresh: Mapping[str, Ballot] | None = None,
 ) -> Refused | None:
-    """Why ``ballot`` cannot go into ``poll``'s box now, or ``None`` if it can (or is in)."""
+    """Why ``ballot`` cannot go into ``poll``'s box now, or ``None`` if it can (or is in).
+
+    ``ballot`` is shaped by :func:`check_ballot`; ``fresh`` holds ballots of the same batch
+    that are not in the box yet (they count as in it).
+    """
     if not poll["secret"]:
         return Refused("this is an open ballot", code="open_ballot")
     if poll["state"] not in (PollState.OPEN, PollState.CLOSED) or poll["sealed"]:
@@ -133,7 +143,7 @@ def deposit_problem(
             f"the poll is {poll['state']} and its box is sealed", code=f"poll_is_{poll['state']}"
         )
     late = poll["state"] == PollState.CLOSED or closed_by_timer(poll, ts)
-    prior = poll["ballots"].get(ballot["token"])
+    prior = _prior(poll, fresh, ballot["token"])
     if prior is not None:
         if prior["rev"] == ballot["rev"] and prior["choice"] == ballot["choice"]:
             return None  # already in the box: a retry
@@ -170,42 +180,46 @@ def deposit_problem(
     return None
 
 
+def _prior(poll: Poll, fresh: Mapping[str, Ballot] | None, token: str) -> Ballot | None:
+    if fresh is not None and token in fresh:
+        return fresh[token]
+    return poll["ballots"].get(token)
+
+
 def decide_deposit(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     poll = get_poll(state, args["poll"])
     events: list[Event] = []
     # A working copy that sees this batch's own ballots (a batch may hold a ballot and its
     # change); the fold applies the events afterwards, decide leaves the state alone.
-    fresh: dict[str, dict[str, Any]] = {}
-    work = {
+    fresh: dict[str, Ballot] = {}
+    work: Poll = {
         **poll,
-        "ballots": ChainMap(fresh, poll["ballots"]),
         "pending": dict(poll["pending"]),
         "counts": {k: list(v) for k, v in poll["counts"].items()},
         "cast": list(poll["cast"]),
     }
     for ballot in sorted(args["ballots"], key=lambda b: (b["token"], b["rev"])):
-        if deposit_problem(state, work, ballot, ts) is not None:
+        if deposit_problem(state, work, ballot, ts, fresh) is not None:
             continue  # the node told its voter already; a lost race changes nothing
-        prior = work["ballots"].get(ballot["token"])
+        prior = _prior(work, fresh, ballot["token"])
         if prior is not None and prior["rev"] == ballot["rev"]:
             continue
         last = ballot["reveal"] or ballot["token"]
         sig = ballot["sig"] if prior is None else prior["sig"]
-        events.append(
-            {
-                "type": "ballot.deposited",
-                "id": poll["id"],
-                "token": ballot["token"],
-                "receipt": blind.receipt(ballot["token"]),
-                "choice": ballot["choice"],
-                "w": ballot["w"],
-                "rev": ballot["rev"],
-                "last": last,
-                "sig": sig,
-                "old": prior["choice"] if prior is not None else None,
-                "to": TO_CHAIR,
-            }
-        )
+        deposited: BallotDeposited = {
+            "type": "ballot.deposited",
+            "id": poll["id"],
+            "token": ballot["token"],
+            "receipt": blind.receipt(ballot["token"]),
+            "choice": ballot["choice"],
+            "w": ballot["w"],
+            "rev": ballot["rev"],
+            "last": last,
+            "sig": sig,
+            "old": prior["choice"] if prior is not None else None,
+            "to": TO_CHAIR,
+        }
+        events.append(deposited)
         fresh[ballot["token"]] = {
             "rev": ballot["rev"],
             "choice": ballot["choice"],
@@ -229,13 +243,13 @@ def decide_deposit(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
     return events
 
 
-def apply_keys(state: State, event: Event) -> None:
+def apply_keys(state: State, event: PollKeys) -> None:
     poll = find_poll(state, event["id"])
     if poll is not None:
         poll["keys"] = copy.deepcopy(event["keys"])
 
 
-def apply_claimed(state: State, event: Event) -> None:
+def apply_claimed(state: State, event: BallotClaimed) -> None:
     poll = find_poll(state, event["id"])
     if poll is None:
         return
@@ -251,7 +265,7 @@ def apply_claimed(state: State, event: Event) -> None:
         poll["pending"][w] = poll["pending"].get(w, 0) + 1
 
 
-def apply_deposited(state: State, event: Event) -> None:
+def apply_deposited(state: State, event: BallotDeposited) -> None:
     poll = find_poll(state, event["id"])
     if poll is None or "counts" not in poll:
         return

@@ -17,9 +17,21 @@ State (``state["core"]``)::
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import BadArgs, Refused
+from .events import (
+    AgendaCurrent,
+    FloorGranted,
+    FloorRevoked,
+    HandLowered,
+    HandRaised,
+    NoticePosted,
+    PersonJoined,
+    PersonLeft,
+)
+from .state import CoreState, Person
 from .types import (
     CAPTIONER,
     EVERYONE,
@@ -45,7 +57,7 @@ MAX_NOTICE = 500
 HAND_ROLES = frozenset({PARTICIPANT, PANELIST, MODERATOR})
 
 
-def init(config: RoomConfig) -> dict[str, Any]:
+def init(config: RoomConfig) -> CoreState:
     return {
         "title": config.title,
         "floor": config.floor,
@@ -61,9 +73,22 @@ def init(config: RoomConfig) -> dict[str, Any]:
     }
 
 
-def person(state: State, pid: str) -> dict[str, Any]:
+# --- queries: what other slices read of the room (never its dicts directly) -----------------
+
+
+def people(state: State) -> Mapping[str, Person]:
+    """Everyone who ever joined the room, by pid (online or not)."""
+    return state["core"]["people"]
+
+
+def find(state: State, pid: str) -> Person | None:
+    """The person ``pid``, or ``None``."""
+    return state["core"]["people"].get(pid)
+
+
+def person(state: State, pid: str) -> Person:
     """The person ``pid`` or ``Refused(unknown_person)``."""
-    found: dict[str, Any] | None = state["core"]["people"].get(pid)
+    found = state["core"]["people"].get(pid)
     if found is None:
         raise Refused(f"nobody with id {pid!r} is in this room", code="unknown_person")
     return found
@@ -74,32 +99,75 @@ def is_online(state: State, pid: str) -> bool:
     return bool(p and p["conns"])
 
 
+def online(state: State) -> list[Person]:
+    """The people with at least one connection open, in order of arrival."""
+    return [p for p in state["core"]["people"].values() if p["conns"]]
+
+
+def speakers(state: State) -> list[str]:
+    """Who has the floor, in the order the chair gave it."""
+    return list(state["core"]["speakers"])
+
+
+def has_floor(state: State, pid: str) -> bool:
+    return pid in state["core"]["speakers"]
+
+
+def moderators(state: State) -> list[str]:
+    """The moderators who ever joined (their microphone feeds the floor)."""
+    return [pid for pid, p in state["core"]["people"].items() if p["role"] == MODERATOR]
+
+
+def floor_language(state: State) -> str:
+    return state["core"]["floor"]
+
+
 # --- presence (given by the node, never by a client) -------------------------------------
 
 
 def check_join(args: dict[str, Any]) -> dict[str, Any]:
-    out = {k: arg_str(args, k, max_len=120, required=False) for k in ("org", "country", "lang")}
+    out: dict[str, Any] = {
+        k: arg_str(args, k, max_len=120, required=False) for k in ("org", "country", "lang")
+    }
     out["pid"] = arg_str(args, "pid", max_len=64)
     out["name"] = arg_str(args, "name", max_len=120)
     out["role"] = arg_str(args, "role", max_len=20)
     out["conn"] = arg_str(args, "conn", max_len=64)
     if out["role"] not in ROLES:
         raise BadArgs(f"unknown role {out['role']!r}")
-    for key in ("booth", "pair"):
-        if key in args:
-            out[key] = args[key]
+    # The invite's booth and languages: kept when shaped (channels.py checks the codes).
+    booth = args.get("booth")
+    if isinstance(booth, str) and len(booth) <= 20:
+        out["booth"] = booth
+    pair = args.get("pair")
+    if isinstance(pair, list):
+        out["pair"] = [x for x in pair if isinstance(x, str) and len(x) <= 20][:8]
     return out
 
 
 def decide_join(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     """``person.joined {person, conn}``: ``person`` is the whole record as the state will
     hold it (the shape of ``people`` values, ``conns`` included), ``conn`` the new one."""
-    data = {k: v for k, v in args.items() if k != "conn"}
-    prior = state["core"]["people"].get(data["pid"])
-    if prior is None:
-        record = {**data, "conns": [], "since": ts}
-    else:  # a reconnect may bring a new UI language, never a second person
-        record = {**prior, **data, "conns": list(prior["conns"]), "since": prior["since"]}
+    prior = state["core"]["people"].get(args["pid"])
+    record: Person = {
+        "pid": args["pid"],
+        "name": args["name"],
+        "role": args["role"],
+        "org": args["org"],
+        "country": args["country"],
+        "lang": args["lang"],
+        "conns": list(prior["conns"]) if prior is not None else [],
+        # A reconnect may bring a new UI language, never a second person.
+        "since": prior["since"] if prior is not None else ts,
+    }
+    if "booth" in args:
+        record["booth"] = args["booth"]
+    elif prior is not None and "booth" in prior:
+        record["booth"] = prior["booth"]
+    if "pair" in args:
+        record["pair"] = list(args["pair"])
+    elif prior is not None and "pair" in prior:
+        record["pair"] = list(prior["pair"])
     if args["conn"] not in record["conns"]:
         record["conns"].append(args["conn"])
     return [{"type": "person.joined", "person": record, "conn": args["conn"]}]
@@ -116,12 +184,12 @@ def check_leave(args: dict[str, Any]) -> dict[str, Any]:
     return {"pid": arg_str(args, "pid", max_len=64), "conn": arg_str(args, "conn", max_len=64)}
 
 
-def apply_joined(state: State, event: Event) -> None:
+def apply_joined(state: State, event: PersonJoined) -> None:
     # A copy: the event is also kept for resuming clients and must not change with the state.
     state["core"]["people"][event["person"]["pid"]] = copy.deepcopy(event["person"])
 
 
-def apply_left(state: State, event: Event) -> None:
+def apply_left(state: State, event: PersonLeft) -> None:
     p = state["core"]["people"].get(event["pid"])
     if p is not None and event["conn"] in p["conns"]:
         p["conns"].remove(event["conn"])
@@ -175,23 +243,23 @@ def decide_revoke(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     return [{"type": "floor.revoked", "pid": pid, "by": actor.pid}]
 
 
-def apply_raised(state: State, event: Event) -> None:
+def apply_raised(state: State, event: HandRaised) -> None:
     if event["pid"] not in state["core"]["hands"]:
         state["core"]["hands"].append(event["pid"])
 
 
-def apply_lowered(state: State, event: Event) -> None:
+def apply_lowered(state: State, event: HandLowered | FloorGranted) -> None:
     if event["pid"] in state["core"]["hands"]:
         state["core"]["hands"].remove(event["pid"])
 
 
-def apply_granted(state: State, event: Event) -> None:
+def apply_granted(state: State, event: FloorGranted) -> None:
     apply_lowered(state, event)
     if event["pid"] not in state["core"]["speakers"]:
         state["core"]["speakers"].append(event["pid"])
 
 
-def apply_revoked(state: State, event: Event) -> None:
+def apply_revoked(state: State, event: FloorRevoked) -> None:
     if event["pid"] in state["core"]["speakers"]:
         state["core"]["speakers"].remove(event["pid"])
 
@@ -217,7 +285,7 @@ def decide_next(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
     return [{"type": "agenda.current", "index": index, "ts": ts}]
 
 
-def apply_current(state: State, event: Event) -> None:
+def apply_current(state: State, event: AgendaCurrent) -> None:
     state["core"]["current"] = event["index"]
 
 
@@ -231,7 +299,7 @@ def decide_notice(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     return [{"type": "notice", "text": args["text"], "ts": ts, "by": actor.pid}]
 
 
-def apply_notice(state: State, event: Event) -> None:
+def apply_notice(state: State, event: NoticePosted) -> None:
     state["core"]["notice"] = {"text": event["text"], "ts": event["ts"]} if event["text"] else None
 
 
@@ -266,4 +334,17 @@ SLICE = Slice(
     },
 )
 
-__all__ = ["SLICE", "person", "is_online", "INTERPRETER", "CAPTIONER"]
+__all__ = [
+    "SLICE",
+    "people",
+    "find",
+    "person",
+    "is_online",
+    "online",
+    "speakers",
+    "has_floor",
+    "moderators",
+    "floor_language",
+    "INTERPRETER",
+    "CAPTIONER",
+]

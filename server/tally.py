@@ -18,16 +18,17 @@ Rules (docs/voting.md has the prose):
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
+
+from .state import Amount, Poll, PollOption, QuorumResult, Result
 
 ABSTAIN = "abstain"
 
 
-def empty_counts(options: list[dict[str, Any]]) -> dict[str, list[int]]:
+def empty_counts(options: list[PollOption]) -> dict[str, list[int]]:
     return {o["id"]: [0, 0] for o in options}
 
 
-def add(poll: dict[str, Any], choice: list[str], weight: int, sign: int = 1) -> None:
+def add(poll: Poll, choice: list[str], weight: int, sign: int = 1) -> None:
     """Count (``sign=1``) or uncount (``-1``) one ballot in the poll's running totals."""
     counts = poll["counts"]
     for option in choice:
@@ -37,9 +38,7 @@ def add(poll: dict[str, Any], choice: list[str], weight: int, sign: int = 1) -> 
     poll["cast"][1] += sign * weight
 
 
-def result(
-    poll: dict[str, Any], eligible: tuple[int, int], present: tuple[int, int]
-) -> dict[str, Any]:
+def result(poll: Poll, eligible: tuple[int, int], present: tuple[int, int]) -> Result:
     """Totals, quorum, threshold and outcome from the poll's counts.
 
     ``eligible`` and ``present`` are ``(count, weight)`` of the electorate and of the part
@@ -47,25 +46,16 @@ def result(
     """
     counts: dict[str, list[int]] = poll["counts"]
     cast_n, cast_w = poll["cast"]
-    out: dict[str, Any] = {
-        "options": [
-            {"id": o["id"], "n": counts[o["id"]][0], "w": counts[o["id"]][1]}
-            for o in poll["options"]
-        ],
-        "ballots": cast_n,
-        "weight": cast_w,
-        "eligible": {"n": eligible[0], "w": eligible[1]},
-        "present": {"n": present[0], "w": present[1]},
-    }
     quorum = poll["quorum"]
     quorum_met = True
+    quorum_result: QuorumResult | None = None
     if quorum is not None:
         base = eligible if quorum["of"] == "roll" else present
         index = 1 if quorum["weighted"] else 0
         required = Fraction(quorum["fraction"]) * base[index]
         have = cast_w if quorum["weighted"] else cast_n
         quorum_met = have >= required
-        out["quorum"] = {
+        quorum_result = {
             "of": quorum["of"],
             "fraction": quorum["fraction"],
             "weighted": quorum["weighted"],
@@ -73,8 +63,6 @@ def result(
             "have": have,
             "met": quorum_met,
         }
-    else:
-        out["quorum"] = None
 
     rule = poll["threshold"]["rule"]
     counted = poll["threshold"]["abstentions"] == "counted"
@@ -100,14 +88,6 @@ def result(
     else:
         met = 2 * lead > basis
         need = Fraction(basis, 2)
-    out["threshold"] = {
-        "rule": rule,
-        "abstentions": poll["threshold"]["abstentions"],
-        "basis": basis,
-        "lead": lead,
-        "needed": _num(need),
-        "met": met,
-    }
     if not quorum_met:
         outcome = "no_quorum"
     elif poll["kind"] == "yesno":
@@ -118,9 +98,31 @@ def result(
         outcome = "tie"
     else:
         outcome = "carried" if met else "no_majority"
-    out["outcome"] = outcome
-    out["winner"] = lead_id if outcome in ("adopted", "carried") else None
-    return out
+    return {
+        "options": [
+            {"id": o["id"], "n": counts[o["id"]][0], "w": counts[o["id"]][1]}
+            for o in poll["options"]
+        ],
+        "ballots": cast_n,
+        "weight": cast_w,
+        "eligible": _amount(eligible),
+        "present": _amount(present),
+        "quorum": quorum_result,
+        "threshold": {
+            "rule": rule,
+            "abstentions": poll["threshold"]["abstentions"],
+            "basis": basis,
+            "lead": lead,
+            "needed": _num(need),
+            "met": met,
+        },
+        "outcome": outcome,
+        "winner": lead_id if outcome in ("adopted", "carried") else None,
+    }
+
+
+def _amount(pair: tuple[int, int]) -> Amount:
+    return {"n": pair[0], "w": pair[1]}
 
 
 def _num(value: Fraction) -> int | str:

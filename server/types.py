@@ -1,9 +1,10 @@
 """Types shared by the pure state machines and the I/O shell, defined once.
 
 A room's state is plain JSON-able data (dicts, lists, strings, numbers), one key per
-*slice*: ``core`` (rooms.py), ``channels`` (channels.py), ``polls`` (polls.py) and ``meta``
-(the fold's own bookkeeping). Being plain data, it is its own snapshot format and digest
-input, and a browser can hold the same shape.
+*slice*: ``core`` (rooms.py), ``channels`` (channels.py), ``polls`` (polls.py), ``audio``
+(audio.py) and ``meta`` (the fold's own bookkeeping). Being plain data, it is its own
+snapshot format and digest input, and a browser can hold the same shape. Its shape is
+typed in :mod:`state`, the events' in :mod:`events`; both are re-exported here.
 
 The room log holds *entries*: one accepted command each, with who gave it and the issuing
 node's clock. Every node folds entries in log order; a slice's ``decide`` turns an entry
@@ -15,16 +16,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from .errors import BadArgs
+from .events import EVENT_TYPES as EVENT_TYPES
+from .events import Event as Event
+from .state import Meta as Meta
+from .state import State as State
 
-State = dict[str, Any]
-Event = dict[str, Any]
-"""``{"type": "hand.raised", ...}``; an optional ``to`` list restricts who receives it."""
 
-Entry = dict[str, Any]
-"""``{"cid": str, "actor": {"pid", "role", "conn"}, "cmd": str, "args": {...}, "ts": ms}``"""
+class ActorWire(TypedDict):
+    pid: str
+    role: str
+    conn: str | None
+
+
+class Entry(TypedDict):
+    """One log entry: a command as given, by whom, at the issuing node's clock (ms)."""
+
+    cid: str
+    actor: ActorWire
+    cmd: str
+    args: NotRequired[dict[str, Any]]
+    """Free-form until the command's ``check`` has shaped them."""
+    ts: int
+
 
 PARTICIPANT = "participant"
 PANELIST = "panelist"
@@ -47,7 +63,7 @@ class Actor:
     role: str
     conn: str | None = None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> ActorWire:
         return {"pid": self.pid, "role": self.role, "conn": self.conn}
 
     @classmethod
@@ -57,7 +73,12 @@ class Actor:
 
 Decide = Callable[[State, Actor, dict[str, Any], int], list[Event]]
 Check = Callable[[dict[str, Any]], dict[str, Any]]
-Apply = Callable[[State, Event], None]
+Apply = Callable[[State, Any], None]
+"""Folds one event into the state. Each applier declares the event type it takes (a
+``TypedDict`` of :mod:`events`); a slice's ``apply`` maps that type's tag to it, and
+tests/test_events.py checks that every applier's annotation matches its tag."""
+Viewer = Mapping[str, Any]
+"""The person a view is for: their invite's claims (``pid``, ``role``, ``booth``, ``org``)."""
 
 
 @dataclass(frozen=True)
@@ -97,14 +118,6 @@ class Member:
 
 
 @dataclass(frozen=True)
-class BoothConfig:
-    """An interpreter booth: the channel's language and the languages it works from."""
-
-    lang: str
-    pair: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class RoomConfig:
     id: str
     title: str
@@ -128,10 +141,10 @@ class Slice:
     """
 
     name: str
-    init: Callable[[RoomConfig], dict[str, Any]]
+    init: Callable[[RoomConfig], Mapping[str, object]]
     commands: Mapping[str, Command]
     apply: Mapping[str, Apply]
-    view: Callable[[State, dict[str, Any] | None], Any] | None = None
+    view: Callable[[State, Viewer | None], Mapping[str, object]] | None = None
     react: Callable[[State, list[Event], int], list[Event]] | None = None
     deadline: Callable[[State], int | None] | None = None
     tick: Callable[[State, int], list[Event]] | None = None

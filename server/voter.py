@@ -14,6 +14,7 @@ from typing import Any
 
 from . import blind
 from .client import Client, CommandError
+from .state import State
 
 
 @dataclass
@@ -32,13 +33,14 @@ class SecretBallot:
             self.r = secrets.randbelow(self.key.n)
 
     @classmethod
-    def new(
-        cls, state: dict[str, Any], room: str, poll_id: str, member: str | None
-    ) -> SecretBallot:
+    def new(cls, state: State, room: str, poll_id: str, member: str | None) -> SecretBallot:
         """A fresh ballot for ``member`` (``None`` in a quick poll) in ``poll_id``."""
         poll = state["polls"]["polls"][poll_id]
         weight = 100 if member is None else int(state["polls"]["roll"][member]["w"])
-        key = blind.PublicKey.from_wire(poll["keys"][str(weight)])
+        keys = poll["keys"]
+        if keys is None:
+            raise ValueError(f"poll {poll_id!r} has no ballot keys yet")
+        key = blind.PublicKey.from_wire(keys[str(weight)])
         return cls(room, poll_id, weight, key)
 
     @property

@@ -1,7 +1,7 @@
 """One description of the wire, generated: room events and commands. Pure.
 
 The events come from the TypedDicts of ``server/events.py`` (``EVENT_TYPES``: the event's
-``type`` string → its TypedDict), the commands from the fold's table (``fold.SLICES``: name,
+``type`` string → its TypedDict), the commands from the fold's table (``fold.RULES.slices``: name,
 slice, roles). :func:`schema` builds a JSON Schema (2020-12) and :func:`markdown` a page with
 one table row per event and per command; ``scripts/wire.py`` writes them to
 ``docs/events.schema.json`` and ``docs/events.md``, and ``tests/test_wire_schema.py`` fails
@@ -67,7 +67,7 @@ def event_docs(module: Any) -> list[EventDoc]:
     if not table:
         raise ValueError(f"{module.__name__} has no EVENT_TYPES")
     audiences: Mapping[str, str] = getattr(module, "AUDIENCE", {})
-    applied = {t: s.name for s in fold.SLICES for t in s.apply}
+    applied = {t: s.name for s in fold.RULES.slices for t in s.apply}
     out = []
     for name, cls in table.items():
         if not typing.is_typeddict(cls):
@@ -83,13 +83,13 @@ def event_docs(module: Any) -> list[EventDoc]:
 def undescribed(events: Iterable[EventDoc]) -> list[str]:
     """Event types the fold applies that no TypedDict describes."""
     described = {e.name for e in events}
-    return sorted(t for s in fold.SLICES for t in s.apply if t not in described)
+    return sorted(t for s in fold.RULES.slices for t in s.apply if t not in described)
 
 
 def command_docs() -> list[CommandDoc]:
     """Every command of the fold's table, slice by slice, ``tick`` last."""
-    pairs = [(s.name, c) for s in fold.SLICES for c in s.commands.values()]
-    pairs.append(("fold", fold.TICK))
+    pairs = [(s.name, c) for s in fold.RULES.slices for c in s.commands.values()]
+    pairs.append(("fold", fold.RULES.commands["tick"]))
     return [_command_doc(slice_name, c) for slice_name, c in pairs]
 
 

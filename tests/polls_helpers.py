@@ -10,6 +10,8 @@ from typing import Any
 from server import blind, fold
 from server.types import Member, RoomConfig
 
+from . import shapes
+
 FORMAL = {
     "id": "vote",
     "kind": "yesno",
@@ -82,7 +84,11 @@ class Room:
             "args": args,
             "ts": self.ts,
         }
-        return fold.fold(self.state, f"{n}-0", e)
+        outcome = fold.fold(self.state, f"{n}-0", e)
+        for event in outcome.events:
+            shapes.check_event(event)
+        shapes.check_state(self.state)
+        return outcome
 
     def do(
         self,

@@ -13,8 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server import channels, fold
+from server import audio, channels, fold, rooms
 from server.types import RoomConfig
+
+from . import shapes
 
 ES1, ES2, ES3, FR1, RU1 = "es1", "es2", "es3", "fr1", "ru1"
 
@@ -53,6 +55,8 @@ class Room:
         outcome = fold.fold(self.state, f"{self.n}-0", entry)
         for event in outcome.events:  # "to" is the one routing key: a list, never a field
             assert isinstance(event.get("to", []), list), event
+            shapes.check_event(event)
+        shapes.check_state(self.state)
         self.log.append((entry, outcome))
         return outcome
 
@@ -125,18 +129,25 @@ def test_init_from_config_with_fallback() -> None:
     assert list(room.ch["channels"]) == ["es"]
     assert room.ch["fallback"] == "silence"
     assert room.ch["settings"]["grace_ms"] == 2000
-    assert channels.feed(room.state, "es") == {"kind": "silence"}
-    assert channels.feed(room.state, "original") == {"kind": "floor"}
+    routes = audio.routes(room.state)
+    assert routes.carries("es") is None, "nobody on air and a silent fallback: silence"
+    assert routes.carries(audio.FLOOR) == audio.FLOOR
+    room.roles["bob"] = "participant"
+    room.join("bob", lang="es")
+    assert audio.routes(room.state).hearing("bob", "participant") == (None, None)
 
 
-def test_choice_is_kept_per_person_across_reconnects_and_counts_listeners() -> None:
+def test_choice_is_kept_per_person_across_reconnects() -> None:
     room = booths()
     assert room.ch["choice"]["ana"] == "es", "a first visit hears the invite's language"
+    assert channels.choice_of(room.state, "ana") == "es"
     room.join("bob")
+    assert channels.choice_of(room.state, "bob") == channels.ORIGINAL
     room.do("bob", "channel.choose", {"lang": "fr"})
-    assert channels.listeners(room.state) == {"original": 2, "es": 1, "fr": 1, "ru": 0}
+    assert audio.routes(room.state).hearing("bob", "participant") == (audio.FLOOR, None), (
+        "nobody on air in fr: the original, once"
+    )
     room.leave("bob")
-    assert channels.listeners(room.state)["fr"] == 0, "only people online count"
     room.join("bob", conn="bob-2")
     assert room.ch["choice"]["bob"] == "fr"
     room.do("ana", "channel.choose", {"lang": "original"})
@@ -188,12 +199,14 @@ def test_choose_unknown_channel() -> None:
 # --- on air and handover -------------------------------------------------------------------
 
 
-def test_take_free_channel_is_immediate_and_feed_follows() -> None:
+def test_take_free_channel_is_immediate_and_routes_follow() -> None:
     room = booths()
-    assert channels.feed(room.state, "es") == {"kind": "floor"}
+    assert audio.routes(room.state).hearing("ana", "participant") == (audio.FLOOR, None)
     room.do(ES1, "air.take")
-    assert room.live("es") == ES1
-    assert channels.feed(room.state, "es") == {"kind": "interpreter", "pid": ES1, "muted": False}
+    assert room.live("es") == ES1 == channels.live(room.state, "es")
+    routes = audio.routes(room.state)
+    assert routes.feeds(ES1, "es") and not routes.feeds(ES2, "es")
+    assert routes.hearing("ana", "participant") == ("es", audio.FLOOR)
     assert room.refused(ES1, "air.take") == "already_on_air"
 
 
@@ -425,7 +438,10 @@ def test_cough_is_for_the_live_interpreter_and_repeats_are_no_change() -> None:
     assert room.refused(ES1, "booth.cough", {"on": True}) == "not_on_air"
     room.do(ES1, "air.take")
     room.do(ES1, "booth.cough", {"on": True})
-    assert channels.feed(room.state, "es")["muted"] is True
+    assert channels.coughing(room.state, "es")
+    routes = audio.routes(room.state)
+    assert not routes.feeds(ES1, "es"), "the cough key drops the live interpreter's packets"
+    assert routes.hearing("ana", "participant") == ("es", audio.FLOOR), "silence, not the floor"
     assert room.do(ES1, "booth.cough", {"on": True}) == []
     assert room.refused(ES2, "booth.cough", {"on": True}) == "not_on_air"
     assert room.refused(ES1, "booth.cough", {"on": "yes"}) == "bad_args"
@@ -617,7 +633,7 @@ def _assert_invariants(room: Room, vouched: dict[str, set[str]]) -> None:
         live_anywhere.append(live)
         assert ch["interpreters"][live]["booth"] == lang, "live only in one's own booth"
         assert live in vouched[lang], f"{live} is on air in {lang} without taking/accepting"
-        online = channels._online(room.state, live)
+        online = rooms.is_online(room.state, live)
         assert online or channel["away"] is not None, "a gone live one has a grace running"
         if channel["away"] is not None:
             assert channel["cough"] is False
@@ -646,7 +662,7 @@ def _resolve(room: Room, who: str) -> str:
     channel = room.ch["channels"]["es"]
     h = channel["handover"] or {}
     partner = next(
-        (p for p in PEOPLE if p != channel["live"] and channels._online(room.state, p)), None
+        (p for p in PEOPLE if p != channel["live"] and rooms.is_online(room.state, p)), None
     )
     found = {
         "live": channel["live"],
@@ -800,6 +816,7 @@ def test_replicas_folding_the_same_log_agree(steps: list[tuple[str, str, int, st
 
 
 @pytest.mark.parametrize("lang", ["es", "original"])
-def test_feed_original_fallback(lang: str) -> None:
+def test_original_fallback_carries_the_floor(lang: str) -> None:
     room = booths()
-    assert channels.feed(room.state, lang) == {"kind": "floor"}
+    room.do("ana", "channel.choose", {"lang": lang})
+    assert audio.routes(room.state).hearing("ana", "participant") == (audio.FLOOR, None)

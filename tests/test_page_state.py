@@ -40,7 +40,7 @@ def session(assembly: Assembly) -> Session:
 
 
 def test_the_session_produces_every_event_type(session: Session) -> None:
-    missing = sorted(set(fold.APPLY) - session.event_types())
+    missing = sorted(set(fold.RULES.apply) - session.event_types())
     assert not missing, f"no scripted step produces these event types: {', '.join(missing)}"
 
 

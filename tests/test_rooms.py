@@ -13,6 +13,8 @@ from server import fold
 from server.errors import Forbidden, UnknownType
 from server.types import SYSTEM, Actor, AgendaItem, RoomConfig
 
+from . import shapes
+
 CONFIG = RoomConfig(
     id="plenary",
     title="Plenary",
@@ -50,7 +52,11 @@ class Room:
         }
         entry_id = f"{self.n}-0"
         self.log.append((entry_id, entry))
-        return fold.fold(self.state, entry_id, entry)
+        outcome = fold.fold(self.state, entry_id, entry)
+        for event in outcome.events:
+            shapes.check_event(event)
+        shapes.check_state(self.state)
+        return outcome
 
     def join(self, pid: str, role: str = "participant", conn: str | None = None) -> dict[str, Any]:
         self.do(

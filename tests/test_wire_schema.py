@@ -139,7 +139,7 @@ def test_the_markdown_has_one_row_per_event_and_command() -> None:
     assert "#### Person" in text and "`booth?`: string" in text
     # The fold's own events that the fixture does not describe are named, not hidden.
     assert "Applied by the fold but not described:" in text and "hand.raised" in text
-    for name, command in fold.COMMANDS.items():
+    for name, command in fold.RULES.commands.items():
         assert f"`{name}`" in rows, name
         roles = next(c.roles for c in wire.command_docs() if c.name == name)
         assert set(roles) == set(command.roles)

@@ -38,6 +38,7 @@ from ..audio import FLOOR
 from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable, UnknownType
 from ..node.feature import Feature, FrameHandler
 from ..node.sessions import TokenBucket
+from ..state import Recording
 from ..types import MODERATOR, SYSTEM, Actor, Event, arg_str
 from . import passthrough
 from .relay import Frame, LevelMeter, Outlet, Source
@@ -442,9 +443,9 @@ class MediaRoom:
         self.routes = audio.routes(self.hub.state)
         self._reroute()
         self._check_publishers()
-        rec = self.hub.state.get("audio", {}).get("recording")
+        rec = self.hub.state["audio"]["recording"]
         mine = rec is not None and rec["node"] == self.node.node_name
-        if mine and self.recorder is None:
+        if rec is not None and mine and self.recorder is None:
             self._start_recorder(rec)
         elif mine:
             self._record_every_source()  # a moderator may add a channel mid-recording
@@ -590,7 +591,7 @@ class MediaRoom:
             return
         self._reply(peer, cid, **({"id": args["id"]} if start else {}))
 
-    def _start_recorder(self, rec: dict[str, Any]) -> None:
+    def _start_recorder(self, rec: Recording) -> None:
         from .recording import Recorder
 
         self.recorder = Recorder(self.node.recordings, self.room, rec["id"])

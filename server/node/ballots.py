@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import blind, polls
 from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable
+from ..state import Poll, PublicPoll
 from ..types import SYSTEM, Actor, Event, arg_str
 from .feature import Feature, FrameHandler
 from .hub import RoomHub, now_ms
@@ -74,7 +75,7 @@ class RoomBox:
 
     # -- keys -------------------------------------------------------------------------
 
-    def key(self, poll: dict[str, Any], weight: int) -> blind.PrivateKey:
+    def key(self, poll: PublicPoll, weight: int) -> blind.PrivateKey:
         bits = self.hub.state["polls"]["voting"]["key_bits"]
         return private_key(self.secret, self.hub.room, poll["id"], weight, bits)
 
@@ -134,7 +135,7 @@ class RoomBox:
             if poll["electorate"] == "present"
             else checked["for"] or person.get("org")
         )
-        record = poll["voted"].get(voter)
+        record = poll["voted"].get(voter) if isinstance(voter, str) else None
         # Sign only what the log recorded for this voter: one claim, one signature.
         if record is None or record.get("blinded") != checked["blinded"]:
             raise Refused("this claim is not the one recorded for you", code="already_voted")
@@ -167,7 +168,7 @@ class RoomBox:
         return {"receipt": blind.receipt(ballot["token"])}
 
     @staticmethod
-    def _counted(poll: dict[str, Any], ballot: dict[str, Any]) -> bool:
+    def _counted(poll: Poll, ballot: dict[str, Any]) -> bool:
         prior = poll["ballots"].get(ballot["token"])
         return prior is not None and (
             prior["rev"] > ballot["rev"]
@@ -180,7 +181,7 @@ class RoomBox:
             return
         poll = self.hub.state["polls"]["polls"].get(poll_id)
         closing = poll is None or poll["state"] != "open" or polls.closed_by_timer(poll, now_ms())
-        if force or closing or len(box) >= (poll or {}).get("mix", 1):
+        if force or closing or len(box) >= (poll["mix"] if poll is not None else 1):
             del self.boxes[poll_id]
             random.shuffle(box)  # no order of arrival survives, even in memory
             self.spawn(self._flush(poll_id, box))
@@ -227,7 +228,7 @@ class RoomBox:
             kind = event["type"]
             if kind in ("poll.created", "poll.updated"):
                 self.offer_keys()
-            elif kind in ("poll.closed", "poll.timer"):
+            elif event["type"] == "poll.closed" or event["type"] == "poll.timer":
                 self._maybe_flush(event["id"])
 
     async def close(self) -> None:

@@ -13,12 +13,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .. import fold
 from ..errors import HemicycleError, Unavailable
 from ..protocol import Codec, encode, pack, unpack
-from ..types import SYSTEM, Actor, Event, RoomConfig, State
+from ..types import SYSTEM, Actor, Entry, Event, RoomConfig, State
 from .backends import Backends
 from .log import id_key
 from .metrics import Metrics
@@ -183,7 +183,7 @@ class RoomHub:
     # -- folding -----------------------------------------------------------------------
 
     def _fold(self, entry_id: str, entry: dict[str, Any]) -> None:
-        outcome = fold.fold(self.state, entry_id, entry)
+        outcome = fold.fold(self.state, entry_id, cast(Entry, entry))
         self.metrics.entries.inc()
         self.recent.append((entry_id, outcome.events))
         if len(self.recent) > RECENT:

@@ -1,0 +1,382 @@
+"""The room state's shape: one ``TypedDict`` per slice and per record, defined once.
+
+The state stays plain JSON-able data — it is the snapshot format, the digest input and what
+a browser holds — so these are TypedDicts (types of plain dicts), never classes with
+behaviour. A key marked ``NotRequired`` may be absent: from a person's view (``fold.view``)
+and a client's copy (the ballot box, running totals, the command ids), or where the record
+says so (a person's ``booth`` when their invite names none).
+
+::
+
+    State  meta      Meta            the fold's bookkeeping
+           core      CoreState       rooms.py: people, hands, speakers, agenda, notice
+           channels  ChannelsState   channels.py: channels, booths, choices, captions, chats
+           polls     PollsState      polls.py: the roll, proxies, polls and their ballots
+           audio     AudioState      audio.py: muted microphones, the recording
+"""
+
+# No ``from __future__ import annotations`` here: Python 3.11 computes a TypedDict's
+# required and optional keys only from evaluated annotations, and tools read them.
+from typing import Literal, NotRequired, TypedDict
+
+# --- meta -----------------------------------------------------------------------------------
+
+
+class Meta(TypedDict):
+    """The fold's bookkeeping: the last entry folded and the command ids seen."""
+
+    room: str
+    last: str | None
+    n: int
+    outcomes: NotRequired[dict[str, dict[str, str] | None]]
+    """cid → ``None`` (accepted) or the refusal; not in views."""
+
+
+# --- core (rooms.py) ------------------------------------------------------------------------
+
+
+class Person(TypedDict):
+    """Someone in the room, online while ``conns`` is not empty."""
+
+    pid: str
+    name: str
+    role: str
+    org: str | None
+    country: str | None
+    lang: str | None
+    conns: list[str]
+    since: int
+    booth: NotRequired[str]
+    """The booth (channel language) an interpreter's or captioner's invite names."""
+    pair: NotRequired[list[str]]
+    """The languages an interpreter's invite says they work between."""
+
+
+class AgendaEntry(TypedDict):
+    title: str
+    titles: dict[str, str]
+    start: str
+    minutes: int
+
+
+class Notice(TypedDict):
+    text: str
+    ts: int
+
+
+class CoreState(TypedDict):
+    title: str
+    floor: str
+    people: dict[str, Person]
+    hands: list[str]
+    speakers: list[str]
+    agenda: list[AgendaEntry]
+    current: int
+    notice: Notice | None
+
+
+# --- channels (channels.py) -----------------------------------------------------------------
+
+
+class Handover(TypedDict):
+    kind: Literal["request", "offer"]
+    asker: str
+    answerer: str
+    ts: int
+    expires: int
+
+
+class Away(TypedDict):
+    pid: str
+    since: int
+    until: int
+
+
+class LastOff(TypedDict):
+    pid: str
+    reason: str
+    ts: int
+
+
+class Channel(TypedDict):
+    """One language channel and its booth's on-air state."""
+
+    lang: str
+    added: int | None
+    live: str | None
+    since: int | None
+    cough: bool
+    handover: Handover | None
+    away: Away | None
+    last_off: LastOff | None
+
+
+class Interpreter(TypedDict):
+    pid: str
+    booth: str
+    pair: list[str]
+    input: str
+    out: str
+
+
+class Line(TypedDict):
+    """A caption line or a chat message."""
+
+    n: int
+    pid: str
+    text: str
+    ts: int
+
+
+class Signal(TypedDict):
+    n: int
+    lang: str
+    pid: str
+    preset: str
+    ts: int
+    to: list[str]
+
+
+class ChannelSettings(TypedDict):
+    handover_ms: int
+    grace_ms: int
+
+
+class ChannelsState(TypedDict):
+    floor: str
+    fallback: str
+    settings: ChannelSettings
+    channels: dict[str, Channel]
+    interpreters: dict[str, Interpreter]
+    choice: dict[str, str]
+    captions: dict[str, list[Line]]
+    chats: dict[str, list[Line]]
+    signals: list[Signal]
+
+
+# --- polls (polls.py, polls_core.py, polls_secret.py, polldefs.py, tally.py) -----------------
+
+
+class PollOption(TypedDict):
+    id: str
+    text: dict[str, str]
+
+
+class Quorum(TypedDict):
+    of: str
+    fraction: str
+    weighted: bool
+
+
+class Threshold(TypedDict):
+    rule: str
+    abstentions: str
+
+
+class PollDefinition(TypedDict):
+    """A poll's question, options and rules, as :func:`polldefs.normalise` returns them."""
+
+    question: dict[str, str]
+    kind: str
+    max: int
+    options: list[PollOption]
+    electorate: str
+    secret: bool
+    change: bool
+    seconds: int | None
+    quorum: Quorum | None
+    threshold: Threshold
+    mix: int
+
+
+class ConfigPoll(PollDefinition):
+    """A poll prepared in the assembly file: a definition with its id."""
+
+    id: str
+
+
+class PublicKey(TypedDict):
+    """A ballot key (RSA modulus in hex, public exponent)."""
+
+    n: str
+    e: int
+
+
+class PublicPoll(PollDefinition):
+    """What everyone may see of a poll once it is open."""
+
+    id: str
+    state: str
+    opened_at: int | None
+    closes_at: int | None
+    closed_at: int | None
+    sealed: bool
+    published_at: int | None
+    keys: dict[str, PublicKey] | None
+    proxies: dict[str, str]
+
+
+class VoteRecord(TypedDict):
+    """Who cast a voter's ballot, when, with what weight (and, if open, what choice)."""
+
+    by: str
+    at: int
+    w: int
+    choice: NotRequired[list[str]]
+    blinded: NotRequired[str]
+
+
+class Ballot(TypedDict):
+    """A secret ballot in the box, by token."""
+
+    rev: int
+    choice: list[str]
+    w: int
+    last: str
+    sig: str
+
+
+class Amount(TypedDict):
+    n: int
+    w: int
+
+
+class OptionTotal(TypedDict):
+    id: str
+    n: int
+    w: int
+
+
+class QuorumResult(TypedDict):
+    of: str
+    fraction: str
+    weighted: bool
+    required: int | str
+    have: int
+    met: bool
+
+
+class ThresholdResult(TypedDict):
+    rule: str
+    abstentions: str
+    basis: int
+    lead: int
+    needed: int | str
+    met: bool
+
+
+class Result(TypedDict):
+    """Totals, quorum, threshold and outcome from a poll's counts (:func:`tally.result`)."""
+
+    options: list[OptionTotal]
+    ballots: int
+    weight: int
+    eligible: Amount
+    present: Amount
+    quorum: QuorumResult | None
+    threshold: ThresholdResult
+    outcome: str
+    winner: str | None
+
+
+class Progress(Result):
+    """The chair's live count: a result so far, with the turnout and claims pending."""
+
+    turnout: Amount
+    pending: int
+
+
+class Receipt(TypedDict):
+    receipt: str
+    choice: str | list[str]
+    """One option id; a list for a ``multiple`` poll."""
+    w: int
+
+
+class RollCallLine(TypedDict):
+    voter: str
+    name: str
+    by: str
+    choice: str | list[str]
+    """One option id; a list for a ``multiple`` poll."""
+    w: int
+
+
+class FinalResult(Result):
+    """A sealed poll's result: a secret one lists receipts, an open one the roll call."""
+
+    turnout: Amount
+    missing: int
+    opened_at: int | None
+    closed_at: int | None
+    sealed_at: int
+    receipts: NotRequired[list[Receipt]]
+    keys: NotRequired[dict[str, PublicKey] | None]
+    roll_call: NotRequired[list[RollCallLine]]
+
+
+class Poll(PublicPoll):
+    """A poll in the state. The ballot box and running totals are on nodes (and, but for
+    the box, in the chair's view) only."""
+
+    voted: dict[str, VoteRecord]
+    pending: NotRequired[dict[str, int]]
+    ballots: NotRequired[dict[str, Ballot]]
+    counts: NotRequired[dict[str, list[int]]]
+    """option → ``[n, w]``"""
+    cast: NotRequired[list[int]]
+    """``[n, w]``"""
+    progress: NotRequired[Progress | None]
+    progress_at: NotRequired[int | None]
+    dirty: NotRequired[bool]
+    result: NotRequired[FinalResult | None]
+
+
+class RollMember(TypedDict):
+    name: str
+    country: str
+    w: int
+
+
+class Voting(TypedDict):
+    proxy_chains: bool
+    max_proxies: int | None
+    key_bits: int
+
+
+class PollsState(TypedDict):
+    roll: dict[str, RollMember]
+    voting: Voting
+    proxies: dict[str, str]
+    polls: dict[str, Poll]
+    order: list[str]
+    seq: NotRequired[int]
+    """The chair's copy only: polls created so far (ids are ``p<seq>``)."""
+
+
+# --- audio (audio.py) ------------------------------------------------------------------------
+
+
+class Recording(TypedDict):
+    id: str
+    node: str
+    by: str
+    since: int
+
+
+class AudioState(TypedDict):
+    muted: list[str]
+    recording: Recording | None
+
+
+# --- the room -------------------------------------------------------------------------------
+
+
+class State(TypedDict):
+    """One room's state: one key per slice."""
+
+    meta: Meta
+    core: CoreState
+    channels: ChannelsState
+    polls: PollsState
+    audio: AudioState
