@@ -157,3 +157,18 @@ async def test_a_feature_gets_its_frames_folds_welcome_leaves_and_routes(
         # A HemicycleError raised by any route is mapped once, by the app's handler.
         assert refused.status_code == 404
         assert refused.json() == {"code": "no_such_channel", "message": "not today"}
+
+
+def test_a_standard_node_folds_the_slices_clients_apply(assembly: Assembly) -> None:
+    """The node's rules come from its own slice and its features'; the standard list gives
+    the same commands and events as ``fold.RULES``, which the Python client applies."""
+    from server import fold
+
+    settings = Settings(secret=SECRET, node="n1")
+    node = Node(
+        settings, assembly, open_backends("memory://"), web_app.features(settings, assembly)
+    )
+    assert [s.name for s in node.rules.slices] == [s.name for s in fold.RULES.slices]
+    assert set(node.rules.commands) == set(fold.RULES.commands)
+    assert set(node.rules.apply) == set(fold.RULES.apply)
+    assert all(hub.rules is node.rules for hub in node.hubs.values())

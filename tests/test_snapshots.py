@@ -55,7 +55,7 @@ async def test_a_snapshot_holds_the_state_at_its_entry_while_the_live_replica_mo
     room = assembly.rooms["plenary"]
     backends = open_backends("memory://")
     live = fold.new_state(room)
-    snaps = Snapshots("plenary", backends.log, fold.new_state(room), every=50)
+    snaps = Snapshots("plenary", backends.log, fold.RULES, fold.new_state(room), every=50)
     digests: dict[str, str] = {}
     for i, entry in enumerate(entries(120)):
         entry_id = f"{i + 1}-0"
@@ -81,7 +81,7 @@ async def test_a_save_during_a_redis_outage_is_logged_and_retried_until_it_lands
 ) -> None:
     room = assembly.rooms["plenary"]
     backends = open_backends(redis_url)
-    snaps = Snapshots("plenary", backends.log, fold.new_state(room), every=20)
+    snaps = Snapshots("plenary", backends.log, fold.RULES, fold.new_state(room), every=20)
     redis_server.stop()
     caplog.set_level(logging.WARNING, logger="server.node.snapshots")
     try:
@@ -107,7 +107,7 @@ async def test_entries_that_arrive_while_a_save_runs_go_into_the_next_one(
     room = assembly.rooms["plenary"]
     backends = open_backends("memory://")
     live = fold.new_state(room)
-    snaps = Snapshots("plenary", backends.log, fold.new_state(room), every=every)
+    snaps = Snapshots("plenary", backends.log, fold.RULES, fold.new_state(room), every=every)
     for i, entry in enumerate(entries(70)):
         fold.fold(live, f"{i + 1}-0", entry)
         snaps.add(f"{i + 1}-0", pack(entry))

@@ -624,6 +624,7 @@ class MediaNode(Feature):
     """The audio feature: one :class:`MediaRoom` per room, the ``rtc.*``/``rec.*`` frames."""
 
     name = "audio"
+    slice = audio.SLICE
     FRAMES = ("rtc.offer", "rtc.under", "rtc.close", "rec.start", "rec.stop")
 
     def __init__(self, config: MediaConfig, recordings: str) -> None:

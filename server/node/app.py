@@ -9,6 +9,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 
+from .. import fold, rooms
 from ..errors import HemicycleError
 from ..types import SYSTEM, Actor
 from . import eager
@@ -53,6 +54,8 @@ class Node:
         self.features = list(features)
         self.feature = features_named(self.features)
         self.frames = dispatch_table(self.features)
+        self.rules = fold.Rules([rooms.SLICE, *(f.slice for f in self.features if f.slice)])
+        """The node's own slice (the room itself) and its features', folded in this order."""
         self.hubs: dict[str, RoomHub] = {}
         info = {
             "name": assembly.name,
@@ -69,7 +72,7 @@ class Node:
                 "channels": list(room.channels),
             }
             self.hubs[room.id] = RoomHub(
-                room, self.backends, self.metrics, node=self.name, info=room_info
+                room, self.backends, self.metrics, node=self.name, info=room_info, rules=self.rules
             )
         self._stack = contextlib.AsyncExitStack()
 
@@ -131,9 +134,7 @@ class Node:
         enter their grace period. Any node may do it; the ``leave:<conn>`` id makes the
         first one count."""
         for hub in self.hubs.values():
-            conns = [
-                (p["pid"], c) for p in hub.state["core"]["people"].values() for c in p["conns"]
-            ]
+            conns = [(p["pid"], c) for p in rooms.people(hub.state).values() for c in p["conns"]]
             owners = {c.split("~", 1)[0] for _, c in conns if "~" in c} - {self.name}
             if not owners:
                 continue

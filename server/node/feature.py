@@ -24,8 +24,11 @@ overriding what it needs; the node is built from a list of them (``server/web/ap
 ``left(hub, sink)``
     Awaited when a connection leaves, before its ``leave`` is appended.
 
-The pure state machine a feature may need is a :class:`~server.types.Slice` registered in
-``server/fold.py``: the shell never decides anything the fold does not decide again.
+``slice``
+    The pure state machine the feature brings, if any (a :class:`~server.types.Slice`: its
+    commands, events and state). The node folds its own slice (``server/rooms.py``: the
+    room, presence, hands, the floor, the agenda) and every feature's, in list order; the
+    shell never decides anything the fold does not decide again.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.routing import BaseRoute
 
-from ..types import Event
+from ..types import Event, Slice
 
 if TYPE_CHECKING:
     from .auth import Invites
@@ -69,6 +72,7 @@ class Feature:
     """A capability of the node. Override what the feature needs; the rest does nothing."""
 
     name = "feature"
+    slice: Slice | None = None
 
     def frames(self) -> Mapping[str, FrameHandler]:
         return {}
@@ -119,3 +123,11 @@ def features_named(features: Sequence[Feature]) -> dict[str, Feature]:
             raise ValueError(f"two features are named {feature.name!r}")
         named[feature.name] = feature
     return named
+
+
+class SliceFeature(Feature):
+    """A feature that is only a pure slice (its commands ride the ordinary ``command`` frame)."""
+
+    def __init__(self, slice: Slice) -> None:
+        self.name = slice.name
+        self.slice = slice

@@ -68,13 +68,16 @@ class RoomHub:
         metrics: Metrics,
         node: str = "node",
         info: dict[str, Any] | None = None,
+        rules: fold.Rules = fold.RULES,
     ) -> None:
         self.config = config
         self.room = config.id
         self.node = node
         self.backends = backends
         self.metrics = metrics
-        self.state: State = fold.new_state(config)
+        self.rules = rules
+        """The slices this room folds (the node's: its own and its features')."""
+        self.state: State = rules.new_state(config)
         self.sinks: set[Sink] = set()
         self.recent: deque[tuple[str, list[Event]]] = deque()
         self.recent_base: str | None = None  # id just before recent[0]; None: the log's start
@@ -85,7 +88,7 @@ class RoomHub:
         self.ready = asyncio.Event()
         self.features: list[Feature] = []
         """The node's running features: told of each fold and each leave, in list order."""
-        self.snapshots = Snapshots(self.room, backends.log, fold.new_state(config))
+        self.snapshots = Snapshots(self.room, backends.log, rules, rules.new_state(config))
         self._task: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -111,7 +114,7 @@ class RoomHub:
             after, data = snap
             self.state = fold.from_snapshot(unpack(data))
             self.recent_base = after
-            self.snapshots = Snapshots(self.room, self.backends.log, unpack(data))
+            self.snapshots = Snapshots(self.room, self.backends.log, self.rules, unpack(data))
         self._task = asyncio.create_task(self._run(after), name=f"hub-{self.room}")
         subscribed = asyncio.Event()
         self._bus_task = asyncio.create_task(self._run_bus(subscribed), name=f"bus-{self.room}")
@@ -183,7 +186,7 @@ class RoomHub:
     # -- folding -----------------------------------------------------------------------
 
     def _fold(self, entry_id: str, entry: dict[str, Any]) -> None:
-        outcome = fold.fold(self.state, entry_id, cast(Entry, entry))
+        outcome = self.rules.fold(self.state, entry_id, cast(Entry, entry))
         self.metrics.entries.inc()
         self.recent.append((entry_id, outcome.events))
         if len(self.recent) > RECENT:
@@ -246,7 +249,7 @@ class RoomHub:
         self.metrics.deliveries.inc(len(self.sinks))
 
     def _schedule_tick(self) -> None:
-        deadline = fold.next_deadline(self.state)
+        deadline = self.rules.next_deadline(self.state)
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -282,7 +285,7 @@ class RoomHub:
         (unknown, forbidden, bad args) and ``Unavailable`` when the log did not take it or
         the fold did not come back in time (the client retries with the same ``cid``).
         """
-        checked = fold.check(actor, name, args)
+        checked = self.rules.check(actor, name, args)
         entry = {"cid": cid, "actor": actor.to_wire(), "cmd": name, "args": checked, "ts": now_ms()}
         waiter = self.pending.get(cid)
         if waiter is None:
@@ -357,4 +360,4 @@ class RoomHub:
         log.warning("room %s: could not record that %s left", self.room, args["conn"])
 
     def view_for(self, person: dict[str, Any]) -> State:
-        return fold.view(self.state, person)
+        return self.rules.view(self.state, person)

@@ -31,8 +31,11 @@ RETRY = (0.5, 10.0)
 class Snapshots:
     """Call :meth:`add` for each folded entry, in log order; :meth:`close` at the end."""
 
-    def __init__(self, room: str, store: RoomLog, base: State, every: int | None = None) -> None:
+    def __init__(
+        self, room: str, store: RoomLog, rules: fold.Rules, base: State, every: int | None = None
+    ) -> None:
         self.room = room
+        self.rules = rules
         self.store = store
         self.every = every or EVERY
         self._replica = base
@@ -84,7 +87,7 @@ class Snapshots:
         """On the worker thread: fold ``entries`` into the private replica and pack it."""
         for entry_id, raw in entries:
             try:
-                fold.fold(self._replica, entry_id, unpack(raw))
+                self.rules.fold(self._replica, entry_id, unpack(raw))
             except Exception:  # as in the hub: a bug in a reducer must not stop the room
                 log.exception("room %s: snapshot replica cannot fold %s", self.room, entry_id)
         return pack(self._replica)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from .. import channels, polls
 from ..errors import HemicycleError
 from ..media.recording import Recordings
 from ..media.room import MediaNode
@@ -22,7 +23,7 @@ from ..node.app import Node
 from ..node.backends import Backends
 from ..node.ballots import Ballots
 from ..node.config import Assembly, Settings, load_assembly
-from ..node.feature import Feature
+from ..node.feature import Feature, SliceFeature
 from ..node.reactions import Reactions
 from . import pages
 from .http import error_response
@@ -35,10 +36,12 @@ def features(settings: Settings, assembly: Assembly) -> list[Feature]:
     """The node's features, in start order (stopped in reverse)."""
     media = MediaConfig.from_extra(assembly.extra, assembly.source)
     return [
-        Reactions(),
-        Ballots(),
-        MediaNode(media, settings.recordings),
+        SliceFeature(channels.SLICE),  # language channels and booths
+        SliceFeature(polls.SLICE),  # polls and votes
+        MediaNode(media, settings.recordings),  # audio (with the audio slice)
+        Ballots(),  # secret ballots' frames and boxes
         Recordings(),
+        Reactions(),
         Transcripts(),
         Results(),
     ]

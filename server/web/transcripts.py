@@ -54,14 +54,16 @@ async def transcript_lines(hub: RoomHub, lang: str) -> list[Line]:
         close = getattr(tail, "aclose", None)  # async generators: end the XREAD loop now
         if close is not None:
             await close()
-    return await asyncio.to_thread(_replay, hub.config, entries, lang)
+    return await asyncio.to_thread(_replay, hub.rules, hub.config, entries, lang)
 
 
-def _replay(config: RoomConfig, entries: list[tuple[str, bytes]], lang: str) -> list[Line]:
-    state = fold.new_state(config)
+def _replay(
+    rules: fold.Rules, config: RoomConfig, entries: list[tuple[str, bytes]], lang: str
+) -> list[Line]:
+    state = rules.new_state(config)
     lines: list[Line] = []
     for entry_id, raw in entries:
-        for event in fold.fold(state, entry_id, unpack(raw)).events:
+        for event in rules.fold(state, entry_id, unpack(raw)).events:
             if event["type"] == "caption" and event["lang"] == lang:
                 lines.append({"ts": event["ts"], "text": event["text"], "pid": event["pid"]})
     return lines
