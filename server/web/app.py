@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
 from ..errors import HemicycleError
-from ..media.recording import Recordings
+from ..media.recording import Recording
 from ..media.room import MediaNode
 from ..media.setup import MediaConfig
 from ..node.app import Node
@@ -33,12 +33,12 @@ from .transcripts import Transcripts
 
 def features(settings: Settings, assembly: Assembly) -> list[Feature]:
     """The node's features, in start order (stopped in reverse)."""
-    media = MediaConfig.from_extra(assembly.extra, assembly.source)
+    audio = MediaNode(MediaConfig.from_extra(assembly.extra, assembly.source))
     return [
         Reactions(),
         Ballots(),
-        MediaNode(media, settings.recordings),
-        Recordings(),
+        audio,
+        Recording(audio),  # after audio: it taps the audio rooms, and stops before them
         Transcripts(),
         Results(),
     ]
