@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -147,47 +151,57 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         await c.close()
 
 
+def serve_b(redis_url: str, port: int, recordings: Path) -> subprocess.Popen[bytes]:
+    """Node B as its own process, so that it can be killed like a crashed machine."""
+    from .conftest import SECRET
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--backend", redis_url],
+        env={
+            **os.environ,
+            "HEMICYCLE_SECRET": SECRET,
+            "HEMICYCLE_NODE": "B",
+            "HEMICYCLE_RECORDINGS": str(recordings),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def connect_when_up(url: str, token: str) -> Client:
+    async with asyncio.timeout(timeout(20)):
+        while True:
+            try:
+                return await Client.connect(url, token)
+            except OSError:
+                await asyncio.sleep(0.1)
+
+
 @pytest.mark.redis
+@pytest.mark.parametrize("restart", [False, True], ids=["others-stop-it", "b-restarts"])
 async def test_a_crashed_recorders_recording_is_stopped(
     start_node,
     invites,
     redis_url,  # type: ignore[no-untyped-def]
     tmp_path,
     monkeypatch,
+    restart,
 ) -> None:
-    """Node B records, then is killed (SIGKILL): node A stops the recording in the state."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
+    """Node B records, then is killed (SIGKILL): node A stops the recording in the state
+    once B's heartbeat expires; or B, started again first, stops it itself without
+    writing over the files of its previous life."""
     import server.media.recording as recording_module
 
-    from .conftest import SECRET, free_port
+    from .conftest import free_port
 
-    monkeypatch.setattr(recording_module, "ORPHAN_CHECK_EVERY", 0.4)
+    # Restarting: A's orphan check never comes, so only B's second life can stop it.
+    monkeypatch.setattr(recording_module, "ORPHAN_CHECK_EVERY", 1000 if restart else 0.4)
     a = await start_node(redis_url, name="A")
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--backend", redis_url],
-        env={
-            **os.environ,
-            "HEMICYCLE_SECRET": SECRET,
-            "HEMICYCLE_NODE": "B",
-            "HEMICYCLE_RECORDINGS": str(tmp_path),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    procs = [serve_b(redis_url, port, tmp_path)]
     try:
         token = invites.mint(room="plenary", role="moderator", name="Chair")
-        async with asyncio.timeout(timeout(20)):
-            while True:
-                try:
-                    chair = await Client.connect(f"http://127.0.0.1:{port}", token)
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+        chair = await connect_when_up(f"http://127.0.0.1:{port}", token)
         started = await chair.request("recording.start")
         assert started["ok"], started
         hub = a.node.hubs["plenary"]
@@ -196,18 +210,31 @@ async def test_a_crashed_recorders_recording_is_stopped(
                 await asyncio.sleep(0.02)
         rec = hub.state["audio"]["recording"]
         assert rec["node"] == "B"
+        floor = tmp_path / "plenary" / rec["id"] / "floor.ogg"
         async with asyncio.timeout(timeout(5)):
-            while not (tmp_path / "plenary" / rec["id"] / "floor.ogg").exists():
+            while not floor.exists():
                 await asyncio.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        written = floor.stat().st_mtime_ns
+        if restart:
+            procs.append(serve_b(redis_url, free_port(), tmp_path))
         async with asyncio.timeout(timeout(15)):  # B's heartbeat lives 6 s
             while hub.state["audio"]["recording"] is not None:
                 await asyncio.sleep(0.05)
+        stops = [
+            e
+            for _, events in hub.recent
+            for e in events
+            if e["type"] == "recording.stopped" and e["id"] == rec["id"]
+        ]
+        assert [e["by"] for e in stops] == ["B" if restart else "A"]
+        assert floor.stat().st_mtime_ns == written, "a file of the dead run is left as it was"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
 
 
 @pytest.mark.redis

@@ -193,7 +193,13 @@ class Recording(Feature):
     async def running(self, node: Host) -> AsyncIterator[None]:
         self.node_name, self.root = node.name, node.settings.recordings
         for hub in node.hubs.values():
-            self._follow(hub)
+            rec = hub.state["audio"]["recording"]
+            if rec is not None and rec["node"] == node.name:
+                # Left by this node's previous life (it died before stopping it): stop it,
+                # rather than write over the files that life finished writing.
+                with contextlib.suppress(HemicycleError):
+                    await _stop_command(node, hub, rec["id"])
+                log.warning("room %s: recording %s of a previous run stopped", hub.room, rec["id"])
         orphans = asyncio.get_running_loop().create_task(
             self._check_orphans(node), name=f"recording-orphans-{node.name}"
         )

@@ -48,7 +48,7 @@ from .kind import AUDIO, Kind
 from .levels import publish_levels
 from .relay import Frame, Outlet, Source
 from .setup import MediaConfig
-from .signalling import FRAMES, Peer, Publisher, Signalling
+from .signalling import FRAMES, Peer, Peers, Publisher, Signalling
 
 if TYPE_CHECKING:
     from ..node.feature import Host
@@ -83,7 +83,7 @@ class MediaRoom:
         self._stack = contextlib.AsyncExitStack()
 
     @property
-    def peers(self) -> Mapping[str, Any]:
+    def peers(self) -> Mapping[str, Peers]:
         return self.signalling.peers
 
     @property
