@@ -157,6 +157,8 @@ class Recording(Feature):
         self.root = "recordings"
         self.recorders: dict[str, Recorder] = {}
         """room → the recording this node writes."""
+        self.stale: set[str] = set()
+        """Ids of recordings this node's previous run left: never written again."""
 
     def routes(self) -> Sequence[BaseRoute]:
         return ROUTES
@@ -167,7 +169,7 @@ class Recording(Feature):
     def _follow(self, hub: RoomHub) -> None:
         """Make this node's recorder of ``hub``'s room match the state."""
         rec = hub.state["audio"]["recording"]
-        ours = rec is not None and rec["node"] == self.node_name
+        ours = rec is not None and rec["node"] == self.node_name and rec["id"] not in self.stale
         recorder = self.recorders.get(hub.room)
         if recorder is not None and not (ours and rec["id"] == recorder.id):
             self._stop(hub.room)
@@ -195,11 +197,12 @@ class Recording(Feature):
         for hub in node.hubs.values():
             rec = hub.state["audio"]["recording"]
             if rec is not None and rec["node"] == node.name:
-                # Left by this node's previous life (it died before stopping it): stop it,
-                # rather than write over the files that life finished writing.
-                with contextlib.suppress(HemicycleError):
+                # Left by this node's previous run (it died before stopping it): stop it,
+                # rather than write over the files that run wrote.
+                self.stale.add(rec["id"])
+                log.warning("room %s: stopping recording %s of a previous run", hub.room, rec["id"])
+                with contextlib.suppress(HemicycleError):  # the log is away: the orphan check
                     await _stop_command(node, hub, rec["id"])
-                log.warning("room %s: recording %s of a previous run stopped", hub.room, rec["id"])
         orphans = asyncio.get_running_loop().create_task(
             self._check_orphans(node), name=f"recording-orphans-{node.name}"
         )
@@ -221,13 +224,17 @@ class Recording(Feature):
                 await self._orphaned(node, hub)
 
     async def _orphaned(self, node: Host, hub: RoomHub) -> None:
-        """Stop a recording whose node died (no heartbeat), so the room stops saying it is
-        recorded; any node may do it, the ``recording.stop:<id>`` cid counts once."""
+        """Stop a recording whose node died (no heartbeat, or it is this node's previous run),
+        so the room stops saying it is recorded; any node may do it, the
+        ``recording.stop:<id>`` cid counts once."""
         rec = hub.state["audio"]["recording"]
-        if rec is None or rec["node"] == node.name:
+        if rec is None:
+            return
+        stale = rec["id"] in self.stale
+        if rec["node"] == node.name and not stale:
             return
         try:
-            if await node.backends.alive({rec["node"]}):
+            if not stale and await node.backends.alive({rec["node"]}):
                 return
             await _stop_command(node, hub, rec["id"])
             log.warning(
