@@ -1,6 +1,6 @@
 """Who is heard where: the audio routing rules and the ``audio`` slice. Pure.
 
-The media layer (media.py) never decides anything itself: after each fold it asks
+The media layer (server/media/) never decides anything itself: after each fold it asks
 :func:`routes` which microphones feed which *source* — ``floor`` or a channel's language —
 and :meth:`Routes.hearing` what each person's listening track carries. Everything here reads the
 room state only, so every node routes the same way at the same point of the log.
@@ -29,13 +29,13 @@ The ``audio`` slice (``state["audio"]``)::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from . import channels, rooms
-from .errors import BadArgs, Refused
+from .errors import Refused
 from .events import AudioMuted, AudioUnmuted, RecordingStarted, RecordingStopped
 from .state import AudioState
 from .types import (
@@ -50,12 +50,12 @@ from .types import (
     Slice,
     State,
     arg_str,
+    no_args,
 )
 
 FLOOR = "floor"
 ORIGINAL = "original"
 SILENCE = "silence"
-RECORDING_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
 @dataclass(frozen=True)
@@ -198,12 +198,23 @@ def apply_unmuted(state: State, event: AudioUnmuted) -> None:
         state["audio"]["muted"].remove(event["pid"])
 
 
-def check_record(args: dict[str, Any]) -> dict[str, Any]:
-    rid = arg_str(args, "id", max_len=40)
-    assert rid is not None
-    if not RECORDING_ID.match(rid):
-        raise BadArgs("'id' is letters, digits, - and _")
-    return {"id": rid, "node": arg_str(args, "node", max_len=64)}
+def recording_node(actor: Actor) -> str:
+    """The node that writes a recording a moderator starts: the node of their connection.
+
+    A connection id is ``<node>~<token>`` (the node names it, server/node/sessions.py), so
+    every node reads the same answer from the log entry, with no argument a client could
+    set and no clock.
+    """
+    node, sep, _ = (actor.conn or "").partition("~")
+    if not (node and sep):
+        raise Refused("a recording is started from a connection to a node", code="no_node")
+    return node
+
+
+def recording_id(ts: int) -> str:
+    """``20261129T165004Z-123``: the log time of the start, to the millisecond (UTC)."""
+    at = datetime.fromtimestamp(ts // 1000, UTC)
+    return f"{at:%Y%m%dT%H%M%SZ}-{ts % 1000:03d}"
 
 
 def decide_record(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -212,8 +223,8 @@ def decide_record(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     return [
         {
             "type": "recording.started",
-            "id": args["id"],
-            "node": args["node"],
+            "id": recording_id(ts),
+            "node": recording_node(actor),
             "by": actor.pid,
             "since": ts,
         }
@@ -257,9 +268,9 @@ SLICE = Slice(
         for c in (
             Command("audio.mute", STAFF, check_pid, decide_mute),
             Command("audio.unmute", STAFF, check_pid, decide_unmute),
-            # Given by the media layer for a moderator (the node names itself as recorder).
-            Command("recording.start", frozenset({SYSTEM}), check_record, decide_record),
-            Command("recording.stop", frozenset({SYSTEM}), lambda a: {}, decide_stop),
+            # The fold re-checks the moderator; a node stops an orphan or on shutdown (SYSTEM).
+            Command("recording.start", STAFF, no_args, decide_record),
+            Command("recording.stop", STAFF | {SYSTEM}, no_args, decide_stop),
         )
     },
     apply={

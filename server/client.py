@@ -178,7 +178,7 @@ class Client:
         return await asyncio.wait_for(fut, timeout)
 
     async def rpc(self, kind: str, *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
-        """Send a non-command request (``rtc.offer``, ``rec.start`` …) and return its reply."""
+        """Send a non-command request (``rtc.offer``, ``rtc.close`` …) and return its reply."""
         cid = self.next_cid()
         fut = self._replies[cid] = asyncio.get_running_loop().create_future()
         await self.send({"type": kind, "cid": cid, **fields})

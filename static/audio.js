@@ -1,8 +1,8 @@
 // Live audio: the player (what you listen to, the original underneath, a level meter), the
 // microphone of speakers, the chair and interpreters, the chair's microphone board and
-// recording. Signalling rides HC's WebSocket: rtc.offer / rtc.under / rtc.close and
-// rec.start / rec.stop, each answered by a reply with the same cid (docs/protocol.md,
-// "Audio (WebRTC)"). The server never mixes: the original underneath is a second track the
+// recording. Signalling rides HC's WebSocket: rtc.offer / rtc.under / rtc.close, each
+// answered by a reply with the same cid (docs/protocol.md, "Audio (WebRTC)"); recording is
+// the ordinary commands recording.start / recording.stop. The server never mixes: the original underneath is a second track the
 // browser plays at the level the slider sets.
 "use strict";
 
@@ -123,7 +123,7 @@
   };
   HC.audio = A;
 
-  // --- signalling: any rtc.*/rec.* request gets one reply with its cid -------------------
+  // --- signalling: any rtc.* request gets one reply with its cid -------------------
 
   const waiting = new Map();
   let seq = 0;
@@ -378,7 +378,8 @@
         h("div", { class: "actions" },
           h("button", { id: "rec-button", onclick: () => {
             const on = !!hc.state.audio.recording;
-            rpc(on ? "rec.stop" : "rec.start").then(loadRecordings, HC.explain);
+            HC.command(on ? "recording.stop" : "recording.start")
+              .then(loadRecordings, HC.explain);
           } }),
           h("button", { class: "ghost", "data-t": "rec.list", onclick: loadRecordings },
             hc.t("rec.list"))),

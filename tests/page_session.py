@@ -95,13 +95,20 @@ class Recorder:
         self.n = 0
 
     def entry(
-        self, pid: str, role: str, cmd: str, args: dict[str, Any] | None = None, *, after: int = 10
+        self,
+        pid: str,
+        role: str,
+        cmd: str,
+        args: dict[str, Any] | None = None,
+        *,
+        after: int = 10,
+        conn: str | None = None,
     ) -> list[dict[str, Any]]:
         self.n += 1
         self.ts += after
         entry = {
             "cid": f"c{self.n}",
-            "actor": {"pid": pid, "role": role, "conn": None},
+            "actor": {"pid": pid, "role": role, "conn": conn},
             "cmd": cmd,
             "args": args or {},
             "ts": self.ts,
@@ -163,9 +170,10 @@ def _core_and_audio(r: Recorder) -> None:
     r.do("chair", "notice.post", {"text": "Coffee break at 15:00"})
     r.do("chair", "notice.post", {"text": ""})
     r.do("chair", "notice.post", {"text": "Vote after the break"})
-    r.system("recording.start", {"id": "rec-1", "node": "n1"})
-    r.system("recording.stop")
-    r.system("recording.start", {"id": "rec-2", "node": "n1"})
+    # The chair's connection is on node n1: that node records (the fold reads it from the conn).
+    r.do("chair", "recording.start", conn="n1~chair")
+    r.do("chair", "recording.stop", conn="n1~chair")
+    r.do("chair", "recording.start", conn="n1~chair")
 
 
 def _channels(r: Recorder) -> None:

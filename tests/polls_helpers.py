@@ -74,12 +74,13 @@ class Room:
         args: dict[str, Any],
         cid: str | None = None,
         ts: int | None = None,
+        conn: str | None = None,
     ) -> fold.Outcome:
         self.ts = ts if ts is not None else self.ts + 10
         n = next(self.ids)
         e = {
             "cid": cid or f"c{n}",
-            "actor": {"pid": pid, "role": role, "conn": None},
+            "actor": {"pid": pid, "role": role, "conn": conn},
             "cmd": cmd,
             "args": args,
             "ts": self.ts,

@@ -16,6 +16,7 @@ from server.types import Actor, RoomConfig
 
 CONFIG = RoomConfig(id="r", title="R", floor="en", channels=("es", "fr", "ru"))
 LANGS = ("es", "fr", "ru")
+MOD = "moderator"
 
 
 def state_with(
@@ -192,26 +193,83 @@ def test_mute_unmute_and_unmute_on_revoke() -> None:
     assert nm.error is not None and nm.error["code"] == "not_muted"
 
 
-def test_recording_commands_come_from_the_node_only() -> None:
-    state = state_with({"chair": "moderator"})
-    refused = fold.fold(state, "1-0", entry("recording.start", {"id": "r1", "node": "n1"}))
+def recording_entry(
+    cmd: str, pid: str, role: str, n: int, conn: str | None = "n1~abc", args: Any = None
+) -> dict[str, Any]:
+    return {
+        "cid": f"{pid}:{cmd}:{n}",
+        "actor": Actor(pid, role, conn).to_wire(),
+        "cmd": cmd,
+        "args": {} if args is None else args,
+        "ts": 1_764_435_004_123 + n,  # 2025-11-29T16:50:04.123Z
+    }
+
+
+@pytest.mark.parametrize("role", ["participant", "interpreter", "panelist", "captioner", "system"])
+def test_only_a_moderator_starts_a_recording(role: str) -> None:
+    """The fold itself checks the role: a log entry from any other role is refused."""
+    state = state_with({"chair": "moderator", "ana": role})
+    refused = fold.fold(state, "1-0", recording_entry("recording.start", "ana", role, 0))
     assert refused.error is not None and refused.error["code"] == "forbidden"
-    ok = fold.fold(
-        state, "2-0", entry("recording.start", {"id": "r1", "node": "n1"}, "chair", "system", 1)
-    )
-    assert ok.error is None and state["audio"]["recording"]["node"] == "n1"
-    twice = fold.fold(
-        state, "3-0", entry("recording.start", {"id": "r2", "node": "n1"}, "chair", "system", 2)
-    )
-    assert twice.error is not None and twice.error["code"] == "already_recording"
-    bad = fold.fold(
-        state, "4-0", entry("recording.start", {"id": "../x", "node": "n1"}, "chair", "system", 3)
-    )
-    assert bad.error is not None and bad.error["code"] == "bad_args"
-    assert fold.fold(state, "5-0", entry("recording.stop", {}, "chair", "system", 4)).error is None
     assert state["audio"]["recording"] is None
-    stop = fold.fold(state, "6-0", entry("recording.stop", {}, "chair", "system", 5))
-    assert stop.error is not None and stop.error["code"] == "not_recording"
+
+
+@pytest.mark.parametrize("role", ["participant", "interpreter", "panelist", "captioner"])
+def test_only_a_moderator_or_a_node_stops_a_recording(role: str) -> None:
+    state = state_with({"chair": "moderator", "ana": role})
+    assert (
+        fold.fold(state, "1-0", recording_entry("recording.start", "chair", MOD, 0)).error is None
+    )
+    refused = fold.fold(state, "2-0", recording_entry("recording.stop", "ana", role, 1))
+    assert refused.error is not None and refused.error["code"] == "forbidden"
+    assert state["audio"]["recording"] is not None
+    by_node = fold.fold(state, "3-0", recording_entry("recording.stop", "n2", "system", 2, None))
+    assert by_node.error is None and state["audio"]["recording"] is None
+
+
+def test_a_recording_is_written_by_the_node_of_the_moderators_connection() -> None:
+    """Node and id come from the log entry (connection, log time), not from the client."""
+    state = state_with({"chair": "moderator"})
+    forged = {"id": "../x", "node": "elsewhere"}
+    ok = fold.fold(state, "1-0", recording_entry("recording.start", "chair", MOD, 0, args=forged))
+    assert ok.error is None
+    assert ok.events == [
+        {
+            "type": "recording.started",
+            "id": "20251129T165004Z-123",
+            "node": "n1",
+            "by": "chair",
+            "since": 1_764_435_004_123,
+        }
+    ]
+    assert state["audio"]["recording"] == {
+        "id": "20251129T165004Z-123",
+        "node": "n1",
+        "by": "chair",
+        "since": 1_764_435_004_123,
+    }
+    twice = fold.fold(state, "2-0", recording_entry("recording.start", "chair", MOD, 1))
+    assert twice.error is not None and twice.error["code"] == "already_recording"
+    stop = fold.fold(state, "3-0", recording_entry("recording.stop", "chair", MOD, 2))
+    assert stop.events == [
+        {
+            "type": "recording.stopped",
+            "id": "20251129T165004Z-123",
+            "by": "chair",
+            "ts": 1_764_435_004_125,
+        }
+    ]
+    assert state["audio"]["recording"] is None
+    again = fold.fold(state, "4-0", recording_entry("recording.stop", "chair", MOD, 3))
+    assert again.error is not None and again.error["code"] == "not_recording"
+
+
+@pytest.mark.parametrize("conn", [None, "no-node-here", "~abc"])
+def test_a_recording_needs_a_connection_to_a_node(conn: str | None) -> None:
+    state = state_with({"chair": "moderator"})
+    out = fold.fold(state, "1-0", recording_entry("recording.start", "chair", MOD, 0, conn))
+    assert out.error is not None and out.error["code"] == "no_node"
+    assert state["audio"]["recording"] is None
 
 
 def test_routes_defaults() -> None:

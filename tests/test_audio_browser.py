@@ -126,3 +126,35 @@ async def test_tone_on_a_channel_heard_then_not_after_switching(
     )
     await ana_page.close()
     await ivan_page.close()
+
+
+async def test_the_chairs_record_button_gives_the_recording_commands(
+    start_node, invites, browser, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The page sends ``recording.start``/``recording.stop`` as commands; a participant's page
+    sees the room is recorded, and the chair's list shows the finished recording."""
+    node = await start_node(settings={"recordings": str(tmp_path)})
+    chair = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
+    assert await ana.is_hidden("#chair-box")
+    await chair.click("#rec-button")
+    await ana.wait_for_selector("#rec-badge:not([hidden])", timeout=timeout(5) * 1000)
+    rec = await ana.evaluate("HC.state.audio.recording")
+    assert rec["node"] == node.node.name and rec["by"] == await chair.evaluate("HC.you.pid")
+    await chair.wait_for_function(
+        "document.getElementById('rec-button').textContent === 'Stop recording'",
+        timeout=timeout(5) * 1000,
+    )
+    await chair.click("#rec-button")
+    await ana.wait_for_selector("#rec-badge[hidden]", state="attached", timeout=timeout(5) * 1000)
+    await chair.wait_for_function(
+        f"document.getElementById('rec-list').textContent.includes({rec['id']!r})",
+        timeout=timeout(5) * 1000,
+    )
+    assert (tmp_path / "plenary" / rec["id"] / "floor.ogg").is_file()
+    await chair.close()
+    await ana.close()

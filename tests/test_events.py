@@ -226,7 +226,7 @@ def test_a_session_through_every_slice_produces_every_event_in_its_shape() -> No
     s.chair("poll.close", {"poll": "p3"}, ts=s.ts + 1_000)
 
     # audio: the recording
-    s.system("recording.start", {"id": "rec1", "node": "n1"})
+    s.entry("chair", "moderator", "recording.start", {}, conn="n1~chair")
     s.system("recording.stop", {})
 
     produced = {e["type"] for e in s.seen}

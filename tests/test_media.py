@@ -389,8 +389,8 @@ async def test_levels_of_live_microphones_go_to_chair_and_booths(start_node, inv
 @pytest.mark.redis
 async def test_bus_losses_and_late_frames_are_counted(start_node, invites, redis_url) -> None:  # type: ignore[no-untyped-def]
     """Frames of another node's microphone with a gap and a late one, on the real Redis bus."""
+    from server.media.kind import AUDIO
     from server.media.relay import Frame
-    from server.media.room import bus_channel
 
     node = await start_node(redis_url)
     chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
@@ -398,15 +398,15 @@ async def test_bus_losses_and_late_frames_are_counted(start_node, invites, redis
     bus = node.node.backends.bus
     packets = tagged(opus_tone(440, 8), tag=5)
     for _ in range(100):  # the node subscribes once Ana listens
-        if "floor" in node.node.feature["audio"].rooms["plenary"]._bus_tasks:
+        if "floor" in node.node.feature["audio"].rooms["plenary"].bus.subscribed:
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)
     for seq in (1, 2, 3, 6, 7, 5, 8):  # 4 never comes; 5 comes after 7
         frame = Frame("elsewhere.1", chair.me, seq, seq * 960, packets[seq - 1], 30)
-        await bus.publish(bus_channel("plenary", "floor"), frame.to_bus())
+        await bus.publish(AUDIO.bus_channel("plenary", "floor"), frame.to_bus())
         await asyncio.sleep(0.02)
-    await bus.publish(bus_channel("plenary", "floor"), b"\x93garbage")
+    await bus.publish(AUDIO.bus_channel("plenary", "floor"), b"\x93garbage")
     heard = await ear.wait(0, 6, timeout(5))
     await asyncio.sleep(0.1)
     assert [marker(h.payload)[1] for h in heard] == [0, 1, 2, 5, 6, 7]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -11,7 +15,7 @@ import httpx
 import pytest
 
 from server.client import Client
-from server.media.recording import SILENCE, OggOpusWriter, Track, ogg_crc, opus_samples
+from server.media.oggopus import SILENCE, OggOpusWriter, Track, ogg_crc, opus_samples
 
 from .audio_helpers import listen, loopback_ice, opus_tone, publish, tagged  # noqa: F401
 from .conftest import timeout
@@ -75,23 +79,26 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
     ana_token = invites.mint(room="plenary", role="participant", name="Ana")
     chair = await Client.connect(node.url, chair_token)
     ana = await Client.connect(node.url, ana_token)
-    refused = await ana.rpc("rec.start")
+    refused = await ana.request("recording.start")
     assert refused["ok"] is False and refused["code"] == "forbidden"
-    stopped = await chair.rpc("rec.stop")
+    stopped = await chair.request("recording.stop")
     assert stopped["code"] == "not_recording"
-    started = await chair.rpc("rec.start")
+    started = await chair.request("recording.start")
     assert started["ok"], started
-    rid = started["id"]
     rec = await ana.wait_for(lambda s: s["audio"]["recording"], timeout(5))
-    assert rec["id"] == rid and rec["by"] == chair.me, "everyone sees the room is recorded"
-    again = await chair.rpc("rec.start")
+    assert rec["by"] == chair.me, "everyone sees the room is recorded"
+    assert rec["node"] == node.node.name
+    rid = rec["id"]
+    again = await chair.request("recording.start")
     assert again["code"] == "already_recording"
+    refused = await ana.request("recording.stop")
+    assert refused["ok"] is False and refused["code"] == "forbidden"
     mic = await publish(chair, "floor")
     sent = tagged(opus_tone(440, 50), tag=1)
     await mic.play(sent)
     await chair.command("channel.add", {"lang": "de"})  # a channel added mid-recording
     await asyncio.sleep(0.1)
-    assert (await chair.rpc("rec.stop"))["ok"]
+    assert (await chair.request("recording.stop"))["ok"]
     await ana.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
     await mic.close()
 
@@ -144,61 +151,145 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         await c.close()
 
 
+def serve_b(redis_url: str, port: int, recordings: Path) -> subprocess.Popen[bytes]:
+    """Node B as its own process, so that it can be killed like a crashed machine."""
+    from .conftest import SECRET
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--backend", redis_url],
+        env={
+            **os.environ,
+            "HEMICYCLE_SECRET": SECRET,
+            "HEMICYCLE_NODE": "B",
+            "HEMICYCLE_RECORDINGS": str(recordings),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def connect_when_up(url: str, token: str) -> Client:
+    async with asyncio.timeout(timeout(20)):
+        while True:
+            try:
+                return await Client.connect(url, token)
+            except OSError:
+                await asyncio.sleep(0.1)
+
+
 @pytest.mark.redis
+@pytest.mark.parametrize("restart", [False, True], ids=["others-stop-it", "b-restarts"])
 async def test_a_crashed_recorders_recording_is_stopped(
     start_node,
     invites,
     redis_url,  # type: ignore[no-untyped-def]
     tmp_path,
     monkeypatch,
+    restart,
 ) -> None:
-    """Node B records, then is killed (SIGKILL): node A stops the recording in the state."""
-    import os
-    import signal
-    import subprocess
-    import sys
+    """Node B records, then is killed (SIGKILL): node A stops the recording in the state
+    once B's heartbeat expires; or B, started again first, stops it itself without
+    writing over the files of its previous life."""
+    import server.media.recording as recording_module
 
-    import server.media.room as media_module
+    from .conftest import free_port
 
-    from .conftest import SECRET, free_port
-
-    monkeypatch.setattr(media_module, "ORPHAN_CHECK_TICKS", 2)
+    # Restarting: A's orphan check never comes, so only B's second life can stop it.
+    monkeypatch.setattr(recording_module, "ORPHAN_CHECK_EVERY", 1000 if restart else 0.4)
     a = await start_node(redis_url, name="A")
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--backend", redis_url],
-        env={
-            **os.environ,
-            "HEMICYCLE_SECRET": SECRET,
-            "HEMICYCLE_NODE": "B",
-            "HEMICYCLE_RECORDINGS": str(tmp_path),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    procs = [serve_b(redis_url, port, tmp_path)]
     try:
         token = invites.mint(room="plenary", role="moderator", name="Chair")
-        async with asyncio.timeout(timeout(20)):
-            while True:
-                try:
-                    chair = await Client.connect(f"http://127.0.0.1:{port}", token)
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
-        started = await chair.rpc("rec.start")
+        chair = await connect_when_up(f"http://127.0.0.1:{port}", token)
+        started = await chair.request("recording.start")
         assert started["ok"], started
         hub = a.node.hubs["plenary"]
         async with asyncio.timeout(timeout(5)):
             while hub.state["audio"]["recording"] is None:
                 await asyncio.sleep(0.02)
-        assert hub.state["audio"]["recording"]["node"] == "B"
-        assert (tmp_path / "plenary" / started["id"] / "floor.ogg").exists()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        rec = hub.state["audio"]["recording"]
+        assert rec["node"] == "B"
+        floor = tmp_path / "plenary" / rec["id"] / "floor.ogg"
+        async with asyncio.timeout(timeout(5)):
+            while not floor.exists():
+                await asyncio.sleep(0.02)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        written = floor.stat().st_mtime_ns
+        if restart:
+            procs.append(serve_b(redis_url, free_port(), tmp_path))
         async with asyncio.timeout(timeout(15)):  # B's heartbeat lives 6 s
             while hub.state["audio"]["recording"] is not None:
                 await asyncio.sleep(0.05)
+        stops = [
+            e
+            for _, events in hub.recent
+            for e in events
+            if e["type"] == "recording.stopped" and e["id"] == rec["id"]
+        ]
+        assert [e["by"] for e in stops] == ["B" if restart else "A"]
+        assert floor.stat().st_mtime_ns == written, "a file of the dead run is left as it was"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("loopback_ice")
+async def test_the_node_of_the_chairs_connection_records_across_nodes(
+    start_node,
+    invites,
+    redis_url,  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
+    """A chair on B starts, only B writes; a chair on A stops, B finishes its files; a
+    recording still running when its node shuts down is stopped by that node."""
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a = await start_node(redis_url, name="A", settings={"recordings": str(a_dir)})
+    b = await start_node(redis_url, name="B", settings={"recordings": str(b_dir)})
+    token = invites.mint(room="plenary", role="moderator", name="Chair")
+    on_a = await Client.connect(a.url, token)
+    on_b = await Client.connect(b.url, token)
+    ivan = await Client.connect(
+        a.url, invites.mint(room="plenary", role="interpreter", name="Ivan", booth="es")
+    )
+    assert (await ivan.request("recording.start"))["code"] == "forbidden"
+    assert (await on_b.request("recording.start"))["ok"]
+    rec = await on_a.wait_for(lambda s: s["audio"]["recording"], timeout(5))
+    assert rec["node"] == "B"
+    mic = await publish(on_a, "floor")  # heard on A, recorded on B through the bus
+    sent = tagged(opus_tone(440, 50), tag=2)
+    await mic.play(sent)
+    await asyncio.sleep(0.2)
+    assert (await on_a.request("recording.stop"))["ok"]
+    await on_b.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
+    recording = b.node.feature["recording"]
+    async with asyncio.timeout(timeout(5)):
+        while recording.recorders:
+            await asyncio.sleep(0.02)
+    assert not a_dir.exists(), "only the node named in the state records"
+    floor = (b_dir / "plenary" / rec["id"] / "floor.ogg").read_bytes()
+    assert [p for p in packets_of(floor) if p != SILENCE] == sent
+    assert b.node.feature["audio"].rooms["plenary"].sources == {}, "taps are removed"
+    await mic.close()
+
+    assert (await on_b.request("recording.start"))["ok"]
+    rec = await on_a.wait_for(lambda s: s["audio"]["recording"], timeout(5))
+    await on_b.close()
+    await b.stop()
+    await on_a.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
+    stops = [
+        e
+        for _, events in a.node.hubs["plenary"].recent
+        for e in events
+        if e["type"] == "recording.stopped" and e["id"] == rec["id"]
+    ]
+    assert [e["by"] for e in stops] == ["B"], "B stopped its own recording on the way out"
+    data = (b_dir / "plenary" / rec["id"] / "floor.ogg").read_bytes()
+    last = data.rindex(b"OggS")
+    assert data[last + 5] & 0x04, "the file was finished (end-of-stream page)"
+    for c in (on_a, ivan):
+        await c.close()

@@ -1,157 +1,52 @@
-"""Recording the floor and each channel to Ogg/Opus files, by remuxing (no re-encode).
+"""Recording a room, as a feature: the floor and each channel to Ogg/Opus files.
 
-The node named in ``state["audio"]["recording"]`` writes one file per source into
-``<recordings>/<room>/<id>/<source>.ogg`` (RFC 7845: an ``OpusHead`` page, an ``OpusTags``
-page, then the Opus packets as they arrived). Every file of one recording starts at the
-same moment and runs on the wall clock: where a source was silent (nobody on air, a
-cough, a pause between speakers) the writer inserts 20 ms Opus silence frames, so the
-files stay aligned with each other and with the session's time.
+The room state says who records (``state["audio"]["recording"]``): a moderator's
+``recording.start`` command names the node of their connection and an id from the log time
+(server/audio.py), so the fold re-checks the role like any command. After each fold,
+:class:`Recording` starts a :class:`Recorder` when the state names this node, taps every
+source of the room through the audio feature (:meth:`MediaRoom.tap`; a channel added
+mid-recording is tapped when it appears) and stops when the state no longer names it.
+
+The node writes one file per source into ``<recordings>/<room>/<id>/<source>.ogg``
+(:mod:`server.media.oggopus`); every file of one recording starts at the same moment, so
+they stay aligned. A node that shuts down stops its recording first; a recording whose node
+died (its heartbeat expired) is stopped by any other node's orphan check, with a
+``SYSTEM`` ``recording.stop`` whose cid ``recording.stop:<id>`` counts once. Moderators list
+and download the files over HTTP (``/api/recordings``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
-import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .. import audio
 from ..errors import HemicycleError, WrongRoom
 from ..node.feature import Feature
 from ..node.http import moderator, node_of
+from ..types import SYSTEM, Actor, Event
+from .oggopus import Track
+from .room import MediaNode
+
+if TYPE_CHECKING:
+    from ..node.feature import Host
+    from ..node.hub import RoomHub
 
 log = logging.getLogger(__name__)
 
-RATE = 48_000
-SILENCE = b"\xf8\xff\xfe"
-"""A 20 ms CELT fullband Opus frame that decodes to silence (as WebRTC stacks send)."""
-PRE_SKIP = 312
-PAGE_PACKETS = 50
-"""Packets per Ogg page (about one second): a crash loses at most that much."""
-JITTER = 3 * 960
-"""Arrival jitter tolerated before a gap is filled with silence."""
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}(\.ogg)?$")
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        r = i << 24
-        for _ in range(8):
-            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else r << 1
-        table.append(r & 0xFFFFFFFF)
-    return table
-
-
-CRC = _crc_table()
-
-
-def ogg_crc(data: bytes) -> int:
-    """The Ogg page checksum (CRC-32, polynomial 0x04C11DB7, not reflected, RFC 3533)."""
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ CRC[((crc >> 24) & 0xFF) ^ byte]
-    return crc
-
-
-def opus_samples(packet: bytes) -> int:
-    """Samples (at 48 kHz) in one Opus packet, from its TOC byte (RFC 6716 §3.1)."""
-    if not packet:
-        return 0
-    toc = packet[0]
-    config = toc >> 3
-    if config < 12:
-        size = (480, 960, 1920, 2880)[config & 3]
-    elif config < 16:
-        size = (480, 960)[config & 1]
-    else:
-        size = (120, 240, 480, 960)[config & 3]
-    code = toc & 3
-    if code == 0:
-        frames = 1
-    elif code in (1, 2):
-        frames = 2
-    else:
-        frames = packet[1] & 0x3F if len(packet) > 1 else 0
-    return size * frames
-
-
-class OggOpusWriter:
-    """Writes Opus packets into one Ogg stream. ``write`` per packet, then ``close``."""
-
-    def __init__(self, out: IO[bytes], serial: int, channels: int = 2) -> None:
-        self.out = out
-        self.serial = serial
-        self.page = 0
-        self.granule = 0
-        self.pending: list[bytes] = []
-        head = b"OpusHead" + struct.pack("<BBHIhB", 1, channels, PRE_SKIP, RATE, 0, 0)
-        vendor = b"hemicycle"
-        tags = b"OpusTags" + struct.pack("<I", len(vendor)) + vendor + struct.pack("<I", 0)
-        self._page([head], granule=0, flags=0x02)
-        self._page([tags], granule=0, flags=0)
-
-    def write(self, packet: bytes) -> None:
-        self.granule += opus_samples(packet)
-        self.pending.append(packet)
-        if len(self.pending) >= PAGE_PACKETS:
-            self.flush()
-
-    def flush(self, last: bool = False) -> None:
-        if self.pending or last:
-            self._page(self.pending, granule=self.granule + PRE_SKIP, flags=0x04 if last else 0)
-            self.pending = []
-        self.out.flush()
-
-    def close(self) -> None:
-        self.flush(last=True)
-        self.out.close()
-
-    def _page(self, packets: list[bytes], granule: int, flags: int) -> None:
-        lacing = bytearray()
-        for p in packets:
-            lacing += b"\xff" * (len(p) // 255) + bytes([len(p) % 255])
-        assert len(lacing) <= 255, "too many packets for one Ogg page"
-        header = struct.pack(
-            "<4sBBqIIIB", b"OggS", 0, flags, granule, self.serial, self.page, 0, len(lacing)
-        ) + bytes(lacing)
-        body = b"".join(packets)
-        crc = ogg_crc(header + body)
-        self.out.write(header[:22] + struct.pack("<I", crc) + header[26:] + body)
-        self.page += 1
-
-
-class Track:
-    """One source's file: packets on the wall clock, gaps filled with silence."""
-
-    def __init__(self, path: Path, serial: int, t0: float) -> None:
-        self.writer = OggOpusWriter(path.open("wb"), serial)
-        self.t0 = t0
-        self.samples = 0
-        self.packets = 0
-
-    def _fill(self, until: int) -> None:
-        while self.samples + 960 <= until:
-            self.writer.write(SILENCE)
-            self.samples += 960
-
-    def add(self, payload: bytes, now: float) -> None:
-        due = round((now - self.t0) * RATE)
-        if due - self.samples > JITTER:
-            self._fill(due - 960)
-        self.writer.write(payload)
-        self.samples += opus_samples(payload)
-        self.packets += 1
-
-    def close(self, now: float) -> None:
-        self._fill(round((now - self.t0) * RATE))
-        self.writer.close()
+ORPHAN_CHECK_EVERY = 3.0
+"""Seconds between checks that another node's recording still has a live node."""
 
 
 class Recorder:
@@ -251,10 +146,108 @@ ROUTES = [
 ]
 
 
-class Recordings(Feature):
-    """The chair's recordings over HTTP (the audio feature writes them)."""
+class Recording(Feature):
+    """Recording: starts and stops this node's recorders from the state; the HTTP routes."""
 
-    name = "recordings"
+    name = "recording"
+
+    def __init__(self, media: MediaNode) -> None:
+        self.media = media
+        self.node_name = ""
+        self.root = "recordings"
+        self.recorders: dict[str, Recorder] = {}
+        """room → the recording this node writes."""
+        self.stale: set[str] = set()
+        """Ids of recordings this node's previous run left: never written again."""
 
     def routes(self) -> Sequence[BaseRoute]:
         return ROUTES
+
+    def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
+        self._follow(hub)
+
+    def _follow(self, hub: RoomHub) -> None:
+        """Make this node's recorder of ``hub``'s room match the state."""
+        rec = hub.state["audio"]["recording"]
+        ours = rec is not None and rec["node"] == self.node_name and rec["id"] not in self.stale
+        recorder = self.recorders.get(hub.room)
+        if recorder is not None and not (ours and rec is not None and rec["id"] == recorder.id):
+            self._stop(hub.room)
+            recorder = None
+        if rec is None or not ours:
+            return
+        if recorder is None:
+            recorder = self.recorders[hub.room] = Recorder(self.root, hub.room, rec["id"])
+        media = self.media.room(hub.room)
+        for name in audio.sources(hub.state):  # a moderator may add a channel mid-recording
+            if name not in recorder.taps:
+                media.tap(name, recorder.tap(name))
+
+    def _stop(self, room: str) -> None:
+        recorder = self.recorders.pop(room)
+        media = self.media.rooms.get(room)
+        if media is not None:
+            for name, tap in recorder.taps.items():
+                media.untap(name, tap)
+        recorder.stop()
+
+    @contextlib.asynccontextmanager
+    async def running(self, node: Host) -> AsyncIterator[None]:
+        self.node_name, self.root = node.name, node.settings.recordings
+        for hub in node.hubs.values():
+            rec = hub.state["audio"]["recording"]
+            if rec is not None and rec["node"] == node.name:
+                # Left by this node's previous run (it died before stopping it): stop it,
+                # rather than write over the files that run wrote.
+                self.stale.add(rec["id"])
+                log.warning("room %s: stopping recording %s of a previous run", hub.room, rec["id"])
+                with contextlib.suppress(HemicycleError):  # the log is away: the orphan check
+                    await _stop_command(node, hub, rec["id"])
+        orphans = asyncio.get_running_loop().create_task(
+            self._check_orphans(node), name=f"recording-orphans-{node.name}"
+        )
+        try:
+            yield
+        finally:
+            orphans.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await orphans
+            for room, recorder in list(self.recorders.items()):
+                with contextlib.suppress(HemicycleError):  # the log is away: the orphan check
+                    await _stop_command(node, node.hubs[room], recorder.id)
+                self._stop(room)
+
+    async def _check_orphans(self, node: Host) -> None:
+        while True:
+            await asyncio.sleep(ORPHAN_CHECK_EVERY)
+            for hub in node.hubs.values():
+                await self._orphaned(node, hub)
+
+    async def _orphaned(self, node: Host, hub: RoomHub) -> None:
+        """Stop a recording whose node died (no heartbeat, or it is this node's previous run),
+        so the room stops saying it is recorded; any node may do it, the
+        ``recording.stop:<id>`` cid counts once."""
+        rec = hub.state["audio"]["recording"]
+        if rec is None:
+            return
+        stale = rec["id"] in self.stale
+        if rec["node"] == node.name and not stale:
+            return
+        try:
+            if not stale and await node.backends.alive({rec["node"]}):
+                return
+            await _stop_command(node, hub, rec["id"])
+            log.warning(
+                "room %s: recording %s stopped, its node %s is gone",
+                hub.room,
+                rec["id"],
+                rec["node"],
+            )
+        except HemicycleError:
+            pass
+        except Exception as exc:  # the backend is away: try again later
+            log.warning("room %s: cannot check the recording node: %s", hub.room, exc)
+
+
+async def _stop_command(node: Host, hub: RoomHub, rid: str) -> None:
+    await hub.submit(Actor(node.name, SYSTEM), "recording.stop", {}, f"recording.stop:{rid}")

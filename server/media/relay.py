@@ -62,7 +62,7 @@ class Frame:
 
 
 class Sink(Protocol):
-    """Where an outlet's packets go: rtc_passthrough.DirectSender (or EncodedTrack)."""
+    """Where an outlet's packets go: passthrough.DirectSender (tests: EncodedTrack)."""
 
     def push(self, payload: bytes, timestamp: int, marker: bool = False) -> bool: ...
 

@@ -9,6 +9,7 @@ from aiortc import RTCConfiguration, RTCIceServer
 from aiortc import sdp as aiortc_sdp
 
 from ..errors import BadArgs, ConfigError
+from .kind import AUDIO, Kind
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,12 @@ def _ice_list(table: dict[str, Any], key: str, source: str) -> tuple[dict[str, A
     return tuple(out)
 
 
-def check_offer(sdp: str, purpose: str) -> tuple[int, int]:
-    """Refuse an offer that is not audio-only Opus; return ``(audio m-lines, opus pt)``."""
+def check_offer(sdp: str, purpose: str, kind: Kind = AUDIO) -> tuple[int, int]:
+    """Refuse an offer that is not only ``kind`` in its codec; return ``(m-lines, payload type)``.
+
+    Error codes name the kind: ``no_audio``, ``audio_only``, ``no_opus`` for :data:`AUDIO`.
+    """
+    media, codec = kind.name, kind.codec
     if not sdp.startswith("v=0"):
         raise BadArgs("the offer is not an SDP session description", code="bad_sdp")
     try:
@@ -79,38 +84,41 @@ def check_offer(sdp: str, purpose: str) -> tuple[int, int]:
         raise BadArgs(f"the offer cannot be parsed: {exc}", code="bad_sdp") from None
     kinds = [m.kind for m in parsed.media]
     if not kinds:
-        raise BadArgs("the offer has no media", code="no_audio")
-    if any(k != "audio" for k in kinds):
+        raise BadArgs("the offer has no media", code=f"no_{media}")
+    if any(k != media for k in kinds):
         raise BadArgs(
-            f"only audio is carried here, the offer has {', '.join(kinds)}", code="audio_only"
+            f"only {media} is carried here, the offer has {', '.join(kinds)}",
+            code=f"{media}_only",
         )
     wanted = 1 if purpose == "publish" else 2
     if len(kinds) > wanted:
         raise BadArgs(
-            f"a {purpose} offer has at most {wanted} audio m-line(s)", code="too_many_tracks"
+            f"a {purpose} offer has at most {wanted} {media} m-line(s)", code="too_many_tracks"
         )
-    opus = [
+    found = [
         c.payloadType
         for c in parsed.media[0].rtp.codecs
-        if c.mimeType.lower() == "audio/opus"
-        and c.clockRate == 48_000
+        if c.mimeType.lower() == kind.mime
+        and c.clockRate == kind.clock_rate
         and c.payloadType is not None
     ]
-    if not opus or any(
-        not any(c.mimeType.lower() == "audio/opus" for c in m.rtp.codecs) for m in parsed.media
+    if not found or any(
+        not any(c.mimeType.lower() == kind.mime for c in m.rtp.codecs) for m in parsed.media
     ):
-        raise BadArgs("the offer does not offer Opus at 48 kHz", code="no_opus")
+        raise BadArgs(
+            f"the offer does not offer {codec} at {kind.clock_rate} Hz", code=f"no_{codec}"
+        )
     for m in parsed.media:
         if purpose == "publish" and m.direction not in (None, "sendonly", "sendrecv"):
-            raise BadArgs("a publish offer must send audio", code="bad_direction")
+            raise BadArgs(f"a publish offer must send {media}", code="bad_direction")
         if purpose == "listen" and m.direction not in (None, "recvonly", "sendrecv"):
-            raise BadArgs("a listen offer must receive audio", code="bad_direction")
-    return len(kinds), int(opus[0])
+            raise BadArgs(f"a listen offer must receive {media}", code="bad_direction")
+    return len(kinds), int(found[0])
 
 
-def answer_payload_type(sdp: str) -> int:
+def answer_payload_type(sdp: str, kind: Kind = AUDIO) -> int:
     parsed = aiortc_sdp.SessionDescription.parse(sdp)
     for c in parsed.media[0].rtp.codecs:
-        if c.mimeType.lower() == "audio/opus" and c.payloadType is not None:
+        if c.mimeType.lower() == kind.mime and c.payloadType is not None:
             return int(c.payloadType)
-    raise BadArgs("no Opus codec could be negotiated", code="no_opus")
+    raise BadArgs(f"no {kind.codec} codec could be negotiated", code=f"no_{kind.codec}")

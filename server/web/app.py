@@ -16,7 +16,7 @@ from starlette.routing import WebSocketRoute
 
 from .. import channels, polls
 from ..errors import HemicycleError
-from ..media.recording import Recordings
+from ..media.recording import Recording
 from ..media.room import MediaNode
 from ..media.setup import MediaConfig
 from ..node.app import Node
@@ -34,13 +34,13 @@ from .transcripts import Transcripts
 
 def features(settings: Settings, assembly: Assembly) -> list[Feature]:
     """The node's features, in start order (stopped in reverse)."""
-    media = MediaConfig.from_extra(assembly.extra, assembly.source)
+    audio = MediaNode(MediaConfig.from_extra(assembly.extra, assembly.source))
     return [
         SliceFeature(channels.SLICE),  # language channels and booths
         SliceFeature(polls.SLICE),  # polls and votes
-        MediaNode(media, settings.recordings),  # audio (with the audio slice)
+        audio,  # audio (with the audio slice)
+        Recording(audio),  # after audio: it taps the audio rooms, and stops before them
         Ballots(),  # secret ballots' frames and boxes
-        Recordings(),
         Reactions(),
         Transcripts(),
         Results(),

@@ -1,0 +1,336 @@
+"""WebRTC signalling of one room's media: ``rtc.*`` frames and the peer connections they make.
+
+Each local connection has at most one publishing and one listening peer connection
+(:class:`Peers`). ``rtc.offer`` (rate-limited, negotiated in a task so the socket keeps
+reading during ICE gathering) makes one; ``rtc.under`` turns the floor under an
+interpretation on or off; ``rtc.close`` (or a failed ICE connection, or the socket closing)
+closes one. A publisher's packets go to the room (:meth:`Router.ingest`); a listener's
+tracks are :class:`~server.media.relay.Outlet` s the room attaches to its sources. No
+decision about who may publish or what a listener hears is taken here: the room answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import RtpPacket
+
+from ..audio import FLOOR
+from ..errors import BadArgs, HemicycleError, RateLimited, Refused, UnknownType
+from ..node.sessions import TokenBucket
+from ..types import Actor, arg_str
+from . import passthrough
+from .kind import Kind
+from .relay import LevelMeter, Outlet
+from .setup import MediaConfig, answer_payload_type, check_offer
+
+if TYPE_CHECKING:
+    from ..node.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MAX_SDP = 20_000
+OFFER_RATE, OFFER_BURST = 1.0, 5.0
+DROPS_EVERY = 1.0
+"""How often the listeners' send-queue drops are added to the metrics."""
+FRAMES = ("rtc.offer", "rtc.under", "rtc.close")
+
+
+class Peer(Protocol):
+    """What the media layer needs of a connection (sessions.Session is one)."""
+
+    person: dict[str, Any]
+    actor: Actor
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+
+class Publisher:
+    """One publishing track: a receive-only peer connection whose packets feed one source."""
+
+    def __init__(
+        self, kind: Kind, pub: str, peer: Peer, target: str, pc: RTCPeerConnection
+    ) -> None:
+        self.pub = pub
+        self.peer = peer
+        self.pid: str = peer.person["pid"]
+        self.target = target
+        self.pc = pc
+        self.payload_type = 0
+        """Set once the answer is made: packets of any other payload type are dropped."""
+        self.seq = 0
+        self.bucket = TokenBucket(kind.packet_rate, kind.packet_burst)
+        self.meter = LevelMeter() if kind.levels else None
+
+
+class Listener:
+    """One person's listening peer connection: a main track and the floor underneath."""
+
+    def __init__(
+        self, peer: Peer, pc: RTCPeerConnection, main: Outlet, under: Outlet | None
+    ) -> None:
+        self.peer = peer
+        self.pc = pc
+        self.main = main
+        self.under = under
+        self.under_on = False
+
+    @property
+    def outlets(self) -> list[Outlet]:
+        return [o for o in (self.main, self.under) if o is not None]
+
+
+class Peers:
+    """The peer connections of one local connection (at most one of each kind)."""
+
+    def __init__(self) -> None:
+        self.listener: Listener | None = None
+        self.publisher: Publisher | None = None
+        self.lock = asyncio.Lock()
+        self.offers = TokenBucket(OFFER_RATE, OFFER_BURST)
+        self.closed = False
+
+
+class Router(Protocol):
+    """What signalling asks of the room (``room.MediaRoom`` is one)."""
+
+    def may_publish(self, person: dict[str, Any], target: str) -> bool:
+        """Whether ``person`` is heard at once in ``target``; raise ``Refused`` if not allowed."""
+        ...
+
+    def ingest(self, pub: Publisher, packet: RtpPacket) -> None: ...
+
+    def reroute(self) -> None:
+        """Attach every listener's outlets to what they hear now."""
+        ...
+
+    def detach(self, outlets: list[Outlet]) -> None: ...
+
+
+class Signalling:
+    """The peer connections of one room's local connections. ``async with`` it."""
+
+    def __init__(
+        self, room: str, kind: Kind, config: MediaConfig, metrics: Metrics, router: Router
+    ) -> None:
+        self.room = room
+        self.kind = kind
+        self.config = config
+        self.metrics = metrics
+        self.router = router
+        self.peers: dict[str, Peers] = {}
+        self.publishers: dict[str, Publisher] = {}
+        """Local publishers by id (``<conn>.<n>``)."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pubs = 0
+
+    async def __aenter__(self) -> Signalling:
+        self._spawn(self._count_drops(), "rtc-drops")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for conn in list(self.peers):
+            await self.leave(conn)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{name}-{self.room}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def listeners(self) -> Iterator[Listener]:
+        for peers in self.peers.values():
+            if peers.listener is not None:
+                yield peers.listener
+
+    # -- frames ------------------------------------------------------------------------------
+
+    async def handle(self, peer: Peer, data: dict[str, Any]) -> None:
+        """One ``rtc.*`` frame from a connection; its reply carries the frame's ``cid``."""
+        kind = data["type"]
+        cid = arg_str(data, "cid", max_len=64)
+        assert cid is not None
+        peers = self.peers.setdefault(peer.person["conn"], Peers())
+        if kind == "rtc.offer":
+            if not peers.offers.take():
+                raise RateLimited("too many offers; wait a moment")
+            # Negotiation takes a while (ICE gathering): the socket keeps reading meanwhile.
+            self._spawn(self._offer_task(peer, peers, cid, data), "rtc-offer")
+        elif kind == "rtc.under":
+            on = data.get("on")
+            if not isinstance(on, bool):
+                raise BadArgs("'on' must be true or false")
+            if peers.listener is None:
+                raise Refused("there is no listening connection", code="not_listening")
+            peers.listener.under_on = on
+            self.router.reroute()
+            _reply(peer, cid)
+        elif kind == "rtc.close":
+            which = data.get("pc")
+            if which not in ("listen", "publish"):
+                raise BadArgs("'pc' is 'listen' or 'publish'")
+            await self.close(peers, which)
+            _reply(peer, cid)
+        else:
+            raise UnknownType(f"unknown message type {kind!r}")
+
+    async def _offer_task(self, peer: Peer, peers: Peers, cid: str, data: dict[str, Any]) -> None:
+        try:
+            async with peers.lock:
+                if peers.closed:
+                    return
+                fields = await self._offer(peer, peers, data)
+            self.metrics.rtc_offers.labels("ok").inc()
+            _reply(peer, cid, **fields)
+        except HemicycleError as exc:
+            self.metrics.rtc_offers.labels(exc.code).inc()
+            peer.send({"type": "reply", "cid": cid, "ok": False, **exc.to_wire()})
+        except Exception as exc:  # aiortc raised something we did not foresee
+            log.exception("room %s: offer failed", self.room)
+            self.metrics.rtc_offers.labels("rtc_failed").inc()
+            peer.send(
+                {
+                    "type": "reply",
+                    "cid": cid,
+                    "ok": False,
+                    "code": "rtc_failed",
+                    "message": f"the connection could not be set up: {exc}",
+                }
+            )
+
+    async def _offer(self, peer: Peer, peers: Peers, data: dict[str, Any]) -> dict[str, Any]:
+        purpose = data.get("purpose")
+        if purpose not in ("listen", "publish"):
+            raise BadArgs("'purpose' is 'listen' or 'publish'")
+        sdp = arg_str(data, "sdp", max_len=MAX_SDP)
+        assert sdp is not None
+        lines, _ = check_offer(sdp, purpose, self.kind)
+        target = FLOOR
+        on_air = True
+        if purpose == "publish":
+            target = arg_str(data, "target", max_len=16, default=FLOOR) or FLOOR
+            on_air = self.router.may_publish(peer.person, target)
+            await self._close_publisher(peers)
+        else:
+            await self._close_listener(peers)
+        pc = RTCPeerConnection(self.config.rtc_configuration())
+        self.metrics.peer_connections.labels(purpose).inc()
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:
+                raise BadArgs(f"the offer was refused: {exc}", code="bad_sdp") from None
+            if purpose == "publish":
+                self._pubs += 1
+                pub = Publisher(self.kind, f"{peer.person['conn']}.{self._pubs}", peer, target, pc)
+                receiver = pc.getTransceivers()[0].receiver
+                passthrough.tap_receiver(receiver, lambda p: self.router.ingest(pub, p))
+            else:
+                # The tracks stay empty: DirectSender writes the packets; the senders only
+                # need a track to negotiate and keep sending RTCP.
+                senders = [pc.addTrack(passthrough.EncodedTrack()) for _ in range(lines)]
+            await pc.setLocalDescription(await pc.createAnswer())
+            answer = pc.localDescription.sdp
+            pt = answer_payload_type(answer, self.kind)
+        except BaseException:
+            await pc.close()
+            self.metrics.peer_connections.labels(purpose).dec()
+            raise
+        conn = peer.person["conn"]
+        pc.on("connectionstatechange", lambda: self._on_pc_state(conn, pc))
+        if purpose == "publish":
+            pub.payload_type = pt
+            peers.publisher = pub
+            self.publishers[pub.pub] = pub
+            log.info("room %s: %s publishes into %s", self.room, pub.pid, target)
+            return {"sdp": answer, "pc": "publish", "target": target, "on_air": on_air}
+        pid = peer.person["pid"]
+        outlets = [Outlet(pid, passthrough.DirectSender(sender, pt)) for sender in senders]
+        peers.listener = Listener(peer, pc, outlets[0], outlets[1] if len(outlets) > 1 else None)
+        self.router.reroute()
+        return {"sdp": answer, "pc": "listen", "tracks": lines}
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def close_soon(self, peers: Peers, which: str, message: dict[str, Any]) -> None:
+        """Tell the connection its ``which`` peer connection ends, and close it in a task."""
+        held = peers.listener if which == "listen" else peers.publisher
+        if held is not None:
+            held.peer.send({"type": "rtc.closed", "pc": which, **message})
+            self._spawn(self.close(peers, which), "rtc-close")
+
+    def _on_pc_state(self, conn: str, pc: RTCPeerConnection) -> None:
+        if pc.connectionState not in ("failed", "closed"):
+            return
+        peers = self.peers.get(conn)
+        if peers is None:
+            return
+        failed = {"code": "ice_failed", "message": "the media connection failed; offer again"}
+        for which, held in (("listen", peers.listener), ("publish", peers.publisher)):
+            if held is not None and held.pc is pc:
+                self.close_soon(peers, which, failed)
+
+    async def close(self, peers: Peers, which: str) -> None:
+        async with peers.lock:
+            if which == "listen":
+                await self._close_listener(peers)
+            else:
+                await self._close_publisher(peers)
+
+    async def _close_listener(self, peers: Peers) -> None:
+        listener, peers.listener = peers.listener, None
+        if listener is None:
+            return
+        self._add_drops(listener)
+        self.router.detach(listener.outlets)
+        await listener.pc.close()
+        self.metrics.peer_connections.labels("listen").dec()
+
+    async def _close_publisher(self, peers: Peers) -> None:
+        pub, peers.publisher = peers.publisher, None
+        if pub is None:
+            return
+        self.publishers.pop(pub.pub, None)
+        await pub.pc.close()
+        self.metrics.peer_connections.labels("publish").dec()
+
+    async def leave(self, conn: str) -> None:
+        """The connection closed: close its peer connections and free their ports."""
+        peers = self.peers.pop(conn, None)
+        if peers is None:
+            return
+        async with peers.lock:
+            peers.closed = True
+            await self._close_listener(peers)
+            await self._close_publisher(peers)
+
+    # -- listeners' drops ------------------------------------------------------------------
+
+    async def _count_drops(self) -> None:
+        while True:
+            await asyncio.sleep(DROPS_EVERY)
+            for listener in self.listeners():
+                self._add_drops(listener)
+
+    def _add_drops(self, listener: Listener) -> None:
+        dropped = 0
+        for outlet in listener.outlets:
+            if isinstance(outlet.sink, passthrough.DirectSender):
+                dropped += outlet.sink.dropped
+                outlet.sink.dropped = 0
+        if dropped:
+            self.metrics.audio_listener_drops.inc(dropped)
+
+
+def _reply(peer: Peer, cid: str, **fields: Any) -> None:
+    peer.send({"type": "reply", "cid": cid, "ok": True, **fields})
