@@ -26,6 +26,7 @@ import uvicorn
 from server.node.auth import Invites
 from server.node.backends import Backends, open_backends
 from server.node.config import DEFAULT_CONFIG, Assembly, Settings, load_assembly
+from server.node.logconfig import log_config
 from server.web.app import create_app
 
 SECRET = "test-secret-" + "s" * 24
@@ -189,6 +190,7 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
                 host="127.0.0.1",
                 port=port,
                 log_level="warning",
+                log_config=log_config("warning", own=False),  # as `serve`: tokens redacted
                 lifespan="on",
                 ws_max_size=1024 * 1024,
                 timeout_graceful_shutdown=3,
