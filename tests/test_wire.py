@@ -152,6 +152,39 @@ async def test_bad_tokens_are_refused_with_4001(
     assert node.node.hubs["plenary"].state["core"]["people"] == {}
 
 
+async def test_an_open_socket_is_closed_with_4003_when_its_invite_expires(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    node = await start_node()
+    chair = await Client.connect(
+        node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    short = invites.mint(room="plenary", role="participant", name="Brief", hours=1.5 / 3600)
+    claims = invites.verify(short)
+    async with connect(ws_url(node.url, short), subprotocols=[JSON]) as ws:  # type: ignore[list-item]
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome"
+        pid = welcome["you"]["pid"]
+        await chair.wait_for(lambda s: bool(s["core"]["people"].get(pid, {}).get("conns")))
+        frames = []
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(timeout(10)):
+                while True:
+                    frames.append(json.loads(await ws.recv()))
+        closed_at = time.time()
+        assert ws.close_code == 4003 and ws.close_reason == "invite expired"
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "token_expired"
+    assert claims["exp"] <= closed_at < claims["exp"] + timeout(2)  # at exp: a timer
+    await chair.wait_for(lambda s: not s["core"]["people"][pid]["conns"])
+    assert (await chair.command("hand.raise"))["ok"]  # the others carry on
+    async with connect(ws_url(node.url, short), subprotocols=[JSON]) as ws:  # type: ignore[list-item]
+        assert json.loads(await ws.recv())["code"] == "token_expired"
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 4001
+    await chair.close()
+
+
 async def test_unknown_room_is_refused_with_4004(start_node: NodeFactory, invites: Invites) -> None:
     node = await start_node()
     async with connect(
