@@ -29,7 +29,7 @@ from server.node.config import DEFAULT_CONFIG, Assembly, Settings, load_assembly
 from server.node.logconfig import log_config
 from server.web.app import create_app
 
-SECRET = "test-secret-" + "s" * 24
+SECRET = "test-secret-0123456789abcdefghijklmnopqrstuv"
 SCALE = float(os.environ.get("HEMICYCLE_TEST_TIMEOUT_SCALE", "1"))
 
 

@@ -13,6 +13,8 @@ from server import polls
 from server.errors import ConfigError
 from server.node.config import DEFAULT_CONFIG, Settings, load_assembly, parse_assembly
 
+from .conftest import SECRET
+
 GOOD = """
 [assembly]
 name = "A"
@@ -119,7 +121,7 @@ def test_the_command_reports_a_bad_config_and_exits_2(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"HEMICYCLE_SECRET": "s" * 32, "PATH": "/usr/bin:/bin"},
+        env={"HEMICYCLE_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 2
     assert f"{bad}: rooms[0].agenda[0].minutes: must be positive" in out.stderr

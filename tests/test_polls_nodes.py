@@ -43,7 +43,9 @@ def make_assembly(
                     "id": "plenary",
                     "title": "Plenary",
                     "channels": ["es", "fr", "ru"],
-                    "voting": {"key_bits": 1024, **voting},
+                    "voting": {
+                        **voting
+                    },  # 2048-bit keys: derived once per process (ballots.private_key)
                     "polls": polls or [],
                 }
             ],

@@ -137,7 +137,7 @@ async def test_bad_tokens_are_refused_with_4001(
     token = {
         "missing": "",
         "tampered": invites.mint(room="plenary", role="moderator", name="X")[:-3] + "abc",
-        "other-secret": Invites("another-secret-of-some-length").mint(
+        "other-secret": Invites("another-" + SECRET).mint(
             room="plenary", role="moderator", name="X"
         ),
         "expired": invites.mint(room="plenary", role="participant", name="X", hours=-1),
