@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -91,3 +94,27 @@ async def test_the_csp_watch_catches_an_inline_script(
         assert await page.evaluate("window.ran === undefined")  # the policy held
         violations = browser.take_violations()
         assert violations and "script-src" in " ".join(violations), violations
+
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+HTML_BAD = {
+    "an inline script": re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I),
+    "an on*= attribute": re.compile(r"<[^>]*\son[a-z]+\s*=", re.I),
+    "a style= attribute": re.compile(r"<[^>]*\sstyle\s*=", re.I),
+    "a javascript: URL": re.compile(r"javascript:", re.I),
+}
+JS_BAD = {
+    "a style attribute": re.compile(r"""setAttribute\(\s*["']style|[{,]\s*["']?style["']?\s*:"""),
+    "a javascript: URL": re.compile(r"javascript:", re.I),
+    "markup with a handler": re.compile(r"""<[a-z][^>]*\son[a-z]+\s*=""", re.I),
+    "eval": re.compile(r"\beval\(|new Function\(|setTimeout\(\s*[\"'`]"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(STATIC.glob("*.html")) + sorted(STATIC.glob("*.js")))
+def test_the_pages_need_nothing_the_policy_forbids(path: Path) -> None:
+    """What the browser tests may not reach: the whole of every page and script."""
+    text = path.read_text(encoding="utf-8")
+    for what, pattern in (HTML_BAD if path.suffix == ".html" else JS_BAD).items():
+        found = pattern.search(text)
+        assert found is None, f"{path.name}: {what}: {found.group(0) if found else ''}"
