@@ -42,7 +42,7 @@ import aioice.ice  # noqa: E402
 
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
 
-SECRET = "bench-secret-" + "b" * 24
+SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuv"
 FPS = 50
 CONCURRENCY = 16
 TAIL = 10

@@ -41,7 +41,7 @@ from server.protocol import MSGPACK, pack, unpack  # noqa: E402
 
 ROOM = "plenary"
 CHANNELS = ("original", "es", "fr", "ru")
-SECRET = "bench-secret-" + "b" * 24
+SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuv"
 
 
 def free_port() -> int:

@@ -61,7 +61,7 @@ from server.node.auth import Invites  # noqa: E402
 from server.protocol import MSGPACK, pack, unpack  # noqa: E402
 
 ROOM = "plenary"
-SECRET = "bench-secret-" + "f" * 24
+SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuv"
 PEERS = ("hemicycle", "socketio", "bare")
 MESSAGE_BYTES = 200
 P99_LIMIT_MS = 50.0

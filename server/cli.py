@@ -153,6 +153,7 @@ def demo_links(settings: Settings, assembly: Assembly) -> list[tuple[str, str]]:
 def _serve(args: argparse.Namespace, *, demo: bool) -> int:
     import uvicorn
 
+    from .node.logconfig import log_config
     from .web.app import create_app
 
     extra: dict[str, Any] = {}
@@ -164,8 +165,10 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
     assembly = load_assembly(settings.config)
     app = create_app(settings, assembly)
     if demo:
-        print(f"\n  {assembly.name} — demo on {settings.backend}\n")
-        print(f"  Invite secret (HEMICYCLE_SECRET): {settings.secret}\n")
+        backend = settings.backend.split("@")[-1]  # never a Redis password either
+        print(f"\n  {assembly.name} — demo on {backend}\n")
+        # Never the secret itself: whoever reads this terminal (or its scrollback, or a
+        # shared screen) could mint any invite. The links below are all the demo needs.
         for label, link in demo_links(settings, assembly):
             print(f"  {label}\n    {link}\n")
         sys.stdout.flush()
@@ -176,6 +179,7 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=log_config("info"),  # invite tokens never reach the log (logconfig.py)
         ws_max_size=1024 * 1024,
         ws_ping_interval=20,
         ws_ping_timeout=20,

@@ -252,6 +252,10 @@ def from_config(room: str, extra: Mapping[str, Any], floor: str) -> list[ConfigP
     return out
 
 
+KEY_BITS = (2048, 3072)
+"""The sizes a room's ballot keys may have (``voting.key_bits``)."""
+
+
 def voting_settings(room: str, extra: Mapping[str, Any]) -> Voting:
     """The room's ``voting`` table: ``proxy_chains`` (false), ``max_proxies`` (none)."""
     table = extra.get("voting", {})
@@ -268,6 +272,8 @@ def voting_settings(room: str, extra: Mapping[str, Any]) -> Voting:
     if most is not None and (isinstance(most, bool) or not isinstance(most, int) or most < 1):
         raise ConfigError("assembly", f"{where}.max_proxies", "expected a positive integer")
     bits = table.get("key_bits", 2048)
-    if bits not in (1024, 1536, 2048, 3072):
-        raise ConfigError("assembly", f"{where}.key_bits", "one of 1024, 1536, 2048, 3072")
+    if bits not in KEY_BITS:  # below 2048 bits RSA is no longer a safe margin (NIST SP 800-57)
+        raise ConfigError(
+            "assembly", f"{where}.key_bits", f"at least 2048 bits: {bits!r} is not 2048 or 3072"
+        )
     return {"proxy_chains": chains, "max_proxies": most, "key_bits": bits}

@@ -16,6 +16,10 @@ from .errors import BadFrame, FrameTooLarge
 
 MAX_FRAME = 64 * 1024
 """Largest client frame the server reads; larger ones get ``frame_too_large``."""
+MAX_DEPTH = 32
+"""Deepest nesting of maps and lists a client frame may have (the deepest real one, a
+poll definition's option texts, has 5): deeper frames get ``bad_frame``, so nothing
+downstream (checks, the log's encoder, the fold) ever recurses through a hostile one."""
 
 JSON = "hemicycle.json"
 MSGPACK = "hemicycle.msgpack"
@@ -54,13 +58,35 @@ def decode(frame: bytes | str, codec: Codec, *, limit: int | None = MAX_FRAME) -
             value = json.loads(frame)
     except BadFrame:
         raise
+    except (RecursionError, msgpack.StackError):
+        # The JSON parser recurses per level (30,000 '[' reach Python's limit); msgpack's
+        # unpacker stops at its own stack of 1,024 levels.
+        raise BadFrame(f"a frame may nest at most {MAX_DEPTH} levels") from None
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as exc:
         raise BadFrame(f"cannot decode {codec} frame: {exc}") from None
+    if limit is not None and not shallow(value, MAX_DEPTH):
+        raise BadFrame(f"a frame may nest at most {MAX_DEPTH} levels")
     if not isinstance(value, dict):
         raise BadFrame("a message must be a map")
     if not isinstance(value.get("type"), str):
         raise BadFrame("a message needs a string 'type'")
     return value
+
+
+def shallow(value: Any, depth: int) -> bool:
+    """True if ``value`` nests maps and lists at most ``depth`` levels (no recursion)."""
+    level: list[Any] = [value]
+    for _ in range(depth + 1):
+        below: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+        if not below:
+            return True
+        level = below
+    return False
 
 
 def pack(value: Any) -> bytes:

@@ -288,6 +288,14 @@
 
   // --- results ----------------------------------------------------------------------------------
 
+  // The width through the CSSOM, not a style="" attribute: the page's Content-Security-Policy
+  // (style-src 'self') refuses inline style attributes (server/web/headers.py).
+  function bar(percent) {
+    const el = h("span", { class: "bar" });
+    el.style.width = `${percent.toFixed(1)}%`;
+    return el;
+  }
+
   function chart(poll, result, caption) {
     const total = Math.max(1, ...result.options.map((o) => o.w));
     const sum = Math.max(1, result.weight);
@@ -296,7 +304,7 @@
       h("ul", {}, ...result.options.map((o) => h("li", { class: `bar-${o.id}` },
         h("span", { class: "label" }, optionText(poll, o.id)),
         h("span", { class: "track", "aria-hidden": "true" },
-          h("span", { class: "bar", style: `width:${(100 * o.w / total).toFixed(1)}%` })),
+          bar(100 * o.w / total)),
         h("span", { class: "num" }, `${w100(o.w)} (${Math.round(100 * o.w / sum)}%) · ${HC.t("poll.ballots", { n: o.n })}`)))));
   }
 

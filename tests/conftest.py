@@ -26,9 +26,10 @@ import uvicorn
 from server.node.auth import Invites
 from server.node.backends import Backends, open_backends
 from server.node.config import DEFAULT_CONFIG, Assembly, Settings, load_assembly
+from server.node.logconfig import log_config
 from server.web.app import create_app
 
-SECRET = "test-secret-" + "s" * 24
+SECRET = "test-secret-0123456789abcdefghijklmnopqrstuv"
 SCALE = float(os.environ.get("HEMICYCLE_TEST_TIMEOUT_SCALE", "1"))
 
 
@@ -189,6 +190,7 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
                 host="127.0.0.1",
                 port=port,
                 log_level="warning",
+                log_config=log_config("warning", own=False),  # as `serve`: tokens redacted
                 lifespan="on",
                 ws_max_size=1024 * 1024,
                 timeout_graceful_shutdown=3,
@@ -270,7 +272,53 @@ async def browser(browser_args: list[str]) -> AsyncIterator[Any]:
 
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=browser_args)
+        watched = WatchedBrowser(b)
         try:
-            yield b
+            yield watched
         finally:
             await b.close()
+        if watched.violations:
+            pytest.fail("Content-Security-Policy violations:\n" + "\n".join(watched.violations))
+
+
+CSP_MARK = "hc-csp-violation:"
+CSP_WATCH = (
+    "document.addEventListener('securitypolicyviolation', (e) => console.error("
+    f"'{CSP_MARK} ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline')"
+    " + ' at ' + e.sourceFile + ':' + e.lineNumber));"
+)
+
+
+class WatchedBrowser:
+    """A Playwright browser whose every page reports Content-Security-Policy violations:
+    the ``securitypolicyviolation`` event (through an init script) and Chromium's own
+    console message. The ``browser`` fixture fails the test if any were seen."""
+
+    def __init__(self, browser: Any) -> None:
+        self.browser = browser
+        self.violations: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.browser, name)
+
+    def _console(self, message: Any) -> None:
+        text = message.text
+        if CSP_MARK in text or "Content Security Policy" in text:
+            self.violations.append(text)
+
+    async def new_context(self, **kwargs: Any) -> Any:
+        context = await self.browser.new_context(**kwargs)
+        await context.add_init_script(CSP_WATCH)
+        context.on("console", self._console)
+        return context
+
+    async def new_page(self, **kwargs: Any) -> Any:
+        page = await self.browser.new_page(**kwargs)
+        await page.add_init_script(CSP_WATCH)
+        page.on("console", self._console)
+        return page
+
+    def take_violations(self) -> list[str]:
+        """What was seen so far (a test that provokes one on purpose takes it)."""
+        seen, self.violations = self.violations, []
+        return seen

@@ -82,7 +82,7 @@ async def open_page(browser: Any, url: str, token: str) -> Any:
     page.on("pageerror", lambda exc: print("page error:", exc))
     await page.goto(f"{url}/r/plenary#t={token}")
     await page.wait_for_function(
-        "HC.connected && HC.audio && HC.audio.els.main", timeout=timeout(5) * 1000
+        "() => HC.connected && HC.audio && HC.audio.els.main", timeout=timeout(5) * 1000
     )
     return page
 
@@ -97,17 +97,18 @@ async def test_tone_on_a_channel_heard_then_not_after_switching(
     ana_page = await open_page(browser, node.url, ana_token)
     await ivan_page.click("#air-take")
     await ivan_page.wait_for_function(
-        "HC.state.channels.channels.es.live === HC.you.pid", timeout=timeout(5) * 1000
+        "() => HC.state.channels.channels.es.live === HC.you.pid", timeout=timeout(5) * 1000
     )
     await ivan_page.click("#mic-button")
     await ivan_page.wait_for_function(
-        "HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'", timeout=timeout(5) * 1000
+        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
+        timeout=timeout(5) * 1000,
     )
     assert await ivan_page.text_content("#mic-state") == "On air"
     await ana_page.select_option("#channel-picker", "es")
     await ana_page.click("#listen-button")
     await ana_page.wait_for_function(
-        "HC.audio.pc && HC.audio.pc.connectionState === 'connected' && HC.audio.analyser",
+        "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected' && HC.audio.analyser",
         timeout=timeout(5) * 1000,
     )
     await wait_peak(ana_page, True, 5)
@@ -146,13 +147,13 @@ async def test_the_chairs_record_button_gives_the_recording_commands(
     rec = await ana.evaluate("HC.state.audio.recording")
     assert rec["node"] == node.node.name and rec["by"] == await chair.evaluate("HC.you.pid")
     await chair.wait_for_function(
-        "document.getElementById('rec-button').textContent === 'Stop recording'",
+        "() => document.getElementById('rec-button').textContent === 'Stop recording'",
         timeout=timeout(5) * 1000,
     )
     await chair.click("#rec-button")
     await ana.wait_for_selector("#rec-badge[hidden]", state="attached", timeout=timeout(5) * 1000)
     await chair.wait_for_function(
-        f"document.getElementById('rec-list').textContent.includes({rec['id']!r})",
+        f"() => document.getElementById('rec-list').textContent.includes({rec['id']!r})",
         timeout=timeout(5) * 1000,
     )
     assert (tmp_path / "plenary" / rec["id"] / "floor.ogg").is_file()

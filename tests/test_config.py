@@ -13,6 +13,8 @@ from server import polls
 from server.errors import ConfigError
 from server.node.config import DEFAULT_CONFIG, Settings, load_assembly, parse_assembly
 
+from .conftest import SECRET
+
 GOOD = """
 [assembly]
 name = "A"
@@ -83,6 +85,109 @@ def test_bad_values_name_the_key(
     assert problem in err.value.problem
 
 
+FULL = (
+    GOOD
+    + """
+[[members]]
+id = "m2"
+name = "N"
+country = "DO"
+[[members]]
+id = "m3"
+name = "O"
+country = "PS"
+[rooms.voting]
+max_proxies = 2
+[[rooms.polls]]
+id = "vote"
+kind = "yesno"
+electorate = "roll"
+secret = true
+question.en = "Adopt?"
+[media]
+[[media.ice_servers]]
+urls = ["stun:stun.example.org:3478"]
+"""
+)
+
+
+def test_the_full_test_file_loads() -> None:
+    a = parse_assembly(tomllib.loads(FULL), "full.toml")
+    assert [m.id for m in a.members] == ["m1", "m2", "m3"]
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        (("\n[assembly]", 'languages = ["es"]\n[assembly]'), "top level", "'languages'"),
+        (('name = "A"', 'name = "A"\nflor = "en"'), "assembly", "'flor'"),
+        (('country = "DO"', 'country = "DO"\nwieght = 2'), "members[1]", "'wieght'"),
+        (('id = "plenary"', 'id = "plenary"\nchanels = ["es"]'), "rooms[0]", "'chanels'"),
+        (("minutes = 20", "minutes = 20\nminute = 5"), "rooms[0].agenda[0]", "'minute'"),
+        (("max_proxies = 2", "max_proxies = 2\nproxy_chain = true"), "rooms[0].voting", ""),
+        (('kind = "yesno"', 'kind = "yesno"\nsecrett = true'), "rooms[0].polls[0]", ""),
+        (("[media]", "[media]\nstun = 1"), "media", "'stun'"),
+        (("urls = [", 'username = "u"\npassword = "p"\nurls = ['), "media.ice_servers[0]", ""),
+        (('id = "plenary"', 'id = "plenary"\ngrace_seconds = "soon"'), "rooms[0]", ""),
+        (("max_proxies = 2", "key_bits = 1024"), "rooms[0].voting.key_bits", "at least 2048"),
+    ],
+)
+def test_an_unknown_key_anywhere_stops_the_start_naming_file_and_key(
+    tmp_path: Path, change: tuple[str, str], key: str, problem: str
+) -> None:
+    path = tmp_path / "assembly.toml"
+    text = FULL.replace(*change, 1)
+    assert text != FULL
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_assembly(path)
+    assert err.value.source == str(path)
+    assert err.value.key.startswith(key), str(err.value)
+    assert problem in err.value.problem, str(err.value)
+    assert str(err.value).startswith(f"{path}: {key}")
+
+
+def test_a_typo_in_a_member_reads_as_the_issue_says(tmp_path: Path) -> None:
+    path = tmp_path / "assembly.toml"
+    path.write_text(FULL.replace('country = "DO"', 'country = "DO"\nwieght = 2'))
+    with pytest.raises(ConfigError) as err:
+        load_assembly(path)
+    assert str(err.value) == f"{path}: members[1]: unknown key 'wieght'"
+
+
+def test_a_secret_vote_with_a_weight_class_of_one_is_refused_naming_the_member(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "assembly.toml"
+    path.write_text(FULL.replace('country = "DO"', 'country = "DO"\nweight = 2'))
+    with pytest.raises(ConfigError) as err:
+        load_assembly(path)
+    assert err.value.key == "rooms[0].polls[0].secret"
+    assert "'m2' (members[1])" in err.value.problem and "weight 2" in err.value.problem
+    # Shared weights are fine; so is the same roll for an open vote or a present electorate.
+    path.write_text(FULL.replace('country = "', 'weight = 2\ncountry = "'))
+    assert load_assembly(path).members[1].weight == 2
+    for change in ("secret = true", "secret = false"), ('electorate = "roll"', ""):
+        path.write_text(
+            FULL.replace('country = "DO"', 'country = "DO"\nweight = 2').replace(*change)
+        )
+        assert load_assembly(path).members[1].weight == 2
+
+
+def test_serve_stops_on_a_typo_naming_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "typo.toml"
+    bad.write_text(FULL.replace('country = "DO"', 'country = "DO"\nwieght = 2'))
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HEMICYCLE_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 2
+    assert f"{bad}: members[1]: unknown key 'wieght'" in out.stderr
+
+
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "x.toml"
     bad.write_text("[assembly\nname=")
@@ -119,7 +224,7 @@ def test_the_command_reports_a_bad_config_and_exits_2(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"HEMICYCLE_SECRET": "s" * 32, "PATH": "/usr/bin:/bin"},
+        env={"HEMICYCLE_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 2
     assert f"{bad}: rooms[0].agenda[0].minutes: must be positive" in out.stderr

@@ -171,9 +171,11 @@ async def open_page(browser: Any, url: str, errors: list[str]) -> Any:
     await page.goto(url)
     # Connected and welcomed; then the socket is closed for good (HC.stop), so that nothing
     # but the replay touches HC.state from here on.
-    await page.wait_for_function("HC.connected && HC.state !== null", timeout=timeout(10) * 1000)
+    await page.wait_for_function(
+        "() => HC.connected && HC.state !== null", timeout=timeout(10) * 1000
+    )
     await page.evaluate("HC.stop()")
-    await page.wait_for_function("HC.status === 'left'", timeout=timeout(5) * 1000)
+    await page.wait_for_function("() => HC.status === 'left'", timeout=timeout(5) * 1000)
     return page
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import httpx
@@ -137,7 +138,7 @@ async def test_bad_tokens_are_refused_with_4001(
     token = {
         "missing": "",
         "tampered": invites.mint(room="plenary", role="moderator", name="X")[:-3] + "abc",
-        "other-secret": Invites("another-secret-of-some-length").mint(
+        "other-secret": Invites("another-" + SECRET).mint(
             room="plenary", role="moderator", name="X"
         ),
         "expired": invites.mint(room="plenary", role="participant", name="X", hours=-1),
@@ -150,6 +151,39 @@ async def test_bad_tokens_are_refused_with_4001(
             await ws.recv()
         assert ws.close_code == 4001
     assert node.node.hubs["plenary"].state["core"]["people"] == {}
+
+
+async def test_an_open_socket_is_closed_with_4003_when_its_invite_expires(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    node = await start_node()
+    chair = await Client.connect(
+        node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    short = invites.mint(room="plenary", role="participant", name="Brief", hours=1.5 / 3600)
+    claims = invites.verify(short)
+    async with connect(ws_url(node.url, short), subprotocols=[JSON]) as ws:  # type: ignore[list-item]
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome"
+        pid = welcome["you"]["pid"]
+        await chair.wait_for(lambda s: bool(s["core"]["people"].get(pid, {}).get("conns")))
+        frames = []
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(timeout(10)):
+                while True:
+                    frames.append(json.loads(await ws.recv()))
+        closed_at = time.time()
+        assert ws.close_code == 4003 and ws.close_reason == "invite expired"
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "token_expired"
+    assert claims["exp"] <= closed_at < claims["exp"] + timeout(2)  # at exp: a timer
+    await chair.wait_for(lambda s: not s["core"]["people"][pid]["conns"])
+    assert (await chair.command("hand.raise"))["ok"]  # the others carry on
+    async with connect(ws_url(node.url, short), subprotocols=[JSON]) as ws:  # type: ignore[list-item]
+        assert json.loads(await ws.recv())["code"] == "token_expired"
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 4001
+    await chair.close()
 
 
 async def test_unknown_room_is_refused_with_4004(start_node: NodeFactory, invites: Invites) -> None:
@@ -347,3 +381,119 @@ async def test_moderators_mint_invites_over_http(start_node: NodeFactory, invite
         page = await http.get("/r/plenary")
         assert page.status_code == 200 and "hc.js" in page.text
         assert (await http.get("/r/attic")).status_code == 404
+
+
+class ErrorRecords(logging.Handler):
+    """Collects records at ERROR and above from the root and uvicorn's loggers (which do
+    not propagate to the root, so pytest's ``caplog`` never sees them)."""
+
+    NAMES = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> ErrorRecords:
+        for name in self.NAMES:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.NAMES:
+            logging.getLogger(name).removeHandler(self)
+
+    def texts(self) -> list[str]:
+        return [f"{r.name}: {r.getMessage()} {r.exc_text or ''}" for r in self.records]
+
+
+def nested(depth: int, inner: object = 1) -> object:
+    value = inner
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("subprotocol", [JSON, MSGPACK])
+async def test_deeply_nested_frames_get_a_clean_error_and_no_traceback(
+    start_node: NodeFactory, invites: Invites, subprotocol: str
+) -> None:
+    node = await start_node()
+    token = invites.mint(room="plenary", role="participant", name="Ana")
+    binary = subprotocol == MSGPACK
+    dec = (lambda f: msgpack.unpackb(f)) if binary else json.loads
+    if binary:  # 30,000 one-element arrays then nil: 30 KB; and a map envelope 100 deep
+        frames: list[bytes | str] = [
+            b"\x91" * 30_000 + b"\xc0",
+            msgpack.packb(
+                {"type": "command", "cid": "d1", "name": "hand.raise", "args": {"x": nested(100)}}
+            ),
+            msgpack.packb({"type": "ballot", "cid": "d2", "name": "claim", "args": nested(40)}),
+        ]
+    else:  # 30,000 levels in 60 KB, bare and inside a command's args
+        frames = [
+            "[" * 30_000 + "]" * 30_000,
+            '{"type":"command","cid":"d1","name":"hand.raise","args":{"x":'
+            + "[" * 29_000
+            + "]" * 29_000
+            + "}}",
+            json.dumps({"type": "command", "cid": "d2", "name": "hand.raise", "args": nested(40)}),
+        ]
+    assert all(len(f) <= 64 * 1024 for f in frames)
+    with ErrorRecords() as errors:
+        async with connect(
+            ws_url(node.url, token),
+            subprotocols=[subprotocol],  # type: ignore[list-item]
+            max_size=None,
+        ) as ws:
+            assert dec(await ws.recv())["type"] == "welcome"
+            for frame in frames:
+                await ws.send(frame)
+                async with asyncio.timeout(timeout(5)):
+                    while (m := dec(await ws.recv()))["type"] not in ("error", "reply"):
+                        pass
+                assert m["type"] == "error" and m["code"] == "bad_frame", m
+                assert "nest" in m["message"] or "depth" in m["message"].lower(), m
+            await ws.send(msgpack.packb({"type": "ping"}) if binary else '{"type":"ping"}')
+            async with asyncio.timeout(timeout(5)):
+                while dec(await ws.recv())["type"] != "pong":
+                    pass
+        await asyncio.sleep(0.2)
+    assert errors.texts() == []
+    assert node.node.hubs["plenary"].state["core"]["hands"] == []
+
+
+async def test_an_invite_body_with_a_bad_key_is_a_400_naming_it(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    node = await start_node()
+    chair = {"Authorization": "Bearer " + invites.mint(room="plenary", role="moderator", name="C")}
+    base = {"role": "participant", "name": "Ana"}
+    cases: list[tuple[object, str]] = [
+        ({**base, "wieght": 2}, "'wieght'"),
+        ({**base, "self": 1}, "'self'"),  # once a 500: mint() got two values for self
+        ({**base, "pid": "chosen"}, "'pid'"),
+        ({**base, "role": 5}, "'role'"),
+        ({**base, "name": ["Ana"]}, "'name'"),
+        ({**base, "room": 7}, "'room'"),
+        ({**base, "hours": "soon"}, "'hours'"),
+        ({**base, "hours": True}, "'hours'"),
+        ({**base, "org": {"id": "x"}}, "'org'"),
+        ({**base, "pair": "en"}, "'pair'"),
+        ({**base, "pair": ["en", 5]}, "'pair'"),
+        ({"name": "Ana"}, "'role'"),
+        (["role", "name"], "JSON object"),
+    ]
+    with ErrorRecords() as errors:
+        async with httpx.AsyncClient(base_url=node.url, headers=chair) as http:
+            for body, named in cases:
+                response = await http.post("/api/invites", json=body)
+                assert response.status_code == 400, (body, response.text)
+                assert response.json()["code"] == "bad_args"
+                assert named in response.json()["message"], (body, response.json())
+            deep = await http.post("/api/invites", content=("[" * 30_000 + "]" * 30_000).encode())
+            assert deep.status_code == 400 and deep.json()["code"] == "bad_args"
+            assert (await http.post("/api/invites", json=base)).status_code == 200
+    assert errors.texts() == []

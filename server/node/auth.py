@@ -1,8 +1,10 @@
 """Signed, expiring invite tokens: one per person and role, carried in the invite link.
 
 A token is an itsdangerous-signed map ``{room, role, pid, name, org, country, lang, exp,
-…}``. The person id ``pid`` is fixed when the invite is minted, so reloading the link or
-opening it on a second device is the same person, never a second one.
+…}``, signed with the invite key derived from the node's secret (``keys.derive``, HKDF),
+never with the secret itself. The person id ``pid`` is fixed when the invite is minted,
+so reloading the link or opening it on a second device is the same person, never a
+second one.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from ..errors import AuthError, BadArgs
 from ..types import ROLES, arg_str
+from . import keys
 
 SALT = "hemicycle.invite.v1"
 DEFAULT_HOURS = 72.0
@@ -26,14 +30,11 @@ class Invites:
     secret: str
 
     def __post_init__(self) -> None:
-        if len(self.secret) < 16:
-            raise ValueError(
-                "the invite secret must be at least 16 characters (set HEMICYCLE_SECRET)"
-            )
+        keys.check_secret(self.secret)
 
-    @property
+    @cached_property
     def _serializer(self) -> URLSafeSerializer:
-        return URLSafeSerializer(self.secret, salt=SALT)
+        return URLSafeSerializer(keys.derive(self.secret, keys.INVITES), salt=SALT)
 
     def mint(
         self,

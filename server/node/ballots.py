@@ -36,6 +36,7 @@ from .. import blind, polls
 from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable
 from ..state import Poll, PublicPoll
 from ..types import SYSTEM, Actor, Event, arg_str
+from . import keys
 from .feature import Feature, FrameHandler
 from .hub import RoomHub, now_ms
 
@@ -51,9 +52,18 @@ FLUSH_BACKOFF = (0.05, 0.5)
 
 
 @lru_cache(maxsize=256)
-def private_key(secret: str, room: str, poll: str, weight: int, bits: int) -> blind.PrivateKey:
-    """The signing key of one poll and weight class (cached: nodes in one process share)."""
-    return blind.derive_key(blind.key_seed(secret, room, poll, weight), bits)
+def private_key(ballot_key: str, room: str, poll: str, weight: int, bits: int) -> blind.PrivateKey:
+    """The signing key of one poll and weight class (cached: nodes in one process share).
+
+    ``ballot_key`` is :func:`ballot_key` of the node's secret, never the secret itself.
+    """
+    return blind.derive_key(blind.key_seed(ballot_key, room, poll, weight), bits)
+
+
+def ballot_key(secret: str) -> str:
+    """The key that seeds every ballot key: HKDF of the secret for this purpose only
+    (``keys.BALLOTS``), as 64 hex digits (docs/voting.md, "Key derivation")."""
+    return keys.derive(secret, keys.BALLOTS).hex()
 
 
 @dataclass
@@ -68,6 +78,7 @@ class RoomBox:
 
     hub: RoomHub
     secret: str
+    """:func:`ballot_key` of the node's secret."""
     boxes: dict[str, list[_Waiting]] = field(default_factory=dict)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     offered: set[str] = field(default_factory=set)
@@ -254,7 +265,7 @@ class Ballots(Feature):
     @contextlib.asynccontextmanager
     async def running(self, node: Host) -> AsyncIterator[None]:
         for room, hub in node.hubs.items():
-            self.boxes[room] = RoomBox(hub, node.settings.secret)
+            self.boxes[room] = RoomBox(hub, ballot_key(node.settings.secret))
             self.boxes[room].offer_keys()
         try:
             yield

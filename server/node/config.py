@@ -2,7 +2,9 @@
 
 Loading a bad assembly file fails at start with :class:`ConfigError` naming the file, the
 key and what is wrong, e.g. ``config/assembly.toml: rooms[1].agenda[0].start: not an ISO
-8601 UTC time``.
+8601 UTC time``. Every table is strict: a key it does not know (a typo like ``wieght``)
+stops the start too (``members[3]: unknown key 'wieght'``), and so does a prepared secret
+vote whose roll has a weight held by one member only (docs/voting.md, "Weight classes").
 """
 
 from __future__ import annotations
@@ -10,18 +12,39 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .. import polldefs
 from ..errors import ConfigError
 from ..types import AgendaItem, Member, RoomConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "assembly.toml"
 LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+TOP_KEYS = ("assembly", "members", "rooms", "media")
+ASSEMBLY_KEYS = ("name", "floor", "languages")
+MEMBER_KEYS = ("id", "name", "country", "weight", "representatives")
+ROOM_KEYS = (
+    "id",
+    "title",
+    "floor",
+    "channels",
+    "agenda",
+    "fallback",
+    "polls",
+    "voting",
+    "handover_seconds",
+    "grace_seconds",
+)
+AGENDA_KEYS = ("title", "start", "minutes", "titles")
+MEDIA_KEYS = ("ice_servers", "server_ice_servers")
+ICE_KEYS = ("urls", "username", "credential")
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,12 @@ class _Reader:
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where else name
 
+    def only(self, known: Iterable[str]) -> None:
+        """Refuse a key this table does not know, naming it (the first, alphabetically)."""
+        unknown = sorted(set(self.data) - set(known))
+        if unknown:
+            raise ConfigError(self.source, self.where or "top level", f"unknown key {unknown[0]!r}")
+
     def fail(self, name: str, problem: str) -> ConfigError:
         return ConfigError(self.source, self.key(name), problem)
 
@@ -156,7 +185,10 @@ def load_assembly(path: str | Path) -> Assembly:
 
 def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembly:
     top = _Reader(source, data)
+    top.only(TOP_KEYS)
     head = _Reader(source, top.get("assembly", dict), "assembly")
+    head.only(ASSEMBLY_KEYS)
+    _media(top)
     floor = head.lang("floor", "en")
     languages = head.langs("languages", [])
     if floor in languages:
@@ -164,7 +196,9 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
 
     members = []
     seen: set[str] = set()
-    for m in top.tables("members"):
+    member_tables = top.tables("members")
+    for m in member_tables:
+        m.only(MEMBER_KEYS)
         mid = m.get("id", str)
         if mid in seen:
             raise m.fail("id", f"member {mid!r} is listed twice")
@@ -195,6 +229,7 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
     if not room_tables:
         raise top.fail("rooms", "at least one room is needed")
     for r in room_tables:
+        r.only(ROOM_KEYS)
         rid = r.get("id", str)
         if not ROOM_ID.match(rid):
             raise r.fail("id", f"room ids are lower-case letters, digits, - and _: {rid!r}")
@@ -202,6 +237,7 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
             raise r.fail("id", f"room {rid!r} is defined twice")
         agenda = []
         for a in r.tables("agenda"):
+            a.only(AGENDA_KEYS)
             start = a.get("start", str)
             if not _is_utc(start):
                 raise a.fail(
@@ -222,11 +258,17 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
         fallback = r.get("fallback", str, "original")
         if fallback not in ("original", "silence"):
             raise r.fail("fallback", "expected 'original' or 'silence'")
+        for name in ("handover_seconds", "grace_seconds"):
+            seconds = r.get(name, (int, float), None)
+            if seconds is not None and seconds <= 0:
+                raise r.fail(name, "must be a positive number of seconds")
+        room_floor = r.lang("floor", floor)
+        _room_polls(r, rid, room_floor, members, member_tables)
         known = {"id", "title", "floor", "channels", "agenda", "fallback"}
         rooms[rid] = RoomConfig(
             id=rid,
             title=r.get("title", str, rid),
-            floor=r.lang("floor", floor),
+            floor=room_floor,
             channels=r.langs("channels", list(languages)),
             agenda=tuple(agenda),
             members=tuple(members),
@@ -243,6 +285,44 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
         source=source,
         extra={k: v for k, v in data.items() if k not in known_top},
     )
+
+
+def _media(top: _Reader) -> None:
+    """``[media]`` keys (server/media/setup.py reads the values and checks them)."""
+    if "media" not in top.data:
+        return
+    media = _Reader(top.source, top.get("media", dict), "media")
+    media.only(MEDIA_KEYS)
+    for name in MEDIA_KEYS:
+        if isinstance(media.data.get(name), list):
+            for entry in media.tables(name):
+                entry.only(ICE_KEYS)
+
+
+def _room_polls(
+    r: _Reader, rid: str, floor: str, members: list[Member], tables: list[_Reader]
+) -> None:
+    """A room's ``[rooms.voting]`` and ``[[rooms.polls]]``, checked now so the error names
+    the file; and no prepared secret vote on a roll with a weight class of one member."""
+    try:
+        polldefs.voting_settings(rid, r.data)
+        prepared = polldefs.from_config(rid, r.data, floor)
+    except ConfigError as exc:
+        key = exc.key.replace(f"rooms[{rid}]", r.where, 1)
+        raise ConfigError(r.source, key, exc.problem) from None
+    held = Counter(round(m.weight * 100) for m in members)
+    for i, poll in enumerate(prepared):
+        if not poll["secret"] or poll["electorate"] != "roll":
+            continue
+        for m, table in zip(members, tables, strict=True):
+            if held[round(m.weight * 100)] == 1:
+                raise ConfigError(
+                    r.source,
+                    f"{r.where}.polls[{i}].secret",
+                    f"member {m.id!r} ({table.where}) is the only one with weight {m.weight:g}: "
+                    "its receipt in the published list would show its choice. Give another "
+                    "member that weight, or make the vote open (docs/voting.md)",
+                )
 
 
 def _is_utc(value: str) -> bool:

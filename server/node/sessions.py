@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 MAX_QUEUE = 1024
 """Frames a connection may fall behind by before it is closed with a resume hint."""
 CLOSE_BAD_TOKEN = 4001
+CLOSE_EXPIRED = 4003
+"""The invite expired while the socket was open (a timer at its ``exp``, not a poll)."""
 CLOSE_UNKNOWN_ROOM = 4004
 CLOSE_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
@@ -108,6 +110,9 @@ class Session:
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self.bucket = TokenBucket(rate, burst)
+        self.expires = float(claims["exp"])
+        """The invite's ``exp`` (Unix seconds): the socket is closed then."""
+        self._expiry: asyncio.TimerHandle | None = None
 
     # -- outbound ------------------------------------------------------------------------
 
@@ -164,26 +169,44 @@ class Session:
         self.wakeup.set()
 
     def _overflow(self) -> None:
-        self.closing = True
-        self.queue.clear()
-        self.hub.detach(self)
         self.hub.metrics.slow_closes.inc()
         self.hub.metrics.queue_drops.labels("overflow").inc()
         reason = f"slow consumer; resume after {self.sent_id or '0-0'}"
         log.info("closing slow connection %s (%s)", self.person["conn"], reason)
-        self._closer = asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW, reason))
+        self._shut(CLOSE_SLOW, reason)
+
+    def _expire(self) -> None:
+        """The invite's ``exp`` passed: say so, then close with 4003 (docs/protocol.md)."""
+        if self.closing:
+            return
+        log.info("closing connection %s: its invite expired", self.person["conn"])
+        message = "this invite link has expired; ask the organisers for a new one"
+        last = encode({"type": "error", "code": "token_expired", "message": message}, self.codec)
+        self._shut(CLOSE_EXPIRED, "invite expired", last)
+
+    def _shut(self, code: int, reason: str, last: bytes | str | None = None) -> None:
+        """Stop delivering, leave the hub, send ``last``, close the socket, stop reading."""
+        self.closing = True
+        self.queue.clear()
+        self.hub.detach(self)
+        closer = self._close(code, reason, last)
+        self._closer = asyncio.get_running_loop().create_task(closer)
         self._closer.add_done_callback(self._stop_reading)
 
     def _stop_reading(self, _: object) -> None:
-        """Closed as a slow consumer: stop serving its commands too."""
+        """Closed by the node (slow consumer, expired invite): stop serving its commands."""
         if self._reader is not None:
             self._reader.cancel()
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self, code: int, reason: str, last: bytes | str | None = None) -> None:
         # The close frame waits behind what the socket already holds; a client that does
         # not read it within CLOSE_GRACE is dropped instead of being waited for.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code, reason), CLOSE_GRACE)
+            async with asyncio.timeout(CLOSE_GRACE):
+                if last is not None:
+                    key = "text" if isinstance(last, str) else "bytes"
+                    await self.ws.send({"type": "websocket.send", key: last})
+                await self.ws.close(code, reason)
 
     async def _write(self) -> None:
         send = self.ws.send
@@ -217,6 +240,8 @@ class Session:
         await hub.ready.wait()
         self._welcome(after)
         hub.attach(self)
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(max(0.0, self.expires - time.time()), self._expire)
         writer = asyncio.create_task(self._write(), name=f"writer-{self.person['conn']}")
         try:
             await hub.submit(
@@ -224,7 +249,7 @@ class Session:
             )
             self._reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
             if self._closer is not None and self._closer.done():
-                self._reader.cancel()  # closed as a slow consumer while joining
+                self._reader.cancel()  # closed (slow, expired) while joining
             # No polling: _overflow's closer cancels the reader when it is done.
             await asyncio.wait({self._reader})
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
@@ -232,6 +257,8 @@ class Session:
         except (WebSocketDisconnect, Unavailable):
             pass
         finally:
+            if self._expiry is not None:
+                self._expiry.cancel()
             if self._reader is not None:
                 self._reader.cancel()
             writer.cancel()

@@ -3,7 +3,8 @@
 :func:`features` is the node's feature list — the one place a feature is switched on
 (docs/architecture.md, "How to add a feature"). :func:`create_app` builds the node from it,
 collects every feature's routes and the node's own, maps every ``HemicycleError`` to its
-HTTP answer in one exception handler, and runs the node for the app's lifespan.
+HTTP answer in one exception handler, puts the security headers on every response, and
+runs the node for the app's lifespan.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp
 
 from .. import channels, polls
 from ..errors import HemicycleError
@@ -26,10 +28,19 @@ from ..node.config import Assembly, Settings, load_assembly
 from ..node.feature import Feature, SliceFeature
 from ..node.reactions import Reactions
 from . import pages
+from .headers import SecurityHeaders
 from .http import error_response
 from .results import Results
 from .socket import websocket_endpoint
 from .transcripts import Transcripts
+
+
+class _App(Starlette):
+    """Starlette with :class:`SecurityHeaders` outside everything, its own 500 page too
+    (user middleware would sit inside ``ServerErrorMiddleware``)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def features(settings: Settings, assembly: Assembly) -> list[Feature]:
@@ -64,7 +75,7 @@ def create_app(
             yield
 
     routes = [route for feature in node.features for route in feature.routes()]
-    app = Starlette(
+    app = _App(
         routes=[*routes, WebSocketRoute("/ws", websocket_endpoint), *pages.ROUTES],
         exception_handlers={HemicycleError: error_response},
         lifespan=lifespan,

@@ -48,23 +48,36 @@ async def metrics(request: Request) -> Response:
     return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+INVITE_KEYS = ("room", "role", "name", "hours", "org", "country", "lang", "booth", "pair")
+"""What ``POST /api/invites`` takes; any other key is refused by name (``pid`` included:
+the server picks a new person's id)."""
+
+
 async def mint_invite(request: Request) -> Response:
-    """Moderators mint invites over HTTP: ``Authorization: Bearer <their own token>``."""
+    """Moderators mint invites over HTTP: ``Authorization: Bearer <their own token>``.
+
+    The body is checked key by key before anything is minted: an unknown key or a value of
+    the wrong type is a 400 naming the key, never a 500.
+    """
     node = node_of(request)
     claims = moderator(request, "mint invites")
     try:
         body: Any = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadArgs("the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise BadArgs("the body must be a JSON object")
+    unknown = sorted(set(body) - set(INVITE_KEYS))
+    if unknown:
+        raise BadArgs(f"unknown key {unknown[0]!r} in the invite; one of {', '.join(INVITE_KEYS)}")
     room = body.pop("room", claims["room"])
+    if not isinstance(room, str):
+        raise BadArgs("'room' must be a string")
     if room not in node.hubs:
         raise BadArgs(f"no room {room!r}")
     hours = body.pop("hours", 72)
-    if not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
         raise BadArgs("'hours' must be a number of hours up to 60 days")
-    body.pop("pid", None)
     for key in ("role", "name"):
         if key not in body:
             raise BadArgs(f"'{key}' is required")
