@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from server.media.recording import SILENCE, OggOpusWriter, Track, ogg_crc, opus_
 
 from .audio_helpers import listen, loopback_ice, opus_tone, publish, tagged  # noqa: F401
 from .conftest import timeout
+from .waiting import eventually
 
 
 def packets_of(data: bytes) -> list[bytes]:
@@ -90,7 +90,7 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
     sent = tagged(opus_tone(440, 50), tag=1)
     await mic.play(sent)
     await chair.command("channel.add", {"lang": "de"})  # a channel added mid-recording
-    await asyncio.sleep(0.1)
+    await ana.wait_for(lambda s: "de" in s["channels"]["channels"], timeout(5))  # folded
     assert (await chair.rpc("rec.stop"))["ok"]
     await ana.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
     await mic.close()
@@ -178,27 +178,38 @@ async def test_a_crashed_recorders_recording_is_stopped(
     )
     try:
         token = invites.mint(room="plenary", role="moderator", name="Chair")
-        async with asyncio.timeout(timeout(20)):
-            while True:
-                try:
-                    chair = await Client.connect(f"http://127.0.0.1:{port}", token)
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+        url = f"http://127.0.0.1:{port}"
+        chair = await eventually(
+            lambda: connect_when_up(url, token),
+            timeout=20,
+            interval=0.1,
+            message=f"node B to accept connections at {url}",
+        )
         started = await chair.rpc("rec.start")
         assert started["ok"], started
         hub = a.node.hubs["plenary"]
-        async with asyncio.timeout(timeout(5)):
-            while hub.state["audio"]["recording"] is None:
-                await asyncio.sleep(0.02)
-        assert hub.state["audio"]["recording"]["node"] == "B"
+        recording = await eventually(
+            lambda: hub.state["audio"]["recording"], message="node A to see the recording"
+        )
+        assert recording["node"] == "B"
         assert (tmp_path / "plenary" / started["id"] / "floor.ogg").exists()
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        async with asyncio.timeout(timeout(15)):  # B's heartbeat lives 6 s
-            while hub.state["audio"]["recording"] is not None:
-                await asyncio.sleep(0.05)
+        await eventually(  # B's heartbeat lives 6 s
+            lambda: hub.state["audio"]["recording"],
+            until=lambda recording: recording is None,
+            timeout=15,
+            interval=0.05,
+            message="node A to stop the crashed node B's recording in the state",
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+async def connect_when_up(url: str, token: str) -> Client | None:
+    try:
+        return await Client.connect(url, token)
+    except OSError:  # not listening yet
+        return None

@@ -19,22 +19,24 @@ async def eventually(
     check: Callable[[], T | Awaitable[T]],
     *,
     message: str,
+    until: Callable[[T], object] = bool,
     timeout: float = 5.0,
     interval: float = 0.02,
 ) -> T:
-    """Call ``check`` (sync or async) until it returns something true, and return that.
+    """Call ``check`` (sync or async) until its value is true, and return that value.
 
-    Fails the test after ``timeout`` seconds (scaled by HEMICYCLE_TEST_TIMEOUT_SCALE) with
-    ``message`` (what was awaited) and the last value ``check`` returned. An exception
-    raised by ``check`` is not retried: it propagates.
+    ``until`` decides what counts as true (by default the value's truth), so that a failure
+    can show a value that says more than ``False``. Fails the test after ``timeout``
+    seconds (scaled by HEMICYCLE_TEST_TIMEOUT_SCALE) with ``message`` (what was awaited)
+    and the last value seen. An exception raised by ``check`` is not retried: it propagates.
     """
     deadline = time.monotonic() + scaled(timeout)
     while True:
         value = check()
         if inspect.isawaitable(value):
             value = await value
-        if value:
-            return value  # type: ignore[return-value]
+        if until(value):
+            return value
         if time.monotonic() > deadline:
             pytest.fail(f"waited {scaled(timeout):g} s for {message}; last value: {value!r}")
         await asyncio.sleep(interval)
