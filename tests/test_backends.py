@@ -11,7 +11,7 @@ import pytest
 from server.node.backends import Backends, open_backends
 from server.node.log import id_key
 
-from .conftest import timeout
+from .conftest import RedisServer, timeout
 from .waiting import eventually
 
 
@@ -160,5 +160,30 @@ async def test_redis_subscribe_waits_for_the_server_to_confirm(redis_url: str) -
         assert not entered.is_set()
         async with asyncio.timeout(timeout(5)):
             await task
+    finally:
+        await b.close()
+
+
+async def test_a_bus_subscription_survives_a_redis_restart(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    b = open_backends(redis_url)
+    try:
+        async with b.bus.subscribe("hc:{r}:through") as sub:
+            redis_server.restart()
+
+            async def delivered() -> bytes | None:
+                with contextlib.suppress(RedisConnectionError):  # until the client reconnects
+                    await b.bus.publish("hc:{r}:through", b"back")
+                return sub.get_nowait()
+
+            message = "the subscription to be renewed after the restart"
+            assert await eventually(delivered, timeout=15, interval=0.1, message=message) == b"back"
+            async with b.bus.subscribe("hc:{r}:after") as after:  # confirmed as before
+                await b.bus.publish("hc:{r}:after", b"new")
+                async with asyncio.timeout(timeout(5)):
+                    assert await anext(after) == b"new"
     finally:
         await b.close()
