@@ -2,7 +2,8 @@
 
 Nothing on the bus is stored: a node that is not subscribed when a message goes by never
 sees it. Subscriptions are context managers (``async with bus.subscribe(ch) as messages``)
-and a node holds a Redis subscription only while one of its own listeners needs it.
+that enter once the subscription is active, so a message published after that reaches it;
+a node holds a Redis subscription only while one of its own listeners needs it.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class Subscription:
 class Bus(Protocol):
     async def publish(self, channel: str, data: bytes) -> None: ...
 
-    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        """Enter once the subscription is active: later messages on ``channel`` reach it."""
+        ...
 
     async def close(self) -> None: ...
 
