@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import av
@@ -91,6 +92,14 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
     await mic.play(sent)
     await chair.command("channel.add", {"lang": "de"})  # a channel added mid-recording
     await ana.wait_for(lambda s: "de" in s["channels"]["channels"], timeout(5))  # folded
+    recorder = node.node.media.rooms["plenary"].recorder
+    assert "de" in recorder.tracks, "the recorder takes a channel added mid-recording"
+    floor_track = recorder.tracks["floor"]
+    await eventually(  # packets that came in a burst run ahead of the wall clock: let it catch up
+        lambda: (time.monotonic() - recorder.t0) * 48_000 - floor_track.samples,
+        until=lambda behind: behind >= 0,
+        message="the recording's clock to reach the end of the speech it holds",
+    )
     assert (await chair.rpc("rec.stop"))["ok"]
     await ana.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
     await mic.close()
