@@ -25,6 +25,8 @@ from aiortc.rtp import RtpPacket
 from server.client import Client
 from server.media.passthrough import EncodedTrack, tap_receiver
 
+from .waiting import eventually
+
 CONFIG = RTCConfiguration(iceServers=[])
 
 
@@ -165,7 +167,7 @@ class Mic:
             self.track.push(p, self.ts)
             self.ts += 960
             delay = start + (n + 1) * every - time.monotonic()
-            if delay > 0:
+            if delay > 0:  # not synchronisation: real-time pacing, as a microphone sends
                 await asyncio.sleep(delay)
 
     async def close(self) -> None:
@@ -221,6 +223,39 @@ def udp_sockets() -> int:
             continue
         count += sum(1 for row in rows if row.split()[9] in inodes)
     return count
+
+
+def counted(node: Any, name: str) -> float:
+    """A node's counter ``name`` (without ``_total``), summed over all its labels."""
+    return sum(
+        sample.value
+        for family in node.node.metrics.registry.collect()
+        if family.name == name
+        for sample in family.samples
+        if sample.name == f"{name}_total"
+    )
+
+
+async def settled(node: Any, ears: list[Ear], *, packets_in: int) -> None:
+    """Wait until nothing more is on its way to ``ears``.
+
+    That is: ``node`` has taken in ``packets_in`` microphone packets (whatever it did with
+    them), and every packet it handed to a listener track has reached the ears. A packet is
+    handed out while it is taken in, so after this no further packet can arrive.
+    """
+
+    def counts() -> dict[str, float]:
+        return {
+            "taken in": counted(node, "hemicycle_audio_packets_in"),
+            "handed out": counted(node, "hemicycle_audio_packets_out"),
+            "heard": sum(len(track) for ear in ears for track in ear.tracks.values()),
+        }
+
+    await eventually(
+        counts,
+        until=lambda c: c["taken in"] >= packets_in and c["heard"] >= c["handed out"],
+        message=f"the node to take in {packets_in} packets and the ears to hear all it sent",
+    )
 
 
 def steps(heard: list[Heard]) -> set[int]:

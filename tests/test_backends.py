@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from server.node.backends import Backends, open_backends
 from server.node.log import id_key
 
-from .conftest import timeout
+from .conftest import RedisServer, timeout
+from .waiting import eventually
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -53,7 +55,7 @@ async def test_tail_waits_for_new_entries(backends: Backends) -> None:
     first = await backends.log.append("r", b"a")
     tail = backends.log.tail("r", first)
     reader = asyncio.create_task(take(tail, 2))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # not synchronisation: time for a wrong tail to return early
     assert not reader.done()
     await backends.log.append("r", b"b")
     await backends.log.append("r", b"c")
@@ -73,7 +75,6 @@ async def test_bus_fans_out_to_subscribers_only(backends: Backends) -> None:
         bus.subscribe("hc:{r}:a") as a2,
         bus.subscribe("hc:{r}:b") as b,
     ):
-        await asyncio.sleep(0.05)  # Redis: the SUBSCRIBE reaches the server
         await bus.publish("hc:{r}:a", b"x")
         await bus.publish("hc:{r}:b", b"y")
         async with asyncio.timeout(timeout(5)):
@@ -87,19 +88,102 @@ async def test_bus_unsubscribes_when_the_last_subscriber_leaves(backends: Backen
     async with backends.bus.subscribe("hc:{r}:gone"):
         pass
     if backends.redis is not None:
-        await asyncio.sleep(0.05)
-        channels = await backends.redis.pubsub_channels()
-        assert b"hc:{r}:gone" not in channels
+        redis = backends.redis
+
+        async def gone() -> bool:
+            return b"hc:{r}:gone" not in await redis.pubsub_channels()
+
+        await eventually(gone, message="Redis to drop the channel nobody listens to")
     await backends.bus.publish("hc:{r}:gone", b"nobody")  # no subscriber: no error
 
 
 async def test_a_slow_bus_subscriber_loses_the_oldest_and_counts(backends: Backends) -> None:
     async with backends.bus.subscribe("hc:{r}:fast") as sub:
-        await asyncio.sleep(0.05)
         for i in range(1100):
             await backends.bus.publish("hc:{r}:fast", str(i).encode())
-        async with asyncio.timeout(timeout(5)):
-            while sub.dropped + sub._queue.qsize() < 1100:
-                await asyncio.sleep(0.01)
+        await eventually(
+            lambda: sub.dropped + sub._queue.qsize() >= 1100,
+            message="all 1100 messages to reach the subscriber (kept or dropped)",
+        )
         assert sub.dropped == 1100 - 1024
         assert await anext(sub) == str(1100 - 1024).encode()
+
+
+async def test_a_message_published_once_subscribe_returns_is_received(backends: Backends) -> None:
+    """``subscribe`` returns only once the subscription is active: no sleep is needed."""
+    bus = backends.bus
+    for i in range(50):
+        channel = f"hc:{{r}}:new{i}" if i % 2 else "hc:{r}:again"  # new, and re-subscribed
+        async with bus.subscribe(channel) as sub:
+            await bus.publish(channel, str(i).encode())
+            async with asyncio.timeout(timeout(5)):
+                assert await anext(sub) == str(i).encode()
+
+
+async def test_a_cancelled_subscribe_ends_and_does_not_confirm_the_next(
+    backends: Backends,
+) -> None:
+    """A subscriber cancelled mid-subscribe ends; the late answer confirms nobody else."""
+    bus = backends.bus
+    for i in range(20):
+
+        async def hold() -> None:
+            async with bus.subscribe("hc:{r}:flaky"):
+                await asyncio.Event().wait()
+
+        task = asyncio.create_task(hold())
+        for _ in range(i % 5):  # not synchronisation: cancel at various points of subscribe
+            await asyncio.sleep(0)
+        task.cancel()
+        async with asyncio.timeout(timeout(5)):  # the cancellation is not lost on the way
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        async with bus.subscribe("hc:{r}:flaky") as sub:
+            await bus.publish("hc:{r}:flaky", str(i).encode())
+            async with asyncio.timeout(timeout(5)):
+                assert await anext(sub) == str(i).encode()
+
+
+async def test_redis_subscribe_waits_for_the_server_to_confirm(redis_url: str) -> None:
+    b = open_backends(redis_url)
+    try:
+        assert b.redis is not None
+        await b.redis.execute_command("CLIENT", "PAUSE", 400, "ALL")  # answers nobody for 0.4 s
+        entered = asyncio.Event()
+
+        async def subscriber() -> None:
+            async with b.bus.subscribe("hc:{r}:paused"):
+                entered.set()
+
+        task = asyncio.create_task(subscriber())
+        await asyncio.sleep(0.2)  # not synchronisation: inside the pause, nothing may confirm
+        assert not entered.is_set()
+        async with asyncio.timeout(timeout(5)):
+            await task
+    finally:
+        await b.close()
+
+
+async def test_a_bus_subscription_survives_a_redis_restart(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    b = open_backends(redis_url)
+    try:
+        async with b.bus.subscribe("hc:{r}:through") as sub:
+            redis_server.restart()
+
+            async def delivered() -> bytes | None:
+                with contextlib.suppress(RedisConnectionError):  # until the client reconnects
+                    await b.bus.publish("hc:{r}:through", b"back")
+                return sub.get_nowait()
+
+            message = "the subscription to be renewed after the restart"
+            assert await eventually(delivered, timeout=15, interval=0.1, message=message) == b"back"
+            async with b.bus.subscribe("hc:{r}:after") as after:  # confirmed as before
+                await b.bus.publish("hc:{r}:after", b"new")
+                async with asyncio.timeout(timeout(5)):
+                    assert await anext(after) == b"new"
+    finally:
+        await b.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 from server import fold
 from server.client import Client
@@ -11,6 +12,7 @@ from server.node.auth import Invites
 from server.node.log import id_key
 
 from .conftest import NodeFactory, timeout
+from .waiting import eventually
 
 
 async def test_a_hand_raised_on_node_a_appears_on_node_b(
@@ -98,9 +100,7 @@ async def test_replicas_end_identical_after_a_concurrent_burst(
     await asyncio.gather(*(churn(p) for p in people), *(chairing(c) for c in chairs))
     # Both nodes fold the same log: wait until both reached its end, then compare.
     hub_a, hub_b = a.node.hubs["plenary"], b.node.hubs["plenary"]
-    async with asyncio.timeout(timeout(10)):
-        while hub_a.state["meta"]["last"] != hub_b.state["meta"]["last"]:
-            await asyncio.sleep(0.02)
+    await same_end(hub_a, hub_b)
     assert fold.digest(hub_a.state) == fold.digest(hub_b.state)
     core = hub_a.state["core"]
     assert len(core["hands"]) == len(set(core["hands"]))
@@ -128,9 +128,7 @@ async def test_a_new_node_catches_up_from_a_snapshot(
     b = await start_node(redis_url, name="B")
     hub_a, hub_b = a.node.hubs["plenary"], b.node.hubs["plenary"]
     assert hub_b.recent_base is not None, "node B did not start from a snapshot"
-    async with asyncio.timeout(timeout(10)):
-        while hub_a.state["meta"]["last"] != hub_b.state["meta"]["last"]:
-            await asyncio.sleep(0.02)
+    await same_end(hub_a, hub_b)
     assert fold.digest(hub_a.state) == fold.digest(hub_b.state)
     await chair.close()
 
@@ -145,14 +143,19 @@ async def test_a_redis_restart_loses_no_acknowledged_command(
     )
     await chair.command("notice.post", {"text": "before restart"})
     redis_server.restart()  # type: ignore[attr-defined]
-    deadline = asyncio.get_running_loop().time() + timeout(15)
-    while True:  # commands may be refused as unavailable while Redis comes back
+
+    async def post() -> dict[str, Any]:  # refused as unavailable while Redis comes back
         reply = await chair.request("notice.post", {"text": "after restart"}, cid="after-restart")
-        if reply["ok"] or asyncio.get_running_loop().time() > deadline:
-            break
-        assert reply["code"] == "unavailable"
-        await asyncio.sleep(0.2)
-    assert reply["ok"], reply
+        assert reply["ok"] or reply["code"] == "unavailable", reply
+        return reply
+
+    await eventually(
+        post,
+        until=lambda reply: reply["ok"],
+        timeout=15,
+        interval=0.2,
+        message="the node to take commands again after the Redis restart",
+    )
     b = await start_node(redis_url, name="B")  # a fresh node reads the whole log back
     texts = [
         e["text"]
@@ -188,25 +191,28 @@ async def test_a_crashed_nodes_people_go_offline(
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        async with asyncio.timeout(timeout(20)):
-            while True:
-                try:
-                    sokha = await Client.connect(
-                        url, invites.mint(room="plenary", role="participant", name="Sokha")
-                    )
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+        token = invites.mint(room="plenary", role="participant", name="Sokha")
+        sokha = await eventually(
+            lambda: connect_when_up(url, token),
+            timeout=20,
+            interval=0.1,
+            message=f"node B to accept connections at {url}",
+        )
         hub = a.node.hubs["plenary"]
-        async with asyncio.timeout(timeout(5)):
-            while not hub.state["core"]["people"].get(sokha.me, {}).get("conns"):
-                await asyncio.sleep(0.02)
+        await eventually(
+            lambda: hub.state["core"]["people"].get(sokha.me, {}).get("conns"),
+            message="node A to see Sokha online through node B",
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         # B's heartbeat lives 6 s; A notices within a beat after that.
-        async with asyncio.timeout(timeout(app_module.HEARTBEAT_TTL + 5)):
-            while hub.state["core"]["people"][sokha.me]["conns"]:
-                await asyncio.sleep(0.05)
+        await eventually(
+            lambda: hub.state["core"]["people"][sokha.me]["conns"],
+            until=lambda conns: not conns,
+            timeout=app_module.HEARTBEAT_TTL + 5,
+            interval=0.05,
+            message="node A to retire the connections of the crashed node B",
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -219,14 +225,40 @@ async def test_a_leave_during_a_redis_outage_is_recorded_when_redis_returns(
     a = await start_node(redis_url, name="A")
     hub = a.node.hubs["plenary"]
     ana = await Client.connect(a.url, invites.mint(room="plenary", role="participant", name="Ana"))
-    async with asyncio.timeout(timeout(5)):
-        while not hub.state["core"]["people"].get(ana.me, {}).get("conns"):
-            await asyncio.sleep(0.02)
+    await eventually(
+        lambda: hub.state["core"]["people"].get(ana.me, {}).get("conns"),
+        message="Ana to be online",
+    )
     redis_server.stop()  # type: ignore[attr-defined]
     await ana.close()  # its leave cannot be appended now …
-    await asyncio.sleep(0.5)
+    await eventually(
+        lambda: hub._retries,
+        timeout=10,
+        message="the node to try Ana's leave, fail, and keep retrying",
+    )
     assert hub.state["core"]["people"][ana.me]["conns"], "left while Redis was down?"
     redis_server.start()  # type: ignore[attr-defined]
-    async with asyncio.timeout(timeout(15)):  # … and is, once Redis is back
-        while hub.state["core"]["people"][ana.me]["conns"]:
-            await asyncio.sleep(0.05)
+    await eventually(  # … and is, once Redis is back
+        lambda: hub.state["core"]["people"][ana.me]["conns"],
+        until=lambda conns: not conns,
+        timeout=15,
+        interval=0.05,
+        message="Ana's leave to be recorded once Redis is back",
+    )
+
+
+async def same_end(*hubs: Any) -> None:
+    """Wait until every hub has folded the same last entry of the room's log."""
+    await eventually(
+        lambda: [hub.state["meta"]["last"] for hub in hubs],
+        until=lambda ends: len(set(ends)) == 1,
+        timeout=10,
+        message="the nodes to fold up to the same entry",
+    )
+
+
+async def connect_when_up(url: str, token: str) -> Client | None:
+    try:
+        return await Client.connect(url, token)
+    except OSError:  # not listening yet
+        return None

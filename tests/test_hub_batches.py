@@ -66,10 +66,10 @@ async def test_people_joining_during_bursts_get_each_event_once_and_in_order(
                     for i in range(start, start + 10)
                 )
             )
-            await asyncio.sleep(rng.random() * 0.004)
+            await asyncio.sleep(rng.random() * 0.004)  # not synchronisation: irregular load
 
     async def join(i: int) -> Client:
-        await asyncio.sleep(rng.random() * 0.3)
+        await asyncio.sleep(rng.random() * 0.3)  # not synchronisation: joins amid the posts
         return await Client.connect(
             node.url, invites.mint(room="plenary", role="participant", name=f"P{i}")
         )

@@ -14,11 +14,13 @@ from .audio_helpers import (
     marker,
     opus_tone,
     publish,
+    settled,
     steps,
     tagged,
     udp_sockets,
 )
 from .conftest import timeout
+from .waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
@@ -61,7 +63,7 @@ async def test_nobody_hears_their_own_microphone(start_node, invites) -> None:  
     ear = await listen(chair)
     mic = await publish(chair, "floor")
     await mic.play(tagged(opus_tone(440, 25), tag=1))
-    await asyncio.sleep(0.2)
+    await settled(node, [ear], packets_in=25)
     assert ear.on(0) == []
     await mic.close()
     await ear.close()
@@ -104,7 +106,7 @@ async def test_moderator_mutes_a_speaker(start_node, invites) -> None:  # type: 
     await ear.wait(0, 20, timeout(5))
     await chair.command("audio.mute", {"pid": bo.me})
     await mic.play(packets[20:40])
-    await asyncio.sleep(0.2)
+    await settled(node, [ear], packets_in=40)
     assert len(ear.on(0)) == 20, "a muted speaker's packets must be dropped on the server"
     assert metric(node, "hemicycle_audio_packets_in_total", outcome="off_air") >= 20
     reply = await bo.request("audio.unmute", {"pid": bo.me})
@@ -225,8 +227,10 @@ async def test_a_flooding_publisher_is_dropped_not_others(start_node, invites) -
     storm = tagged(opus_tone(300, 50), tag=9) * 20
     legit = tagged(opus_tone(440, 50), tag=1)
     await asyncio.gather(flood.play(storm, every=0.0005), mic.play(legit))
-    await asyncio.sleep(0.3)
-    assert metric(node, "hemicycle_audio_packets_in_total", outcome="flood") > 0
+    await eventually(
+        lambda: metric(node, "hemicycle_audio_packets_in_total", outcome="flood"),
+        message="the flooding microphone's packets to be counted as a flood",
+    )
     await mic.play(tagged(opus_tone(440, 30), tag=1))  # the floor is back with the chair
     heard = await ear.wait(0, 20, timeout(5))
     assert marker(heard[-1].payload)[0] == 1
@@ -239,7 +243,6 @@ async def test_a_flooding_publisher_is_dropped_not_others(start_node, invites) -
 async def test_leaving_closes_peer_connections_and_frees_ports(start_node, invites) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
     (chair,) = await people(node, invites, ("Chair", "moderator"))
-    await asyncio.sleep(0.1)
     before = udp_sockets()
     ana, bo = await people(node, invites, ("Ana", "participant"), ("Bo", "participant"))
     ears = [await listen(ana), await listen(bo)]
@@ -253,12 +256,11 @@ async def test_leaving_closes_peer_connections_and_frees_ports(start_node, invit
     for p in (*ears, mic):
         await p.close()
     await chair.close()
-    for _ in range(100):
-        if metric(node, gauge, kind="listen") == 0 and metric(node, gauge, kind="publish") == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert metric(node, gauge, kind="listen") == 0
-    assert metric(node, gauge, kind="publish") == 0
+    await eventually(
+        lambda: (metric(node, gauge, kind="listen"), metric(node, gauge, kind="publish")),
+        until=lambda open_: open_ == (0, 0),
+        message="the node to close every listening and publishing peer connection",
+    )
     assert udp_sockets() == before, "every UDP socket of the closed peers must be freed"
     room = node.node.feature["audio"].rooms["plenary"]
     assert room.peers == {} and room.publishers == {} and room.sources == {}
@@ -275,11 +277,10 @@ async def test_across_nodes_through_redis(start_node, invites, redis_url) -> Non
     r = aioredis.Redis.from_url(redis_url)
     assert await r.pubsub_channels("hc:*:audio:*") == [], "no listener yet: no subscription"
     ears = [await listen(ana), await listen(bo)]
-    for _ in range(50):
-        if await r.pubsub_channels("hc:*:audio:*"):
-            break
-        await asyncio.sleep(0.02)
-    assert await r.pubsub_channels("hc:*:audio:*") == [b"hc:{plenary}:audio:floor"], (
+    channels = await eventually(
+        lambda: r.pubsub_channels("hc:*:audio:*"), message="node B to subscribe to audio"
+    )
+    assert channels == [b"hc:{plenary}:audio:floor"], (
         "node B subscribes only to what its listeners need"
     )
     mic = await publish(chair, "floor")
@@ -296,11 +297,11 @@ async def test_across_nodes_through_redis(start_node, invites, redis_url) -> Non
         await ear.close()
     for c in (ana, bo):
         await c.close()
-    for _ in range(100):
-        if not await r.pubsub_channels("hc:*:audio:*"):
-            break
-        await asyncio.sleep(0.02)
-    assert await r.pubsub_channels("hc:*:audio:*") == [], "the last listener gone: unsubscribed"
+    await eventually(
+        lambda: r.pubsub_channels("hc:*:audio:*"),
+        until=lambda channels: channels == [],
+        message="node B to unsubscribe once the last listener is gone",
+    )
     await mic.close()
     await chair.close()
     await r.aclose()
@@ -397,18 +398,24 @@ async def test_bus_losses_and_late_frames_are_counted(start_node, invites, redis
     ear = await listen(ana)
     bus = node.node.backends.bus
     packets = tagged(opus_tone(440, 8), tag=5)
-    for _ in range(100):  # the node subscribes once Ana listens
-        if "floor" in node.node.feature["audio"].rooms["plenary"].bus.subscribed:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
+    redis = node.node.backends.redis
+    floor = AUDIO.bus_channel("plenary", "floor")
+    await eventually(  # the node subscribes once Ana listens
+        lambda: redis.pubsub_numsub(floor),
+        until=lambda numsub: numsub == [(floor.encode(), 1)],
+        message="the node's subscription to the floor's bus channel",
+    )
     for seq in (1, 2, 3, 6, 7, 5, 8):  # 4 never comes; 5 comes after 7
         frame = Frame("elsewhere.1", chair.me, seq, seq * 960, packets[seq - 1], 30)
-        await bus.publish(AUDIO.bus_channel("plenary", "floor"), frame.to_bus())
-        await asyncio.sleep(0.02)
-    await bus.publish(AUDIO.bus_channel("plenary", "floor"), b"\x93garbage")
-    heard = await ear.wait(0, 6, timeout(5))
-    await asyncio.sleep(0.1)
+        await bus.publish(floor, frame.to_bus())
+        await asyncio.sleep(0.02)  # not synchronisation: a microphone's real-time pace
+    await bus.publish(floor, b"\x93garbage")
+    await eventually(  # the last frame on the bus: every earlier one has been handled
+        lambda: metric(node, "hemicycle_audio_bus_frames_total", direction="bad"),
+        message="the node to read the garbage frame that follows the others",
+    )
+    await settled(node, [ear], packets_in=0)
+    heard = ear.on(0)
     assert [marker(h.payload)[1] for h in heard] == [0, 1, 2, 5, 6, 7]
     assert metric(node, "hemicycle_audio_bus_lost_total") == 2  # 4 and 5 missing at 6
     assert metric(node, "hemicycle_audio_bus_reordered_total") == 1  # 5, late: dropped

@@ -22,10 +22,12 @@ from .audio_helpers import (
     marker,
     opus_tone,
     publish,
+    settled,
     steps,
     tagged,
 )
 from .conftest import timeout
+from .waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 TAGS = {"floor": 1, "es": 2, "fr": 3, "es2": 4}
@@ -68,7 +70,7 @@ async def test_es_listeners_never_get_fr_frames(start_node, invites) -> None:  #
     assert [h.payload for h in fr_heard] == sent["fr"]
     under = await ears["ana"].wait(1, 50, timeout(5))
     assert [h.payload for h in under] == sent["floor"], "the original underneath"
-    await asyncio.sleep(0.1)
+    await settled(node, list(ears.values()), packets_in=3 * 50)
     assert tags(ears["ana"]) == {TAGS["es"]} and tags(ears["bo"]) == {TAGS["fr"]}
     assert tags(ears["bo"], 1) == set(), "no original underneath unless asked"
     for p in (*ears.values(), *mics.values()):
@@ -125,7 +127,7 @@ async def test_handover_cough_and_fallback(start_node, invites) -> None:  # type
     pa, pb = tagged(opus_tone(440, 150), 2), tagged(opus_tone(550, 150), 4)
     pf = tagged(opus_tone(330, 150), 1)
 
-    async def script() -> None:
+    async def script() -> None:  # not synchronisation: commands at set times of the speech
         await asyncio.sleep(0.8)
         await ines.command("handover.request")
         await asyncio.sleep(0.2)
@@ -166,7 +168,7 @@ async def test_interpreters_hear_floor_or_relay_never_their_own(start_node, invi
     ears = {"ivan": await listen(ivan), "flo": await listen(flo)}
     mics = {"floor": await publish(chair, "floor"), "es": await publish(ivan, "es")}
     await asyncio.gather(*(m.play(tagged(opus_tone(440, 40), TAGS[k])) for k, m in mics.items()))
-    await asyncio.sleep(0.2)
+    await settled(node, list(ears.values()), packets_in=2 * 40)
     assert tags(ears["ivan"]) == {TAGS["floor"]}, "es hears the floor, not itself"
     assert tags(ears["flo"]) == {TAGS["es"]}, "fr relays from es"
     for p in (*ears.values(), *mics.values()):
@@ -187,11 +189,10 @@ async def test_interpreter_on_node_a_heard_on_node_b(start_node, invites, redis_
     await ana.wait_for(lambda s: s["channels"]["channels"]["es"]["live"] == ivan.me)
     ear = await listen(ana)
     r = aioredis.Redis.from_url(redis_url)
-    for _ in range(50):
-        if len(await r.pubsub_channels("hc:*:audio:*")) == 1:
-            break
-        await asyncio.sleep(0.02)
-    assert await r.pubsub_channels("hc:*:audio:*") == [b"hc:{plenary}:audio:es"], (
+    channels = await eventually(
+        lambda: r.pubsub_channels("hc:*:audio:*"), message="node B to subscribe to audio"
+    )
+    assert channels == [b"hc:{plenary}:audio:es"], (
         "node B holds only the channel its listener needs (no floor underneath asked)"
     )
     mic = await publish(ivan, "es")

@@ -18,6 +18,7 @@ from server.node.config import Assembly, parse_assembly
 from server.protocol import unpack
 from server.voter import SecretBallot, cast_secret, claim, frame
 from tests.conftest import RedisServer, timeout
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.redis
 COUNTRIES = ["KH", "DO", "PS", "UG", "AT", "RS", "ML", "KZ", "HU", "GN", "BR"]
@@ -138,7 +139,7 @@ async def test_secret_formal_vote_across_two_nodes(
     for ballot, _ in done:  # each voter finds their receipt with the choice they made
         found = [r for r in result["receipts"] if r["receipt"] == ballot.receipt]
         assert len(found) == 1
-    await asyncio.sleep(0.1)
+    await same_end(a, b)
     assert fold.digest(a.node.hubs["plenary"].state) == fold.digest(b.node.hubs["plenary"].state)
     for c in (chair, *reps):
         await c.close()
@@ -279,7 +280,7 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
             assert poll["counts"]["yes"][0] == wins
             assert poll["counts"]["no"][0] == members - wins
     elapsed = time.monotonic() - started
-    await asyncio.sleep(0.2)
+    await same_end(a, b)
     assert fold.digest(a.node.hubs["plenary"].state) == fold.digest(b.node.hubs["plenary"].state)
     assert elapsed < timeout(60), f"1,000 races took {elapsed:.1f} s"
     for c in (chair, *left, *right):
@@ -317,7 +318,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
     unavailable: list[str] = []
 
     async def vote(i: int) -> None:
-        await asyncio.sleep(0.01 * i)  # spread over ~0.3 s, across the restart
+        await asyncio.sleep(0.01 * i)  # not synchronisation: spread over ~0.3 s, across the restart
         cid = reps[i].next_cid()
         for _ in range(100):  # retry with the same command id until the log takes it
             try:
@@ -331,7 +332,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
                 break
             assert reply["code"] == "unavailable", reply
             unavailable.append(reply["message"])
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # not synchronisation: a client's pause before a retry
         ballot = SecretBallot.new(reps[i].state, "plenary", "vote", f"m{i}")
         for _ in range(100):
             reply = await claim(reps[i], ballot)
@@ -339,7 +340,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
                 break
             assert reply["code"] == "unavailable", reply
             unavailable.append(reply["message"])
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # not synchronisation: a client's pause before a retry
         for _ in range(100):
             reply = await frame(reps[i], "deposit", ballot.ballot(["no"]), timeout=timeout(20))
             if reply["ok"]:
@@ -347,7 +348,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
                 break
             assert reply["code"] == "unavailable", reply
             unavailable.append(reply["message"])
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # not synchronisation: a client's pause before a retry
 
     def crash_and_restart() -> None:
         # SIGKILL, not a clean shutdown: only what was fsync'ed to the AOF comes back.
@@ -355,11 +356,11 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
         durable_redis.proc.kill()
         durable_redis.proc.wait(10)
         durable_redis.proc = None
-        time.sleep(0.2)
+        time.sleep(0.2)  # not synchronisation: the outage lasts a moment
         durable_redis.start()
 
     tasks = [asyncio.create_task(vote(i)) for i in range(voters)]
-    await asyncio.sleep(0.12)
+    await eventually(lambda: acked_open, message="a first acknowledged ballot before the crash")
     await asyncio.to_thread(crash_and_restart)
     await asyncio.wait_for(asyncio.gather(*tasks), timeout(40))
     assert len(acked_open) == voters and len(acked_secret) == voters
@@ -404,7 +405,9 @@ async def test_no_record_links_a_voter_to_a_choice(
     assert all(reply["ok"] for _, reply in done)
     await wait_poll(chair, "vote", lambda p: p["sealed"])
     await chair.command("poll.publish", {"poll": "vote"})
-    await asyncio.sleep(0.1)
+    for r in reps:  # every node has folded the publish and sent it out
+        await wait_poll(r, "vote", lambda p: p["state"] == "published")
+    await same_end(a, b)
 
     who = [w for i, r in enumerate(reps) for w in (r.me, names[i], f"m{i}", f"Member {i}")]
     what = [b.token for b, _ in done] + [b.receipt for b, _ in done]
@@ -524,3 +527,13 @@ async def test_exports_and_attendance(redis_url: str, start_node: Any, invites: 
         assert "Rep 0b,participant,Member 0,m0,KH,plenary" in csv_text
     for c in (chair, *reps, extra, booth):
         await c.close()
+
+
+async def same_end(*nodes: Any) -> None:
+    """Wait until every node's hub has folded the same last entry of the room's log."""
+    await eventually(
+        lambda: [n.node.hubs["plenary"].state["meta"]["last"] for n in nodes],
+        until=lambda ends: len(set(ends)) == 1,
+        timeout=10,
+        message="the nodes to fold up to the same entry",
+    )

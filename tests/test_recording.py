@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -19,6 +20,7 @@ from server.media.oggopus import SILENCE, OggOpusWriter, Track, ogg_crc, opus_sa
 
 from .audio_helpers import listen, loopback_ice, opus_tone, publish, tagged  # noqa: F401
 from .conftest import timeout
+from .waiting import eventually
 
 
 def packets_of(data: bytes) -> list[bytes]:
@@ -97,7 +99,15 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
     sent = tagged(opus_tone(440, 50), tag=1)
     await mic.play(sent)
     await chair.command("channel.add", {"lang": "de"})  # a channel added mid-recording
-    await asyncio.sleep(0.1)
+    await ana.wait_for(lambda s: "de" in s["channels"]["channels"], timeout(5))  # folded
+    recorder = node.node.feature["recording"].recorders["plenary"]
+    assert "de" in recorder.tracks, "the recorder takes a channel added mid-recording"
+    floor_track = recorder.tracks["floor"]
+    await eventually(  # packets that came in a burst run ahead of the wall clock: let it catch up
+        lambda: (time.monotonic() - recorder.t0) * 48_000 - floor_track.samples,
+        until=lambda behind: behind >= 0,
+        message="the recording's clock to reach the end of the speech it holds",
+    )
     assert (await chair.request("recording.stop"))["ok"]
     await ana.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
     await mic.close()

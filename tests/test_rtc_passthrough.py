@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import aiortc
@@ -14,6 +13,7 @@ from server.media import passthrough as rtc_passthrough
 from server.media.passthrough import EncodedTrack, PassthroughBroken, tap_receiver
 
 from .audio_helpers import CONFIG, connected, loopback_ice, opus_tone  # noqa: F401
+from .waiting import eventually
 
 
 def test_pinned_aiortc_has_the_hooked_internals() -> None:
@@ -53,10 +53,9 @@ async def test_encoded_in_encoded_out_without_decoding() -> None:
     packets = opus_tone(440, 50)
     for n, p in enumerate(packets):
         track.push(p, n * 960)
-    for _ in range(200):
-        if len(got) == len(packets):
-            break
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: len(got), until=lambda n: n >= len(packets), message="every packet to arrive"
+    )
     assert [g[0] for g in got] == packets, "payload bytes must pass through unchanged"
     assert {(b[1] - a[1]) & 0xFFFFFFFF for a, b in zip(got, got[1:], strict=False)} == {960}
     assert track.sent == len(packets)
@@ -103,10 +102,9 @@ async def test_direct_sender_writes_srtp_the_receiver_accepts() -> None:
     packets = opus_tone(440, 30)
     for n, p in enumerate(packets):
         assert direct.push(p, 960 * (n + 1), marker=n == 0)
-    for _ in range(200):
-        if len(got) == len(packets):
-            break
-        await asyncio.sleep(0.01)
+    await eventually(
+        lambda: len(got), until=lambda n: n >= len(packets), message="every packet to arrive"
+    )
     assert [g[0] for g in got] == packets
     assert {g[3] for g in got} == {sender._ssrc}
     assert {(b[2] - a[2]) & 0xFFFF for a, b in zip(got, got[1:], strict=False)} == {1}

@@ -16,6 +16,7 @@ from server.node.auth import Invites
 from server.protocol import JSON
 
 from .conftest import NodeFactory, timeout
+from .waiting import eventually
 
 
 def parse_frames(data: bytearray) -> list[bytes]:
@@ -66,9 +67,9 @@ async def test_a_reader_that_stalls_then_catches_up_gets_every_event_in_log_orde
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
     writer.transport.pause_reading()
     hub = node.node.hubs["plenary"]
-    async with asyncio.timeout(timeout(5)):
-        while len(hub.sinks) < 3:
-            await asyncio.sleep(0.01)
+    await eventually(
+        lambda: len(hub.sinks), until=lambda n: n >= 3, message="three connections in the room"
+    )
     slow = next(s for s in hub.sinks if s.person["name"] == "Slow")
     # Small buffers on the server's side of that socket too, so it fills within a few
     # hundred frames (a slow link, without megabytes of kernel buffer in between).

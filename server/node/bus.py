@@ -2,7 +2,8 @@
 
 Nothing on the bus is stored: a node that is not subscribed when a message goes by never
 sees it. Subscriptions are context managers (``async with bus.subscribe(ch) as messages``)
-and a node holds a Redis subscription only while one of its own listeners needs it.
+that enter once the subscription is active, so a message published after that reaches it;
+a node holds a Redis subscription only while one of its own listeners needs it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    from redis.asyncio.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ class Subscription:
 class Bus(Protocol):
     async def publish(self, channel: str, data: bytes) -> None: ...
 
-    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        """Enter once the subscription is active: later messages on ``channel`` reach it."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -81,13 +85,33 @@ class MemoryBus:
         self._subs.clear()
 
 
+def _retrieved(sent: asyncio.Future[object]) -> None:
+    """Mark a shielded command's outcome as seen: its caller may have been cancelled."""
+    if not sent.cancelled():
+        sent.exception()
+
+
 class RedisBus:
-    """Redis pub/sub: one connection per node, local fan-out to its subscribers."""
+    """Redis pub/sub: one connection per node, local fan-out to its subscribers.
+
+    ``subscribe`` yields only once Redis has confirmed the SUBSCRIBE (redis-py's
+    ``PubSub.subscribe`` only sends it), so a message published after it returns is received.
+    The reader task reads the confirmations. Redis answers a connection's commands in order,
+    so a ``subscribe`` reply is the answer to our latest SUBSCRIBE of that channel unless an
+    UNSUBSCRIBE of it was sent later and is still unanswered (a subscriber that left, or was
+    cancelled, before its confirmation came).
+    """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
         self._subs: dict[str, set[Subscription]] = {}
+        self._active: dict[str, asyncio.Event] = {}
+        """Per channel with local subscribers: set once Redis has confirmed the subscription."""
+        self._leaving: dict[str, int] = {}
+        """Per channel: UNSUBSCRIBEs sent whose reply has not been read yet."""
         self._pubsub: aioredis.client.PubSub | None = None
+        self._watched: Connection | None = None
+        self._sending: asyncio.Future[object] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -96,27 +120,73 @@ class RedisBus:
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        """Yield once Redis has confirmed the subscription (after a reconnect if one intervenes)."""
         sub = Subscription(channel)
-        async with self._lock:
-            if self._pubsub is None:
-                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            first = channel not in self._subs
-            self._subs.setdefault(channel, set()).add(sub)
-            if first:
-                await self._pubsub.subscribe(channel)
-            if self._reader is None:
-                self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
         try:
+            active = await self._join(channel, sub)
+            await active.wait()
             yield sub
         finally:
-            async with self._lock:
-                subs = self._subs.get(channel, set())
-                subs.discard(sub)
-                if not subs:
-                    self._subs.pop(channel, None)
-                    if self._pubsub is not None:
-                        with contextlib.suppress(Exception):
-                            await self._pubsub.unsubscribe(channel)
+            await self._leave(channel, sub)
+
+    async def _join(self, channel: str, sub: Subscription) -> asyncio.Event:
+        async with self._lock:
+            self._subs.setdefault(channel, set()).add(sub)
+            active = self._active.get(channel)
+            if active is None:
+                active = self._active[channel] = asyncio.Event()
+                if self._pubsub is None:
+                    self._pubsub = self._redis.pubsub()
+                await self._send(self._pubsub.subscribe(channel))
+                self._watch(self._pubsub.connection)
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
+            return active
+
+    async def _leave(self, channel: str, sub: Subscription) -> None:
+        async with self._lock:
+            subs = self._subs.get(channel)
+            if subs is None or sub not in subs:
+                return
+            subs.discard(sub)
+            if subs:
+                return
+            del self._subs[channel]
+            del self._active[channel]
+            if self._pubsub is None:
+                return
+            if self._sending is not None:  # a cancelled subscriber's SUBSCRIBE goes out first
+                await asyncio.wait({self._sending})
+            self._leaving[channel] = self._leaving.get(channel, 0) + 1
+            try:
+                await self._send(self._pubsub.unsubscribe(channel))
+            except Exception:  # not sent (connection lost): no reply will come
+                self._answered(channel)
+
+    async def _send(self, command: Awaitable[object]) -> None:
+        """Write one (UN)SUBSCRIBE whole, even if the caller is cancelled meanwhile.
+
+        redis-py drops the connection when a write is cancelled half-way, and the
+        ``asyncio.wait_for`` it writes through can swallow the cancellation on Python 3.11;
+        shielded, the caller sees its cancellation and the command still goes out whole.
+        """
+        sending = self._sending = asyncio.ensure_future(command)
+        sending.add_done_callback(_retrieved)
+        await asyncio.shield(sending)
+
+    def _answered(self, channel: str) -> None:
+        left = self._leaving.pop(channel, 0) - 1
+        if left > 0:
+            self._leaving[channel] = left
+
+    def _watch(self, connection: Connection | None) -> None:
+        if connection is not None and connection is not self._watched:
+            connection.register_connect_callback(self._reconnected)  # type: ignore[no-untyped-call]
+            self._watched = connection
+
+    def _reconnected(self, connection: Connection) -> None:
+        """A new connection: the old one's replies are lost, and redis-py resubscribes."""
+        self._leaving.clear()
 
     async def _read(self) -> None:
         assert self._pubsub is not None
@@ -133,13 +203,24 @@ class RedisBus:
                 continue
             channel = message["channel"]
             name = channel.decode() if isinstance(channel, bytes) else channel
-            for sub in tuple(self._subs.get(name, ())):
-                sub.put(message["data"])
+            kind = message["type"]
+            if kind == "message":
+                for sub in tuple(self._subs.get(name, ())):
+                    sub.put(message["data"])
+            elif kind == "subscribe" and not self._leaving.get(name):
+                active = self._active.get(name)
+                if active is not None:
+                    active.set()
+            elif kind == "unsubscribe":
+                self._answered(name)
 
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+        if self._watched is not None:
+            self._watched.deregister_connect_callback(self._reconnected)  # type: ignore[no-untyped-call]
+            self._watched = None
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
