@@ -26,13 +26,7 @@ from server.types import Event
 from server.web import app as web_app
 
 from .conftest import SECRET, NodeFactory, timeout
-
-
-async def eventually(check: Any, *, what: str, seconds: float = 5.0) -> None:
-    async with asyncio.timeout(timeout(seconds)):
-        while not check():
-            await asyncio.sleep(0.01)
-    assert check(), what
+from .waiting import eventually
 
 
 class Probe(Feature):
@@ -145,11 +139,13 @@ async def test_a_feature_gets_its_frames_folds_welcome_leaves_and_routes(
         error = await client.wait_message(lambda m: m["type"] == "error")
         assert error["code"] == "probe_refused"
         await client.command("hand.raise")
-        await eventually(lambda: "hand.raised" in probe.folds, what="the fold reaches the feature")
+        await eventually(
+            lambda: "hand.raised" in probe.folds, message="the fold reaches the feature"
+        )
         assert "person.joined" in probe.folds
     finally:
         await client.close()
-    await eventually(lambda: "left Ana Huber" in log, what="the leave reaches the feature")
+    await eventually(lambda: "left Ana Huber" in log, message="the leave reaches the feature")
 
     async with httpx.AsyncClient(base_url=node.url) as http:
         assert (await http.get("/api/probe")).json()["folds"] >= 2
@@ -172,3 +168,27 @@ def test_a_standard_node_folds_the_slices_clients_apply(assembly: Assembly) -> N
     assert set(node.rules.commands) == set(fold.RULES.commands)
     assert set(node.rules.apply) == set(fold.RULES.apply)
     assert all(hub.rules is node.rules for hub in node.hubs.values())
+
+
+async def test_a_bus_that_cannot_subscribe_fails_the_start_instead_of_hanging(
+    assembly: Assembly,
+) -> None:
+    """The room's bus subscription is part of its start: when it fails (Redis away just
+    then), the node's start fails with it and closes what it had started."""
+    from server.node.bus import MemoryBus
+
+    class Unreachable(MemoryBus):
+        @contextlib.asynccontextmanager
+        async def subscribe(self, channel: str) -> AsyncIterator[Any]:
+            raise ConnectionError("the bus is away")
+            yield
+
+    backends = open_backends("memory://")
+    backends.bus = Unreachable()
+    log: list[str] = []
+    node = Node(Settings(secret=SECRET, node="n1"), assembly, backends, [Probe(log)])
+    async with asyncio.timeout(timeout(5)):
+        with pytest.raises(ConnectionError, match="the bus is away"):
+            await node.__aenter__()
+    assert log == [], "no feature starts on a node whose rooms did not"
+    assert all(hub._task is None or hub._task.done() for hub in node.hubs.values())

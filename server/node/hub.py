@@ -118,7 +118,14 @@ class RoomHub:
         self._task = asyncio.create_task(self._run(after), name=f"hub-{self.room}")
         subscribed = asyncio.Event()
         self._bus_task = asyncio.create_task(self._run_bus(subscribed), name=f"bus-{self.room}")
-        await subscribed.wait()
+        # The bus may fail to subscribe (Redis away at start): then the start fails with it,
+        # instead of waiting forever for a subscription that will not come.
+        waiting = asyncio.create_task(subscribed.wait())
+        await asyncio.wait({waiting, self._bus_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not subscribed.is_set():
+            waiting.cancel()
+            self._bus_task.result()  # raises what stopped the subscription
+            raise Unavailable(f"room {self.room}: the bus subscription ended at start")
         # Ready once we have folded what the log held when we started.
         marker = f"ready:{self.node}:{now_ms()}:{id(self)}"
         await self.submit(Actor("node", SYSTEM), "tick", {}, marker)
