@@ -33,7 +33,7 @@ def test_invite_prints_a_signed_link() -> None:
         "--role",
         "participant",
         "--name",
-        "Ana Huber",
+        "Anna Huber",
         "--org",
         "ecpat-at",
         "--country",
@@ -47,7 +47,7 @@ def test_invite_prints_a_signed_link() -> None:
     link = out.stdout.strip()
     assert link.startswith("https://assembly.example.org/r/plenary#t=")
     claims = Invites(SECRET).verify(link.split("#t=", 1)[1])
-    assert claims["name"] == "Ana Huber" and claims["org"] == "ecpat-at"
+    assert claims["name"] == "Anna Huber" and claims["org"] == "ecpat-at"
     assert claims["lang"] == "fr" and claims["role"] == "participant"
 
 
