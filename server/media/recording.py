@@ -118,8 +118,9 @@ def _room(request: Request, room: str) -> str:
 async def list_route(request: Request) -> Response:
     """``GET /api/recordings?room=`` (default: the token's room)."""
     claims = moderator(request, "list recordings")
-    room = _room(request, request.query_params.get("room", claims["room"]))
+    room = request.query_params.get("room", claims["room"])
     moderator(request, "list the recordings", room)
+    room = _room(request, room)
     node = node_of(request)
     return JSONResponse(
         {
