@@ -312,3 +312,56 @@ async def test_booth_chat_reaches_only_that_booths_interpreters_and_the_chair(
         assert c.state["channels"]["chats"] == {}
     for c in (es1, es2, cap, guest, chair):
         await c.close()
+
+
+# --- the pages --------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+async def test_the_chair_revokes_from_the_page_and_the_observer_is_told(
+    start_node: NodeFactory, invites: Invites, browser: Any
+) -> None:
+    from playwright.async_api import expect
+
+    node = await start_node()
+    ms = int(timeout(5) * 1000)
+    errors: list[str] = []
+
+    async def open_page(token: str) -> Any:
+        page = await (await browser.new_context()).new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(node.node.link(token, PLENARY))
+        return page
+
+    chair_token = invites.mint(room=PLENARY, role="moderator", name="Chair")
+    chair = await open_page(chair_token)
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        minted = await http.post(
+            "/api/invites",
+            json={"role": "participant", "name": "Sokha Chan", "org": "aple-kh"},
+            headers=bearer(chair_token),
+        )
+    sokha = await open_page(minted.json()["token"])
+    observer = await open_page(invites.mint(room=PLENARY, role="observer", name="Olga"))
+
+    # The observer is labelled and told they do not vote; no hand to raise.
+    await expect(observer.locator("#observer-note")).to_contain_text("do not vote", timeout=ms)
+    await expect(chair.locator("#people-list li", has_text="Olga")).to_contain_text(
+        "Observer", timeout=ms
+    )
+    await expect(observer.locator("#hand-button")).to_be_hidden()
+    await observer.locator("#ui-lang").select_option("fr")
+    await expect(observer.locator("#observer-note")).to_contain_text("vous ne votez pas")
+
+    # The chair's list: who minted which invite, for whom; revoking closes Sokha's page.
+    row = chair.locator("#invites-list li", has_text="Sokha Chan")
+    await expect(row).to_contain_text("minted by Chair", timeout=ms)
+    await expect(chair.locator("#invites-list li", has_text="Olga")).to_contain_text(
+        "minted on the server", timeout=ms
+    )
+    await expect(sokha.locator("#status")).to_have_attribute("data-status", "connected", timeout=ms)
+    await row.get_by_role("button", name="Revoke").click()
+    await expect(row).to_contain_text("revoked", timeout=ms)
+    await expect(sokha.locator("#status")).to_have_attribute("data-status", "refused", timeout=ms)
+    assert not await observer.locator("#invites-list").count()  # the list is the chair's
+    assert errors == []
