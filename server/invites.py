@@ -42,7 +42,8 @@ from .types import (
 
 CHAIR = ["role:" + MODERATOR]
 MAX_INVITES = 20_000
-"""Invite records a room keeps (the oldest revoked ones are not forgotten: none are)."""
+"""Invite records a room holds; past it, ``invite.record`` is refused (``too_many_invites``)
+and the invite is not admitted (a room's log keeps what it recorded: none is forgotten)."""
 
 
 def init(config: RoomConfig) -> InvitesState:

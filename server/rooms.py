@@ -20,6 +20,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from . import invites
 from .errors import BadArgs, Refused
 from .events import (
     AgendaCurrent,
@@ -148,7 +149,13 @@ def check_join(args: dict[str, Any]) -> dict[str, Any]:
 
 def decide_join(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     """``person.joined {person, conn}``: ``person`` is the whole record as the state will
-    hold it (the shape of ``people`` values, ``conns`` included), ``conn`` the new one."""
+    hold it (the shape of ``people`` values, ``conns`` included), ``conn`` the new one.
+
+    Refused (``not_representative``) when the invite names a member organisation but not
+    one of its representatives (the node checks it before, the fold again)."""
+    if args["role"] != OBSERVER and args["org"] is not None:
+        reps = invites.representatives(state, args["org"])
+        invites.check_representative(reps, args["org"], args["name"])
     prior = state["core"]["people"].get(args["pid"])
     record: Person = {
         "pid": args["pid"],

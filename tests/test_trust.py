@@ -266,6 +266,9 @@ async def test_an_observer_watches_and_never_votes(
         ("chat.post", {"chat": "all", "text": "hi"}),
     ):
         assert (await obs.request(name, args))["code"] == "forbidden", name
+    await obs.send({"type": "react", "emoji": "👏"})
+    error = await obs.wait_message(lambda m: m["type"] == "error")
+    assert error["code"] == "forbidden"
     await obs.command("channel.choose", {"lang": "fr"})
     assert (await chair.request("floor.grant", {"pid": obs.me}))["code"] == "observer"
     await chair.command("poll.close", {"poll": poll})

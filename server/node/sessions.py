@@ -267,9 +267,12 @@ class Session:
         writer = asyncio.create_task(self._write(), name=f"writer-{self.person['conn']}")
         try:
             await hub.record_invite({**self.person, "exp": int(self.expires)})
-            await hub.submit(
+            joined = await hub.submit(
                 Actor("node", SYSTEM), "join", self._join_args(), f"join:{self.person['conn']}"
             )
+            if joined.error is not None:  # the fold refused what admit() let through
+                last = encode({"type": "error", **joined.error}, self.codec)
+                self._shut(CLOSE_NOT_REPRESENTATIVE, joined.error["message"][:120], last)
             self._reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
             if self._closer is not None and self._closer.done():
                 self._reader.cancel()  # closed (slow, expired) while joining

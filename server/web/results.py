@@ -209,7 +209,8 @@ def attendance(node: Node, lang: str, room: str) -> dict[str, Any]:
     return {
         **numbers,
         "line": ATTENDANCE.get(lang, ATTENDANCE["en"]).format(**numbers),
-        "interpreters": sum(1 for p in people.values() if p["role"] in NOT_COUNTED),
+        "interpreters": sum(1 for p in people.values() if p["role"] in (INTERPRETER, CAPTIONER)),
+        "observers": sum(1 for p in people.values() if p["role"] == OBSERVER),
         "roll": len(roll),
         "member_list": [
             {
@@ -245,6 +246,7 @@ def attendance_csv(data: dict[str, Any]) -> str:
     w.writerow(["countries", data["countries"]])
     w.writerow(["participants", data["participants"]])
     w.writerow(["interpreters_and_captioners", data["interpreters"]])
+    w.writerow(["observers", data["observers"]])
     w.writerow([])
     w.writerow(["name", "role", "member", "org", "country", "rooms"])
     for p in data["people"]:
