@@ -223,7 +223,7 @@ def forget_oldest(outcomes: dict[str, dict[str, str] | None]) -> None:
 
 
 RULES = Rules(DEFAULT_SLICES)
-"""The built-in slices: core, channels, polls, audio."""
+"""The built-in slices: core, channels, polls, audio, invites."""
 
 
 def new_state(config: RoomConfig) -> State:
