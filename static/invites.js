@@ -12,6 +12,9 @@
       "invites.by": "minted by {name}", "invites.cli": "minted on the server",
       "role.observer": "Observer",
       "observer.note": "You are an observer: you see and hear everything public, and you do not vote.",
+      "reps.add": "Add a representative", "reps.member": "Member", "reps.name": "Name",
+      "reps.added": "{name} now represents {member}.",
+      "err.already_representative": "Already a representative of that member.",
       "err.unknown_invite": "This room has no such invite.",
       "err.already_revoked": "That invite is already revoked.",
       "err.invite_revoked": "Your invite was revoked by the chair.",
@@ -22,6 +25,9 @@
       "invites.revoke": "Revocar", "invites.revoked": "revocada",
       "invites.by": "creada por {name}", "invites.cli": "creada en el servidor",
       "role.observer": "Observador",
+      "reps.add": "Añadir un representante", "reps.member": "Miembro", "reps.name": "Nombre",
+      "reps.added": "{name} representa ahora a {member}.",
+      "err.already_representative": "Ya es representante de ese miembro.",
       "observer.note": "Usted es observador: ve y oye todo lo público y no vota.",
       "err.unknown_invite": "Esta sala no tiene esa invitación.",
       "err.already_revoked": "Esa invitación ya está revocada.",
@@ -33,6 +39,9 @@
       "invites.revoke": "Révoquer", "invites.revoked": "révoquée",
       "invites.by": "créée par {name}", "invites.cli": "créée sur le serveur",
       "role.observer": "Observateur",
+      "reps.add": "Ajouter un représentant", "reps.member": "Membre", "reps.name": "Nom",
+      "reps.added": "{name} représente désormais {member}.",
+      "err.already_representative": "Déjà représentant de ce membre.",
       "observer.note": "Vous êtes observateur : vous voyez et entendez tout ce qui est public, et vous ne votez pas.",
       "err.unknown_invite": "Cette salle n'a pas cette invitation.",
       "err.already_revoked": "Cette invitation est déjà révoquée.",
@@ -44,6 +53,9 @@
       "invites.revoke": "Отозвать", "invites.revoked": "отозвано",
       "invites.by": "создал(а) {name}", "invites.cli": "создано на сервере",
       "role.observer": "Наблюдатель",
+      "reps.add": "Добавить представителя", "reps.member": "Член", "reps.name": "Имя",
+      "reps.added": "{name} теперь представляет {member}.",
+      "err.already_representative": "Уже представитель этого члена.",
       "observer.note": "Вы наблюдатель: вы видите и слышите всё открытое, но не голосуете.",
       "err.unknown_invite": "В этом зале нет такого приглашения.",
       "err.already_revoked": "Это приглашение уже отозвано.",
@@ -71,9 +83,30 @@
       features.before(h("p", { id: "observer-note", class: "notice" }, hc.t("observer.note")));
     }
     if (!hc.isChair()) return;
+    const members = Object.entries(hc.assembly.members || {});
+    const member = h("select", {
+      id: "reps-member", "data-t-label": "reps.member", "aria-label": hc.t("reps.member"),
+    },
+      ...members.map(([id, m]) => h("option", { value: id }, m.name)));
+    const name = h("input", {
+      id: "reps-name", maxlength: "120", "data-t-label": "reps.name", "aria-label": hc.t("reps.name"),
+    });
+    const form = h("form", { id: "reps-form", hidden: !members.length },
+      member, " ", name, " ",
+      h("button", { type: "submit", "data-t": "reps.add" }, hc.t("reps.add")));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const args = { member: member.value, name: name.value };
+      HC.command("member.represent", args).then(() => {
+        name.value = "";
+        const org = hc.assembly.members[args.member].name;
+        HC.toast(hc.t("reps.added", { name: args.name, member: org }));
+      }).catch((err) => HC.explain(err));
+    });
     features.append(h("section", { id: "invites-section", "aria-labelledby": "invites-h" },
       h("h2", { id: "invites-h", "data-t": "invites" }, hc.t("invites")),
-      h("ul", { id: "invites-list", class: "plain" })));
+      h("ul", { id: "invites-list", class: "plain" }),
+      form));
   }
 
   function minter(hc, record) {

@@ -367,4 +367,15 @@ async def test_the_chair_revokes_from_the_page_and_the_observer_is_told(
     await expect(row).to_contain_text("revoked", timeout=ms)
     await expect(sokha.locator("#status")).to_have_attribute("data-status", "refused", timeout=ms)
     assert not await observer.locator("#invites-list").count()  # the list is the chair's
+
+    # The chair adds a representative from the page; an invite naming them is then admitted.
+    impostor = invites.mint(room=PLENARY, role="participant", name="Mallory", org="aple-kh")
+    with pytest.raises(CommandError):
+        await Client.connect(node.url, impostor)
+    await chair.locator("#reps-member").select_option("aple-kh")
+    await chair.locator("#reps-name").fill("Mallory")
+    await chair.get_by_role("button", name="Add a representative").click()
+    await expect(chair.locator("#toasts")).to_contain_text("Mallory now represents", timeout=ms)
+    async with await Client.connect(node.url, impostor) as mallory:
+        assert mallory.you["org"] == "aple-kh"
     assert errors == []
