@@ -241,18 +241,22 @@ class RoomHub:
             reps = invites.representatives(self.state, org)
             invites.check_representative(reps, org, claims["name"])
 
-    async def record_invite(self, claims: Mapping[str, Any], by: str | None = None) -> None:
+    async def record_invite(
+        self, claims: Mapping[str, Any], by: str | None = None
+    ) -> dict[str, str] | None:
         """Record an invite in the room's log unless it is already there (a CLI invite is
-        recorded when first used; one minted over HTTP when it is minted)."""
+        recorded when first used; one minted over HTTP when it is minted); the fold's
+        refusal if it refused (``too_many_invites``), else ``None``."""
         jti = claims.get("jti")
         if not isinstance(jti, str) or invites.is_recorded(self.state, jti):
-            return
+            return None
         args = {
             k: claims.get(k) for k in ("jti", "role", "name", "org", "country", "booth", "lang")
         }
         args["exp"] = int(claims["exp"])
         args["by"] = by
-        await self.submit(Actor("node", SYSTEM), "invite.record", args, f"invite:{jti}")
+        outcome = await self.submit(Actor("node", SYSTEM), "invite.record", args, f"invite:{jti}")
+        return outcome.error
 
     def flush(self) -> None:
         """Send what was folded and not yet sent, as one ``events`` frame per connection.

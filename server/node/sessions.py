@@ -266,7 +266,9 @@ class Session:
         self._expiry = loop.call_later(max(0.0, self.expires - time.time()), self._expire)
         writer = asyncio.create_task(self._write(), name=f"writer-{self.person['conn']}")
         try:
-            await hub.record_invite({**self.person, "exp": int(self.expires)})
+            refused = await hub.record_invite({**self.person, "exp": int(self.expires)})
+            if refused is not None:  # the room holds too many invites: admitted, not listed
+                log.warning("room %s: invite not recorded: %s", hub.room, refused["message"])
             joined = await hub.submit(
                 Actor("node", SYSTEM), "join", self._join_args(), f"join:{self.person['conn']}"
             )

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import invites
-from ..errors import BadArgs, WrongRoom
+from ..errors import BadArgs, Refused, WrongRoom
 from ..node.http import moderator, node_of
 from ..types import OBSERVER
 
@@ -93,7 +93,9 @@ async def mint_invite(request: Request) -> Response:
         invites.check_representative(invites.representatives(hub.state, org), org, minted["name"])
     # Recorded in the room's log before the link is handed out: the chair's list holds
     # every invite that works, and the chair can revoke it.
-    await hub.record_invite(minted, by=claims["pid"])
+    refused = await hub.record_invite(minted, by=claims["pid"])
+    if refused is not None:
+        raise Refused(refused["message"], code=refused["code"])
     return JSONResponse({"token": token, "link": node.link(token, room), "jti": minted["jti"]})
 
 
