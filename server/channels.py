@@ -731,7 +731,8 @@ def decide_chat(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
             _, booth = _booth_of(state, actor, None if chat == "booth" else chat)
             chat = booth
         _channel(state, chat)
-        to = ["booth:" + chat, "role:" + MODERATOR]
+        # The booth's interpreters, not everyone whose invite names the booth (a captioner).
+        to = ["interpreters:" + chat, "role:" + MODERATOR]
     return [
         {
             "type": "chat.posted",

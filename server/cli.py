@@ -8,10 +8,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import BadArgs, ConfigError
+from . import invites
+from .errors import BadArgs, ConfigError, Refused
 from .node.auth import Invites
 from .node.config import Assembly, Settings, load_assembly
-from .types import CAPTIONER, INTERPRETER, MODERATOR, PANELIST, PARTICIPANT, ROLES
+from .types import CAPTIONER, INTERPRETER, MODERATOR, OBSERVER, PANELIST, PARTICIPANT, ROLES
 
 DEMO_INTERPRETERS = {
     "es": ("Elena Ruiz", "Pablo Gómez"),
@@ -82,6 +83,15 @@ def _invite(args: argparse.Namespace) -> int:
         print(f"hemicycle: no room {args.room!r} in {settings.config}", file=sys.stderr)
         return 2
     extra = {k: getattr(args, k) for k in ("org", "country", "lang", "booth") if getattr(args, k)}
+    if args.org and args.role != OBSERVER:
+        # The configured representatives only: one the chair added is minted over HTTP
+        # (POST /api/invites), which also sees the room's log.
+        reps = {m.id: list(m.representatives) for m in assembly.members}.get(args.org)
+        try:
+            invites.check_representative(reps, args.org, args.name)
+        except Refused as exc:
+            print(f"hemicycle: {exc.message}", file=sys.stderr)
+            return 2
     if args.pair:
         extra["pair"] = args.pair.split(",")
     token = Invites(settings.secret).mint(
@@ -124,7 +134,7 @@ def demo_links(settings: Settings, assembly: Assembly) -> list[tuple[str, str]]:
             country=m.country,
             lang=lang,
         )
-    add("Observer (no vote)", plenary, role=PARTICIPANT, name="Observer", lang="en")
+    add("Observer (sees and hears all, never votes)", plenary, role=OBSERVER, name="Observer")
     floor = assembly.rooms[plenary].floor
     for lang in assembly.rooms[plenary].channels:
         for name in DEMO_INTERPRETERS.get(lang, (f"{lang} interpreter 1", f"{lang} interpreter 2")):

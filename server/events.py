@@ -2,7 +2,8 @@
 
 Every event is a plain map with a ``type`` tag (a ``Literal``); an event meant for some
 people only carries ``to``, a list of selectors (``pid:<pid>``, ``role:<role>``,
-``booth:<lang>``), and goes to whoever matches one of them (``fold.visible``). Events go to
+``booth:<lang>``, ``interpreters:<lang>``), and goes to whoever matches one of them
+(``fold.visible``). Events go to
 clients as they are, so these types are the wire's events too: :data:`EVENT_TYPES` maps
 each tag to its type, for tools that describe the wire (``typing.get_type_hints`` reads the
 fields, the docstring says what the event means).
@@ -15,7 +16,7 @@ milliseconds since the epoch, from the entry that produced the event.
 # required and optional keys only from evaluated annotations, and tools read them.
 from typing import Literal, TypedDict, get_args, get_type_hints
 
-from .state import FinalResult, Person, Poll, Progress, PublicKey, PublicPoll
+from .state import FinalResult, InviteRecord, Person, Poll, Progress, PublicKey, PublicPoll
 
 # --- core (rooms.py) ------------------------------------------------------------------------
 
@@ -479,6 +480,36 @@ class RecordingStopped(TypedDict):
     ts: int
 
 
+# --- invites (invites.py) -------------------------------------------------------------------
+
+
+class InviteMinted(TypedDict):
+    """An invite was minted (a CLI one: first used): its record, for moderators only."""
+
+    type: Literal["invite.minted"]
+    invite: InviteRecord
+    to: list[str]
+
+
+class InviteRevoked(TypedDict):
+    """The chair revoked an invite: its connections close (4006); for moderators only."""
+
+    type: Literal["invite.revoked"]
+    jti: str
+    by: str
+    ts: int
+    to: list[str]
+
+
+class RepresentativeAdded(TypedDict):
+    """The chair added a representative of a member: invites naming them are admitted."""
+
+    type: Literal["representative.added"]
+    member: str
+    name: str
+    by: str
+
+
 Event = (
     PersonJoined
     | PersonLeft
@@ -527,6 +558,9 @@ Event = (
     | AudioUnmuted
     | RecordingStarted
     | RecordingStopped
+    | InviteMinted
+    | InviteRevoked
+    | RepresentativeAdded
 )
 """Any event the built-in slices produce."""
 

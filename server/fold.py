@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, cast
 
-from . import audio, channels, polls, rooms
+from . import audio, channels, invites, polls, rooms
 from .errors import BadArgs, Forbidden, HemicycleError, UnknownType
 from .protocol import canonical
 from .types import (
+    INTERPRETER,
     SYSTEM,
     Actor,
     Apply,
@@ -49,7 +50,13 @@ drops the oldest at once: one pass over the dict's head per batch instead of one
 (deleting the oldest key of a dict leaves a tombstone that every later ``next(iter(d))``
 walks over again). So a room remembers between 200,000 and 201,000 ids."""
 
-DEFAULT_SLICES: tuple[Slice, ...] = (rooms.SLICE, channels.SLICE, polls.SLICE, audio.SLICE)
+DEFAULT_SLICES: tuple[Slice, ...] = (
+    rooms.SLICE,
+    channels.SLICE,
+    polls.SLICE,
+    audio.SLICE,
+    invites.SLICE,
+)
 
 
 @dataclass
@@ -216,7 +223,7 @@ def forget_oldest(outcomes: dict[str, dict[str, str] | None]) -> None:
 
 
 RULES = Rules(DEFAULT_SLICES)
-"""The built-in slices: core, channels, polls, audio."""
+"""The built-in slices: core, channels, polls, audio, invites."""
 
 
 def new_state(config: RoomConfig) -> State:
@@ -246,7 +253,12 @@ def view(state: State, person: Mapping[str, Any] | None) -> State:
 
 
 def visible(event: Mapping[str, object], person: Mapping[str, Any]) -> bool:
-    """Whether ``person`` may receive ``event``: its ``to`` names their pid, role or booth."""
+    """Whether ``person`` may receive ``event``: its ``to`` names their pid, role or booth.
+
+    Selectors: ``pid:<pid>``, ``role:<role>``, ``booth:<lang>`` (anyone whose invite names
+    that booth: its interpreters, a captioner of that channel) and ``interpreters:<lang>``
+    (that booth's interpreters only: the booth's chat).
+    """
     to = event.get("to")
     if to is None:
         return True
@@ -255,6 +267,8 @@ def visible(event: Mapping[str, object], person: Mapping[str, Any]) -> bool:
     keys = {"pid:" + person["pid"], "role:" + person["role"]}
     if person.get("booth"):
         keys.add("booth:" + person["booth"])
+        if person["role"] == INTERPRETER:
+            keys.add("interpreters:" + person["booth"])
     return not keys.isdisjoint(to)
 
 

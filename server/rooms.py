@@ -20,6 +20,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from . import invites
 from .errors import BadArgs, Refused
 from .events import (
     AgendaCurrent,
@@ -33,10 +34,11 @@ from .events import (
 )
 from .state import CoreState, Person
 from .types import (
+    ACTIVE,
     CAPTIONER,
-    EVERYONE,
     INTERPRETER,
     MODERATOR,
+    OBSERVER,
     PANELIST,
     PARTICIPANT,
     ROLES,
@@ -147,7 +149,13 @@ def check_join(args: dict[str, Any]) -> dict[str, Any]:
 
 def decide_join(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     """``person.joined {person, conn}``: ``person`` is the whole record as the state will
-    hold it (the shape of ``people`` values, ``conns`` included), ``conn`` the new one."""
+    hold it (the shape of ``people`` values, ``conns`` included), ``conn`` the new one.
+
+    Refused (``not_representative``) when the invite names a member organisation but not
+    one of its representatives (the node checks it before, the fold again)."""
+    if args["role"] != OBSERVER and args["org"] is not None:
+        reps = invites.representatives(state, args["org"])
+        invites.check_representative(reps, args["org"], args["name"])
     prior = state["core"]["people"].get(args["pid"])
     record: Person = {
         "pid": args["pid"],
@@ -228,7 +236,8 @@ def decide_grant(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
         if not hands:
             raise Refused("no hand is raised", code="queue_empty")
         pid = hands[0]  # "next speaker": the first in the queue
-    person(state, pid)
+    if person(state, pid)["role"] == OBSERVER:
+        raise Refused("an observer does not take the floor", code="observer")
     if pid in state["core"]["speakers"]:
         raise Refused("that person already has the floor", code="already_speaking")
     return [{"type": "floor.granted", "pid": pid, "by": actor.pid}]
@@ -314,9 +323,9 @@ SLICE = Slice(
             Command("join", frozenset({SYSTEM}), check_join, decide_join),
             Command("leave", frozenset({SYSTEM}), check_leave, decide_leave),
             Command("hand.raise", HAND_ROLES, no_args, decide_raise),
-            Command("hand.lower", EVERYONE, check_target, decide_lower),
+            Command("hand.lower", ACTIVE, check_target, decide_lower),
             Command("floor.grant", STAFF, check_target, decide_grant),
-            Command("floor.revoke", EVERYONE, check_target, decide_revoke),
+            Command("floor.revoke", ACTIVE, check_target, decide_revoke),
             Command("agenda.goto", STAFF, check_goto, decide_goto),
             Command("agenda.next", STAFF, no_args, decide_next),
             Command("notice.post", STAFF, check_notice, decide_notice),

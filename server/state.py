@@ -13,6 +13,7 @@ says so (a person's ``booth`` when their invite names none).
            channels  ChannelsState   channels.py: channels, booths, choices, captions, chats
            polls     PollsState      polls.py: the roll, proxies, polls and their ballots
            audio     AudioState      audio.py: muted microphones, the recording
+           invites   InvitesState    invites.py: invites minted and revoked, representatives
 """
 
 # No ``from __future__ import annotations`` here: Python 3.11 computes a TypedDict's
@@ -369,6 +370,35 @@ class AudioState(TypedDict):
     recording: Recording | None
 
 
+# --- invites (invites.py) -------------------------------------------------------------------
+
+
+class InviteRecord(TypedDict):
+    """One invite for the room, as minted: for whom, which role and member, by whom."""
+
+    jti: str
+    role: str
+    name: str
+    org: str | None
+    country: str | None
+    booth: str | None
+    lang: str | None
+    exp: int
+    """Unix seconds."""
+    by: str | None
+    """The pid of the moderator who minted it; ``None``: minted by ``hemicycle invite``
+    (recorded when first used)."""
+    at: int
+    revoked: bool
+
+
+class InvitesState(TypedDict):
+    invites: dict[str, InviteRecord]
+    """By invite id; empty in everyone's view but a moderator's."""
+    reps: dict[str, list[str]]
+    """Member id → the names that may represent it (configured, then added by the chair)."""
+
+
 # --- the room -------------------------------------------------------------------------------
 
 
@@ -380,3 +410,5 @@ class State(TypedDict):
     channels: ChannelsState
     polls: PollsState
     audio: AudioState
+    invites: NotRequired[InvitesState]
+    """Present when the node folds the invites slice (it always does; tools may not)."""

@@ -47,11 +47,16 @@ PANELIST = "panelist"
 INTERPRETER = "interpreter"
 CAPTIONER = "captioner"
 MODERATOR = "moderator"
+OBSERVER = "observer"
+"""Sees and hears everything public, never votes, raises no hand: gives no command but its
+own channel choice; not counted in the attendance."""
 SYSTEM = "system"
 """Commands a node gives on its own behalf (join, leave, tick); never from a client."""
 
-ROLES = (PARTICIPANT, PANELIST, INTERPRETER, CAPTIONER, MODERATOR)
+ROLES = (PARTICIPANT, PANELIST, INTERPRETER, CAPTIONER, MODERATOR, OBSERVER)
 EVERYONE = frozenset(ROLES)
+ACTIVE = EVERYONE - {OBSERVER}
+"""Every role that takes part (an observer only watches and listens)."""
 STAFF = frozenset({MODERATOR})
 
 

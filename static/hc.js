@@ -141,7 +141,7 @@ const HC = (() => {
     ws.onclose = (e) => {
       hc.connected = false;
       if (stopped) { setStatus("left"); return; }
-      if (e.code === 4001 || e.code === 4003 || e.code === 4004) { setStatus("refused"); return; }
+      if ([4001, 4003, 4004, 4006, 4007].includes(e.code)) { setStatus("refused"); return; }
       setStatus("reconnecting");
       setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 5000);

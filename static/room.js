@@ -172,7 +172,9 @@
     const online = people.filter((p) => p.conns.length);
     document.getElementById("people-count").textContent =
       hc.t("people.online", { n: online.length });
-    const order = { moderator: 0, panelist: 1, interpreter: 2, captioner: 3, participant: 4 };
+    const order = {
+      moderator: 0, panelist: 1, interpreter: 2, captioner: 3, participant: 4, observer: 5,
+    };
     people.sort((a, b) => (order[a.role] - order[b.role]) || a.name.localeCompare(b.name));
     document.getElementById("people-list").replaceChildren(...people.map((p) =>
       h("li", { class: p.conns.length ? "online" : "offline", dataset: { pid: p.pid } },

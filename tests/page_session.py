@@ -37,6 +37,7 @@ PEOPLE: dict[str, dict[str, Any]] = {
     "es2": {"role": "interpreter", "name": "Emilio", "booth": "es", "pair": ["en", "es", "fr"]},
     "fr1": {"role": "interpreter", "name": "Fanny", "booth": "fr", "pair": ["en", "fr"]},
     "cap": {"role": "captioner", "name": "Cora", "booth": "fr"},  # captions the fr channel
+    "obs": {"role": "observer", "name": "Olga Observer", "lang": "fr"},
 }
 
 VIEWERS = {
@@ -46,6 +47,7 @@ VIEWERS = {
     "interpreter": "es1",
     "captioner": "cap",
     "moderator": "chair",
+    "observer": "obs",
 }
 
 QUICK = {
@@ -149,6 +151,7 @@ def record(config: RoomConfig) -> Session:
     _quick_poll(r)
     _secret_vote(r)
     _timer_poll(r)
+    _invites(r)
     return r.session
 
 
@@ -265,3 +268,15 @@ def _timer_poll(r: Recorder) -> None:
     r.do("chair", "poll.open", {"poll": "next-assembly"})
     r.do("pia", "ballot.cast", {"poll": "next-assembly", "choice": "hybrid"})
     r.tick(after=61_000)  # poll.closed by the timer, poll.sealed; left unpublished
+
+
+def _invites(r: Recorder) -> None:
+    for jti, pid in (("j-pia", "pia"), ("j-cap", "cap"), ("j-x", "ana")):
+        claims = {
+            k: PEOPLE[pid].get(k) for k in ("role", "name", "org", "country", "booth", "lang")
+        }
+        r.system("invite.record", {"jti": jti, **claims, "exp": 1_764_900_000, "by": "chair"})
+    r.system("invite.record", {"jti": "j-cli", "role": "participant", "name": "Guest", "exp": 1})
+    r.do("chair", "invite.revoke", {"jti": "j-x"})
+    r.do("chair", "member.represent", {"member": "aple-kh", "name": "Vanna Sok"})
+    r.do("obs", "channel.choose", {"lang": "es"})

@@ -487,7 +487,7 @@ def test_a_copy_that_sees_some_signals_numbers_them_like_the_room() -> None:
 def test_booth_chat_and_all_interpreters_chat() -> None:
     room = booths()
     events = room.do(ES1, "chat.post", {"chat": "booth", "text": " hola "})
-    assert events[0]["to"] == ["booth:es", "role:moderator"] and events[0]["chat"] == "es"
+    assert events[0]["to"] == ["interpreters:es", "role:moderator"] and events[0]["chat"] == "es"
     room.do(FR1, "chat.post", {"chat": "all", "text": "sound check?"})
     room.do("chair", "chat.post", {"chat": "es", "text": "coffee in 5"})
     assert [m["text"] for m in room.ch["chats"]["es"]] == ["hola", "coffee in 5"]

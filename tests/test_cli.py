@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 from server.client import Client
 from server.node.auth import Invites
@@ -33,7 +34,7 @@ def test_invite_prints_a_signed_link() -> None:
         "--role",
         "participant",
         "--name",
-        "Ana Huber",
+        "Anna Huber",
         "--org",
         "ecpat-at",
         "--country",
@@ -47,7 +48,7 @@ def test_invite_prints_a_signed_link() -> None:
     link = out.stdout.strip()
     assert link.startswith("https://assembly.example.org/r/plenary#t=")
     claims = Invites(SECRET).verify(link.split("#t=", 1)[1])
-    assert claims["name"] == "Ana Huber" and claims["org"] == "ecpat-at"
+    assert claims["name"] == "Anna Huber" and claims["org"] == "ecpat-at"
     assert claims["lang"] == "fr" and claims["role"] == "participant"
 
 
@@ -76,6 +77,31 @@ def test_invite_refuses_without_secret_or_for_an_unknown_room() -> None:
         "invite", "--room", "attic", "--role", "participant", "--name", "X", HEMICYCLE_SECRET=SECRET
     )
     assert out.returncode == 2 and "no room 'attic'" in out.stderr
+
+
+def test_invite_for_a_member_names_one_of_its_representatives() -> None:
+    base = ("invite", "--room", "plenary", "--role", "participant", "--org", "aple-kh")
+    out = run(*base, "--name", "Mallory", HEMICYCLE_SECRET=SECRET)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "'Mallory' is not a representative of 'aple-kh'" in out.stderr
+    out = run(*base, "--name", "Dara Keo", HEMICYCLE_SECRET=SECRET)
+    assert out.returncode == 0, out.stderr
+    claims = Invites(SECRET).verify(out.stdout.strip().split("#t=", 1)[1])
+    assert claims["jti"] and claims["name"] == "Dara Keo"
+    # An observer never votes: their organisation is not checked.
+    observer = ("invite", "--room", "plenary", "--role", "observer", "--org", "aple-kh")
+    out = run(*observer, "--name", "Mallory", HEMICYCLE_SECRET=SECRET)
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_demo_observer_link_is_an_observer(assembly: Any) -> None:
+    from server.cli import demo_links
+    from server.node.config import Settings
+
+    links = dict(demo_links(Settings(secret=SECRET), assembly))
+    [label] = [label for label in links if label.startswith("Observer")]
+    claims = Invites(SECRET).verify(links[label].split("#t=", 1)[1])
+    assert claims["role"] == "observer" and "org" not in claims
 
 
 async def test_demo_serves_and_prints_a_link_per_role_but_never_the_secret() -> None:

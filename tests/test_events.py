@@ -229,6 +229,12 @@ def test_a_session_through_every_slice_produces_every_event_in_its_shape() -> No
     s.entry("chair", "moderator", "recording.start", {}, conn="n1~chair")
     s.system("recording.stop", {})
 
+    # invites: recorded, revoked; a representative added
+    record = {"jti": "j1", "role": "participant", "name": "Ana", "org": "m0", "exp": 1}
+    s.system("invite.record", {**record, "by": "chair"})
+    s.chair("invite.revoke", {"jti": "j1"})
+    s.chair("member.represent", {"member": "m0", "name": "Ana"})
+
     produced = {e["type"] for e in s.seen}
     assert produced == set(events.EVENT_TYPES), set(events.EVENT_TYPES) ^ produced
     for pid, client in s.clients.items():

@@ -127,7 +127,7 @@ async def test_a_feature_gets_its_frames_folds_welcome_leaves_and_routes(
     stock = web_app.features
     monkeypatch.setattr(web_app, "features", lambda s, a: [*stock(s, a), probe])
     node = await start_node()
-    token = invites.mint(room="plenary", role="participant", name="Ana Huber", org="ecpat-at")
+    token = invites.mint(room="plenary", role="participant", name="Anna Huber", org="ecpat-at")
     client = await Client.connect(node.url, token)
     try:
         assert client.welcome["assembly"]["probe"] == "plenary"
@@ -145,7 +145,7 @@ async def test_a_feature_gets_its_frames_folds_welcome_leaves_and_routes(
         assert "person.joined" in probe.folds
     finally:
         await client.close()
-    await eventually(lambda: "left Ana Huber" in log, message="the leave reaches the feature")
+    await eventually(lambda: "left Anna Huber" in log, message="the leave reaches the feature")
 
     async with httpx.AsyncClient(base_url=node.url) as http:
         assert (await http.get("/api/probe")).json()["folds"] >= 2

@@ -98,7 +98,7 @@ async def test_a_served_node_writes_no_token_anywhere() -> None:
                 chair = await Client.connect(base, chair_token)
                 minted = await http.post(
                     "/api/invites",
-                    json={"role": "participant", "name": "Ana", "org": "aple-kh"},
+                    json={"role": "participant", "name": "Sokha Chan", "org": "aple-kh"},
                     headers={"Authorization": f"Bearer {chair_token}"},
                 )
                 assert minted.status_code == 200

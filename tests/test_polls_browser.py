@@ -139,7 +139,7 @@ async def test_the_page_computes_the_documented_vector(
 
     v = example_vector()
     node = await start_node("memory://")
-    token = invites.mint(room="plenary", role="participant", name="Ana", org="aple-kh")
+    token = invites.mint(room="plenary", role="participant", name="Sokha Chan", org="aple-kh")
     page = await page_for(browser, node.url, token, "en-GB")
     got = await page.evaluate(
         """async (v) => {

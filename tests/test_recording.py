@@ -151,12 +151,14 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
             (f"plenary/{rid}/nope.ogg", "no_such_recording"),
             ("plenary/..%2E/floor.ogg", "no_such_recording"),
             (f"plenary/{rid}/floor.txt", "no_such_recording"),
-            (f"nowhere/{rid}/floor.ogg", "unknown_room"),
         ):
             r = await http.get(f"/api/recordings/{bad}", headers=auth)
             assert r.status_code == 404 and r.json()["code"] == code, (bad, r.text)
+        # Another room's (or no room's) recordings: the chair's token is for the plenary.
+        r = await http.get(f"/api/recordings/nowhere/{rid}/floor.ogg", headers=auth)
+        assert r.status_code == 403 and r.json()["code"] == "wrong_room"
         r = await http.get("/api/recordings?room=nowhere", headers=auth)
-        assert r.status_code == 404 and r.json()["code"] == "unknown_room"
+        assert r.status_code == 403 and r.json()["code"] == "wrong_room"
     for c in (chair, ana):
         await c.close()
 

@@ -118,7 +118,9 @@ def _room(request: Request, room: str) -> str:
 async def list_route(request: Request) -> Response:
     """``GET /api/recordings?room=`` (default: the token's room)."""
     claims = moderator(request, "list recordings")
-    room = _room(request, request.query_params.get("room", claims["room"]))
+    room = request.query_params.get("room", claims["room"])
+    moderator(request, "list the recordings", room)
+    room = _room(request, room)
     node = node_of(request)
     return JSONResponse(
         {
@@ -131,8 +133,8 @@ async def list_route(request: Request) -> Response:
 
 async def file_route(request: Request) -> Response:
     """``GET /api/recordings/<room>/<id>/<source>.ogg``."""
-    moderator(request, "download recordings")
     p = request.path_params
+    moderator(request, "download the recordings", p["room"])
     room = _room(request, p["room"])
     path = recording_file(node_of(request).settings.recordings, room, p["rec"], p["name"])
     if path is None:

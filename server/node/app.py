@@ -9,7 +9,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 
-from .. import fold, rooms
+from .. import fold, invites, rooms
 from ..errors import HemicycleError
 from ..types import SYSTEM, Actor
 from . import eager
@@ -54,8 +54,10 @@ class Node:
         self.features = list(features)
         self.feature = features_named(self.features)
         self.frames = dispatch_table(self.features)
-        self.rules = fold.Rules([rooms.SLICE, *(f.slice for f in self.features if f.slice)])
-        """The node's own slice (the room itself) and its features', folded in this order."""
+        features_slices = [f.slice for f in self.features if f.slice]
+        self.rules = fold.Rules([rooms.SLICE, *features_slices, invites.SLICE])
+        """The node's own slices (the room itself; its invites, last) and its features', in
+        the order they fold."""
         self.hubs: dict[str, RoomHub] = {}
         info = {
             "name": assembly.name,

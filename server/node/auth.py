@@ -47,11 +47,29 @@ class Invites:
         **extra: Any,
     ) -> str:
         """A token for one person. ``extra`` may hold org, country, lang, booth, pair."""
+        return self.mint_claims(room=room, role=role, name=name, hours=hours, pid=pid, **extra)[0]
+
+    def mint_claims(
+        self,
+        *,
+        room: str,
+        role: str,
+        name: str,
+        hours: float = DEFAULT_HOURS,
+        pid: str | None = None,
+        **extra: Any,
+    ) -> tuple[str, dict[str, Any]]:
+        """:meth:`mint`, and the claims the token carries (to record the invite).
+
+        Every invite gets its own id ``jti`` (RFC 7519's name), by which the chair revokes
+        it; the person id ``pid`` may be shared by several invites of one person.
+        """
         claims = validate_claims({"room": room, "role": role, "name": name, **extra})
         claims["pid"] = pid or secrets.token_urlsafe(9)
+        claims["jti"] = secrets.token_urlsafe(12)
         claims["exp"] = int(time.time() + hours * 3600)
         token: str = self._serializer.dumps(claims)
-        return token
+        return token, claims
 
     def verify(self, token: str | None, *, now: float | None = None) -> dict[str, Any]:
         """The token's claims, or :class:`AuthError` if missing, tampered or expired."""

@@ -26,9 +26,10 @@ overriding what it needs; the node is built from a list of them (``server/web/ap
 
 ``slice``
     The pure state machine the feature brings, if any (a :class:`~server.types.Slice`: its
-    commands, events and state). The node folds its own slice (``server/rooms.py``: the
-    room, presence, hands, the floor, the agenda) and every feature's, in list order; the
-    shell never decides anything the fold does not decide again.
+    commands, events and state). The node folds its own slices (``server/rooms.py``: the
+    room, presence, hands, the floor, the agenda; then every feature's, in list order; then
+    ``server/invites.py``: the room's invites); the shell never decides anything the fold
+    does not decide again.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
-from .. import fold
-from ..errors import HemicycleError, Unavailable
+from .. import fold, invites
+from ..errors import AuthError, HemicycleError, Unavailable
 from ..protocol import Codec, encode, pack, unpack
-from ..types import SYSTEM, Actor, Entry, Event, RoomConfig, State
+from ..types import OBSERVER, SYSTEM, Actor, Entry, Event, RoomConfig, State
 from .backends import Backends
 from .log import id_key
 from .metrics import Metrics
@@ -42,6 +42,9 @@ class Sink(Protocol):
     def deliver(
         self, frame: bytes | str, *, entry_id: str | None = None, ephemeral: bool = False
     ) -> None: ...
+
+    def revoked(self) -> None:
+        """Its invite was revoked: say so and close (4006)."""
 
 
 class Feature(Protocol):
@@ -209,6 +212,7 @@ class RoomHub:
         if waiter is not None and not waiter.done():
             waiter.set_result(outcome)
         if outcome.events:
+            self._close_revoked(outcome.events)
             for feature in self.features:
                 try:
                     feature.folded(self, entry_id, outcome.events)
@@ -217,6 +221,49 @@ class RoomHub:
                         "room %s: feature %s failed after a fold", self.room, feature.name
                     )
         self._schedule_tick()
+
+    def _close_revoked(self, events: list[Event]) -> None:
+        """Close this node's connections of an invite the chair just revoked (every node
+        folds the same entry, so every node closes its own at once)."""
+        gone = {cast(Mapping[str, Any], e)["jti"] for e in events if e["type"] == "invite.revoked"}
+        if gone:
+            for sink in tuple(self.sinks):
+                if sink.person.get("jti") in gone:
+                    sink.revoked()
+
+    def refuse_revoked(self, claims: Mapping[str, Any]) -> None:
+        """``AuthError(invite_revoked)`` if the chair revoked this invite."""
+        if invites.is_revoked(self.state, claims.get("jti")):
+            raise AuthError(
+                "this invite was revoked by the chair; ask the organisers for a new one",
+                code="invite_revoked",
+            )
+
+    def admit(self, claims: Mapping[str, Any]) -> None:
+        """Refuse an invite the chair revoked (``invite_revoked``) or one that names a
+        member organisation but not one of its representatives (``not_representative``)."""
+        self.refuse_revoked(claims)
+        org = claims.get("org")
+        if claims["role"] != OBSERVER and isinstance(org, str):
+            reps = invites.representatives(self.state, org)
+            invites.check_representative(reps, org, claims["name"])
+
+    async def record_invite(
+        self, claims: Mapping[str, Any], by: str | None = None
+    ) -> dict[str, str] | None:
+        """Record an invite in the room's log unless it is already there (a CLI invite is
+        recorded when first used; one minted over HTTP when it is minted); the fold's
+        refusal if it refused (``too_many_invites``), else ``None``."""
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or invites.is_recorded(self.state, jti):
+            return None
+        args = {
+            k: claims.get(k) for k in ("jti", "role", "name", "org", "country", "booth", "lang")
+        }
+        args["exp"] = int(claims["exp"])
+        args["by"] = by
+        outcome = await self.submit(Actor("node", SYSTEM), "invite.record", args, f"invite:{jti}")
+        return outcome.error
 
     def flush(self) -> None:
         """Send what was folded and not yet sent, as one ``events`` frame per connection.

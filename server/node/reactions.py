@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadArgs, RateLimited
-from ..types import arg_str
+from ..errors import BadArgs, Forbidden, RateLimited
+from ..types import OBSERVER, arg_str
 from .feature import Feature, FrameHandler
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ class Reactions(Feature):
         return {"react": self.react}
 
     async def react(self, session: Session, data: dict[str, Any]) -> None:
+        if session.person["role"] == OBSERVER:
+            raise Forbidden("an observer watches and listens; no reactions")
         if not session.bucket.take():
             raise RateLimited("too many reactions; slow down")
         emoji = arg_str(data, "emoji", max_len=16)

@@ -47,6 +47,10 @@ CLOSE_BAD_TOKEN = 4001
 CLOSE_EXPIRED = 4003
 """The invite expired while the socket was open (a timer at its ``exp``, not a poll)."""
 CLOSE_UNKNOWN_ROOM = 4004
+CLOSE_REVOKED = 4006
+"""The chair revoked the invite (on an open connection, or at connect)."""
+CLOSE_NOT_REPRESENTATIVE = 4007
+"""The invite names a member organisation but not one of its representatives."""
 CLOSE_SLOW = 4008
 CLOSE_SHUTDOWN = 1001
 CLOSE_GRACE = 10.0
@@ -184,6 +188,15 @@ class Session:
         last = encode({"type": "error", "code": "token_expired", "message": message}, self.codec)
         self._shut(CLOSE_EXPIRED, "invite expired", last)
 
+    def revoked(self) -> None:
+        """The chair revoked this invite: say so, then close with 4006 (docs/protocol.md)."""
+        if self.closing:
+            return
+        log.info("closing connection %s: its invite was revoked", self.person["conn"])
+        message = "this invite was revoked by the chair; ask the organisers for a new one"
+        last = encode({"type": "error", "code": "invite_revoked", "message": message}, self.codec)
+        self._shut(CLOSE_REVOKED, "invite revoked", last)
+
     def _shut(self, code: int, reason: str, last: bytes | str | None = None) -> None:
         """Stop delivering, leave the hub, send ``last``, close the socket, stop reading."""
         self.closing = True
@@ -238,15 +251,30 @@ class Session:
     async def run(self, after: str | None) -> None:
         hub = self.hub
         await hub.ready.wait()
+        try:
+            # Checked against the replica and attached in the same step: a revocation
+            # folded after this finds the connection among the hub's sinks.
+            hub.admit(self.person)
+        except HemicycleError as exc:
+            close = CLOSE_REVOKED if exc.code == "invite_revoked" else CLOSE_NOT_REPRESENTATIVE
+            last = encode({"type": "error", **exc.to_wire()}, self.codec)
+            await self._close(close, exc.message[:120], last)
+            return
         self._welcome(after)
         hub.attach(self)
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(max(0.0, self.expires - time.time()), self._expire)
         writer = asyncio.create_task(self._write(), name=f"writer-{self.person['conn']}")
         try:
-            await hub.submit(
+            refused = await hub.record_invite({**self.person, "exp": int(self.expires)})
+            if refused is not None:  # the room holds too many invites: admitted, not listed
+                log.warning("room %s: invite not recorded: %s", hub.room, refused["message"])
+            joined = await hub.submit(
                 Actor("node", SYSTEM), "join", self._join_args(), f"join:{self.person['conn']}"
             )
+            if joined.error is not None:  # the fold refused what admit() let through
+                last = encode({"type": "error", **joined.error}, self.codec)
+                self._shut(CLOSE_NOT_REPRESENTATIVE, joined.error["message"][:120], last)
             self._reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
             if self._closer is not None and self._closer.done():
                 self._reader.cancel()  # closed (slow, expired) while joining

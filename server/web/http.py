@@ -1,8 +1,9 @@
 """Errors as HTTP answers, in one place: the app's exception handler for ``HemicycleError``.
 
 Any route may raise a :class:`~server.errors.HemicycleError`; the answer is a JSON body with
-its stable ``code`` and ``message``, and a status: 401 bad token, 403 forbidden, 404 an
-unknown thing, 409 a poll not yet in the state asked for, 400 anything else.
+its stable ``code`` and ``message``, and a status: 401 bad token, 403 forbidden or another
+room's data (``wrong_room``), 404 an unknown thing, 409 a poll not yet in the state asked
+for, 400 anything else.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ NOT_FOUND = frozenset(
 def status_of(exc: HemicycleError) -> int:
     if isinstance(exc, AuthError):
         return 401
-    if isinstance(exc, Forbidden):
+    if isinstance(exc, Forbidden) or exc.code == "wrong_room":
         return 403
     if exc.code in NOT_FOUND:
         return 404

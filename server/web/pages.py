@@ -10,8 +10,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import BadArgs, WrongRoom
+from .. import invites
+from ..errors import BadArgs, Refused, WrongRoom
 from ..node.http import moderator, node_of
+from ..types import OBSERVER
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 
@@ -73,7 +75,11 @@ async def mint_invite(request: Request) -> Response:
     room = body.pop("room", claims["room"])
     if not isinstance(room, str):
         raise BadArgs("'room' must be a string")
-    if room not in node.hubs:
+    if room != claims["room"]:
+        # A moderator's token is bound to its room: the panel's chair mints no plenary invite.
+        raise WrongRoom(f"your invite is for room {claims['room']!r}, not {room!r}")
+    hub = node.hubs.get(room)
+    if hub is None:
         raise BadArgs(f"no room {room!r}")
     hours = body.pop("hours", 72)
     if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= 24 * 60:
@@ -81,8 +87,16 @@ async def mint_invite(request: Request) -> Response:
     for key in ("role", "name"):
         if key not in body:
             raise BadArgs(f"'{key}' is required")
-    token = node.invites.mint(room=room, hours=float(hours), **body)
-    return JSONResponse({"token": token, "link": node.link(token, room)})
+    token, minted = node.invites.mint_claims(room=room, hours=float(hours), **body)
+    if minted["role"] != OBSERVER and minted.get("org"):
+        org = minted["org"]
+        invites.check_representative(invites.representatives(hub.state, org), org, minted["name"])
+    # Recorded in the room's log before the link is handed out: the chair's list holds
+    # every invite that works, and the chair can revoke it.
+    refused = await hub.record_invite(minted, by=claims["pid"])
+    if refused is not None:
+        raise Refused(refused["message"], code=refused["code"])
+    return JSONResponse({"token": token, "link": node.link(token, room), "jti": minted["jti"]})
 
 
 ROUTES: list[BaseRoute] = [

@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..errors import Forbidden, HemicycleError, Refused
+from ..errors import HemicycleError, Refused
 from ..node.feature import Feature
 from ..node.http import moderator, node_of
-from ..types import CAPTIONER, INTERPRETER
+from ..types import CAPTIONER, INTERPRETER, OBSERVER
 
 if TYPE_CHECKING:
     from ..node.app import Node
@@ -74,11 +74,7 @@ OUTCOMES = {
         "no_votes": "нет голосов",
     },
 }
-NOT_COUNTED = (INTERPRETER, CAPTIONER)
-
-
-def _moderator(request: Request) -> dict[str, Any]:
-    return moderator(request, "export")
+NOT_COUNTED = (INTERPRETER, CAPTIONER, OBSERVER)
 
 
 def _text(texts: dict[str, str], lang: str, floor: str) -> str:
@@ -188,23 +184,24 @@ def poll_csv(data: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def attendance(node: Node, lang: str) -> dict[str, Any]:
-    """Everyone who joined any room, the member organisations they represent, countries."""
+def attendance(node: Node, lang: str, room: str) -> dict[str, Any]:
+    """Everyone who joined ``room``, the member organisations they represent, countries.
+
+    One room only: a moderator's token is bound to its room (another room's chair exports
+    that room's own report)."""
     roll = {m.id: m for m in node.assembly.members}
     people: dict[str, dict[str, Any]] = {}
-    for room, hub in node.hubs.items():
-        for pid, p in hub.state["core"]["people"].items():
-            seen = people.setdefault(
-                pid,
-                {
-                    "name": p["name"],
-                    "role": p["role"],
-                    "org": p.get("org"),
-                    "country": p.get("country"),
-                    "rooms": [],
-                },
-            )
-            seen["rooms"].append(room)
+    hub = node.hubs.get(room)
+    if hub is None:
+        raise Refused(f"there is no room {room!r}", code="unknown_room")
+    for pid, p in hub.state["core"]["people"].items():
+        people[pid] = {
+            "name": p["name"],
+            "role": p["role"],
+            "org": p.get("org"),
+            "country": p.get("country"),
+            "rooms": [room],
+        }
     counted = [p for p in people.values() if p["role"] not in NOT_COUNTED]
     members = sorted({p["org"] for p in counted if p["org"] in roll})
     countries = sorted({roll[m].country for m in members})
@@ -212,7 +209,8 @@ def attendance(node: Node, lang: str) -> dict[str, Any]:
     return {
         **numbers,
         "line": ATTENDANCE.get(lang, ATTENDANCE["en"]).format(**numbers),
-        "interpreters": sum(1 for p in people.values() if p["role"] in NOT_COUNTED),
+        "interpreters": sum(1 for p in people.values() if p["role"] in (INTERPRETER, CAPTIONER)),
+        "observers": sum(1 for p in people.values() if p["role"] == OBSERVER),
         "roll": len(roll),
         "member_list": [
             {
@@ -248,6 +246,7 @@ def attendance_csv(data: dict[str, Any]) -> str:
     w.writerow(["countries", data["countries"]])
     w.writerow(["participants", data["participants"]])
     w.writerow(["interpreters_and_captioners", data["interpreters"]])
+    w.writerow(["observers", data["observers"]])
     w.writerow([])
     w.writerow(["name", "role", "member", "org", "country", "rooms"])
     for p in data["people"]:
@@ -271,9 +270,7 @@ async def poll_result(request: Request) -> Response:
     )
     if fmt not in ("json", "csv"):
         raise HemicycleError("results are json or csv", code="not_found")
-    claims = _moderator(request)
-    if claims["room"] != room:
-        raise Forbidden("your invite is for another room")
+    moderator(request, "export the results", room)
     data = poll_export(node, room, poll_id, _lang(request))
     if fmt == "csv":
         return Response(
@@ -288,8 +285,10 @@ async def attendance_report(request: Request) -> Response:
     node = node_of(request)
     if request.path_params["fmt"] not in ("json", "csv"):
         raise HemicycleError("the attendance report is json or csv", code="not_found")
-    _moderator(request)
-    data = attendance(node, _lang(request))
+    claims = moderator(request, "export the attendance")
+    room = request.query_params.get("room", claims["room"])
+    moderator(request, "export the attendance", room)
+    data = attendance(node, _lang(request), room)
     if request.path_params["fmt"] == "csv":
         return Response(
             attendance_csv(data),

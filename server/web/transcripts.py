@@ -101,8 +101,8 @@ def to_text(lines: list[Line]) -> str:
 
 
 async def transcript(request: Request) -> Response:
-    moderator(request, "export transcripts")
     room, lang = request.path_params["room"], request.path_params["lang"]
+    moderator(request, "export transcripts", room)
     hub = node_of(request).hubs.get(room)
     if hub is None:
         raise Refused(f"no room {room!r}", code="unknown_room")

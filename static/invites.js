@@ -1,0 +1,145 @@
+// The room's invites: the chair's list (who minted which, for whom) with a revoke button;
+// the observer's notice that they do not vote. Mirrors server/invites.py.
+"use strict";
+
+(() => {
+  const { h } = HC;
+
+  const strings = {
+    en: {
+      "invites": "Invites", "invites.empty": "No invites recorded yet",
+      "invites.revoke": "Revoke", "invites.revoked": "revoked",
+      "invites.by": "minted by {name}", "invites.cli": "minted on the server",
+      "role.observer": "Observer",
+      "observer.note": "You are an observer: you see and hear everything public, and you do not vote.",
+      "reps.add": "Add a representative", "reps.member": "Member", "reps.name": "Name",
+      "reps.added": "{name} now represents {member}.",
+      "err.already_representative": "Already a representative of that member.",
+      "err.unknown_invite": "This room has no such invite.",
+      "err.already_revoked": "That invite is already revoked.",
+      "err.invite_revoked": "Your invite was revoked by the chair.",
+      "err.not_representative": "Your invite names an organisation you do not represent.",
+    },
+    es: {
+      "invites": "Invitaciones", "invites.empty": "Aún no hay invitaciones registradas",
+      "invites.revoke": "Revocar", "invites.revoked": "revocada",
+      "invites.by": "creada por {name}", "invites.cli": "creada en el servidor",
+      "role.observer": "Observador",
+      "reps.add": "Añadir un representante", "reps.member": "Miembro", "reps.name": "Nombre",
+      "reps.added": "{name} representa ahora a {member}.",
+      "err.already_representative": "Ya es representante de ese miembro.",
+      "observer.note": "Usted es observador: ve y oye todo lo público y no vota.",
+      "err.unknown_invite": "Esta sala no tiene esa invitación.",
+      "err.already_revoked": "Esa invitación ya está revocada.",
+      "err.invite_revoked": "La presidencia revocó su invitación.",
+      "err.not_representative": "Su invitación nombra una organización que usted no representa.",
+    },
+    fr: {
+      "invites": "Invitations", "invites.empty": "Aucune invitation enregistrée",
+      "invites.revoke": "Révoquer", "invites.revoked": "révoquée",
+      "invites.by": "créée par {name}", "invites.cli": "créée sur le serveur",
+      "role.observer": "Observateur",
+      "reps.add": "Ajouter un représentant", "reps.member": "Membre", "reps.name": "Nom",
+      "reps.added": "{name} représente désormais {member}.",
+      "err.already_representative": "Déjà représentant de ce membre.",
+      "observer.note": "Vous êtes observateur : vous voyez et entendez tout ce qui est public, et vous ne votez pas.",
+      "err.unknown_invite": "Cette salle n'a pas cette invitation.",
+      "err.already_revoked": "Cette invitation est déjà révoquée.",
+      "err.invite_revoked": "La présidence a révoqué votre invitation.",
+      "err.not_representative": "Votre invitation nomme une organisation que vous ne représentez pas.",
+    },
+    ru: {
+      "invites": "Приглашения", "invites.empty": "Приглашений пока нет",
+      "invites.revoke": "Отозвать", "invites.revoked": "отозвано",
+      "invites.by": "создал(а) {name}", "invites.cli": "создано на сервере",
+      "role.observer": "Наблюдатель",
+      "reps.add": "Добавить представителя", "reps.member": "Член", "reps.name": "Имя",
+      "reps.added": "{name} теперь представляет {member}.",
+      "err.already_representative": "Уже представитель этого члена.",
+      "observer.note": "Вы наблюдатель: вы видите и слышите всё открытое, но не голосуете.",
+      "err.unknown_invite": "В этом зале нет такого приглашения.",
+      "err.already_revoked": "Это приглашение уже отозвано.",
+      "err.invite_revoked": "Председатель отозвал ваше приглашение.",
+      "err.not_representative": "В приглашении указана организация, которую вы не представляете.",
+    },
+  };
+
+  const appliers = {
+    "invite.minted": (s, ev) => { s.invites.invites[ev.invite.jti] = structuredClone(ev.invite); },
+    "invite.revoked": (s, ev) => {
+      const record = s.invites.invites[ev.jti];
+      if (record) record.revoked = true;
+    },
+    "representative.added": (s, ev) => {
+      (s.invites.reps[ev.member] ||= []).push(ev.name);
+    },
+  };
+
+  const run = (name, args) => HC.command(name, args).catch((e) => HC.explain(e));
+
+  function init(hc) {
+    const features = document.getElementById("features");
+    if (hc.you.role === "observer") {
+      features.before(h("p", { id: "observer-note", class: "notice" }, hc.t("observer.note")));
+    }
+    if (!hc.isChair()) return;
+    const members = Object.entries(hc.assembly.members || {});
+    const member = h("select", {
+      id: "reps-member", "data-t-label": "reps.member", "aria-label": hc.t("reps.member"),
+    },
+      ...members.map(([id, m]) => h("option", { value: id }, m.name)));
+    const name = h("input", {
+      id: "reps-name", maxlength: "120", "data-t-label": "reps.name", "aria-label": hc.t("reps.name"),
+    });
+    const form = h("form", { id: "reps-form", hidden: !members.length },
+      member, " ", name, " ",
+      h("button", { type: "submit", "data-t": "reps.add" }, hc.t("reps.add")));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const args = { member: member.value, name: name.value };
+      HC.command("member.represent", args).then(() => {
+        name.value = "";
+        const org = hc.assembly.members[args.member].name;
+        HC.toast(hc.t("reps.added", { name: args.name, member: org }));
+      }).catch((err) => HC.explain(err));
+    });
+    features.append(h("section", { id: "invites-section", "aria-labelledby": "invites-h" },
+      h("h2", { id: "invites-h", "data-t": "invites" }, hc.t("invites")),
+      h("ul", { id: "invites-list", class: "plain" }),
+      form));
+  }
+
+  function minter(hc, record) {
+    if (!record.by) return hc.t("invites.cli");
+    const p = hc.person(record.by);
+    return hc.t("invites.by", { name: p ? p.name : record.by });
+  }
+
+  function render(hc) {
+    const note = document.getElementById("observer-note");
+    if (note) note.textContent = hc.t("observer.note");
+    const list = document.getElementById("invites-list");
+    if (!list || !hc.state.invites) return;
+    const records = Object.values(hc.state.invites.invites).sort((a, b) => b.at - a.at);
+    if (!records.length) {
+      list.replaceChildren(h("li", { class: "muted" }, hc.t("invites.empty")));
+      return;
+    }
+    list.replaceChildren(...records.map((r) => {
+      const org = r.org && (hc.assembly.members || {})[r.org];
+      return h("li", { class: r.revoked ? "revoked" : "", dataset: { jti: r.jti } },
+        h("span", { class: "name" }, r.name), " ",
+        h("span", { class: `role role-${r.role}` }, hc.t(`role.${r.role}`)), " ",
+        h("small", { class: "org" }, [org ? org.name : r.org, r.booth].filter(Boolean).join(", ")),
+        " ", h("small", { class: "muted" }, minter(hc, r)),
+        r.revoked
+          ? h("strong", { class: "badge" }, ` ${hc.t("invites.revoked")}`)
+          : h("button", {
+            class: "small ghost revoke",
+            onclick: () => run("invite.revoke", { jti: r.jti }),
+          }, hc.t("invites.revoke")));
+    }));
+  }
+
+  HC.register({ name: "invites", strings, appliers, init, render });
+})();
