@@ -213,6 +213,9 @@ class PublicPoll(PollDefinition):
     sealed: bool
     published_at: int | None
     keys: dict[str, PublicKey] | None
+    seal: str | None
+    """The poll's public seal key (an uncompressed P-256 point, hex): devices encrypt
+    their secret ballots to it (server/seal.py)."""
     proxies: dict[str, str]
 
 
@@ -226,14 +229,21 @@ class VoteRecord(TypedDict):
     blinded: NotRequired[str]
 
 
-class Ballot(TypedDict):
-    """A secret ballot in the box, by token."""
+class SealedBallot(TypedDict):
+    """A secret ballot as the log holds it until the reveal: encrypted, by tracker."""
 
-    rev: int
-    choice: list[str]
+    sealed: str
+    """hex; nobody without the poll's seal key can read it (server/seal.py)"""
+    late: bool
+    """arrived after the close (a change in it is not taken)"""
+
+
+class Revealed(TypedDict):
+    """One counted secret ballot in a published result: a choice and a weight, no token."""
+
+    choice: str | list[str]
+    """One option id; a list for a ``multiple`` poll."""
     w: int
-    last: str
-    sig: str
 
 
 class Amount(TypedDict):
@@ -286,13 +296,6 @@ class Progress(Result):
     pending: int
 
 
-class Receipt(TypedDict):
-    receipt: str
-    choice: str | list[str]
-    """One option id; a list for a ``multiple`` poll."""
-    w: int
-
-
 class RollCallLine(TypedDict):
     voter: str
     name: str
@@ -303,14 +306,21 @@ class RollCallLine(TypedDict):
 
 
 class FinalResult(Result):
-    """A sealed poll's result: a secret one lists receipts, an open one the roll call."""
+    """A sealed poll's result: a secret one lists the trackers of the sealed ballots
+    received and, separately, the counted ballots (unless ``too_few``); an open one the
+    roll call."""
 
     turnout: Amount
     missing: int
     opened_at: int | None
     closed_at: int | None
     sealed_at: int
-    receipts: NotRequired[list[Receipt]]
+    trackers: NotRequired[list[str]]
+    revealed: NotRequired[list[Revealed]]
+    counted: NotRequired[int]
+    invalid: NotRequired[int]
+    late: NotRequired[int]
+    mix: NotRequired[int]
     keys: NotRequired[dict[str, PublicKey] | None]
     roll_call: NotRequired[list[RollCallLine]]
 
@@ -321,7 +331,9 @@ class Poll(PublicPoll):
 
     voted: dict[str, VoteRecord]
     pending: NotRequired[dict[str, int]]
-    ballots: NotRequired[dict[str, Ballot]]
+    """weight class → claims (ballots taken) in a secret poll"""
+    ballots: NotRequired[dict[str, SealedBallot]]
+    """a secret poll's sealed ballots by tracker (nodes only)"""
     counts: NotRequired[dict[str, list[int]]]
     """option → ``[n, w]``"""
     cast: NotRequired[list[int]]
