@@ -32,6 +32,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .errors import HemicycleError
+from .polls_secret import check_ballot
+
 PAD = 512
 """Plaintexts are padded to a multiple of this many bytes."""
 POINT = 65
@@ -111,4 +114,33 @@ def unseal(key: ec.EllipticCurvePrivateKey, room: str, poll: str, sealed: str) -
         raise SealError("cannot be opened with this poll's key") from exc
 
 
-__all__ = ["MAX_HEX", "SealError", "derive_key", "public_hex", "seal", "unseal"]
+def open_all(
+    key: ec.EllipticCurvePrivateKey, room: str, poll: str, stored: list[tuple[str, bool]]
+) -> dict[str, Any]:
+    """The ``ballot.reveal`` args for a poll's sealed ballots ``[(sealed, late)…]``: every
+    ballot opened and shaped, sorted by token — no order of arrival survives — and how many
+    could not be opened (or were not ballots) or came after the close with a change."""
+    opened: list[dict[str, Any]] = []
+    unreadable = late = 0
+    for sealed, after_close in stored:
+        try:
+            ballot = check_ballot(unseal(key, room, poll, sealed))
+        except (SealError, HemicycleError):
+            unreadable += 1
+            continue
+        if after_close and ballot["rev"]:
+            late += 1  # a change must be in before the close
+            continue
+        opened.append(ballot)
+    opened.sort(key=lambda b: json.dumps(b, sort_keys=True))
+    opened.sort(key=lambda b: (b["token"], b["rev"]))
+    return {
+        "poll": poll,
+        "ballots": opened,
+        "unreadable": unreadable,
+        "late": late,
+        "opened": len(stored),
+    }
+
+
+__all__ = ["MAX_HEX", "SealError", "derive_key", "open_all", "public_hex", "seal", "unseal"]

@@ -233,30 +233,7 @@ class RoomBox:
             self.revealing.discard(poll_id)
 
     def _open_all(self, poll_id: str, stored: list[tuple[str, bool]]) -> dict[str, Any]:
-        """Open every sealed ballot (off the loop): the ballots sorted by token — no order
-        of arrival survives — and how many could not be opened or came late with a change."""
-        key = self.seal_key(poll_id)
-        opened: list[dict[str, Any]] = []
-        unreadable = late = 0
-        for sealed, after_close in stored:
-            try:
-                ballot = polls.check_ballot(seal.unseal(key, self.hub.room, poll_id, sealed))
-            except (seal.SealError, HemicycleError):
-                unreadable += 1
-                continue
-            if after_close and ballot["rev"]:
-                late += 1  # a change must be in before the close
-                continue
-            opened.append(ballot)
-        opened.sort(key=lambda b: json.dumps(b, sort_keys=True))
-        opened.sort(key=lambda b: (b["token"], b["rev"]))
-        return {
-            "poll": poll_id,
-            "ballots": opened,
-            "unreadable": unreadable,
-            "late": late,
-            "opened": len(stored),
-        }
+        return seal.open_all(self.seal_key(poll_id), self.hub.room, poll_id, stored)
 
     # -- what the fold tells us ---------------------------------------------------------
 
