@@ -207,13 +207,6 @@ def follows(value: str, steps: int, target: str) -> bool:
     return hmac.compare_digest(value, target)
 
 
-def receipt(token: str) -> str:
-    """The ballot tracker a voter keeps and finds in the published list: 4-4-4 base32."""
-    digest = hashlib.sha256(b"hemicycle.receipt.v1|" + token.encode()).digest()
-    code = base64.b32encode(digest)[:12].decode()
-    return f"{code[:4]}-{code[4:8]}-{code[8:]}"
-
-
 def tracker(sealed: str) -> str:
     """A sealed ballot's tracker: 4-4-4-4 base32 of SHA-256 of its bytes (``sealed`` is hex).
 

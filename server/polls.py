@@ -645,6 +645,8 @@ def view(state: State, person: Viewer | None) -> PollsState:
             if poll["secret"]:  # the chair follows a secret vote by its turnout (progress)
                 shown["voted"] = {}
                 shown.pop("pending", None)
+                if "dirty" in shown:  # claims are not sent to the chair: nothing to redo
+                    shown["dirty"] = False
             shown = copy.deepcopy(shown)
             for record in shown["voted"].values():
                 record.pop("blinded", None)

@@ -51,10 +51,6 @@ class SecretBallot:
     def token(self) -> str:
         return self.links[0]
 
-    @property
-    def receipt(self) -> str:
-        return blind.receipt(self.token)
-
     def blinded(self) -> str:
         data = blind.message(self.room, self.poll, self.weight, self.token)
         return format(blind.blind(self.key, data, self.r), "x")

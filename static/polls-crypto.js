@@ -86,11 +86,6 @@ const BallotCrypto = (() => {
     return out;
   }
 
-  async function receipt(token) {
-    const code = base32(await sha256(enc.encode(`hemicycle.receipt.v1|${token}`))).slice(0, 12);
-    return `${code.slice(0, 4)}-${code.slice(4, 8)}-${code.slice(8)}`;
-  }
-
   // A sealed ballot's tracker: base32 of SHA-256 of its bytes, 4-4-4-4 (server/blind.py tracker).
   async function tracker(sealedHex) {
     const code = base32(await sha256(fromHex(sealedHex))).slice(0, 16);
@@ -154,7 +149,7 @@ const BallotCrypto = (() => {
     return hex(s);
   }
 
-  return { chain, receipt, tracker, seal, fresh, blinded, unblind, CHAIN };
+  return { chain, tracker, seal, fresh, blinded, unblind, CHAIN };
 })();
 
 window.BallotCrypto = BallotCrypto;
