@@ -100,7 +100,7 @@ const BallotCrypto = (() => {
     const label = enc.encode(`hemicycle.seal.v1|${room}|${poll}`);
     const peer = await crypto.subtle.importKey("raw", fromHex(publicHex),
       { name: "ECDH", namedCurve: "P-256" }, false, []);
-    const mine = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, true, ["deriveBits"]);
+    const mine = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"]);
     const eph = new Uint8Array(await crypto.subtle.exportKey("raw", mine.publicKey));
     const shared = await crypto.subtle.deriveBits({ name: "ECDH", public: peer }, mine.privateKey, 256);
     const ikm = await crypto.subtle.importKey("raw", shared, "HKDF", false, ["deriveKey"]);
