@@ -37,6 +37,7 @@ State (``state["polls"]``)::
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,7 +101,7 @@ from .polls_secret import (
     decide_keys,
     decide_reveal,
 )
-from .state import Poll, PollsState, VoteRecord
+from .state import Poll, PollDefinition, PollsState, VoteRecord
 from .types import (
     MODERATOR,
     STAFF,
@@ -191,8 +192,26 @@ def check_revoke(args: dict[str, Any]) -> dict[str, Any]:
 # --- the chair's commands -------------------------------------------------------------------
 
 
+def lone_weight(state: State, definition: PollDefinition) -> None:
+    """Refuse a secret roll vote where one member alone holds a weight: the published
+    ballots carry their weight, so that member's would show its choice (docs/voting.md)."""
+    if not definition["secret"] or definition["electorate"] != "roll":
+        return
+    roll = state["polls"]["roll"]
+    held = Counter(m["w"] for m in roll.values())
+    for member_id, member in roll.items():
+        if held[member["w"]] == 1:
+            raise Refused(
+                f"member {member_id!r} ({member['name']}) is the only one with weight "
+                f"{member['w'] / 100:g}: its ballot's weight would show its choice in the "
+                f"published result; hold this vote openly, or change the weights",
+                code="lone_weight",
+            )
+
+
 def decide_create(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     definition = polldefs.for_command(args["def"], rooms.floor_language(state))
+    lone_weight(state, definition)
     seq = state["polls"]["seq"] + 1
     poll_id = f"p{seq}"
     while poll_id in state["polls"]["polls"]:
@@ -217,6 +236,7 @@ def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
             code=f"poll_is_{poll['state']}",
         )
     definition = polldefs.for_command(args["def"], rooms.floor_language(state))
+    lone_weight(state, definition)
     return [
         {
             "type": "poll.updated",

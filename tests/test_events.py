@@ -105,7 +105,7 @@ CONFIG = RoomConfig(
     agenda=(AgendaItem("Opening", "2026-12-03T12:00:00Z", 10),),
     members=(
         Member("m0", "Member 0", "C0", 1.0, ("rep0",)),
-        Member("m1", "Member 1", "C1", 2.0, ("rep1",)),
+        Member("m1", "Member 1", "C1", 1.0, ("rep1",)),  # a secret vote needs paired weights
     ),
     extra={"handover_seconds": 30, "grace_seconds": 15},
 )

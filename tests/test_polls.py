@@ -637,6 +637,19 @@ def test_fewer_ballots_than_the_minimum_reveal_nothing() -> None:
     assert len(result["trackers"]) == 2  # each voter still finds their sealed ballot
 
 
+def test_a_live_secret_vote_with_a_lone_weight_is_refused_naming_the_member() -> None:
+    room = formal_room(1, 2, 1)
+    out = room.chair("poll.create", {"def": {**FORMAL, "secret": True}})
+    refused(out, "lone_weight")
+    assert out.error is not None and "'m1' (Member 1)" in out.error["message"]
+    ok(room.chair("poll.create", {"def": FORMAL}))  # openly, it may be held
+    refused(
+        room.chair("poll.update", {"poll": "p1", "def": {**FORMAL, "secret": True}}), "lone_weight"
+    )
+    paired = formal_room(1, 2, 1, 2)
+    ok(paired.chair("poll.create", {"def": {**FORMAL, "secret": True}}))
+
+
 @pytest.mark.parametrize("mix", [1, 2])
 def test_a_secret_poll_mixes_at_least_three(mix: int) -> None:
     room = formal_room(1, 1, 1)
