@@ -86,6 +86,7 @@ from .polls_core import (
     weight_classes,
 )
 from .polls_secret import (
+    SEALED_PER_CLAIM,
     apply_claimed,
     apply_deposited,
     apply_keys,
@@ -704,6 +705,8 @@ __all__ = [  # what other modules (ballots.py, exports, tests) take from here
     "check_claim",
     "check_deposit",
     "check_sealed",
+    "SEALED_PER_CLAIM",
+    "VOTER_ROLES",
     "closed_by_timer",
     "count_revealed",
     "electorate",

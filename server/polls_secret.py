@@ -161,10 +161,14 @@ def decide_claim(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     ]
 
 
+SEALED_PER_CLAIM = blind.CHAIN + 1
+"""Sealed ballots a poll takes per claim: a first ballot and its changes (``rev`` 0…CHAIN),
+or, where changes are off, room for a device that lost its sealed text and sealed again."""
+
+
 def most_sealed(poll: Poll) -> int:
-    """How many sealed ballots a poll takes: one per claim and change (``rev`` 0…CHAIN)."""
-    claims = sum(poll["pending"].values())
-    return claims * (blind.CHAIN + 1 if poll["change"] else 1)
+    """How many sealed ballots a poll takes in all (what they hold is checked at the reveal)."""
+    return sum(poll["pending"].values()) * SEALED_PER_CLAIM
 
 
 def decide_deposit(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:

@@ -213,8 +213,19 @@ async def test_bad_ballot_frames_are_refused_with_codes(
     first = await frame(rep, "deposit", sealed)
     again = await frame(rep, "deposit", sealed)
     assert first["ok"] and again == {**first, "cid": again["cid"]}
-    # One claim, no changes in this poll: a second sealed ballot has no claim to go with.
+    # Nobody can read a sealed ballot before the reveal, so one person appends at most
+    # SEALED_PER_CLAIM new ones per claim; re-sending the same one costs nothing.
+    from server.polls import SEALED_PER_CLAIM
+
+    for _ in range(SEALED_PER_CLAIM - 1):
+        assert (await frame(rep, "deposit", ballot.sealed(["no"])))["ok"]
+    assert (await frame(rep, "deposit", sealed))["ok"]
     assert (await frame(rep, "deposit", ballot.sealed(["no"])))["code"] == "no_claim"
+    other = await connect(a.url, invites, org="m1")
+    await wait_poll(other, "vote", lambda p: p["state"] == "open")
+    assert (await frame(other, "deposit", ballot.sealed(["no"])))["code"] == "no_claim"
+    assert (await frame(chair, "deposit", sealed))["code"] == "forbidden"
+    await other.close()
     assert (await rep.request("ballot.deposit", {"poll": "vote", "sealed": "ab"}))[
         "code"
     ] == "forbidden"

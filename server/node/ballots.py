@@ -35,7 +35,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .. import blind, polls, seal
-from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable
+from ..errors import BadArgs, Forbidden, HemicycleError, RateLimited, Refused, Unavailable
 from ..state import PublicPoll
 from ..types import SYSTEM, Actor, Event, arg_str
 from . import keys
@@ -76,7 +76,8 @@ def seal_key(ballot_key: str, room: str, poll: str) -> Any:
 
 @dataclass
 class RoomBox:
-    """One room's ballot boxes on one node, and the keys it offers and signs with."""
+    """One room's secret ballots on one node: the keys it offers and signs with, the sealed
+    ballots it appends, the reveals it makes."""
 
     hub: RoomHub
     secret: str
@@ -84,6 +85,8 @@ class RoomBox:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     offered: set[str] = field(default_factory=set)
     revealing: set[str] = field(default_factory=set)
+    appended: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(poll, pid) → new sealed ballots appended through this node: a count, never which."""
 
     # -- keys -------------------------------------------------------------------------
 
@@ -160,17 +163,32 @@ class RoomBox:
 
     # -- deposits ---------------------------------------------------------------------
 
-    async def deposit(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def deposit(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         """Append one sealed ballot at once and reply after the append and the fold.
 
         The cid is the tracker (a hash of the sealed bytes): a re-sent ballot, to this node
         or another, is the same command and is counted once; while Redis restarts the
-        append is retried with it."""
+        append is retried with it.
+
+        Nobody can check a sealed ballot before the reveal, so a person may append only as
+        many new ones through this node as their claims allow (``SEALED_PER_CLAIM`` each):
+        one person's junk cannot crowd out others' ballots. The node counts how many, in
+        memory, never which."""
+        if session.actor.role not in polls.VOTER_ROLES:
+            raise Forbidden("only voters deposit ballots")
         checked = polls.check_deposit(dict(args))
+        poll = polls.get_poll(self.hub.state, checked["poll"])
+        pid = session.actor.pid
+        claims = sum(1 for v in poll["voted"].values() if v["by"] == pid)
+        key = (checked["poll"], pid)
+        if self.appended.get(key, 0) >= claims * polls.SEALED_PER_CLAIM:
+            raise Refused("no claim of yours is waiting for another ballot", code="no_claim")
         tracker = blind.tracker(checked["sealed"])
         outcome = await self._submit("ballot.deposit", checked, f"seal:{tracker}")
         if outcome.error is not None:
             raise Refused(outcome.error["message"], code=outcome.error["code"])
+        if outcome.events and not outcome.duplicate:
+            self.appended[key] = self.appended.get(key, 0) + 1
         return {"tracker": tracker}
 
     async def _submit(self, name: str, args: dict[str, Any], cid: str) -> Any:
@@ -257,7 +275,7 @@ class RoomBox:
 
 
 class Ballots(Feature):
-    """Secret ballots: the ``ballot`` frames, and a ballot box per room (``running``)."""
+    """Secret ballots: the ``ballot`` frames, and a :class:`RoomBox` per room (``running``)."""
 
     name = "ballots"
 
@@ -288,8 +306,8 @@ class Ballots(Feature):
     async def handle_frame(self, session: Session, data: dict[str, Any]) -> None:
         """``{"type": "ballot", "cid", "name": "claim"|"deposit", "args"}`` → one ``reply``.
 
-        The reply may wait for the box; it is sent from a task so the connection keeps
-        reading the person's other frames meanwhile.
+        The reply waits for the log (and, for a claim, the signature); it is sent from a
+        task so the connection keeps reading the person's other frames meanwhile.
         """
         cid = arg_str(data, "cid", max_len=64)
         name = arg_str(data, "name", max_len=20)
@@ -310,7 +328,7 @@ class Ballots(Feature):
         elif name == "deposit":
 
             def run() -> Awaitable[dict[str, Any]]:
-                return box.deposit(args)
+                return box.deposit(session, args)
         else:
             raise BadArgs("a ballot frame is a 'claim' or a 'deposit'")
 
