@@ -178,12 +178,15 @@ class RoomBox:
             raise Forbidden("only voters deposit ballots")
         checked = polls.check_deposit(dict(args))
         poll = polls.get_poll(self.hub.state, checked["poll"])
+        if not poll["secret"]:
+            raise Refused("this is an open ballot: use ballot.cast", code="open_ballot")
         pid = session.actor.pid
         claims = sum(1 for v in poll["voted"].values() if v["by"] == pid)
         key = (checked["poll"], pid)
-        if self.appended.get(key, 0) >= claims * polls.SEALED_PER_CLAIM:
-            raise Refused("no claim of yours is waiting for another ballot", code="no_claim")
         tracker = blind.tracker(checked["sealed"])
+        again = tracker in poll["ballots"]  # a re-send: always answered, never counted
+        if not again and self.appended.get(key, 0) >= claims * polls.SEALED_PER_CLAIM:
+            raise Refused("no claim of yours is waiting for another ballot", code="no_claim")
         outcome = await self._submit("ballot.deposit", checked, f"seal:{tracker}")
         if outcome.error is not None:
             raise Refused(outcome.error["message"], code=outcome.error["code"])
