@@ -1,5 +1,5 @@
 // Votes and polls: the ballot card (in the voter's language, with countdown, confirmation and
-// receipt), results charts, proxies, and for the chair the poll builder, the controls and the
+// ballot tracker), results charts, proxies, and for the chair the poll builder, the controls and the
 // live turnout/quorum gauge. The appliers mirror server/polls.py; the secret-ballot steps
 // mirror server/voter.py (docs/voting.md). Everything is reachable by keyboard: native
 // controls, fieldsets with legends, focus moved to what changed.

@@ -655,6 +655,33 @@ def test_a_live_secret_vote_with_a_lone_weight_is_refused_naming_the_member() ->
     ok(paired.chair("poll.create", {"def": {**FORMAL, "secret": True}}))
 
 
+def test_a_secret_result_exports_trackers_and_ballots_apart_in_every_language() -> None:
+    from types import SimpleNamespace
+
+    from server.web.results import poll_csv, poll_export
+
+    for n, outcome in ((2, "too_few"), (3, "no_quorum")):
+        room = secret_room(1, 1, 1, 1, 1, 1, 1)
+        for i in range(n):
+            d = claim_and_sign(room, f"rep{i}", f"m{i}")
+            ok(room.deposit("vote", d.sealed(["yes"])))
+        ok(room.chair("poll.close", {"poll": "vote"}))
+        ok(room.reveal("vote"))
+        hub = SimpleNamespace(state=room.state)
+        node = SimpleNamespace(hubs={"hall": hub}, assembly=SimpleNamespace(name="Assembly"))
+        texts = set()
+        for lang in ("en", "es", "fr", "ru"):
+            data = poll_export(node, "hall", "vote", lang)  # type: ignore[arg-type]
+            assert data["outcome"] == outcome and data["outcome_text"]
+            texts.add(data["outcome_text"])
+            text = poll_csv(data)
+            assert "\ntracker\n" in text and all(t in text for t in data["trackers"])
+            assert "\nchoice,choice_text,w\n" in text
+            ballots = text.split("\nchoice,choice_text,w\n")[1]
+            assert ballots.count("yes,") == (0 if outcome == "too_few" else n)
+        assert len(texts) == 4
+
+
 @pytest.mark.parametrize("mix", [1, 2])
 def test_a_secret_poll_mixes_at_least_three(mix: int) -> None:
     room = formal_room(1, 1, 1)

@@ -46,6 +46,7 @@ OUTCOMES = {
         "no_majority": "no majority",
         "tie": "tie",
         "no_votes": "no votes",
+        "too_few": "too few ballots to reveal",
     },
     "es": {
         "adopted": "aprobada",
@@ -55,6 +56,7 @@ OUTCOMES = {
         "no_majority": "sin mayoría",
         "tie": "empate",
         "no_votes": "sin votos",
+        "too_few": "muy pocas papeletas para revelarlas",
     },
     "fr": {
         "adopted": "adoptée",
@@ -64,6 +66,7 @@ OUTCOMES = {
         "no_majority": "pas de majorité",
         "tie": "égalité",
         "no_votes": "aucun vote",
+        "too_few": "trop peu de bulletins pour les révéler",
     },
     "ru": {
         "adopted": "принято",
@@ -73,6 +76,7 @@ OUTCOMES = {
         "no_majority": "нет большинства",
         "tie": "равенство",
         "no_votes": "нет голосов",
+        "too_few": "слишком мало бюллетеней для раскрытия",
     },
 }
 NOT_COUNTED = (INTERPRETER, CAPTIONER)
