@@ -290,8 +290,8 @@ def progress(state: State, poll: Poll) -> Progress:
         result["options"] = [{"id": o["id"], "n": 0, "w": 0} for o in poll["options"]]
         result["outcome"] = "secret"
         result["winner"] = None
-        return {**result, "turnout": turnout, "pending": 0}
-    return {**tally.result(poll, eligible, present), "turnout": turnout, "pending": 0}
+        return {**result, "turnout": turnout}
+    return {**tally.result(poll, eligible, present), "turnout": turnout}
 
 
 def shown(poll: Poll, choice: list[str]) -> str | list[str]:

@@ -290,10 +290,10 @@ class Result(TypedDict):
 
 
 class Progress(Result):
-    """The chair's live count: a result so far, with the turnout and claims pending."""
+    """The chair's live count: a result so far, with the turnout (for a secret poll, the
+    turnout only: every option at zero, ``outcome`` ``"secret"``)."""
 
     turnout: Amount
-    pending: int
 
 
 class RollCallLine(TypedDict):

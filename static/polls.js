@@ -398,7 +398,7 @@
       ` ${have} / ${p.quorum.required} — ${HC.t(p.quorum.met ? "poll.met" : "poll.missed")}`) : null;
     return h("div", { class: "live", "aria-live": "polite" },
       h("p", { class: "turnout" }, HC.t("poll.turnout", { n: p.turnout.n, of: p.eligible.n })),
-      gauge, poll.secret ? null : chart(poll, p, HC.t("chair.running")),
+      gauge, poll.secret ? h("p", { class: "muted sealed-note" }, HC.t("chair.sealed")) : chart(poll, p, HC.t("chair.running")),
       h("p", {}, HC.t(`poll.outcome.${p.outcome}`)));
   }
   const eval_ = (frac) => { const [a, b] = String(frac).split("/"); return b ? Number(a) / Number(b) : Number(a); };

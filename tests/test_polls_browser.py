@@ -105,6 +105,9 @@ async def test_formal_secret_vote_in_three_browsers(
     await card.locator(".live .turnout").get_by_text("Turnout: 3 of 10").wait_for(timeout=ms)
     assert await card.locator(".live meter").get_attribute("value") == "3"
     assert await card.locator(".live figure").count() == 0
+    await (
+        card.locator(".live .sealed-note").get_by_text("counted at the close").wait_for(timeout=ms)
+    )
     seen = await chair.evaluate(f"JSON.stringify(HC.state.polls.polls[{VOTE!r}])")
     assert '"choice"' not in seen and "blinded" not in seen and 'sealed":"' not in seen
     assert all(
