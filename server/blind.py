@@ -207,8 +207,11 @@ def follows(value: str, steps: int, target: str) -> bool:
     return hmac.compare_digest(value, target)
 
 
-def receipt(token: str) -> str:
-    """The ballot tracker a voter keeps and finds in the published list: 4-4-4 base32."""
-    digest = hashlib.sha256(b"hemicycle.receipt.v1|" + token.encode()).digest()
-    code = base64.b32encode(digest)[:12].decode()
-    return f"{code[:4]}-{code[4:8]}-{code[8:]}"
+def tracker(sealed: str) -> str:
+    """A sealed ballot's tracker: 4-4-4-4 base32 of SHA-256 of its bytes (``sealed`` is hex).
+
+    The voter keeps it and finds it in the published list of ballots received; it says
+    nothing of what the sealed ballot holds (docs/voting.md, "What a receipt proves")."""
+    digest = hashlib.sha256(bytes.fromhex(sealed)).digest()
+    code = base64.b32encode(digest)[:16].decode()
+    return "-".join(code[i : i + 4] for i in range(0, 16, 4))

@@ -310,6 +310,7 @@ class PollKeys(TypedDict):
     type: Literal["poll.keys"]
     id: str
     keys: dict[str, PublicKey]
+    seal: str
     to: list[str]
 
 
@@ -417,18 +418,13 @@ class BallotClaimed(TypedDict):
 
 
 class BallotDeposited(TypedDict):
-    """A secret ballot went into the box (or replaced its earlier version: ``old``)."""
+    """A sealed secret ballot is in the log (to no one: nodes keep it until the reveal)."""
 
     type: Literal["ballot.deposited"]
     id: str
-    token: str
-    receipt: str
-    choice: list[str]
-    w: int
-    rev: int
-    last: str
-    sig: str
-    old: list[str] | None
+    tracker: str
+    sealed: str
+    late: bool
     to: list[str]
 
 

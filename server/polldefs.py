@@ -34,6 +34,9 @@ MAX_TEXT = 300
 MAX_SECONDS = 24 * 3600
 MAX_MIX = 100
 DEFAULT_MIX = 3
+MIN_MIX = 3
+"""A secret poll's result lists its ballots only if at least this many (or the poll's
+``mix``, if higher) were counted: a ballot is never shown among fewer."""
 
 YESNO: list[PollOption] = [
     {"id": "yes", "text": {"en": "Yes", "es": "Sí", "fr": "Oui", "ru": "За"}},
@@ -165,6 +168,12 @@ def normalise(data: Any, floor: str = "en") -> PollDefinition:
     mix: int = _pick(data, "mix", int, DEFAULT_MIX if secret else 1)
     if not 1 <= mix <= MAX_MIX:
         raise DefError("mix", f"must be between 1 and {MAX_MIX}")
+    if secret and mix < MIN_MIX:
+        raise DefError(
+            "mix",
+            f"a secret ballot is revealed only among at least {MIN_MIX} ballots "
+            f"(docs/voting.md, 'The minimum')",
+        )
     if mix > 1 and not secret:
         raise DefError("mix", "only a secret ballot is mixed")
     return {

@@ -12,10 +12,11 @@ the proxies as they stood when it opened.
 
 Open ballots are one command, ``ballot.cast``: the log records who chose what. Secret
 ballots are two log entries that nothing links (docs/voting.md): ``ballot.claim`` (who:
-a member takes its ballot, with a *blinded* token) and ``ballot.deposit`` (what: tokens
-signed blindly by a node, with their choices, several voters' at once, given by the node's
-ballot box, never by a person). ``pending`` counts claims whose ballot is not yet in the box;
-a closed secret poll is *sealed* once nothing is pending, or ``GRACE_MS`` after closing.
+a member takes its ballot, with a *blinded* token) and ``ballot.deposit`` (what: one
+ballot *sealed* on the voter's device to the poll's key, given by a node, never by a
+person). ``pending`` counts claims per weight class. After the close (and ``GRACE_MS`` for
+ballots on their way) a node opens every sealed ballot and appends them together as
+``ballot.reveal``, which seals the poll.
 
 Modules: this one holds the slice (the chair's commands, proxies, open ballots, the clock,
 the appliers and the views); :mod:`polls_core` the rules they share; :mod:`polls_secret`
@@ -29,13 +30,14 @@ State (``state["polls"]``)::
     polls    {id: poll}, order [id…], seq
     poll     definition (polldefs) + state, opened_at, closes_at, closed_at, sealed,
              published_at, keys {w: {n, e}}, proxies, voted {voter: {by, at, w, choice?,
-             blinded?}}, pending {w: n}, ballots {token: {choice, w, rev, last, sig}},
+             blinded?}}, pending {w: claims}, ballots {tracker: {sealed, late}}, seal,
              counts {option: [n, w]}, cast [n, w], progress, result
 """
 
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,6 +86,7 @@ from .polls_core import (
     weight_classes,
 )
 from .polls_secret import (
+    SEALED_PER_CLAIM,
     apply_claimed,
     apply_deposited,
     apply_keys,
@@ -91,12 +94,15 @@ from .polls_secret import (
     check_claim,
     check_deposit,
     check_keys,
+    check_reveal,
+    check_sealed,
+    count_revealed,
     decide_claim,
     decide_deposit,
     decide_keys,
-    deposit_problem,
+    decide_reveal,
 )
-from .state import Poll, PollsState, VoteRecord
+from .state import Poll, PollDefinition, PollsState, VoteRecord
 from .types import (
     MODERATOR,
     STAFF,
@@ -187,8 +193,26 @@ def check_revoke(args: dict[str, Any]) -> dict[str, Any]:
 # --- the chair's commands -------------------------------------------------------------------
 
 
+def lone_weight(state: State, definition: PollDefinition) -> None:
+    """Refuse a secret roll vote where one member alone holds a weight: the published
+    ballots carry their weight, so that member's would show its choice (docs/voting.md)."""
+    if not definition["secret"] or definition["electorate"] != "roll":
+        return
+    roll = state["polls"]["roll"]
+    held = Counter(m["w"] for m in roll.values())
+    for member_id, member in roll.items():
+        if held[member["w"]] == 1:
+            raise Refused(
+                f"member {member_id!r} ({member['name']}) is the only one with weight "
+                f"{member['w'] / 100:g}: its ballot's weight would show its choice in the "
+                f"published result; hold this vote openly, or change the weights",
+                code="lone_weight",
+            )
+
+
 def decide_create(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
     definition = polldefs.for_command(args["def"], rooms.floor_language(state))
+    lone_weight(state, definition)
     seq = state["polls"]["seq"] + 1
     poll_id = f"p{seq}"
     while poll_id in state["polls"]["polls"]:
@@ -213,6 +237,7 @@ def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
             code=f"poll_is_{poll['state']}",
         )
     definition = polldefs.for_command(args["def"], rooms.floor_language(state))
+    lone_weight(state, definition)
     return [
         {
             "type": "poll.updated",
@@ -266,7 +291,9 @@ def decide_timer(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
 
 def close_events(state: State, poll: Poll, ts: int, by: str) -> list[Event]:
     events: list[Event] = [{"type": "poll.closed", "id": poll["id"], "at": ts, "by": by}]
-    if not poll["secret"] or not any(poll["pending"].values()):
+    # A secret poll is sealed by its reveal (a node opens the sealed ballots after the
+    # grace, server/node/ballots.py); an open one at once.
+    if not poll["secret"]:
         after: Poll = {**poll, "state": PollState.CLOSED.value, "closed_at": ts}
         events += seal_events(state, after, ts)
     return events
@@ -283,8 +310,8 @@ def decide_publish(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
     move(poll, PollState.PUBLISHED)
     if not poll["sealed"]:
         raise Refused(
-            f"{sum(poll['pending'].values())} ballot(s) claimed before the close "
-            f"are still on their way; publish in a few seconds",
+            "the sealed ballots are not revealed yet (ballots sent before the close may "
+            "still be on their way); publish in a few seconds",
             code="ballots_pending",
         )
     return [{"type": "poll.published", "id": poll["id"], "at": ts, "result": poll["result"]}]
@@ -422,17 +449,9 @@ def deadline(state: State) -> int | None:
     for poll in state["polls"]["polls"].values():
         if poll["state"] == PollState.OPEN and poll["closes_at"] is not None:
             times.append(poll["closes_at"])
-        elif poll["state"] == PollState.CLOSED and not poll["sealed"]:
-            times.append(_sealing_due(poll))
         if poll.get("dirty"):
             times.append(_progress_due(poll))
     return min(times) if times else None
-
-
-def _sealing_due(poll: Poll) -> int:
-    """When a closed secret poll stops waiting for claimed ballots (log time)."""
-    closed = poll["closed_at"]
-    return GRACE_MS + (closed if closed is not None else 0)
 
 
 def _progress_due(poll: Poll) -> int:
@@ -447,8 +466,6 @@ def tick(state: State, ts: int) -> list[Event]:
         closes = poll["closes_at"]
         if poll["state"] == PollState.OPEN and closes is not None and ts >= closes:
             events += close_events(state, poll, closes, "timer")
-        elif poll["state"] == PollState.CLOSED and not poll["sealed"] and ts >= _sealing_due(poll):
-            events += seal_events(state, poll, ts)
         if poll.get("dirty") and ts >= _progress_due(poll):
             events.append(progress_event(state, poll, ts))
     return events
@@ -646,6 +663,11 @@ def view(state: State, person: Viewer | None) -> PollsState:
         if chair:
             shown: Poll = {**poll}
             shown.pop("ballots", None)  # before the copy: the box may be large
+            if poll["secret"]:  # the chair follows a secret vote by its turnout (progress)
+                shown["voted"] = {}
+                shown.pop("pending", None)
+                if "dirty" in shown:  # claims are not sent to the chair: nothing to redo
+                    shown["dirty"] = False
             shown = copy.deepcopy(shown)
             for record in shown["voted"].values():
                 record.pop("blinded", None)
@@ -681,8 +703,12 @@ __all__ = [  # what other modules (ballots.py, exports, tests) take from here
     "PollState",
     "check_ballot",
     "check_claim",
+    "check_deposit",
+    "check_sealed",
+    "SEALED_PER_CLAIM",
+    "VOTER_ROLES",
     "closed_by_timer",
-    "deposit_problem",
+    "count_revealed",
     "electorate",
     "get_poll",
     "weight_classes",
@@ -707,6 +733,7 @@ SLICE = Slice(
             Command("ballot.cast", VOTER_ROLES, check_cast, decide_cast),
             Command("ballot.claim", VOTER_ROLES, check_claim, decide_claim),
             Command("ballot.deposit", frozenset({SYSTEM}), check_deposit, decide_deposit),
+            Command("ballot.reveal", frozenset({SYSTEM}), check_reveal, decide_reveal),
         )
     },
     apply=APPLY,

@@ -8,12 +8,21 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
-from . import blind, polldefs, rooms, tally
+from . import polldefs, rooms, tally
 from .errors import BadArgs, Refused
 from .events import PollSealed
-from .state import FinalResult, Poll, PollDefinition, Progress, PublicPoll, VoteRecord
+from .state import (
+    Amount,
+    FinalResult,
+    Poll,
+    PollDefinition,
+    Progress,
+    PublicPoll,
+    Revealed,
+    VoteRecord,
+)
 from .types import MODERATOR, PANELIST, PARTICIPANT, Actor, Event, State, arg_str
 
 GRACE_MS = 10_000
@@ -68,6 +77,7 @@ PUBLIC = (
     "sealed",
     "published_at",
     "keys",
+    "seal",
     "proxies",
 )
 
@@ -102,6 +112,7 @@ def new_poll(definition: PollDefinition, poll_id: str) -> Poll:
         "sealed": False,
         "published_at": None,
         "keys": None,
+        "seal": None,
         "proxies": {},
         "voted": {},
         "pending": {},
@@ -127,6 +138,7 @@ def public(poll: PublicPoll) -> PublicPoll:
         "sealed": poll["sealed"],
         "published_at": poll["published_at"],
         "keys": copy.deepcopy(poll["keys"]),
+        "seal": poll["seal"],
         "proxies": dict(poll["proxies"]),
     }
 
@@ -155,6 +167,7 @@ def public_poll(poll: PublicPoll, voted: dict[str, VoteRecord]) -> Poll:
         "sealed": p["sealed"],
         "published_at": p["published_at"],
         "keys": p["keys"],
+        "seal": p["seal"],
         "proxies": p["proxies"],
         "voted": voted,
     }
@@ -260,12 +273,25 @@ def electorate(state: State, poll: Poll) -> tuple[tuple[int, int], tuple[int, in
 
 
 def progress(state: State, poll: Poll) -> Progress:
+    """The chair's live count. For a secret poll, the turnout only: the ballots are sealed,
+    so the options stay at zero, the outcome is ``secret`` and the quorum counts claims."""
     eligible, present = electorate(state, poll)
-    return {
-        **tally.result(poll, eligible, present),
-        "turnout": {"n": len(poll["voted"]), "w": sum(v["w"] for v in poll["voted"].values())},
-        "pending": sum(poll["pending"].values()),
+    turnout: Amount = {
+        "n": len(poll["voted"]),
+        "w": sum(v["w"] for v in poll["voted"].values()),
     }
+    if poll["secret"]:
+        blank: Poll = {
+            **poll,
+            "counts": tally.empty_counts(poll["options"]),
+            "cast": [turnout["n"], turnout["w"]],
+        }
+        result = tally.result(blank, eligible, present)
+        result["options"] = [{"id": o["id"], "n": 0, "w": 0} for o in poll["options"]]
+        result["outcome"] = "secret"
+        result["winner"] = None
+        return {**result, "turnout": turnout}
+    return {**tally.result(poll, eligible, present), "turnout": turnout}
 
 
 def shown(poll: Poll, choice: list[str]) -> str | list[str]:
@@ -274,7 +300,19 @@ def shown(poll: Poll, choice: list[str]) -> str | list[str]:
     return list(choice) if poll["kind"] == "multiple" else choice[0]
 
 
-def final_result(state: State, poll: Poll, ts: int) -> FinalResult:
+class RevealSummary(TypedDict):
+    """What the fold made of a secret poll's opened ballots (:mod:`polls_secret`)."""
+
+    ballots: list[Revealed]
+    counted: int
+    invalid: int
+    late: int
+    too_few: bool
+
+
+def final_result(
+    state: State, poll: Poll, ts: int, revealed: RevealSummary | None = None
+) -> FinalResult:
     eligible, present = electorate(state, poll)
     r = tally.result(poll, eligible, present)
     out: FinalResult = {
@@ -291,16 +329,28 @@ def final_result(state: State, poll: Poll, ts: int) -> FinalResult:
         "opened_at": poll["opened_at"],
         "closed_at": poll["closed_at"],
         "sealed_at": ts,
-        "missing": sum(poll["pending"].values()),
+        "missing": 0,
     }
     if poll["secret"]:
-        out["receipts"] = sorted(
-            (
-                {"receipt": blind.receipt(token), "choice": shown(poll, b["choice"]), "w": b["w"]}
-                for token, b in poll["ballots"].items()
-            ),
-            key=lambda r: r["receipt"],
-        )
+        summary = revealed or {
+            "ballots": [],
+            "counted": 0,
+            "invalid": 0,
+            "late": 0,
+            "too_few": True,
+        }
+        out["missing"] = max(0, len(poll["voted"]) - summary["counted"])
+        out["trackers"] = sorted(poll["ballots"])
+        out["revealed"] = [
+            {"choice": shown(poll, list(b["choice"])), "w": b["w"]} for b in summary["ballots"]
+        ]
+        out["counted"] = summary["counted"]
+        out["invalid"] = summary["invalid"]
+        out["late"] = summary["late"]
+        out["mix"] = poll["mix"]
+        if summary["too_few"]:
+            out["outcome"] = "too_few"
+            out["winner"] = None
         out["keys"] = poll["keys"]
     else:
         roll = state["polls"]["roll"]
@@ -322,12 +372,14 @@ def _name(state: State, pid: str) -> str:
     return pid if person is None else person["name"]
 
 
-def seal_events(state: State, poll: Poll, ts: int) -> list[Event]:
+def seal_events(
+    state: State, poll: Poll, ts: int, revealed: RevealSummary | None = None
+) -> list[Event]:
     sealed: PollSealed = {
         "type": "poll.sealed",
         "id": poll["id"],
         "at": ts,
-        "result": final_result(state, poll, ts),
+        "result": final_result(state, poll, ts, revealed),
         "to": list(TO_CHAIR),
     }
     return [sealed]

@@ -1,14 +1,17 @@
-"""Secret ballots in the fold: ballot keys, claims (who) and deposits (what). Pure.
+"""Secret ballots in the fold: ballot keys, claims (who), sealed ballots and the reveal. Pure.
 
-A claim records that a voter took its ballot, with a *blinded* token; a deposit, given by
-a node's ballot box, carries tokens signed blindly and their choices, several voters' at
-once. Nothing here links the two; docs/voting.md explains why the log cannot either.
+A claim records that a voter took its ballot, with a *blinded* token. A deposit, given by
+a node for an anonymous ``ballot`` frame, holds one *sealed* ballot — encrypted on the
+voter's device to the poll's seal key (server/seal.py) — so the log, Redis and every event
+hold no choice before the close. After the close a node opens every sealed ballot and
+appends them together, sorted by token, as one ``ballot.reveal``; the fold checks each
+(blind signature, change chain, choice), keeps each token's latest revision and tallies.
+Nothing here links a claim to a ballot; docs/voting.md explains why the log cannot either.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any
 
 from . import blind, tally
@@ -20,7 +23,6 @@ from .polls_core import (
     already_voted,
     check_choice,
     choice_arg,
-    closed_by_timer,
     find_poll,
     get_poll,
     hex_arg,
@@ -31,10 +33,14 @@ from .polls_core import (
     voter_for,
     weight_classes,
 )
-from .state import Ballot, Poll
+from .state import Poll, Revealed
 from .types import Actor, Event, State, arg_int, arg_str
 
-MAX_BATCH = 500
+MAX_SEALED = 8192
+"""The longest sealed ballot, in hex digits (a ballot pads to 1,024 or 1,536 bytes)."""
+SEAL_KEY = 130
+"""An uncompressed P-256 point, in hex digits."""
+MAX_REVEAL = 200_000
 
 
 def check_claim(args: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +52,7 @@ def check_claim(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_ballot(data: Any) -> dict[str, Any]:
-    """One ballot of a deposit: ``{token, sig, w, choice, rev, reveal}``."""
+    """One opened ballot: ``{token, sig, w, choice, rev, reveal}``."""
     if not isinstance(data, dict):
         raise BadArgs("a ballot must be a map")
     token = hex_arg(data, "token", 64)
@@ -65,11 +71,29 @@ def check_ballot(data: Any) -> dict[str, Any]:
     }
 
 
+def check_sealed(args: dict[str, Any]) -> str:
+    sealed = hex_arg(args, "sealed", MAX_SEALED)
+    assert sealed is not None
+    if len(sealed) % 2:
+        raise BadArgs("'sealed' must be whole bytes of hexadecimal")
+    return sealed
+
+
 def check_deposit(args: dict[str, Any]) -> dict[str, Any]:
+    return {"poll": poll_arg(args), "sealed": check_sealed(args)}
+
+
+def check_reveal(args: dict[str, Any]) -> dict[str, Any]:
     ballots = args.get("ballots")
-    if not isinstance(ballots, list) or not 1 <= len(ballots) <= MAX_BATCH:
-        raise BadArgs(f"'ballots' must be a list of 1 to {MAX_BATCH} ballots")
-    return {"poll": poll_arg(args), "ballots": [check_ballot(b) for b in ballots]}
+    if not isinstance(ballots, list) or len(ballots) > MAX_REVEAL:
+        raise BadArgs(f"'ballots' must be a list of at most {MAX_REVEAL} ballots")
+    return {
+        "poll": poll_arg(args),
+        "ballots": [check_ballot(b) for b in ballots],
+        "unreadable": arg_int(args, "unreadable", lo=0, hi=MAX_REVEAL, default=0),
+        "late": arg_int(args, "late", lo=0, hi=MAX_REVEAL, default=0),
+        "opened": arg_int(args, "opened", lo=0, hi=MAX_REVEAL),
+    }
 
 
 def check_keys(args: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +105,10 @@ def check_keys(args: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(key, dict):
             raise BadArgs("a key is {n, e}")
         out[str(w)] = {"n": hex_arg(key, "n", 1024), "e": arg_int(key, "e", lo=3, hi=2**31)}
-    return {"poll": poll_arg(args), "keys": out}
+    seal = hex_arg(args, "seal", SEAL_KEY)
+    if seal is None or len(seal) != SEAL_KEY or not seal.startswith("04"):
+        raise BadArgs("'seal' must be an uncompressed P-256 point (130 hexadecimal digits)")
+    return {"poll": poll_arg(args), "keys": out, "seal": seal}
 
 
 def decide_keys(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -89,14 +116,22 @@ def decide_keys(state: State, actor: Actor, args: dict[str, Any], ts: int) -> li
     if poll["state"] != PollState.DRAFT or not poll["secret"]:
         return []  # a late or stray key offer changes nothing
     if poll["keys"] is not None:
-        if poll["keys"] == args["keys"]:
+        if poll["keys"] == args["keys"] and poll["seal"] == args["seal"]:
             return []
         raise Refused(
             "this poll already has other keys (nodes with different secrets?)", code="keys_mismatch"
         )
     if sorted(int(w) for w in args["keys"]) != weight_classes(state, poll):
         raise Refused("keys must cover every weight class", code="keys_mismatch")
-    return [{"type": "poll.keys", "id": poll["id"], "keys": args["keys"], "to": TO_CHAIR}]
+    return [
+        {
+            "type": "poll.keys",
+            "id": poll["id"],
+            "keys": args["keys"],
+            "seal": args["seal"],
+            "to": TO_CHAIR,
+        }
+    ]
 
 
 def decide_claim(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -110,6 +145,8 @@ def decide_claim(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
         if prior.get("blinded") == args["blinded"]:
             return []  # the same claim again (a retry from the same device): nothing new
         raise already_voted(state, poll, voter)
+    # To the voter alone: the chair follows the turnout through poll.progress, never a
+    # blinded value (docs/voting.md, "What the chair sees").
     return [
         {
             "type": "ballot.claimed",
@@ -119,134 +156,152 @@ def decide_claim(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
             "at": ts,
             "w": weight,
             "blinded": args["blinded"],
-            "to": [*TO_CHAIR, f"pid:{actor.pid}"],
+            "to": [f"pid:{actor.pid}"],
         }
     ]
 
 
-def deposit_problem(
-    state: State,
-    poll: Poll,
-    ballot: dict[str, Any],
-    ts: int,
-    fresh: Mapping[str, Ballot] | None = None,
-) -> Refused | None:
-    """Why ``ballot`` cannot go into ``poll``'s box now, or ``None`` if it can (or is in).
-
-    ``ballot`` is shaped by :func:`check_ballot`; ``fresh`` holds ballots of the same batch
-    that are not in the box yet (they count as in it).
-    """
-    if not poll["secret"]:
-        return Refused("this is an open ballot", code="open_ballot")
-    if poll["state"] not in (PollState.OPEN, PollState.CLOSED) or poll["sealed"]:
-        return Refused(
-            f"the poll is {poll['state']} and its box is sealed", code=f"poll_is_{poll['state']}"
-        )
-    late = poll["state"] == PollState.CLOSED or closed_by_timer(poll, ts)
-    prior = _prior(poll, fresh, ballot["token"])
-    if prior is not None:
-        if prior["rev"] == ballot["rev"] and prior["choice"] == ballot["choice"]:
-            return None  # already in the box: a retry
-        if ballot["rev"] <= prior["rev"]:
-            return Refused("a later version of this ballot is in the box", code="stale_ballot")
-        if not poll["change"]:
-            return Refused("ballots cannot be changed in this poll", code="already_voted")
-        if late:
-            return Refused("the poll is closed", code="poll_is_closed")
-        if ballot["reveal"] is None or not blind.follows(
-            ballot["reveal"], ballot["rev"] - prior["rev"], prior["last"]
-        ):
-            return Refused(
-                "this change does not prove it comes from the ballot's owner", code="bad_ballot"
-            )
-    else:
-        key = (poll["keys"] or {}).get(str(ballot["w"]))
-        if key is None:
-            return Refused("no key for this weight", code="bad_ballot")
-        data = blind.message(state["meta"]["room"], poll["id"], ballot["w"], ballot["token"])
-        if not blind.verify(blind.PublicKey.from_wire(key), data, int(ballot["sig"], 16)):
-            return Refused("the ballot's signature does not verify", code="bad_ballot")
-        if ballot["rev"] and (
-            ballot["reveal"] is None
-            or not blind.follows(ballot["reveal"], ballot["rev"], ballot["token"])
-        ):
-            return Refused("this change does not follow from the token", code="bad_ballot")
-        if not poll["pending"].get(str(ballot["w"])):
-            return Refused("no claimed ballot is waiting for this one", code="no_claim")
-    try:
-        check_choice(poll, ballot["choice"])
-    except Refused as exc:
-        return exc
-    return None
+SEALED_PER_CLAIM = blind.CHAIN + 1
+"""Sealed ballots a poll takes per claim: a first ballot and its changes (``rev`` 0…CHAIN),
+or, where changes are off, room for a device that lost its sealed text and sealed again."""
 
 
-def _prior(poll: Poll, fresh: Mapping[str, Ballot] | None, token: str) -> Ballot | None:
-    if fresh is not None and token in fresh:
-        return fresh[token]
-    return poll["ballots"].get(token)
+def most_sealed(poll: Poll) -> int:
+    """How many sealed ballots a poll takes in all (what they hold is checked at the reveal)."""
+    return sum(poll["pending"].values()) * SEALED_PER_CLAIM
 
 
 def decide_deposit(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    """A sealed ballot into the poll's store: counted once however often it is re-sent.
+
+    Taken while the poll is open and, after the close, until the reveal (a ballot sealed
+    before the close may still be on its way); what it holds is checked at the reveal."""
     poll = get_poll(state, args["poll"])
-    events: list[Event] = []
-    # A working copy that sees this batch's own ballots (a batch may hold a ballot and its
-    # change); the fold applies the events afterwards, decide leaves the state alone.
-    fresh: dict[str, Ballot] = {}
+    if not poll["secret"]:
+        raise Refused("this is an open ballot", code="open_ballot")
+    late = poll["state"] == PollState.CLOSED or (
+        poll["closes_at"] is not None and ts >= poll["closes_at"]
+    )
+    if poll["state"] not in (PollState.OPEN, PollState.CLOSED) or poll["sealed"]:
+        raise Refused(
+            f"the poll is {poll['state']} and its ballots are revealed",
+            code=f"poll_is_{poll['state']}",
+        )
+    tracker = blind.tracker(args["sealed"])
+    if tracker in poll["ballots"]:
+        return []  # the same sealed ballot again: a retry, counted once
+    if not poll["pending"] or len(poll["ballots"]) >= most_sealed(poll):
+        raise Refused("no claimed ballot is waiting for this one", code="no_claim")
+    deposited: BallotDeposited = {
+        "type": "ballot.deposited",
+        "id": poll["id"],
+        "tracker": tracker,
+        "sealed": args["sealed"],
+        "late": late,
+        "to": [],
+    }
+    return [deposited]
+
+
+def _valid(state: State, poll: Poll, ballot: dict[str, Any]) -> bool:
+    key = (poll["keys"] or {}).get(str(ballot["w"]))
+    if key is None:
+        return False
+    data = blind.message(state["meta"]["room"], poll["id"], ballot["w"], ballot["token"])
+    if not blind.verify(blind.PublicKey.from_wire(key), data, int(ballot["sig"], 16)):
+        return False
+    if ballot["rev"] and (
+        not poll["change"]
+        or ballot["reveal"] is None
+        or not blind.follows(ballot["reveal"], ballot["rev"], ballot["token"])
+    ):
+        return False
+    try:
+        check_choice(poll, ballot["choice"])
+    except Refused:
+        return False
+    return True
+
+
+def count_revealed(
+    state: State, poll: Poll, ballots: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """The ballot each token counts with (its latest valid revision), and how many opened
+    ballots were invalid: a bad signature or chain, an unknown option, two different
+    ballots under one token and revision (both dropped), more tokens than claims."""
+    invalid = 0
+    versions: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for ballot in sorted(ballots, key=lambda b: (b["token"], b["rev"])):
+        if not _valid(state, poll, ballot):
+            invalid += 1
+            continue
+        same = versions.setdefault(ballot["token"], {}).setdefault(ballot["rev"], [])
+        if ballot not in same:
+            same.append(ballot)
+    chosen: dict[str, dict[str, Any]] = {}
+    per_class: dict[str, int] = {}
+    for token, revs in sorted(versions.items()):
+        top = revs[max(revs)]
+        if len(top) > 1:
+            invalid += len(top)
+            continue
+        w = str(top[0]["w"])
+        if per_class.get(w, 0) >= poll["pending"].get(w, 0):
+            invalid += 1  # more tokens than claims of this weight: cannot come from claims
+            continue
+        per_class[w] = per_class.get(w, 0) + 1
+        chosen[token] = top[0]
+    return chosen, invalid
+
+
+def decide_reveal(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    """The opened ballots of a closed poll, from a node: check, keep one per token, seal.
+
+    Below the poll's minimum (``mix``) of counted ballots nothing is revealed: the result
+    says ``too_few`` and lists no choice, so no ballot is ever shown among fewer."""
+    poll = get_poll(state, args["poll"])
+    if not poll["secret"] or poll["state"] != PollState.CLOSED or poll["sealed"]:
+        return []  # a second node's reveal, or a stray one: nothing new
+    if args["opened"] != len(poll["ballots"]):
+        raise Refused(
+            f"the reveal opened {args['opened']} sealed ballot(s); the poll holds "
+            f"{len(poll['ballots'])}",
+            code="stale_reveal",
+        )
+    if len(args["ballots"]) + args["unreadable"] + args["late"] > args["opened"]:
+        raise BadArgs("a reveal cannot hold more ballots than it opened")
+    chosen, invalid = count_revealed(state, poll, args["ballots"])
     work: Poll = {
         **poll,
-        "pending": dict(poll["pending"]),
-        "counts": {k: list(v) for k, v in poll["counts"].items()},
-        "cast": list(poll["cast"]),
+        "counts": tally.empty_counts(poll["options"]),
+        "cast": [0, 0],
     }
-    for ballot in sorted(args["ballots"], key=lambda b: (b["token"], b["rev"])):
-        if deposit_problem(state, work, ballot, ts, fresh) is not None:
-            continue  # the node told its voter already; a lost race changes nothing
-        prior = _prior(work, fresh, ballot["token"])
-        if prior is not None and prior["rev"] == ballot["rev"]:
-            continue
-        last = ballot["reveal"] or ballot["token"]
-        sig = ballot["sig"] if prior is None else prior["sig"]
-        deposited: BallotDeposited = {
-            "type": "ballot.deposited",
-            "id": poll["id"],
-            "token": ballot["token"],
-            "receipt": blind.receipt(ballot["token"]),
-            "choice": ballot["choice"],
-            "w": ballot["w"],
-            "rev": ballot["rev"],
-            "last": last,
-            "sig": sig,
-            "old": prior["choice"] if prior is not None else None,
-            "to": TO_CHAIR,
-        }
-        events.append(deposited)
-        fresh[ballot["token"]] = {
-            "rev": ballot["rev"],
-            "choice": ballot["choice"],
-            "w": ballot["w"],
-            "last": last,
-            "sig": sig,
-        }
-        if prior is None:
-            work["pending"][str(ballot["w"])] -= 1
-        else:
-            tally.add(work, prior["choice"], ballot["w"], -1)
-        tally.add(work, ballot["choice"], ballot["w"])
-    if (
-        poll["state"] == PollState.CLOSED
-        and not poll["sealed"]
-        and events
-        and not any(work["pending"].values())
-    ):
-        work["ballots"] = {**poll["ballots"], **fresh}
-        events += seal_events(state, work, ts)
-    return events
+    too_few = len(chosen) < poll["mix"]
+    revealed: list[Revealed] = []
+    if not too_few:
+        for ballot in chosen.values():
+            tally.add(work, ballot["choice"], ballot["w"])
+            revealed.append({"choice": list(ballot["choice"]), "w": ballot["w"]})
+    revealed.sort(key=lambda r: (r["choice"], r["w"]))
+    return seal_events(
+        state,
+        work,
+        ts,
+        revealed={
+            "ballots": revealed,
+            "counted": len(chosen),
+            "invalid": invalid + args["unreadable"],
+            "late": args["late"],
+            "too_few": too_few,
+        },
+    )
 
 
 def apply_keys(state: State, event: PollKeys) -> None:
     poll = find_poll(state, event["id"])
     if poll is not None:
         poll["keys"] = copy.deepcopy(event["keys"])
+        poll["seal"] = event["seal"]
 
 
 def apply_claimed(state: State, event: BallotClaimed) -> None:
@@ -267,20 +322,6 @@ def apply_claimed(state: State, event: BallotClaimed) -> None:
 
 def apply_deposited(state: State, event: BallotDeposited) -> None:
     poll = find_poll(state, event["id"])
-    if poll is None or "counts" not in poll:
+    if poll is None or "ballots" not in poll:
         return
-    mark_dirty(poll)
-    w = str(event["w"])
-    if event["old"] is None:
-        poll["pending"][w] = poll["pending"].get(w, 0) - 1
-    else:
-        tally.add(poll, event["old"], event["w"], -1)
-    tally.add(poll, event["choice"], event["w"])
-    if "ballots" in poll:
-        poll["ballots"][event["token"]] = {
-            "rev": event["rev"],
-            "choice": event["choice"],
-            "w": event["w"],
-            "last": event["last"],
-            "sig": event["sig"],
-        }
+    poll["ballots"][event["tracker"]] = {"sealed": event["sealed"], "late": event["late"]}

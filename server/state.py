@@ -214,6 +214,9 @@ class PublicPoll(PollDefinition):
     sealed: bool
     published_at: int | None
     keys: dict[str, PublicKey] | None
+    seal: str | None
+    """The poll's public seal key (an uncompressed P-256 point, hex): devices encrypt
+    their secret ballots to it (server/seal.py)."""
     proxies: dict[str, str]
 
 
@@ -227,14 +230,21 @@ class VoteRecord(TypedDict):
     blinded: NotRequired[str]
 
 
-class Ballot(TypedDict):
-    """A secret ballot in the box, by token."""
+class SealedBallot(TypedDict):
+    """A secret ballot as the log holds it until the reveal: encrypted, by tracker."""
 
-    rev: int
-    choice: list[str]
+    sealed: str
+    """hex; nobody without the poll's seal key can read it (server/seal.py)"""
+    late: bool
+    """arrived after the close (a change in it is not taken)"""
+
+
+class Revealed(TypedDict):
+    """One counted secret ballot in a published result: a choice and a weight, no token."""
+
+    choice: str | list[str]
+    """One option id; a list for a ``multiple`` poll."""
     w: int
-    last: str
-    sig: str
 
 
 class Amount(TypedDict):
@@ -281,17 +291,10 @@ class Result(TypedDict):
 
 
 class Progress(Result):
-    """The chair's live count: a result so far, with the turnout and claims pending."""
+    """The chair's live count: a result so far, with the turnout (for a secret poll, the
+    turnout only: every option at zero, ``outcome`` ``"secret"``)."""
 
     turnout: Amount
-    pending: int
-
-
-class Receipt(TypedDict):
-    receipt: str
-    choice: str | list[str]
-    """One option id; a list for a ``multiple`` poll."""
-    w: int
 
 
 class RollCallLine(TypedDict):
@@ -304,14 +307,21 @@ class RollCallLine(TypedDict):
 
 
 class FinalResult(Result):
-    """A sealed poll's result: a secret one lists receipts, an open one the roll call."""
+    """A sealed poll's result: a secret one lists the trackers of the sealed ballots
+    received and, separately, the counted ballots (unless ``too_few``); an open one the
+    roll call."""
 
     turnout: Amount
     missing: int
     opened_at: int | None
     closed_at: int | None
     sealed_at: int
-    receipts: NotRequired[list[Receipt]]
+    trackers: NotRequired[list[str]]
+    revealed: NotRequired[list[Revealed]]
+    counted: NotRequired[int]
+    invalid: NotRequired[int]
+    late: NotRequired[int]
+    mix: NotRequired[int]
     keys: NotRequired[dict[str, PublicKey] | None]
     roll_call: NotRequired[list[RollCallLine]]
 
@@ -322,7 +332,9 @@ class Poll(PublicPoll):
 
     voted: dict[str, VoteRecord]
     pending: NotRequired[dict[str, int]]
-    ballots: NotRequired[dict[str, Ballot]]
+    """weight class → claims (ballots taken) in a secret poll"""
+    ballots: NotRequired[dict[str, SealedBallot]]
+    """a secret poll's sealed ballots by tracker (nodes only)"""
     counts: NotRequired[dict[str, list[int]]]
     """option → ``[n, w]``"""
     cast: NotRequired[list[int]]

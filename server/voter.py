@@ -1,9 +1,10 @@
 """A voter's device in Python (tests, benchmarks, bots): what static/polls.js does in a page.
 
 Casting a secret ballot, in order: :meth:`SecretBallot.new` (pick the token seed and the
-blinding factor; keep them until the ballot is in the box) → ``claim`` frame with
-:meth:`~SecretBallot.blinded` → :meth:`~SecretBallot.take` the node's blind signature →
-``deposit`` frame with :meth:`~SecretBallot.ballot`. :func:`cast_secret` does all of it.
+blinding factor) → ``claim`` frame with :meth:`~SecretBallot.blinded` →
+:meth:`~SecretBallot.take` the node's blind signature → ``deposit`` frame with
+:meth:`~SecretBallot.sealed` (the ballot encrypted to the poll's seal key; send the same
+sealed text again on a retry: it is counted once). :func:`cast_secret` does all of it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import blind
+from . import blind, seal
 from .client import Client, CommandError
 from .state import State
 
@@ -23,6 +24,7 @@ class SecretBallot:
     poll: str
     weight: int
     key: blind.PublicKey
+    seal_key: str
     seed: str = field(default_factory=lambda: secrets.token_hex(32))
     r: int = 0
     signature: int | None = None
@@ -41,15 +43,13 @@ class SecretBallot:
         if keys is None:
             raise ValueError(f"poll {poll_id!r} has no ballot keys yet")
         key = blind.PublicKey.from_wire(keys[str(weight)])
-        return cls(room, poll_id, weight, key)
+        if poll["seal"] is None:
+            raise ValueError(f"poll {poll_id!r} has no seal key yet")
+        return cls(room, poll_id, weight, key, poll["seal"])
 
     @property
     def token(self) -> str:
         return self.links[0]
-
-    @property
-    def receipt(self) -> str:
-        return blind.receipt(self.token)
 
     def blinded(self) -> str:
         data = blind.message(self.room, self.poll, self.weight, self.token)
@@ -63,15 +63,23 @@ class SecretBallot:
         self.signature = signature
 
     def ballot(self, choice: list[str], rev: int = 0) -> dict[str, Any]:
+        """The ballot in clear, as it is sealed (and as the reveal opens it)."""
         assert self.signature is not None, "take() the signature first"
         return {
-            "poll": self.poll,
             "token": self.token,
             "sig": format(self.signature, "x"),
             "w": self.weight,
             "choice": choice,
             "rev": rev,
             "reveal": self.links[rev] if rev else None,
+        }
+
+    def sealed(self, choice: list[str], rev: int = 0) -> dict[str, Any]:
+        """The ``deposit`` frame's args: the ballot sealed to the poll's key (fresh each
+        call; keep it to re-send)."""
+        return {
+            "poll": self.poll,
+            "sealed": seal.seal(self.seal_key, self.room, self.poll, self.ballot(choice, rev)),
         }
 
 
@@ -120,4 +128,4 @@ async def cast_secret(
     reply = await claim(client, ballot, on_behalf=on_behalf)
     if not reply["ok"]:
         return ballot, reply
-    return ballot, await frame(client, "deposit", ballot.ballot(choice), timeout=timeout)
+    return ballot, await frame(client, "deposit", ballot.sealed(choice), timeout=timeout)

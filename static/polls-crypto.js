@@ -1,6 +1,7 @@
-// The voter's side of a secret ballot, byte for byte what server/blind.py does:
-// a token chain, RSA blinding with a factor that never leaves this device, unblinding,
-// checking the node's signature, and the receipt (ballot tracker). docs/voting.md.
+// The voter's side of a secret ballot, byte for byte what server/blind.py and server/seal.py
+// do: a token chain, RSA blinding with a factor that never leaves this device, unblinding,
+// checking the node's signature, sealing the ballot to the poll's key (ECDH P-256, HKDF,
+// AES-GCM) and its tracker. docs/voting.md.
 "use strict";
 
 const BallotCrypto = (() => {
@@ -85,9 +86,36 @@ const BallotCrypto = (() => {
     return out;
   }
 
-  async function receipt(token) {
-    const code = base32(await sha256(enc.encode(`hemicycle.receipt.v1|${token}`))).slice(0, 12);
-    return `${code.slice(0, 4)}-${code.slice(4, 8)}-${code.slice(8)}`;
+  // A sealed ballot's tracker: base32 of SHA-256 of its bytes, 4-4-4-4 (server/blind.py tracker).
+  async function tracker(sealedHex) {
+    const code = base32(await sha256(fromHex(sealedHex))).slice(0, 16);
+    return code.match(/..../g).join("-");
+  }
+
+  const PAD = 512;
+
+  // The ballot {token, sig, w, choice, rev, reveal} sealed to the poll's public key (hex of
+  // the uncompressed P-256 point): E ‖ nonce ‖ AES-GCM(padded JSON), as hex (server/seal.py).
+  async function seal(publicHex, room, poll, ballot) {
+    const label = enc.encode(`hemicycle.seal.v1|${room}|${poll}`);
+    const peer = await crypto.subtle.importKey("raw", fromHex(publicHex),
+      { name: "ECDH", namedCurve: "P-256" }, false, []);
+    const mine = await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"]);
+    const eph = new Uint8Array(await crypto.subtle.exportKey("raw", mine.publicKey));
+    const shared = await crypto.subtle.deriveBits({ name: "ECDH", public: peer }, mine.privateKey, 256);
+    const ikm = await crypto.subtle.importKey("raw", shared, "HKDF", false, ["deriveKey"]);
+    const key = await crypto.subtle.deriveKey({ name: "HKDF", hash: "SHA-256", salt: eph, info: label },
+      ikm, { name: "AES-GCM", length: 256 }, false, ["encrypt"]);
+    // Sorted keys and no spaces, as Python's json.dumps(sort_keys=True, separators=(",", ":")).
+    const sorted = Object.fromEntries(Object.keys(ballot).sort().map((k) => [k, ballot[k]]));
+    const json = enc.encode(JSON.stringify(sorted));
+    const plain = new Uint8Array(Math.ceil(json.length / PAD) * PAD).fill(0x20);
+    plain.set(json);
+    const nonce = crypto.getRandomValues(new Uint8Array(12));
+    const body = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData: label }, key, plain));
+    const out = new Uint8Array(eph.length + nonce.length + body.length);
+    out.set(eph); out.set(nonce, eph.length); out.set(body, eph.length + nonce.length);
+    return toHex(out);
   }
 
   function randomBelow(n) {
@@ -121,7 +149,7 @@ const BallotCrypto = (() => {
     return hex(s);
   }
 
-  return { chain, receipt, fresh, blinded, unblind, CHAIN };
+  return { chain, tracker, seal, fresh, blinded, unblind, CHAIN };
 })();
 
 window.BallotCrypto = BallotCrypto;

@@ -1,5 +1,5 @@
 // Votes and polls: the ballot card (in the voter's language, with countdown, confirmation and
-// receipt), results charts, proxies, and for the chair the poll builder, the controls and the
+// ballot tracker), results charts, proxies, and for the chair the poll builder, the controls and the
 // live turnout/quorum gauge. The appliers mirror server/polls.py; the secret-ballot steps
 // mirror server/voter.py (docs/voting.md). Everything is reachable by keyboard: native
 // controls, fieldsets with legends, focus moved to what changed.
@@ -36,7 +36,7 @@
     "poll.deleted": (s, e) => {
       delete s.polls.polls[e.id]; s.polls.order = s.polls.order.filter((x) => x !== e.id);
     },
-    "poll.keys": (s, e) => { const p = find(s, e.id); if (p) p.keys = e.keys; },
+    "poll.keys": (s, e) => { const p = find(s, e.id); if (p) { p.keys = e.keys; p.seal = e.seal; } },
     "poll.opened": (s, e) => {
       const p = s.polls.polls[e.poll.id] || (s.polls.polls[e.poll.id] = { voted: {} });
       Object.assign(p, structuredClone(e.poll));
@@ -73,14 +73,8 @@
       markDirty(p);
       if (p.pending) p.pending[e.w] = (p.pending[e.w] || 0) + 1;
     },
-    "ballot.deposited": (s, e) => {
-      const p = find(s, e.id);
-      if (!p || !p.counts) return;
-      markDirty(p);
-      if (e.old === null) p.pending[e.w] = (p.pending[e.w] || 0) - 1;
-      else count(p, e.old, e.w, -1);
-      count(p, e.choice, e.w);
-    },
+    // A sealed ballot is kept by the nodes alone (its event goes to no one): nothing to do.
+    "ballot.deposited": (s, e) => { const p = find(s, e.id); if (p && p.ballots) p.ballots[e.tracker] = { sealed: e.sealed, late: e.late }; },
     "poll.progress": (s, e) => {
       const p = find(s, e.id);
       if (p) { p.progress = e.progress; p.progress_at = e.at ?? null; p.dirty = false; }
@@ -150,7 +144,7 @@
     let rec = store.get(poll.id, v.voter);
     const change = rec && rec.phase === "counted";
     if (!rec) rec = { ...C.fresh(key), w, phase: "new", rev: 0, for: v.proxy ? v.member : null };
-    if (change) rec = { ...rec, rev: rec.rev + 1, phase: "signed" };
+    if (change) rec = { ...rec, rev: rec.rev + 1, phase: "signed", sealed: null };
     rec.choice = choice;
     store.put(poll.id, v.voter, rec); // kept on this device until the ballot is in the box
     await advance(poll, v.voter, rec);
@@ -163,16 +157,23 @@
       const reply = await frame("claim", args);
       rec.sig = await C.unblind(rec, poll.keys[String(rec.w)], HC.room, poll.id, rec.w, reply.signed);
       rec.links = await C.chain(rec.seed);
-      rec.receipt = await C.receipt(rec.links[0]);
       rec.phase = "signed";
       store.put(poll.id, voter, rec);
       HC.render();
     }
     if (rec.phase === "signed") {
-      const links = rec.links || await C.chain(rec.seed);
-      await frame("deposit", { poll: poll.id, token: links[0], sig: rec.sig, w: rec.w,
-        choice: rec.choice, rev: rec.rev, reveal: rec.rev ? links[rec.rev] : null });
+      if (!rec.sealed) {
+        // Sealed once and kept: a re-send (after a reload or a reconnect) is the same
+        // sealed ballot, which the node counts once (its tracker is the hash of it).
+        const links = rec.links || await C.chain(rec.seed);
+        rec.sealed = await C.seal(poll.seal, HC.room, poll.id, { token: links[0], sig: rec.sig,
+          w: rec.w, choice: rec.choice, rev: rec.rev, reveal: rec.rev ? links[rec.rev] : null });
+        rec.tracker = await C.tracker(rec.sealed);
+        store.put(poll.id, voter, rec);
+      }
+      await frame("deposit", { poll: poll.id, sealed: rec.sealed });
       rec.phase = "counted";
+      delete rec.sealed; // acknowledged: the tracker is enough to check the published list
       if (!poll.change) { delete rec.seed; delete rec.r; delete rec.links; } // nothing more to prove
       store.put(poll.id, voter, rec);
       HC.render();
@@ -228,9 +229,10 @@
     const rec = poll.secret ? store.get(poll.id, v.voter) : null;
     const open = poll.state === "open" && !(poll.closes_at && HC.now() >= poll.closes_at);
     const box = h("div", { class: "ballot", id: `card-${k}`, tabindex: "-1" }, title ? h("h4", {}, title) : null);
+    if (poll.secret) box.append(mixLine(poll));
     if (ui.busy.has(k)) {
       box.append(h("p", { role: "status" }, HC.t("poll.casting")));
-      if (rec && rec.receipt) box.append(receiptLine(rec, k));
+      if (rec && rec.tracker) box.append(receiptLine(rec, k));
       return box;
     }
     const mine = record && (record.choice || (rec && rec.choice));
@@ -239,9 +241,10 @@
       const status = h("div", { class: "voted", id: `status-${k}`, tabindex: "-1", role: "status" });
       if (mine) status.append(h("p", {}, "✔ ", HC.t("poll.voted", { choice: choiceText(poll, mine) })));
       else status.append(h("p", {}, HC.t("poll.member_voted", { member: v.member ? memberName(v.member) : HC.you.name })));
-      if (rec && rec.receipt) {
+      if (rec && rec.tracker) {
         status.append(h("p", {}, HC.t(rec.phase === "counted" ? "poll.counted" : "poll.sealed")));
         status.append(receiptLine(rec, k));
+        if (rec.choice) status.append(keepBox(poll, v.voter, rec, k));
       }
       const byMe = !record || record.by === HC.you.pid;
       if (open && poll.change && byMe && (!poll.secret || (rec && rec.phase === "counted" && rec.seed))) {
@@ -282,8 +285,19 @@
 
   function receiptLine(rec, k) {
     return h("p", { class: "receipt" }, `${HC.t("poll.receipt")}: `,
-      h("code", { id: `receipt-${k}`, dataset: { receipt: rec.receipt } }, rec.receipt),
+      h("code", { id: `receipt-${k}`, dataset: { receipt: rec.tracker } }, rec.tracker),
       h("br"), h("small", {}, HC.t("poll.receipt_help")));
+  }
+
+  // The device forgets the choice once the result is published, unless the voter asks
+  // to keep it here (docs/voting.md, "What a receipt proves").
+  function keepBox(poll, voter, rec, k) {
+    return h("label", { class: "keep" }, h("input", { type: "checkbox", id: `keep-${k}`, checked: !!rec.keep,
+      onchange: (e) => { rec.keep = e.target.checked; store.put(poll.id, voter, rec); } }), " ", HC.t("poll.keep"));
+  }
+
+  function mixLine(poll) {
+    return h("p", { class: "mix muted", id: `mix-${poll.id}` }, HC.t("poll.mixed", { n: Math.max(0, poll.mix - 1) }));
   }
 
   // --- results ----------------------------------------------------------------------------------
@@ -325,18 +339,24 @@
   function results(poll) {
     const result = poll.result;
     const out = h("div", { class: "results" }, chart(poll, result, HC.t("poll.results")), ...summary(result));
-    if (poll.secret && result.receipts) {
+    if (poll.secret && result.trackers) {
+      if (result.outcome === "too_few") out.append(h("p", { class: "too-few" }, HC.t("poll.too_few", { n: result.mix })));
       for (const v of voters(poll)) {
         const rec = store.get(poll.id, v.voter);
-        if (!rec || !rec.receipt) continue;
-        const found = result.receipts.find((r) => r.receipt === rec.receipt);
+        if (!rec || !rec.tracker) continue;
+        const found = result.trackers.includes(rec.tracker);
         out.append(h("p", { class: found ? "receipt-found" : "receipt-missing", role: "status" },
-          found ? HC.t("poll.found", { r: rec.receipt, choice: choiceText(poll, found.choice) })
-            : HC.t("poll.not_found", { r: rec.receipt })));
+          HC.t(found ? "poll.found" : "poll.not_found", { r: rec.tracker })));
+        if (poll.state === "published" && rec.choice && !rec.keep) {
+          delete rec.choice; delete rec.seed; delete rec.r; delete rec.links; delete rec.sig;
+          store.put(poll.id, v.voter, rec);
+        }
       }
-      out.append(h("details", {}, h("summary", {}, HC.t("poll.receipts", { n: result.receipts.length })),
-        h("ul", { class: "receipts" }, ...result.receipts.map((r) =>
-          h("li", {}, h("code", {}, r.receipt), ` ${choiceText(poll, r.choice)} · ${w100(r.w)}`)))));
+      out.append(h("details", {}, h("summary", {}, HC.t("poll.trackers", { n: result.trackers.length })),
+        h("ul", { class: "trackers" }, ...result.trackers.map((t) => h("li", {}, h("code", {}, t))))));
+      out.append(h("details", {}, h("summary", {}, HC.t("poll.revealed", { n: result.revealed.length })),
+        h("ul", { class: "revealed" }, ...result.revealed.map((r) =>
+          h("li", {}, `${choiceText(poll, r.choice)} · ${w100(r.w)}`)))));
     }
     return out;
   }
@@ -378,8 +398,7 @@
       ` ${have} / ${p.quorum.required} — ${HC.t(p.quorum.met ? "poll.met" : "poll.missed")}`) : null;
     return h("div", { class: "live", "aria-live": "polite" },
       h("p", { class: "turnout" }, HC.t("poll.turnout", { n: p.turnout.n, of: p.eligible.n })),
-      poll.secret && p.pending ? h("p", { class: "muted" }, HC.t("chair.pending", { n: p.pending })) : null,
-      gauge, chart(poll, p, HC.t("chair.running")),
+      gauge, poll.secret ? h("p", { class: "muted sealed-note" }, HC.t("chair.sealed")) : chart(poll, p, HC.t("chair.running")),
       h("p", {}, HC.t(`poll.outcome.${p.outcome}`)));
   }
   const eval_ = (frac) => { const [a, b] = String(frac).split("/"); return b ? Number(a) / Number(b) : Number(a); };

@@ -12,10 +12,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from server import blind, fold, polls
+from server import blind, fold, polls, seal
 from server.types import RoomConfig
 
-from .polls_helpers import Device, key_for
+from .polls_helpers import Device, key_for, seal_key_for
 
 ROOM = "plenary"
 
@@ -244,7 +244,8 @@ def _secret_vote(r: Recorder) -> None:
     r.do("pan", "proxy.revoke")
     weights = polls.weight_classes(r.state, r.state["polls"]["polls"][poll_id])
     keys = {str(w): key_for(ROOM, poll_id, w).public.to_wire() for w in weights}
-    r.system("poll.keys", {"poll": poll_id, "keys": keys})
+    public = seal.public_hex(seal_key_for(ROOM, poll_id))
+    r.system("poll.keys", {"poll": poll_id, "keys": keys, "seal": public})
     r.do("chair", "poll.open", {"poll": poll_id})
     ballots = []
     for member, choice in (("aple-kh", ["yes"]), ("sawa-ps", ["abstain"])):
@@ -256,11 +257,18 @@ def _secret_vote(r: Recorder) -> None:
         r.do("ana", "ballot.claim", args)
         blinded = r.state["polls"]["polls"][poll_id]["voted"][member]["blinded"]
         device.take(key_for(ROOM, poll_id, w).sign(int(blinded, 16)))
-        ballots.append(device.ballot(choice))
+        ballots.append(device.sealed(choice))
     r.do("pan", "ballot.claim", {"poll": poll_id, "blinded": "ab" * 64})  # never deposited
-    r.system("ballot.deposit", {"poll": poll_id, "ballots": ballots})
+    for sealed in ballots:  # each appended at once; the second one sent twice
+        r.system("ballot.deposit", {"poll": poll_id, "sealed": sealed})
+    r.system("ballot.deposit", {"poll": poll_id, "sealed": ballots[1]})
     r.do("chair", "poll.close", {"poll": poll_id})
-    r.tick(after=polls.GRACE_MS + 10)  # sealed with one ballot missing
+    r.tick(after=polls.GRACE_MS + 10)
+    stored = [
+        (b["sealed"], b["late"]) for b in r.state["polls"]["polls"][poll_id]["ballots"].values()
+    ]
+    # Two ballots under a minimum of three: the result reveals no choice (too_few).
+    r.system("ballot.reveal", seal.open_all(seal_key_for(ROOM, poll_id), ROOM, poll_id, stored))
     r.do("chair", "poll.publish", {"poll": poll_id})
 
 

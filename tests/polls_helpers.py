@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from server import blind, fold
+from server import blind, fold, seal
 from server.types import Member, RoomConfig
 
 from . import shapes
@@ -52,6 +52,10 @@ def key_for(room: str, poll: str, weight: int, bits: int = 1024) -> blind.Privat
             blind.key_seed("test-secret-xxxxxxxx", room, poll, weight), bits
         )
     return _KEYS[k]
+
+
+def seal_key_for(room: str, poll: str) -> Any:
+    return seal.derive_key("test-ballot-key", room, poll)
 
 
 @dataclass
@@ -127,8 +131,24 @@ class Room:
             str(w): key_for("hall", poll_id, w, bits).public.to_wire()
             for w in weight_classes(self.state, poll)
         }
-        out = self.system("poll.keys", {"poll": poll_id, "keys": keys})
+        public = seal.public_hex(seal_key_for("hall", poll_id))
+        out = self.system("poll.keys", {"poll": poll_id, "keys": keys, "seal": public})
         assert out.error is None, out.error
+
+    def deposit(self, poll_id: str, sealed: str, **kw: Any) -> fold.Outcome:
+        """What a node does with a ``deposit`` frame: append the sealed ballot at once."""
+        return self.system(
+            "ballot.deposit",
+            {"poll": poll_id, "sealed": sealed},
+            cid=f"seal:{blind.tracker(sealed)}",
+            **kw,
+        )
+
+    def reveal(self, poll_id: str, **kw: Any) -> fold.Outcome:
+        """What a node does after the close: open every sealed ballot, append them at once."""
+        stored = [(b["sealed"], b["late"]) for b in self.poll(poll_id)["ballots"].values()]
+        args = seal.open_all(seal_key_for("hall", poll_id), "hall", poll_id, stored)
+        return self.system("ballot.reveal", args, **kw)
 
     def sign(self, poll_id: str, voter: str, weight: int) -> int:
         """What a node does after an accepted claim: sign the recorded blinded value."""
@@ -184,6 +204,7 @@ class Device:
             "reveal": self.links[rev] if rev else None,
         }
 
-    @property
-    def receipt(self) -> str:
-        return blind.receipt(self.token)
+    def sealed(self, choice: list[str], rev: int = 0) -> str:
+        """The ballot sealed to the poll's key, as the device sends it."""
+        public = seal.public_hex(seal_key_for(self.room, self.poll))
+        return seal.seal(public, self.room, self.poll, self.ballot(choice, rev))

@@ -89,6 +89,7 @@ COMMANDS: dict[str, frozenset[str]] = {
     "ballot.cast": VOTERS,
     "ballot.claim": VOTERS,
     "ballot.deposit": NODE_ONLY,
+    "ballot.reveal": NODE_ONLY,
     # audio (audio.py)
     "audio.mute": CHAIR,
     "audio.unmute": CHAIR,

@@ -11,8 +11,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHELL_AT_TOP = {"cli", "client", "voter"}
-"""Top-level modules that do I/O: the command, the Python client, a voter's device."""
+SHELL_AT_TOP = {"cli", "client", "voter", "seal"}
+"""Top-level modules that do I/O (or use randomness): the command, the Python client, a
+voter's device, sealing ballots (a fresh ephemeral key per ballot)."""
 
 
 def modules() -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from server import blind, seal
 from server.client import Client
 from server.node.auth import Invites
 from tests.conftest import timeout
@@ -66,6 +67,8 @@ async def test_formal_secret_vote_in_three_browsers(
     # The French page votes with the keyboard only.
     fr_card = fr.locator(f"#poll-{VOTE}")
     await fr_card.get_by_text("Approuver le Cadre stratégique 2026–2030").wait_for(timeout=ms)
+    # The ballot card says how the ballot is kept secret (the poll's minimum, 3).
+    await fr_card.locator(".mix").get_by_text("mêlé à au moins 2 autres").wait_for(timeout=ms)
     await fr_card.locator(".countdown").get_by_text("Clôture dans").wait_for(timeout=ms)
     await fr_card.locator("input[value=yes]").focus()
     await fr.keyboard.press("Space")
@@ -76,25 +79,41 @@ async def test_formal_secret_vote_in_three_browsers(
     assert focused == "Confirmer mon vote"
     await fr.keyboard.press("Enter")
     await fr_card.locator(".receipt code").wait_for(timeout=ms)
+    fr_tracker = await fr_card.locator(".receipt code").text_content()
+    assert fr_tracker and len(fr_tracker) == 19
 
     # The Spanish page votes for its own member and, as proxy, for SAWA.
     es_card = es.locator(f"#poll-{VOTE}")
     await es_card.get_by_text("Aprobar el Marco Estratégico 2026–2030").wait_for(timeout=ms)
     ballots = es_card.locator(".ballot")
     await ballots.nth(1).get_by_text("(poder)").wait_for(timeout=ms)
+    await ballots.nth(0).locator(".mix").get_by_text("al menos 2").wait_for(timeout=ms)
     for i, label in ((0, "No"), (1, "Abstención")):
         ballot = ballots.nth(i)
         await ballot.get_by_label(label, exact=True).check()
         await ballot.get_by_role("button", name="Votar").click()
         await ballot.get_by_role("button", name="Confirmar mi voto").click()
         await ballot.locator(".receipt code").wait_for(timeout=ms)
-    # Three ballots make a full box (mix 3): the chair's running count shows them, with
-    # turnout and the quorum gauge (3 of the 10 members; half are needed).
+    # The Spanish member asks its device to keep its own choice after the results.
+    await ballots.nth(0).locator("input[type=checkbox]").check()
+    # The chair sees the turnout and the quorum gauge (3 of the 10 members; half are
+    # needed), and no running count by option: the ballots are sealed.
     await chair.wait_for_function(
-        f"() => (HC.state.polls.polls[{VOTE!r}].progress || {{}}).ballots === 3", timeout=ms
+        f"() => ((HC.state.polls.polls[{VOTE!r}].progress || {{}}).turnout || {{}}).n === 3",
+        timeout=ms,
     )
     await card.locator(".live .turnout").get_by_text("Turnout: 3 of 10").wait_for(timeout=ms)
     assert await card.locator(".live meter").get_attribute("value") == "3"
+    assert await card.locator(".live figure").count() == 0
+    await (
+        card.locator(".live .sealed-note").get_by_text("counted at the close").wait_for(timeout=ms)
+    )
+    seen = await chair.evaluate(f"JSON.stringify(HC.state.polls.polls[{VOTE!r}])")
+    assert '"choice"' not in seen and "blinded" not in seen and 'sealed":"' not in seen
+    assert all(
+        o["n"] == 0
+        for o in await chair.evaluate(f"HC.state.polls.polls[{VOTE!r}].progress.options")
+    )
     # The attendance line for the minutes, on the chair page.
     await chair.locator("#polls-section .attendance button").first.click()
     await (
@@ -119,9 +138,19 @@ async def test_formal_secret_vote_in_three_browsers(
         assert await chart.locator("figcaption").text_content() == caption
         assert await chart.locator("li").count() == 3
         await page.locator(f"#poll-{VOTE} .outcome").get_by_text(outcome).wait_for(timeout=ms)
-    # Each member finds its receipt in the published list, with the choice it made.
-    await fr.locator(".receipt-found").get_by_text("avec : Oui").wait_for(timeout=ms)
+    # Each member finds its tracker in the published list (counted as cast); the ballots
+    # revealed are listed apart, with no tracker or token beside them.
+    await fr.locator(".receipt-found").get_by_text(fr_tracker).wait_for(timeout=ms)
     assert await es.locator(".receipt-found").count() == 2
+    assert await chair.locator(f"#poll-{VOTE} .results .trackers li").count() == 3
+    assert await chair.locator(f"#poll-{VOTE} .results .revealed li").count() == 3
+    # After publication a device forgets the choice, unless its voter asked to keep it.
+    stored = """(voter) => JSON.parse(localStorage.getItem(
+        `hc.ballot.plenary.strategic-framework.${voter}`))"""
+    fr_rec = await fr.evaluate(stored, "aple-kh")
+    assert fr_rec["tracker"] == fr_tracker and "choice" not in fr_rec and "seed" not in fr_rec
+    assert (await es.evaluate(stored, "mais-do"))["choice"] == ["no"]
+    assert "choice" not in await es.evaluate(stored, "sawa-ps")
     widths = await chair.locator(f"#poll-{VOTE} .results .bar").evaluate_all(
         "els => els.map(e => e.style.width)"
     )
@@ -147,12 +176,32 @@ async def test_the_page_computes_the_documented_vector(
           const ballot = { seed: v.seed, r: v.r };
           return {
             chain: await C.chain(v.seed),
-            receipt: await C.receipt(v.token),
             blinded: await C.blinded(ballot, v.key, v.room, v.poll, v.w),
             sig: await C.unblind(ballot, v.key, v.room, v.poll, v.w, v.signed),
           };
         }""",
         v,
     )
-    assert got == {k: v[k] for k in ("chain", "receipt", "blinded", "sig")}
+    assert got == {k: v[k] for k in ("chain", "blinded", "sig")}
+    # Sealing: the page seals to a poll key, Python opens it (server/seal.py), and both
+    # compute the same tracker.
+    key = seal.derive_key(v["secret"], v["room"], v["poll"])
+    ballot = {
+        "token": v["token"],
+        "sig": v["sig"],
+        "w": v["w"],
+        "choice": ["yes"],
+        "rev": 0,
+        "reveal": None,
+    }
+    sealed, tracker = await page.evaluate(
+        """async ([pub, room, poll, ballot]) => {
+          const s = await window.BallotCrypto.seal(pub, room, poll, ballot);
+          return [s, await window.BallotCrypto.tracker(s)];
+        }""",
+        [seal.public_hex(key), v["room"], v["poll"], ballot],
+    )
+    assert seal.unseal(key, v["room"], v["poll"], sealed) == ballot
+    assert tracker == blind.tracker(sealed)
+    assert len(sealed) == 2 * (65 + 12 + seal.PAD + 16)
     assert page.errors == []

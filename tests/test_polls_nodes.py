@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -115,16 +116,30 @@ async def test_secret_formal_vote_across_two_nodes(
     casts = [cast_secret(reps[i], "vote", choices[i], timeout=timeout(10)) for i in range(3)]
     casts.append(cast_secret(reps[2], "vote", ["abstain"], on_behalf="m3", timeout=timeout(10)))
     tasks = [asyncio.create_task(c) for c in casts]
-    # Every claim is in; ballots wait in each node's box until it holds `mix` or the close.
-    await wait_poll(chair, "vote", lambda p: len(p["voted"]) == 4)
+    # Every ballot is acknowledged at once (appended sealed); the chair sees the turnout.
+    done = await asyncio.gather(*tasks)
+    assert all(reply["ok"] for _, reply in done), [r for _, r in done]
+    await wait_poll(
+        chair, "vote", lambda p: (p.get("progress") or {}).get("turnout", {}).get("n") == 4
+    )
+    # During the vote, neither the chair's copy nor either node's replica holds a choice:
+    # the chair has turnout, zero counts and no claims; nodes hold sealed bytes.
+    seen = chair.state["polls"]["polls"]["vote"]
+    assert seen["voted"] == {} and seen["progress"]["outcome"] == "secret"
+    assert all(o["n"] == 0 for o in seen["progress"]["options"])
+    assert all(v == [0, 0] for v in seen["counts"].values())
+    for node in (a, b):
+        replica = node.node.hubs["plenary"].state["polls"]["polls"]["vote"]
+        assert all(v == [0, 0] for v in replica["counts"].values())
+        assert sorted(replica["ballots"]) == sorted(reply["tracker"] for _, reply in done)
+        for sealed in replica["ballots"].values():
+            assert set(sealed["sealed"]) <= set("0123456789abcdef")
     # The delegating member itself is refused, and its proxy cannot vote twice.
     _, refused = await cast_secret(reps[3], "vote", ["no"])
     assert refused["code"] == "delegated"
     _, twice = await cast_secret(reps[2], "vote", ["no"], on_behalf="m3")
     assert twice["code"] == "already_voted"
     await chair.command("poll.close", {"poll": "vote"})
-    done = await asyncio.gather(*tasks)
-    assert all(reply["ok"] for _, reply in done), [r for _, r in done]
     await wait_poll(chair, "vote", lambda p: p["sealed"])
     await chair.command("poll.publish", {"poll": "vote"})
     results = [
@@ -135,10 +150,15 @@ async def test_secret_formal_vote_across_two_nodes(
     assert results and result["ballots"] == 4
     # m0 and m1 weigh 1, m2 and m3 1.5 (m2 casts m3's ballot as its proxy).
     assert {o["id"]: o["w"] for o in result["options"]} == {"yes": 250, "no": 100, "abstain": 150}
-    assert sorted(r["receipt"] for r in result["receipts"]) == sorted(b.receipt for b, _ in done)
-    for ballot, _ in done:  # each voter finds their receipt with the choice they made
-        found = [r for r in result["receipts"] if r["receipt"] == ballot.receipt]
-        assert len(found) == 1
+    # Each voter finds its tracker; the ballots are listed apart, with no token.
+    assert result["trackers"] == sorted(reply["tracker"] for _, reply in done)
+    assert result["revealed"] == [
+        {"choice": "abstain", "w": 150},
+        {"choice": "no", "w": 100},
+        {"choice": "yes", "w": 100},
+        {"choice": "yes", "w": 150},
+    ]
+    assert result["counted"] == 4 and result["invalid"] == 0
     await same_end(a, b)
     assert fold.digest(a.node.hubs["plenary"].state) == fold.digest(b.node.hubs["plenary"].state)
     for c in (chair, *reps):
@@ -185,13 +205,33 @@ async def test_bad_ballot_frames_are_refused_with_codes(
     ballot = SecretBallot.new(rep.state, "plenary", "vote", "m0")
     ok = await claim(rep, ballot)
     assert ok["ok"]
-    forged = {**ballot.ballot(["yes"]), "sig": "1234"}
-    assert (await frame(rep, "deposit", forged))["code"] == "bad_ballot"
-    assert (await frame(rep, "deposit", ballot.ballot(["maybe"])))["code"] == "unknown_option"
-    assert (await frame(rep, "deposit", ballot.ballot(["yes", "no"])))["code"] == "too_many_choices"
-    assert (await rep.request("ballot.deposit", {"poll": "vote", "ballots": []}))[
+    for bad in ({"poll": "vote", "sealed": "XYZ"}, {"poll": "vote"}, {"sealed": "ab"}):
+        assert (await frame(rep, "deposit", bad))["code"] == "bad_args", bad
+    assert (await frame(rep, "deposit", {"poll": "open-vote", "sealed": "ab"}))[
+        "code"
+    ] == "open_ballot"
+    sealed = ballot.sealed(["yes"])
+    first = await frame(rep, "deposit", sealed)
+    again = await frame(rep, "deposit", sealed)
+    assert first["ok"] and again == {**first, "cid": again["cid"]}
+    # Nobody can read a sealed ballot before the reveal, so one person appends at most
+    # SEALED_PER_CLAIM new ones per claim; re-sending the same one costs nothing.
+    from server.polls import SEALED_PER_CLAIM
+
+    for _ in range(SEALED_PER_CLAIM - 1):
+        assert (await frame(rep, "deposit", ballot.sealed(["no"])))["ok"]
+    assert (await frame(rep, "deposit", sealed))["ok"]
+    assert (await frame(rep, "deposit", ballot.sealed(["no"])))["code"] == "no_claim"
+    other = await connect(a.url, invites, org="m1")
+    await wait_poll(other, "vote", lambda p: p["state"] == "open")
+    assert (await frame(other, "deposit", ballot.sealed(["no"])))["code"] == "no_claim"
+    assert (await frame(chair, "deposit", sealed))["code"] == "forbidden"
+    await other.close()
+    assert (await rep.request("ballot.deposit", {"poll": "vote", "sealed": "ab"}))[
         "code"
     ] == "forbidden"
+    reveal = {"poll": "vote", "ballots": [], "opened": 0}
+    assert (await rep.request("ballot.reveal", reveal))["code"] == "forbidden"
     assert (await rep.request("poll.close", {"poll": "vote"}))["code"] == "forbidden"
     assert chair.state["polls"]["polls"]["vote"]["cast"] == [0, 0]
     await chair.close()
@@ -250,7 +290,7 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
                             frame(
                                 left[i] if x["ok"] else right[i],
                                 "deposit",
-                                won.ballot(["yes" if i % 2 else "no"]),
+                                won.sealed(["yes" if i % 2 else "no"]),
                                 timeout=timeout(20),
                             )
                         )
@@ -274,7 +314,8 @@ async def test_duplicate_cast_races_on_two_nodes_count_exactly_once(
         assert all(d["ok"] for d in await asyncio.gather(*deposits))
         poll = await wait_poll(chair, poll_id, lambda p: p["sealed"], 15)
         assert poll["result"]["ballots"] == members and poll["result"]["missing"] == 0
-        assert len(poll["voted"]) == members
+        assert len(poll["voted"]) == members or secret  # the chair sees a secret turnout only
+        assert poll["result"]["turnout"]["n"] == members
         wins = sum(1 for x, _, _ in outcomes if x["ok"])
         if not secret:
             assert poll["counts"]["yes"][0] == wins
@@ -304,7 +345,7 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
     durable_redis: RedisServer, start_node: Any, invites: Invites
 ) -> None:
     voters = 30
-    assembly = make_assembly(voters, [OPEN_VOTE, {**SECRET_VOTE, "mix": 1}])
+    assembly = make_assembly(voters, [OPEN_VOTE, SECRET_VOTE])
     a = await start_node(durable_redis.url, config=assembly)
     b = await start_node(durable_redis.url, config=assembly)
     chair = await connect(a.url, invites, "moderator")
@@ -341,10 +382,14 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
             assert reply["code"] == "unavailable", reply
             unavailable.append(reply["message"])
             await asyncio.sleep(0.05)  # not synchronisation: a client's pause before a retry
+        sealed = ballot.sealed(["no"])  # kept and re-sent as is: counted once
         for _ in range(100):
-            reply = await frame(reps[i], "deposit", ballot.ballot(["no"]), timeout=timeout(20))
+            try:
+                reply = await frame(reps[i], "deposit", sealed, timeout=timeout(20))
+            except (TimeoutError, ConnectionError):
+                continue
             if reply["ok"]:
-                acked_secret.append(ballot.receipt)
+                acked_secret.append(reply["tracker"])
                 break
             assert reply["code"] == "unavailable", reply
             unavailable.append(reply["message"])
@@ -371,8 +416,10 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
     await wait_poll(chair, "open-vote", lambda p: p["sealed"])
     polls = a.node.hubs["plenary"].state["polls"]["polls"]
     assert sorted(polls["open-vote"]["voted"]) == sorted(acked_open)
-    receipts = {r["receipt"] for r in polls["vote"]["result"]["receipts"]}
-    assert receipts == set(acked_secret)
+    result = polls["vote"]["result"]
+    assert set(result["trackers"]) == set(acked_secret) and result["counted"] == voters
+    assert result["revealed"] == sorted(result["revealed"], key=lambda r: (r["choice"], r["w"]))
+    assert {o["id"]: o["n"] for o in result["options"]} == {"yes": 0, "no": voters, "abstain": 0}
     # And a node started now, from Redis alone, folds the same result.
     c = await start_node(durable_redis.url, config=assembly)
     assert fold.digest(c.node.hubs["plenary"].state["polls"]) == fold.digest(
@@ -380,6 +427,103 @@ async def test_acknowledged_ballots_survive_a_redis_restart(
     )
     for client in (chair, *reps):
         await client.close()
+
+
+async def test_acknowledged_sealed_ballots_survive_a_node_killed_mid_vote(
+    durable_redis: RedisServer, start_node: Any, invites: Invites, assembly: Assembly
+) -> None:
+    """Node B (its own process) takes ballots and is killed (SIGKILL) in the middle of the
+    vote: every ballot it acknowledged is counted; devices whose frames were in flight send
+    the same sealed ballot again through node A, and it counts once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import SECRET, free_port
+
+    a = await start_node(durable_redis.url, name="A")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "server.cli", "serve", "--port", str(port)),
+            *("--backend", durable_redis.url),
+        ],
+        env={**os.environ, "HEMICYCLE_SECRET": SECRET, "HEMICYCLE_NODE": "B"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    clients: list[Client] = []
+    try:
+        b_url = f"http://127.0.0.1:{port}"
+        chair = await connect(a.url, invites, "moderator", name="Chair")
+        clients.append(chair)
+        poll_id = "strategic-framework"
+        members = assembly.members
+        tokens = [
+            invites.mint(
+                room="plenary",
+                role="participant",
+                name=(m.representatives or (m.name,))[0],
+                org=m.id,
+            )
+            for m in members
+        ]
+        on_b: list[Client] = []
+        async with asyncio.timeout(timeout(30)):
+            for t in tokens[:7]:
+                while True:
+                    try:
+                        on_b.append(await Client.connect(b_url, t))
+                        break
+                    except OSError:
+                        await asyncio.sleep(0.1)
+        on_a = [await Client.connect(a.url, t) for t in tokens[7:]]
+        clients += on_b + on_a
+        await open_poll(chair, poll_id)
+        for c in on_b + on_a:
+            await wait_poll(c, poll_id, lambda p: p["state"] == "open", 10)
+        acked: list[str] = []
+        # Five voters on B: claimed, sealed, acknowledged.
+        for c in on_b[:5]:
+            _, reply = await cast_secret(c, poll_id, ["yes"], timeout=timeout(10))
+            assert reply["ok"], reply
+            acked.append(reply["tracker"])
+        # Two more on B: claimed, and their sealed ballots sent just as B dies.
+        pending = []
+        for c in on_b[5:]:
+            ballot = SecretBallot.new(c.state, "plenary", poll_id, c.you["org"])
+            assert (await claim(c, ballot))["ok"]
+            pending.append((c, ballot.sealed(["no"])))
+        for c, sealed in pending:
+            await c.send({"type": "ballot", "cid": c.next_cid(), "name": "deposit", "args": sealed})
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        # Their devices send the same sealed ballots again, through A: counted once each.
+        for i, (_, sealed) in enumerate(pending):
+            again = await Client.connect(a.url, tokens[5 + i])
+            clients.append(again)
+            reply = await frame(again, "deposit", sealed, timeout=timeout(10))
+            assert reply["ok"], reply
+            acked.append(reply["tracker"])
+        for c in on_a:
+            _, reply = await cast_secret(c, poll_id, ["abstain"], timeout=timeout(10))
+            assert reply["ok"], reply
+            acked.append(reply["tracker"])
+        await chair.command("poll.close", {"poll": poll_id})
+        poll = await wait_poll(chair, poll_id, lambda p: p["sealed"], 20)
+        result = poll["result"]
+        assert sorted(result["trackers"]) == sorted(acked) and len(set(acked)) == len(members)
+        assert result["counted"] == len(members) and result["invalid"] == 0
+        counts = {o["id"]: o["n"] for o in result["options"]}
+        assert counts == {"yes": 5, "no": 2, "abstain": len(members) - 7}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for c in clients:
+            with contextlib.suppress(Exception):
+                await c.close()
 
 
 async def test_no_record_links_a_voter_to_a_choice(
@@ -399,10 +543,18 @@ async def test_no_record_links_a_voter_to_a_choice(
         asyncio.create_task(cast_secret(r, "vote", [c], timeout=timeout(10)))
         for r, c in zip(reps, ["yes", "no", "abstain"], strict=True)
     ]
-    await wait_poll(chair, "vote", lambda p: len(p["voted"]) == 3)
-    await chair.command("poll.close", {"poll": "vote"})
     done = await asyncio.gather(*tasks)
     assert all(reply["ok"] for _, reply in done)
+    redis = a.node.backends.redis
+    # Before the close: the raw bytes of every stream hold no choice, no option id, no token.
+    tokens = [b.token for b, _ in done]
+    for key in await redis.keys("*"):
+        if (await redis.type(key)).decode() == "stream":
+            for _id, fields in await redis.xrange(key):
+                raw = fields[b"e"]
+                for word in (b"choice", b"yes", b"abstain", *(t.encode() for t in tokens)):
+                    assert word not in raw, (word, unpack(raw))
+    await chair.command("poll.close", {"poll": "vote"})
     await wait_poll(chair, "vote", lambda p: p["sealed"])
     await chair.command("poll.publish", {"poll": "vote"})
     for r in reps:  # every node has folded the publish and sent it out
@@ -410,15 +562,14 @@ async def test_no_record_links_a_voter_to_a_choice(
     await same_end(a, b)
 
     who = [w for i, r in enumerate(reps) for w in (r.me, names[i], f"m{i}", f"Member {i}")]
-    what = [b.token for b, _ in done] + [b.receipt for b, _ in done]
+    what = [b.token for b, _ in done] + [reply["tracker"] for _, reply in done]
 
     def linked(text: str) -> bool:
-        """A record names a voter and carries a ballot (token/receipt/choice field)."""
+        """A record names a voter and carries a ballot (token/tracker/choice field)."""
         ballot_like = any(w in text for w in what) or '"choice"' in text or "'choice'" in text
         return ballot_like and any(w in text for w in who)
 
     # Redis: every key and value, stream entries unpacked.
-    redis = a.node.backends.redis
     records: list[str] = []
     for key in await redis.keys("*"):
         kind = (await redis.type(key)).decode()
@@ -432,12 +583,22 @@ async def test_no_record_links_a_voter_to_a_choice(
     assert records, "nothing stored?"
     entries = [r for r in records if '"cmd"' in r]
     kinds = [json.loads(r)["cmd"] for r in entries]
-    deposits = [i for i, k in enumerate(kinds) if k == "ballot.deposit"]
     claims = [i for i, k in enumerate(kinds) if k == "ballot.claim"]
-    # mix 3 > ballots per node: every batch follows every claim (and the close); no claim is
-    # followed by its own ballot alone.
-    assert len(claims) == 3 and deposits and min(deposits) > max(claims)
-    assert min(deposits) > kinds.index("poll.close")
+    deposits = [json.loads(entries[i]) for i, k in enumerate(kinds) if k == "ballot.deposit"]
+    reveals = [i for i, k in enumerate(kinds) if k == "ballot.reveal"]
+    # A deposit may follow its claim, but holds only sealed bytes; the one entry with the
+    # ballots in clear comes after the close and holds all of them, sorted by token.
+    assert len(claims) == 3 and len(deposits) == 3
+    for d in deposits:
+        assert set(d["args"]) == {"poll", "sealed"} and d["actor"]["pid"] == "ballot-box"
+    # (Both nodes may append the reveal: the same entry under the same cid, folded once.)
+    assert reveals and min(reveals) > kinds.index("poll.close")
+    contents = {json.dumps(json.loads(entries[i])["args"], sort_keys=True) for i in reveals}
+    assert len(contents) == 1 and {json.loads(entries[i])["cid"] for i in reveals} == {
+        json.loads(entries[reveals[0]])["cid"]
+    }
+    opened = json.loads(entries[reveals[0]])["args"]["ballots"]
+    assert len(opened) == 3 and [b["token"] for b in opened] == sorted(tokens)
     for record in records:
         if record.startswith("{"):
             assert not linked(record), record

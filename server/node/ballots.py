@@ -1,4 +1,4 @@
-"""The node's side of secret ballots: signing keys, the ``ballot`` frames, the ballot box.
+"""The node's side of secret ballots: keys, the ``ballot`` frames, the reveal.
 
 A secret vote takes two frames from the voter's device (docs/voting.md, docs/protocol.md):
 
@@ -7,15 +7,19 @@ A secret vote takes two frames from the voter's device (docs/voting.md, docs/pro
     once the fold accepted it, signs the *blinded* value the log recorded for that voter
     and replies ``{ok, signed, w}``. A retry (same value) is signed again, identically.
 
-``{"type": "ballot", "name": "deposit", "args": {poll, token, sig, w, choice, rev, reveal}}``
-    Anonymous as far as the log goes: the node checks the ballot against its replica, drops
-    it in the poll's *box* and replies once the box has been emptied into the log as one
-    ``ballot.deposit`` entry (given by the node, never by a person) and folded, i.e. after a
-    durable append. A box is emptied when it holds ``mix`` ballots or the poll closes, so
-    the log never shows one voter's claim followed by that voter's ballot alone.
+``{"type": "ballot", "name": "deposit", "args": {poll, sealed}}``
+    Anonymous as far as the log goes: ``sealed`` is the ballot ``{token, sig, w, choice,
+    rev, reveal}`` encrypted on the device to the poll's seal key (server/seal.py). The
+    node appends it at once as ``ballot.deposit`` (given by the node, never by a person)
+    and replies ``{ok, tracker}`` after the append and the fold: a durable acknowledgement.
 
-Nothing here logs, counts or keeps who deposited what: a ballot is held in memory only
-until its batch is in the log, and log lines carry counts, never people or choices.
+After the close and ``GRACE_MS`` (or as soon as every claim has its sealed ballot, in a
+poll without changes) a node opens every sealed ballot in a worker thread and appends them
+together, sorted by token, as one ``ballot.reveal`` (the first node's counts: every node
+would send the same entry under the same cid). The fold checks and tallies them.
+
+Nothing here logs, counts or keeps who deposited what; log lines carry counts, never
+people or choices.
 """
 
 from __future__ import annotations
@@ -25,16 +29,14 @@ import contextlib
 import hashlib
 import json
 import logging
-import random
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from .. import blind, polls
-from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable
-from ..state import Poll, PublicPoll
+from .. import blind, polls, seal
+from ..errors import BadArgs, Forbidden, HemicycleError, RateLimited, Refused, Unavailable
+from ..state import PublicPoll
 from ..types import SYSTEM, Actor, Event, arg_str
 from . import keys
 from .feature import Feature, FrameHandler
@@ -66,23 +68,25 @@ def ballot_key(secret: str) -> str:
     return keys.derive(secret, keys.BALLOTS).hex()
 
 
-@dataclass
-class _Waiting:
-    ballot: dict[str, Any]
-    done: asyncio.Future[None]
+@lru_cache(maxsize=256)
+def seal_key(ballot_key: str, room: str, poll: str) -> Any:
+    """The private seal key of one poll (server/seal.py), derived, never stored."""
+    return seal.derive_key(ballot_key, room, poll)
 
 
 @dataclass
 class RoomBox:
-    """One room's ballot boxes on one node, and the keys it offers and signs with."""
+    """One room's secret ballots on one node: the keys it offers and signs with, the sealed
+    ballots it appends, the reveals it makes."""
 
     hub: RoomHub
     secret: str
     """:func:`ballot_key` of the node's secret."""
-    boxes: dict[str, list[_Waiting]] = field(default_factory=dict)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     offered: set[str] = field(default_factory=set)
-    batches: int = 0
+    revealing: set[str] = field(default_factory=set)
+    appended: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(poll, pid) → new sealed ballots appended through this node: a count, never which."""
 
     # -- keys -------------------------------------------------------------------------
 
@@ -112,11 +116,12 @@ class RoomBox:
             for w in weights:  # deriving a key takes a fraction of a second: not on the loop
                 key = await asyncio.to_thread(self.key, poll, w)
                 keys[str(w)] = key.public.to_wire()
-            digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+            public = seal.public_hex(self.seal_key(poll_id))
+            digest = hashlib.sha256(json.dumps([keys, public], sort_keys=True).encode()).hexdigest()
             outcome = await self.hub.submit(
                 BOX_ACTOR,
                 "poll.keys",
-                {"poll": poll_id, "keys": keys},
+                {"poll": poll_id, "keys": keys, "seal": public},
                 f"keys:{poll_id}:{digest[:24]}",
             )
             if outcome.error is not None and outcome.error["code"] != "unknown_poll":
@@ -158,79 +163,98 @@ class RoomBox:
 
     # -- deposits ---------------------------------------------------------------------
 
-    async def deposit(self, args: dict[str, Any]) -> dict[str, Any]:
-        args = dict(args)
-        poll_id = arg_str(args, "poll", max_len=40)
-        assert poll_id is not None
-        ballot = polls.check_ballot(args)
-        poll = polls.get_poll(self.hub.state, poll_id)
-        problem = polls.deposit_problem(self.hub.state, poll, ballot, now_ms())
-        if problem is not None:
-            raise problem
-        if not self._counted(poll, ballot):
-            waiting = _Waiting(ballot, asyncio.get_running_loop().create_future())
-            self.boxes.setdefault(poll_id, []).append(waiting)
-            self._maybe_flush(poll_id)
-            await waiting.done
-            poll = polls.get_poll(self.hub.state, poll_id)
-            if not self._counted(poll, ballot):
-                problem = polls.deposit_problem(self.hub.state, poll, ballot, now_ms())
-                raise problem or Refused("the ballot was not counted", code="bad_ballot")
-        return {"receipt": blind.receipt(ballot["token"])}
+    async def deposit(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        """Append one sealed ballot at once and reply after the append and the fold.
 
-    @staticmethod
-    def _counted(poll: Poll, ballot: dict[str, Any]) -> bool:
-        prior = poll["ballots"].get(ballot["token"])
-        return prior is not None and (
-            prior["rev"] > ballot["rev"]
-            or (prior["rev"] == ballot["rev"] and prior["choice"] == ballot["choice"])
-        )
+        The cid is the tracker (a hash of the sealed bytes): a re-sent ballot, to this node
+        or another, is the same command and is counted once; while Redis restarts the
+        append is retried with it.
 
-    def _maybe_flush(self, poll_id: str, *, force: bool = False) -> None:
-        box = self.boxes.get(poll_id)
-        if not box:
-            return
-        poll = self.hub.state["polls"]["polls"].get(poll_id)
-        closing = poll is None or poll["state"] != "open" or polls.closed_by_timer(poll, now_ms())
-        if force or closing or len(box) >= (poll["mix"] if poll is not None else 1):
-            del self.boxes[poll_id]
-            random.shuffle(box)  # no order of arrival survives, even in memory
-            self.spawn(self._flush(poll_id, box))
+        Nobody can check a sealed ballot before the reveal, so a person may append only as
+        many new ones through this node as their claims allow (``SEALED_PER_CLAIM`` each):
+        one person's junk cannot crowd out others' ballots. The node counts how many, in
+        memory, never which."""
+        if session.actor.role not in polls.VOTER_ROLES:
+            raise Forbidden("only voters deposit ballots")
+        checked = polls.check_deposit(dict(args))
+        poll = polls.get_poll(self.hub.state, checked["poll"])
+        if not poll["secret"]:
+            raise Refused("this is an open ballot: use ballot.cast", code="open_ballot")
+        pid = session.actor.pid
+        claims = sum(1 for v in poll["voted"].values() if v["by"] == pid)
+        key = (checked["poll"], pid)
+        tracker = blind.tracker(checked["sealed"])
+        again = tracker in poll["ballots"]  # a re-send: always answered, never counted
+        if not again and self.appended.get(key, 0) >= claims * polls.SEALED_PER_CLAIM:
+            raise Refused("no claim of yours is waiting for another ballot", code="no_claim")
+        outcome = await self._submit("ballot.deposit", checked, f"seal:{tracker}")
+        if outcome.error is not None:
+            raise Refused(outcome.error["message"], code=outcome.error["code"])
+        if outcome.events and not outcome.duplicate:
+            self.appended[key] = self.appended.get(key, 0) + 1
+        return {"tracker": tracker}
 
-    async def _flush(self, poll_id: str, box: list[_Waiting]) -> None:
-        self.batches += 1
-        # Random, not the node's name: nothing in a batch's entry says where it came from.
-        cid = f"box:{poll_id}:{secrets.token_hex(8)}"
-        ballots = sorted((w.ballot for w in box), key=lambda b: (b["token"], b["rev"]))
+    async def _submit(self, name: str, args: dict[str, Any], cid: str) -> Any:
         error: HemicycleError | None = None
         for attempt in range(FLUSH_TRIES):
             try:
-                await self.hub.submit(
-                    BOX_ACTOR, "ballot.deposit", {"poll": poll_id, "ballots": ballots}, cid
-                )
-                error = None
-                break
+                return await self.hub.submit(BOX_ACTOR, name, args, cid)
             except Unavailable as exc:  # Redis restarting: the same cid makes a retry safe
                 error = exc
                 await asyncio.sleep(min(FLUSH_BACKOFF[1], FLUSH_BACKOFF[0] * 2**attempt))
-            except HemicycleError as exc:
-                error = exc
-                break
-        if error is not None:
-            log.warning(
-                "room %s: a batch of %d ballot(s) for %s did not reach the log: %s",
-                self.hub.room,
-                len(box),
-                poll_id,
-                error.code,
-            )
-        for waiting in box:
-            if waiting.done.done():
-                continue
-            if error is None:
-                waiting.done.set_result(None)
-            else:
-                waiting.done.set_exception(error)
+        assert error is not None
+        raise error
+
+    # -- the reveal -------------------------------------------------------------------
+
+    def seal_key(self, poll_id: str) -> Any:
+        return seal_key(self.secret, self.hub.room, poll_id)
+
+    def watch(self, poll_id: str) -> None:
+        """Reveal ``poll_id`` once it is closed and its grace is over (or every claim has
+        its sealed ballot, in a poll without changes)."""
+        poll = self.hub.state["polls"]["polls"].get(poll_id)
+        if poll is None or not poll["secret"] or poll["state"] != "closed" or poll["sealed"]:
+            return
+        complete = not poll["change"] and len(poll["ballots"]) >= len(poll["voted"])
+        closed = poll["closed_at"] or 0
+        delay = 0.0 if complete else max(0.0, (closed + polls.GRACE_MS - now_ms()) / 1000)
+        if poll_id in self.revealing and not complete:
+            return
+        self.revealing.add(poll_id)
+        self.spawn(self._reveal_later(poll_id, delay))
+
+    async def _reveal_later(self, poll_id: str, delay: float) -> None:
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            for _ in range(FLUSH_TRIES):
+                poll = self.hub.state["polls"]["polls"].get(poll_id)
+                if poll is None or poll["sealed"] or poll["state"] != "closed":
+                    return
+                stored = [(b["sealed"], b["late"]) for b in poll["ballots"].values()]
+                args = await asyncio.to_thread(self._open_all, poll_id, stored)
+                outcome = await self._submit(
+                    "ballot.reveal", args, f"reveal:{poll_id}:{len(stored)}"
+                )
+                if outcome.error is None:
+                    return
+                if outcome.error["code"] != "stale_reveal":
+                    log.warning(
+                        "room %s: the reveal of %s was refused: %s",
+                        self.hub.room,
+                        poll_id,
+                        outcome.error["code"],
+                    )
+                    return
+                await asyncio.sleep(FLUSH_BACKOFF[0])  # a ballot came in meanwhile: again
+        except HemicycleError as exc:
+            log.warning("room %s: could not reveal %s: %s", self.hub.room, poll_id, exc.code)
+        finally:
+            self.revealing.discard(poll_id)
+
+    def _open_all(self, poll_id: str, stored: list[tuple[str, bool]]) -> dict[str, Any]:
+        return seal.open_all(self.seal_key(poll_id), self.hub.room, poll_id, stored)
 
     # -- what the fold tells us ---------------------------------------------------------
 
@@ -239,20 +263,22 @@ class RoomBox:
             kind = event["type"]
             if kind in ("poll.created", "poll.updated"):
                 self.offer_keys()
-            elif event["type"] == "poll.closed" or event["type"] == "poll.timer":
-                self._maybe_flush(event["id"])
+            elif event["type"] == "poll.closed" or event["type"] == "ballot.deposited":
+                self.watch(event["id"])
+
+    def watch_all(self) -> None:
+        for poll_id in list(self.hub.state["polls"]["polls"]):
+            self.watch(poll_id)
 
     async def close(self) -> None:
-        for poll_id in list(self.boxes):
-            self._maybe_flush(poll_id, force=True)
         if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=5)
+            await asyncio.wait(set(self.tasks), timeout=1)
         for task in list(self.tasks):
             task.cancel()
 
 
 class Ballots(Feature):
-    """Secret ballots: the ``ballot`` frames, and a ballot box per room (``running``)."""
+    """Secret ballots: the ``ballot`` frames, and a :class:`RoomBox` per room (``running``)."""
 
     name = "ballots"
 
@@ -267,6 +293,7 @@ class Ballots(Feature):
         for room, hub in node.hubs.items():
             self.boxes[room] = RoomBox(hub, ballot_key(node.settings.secret))
             self.boxes[room].offer_keys()
+            self.boxes[room].watch_all()  # a poll closed while no node was up
         try:
             yield
         finally:
@@ -282,8 +309,8 @@ class Ballots(Feature):
     async def handle_frame(self, session: Session, data: dict[str, Any]) -> None:
         """``{"type": "ballot", "cid", "name": "claim"|"deposit", "args"}`` → one ``reply``.
 
-        The reply may wait for the box; it is sent from a task so the connection keeps
-        reading the person's other frames meanwhile.
+        The reply waits for the log (and, for a claim, the signature); it is sent from a
+        task so the connection keeps reading the person's other frames meanwhile.
         """
         cid = arg_str(data, "cid", max_len=64)
         name = arg_str(data, "name", max_len=20)
@@ -304,7 +331,7 @@ class Ballots(Feature):
         elif name == "deposit":
 
             def run() -> Awaitable[dict[str, Any]]:
-                return box.deposit(args)
+                return box.deposit(session, args)
         else:
             raise BadArgs("a ballot frame is a 'claim' or a 'deposit'")
 

@@ -6,8 +6,8 @@ the key that signs invites and the key that seeds the ballot keys are independen
 weakness found in one use (a forged invite signature, a leaked ballot seed) says nothing
 about the other, and a new purpose gets a new key without touching the old ones.
 
-HKDF is written out here (:func:`hkdf`, a dozen lines of ``hmac``) rather than taken from
-``cryptography``: that package is not otherwise a dependency of the node, and the
+HKDF is written out here (:func:`hkdf`, a dozen lines of ``hmac``): it predates
+``cryptography`` becoming a dependency (for sealed ballots, server/seal.py), and the
 construction is two HMAC steps fixed by the RFC, checked against its test vectors in
 tests/test_keys.py.
 

@@ -3,8 +3,9 @@
 Moderators only: ``Authorization: Bearer <their invite token>`` (as ``POST /api/invites``).
 Texts come in the language asked for (``?lang=fr``), falling back to the floor language.
 A poll's export is the ``result`` of ``poll.published`` with the same names and units
-(docs/protocol.md, "Result"), plus the texts. A secret ballot's export lists receipts with
-their choices, never names.
+(docs/protocol.md, "Result"), plus the texts. A secret ballot's export lists the trackers
+of the sealed ballots received and, separately, the counted ballots (choice and weight),
+never names or tokens.
 
     GET /api/rooms/{room}/polls/{poll}/result.json|csv
     GET /api/attendance.json|csv
@@ -45,6 +46,7 @@ OUTCOMES = {
         "no_majority": "no majority",
         "tie": "tie",
         "no_votes": "no votes",
+        "too_few": "too few ballots to reveal",
     },
     "es": {
         "adopted": "aprobada",
@@ -54,6 +56,7 @@ OUTCOMES = {
         "no_majority": "sin mayoría",
         "tie": "empate",
         "no_votes": "sin votos",
+        "too_few": "muy pocas papeletas para revelarlas",
     },
     "fr": {
         "adopted": "adoptée",
@@ -63,6 +66,7 @@ OUTCOMES = {
         "no_majority": "pas de majorité",
         "tie": "égalité",
         "no_votes": "aucun vote",
+        "too_few": "trop peu de bulletins pour les révéler",
     },
     "ru": {
         "adopted": "принято",
@@ -72,6 +76,7 @@ OUTCOMES = {
         "no_majority": "нет большинства",
         "tie": "равенство",
         "no_votes": "нет голосов",
+        "too_few": "слишком мало бюллетеней для раскрытия",
     },
 }
 NOT_COUNTED = (INTERPRETER, CAPTIONER, OBSERVER)
@@ -173,9 +178,16 @@ def poll_csv(data: dict[str, Any]) -> str:
         w.writerow([o["id"], texts[o["id"]], o["n"], o["w"]])
     w.writerow([])
     if data["secret"]:
-        w.writerow(["receipt", "choice", "choice_text", "w"])
-        for r in data["receipts"]:
-            w.writerow([r["receipt"], _ids(r["choice"]), _texts(r["choice"], texts), r["w"]])
+        for key in ("counted", "invalid", "late", "mix"):
+            w.writerow([key, data.get(key, 0)])
+        w.writerow([])
+        w.writerow(["tracker"])
+        for tracker in data.get("trackers", []):
+            w.writerow([tracker])
+        w.writerow([])
+        w.writerow(["choice", "choice_text", "w"])
+        for r in data.get("revealed", []):
+            w.writerow([_ids(r["choice"]), _texts(r["choice"], texts), r["w"]])
     else:
         w.writerow(["voter", "name", "by", "choice", "choice_text", "w"])
         for r in data["roll_call"]:
