@@ -142,6 +142,7 @@ const HC = (() => {
       hc.connected = false;
       if (stopped) { setStatus("left"); return; }
       if (e.code === 4001 || e.code === 4003 || e.code === 4004) { setStatus("refused"); return; }
+      if (e.code === 4009) { setStatus("displaced"); return; } // a newer window took over
       setStatus("reconnecting");
       setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 5000);

@@ -22,7 +22,7 @@ from aiortc.rtp import RtpPacket
 
 from ..audio import FLOOR
 from ..errors import BadArgs, HemicycleError, RateLimited, Refused, UnknownType
-from ..node.sessions import TokenBucket
+from ..node.throttle import TokenBucket
 from ..types import Actor, arg_str
 from . import passthrough
 from .kind import Kind

@@ -72,7 +72,13 @@ class Node:
                 "channels": list(room.channels),
             }
             self.hubs[room.id] = RoomHub(
-                room, self.backends, self.metrics, node=self.name, info=room_info, rules=self.rules
+                room,
+                self.backends,
+                self.metrics,
+                node=self.name,
+                info=room_info,
+                rules=self.rules,
+                conns_per_person=settings.conns_per_person,
             )
         self._stack = contextlib.AsyncExitStack()
 

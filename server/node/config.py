@@ -58,8 +58,16 @@ class Settings:
     """Base URL printed in invite links; defaults to http://host:port."""
     node: str = ""
     command_rate: float = 10.0
-    """Commands (and reactions) per second one connection may send, sustained."""
+    """Frames per second one person may send, sustained: over all of that person's
+    connections on one node, every frame type counted (commands, reactions, pings, offers,
+    bad frames). Past it a frame gets ``rate_limited``."""
     command_burst: float = 30.0
+    rate_strikes: float = 30.0
+    """Frames refused with ``rate_limited`` a connection may still send (refilled at
+    ``command_rate``) before it is closed with 4029."""
+    conns_per_person: int = 3
+    """Connections one person may hold at once, across nodes; a newer one closes the
+    oldest with 4009."""
     recordings: str = "recordings"
     """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
 
@@ -80,10 +88,29 @@ class Settings:
             "command_burst": _float(
                 env.get("HEMICYCLE_COMMAND_BURST", "30"), "HEMICYCLE_COMMAND_BURST"
             ),
+            "rate_strikes": _float(
+                env.get("HEMICYCLE_RATE_STRIKES", "30"), "HEMICYCLE_RATE_STRIKES"
+            ),
+            "conns_per_person": _int(
+                env.get("HEMICYCLE_CONNS_PER_PERSON", "3"), "HEMICYCLE_CONNS_PER_PERSON"
+            ),
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse limits that make no sense, naming the variable."""
+        for key, value in (
+            ("HEMICYCLE_COMMAND_RATE", self.command_rate),
+            ("HEMICYCLE_COMMAND_BURST", self.command_burst),
+            ("HEMICYCLE_RATE_STRIKES", self.rate_strikes),
+            ("HEMICYCLE_CONNS_PER_PERSON", self.conns_per_person),
+        ):
+            if not value > 0:
+                raise ConfigError("environment", key, f"must be positive, got {value!r}")
 
     @property
     def base_url(self) -> str:

@@ -23,6 +23,7 @@ from .backends import Backends
 from .log import id_key
 from .metrics import Metrics
 from .snapshots import Snapshots
+from .throttle import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ class Sink(Protocol):
     def deliver(
         self, frame: bytes | str, *, entry_id: str | None = None, ephemeral: bool = False
     ) -> None: ...
+
+    def displace(self) -> None:
+        """Close: the person holds more than ``conns_per_person`` connections."""
 
 
 class Feature(Protocol):
@@ -69,6 +73,7 @@ class RoomHub:
         node: str = "node",
         info: dict[str, Any] | None = None,
         rules: fold.Rules = fold.RULES,
+        conns_per_person: int = 3,
     ) -> None:
         self.config = config
         self.room = config.id
@@ -79,6 +84,11 @@ class RoomHub:
         """The slices this room folds (the node's: its own and its features')."""
         self.state: State = rules.new_state(config)
         self.sinks: set[Sink] = set()
+        self.by_conn: dict[str, Sink] = {}
+        self.conns_per_person = conns_per_person
+        """A join past it closes the person's oldest connection, on whichever node owns it."""
+        self.buckets: dict[str, TokenBucket] = {}
+        """Frame rate per person on this node (``bucket_for``)."""
         self.recent: deque[tuple[str, list[Event]]] = deque()
         self.recent_base: str | None = None  # id just before recent[0]; None: the log's start
         self.pending: dict[str, asyncio.Future[fold.Outcome]] = {}
@@ -198,6 +208,9 @@ class RoomHub:
             self.unsent.append((entry_id, outcome.events))
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+        for event in outcome.events:
+            if event["type"] == "person.joined":
+                self._displace(event["person"]["conns"])
         waiter = self.pending.pop(entry["cid"], None)
         if waiter is not None and not waiter.done():
             waiter.set_result(outcome)
@@ -314,15 +327,38 @@ class RoomHub:
             return None
         return [(i, ev) for i, ev in self.recent if id_key(i) > key and ev]
 
+    def _displace(self, conns: list[str]) -> None:
+        """The person's oldest connections past ``conns_per_person``: each node closes its
+        own (a connection id starts with its node's name); the fold is the same everywhere,
+        so no message between nodes is needed."""
+        for conn in conns[: max(0, len(conns) - self.conns_per_person)]:
+            sink = self.by_conn.get(conn)
+            if sink is not None:
+                sink.displace()
+
+    def bucket_for(self, pid: str, rate: float, burst: float) -> TokenBucket:
+        """The frame bucket of ``pid`` on this node, shared by all their connections."""
+        bucket = self.buckets.get(pid)
+        if bucket is None:
+            if len(self.buckets) > 4 * len(self.sinks) + 64:  # forget idle, full buckets
+                online = {s.person["pid"] for s in self.sinks}
+                for other, b in list(self.buckets.items()):
+                    if other not in online and b.full():
+                        del self.buckets[other]
+            bucket = self.buckets[pid] = TokenBucket(rate, burst)
+        return bucket
+
     def attach(self, sink: Sink) -> None:
         """Add a connection whose welcome was just made from ``state`` (or ``recent``)."""
         self.flush()  # the others get what is folded but unsent; the welcome holds it already
         self.sinks.add(sink)
+        self.by_conn[sink.person["conn"]] = sink
         self.metrics.connections.inc()
 
     def detach(self, sink: Sink) -> None:
         if sink in self.sinks:
             self.sinks.discard(sink)
+            self.by_conn.pop(sink.person["conn"], None)
             self.metrics.connections.dec()
 
     async def leave(self, sink: Sink) -> None:

@@ -33,8 +33,16 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             CLOSE_UNKNOWN_ROOM,
         )
         return
+    settings = node.settings
     session = Session(
-        ws, hub, claims, codec, node.settings.command_rate, node.settings.command_burst, node.frames
+        ws,
+        hub,
+        claims,
+        codec,
+        settings.command_rate,
+        settings.command_burst,
+        node.frames,
+        strikes=settings.rate_strikes,
     )
     await session.run(ws.query_params.get("after"))
 

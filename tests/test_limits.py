@@ -1,0 +1,123 @@
+"""Limits per person: connections (across nodes), one frame rate over all of a person's
+connections, every frame type counted, and a close past the hard limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from websockets.asyncio.client import connect
+
+from server.client import Client
+from server.node.auth import Invites
+from server.node.backends import Backends
+from server.node.sessions import CLOSE_DISPLACED, CLOSE_TOO_FAST
+
+from .conftest import NodeFactory
+
+
+def ws_url(base: str, token: str) -> str:
+    return base.replace("http", "ws", 1) + "/ws?token=" + token
+
+
+async def wait_closed(client: Client, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while client.close_code is None:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_fourth_connection_closes_the_oldest(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    node = await start_node()
+    token = invites.mint(room="plenary", role="participant", name="Ana", org="aple-kh")
+    tabs = [await Client.connect(node.url, token) for _ in range(3)]
+    pid = tabs[0].me
+    await tabs[2].wait_for(lambda s: len(s["core"]["people"][pid]["conns"]) == 3)
+    fourth = await Client.connect(node.url, token)
+    await wait_closed(tabs[0])
+    assert tabs[0].close_code == CLOSE_DISPLACED
+    assert [e["code"] for e in tabs[0].errors] == ["displaced"]
+    conns = [t.you["conn"] for t in (*tabs[1:], fourth)]
+    await fourth.wait_for(lambda s: s["core"]["people"][pid]["conns"] == conns)
+    for tab in (*tabs[1:], fourth):  # the three newest still serve
+        assert tab.close_code is None
+        assert (await tab.request("hand.lower"))["code"] == "hand_not_raised"
+    for tab in (*tabs[1:], fourth):
+        await tab.close()
+
+
+async def test_the_cap_holds_across_nodes(
+    start_node: NodeFactory, invites: Invites, shared_memory: Backends
+) -> None:
+    a = await start_node(shared_memory, name="A")
+    b = await start_node(shared_memory, name="B")
+    token = invites.mint(room="plenary", role="participant", name="Ana")
+    on_a = await Client.connect(a.url, token)
+    on_b = [await Client.connect(b.url, token) for _ in range(2)]
+    pid = on_a.me
+    await on_a.wait_for(lambda s: len(s["core"]["people"][pid]["conns"]) == 3)
+    await asyncio.sleep(0.2)
+    assert on_a.close_code is None
+    # The fourth joins on B; the oldest is on A, and A closes it: both folded the join.
+    fourth = await Client.connect(b.url, token)
+    await wait_closed(on_a)
+    assert on_a.close_code == CLOSE_DISPLACED
+    kept = [c.you["conn"] for c in (*on_b, fourth)]
+    await fourth.wait_for(lambda s: s["core"]["people"][pid]["conns"] == kept)
+    assert all(c.close_code is None for c in (*on_b, fourth))
+    for c in (*on_b, fourth):
+        await c.close()
+
+
+async def test_one_rate_for_all_of_a_persons_connections(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    node = await start_node(settings={"command_rate": 1, "command_burst": 20})
+    token = invites.mint(room="plenary", role="participant", name="Ana")
+    one, two = await Client.connect(node.url, token), await Client.connect(node.url, token)
+    bob = await Client.connect(
+        node.url, invites.mint(room="plenary", role="participant", name="Bob")
+    )
+    first = await asyncio.gather(*(one.request("hand.lower") for _ in range(15)))
+    second = await asyncio.gather(*(two.request("hand.lower") for _ in range(15)))
+    codes = [r["code"] for r in first + second]
+    assert codes.count("rate_limited") >= 9, codes  # 30 sent, about 20 allowed in all
+    assert all(r["code"] == "hand_not_raised" for r in first[:15]), first
+    # Someone else has their own bucket.
+    assert (await bob.request("hand.lower"))["code"] == "hand_not_raised"
+    for c in (one, two, bob):
+        await c.close()
+
+
+async def test_pings_and_bad_frames_count_and_a_flood_is_closed(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    node = await start_node(settings={"command_rate": 1, "command_burst": 10, "rate_strikes": 10})
+    token = invites.mint(room="plenary", role="participant", name="Ana")
+    async with connect(ws_url(node.url, token), subprotocols=["hemicycle.json"]) as ws:  # type: ignore[list-item]
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await ws.send(json.dumps({"type": "ping", "echo": 1}))
+        for _ in range(9):
+            await ws.send("{not json")
+        await ws.send(json.dumps({"type": "ping", "echo": 2}))  # the 11th frame
+        seen: list[dict[str, object]] = []
+        while len([m for m in seen if m["type"] in ("pong", "error")]) < 11:
+            seen.append(json.loads(await ws.recv()))
+        kinds = [(m["type"], m.get("code")) for m in seen if m["type"] in ("pong", "error")]
+        assert kinds[0] == ("pong", None)
+        assert kinds[1:10] == [("error", "bad_frame")] * 9
+        assert kinds[10] == ("error", "rate_limited")
+        # Keep going: 10 more refused frames are tolerated, then the socket is closed.
+        for i in range(12):
+            try:
+                await ws.send(json.dumps({"type": "ping", "echo": i}))
+            except Exception:
+                break
+        async with asyncio.timeout(5):
+            while True:
+                try:
+                    await ws.recv()
+                except Exception:
+                    break
+        assert ws.close_code == CLOSE_TOO_FAST
