@@ -9,6 +9,7 @@ vote whose roll has a weight held by one member only (docs/voting.md, "Weight cl
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -68,6 +69,9 @@ class Settings:
     conns_per_person: int = 3
     """Connections one person may hold at once, across nodes; a newer one closes the
     oldest with 4009."""
+    media_loopback: bool | None = None
+    """Whether offers may list loopback/link-local candidates; ``None`` (``auto``): only
+    when ``host`` is a loopback address (the node itself runs on loopback)."""
     recordings: str = "recordings"
     """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
 
@@ -94,6 +98,9 @@ class Settings:
             "conns_per_person": _int(
                 env.get("HEMICYCLE_CONNS_PER_PERSON", "3"), "HEMICYCLE_CONNS_PER_PERSON"
             ),
+            "media_loopback": _tristate(
+                env.get("HEMICYCLE_MEDIA_LOOPBACK", "auto"), "HEMICYCLE_MEDIA_LOOPBACK"
+            ),
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -113,6 +120,18 @@ class Settings:
                 raise ConfigError("environment", key, f"must be positive, got {value!r}")
 
     @property
+    def loopback_media(self) -> bool:
+        """``media_loopback``, with ``auto`` decided by the bind address."""
+        if self.media_loopback is not None:
+            return self.media_loopback
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
@@ -122,6 +141,17 @@ def _int(value: str, key: str) -> int:
         return int(value)
     except ValueError:
         raise ConfigError("environment", key, f"not an integer: {value!r}") from None
+
+
+def _tristate(value: str, key: str) -> bool | None:
+    word = value.strip().lower()
+    if word == "auto":
+        return None
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError("environment", key, f"expected auto, true or false: {value!r}")
 
 
 def _float(value: str, key: str) -> float:
