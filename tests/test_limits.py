@@ -4,14 +4,17 @@ connections, every frame type counted, and a close past the hard limit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
+import pytest
 from websockets.asyncio.client import connect
 
 from server.client import Client
 from server.node.auth import Invites
 from server.node.backends import Backends
 from server.node.sessions import CLOSE_DISPLACED, CLOSE_TOO_FAST
+from server.web import halfopen
 
 from .conftest import NodeFactory
 
@@ -121,3 +124,63 @@ async def test_pings_and_bad_frames_count_and_a_flood_is_closed(
                 except Exception:
                     break
         assert ws.close_code == CLOSE_TOO_FAST
+
+
+async def test_new_connections_per_address_are_rate_limited(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    node = await start_node(settings={"conn_rate": 0.5, "conn_burst": 4})
+    token = invites.mint(room="plenary", role="participant", name="Watcher")
+    codes = []
+    for _ in range(6):
+        async with connect(ws_url(node.url, token), subprotocols=["hemicycle.json"]) as ws:  # type: ignore[list-item]
+            first = json.loads(await ws.recv())
+            codes.append(first.get("code", first["type"]))
+            if first["type"] == "error":
+                with contextlib.suppress(Exception):
+                    await ws.recv()
+                assert ws.close_code == CLOSE_TOO_FAST
+    assert codes == ["welcome"] * 4 + ["rate_limited"] * 2, codes
+
+
+async def test_half_open_requests_are_closed(
+    start_node: NodeFactory, invites: Invites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert halfopen.HEAD_TIMEOUT <= 10
+    monkeypatch.setattr(halfopen, "HEAD_TIMEOUT", 1.0)
+    node = await start_node(**halfopen.uvicorn_options())
+    token = invites.mint(room="plenary", role="participant", name="Ana")
+    opened = []
+    halves = [
+        b"",  # connects and says nothing
+        b"GET /ws?tok",  # half a request line
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n",  # headers never ended
+    ]
+    for i in range(30):
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        writer.write(halves[i % len(halves)])
+        await writer.drain()
+        opened.append((reader, writer))
+    started = asyncio.get_running_loop().time()
+    # A whole request on another connection is served meanwhile, and a WebSocket stays.
+    ana = await Client.connect(node.url, token)
+    for reader, _ in opened:
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""  # EOF: the node closed it
+    elapsed = asyncio.get_running_loop().time() - started
+    assert elapsed < 3, elapsed
+    await asyncio.sleep(1.2)
+    assert (await ana.request("hand.lower"))["code"] == "hand_not_raised"
+    # A keep-alive connection that starts a second request and stalls is closed too.
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 ")
+    writer.write(b"GET /healthz HTTP/1.1\r\nHo")
+    async with asyncio.timeout(5):
+        while await reader.read(65536):
+            pass
+    writer.close()
+    for _, w in opened:
+        w.close()
+    await ana.close()

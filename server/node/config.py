@@ -69,6 +69,10 @@ class Settings:
     conns_per_person: int = 3
     """Connections one person may hold at once, across nodes; a newer one closes the
     oldest with 4009."""
+    conn_rate: float = 5.0
+    """New WebSocket connections per second one address may open, sustained (the address
+    uvicorn reports: behind a trusted proxy, the ``X-Forwarded-For`` it sets)."""
+    conn_burst: float = 60.0
     media_loopback: bool | None = None
     """Whether offers may list loopback/link-local candidates; ``None`` (``auto``): only
     when ``host`` is a loopback address (the node itself runs on loopback)."""
@@ -98,6 +102,8 @@ class Settings:
             "conns_per_person": _int(
                 env.get("HEMICYCLE_CONNS_PER_PERSON", "3"), "HEMICYCLE_CONNS_PER_PERSON"
             ),
+            "conn_rate": _float(env.get("HEMICYCLE_CONN_RATE", "5"), "HEMICYCLE_CONN_RATE"),
+            "conn_burst": _float(env.get("HEMICYCLE_CONN_BURST", "60"), "HEMICYCLE_CONN_BURST"),
             "media_loopback": _tristate(
                 env.get("HEMICYCLE_MEDIA_LOOPBACK", "auto"), "HEMICYCLE_MEDIA_LOOPBACK"
             ),
@@ -115,6 +121,8 @@ class Settings:
             ("HEMICYCLE_COMMAND_BURST", self.command_burst),
             ("HEMICYCLE_RATE_STRIKES", self.rate_strikes),
             ("HEMICYCLE_CONNS_PER_PERSON", self.conns_per_person),
+            ("HEMICYCLE_CONN_RATE", self.conn_rate),
+            ("HEMICYCLE_CONN_BURST", self.conn_burst),
         ):
             if not value > 0:
                 raise ConfigError("environment", key, f"must be positive, got {value!r}")

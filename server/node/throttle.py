@@ -28,3 +28,21 @@ class TokenBucket:
     def full(self) -> bool:
         self._refill()
         return self.tokens >= self.burst
+
+
+class PerKey:
+    """One :class:`TokenBucket` per key (an address), forgetting full ones past ``keep``."""
+
+    def __init__(self, rate: float, burst: float, keep: int = 10_000) -> None:
+        self.rate, self.burst, self.keep = rate, burst, keep
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str) -> bool:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= self.keep:
+                for other, b in list(self.buckets.items()):
+                    if b.full():
+                        del self.buckets[other]
+            bucket = self.buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.take()
