@@ -184,3 +184,53 @@ async def test_half_open_requests_are_closed(
     for _, w in opened:
         w.close()
     await ana.close()
+
+
+async def test_reconnects_within_the_grace_log_nothing(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    node = await start_node(settings={"reconnect_grace": 1.0})
+    hub = node.node.hubs["plenary"]
+    chair = await Client.connect(
+        node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    token = invites.mint(room="plenary", role="participant", name="Ana", lang="en")
+    ana = await Client.connect(node.url, token)
+    pid, conn = ana.me, ana.you["conn"]
+    await chair.wait_for(lambda s: s["core"]["people"].get(pid, {}).get("conns") == [conn])
+    await asyncio.sleep(0.5)  # the chair's join brings entries of its own (ballot keys)
+    seen = len(chair.received)
+    before = hub.state["meta"]["last"]
+    for _ in range(50):  # connect/close cycles, each within the grace
+        await ana.close()
+        ana = await Client.connect(node.url, token)
+        assert ana.you["conn"] == conn  # the same connection id, taken over
+    assert hub.state["meta"]["last"] == before, list(hub.recent)[-3:]
+    presence = [
+        e["type"]
+        for m in chair.received[seen:]
+        if m["type"] == "events"
+        for e in m["events"]
+        if e["type"] in ("person.joined", "person.left")
+    ]
+    assert presence == [], presence
+    # A reconnect with another language is a join of the same connection, not a leave.
+    await ana.close()
+    ana = await Client.connect(
+        node.url, invites.mint(room="plenary", role="participant", name="Ana", lang="fr", pid=pid)
+    )
+    assert ana.you["conn"] == conn
+    await chair.wait_for(lambda s: s["core"]["people"][pid]["lang"] == "fr")
+    assert chair.state["core"]["people"][pid]["conns"] == [conn]
+    await ana.close()
+    await asyncio.sleep(1.5)  # past the grace: now the leave is logged
+    await chair.wait_for(lambda s: s["core"]["people"][pid]["conns"] == [])
+    ana = await Client.connect(node.url, token)
+    assert ana.you["conn"] != conn
+    await chair.wait_for(lambda s: s["core"]["people"][pid]["conns"] == [ana.you["conn"]])
+    # Closing the node logs the lingering leaves at once.
+    await ana.close()
+    await asyncio.sleep(0.1)
+    assert hub.lingering
+    await node.stop()
+    assert hub.state["core"]["people"][pid]["conns"] == []

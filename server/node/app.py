@@ -82,6 +82,7 @@ class Node:
                 info=room_info,
                 rules=self.rules,
                 conns_per_person=settings.conns_per_person,
+                reconnect_grace=settings.reconnect_grace,
             )
         self._stack = contextlib.AsyncExitStack()
 

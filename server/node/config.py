@@ -69,6 +69,9 @@ class Settings:
     conns_per_person: int = 3
     """Connections one person may hold at once, across nodes; a newer one closes the
     oldest with 4009."""
+    reconnect_grace: float = 5.0
+    """Seconds a closed connection stays online for its person to come back on the same
+    node: a reconnect within it logs neither a leave nor a join."""
     conn_rate: float = 5.0
     """New WebSocket connections per second one address may open, sustained (the address
     uvicorn reports: behind a trusted proxy, the ``X-Forwarded-For`` it sets)."""
@@ -102,6 +105,9 @@ class Settings:
             "conns_per_person": _int(
                 env.get("HEMICYCLE_CONNS_PER_PERSON", "3"), "HEMICYCLE_CONNS_PER_PERSON"
             ),
+            "reconnect_grace": _float(
+                env.get("HEMICYCLE_RECONNECT_GRACE", "5"), "HEMICYCLE_RECONNECT_GRACE"
+            ),
             "conn_rate": _float(env.get("HEMICYCLE_CONN_RATE", "5"), "HEMICYCLE_CONN_RATE"),
             "conn_burst": _float(env.get("HEMICYCLE_CONN_BURST", "60"), "HEMICYCLE_CONN_BURST"),
             "media_loopback": _tristate(
@@ -126,6 +132,8 @@ class Settings:
         ):
             if not value > 0:
                 raise ConfigError("environment", key, f"must be positive, got {value!r}")
+        if not 0 <= self.reconnect_grace <= 60:
+            raise ConfigError("environment", "HEMICYCLE_RECONNECT_GRACE", "must be 0 to 60 seconds")
 
     @property
     def loopback_media(self) -> bool:

@@ -74,6 +74,7 @@ class RoomHub:
         info: dict[str, Any] | None = None,
         rules: fold.Rules = fold.RULES,
         conns_per_person: int = 3,
+        reconnect_grace: float = 0.0,
     ) -> None:
         self.config = config
         self.room = config.id
@@ -87,6 +88,12 @@ class RoomHub:
         self.by_conn: dict[str, Sink] = {}
         self.conns_per_person = conns_per_person
         """A join past it closes the person's oldest connection, on whichever node owns it."""
+        self.reconnect_grace = reconnect_grace
+        """Seconds a closed connection's ``leave`` waits for the same person to come back
+        on this node (``adopt``): a reconnect then logs neither a leave nor a join."""
+        self.lingering: dict[str, list[tuple[str, asyncio.TimerHandle]]] = {}
+        """Closed connections whose leave is not yet logged, by pid: ``(conn, timer)``."""
+        self.closing = False
         self.buckets: dict[str, TokenBucket] = {}
         """Frame rate per person on this node (``bucket_for``)."""
         self.recent: deque[tuple[str, list[Event]]] = deque()
@@ -135,8 +142,14 @@ class RoomHub:
         self.ready.set()
 
     async def close(self) -> None:
+        self.closing = True
         for sink in list(self.sinks):
             await self.leave(sink)
+        for pid, items in list(self.lingering.items()):
+            for conn, timer in items:
+                timer.cancel()
+                await self._leave(pid, conn)
+        self.lingering.clear()
         if self._timer is not None:
             self._timer.cancel()
         for retry in list(self._retries):
@@ -362,15 +375,61 @@ class RoomHub:
             self.metrics.connections.dec()
 
     async def leave(self, sink: Sink) -> None:
+        """The connection closed: its features let go at once; its ``leave`` is logged
+        after ``reconnect_grace`` unless the person comes back on this node first."""
         self.detach(sink)
         for feature in self.features:
             try:
                 await feature.left(self, sink)
             except Exception:
                 log.exception("room %s: feature %s failed on a leave", self.room, feature.name)
-        person = sink.person
-        args = {"pid": person["pid"], "conn": person["conn"]}
-        cid = f"leave:{person['conn']}"
+        pid, conn = sink.person["pid"], sink.person["conn"]
+        if self.reconnect_grace > 0 and not self.closing and not getattr(sink, "final", False):
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(self.reconnect_grace, self._linger_ended, pid, conn)
+            self.lingering.setdefault(pid, []).append((conn, timer))
+            return
+        await self._leave(pid, conn)
+
+    def adopt(self, pid: str) -> str | None:
+        """A connection of ``pid`` opens: hand it the id of one of their connections that
+        closed within the grace (the latest), still online in the room, or ``None``."""
+        items = self.lingering.get(pid)
+        while items:
+            conn, timer = items.pop()
+            timer.cancel()
+            if not items:
+                del self.lingering[pid]
+            person = self.state["core"]["people"].get(pid)
+            if person is not None and conn in person["conns"]:
+                return conn
+        return None
+
+    def joined_as(self, args: Mapping[str, Any]) -> bool:
+        """Whether the room already holds this join (an adopted connection, same record)."""
+        person = self.state["core"]["people"].get(args["pid"])
+        if person is None or args["conn"] not in person["conns"]:
+            return False
+        fields = ("name", "role", "org", "country", "lang", "booth", "pair")
+        return all(person.get(k) == args.get(k) for k in fields)
+
+    def _linger_ended(self, pid: str, conn: str) -> None:
+        items = self.lingering.get(pid, [])
+        for item in items:
+            if item[0] == conn:
+                items.remove(item)
+                break
+        else:
+            return
+        if not items:
+            self.lingering.pop(pid, None)
+        task = asyncio.get_running_loop().create_task(self._leave(pid, conn))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _leave(self, pid: str, conn: str) -> None:
+        args = {"pid": pid, "conn": conn}
+        cid = f"leave:{conn}"
         try:
             await self.submit(Actor("node", SYSTEM), "leave", args, cid)
         except Unavailable:

@@ -85,7 +85,12 @@ class Session:
         self.codec: Codec = codec
         # The node's name leads the connection id, so that if this node dies the others can
         # tell whose connections to retire (app.Node.reap).
-        conn = f"{hub.node}~{secrets.token_urlsafe(6)}"
+        adopted = hub.adopt(claims["pid"])
+        conn = adopted or f"{hub.node}~{secrets.token_urlsafe(6)}"
+        self.adopted = adopted is not None
+        """This connection took over one that closed within the reconnect grace."""
+        self.final = False
+        """Closed for good (displaced): its leave is logged at once, not after the grace."""
         self.person: dict[str, Any] = {k: v for k, v in claims.items() if k != "exp"}
         self.person["conn"] = conn
         self.actor = Actor(self.person["pid"], self.person["role"], conn)
@@ -184,6 +189,7 @@ class Session:
         if self.closing:
             return
         log.info("closing connection %s: the person opened a newer one", self.person["conn"])
+        self.final = True
         message = "this invite is open in too many windows; the oldest one was closed"
         last = encode({"type": "error", "code": "displaced", "message": message}, self.codec)
         self._shut(CLOSE_DISPLACED, "opened elsewhere", last)
@@ -257,9 +263,12 @@ class Session:
         self._expiry = loop.call_later(max(0.0, self.expires - time.time()), self._expire)
         writer = asyncio.create_task(self._write(), name=f"writer-{self.person['conn']}")
         try:
-            await hub.submit(
-                Actor("node", SYSTEM), "join", self._join_args(), f"join:{self.person['conn']}"
-            )
+            join = self._join_args()
+            if not (self.adopted and hub.joined_as(join)):  # a reconnect logs nothing
+                cid = f"join:{self.person['conn']}"
+                if self.adopted:  # the same connection id joins again (a new language …)
+                    cid += f":{secrets.token_urlsafe(4)}"
+                await hub.submit(Actor("node", SYSTEM), "join", join, cid)
             self._reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
             if self._closer is not None and self._closer.done():
                 self._reader.cancel()  # closed (slow, expired) while joining
