@@ -234,3 +234,61 @@ async def test_reconnects_within_the_grace_log_nothing(
     assert hub.lingering
     await node.stop()
     assert hub.state["core"]["people"][pid]["conns"] == []
+
+
+async def test_a_crashed_nodes_lingering_connections_are_retired(
+    start_node: NodeFactory, redis_url: str, invites: Invites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection closed within the grace on node B, then B killed (SIGKILL): the leave B
+    owed is never logged by B, and node A retires the connection (``Node.reap``)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import server.node.app as app_module
+
+    from .conftest import SECRET, free_port, timeout
+
+    monkeypatch.setattr(app_module, "HEARTBEAT_EVERY", 0.2)
+    a = await start_node(redis_url, name="A")
+    port = free_port()
+    env = {
+        **os.environ,
+        "HEMICYCLE_SECRET": SECRET,
+        "HEMICYCLE_NODE": "B",
+        "HEMICYCLE_RECONNECT_GRACE": "60",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--backend", redis_url],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        token = invites.mint(room="plenary", role="participant", name="Sokha")
+        async with asyncio.timeout(timeout(20)):
+            while True:
+                try:
+                    sokha = await Client.connect(url, token)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        hub = a.node.hubs["plenary"]
+        pid = sokha.me
+        async with asyncio.timeout(timeout(5)):
+            while not hub.state["core"]["people"].get(pid, {}).get("conns"):
+                await asyncio.sleep(0.02)
+        await sokha.close()
+        await asyncio.sleep(1.0)
+        assert hub.state["core"]["people"][pid]["conns"], "the leave waits for the grace"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        async with asyncio.timeout(timeout(app_module.HEARTBEAT_TTL + 5)):
+            while hub.state["core"]["people"][pid]["conns"]:
+                await asyncio.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
