@@ -292,3 +292,38 @@ async def test_a_crashed_nodes_lingering_connections_are_retired(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_limit_settings_from_the_environment() -> None:
+    from server.errors import ConfigError
+    from server.node.config import Settings
+
+    s = Settings.from_env({})
+    assert (s.conns_per_person, s.command_rate, s.command_burst, s.rate_strikes) == (3, 10, 30, 30)
+    assert (s.conn_rate, s.conn_burst, s.reconnect_grace) == (5, 60, 5)
+    assert s.loopback_media  # auto, and the default bind address is 127.0.0.1
+    s = Settings.from_env(
+        {
+            "HEMICYCLE_CONNS_PER_PERSON": "2",
+            "HEMICYCLE_CONN_RATE": "1.5",
+            "HEMICYCLE_RECONNECT_GRACE": "0",
+            "HEMICYCLE_HOST": "0.0.0.0",
+        }
+    )
+    assert (s.conns_per_person, s.conn_rate, s.reconnect_grace) == (2, 1.5, 0)
+    assert not s.loopback_media  # auto on a public address
+    assert Settings.from_env({"HEMICYCLE_HOST": "::1"}).loopback_media
+    assert Settings.from_env({"HEMICYCLE_MEDIA_LOOPBACK": "false"}).loopback_media is False
+    assert Settings.from_env(
+        {"HEMICYCLE_MEDIA_LOOPBACK": "true", "HEMICYCLE_HOST": "0.0.0.0"}
+    ).loopback_media
+    for key, value in (
+        ("HEMICYCLE_CONNS_PER_PERSON", "0"),
+        ("HEMICYCLE_CONN_BURST", "-1"),
+        ("HEMICYCLE_RATE_STRIKES", "many"),
+        ("HEMICYCLE_RECONNECT_GRACE", "600"),
+        ("HEMICYCLE_MEDIA_LOOPBACK", "maybe"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            Settings.from_env({key: value})
+        assert err.value.key == key
