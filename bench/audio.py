@@ -185,7 +185,9 @@ async def serve(mode: str, port: int) -> None:
         from server.node.config import Settings
         from server.web.app import create_app
 
-        app = create_app(Settings(port=port, secret=SECRET, node="bench"))
+        app = create_app(
+            Settings(port=port, secret=SECRET, node="bench", conn_rate=1e6, conn_burst=1e6)
+        )
     else:
         app = relay_app()
     probe.install()  # after create_app: the node checks aiortc's unpatched internals first

@@ -100,6 +100,9 @@ def start_node(name: str, backend: str, tmp: Path) -> tuple[subprocess.Popen[byt
         **os.environ,
         "HEMICYCLE_SECRET": SECRET,
         "HEMICYCLE_NODE": name,
+        # every simulated client comes from 127.0.0.1: lift the per-address limit
+        "HEMICYCLE_CONN_RATE": "1000000",
+        "HEMICYCLE_CONN_BURST": "1000000",
         "PYTHONPATH": str(ROOT),
     }
     log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process

@@ -205,6 +205,9 @@ def start_hemicycle(procs: Procs, redis_url: str, publishers: int) -> Peer:
             # the publishers send far more than a person may: lift the per-connection limit
             "HEMICYCLE_COMMAND_RATE": "1000000",
             "HEMICYCLE_COMMAND_BURST": "1000000",
+            # every simulated client comes from 127.0.0.1: lift the per-address limit
+            "HEMICYCLE_CONN_RATE": "1000000",
+            "HEMICYCLE_CONN_BURST": "1000000",
         }
         proc = procs.start(
             f"hemicycle-{name}",

@@ -274,6 +274,9 @@ def start_processes(tmp: Path, voters: int) -> tuple[list[subprocess.Popen[bytes
             **os.environ,
             "HEMICYCLE_SECRET": SECRET,
             "HEMICYCLE_NODE": f"node-{name}",
+            # every simulated client comes from 127.0.0.1: lift the per-address limit
+            "HEMICYCLE_CONN_RATE": "1000000",
+            "HEMICYCLE_CONN_BURST": "1000000",
             "PYTHONPATH": str(ROOT),
         }
         profile = os.environ.get("HC_BENCH_PROFILE")  # a directory: cProfile each node

@@ -165,6 +165,7 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
 
     from .node.logconfig import log_config
     from .web.app import create_app
+    from .web.halfopen import uvicorn_options
 
     extra: dict[str, Any] = {}
     if demo:
@@ -194,6 +195,7 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
         ws_ping_interval=20,
         ws_ping_timeout=20,
         ws_per_message_deflate=False,
+        **uvicorn_options(),  # a request head not complete in 10 s is closed (halfopen.py)
     )
     return 0
 

@@ -27,6 +27,8 @@
       "err.no_opus": "Your browser offered no Opus audio.",
       "err.bad_sdp": "The audio connection could not be set up.",
       "err.ice_failed": "The audio connection was lost; reconnecting.",
+      "err.replaced": "Your audio moved to another window of yours.",
+      "err.too_many_candidates": "Your browser offered too many network addresses.", "err.bad_candidate": "Your browser offered an address this server does not use.",
       "err.already_recording": "The room is already being recorded.",
       "err.not_recording": "The room is not being recorded.",
       "err.already_muted": "That microphone is already muted.",
@@ -50,6 +52,8 @@
       "err.no_opus": "Su navegador no ofreció audio Opus.",
       "err.bad_sdp": "No se pudo establecer la conexión de audio.",
       "err.ice_failed": "Se perdió la conexión de audio; reconectando.",
+      "err.replaced": "Su audio pasó a otra de sus ventanas.",
+      "err.too_many_candidates": "Su navegador ofreció demasiadas direcciones de red.", "err.bad_candidate": "Su navegador ofreció una dirección que este servidor no usa.",
       "err.already_recording": "La sala ya se está grabando.",
       "err.not_recording": "La sala no se está grabando.",
       "err.already_muted": "Ese micrófono ya está silenciado.",
@@ -75,6 +79,8 @@
       "err.no_opus": "Votre navigateur n'a pas proposé d'audio Opus.",
       "err.bad_sdp": "La connexion audio n'a pas pu être établie.",
       "err.ice_failed": "La connexion audio a été perdue ; reconnexion.",
+      "err.replaced": "Votre audio est passé dans une autre de vos fenêtres.",
+      "err.too_many_candidates": "Votre navigateur a proposé trop d'adresses réseau.", "err.bad_candidate": "Votre navigateur a proposé une adresse que ce serveur n'utilise pas.",
       "err.already_recording": "La salle est déjà enregistrée.",
       "err.not_recording": "La salle n'est pas enregistrée.",
       "err.already_muted": "Ce micro est déjà coupé.",
@@ -98,6 +104,8 @@
       "err.no_opus": "Браузер не предложил звук Opus.",
       "err.bad_sdp": "Не удалось установить звуковое соединение.",
       "err.ice_failed": "Звуковое соединение потеряно; переподключение.",
+      "err.replaced": "Ваш звук перешёл в другое ваше окно.",
+      "err.too_many_candidates": "Браузер предложил слишком много сетевых адресов.", "err.bad_candidate": "Браузер предложил адрес, который этот сервер не использует.",
       "err.already_recording": "Зал уже записывается.",
       "err.not_recording": "Зал не записывается.",
       "err.already_muted": "Этот микрофон уже отключён.",
@@ -484,7 +492,10 @@
       for (const [pid, l] of Object.entries(msg.levels)) A.levels[pid] = { ...l, at: now };
     } else if (msg.type === "rtc.closed") {
       if (msg.pc === "publish") { stopMic(false); if (msg.code !== "not_granted") HC.explain(msg); }
-      if (msg.pc === "listen") startListening();
+      if (msg.pc === "listen") {
+        // Another window of this person took over the audio: stop here, do not fight back.
+        if (msg.code === "replaced") { stopListening(false); HC.explain(msg); } else startListening();
+      }
     } else if (msg.type === "welcome") {
       // A new socket is a new session on the server: its peer connections are gone.
       if (welcomed) {

@@ -142,6 +142,7 @@ const HC = (() => {
       hc.connected = false;
       if (stopped) { setStatus("left"); return; }
       if ([4001, 4003, 4004, 4006, 4007].includes(e.code)) { setStatus("refused"); return; }
+      if (e.code === 4009) { setStatus("displaced"); return; } // a newer window took over
       setStatus("reconnecting");
       setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 5000);

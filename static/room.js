@@ -8,6 +8,7 @@
     en: {
       "status.connecting": "Connecting…", "status.connected": "Connected",
       "status.reconnecting": "Reconnecting…", "status.refused": "This link is not valid",
+      "status.displaced": "Closed: this link is open in too many other windows",
       "status.no_token": "Open your personal invite link to join", "status.left": "You left",
       "ui.language": "Page language", "agenda": "Agenda", "agenda.now": "Now",
       "agenda.next": "Next item", "agenda.yourtime": "your time", "people": "Participants",
@@ -27,6 +28,7 @@
     es: {
       "status.connecting": "Conectando…", "status.connected": "Conectado",
       "status.reconnecting": "Reconectando…", "status.refused": "Este enlace no es válido",
+      "status.displaced": "Cerrada: este enlace está abierto en demasiadas otras ventanas",
       "status.no_token": "Abra su enlace de invitación personal", "status.left": "Ha salido",
       "ui.language": "Idioma de la página", "agenda": "Orden del día", "agenda.now": "Ahora",
       "agenda.next": "Punto siguiente", "agenda.yourtime": "su hora", "people": "Participantes",
@@ -47,6 +49,7 @@
     fr: {
       "status.connecting": "Connexion…", "status.connected": "Connecté",
       "status.reconnecting": "Reconnexion…", "status.refused": "Ce lien n'est pas valide",
+      "status.displaced": "Fermée : ce lien est ouvert dans trop d'autres fenêtres",
       "status.no_token": "Ouvrez votre lien d'invitation personnel", "status.left": "Vous êtes parti",
       "ui.language": "Langue de la page", "agenda": "Ordre du jour", "agenda.now": "En cours",
       "agenda.next": "Point suivant", "agenda.yourtime": "votre heure", "people": "Participants",
@@ -68,6 +71,7 @@
     ru: {
       "status.connecting": "Подключение…", "status.connected": "Подключено",
       "status.reconnecting": "Переподключение…", "status.refused": "Ссылка недействительна",
+      "status.displaced": "Закрыто: эта ссылка открыта в слишком многих других окнах",
       "status.no_token": "Откройте вашу личную ссылку-приглашение", "status.left": "Вы вышли",
       "ui.language": "Язык страницы", "agenda": "Повестка дня", "agenda.now": "Сейчас",
       "agenda.next": "Следующий пункт", "agenda.yourtime": "ваше время",

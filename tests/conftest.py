@@ -180,8 +180,16 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
         port = free_port()
         backends = backend if isinstance(backend, Backends) else None
         url = backend if isinstance(backend, str) else backend.url
+        # Leaves are logged at once unless a test asks for a reconnect grace (the default
+        # 5 s would make every test that watches someone go offline wait for it), and every
+        # client comes from 127.0.0.1: the per-address connection burst is lifted unless a
+        # test sets it (tests/test_limits.py does).
         node_settings = Settings(
-            port=port, secret=SECRET, backend=url, node=name or f"n{port}", **(settings or {})
+            port=port,
+            secret=SECRET,
+            backend=url,
+            node=name or f"n{port}",
+            **{"reconnect_grace": 0.0, "conn_burst": 100_000.0, **(settings or {})},
         )
         app = create_app(node_settings, config or assembly, backends)
         server = TestServer(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer
@@ -10,6 +11,10 @@ from aiortc import sdp as aiortc_sdp
 
 from ..errors import BadArgs, ConfigError
 from .kind import AUDIO, Kind
+
+MAX_CANDIDATES = 8
+"""Distinct remote candidates an offer may list: the node sends STUN checks to each, so
+more would make it a prober (docs/security.md, "Limits")."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,12 @@ class MediaConfig:
     candidates, which is what one machine and a LAN need."""
     server_ice_servers: tuple[dict[str, Any], ...] = ()
     """The node's own STUN/TURN, when it sits behind NAT."""
+    allow_loopback: bool = False
+    """Whether offers may list loopback and link-local candidates: only when the node
+    itself runs on loopback (``Settings.media_loopback``; tests, one machine)."""
+
+    def with_loopback(self, allow: bool) -> MediaConfig:
+        return replace(self, allow_loopback=allow)
 
     @classmethod
     def from_extra(cls, extra: Any, source: str = "<config>") -> MediaConfig:
@@ -70,10 +81,14 @@ def _ice_list(table: dict[str, Any], key: str, source: str) -> tuple[dict[str, A
     return tuple(out)
 
 
-def check_offer(sdp: str, purpose: str, kind: Kind = AUDIO) -> tuple[int, int]:
+def check_offer(
+    sdp: str, purpose: str, kind: Kind = AUDIO, *, allow_loopback: bool = False
+) -> tuple[int, int]:
     """Refuse an offer that is not only ``kind`` in its codec; return ``(m-lines, payload type)``.
 
-    Error codes name the kind: ``no_audio``, ``audio_only``, ``no_opus`` for :data:`AUDIO`.
+    Error codes name the kind: ``no_audio``, ``audio_only``, ``no_opus`` for :data:`AUDIO`;
+    ``too_many_candidates`` past :data:`MAX_CANDIDATES`, ``bad_candidate`` for an address
+    the node must not send checks to.
     """
     media, codec = kind.name, kind.codec
     if not sdp.startswith("v=0"):
@@ -113,7 +128,38 @@ def check_offer(sdp: str, purpose: str, kind: Kind = AUDIO) -> tuple[int, int]:
             raise BadArgs(f"a publish offer must send {media}", code="bad_direction")
         if purpose == "listen" and m.direction not in (None, "recvonly", "sendrecv"):
             raise BadArgs(f"a listen offer must receive {media}", code="bad_direction")
+    check_candidates(parsed, allow_loopback)
     return len(kinds), int(found[0])
+
+
+def check_candidates(parsed: aiortc_sdp.SessionDescription, allow_loopback: bool) -> None:
+    """At most :data:`MAX_CANDIDATES` distinct remote candidates; none the node must not
+    probe: unspecified, multicast, broadcast or reserved addresses never; loopback and
+    link-local only when ``allow_loopback``. Host names (mDNS ``….local``) pass: aioice
+    resolves them on the local link only."""
+    seen: set[tuple[str, str, int]] = set()
+    for m in parsed.media:
+        for c in m.ice_candidates:
+            seen.add((c.protocol.lower(), c.ip, c.port))
+            try:
+                ip = ipaddress.ip_address(c.ip)
+            except ValueError:
+                continue
+            if ip.is_unspecified or ip.is_multicast or ip.is_reserved or c.ip.endswith(".255"):
+                raise BadArgs(f"the offer lists a candidate at {c.ip}", code="bad_candidate")
+            if (ip.is_loopback or ip.is_link_local) and not allow_loopback:
+                raise BadArgs(
+                    f"the offer lists a loopback or link-local candidate ({c.ip}); "
+                    "this node does not run on loopback",
+                    code="bad_candidate",
+                )
+            if not 0 < c.port < 65536:
+                raise BadArgs(f"the offer lists a candidate port {c.port}", code="bad_candidate")
+    if len(seen) > MAX_CANDIDATES:
+        raise BadArgs(
+            f"the offer lists {len(seen)} candidates; at most {MAX_CANDIDATES} are taken",
+            code="too_many_candidates",
+        )
 
 
 def answer_payload_type(sdp: str, kind: Kind = AUDIO) -> int:

@@ -22,7 +22,7 @@ from aiortc.rtp import RtpPacket
 
 from ..audio import FLOOR
 from ..errors import BadArgs, HemicycleError, RateLimited, Refused, UnknownType
-from ..node.sessions import TokenBucket
+from ..node.throttle import TokenBucket
 from ..types import Actor, arg_str
 from . import passthrough
 from .kind import Kind
@@ -214,7 +214,7 @@ class Signalling:
             raise BadArgs("'purpose' is 'listen' or 'publish'")
         sdp = arg_str(data, "sdp", max_len=MAX_SDP)
         assert sdp is not None
-        lines, _ = check_offer(sdp, purpose, self.kind)
+        lines, _ = check_offer(sdp, purpose, self.kind, allow_loopback=self.config.allow_loopback)
         target = FLOOR
         on_air = True
         if purpose == "publish":
@@ -248,6 +248,7 @@ class Signalling:
             raise
         conn = peer.person["conn"]
         pc.on("connectionstatechange", lambda: self._on_pc_state(conn, pc))
+        self._replace_others(peer.person["pid"], conn, purpose)
         if purpose == "publish":
             pub.payload_type = pt
             peers.publisher = pub
@@ -261,6 +262,17 @@ class Signalling:
         return {"sdp": answer, "pc": "listen", "tracks": lines}
 
     # -- closing ---------------------------------------------------------------------------
+
+    def _replace_others(self, pid: str, conn: str, purpose: str) -> None:
+        """One publishing and one listening peer connection per person on this node: a
+        newer one (another window) replaces the older, which is told ``replaced``."""
+        moved = {"code": "replaced", "message": "your audio moved to another window of yours"}
+        for other_conn, peers in list(self.peers.items()):
+            if other_conn == conn:
+                continue
+            held = peers.listener if purpose == "listen" else peers.publisher
+            if held is not None and held.peer.person["pid"] == pid:
+                self.close_soon(peers, purpose, moved)
 
     def close_soon(self, peers: Peers, which: str, message: dict[str, Any]) -> None:
         """Tell the connection its ``which`` peer connection ends, and close it in a task."""

@@ -19,6 +19,7 @@ from .config import Assembly, Settings
 from .feature import Feature, dispatch_table, features_named
 from .hub import RoomHub
 from .metrics import Metrics
+from .throttle import PerKey
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Node:
         self._own_backends = backends is None
         self.metrics = Metrics()
         self.invites = Invites(settings.secret)
+        self.addresses = PerKey(settings.conn_rate, settings.conn_burst)
+        """New connections per address (web/socket.py)."""
         self.features = list(features)
         self.feature = features_named(self.features)
         self.frames = dispatch_table(self.features)
@@ -74,7 +77,14 @@ class Node:
                 "channels": list(room.channels),
             }
             self.hubs[room.id] = RoomHub(
-                room, self.backends, self.metrics, node=self.name, info=room_info, rules=self.rules
+                room,
+                self.backends,
+                self.metrics,
+                node=self.name,
+                info=room_info,
+                rules=self.rules,
+                conns_per_person=settings.conns_per_person,
+                reconnect_grace=settings.reconnect_grace,
             )
         self._stack = contextlib.AsyncExitStack()
 

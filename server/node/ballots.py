@@ -35,7 +35,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .. import blind, polls, seal
-from ..errors import BadArgs, Forbidden, HemicycleError, RateLimited, Refused, Unavailable
+from ..errors import BadArgs, Forbidden, HemicycleError, Refused, Unavailable
 from ..state import PublicPoll
 from ..types import SYSTEM, Actor, Event, arg_str
 from . import keys
@@ -321,8 +321,7 @@ class Ballots(Feature):
         box = self.boxes.get(session.hub.room)
         if box is None:
             raise Unavailable("this node takes no ballots")
-        if not session.bucket.take():
-            raise RateLimited("too many ballots; slow down")
+        # The frame already took its token from the person's rate (sessions.py): no second one.
         run: Callable[[], Awaitable[dict[str, Any]]]
         if name == "claim":
 

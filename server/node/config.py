@@ -9,6 +9,7 @@ vote whose roll has a weight held by one member only (docs/voting.md, "Weight cl
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -58,8 +59,26 @@ class Settings:
     """Base URL printed in invite links; defaults to http://host:port."""
     node: str = ""
     command_rate: float = 10.0
-    """Commands (and reactions) per second one connection may send, sustained."""
+    """Frames per second one person may send, sustained: over all of that person's
+    connections on one node, every frame type counted (commands, reactions, pings, offers,
+    bad frames). Past it a frame gets ``rate_limited``."""
     command_burst: float = 30.0
+    rate_strikes: float = 30.0
+    """Frames refused with ``rate_limited`` a connection may still send (refilled at
+    ``command_rate``) before it is closed with 4029."""
+    conns_per_person: int = 3
+    """Connections one person may hold at once, across nodes; a newer one closes the
+    oldest with 4009."""
+    reconnect_grace: float = 5.0
+    """Seconds a closed connection stays online for its person to come back on the same
+    node: a reconnect within it logs neither a leave nor a join."""
+    conn_rate: float = 5.0
+    """New WebSocket connections per second one address may open, sustained (the address
+    uvicorn reports: behind a trusted proxy, the ``X-Forwarded-For`` it sets)."""
+    conn_burst: float = 60.0
+    media_loopback: bool | None = None
+    """Whether offers may list loopback/link-local candidates; ``None`` (``auto``): only
+    when ``host`` is a loopback address (the node itself runs on loopback)."""
     recordings: str = "recordings"
     """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
 
@@ -80,10 +99,53 @@ class Settings:
             "command_burst": _float(
                 env.get("HEMICYCLE_COMMAND_BURST", "30"), "HEMICYCLE_COMMAND_BURST"
             ),
+            "rate_strikes": _float(
+                env.get("HEMICYCLE_RATE_STRIKES", "30"), "HEMICYCLE_RATE_STRIKES"
+            ),
+            "conns_per_person": _int(
+                env.get("HEMICYCLE_CONNS_PER_PERSON", "3"), "HEMICYCLE_CONNS_PER_PERSON"
+            ),
+            "reconnect_grace": _float(
+                env.get("HEMICYCLE_RECONNECT_GRACE", "5"), "HEMICYCLE_RECONNECT_GRACE"
+            ),
+            "conn_rate": _float(env.get("HEMICYCLE_CONN_RATE", "5"), "HEMICYCLE_CONN_RATE"),
+            "conn_burst": _float(env.get("HEMICYCLE_CONN_BURST", "60"), "HEMICYCLE_CONN_BURST"),
+            "media_loopback": _tristate(
+                env.get("HEMICYCLE_MEDIA_LOOPBACK", "auto"), "HEMICYCLE_MEDIA_LOOPBACK"
+            ),
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse limits that make no sense, naming the variable."""
+        for key, value in (
+            ("HEMICYCLE_COMMAND_RATE", self.command_rate),
+            ("HEMICYCLE_COMMAND_BURST", self.command_burst),
+            ("HEMICYCLE_RATE_STRIKES", self.rate_strikes),
+            ("HEMICYCLE_CONNS_PER_PERSON", self.conns_per_person),
+            ("HEMICYCLE_CONN_RATE", self.conn_rate),
+            ("HEMICYCLE_CONN_BURST", self.conn_burst),
+        ):
+            if not value > 0:
+                raise ConfigError("environment", key, f"must be positive, got {value!r}")
+        if not 0 <= self.reconnect_grace <= 60:
+            raise ConfigError("environment", "HEMICYCLE_RECONNECT_GRACE", "must be 0 to 60 seconds")
+
+    @property
+    def loopback_media(self) -> bool:
+        """``media_loopback``, with ``auto`` decided by the bind address."""
+        if self.media_loopback is not None:
+            return self.media_loopback
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def base_url(self) -> str:
@@ -95,6 +157,17 @@ def _int(value: str, key: str) -> int:
         return int(value)
     except ValueError:
         raise ConfigError("environment", key, f"not an integer: {value!r}") from None
+
+
+def _tristate(value: str, key: str) -> bool | None:
+    word = value.strip().lower()
+    if word == "auto":
+        return None
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError("environment", key, f"expected auto, true or false: {value!r}")
 
 
 def _float(value: str, key: str) -> float:

@@ -23,6 +23,7 @@ from .backends import Backends
 from .log import id_key
 from .metrics import Metrics
 from .snapshots import Snapshots
+from .throttle import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class Sink(Protocol):
 
     def revoked(self) -> None:
         """Its invite was revoked: say so and close (4006)."""
+
+    def displace(self) -> None:
+        """Close: the person holds more than ``conns_per_person`` connections."""
 
 
 class Feature(Protocol):
@@ -72,6 +76,8 @@ class RoomHub:
         node: str = "node",
         info: dict[str, Any] | None = None,
         rules: fold.Rules = fold.RULES,
+        conns_per_person: int = 3,
+        reconnect_grace: float = 0.0,
     ) -> None:
         self.config = config
         self.room = config.id
@@ -82,6 +88,17 @@ class RoomHub:
         """The slices this room folds (the node's: its own and its features')."""
         self.state: State = rules.new_state(config)
         self.sinks: set[Sink] = set()
+        self.by_conn: dict[str, Sink] = {}
+        self.conns_per_person = conns_per_person
+        """A join past it closes the person's oldest connection, on whichever node owns it."""
+        self.reconnect_grace = reconnect_grace
+        """Seconds a closed connection's ``leave`` waits for the same person to come back
+        on this node (``adopt``): a reconnect then logs neither a leave nor a join."""
+        self.lingering: dict[str, list[tuple[str, asyncio.TimerHandle]]] = {}
+        """Closed connections whose leave is not yet logged, by pid: ``(conn, timer)``."""
+        self.closing = False
+        self.buckets: dict[str, TokenBucket] = {}
+        """Frame rate per person on this node (``bucket_for``)."""
         self.recent: deque[tuple[str, list[Event]]] = deque()
         self.recent_base: str | None = None  # id just before recent[0]; None: the log's start
         self.pending: dict[str, asyncio.Future[fold.Outcome]] = {}
@@ -135,8 +152,14 @@ class RoomHub:
         self.ready.set()
 
     async def close(self) -> None:
+        self.closing = True
         for sink in list(self.sinks):
             await self.leave(sink)
+        for pid, items in list(self.lingering.items()):
+            for conn, timer in items:
+                timer.cancel()
+                await self._leave(pid, conn)
+        self.lingering.clear()
         if self._timer is not None:
             self._timer.cancel()
         for retry in list(self._retries):
@@ -208,6 +231,9 @@ class RoomHub:
             self.unsent.append((entry_id, outcome.events))
             if self._flush_handle is None:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+        for event in outcome.events:
+            if event["type"] == "person.joined":
+                self._displace(event["person"]["conns"])
         waiter = self.pending.pop(entry["cid"], None)
         if waiter is not None and not waiter.done():
             waiter.set_result(outcome)
@@ -368,27 +394,96 @@ class RoomHub:
             return None
         return [(i, ev) for i, ev in self.recent if id_key(i) > key and ev]
 
+    def _displace(self, conns: list[str]) -> None:
+        """The person's oldest connections past ``conns_per_person``: each node closes its
+        own (a connection id starts with its node's name); the fold is the same everywhere,
+        so no message between nodes is needed."""
+        for conn in conns[: max(0, len(conns) - self.conns_per_person)]:
+            sink = self.by_conn.get(conn)
+            if sink is not None:
+                sink.displace()
+
+    def bucket_for(self, pid: str, rate: float, burst: float) -> TokenBucket:
+        """The frame bucket of ``pid`` on this node, shared by all their connections."""
+        bucket = self.buckets.get(pid)
+        if bucket is None:
+            if len(self.buckets) > 4 * len(self.sinks) + 64:  # forget idle, full buckets
+                online = {s.person["pid"] for s in self.sinks}
+                for other, b in list(self.buckets.items()):
+                    if other not in online and b.full():
+                        del self.buckets[other]
+            bucket = self.buckets[pid] = TokenBucket(rate, burst)
+        return bucket
+
     def attach(self, sink: Sink) -> None:
         """Add a connection whose welcome was just made from ``state`` (or ``recent``)."""
         self.flush()  # the others get what is folded but unsent; the welcome holds it already
         self.sinks.add(sink)
+        self.by_conn[sink.person["conn"]] = sink
         self.metrics.connections.inc()
 
     def detach(self, sink: Sink) -> None:
         if sink in self.sinks:
             self.sinks.discard(sink)
+            self.by_conn.pop(sink.person["conn"], None)
             self.metrics.connections.dec()
 
     async def leave(self, sink: Sink) -> None:
+        """The connection closed: its features let go at once; its ``leave`` is logged
+        after ``reconnect_grace`` unless the person comes back on this node first."""
         self.detach(sink)
         for feature in self.features:
             try:
                 await feature.left(self, sink)
             except Exception:
                 log.exception("room %s: feature %s failed on a leave", self.room, feature.name)
-        person = sink.person
-        args = {"pid": person["pid"], "conn": person["conn"]}
-        cid = f"leave:{person['conn']}"
+        pid, conn = sink.person["pid"], sink.person["conn"]
+        if self.reconnect_grace > 0 and not self.closing and not getattr(sink, "final", False):
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(self.reconnect_grace, self._linger_ended, pid, conn)
+            self.lingering.setdefault(pid, []).append((conn, timer))
+            return
+        await self._leave(pid, conn)
+
+    def adopt(self, pid: str) -> str | None:
+        """A connection of ``pid`` opens: hand it the id of one of their connections that
+        closed within the grace (the latest), still online in the room, or ``None``."""
+        items = self.lingering.get(pid)
+        while items:
+            conn, timer = items.pop()
+            timer.cancel()
+            if not items:
+                del self.lingering[pid]
+            person = self.state["core"]["people"].get(pid)
+            if person is not None and conn in person["conns"]:
+                return conn
+        return None
+
+    def joined_as(self, args: Mapping[str, Any]) -> bool:
+        """Whether the room already holds this join (an adopted connection, same record)."""
+        person = self.state["core"]["people"].get(args["pid"])
+        if person is None or args["conn"] not in person["conns"]:
+            return False
+        fields = ("name", "role", "org", "country", "lang", "booth", "pair")
+        return all(person.get(k) == args.get(k) for k in fields)
+
+    def _linger_ended(self, pid: str, conn: str) -> None:
+        items = self.lingering.get(pid, [])
+        for item in items:
+            if item[0] == conn:
+                items.remove(item)
+                break
+        else:
+            return
+        if not items:
+            self.lingering.pop(pid, None)
+        task = asyncio.get_running_loop().create_task(self._leave(pid, conn))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _leave(self, pid: str, conn: str) -> None:
+        args = {"pid": pid, "conn": conn}
+        cid = f"leave:{conn}"
         try:
             await self.submit(Actor("node", SYSTEM), "leave", args, cid)
         except Unavailable:

@@ -4,6 +4,11 @@ Two backends behind :class:`RoomLog`: :class:`MemoryLog` (one process, nothing t
 and :class:`RedisLog` (a Redis Stream per room, ``hc:{room}:log``; the room is the hash tag
 so a room's keys live on one Redis Cluster shard). Entry ids are Redis stream ids
 (``"<ms>-<seq>"``); the memory backend makes ids of the same shape so both order alike.
+
+The log is trimmed behind the snapshots (server/node/snapshots.py): before that, what must
+outlive the log is copied to the room's *archive* (``hc:{room}:archive``, a stream with the
+log's entry ids): every ``ballot.*``/``poll.*`` entry for audit, and the accepted caption
+lines for transcripts.
 """
 
 from __future__ import annotations
@@ -40,6 +45,17 @@ class RoomLog(Protocol):
 
     async def load_snapshot(self, room: str) -> tuple[str, bytes] | None: ...
 
+    async def archive(self, room: str, records: list[tuple[str, bytes]]) -> None:
+        """Add ``records`` (log entry id, data), in id order, skipping ids already there
+        (every node archives what it folded: the first one's copy counts)."""
+        ...
+
+    async def read_archive(self, room: str) -> list[tuple[str, bytes]]: ...
+
+    async def trim(self, room: str, min_id: str) -> None:
+        """Drop the entries before ``min_id`` (Redis ``XTRIM MINID``)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -50,10 +66,13 @@ class MemoryLog:
         self._entries: dict[str, list[tuple[str, bytes]]] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._snapshots: dict[str, tuple[str, bytes]] = {}
+        self._trimmed: dict[str, int] = {}
+        """Entries dropped from the front of each room's list (``trim``)."""
+        self._archive: dict[str, list[tuple[str, bytes]]] = {}
 
     async def append(self, room: str, entry: bytes) -> str:
         entries = self._entries.setdefault(room, [])
-        entry_id = f"{len(entries) + 1}-0"
+        entry_id = f"{len(entries) + self._trimmed.get(room, 0) + 1}-0"
         entries.append((entry_id, entry))
         changed = self._changed.pop(room, None)
         if changed is not None:
@@ -65,8 +84,9 @@ class MemoryLog:
         position = id_key(after)[0] if after else 0
         while True:
             entries = self._entries.get(room, [])
-            while position < len(entries):
-                yield entries[position]
+            position = max(position, self._trimmed.get(room, 0))
+            while position - self._trimmed.get(room, 0) < len(entries):
+                yield entries[position - self._trimmed.get(room, 0)]
                 position += 1
             changed = self._changed.setdefault(room, asyncio.Event())
             await changed.wait()
@@ -76,6 +96,24 @@ class MemoryLog:
 
     async def load_snapshot(self, room: str) -> tuple[str, bytes] | None:
         return self._snapshots.get(room)
+
+    async def archive(self, room: str, records: list[tuple[str, bytes]]) -> None:
+        kept = self._archive.setdefault(room, [])
+        for entry_id, data in records:
+            if not kept or id_key(entry_id) > id_key(kept[-1][0]):
+                kept.append((entry_id, data))
+
+    async def read_archive(self, room: str) -> list[tuple[str, bytes]]:
+        return list(self._archive.get(room, []))
+
+    async def trim(self, room: str, min_id: str) -> None:
+        entries = self._entries.get(room, [])
+        drop = 0
+        while drop < len(entries) and id_key(entries[drop][0]) < id_key(min_id):
+            drop += 1
+        if drop:
+            del entries[:drop]
+            self._trimmed[room] = self._trimmed.get(room, 0) + drop
 
     async def close(self) -> None:
         pass
@@ -87,6 +125,10 @@ def log_key(room: str) -> str:
 
 def snapshot_key(room: str) -> str:
     return f"hc:{{{room}}}:snap"
+
+
+def archive_key(room: str) -> str:
+    return f"hc:{{{room}}}:archive"
 
 
 class RedisLog:
@@ -148,5 +190,38 @@ class RedisLog:
         last_id, data = unpack(bytes(raw))
         return str(last_id), bytes(data)
 
+    async def archive(self, room: str, records: list[tuple[str, bytes]]) -> None:
+        import redis.exceptions
+
+        key = archive_key(room)
+        newest: Any = await self._redis.xrevrange(key, count=1)
+        last = _decode(newest[0][0]) if newest else None
+        for entry_id, data in records:
+            if last is not None and id_key(entry_id) <= id_key(last):
+                continue
+            try:
+                await self._redis.xadd(key, {"e": data}, id=entry_id)
+            except redis.exceptions.ResponseError:  # another node's copy came first
+                continue
+            last = entry_id
+
+    async def read_archive(self, room: str) -> list[tuple[str, bytes]]:
+        out: list[tuple[str, bytes]] = []
+        start = "-"
+        while True:
+            items: Any = await self._redis.xrange(archive_key(room), start, "+", count=1000)
+            for raw_id, fields in items:
+                out.append((_decode(raw_id), bytes(fields[b"e"])))
+            if len(items) < 1000:
+                return out
+            start = "(" + out[-1][0]
+
+    async def trim(self, room: str, min_id: str) -> None:
+        await self._redis.xtrim(log_key(room), minid=min_id, approximate=False)
+
     async def close(self) -> None:
         pass
+
+
+def _decode(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -2,7 +2,7 @@
 
 Ephemeral (over the bus, never in the log): ``{"type": "react", "emoji": "👏"}`` from a
 client becomes ``{"type": "ephemeral", "kind": "reaction", "pid", "emoji"}`` on every page
-of the room, on every node. Counted against the person's command rate.
+of the room, on every node. Counted against the person's frame rate like every frame (sessions.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadArgs, Forbidden, RateLimited
+from ..errors import BadArgs, Forbidden
 from ..types import OBSERVER, arg_str
 from .feature import Feature, FrameHandler
 
@@ -29,8 +29,6 @@ class Reactions(Feature):
     async def react(self, session: Session, data: dict[str, Any]) -> None:
         if session.person["role"] == OBSERVER:
             raise Forbidden("an observer watches and listens; no reactions")
-        if not session.bucket.take():
-            raise RateLimited("too many reactions; slow down")
         emoji = arg_str(data, "emoji", max_len=16)
         if emoji not in REACTIONS:
             raise BadArgs(f"reactions are one of {' '.join(REACTIONS)}")

@@ -35,6 +35,7 @@ from ..fold import visible
 from ..protocol import Codec, decode, encode
 from ..types import SYSTEM, Actor, arg_str
 from . import eager
+from .throttle import TokenBucket
 
 if TYPE_CHECKING:
     from .hub import RoomHub
@@ -52,27 +53,15 @@ CLOSE_REVOKED = 4006
 CLOSE_NOT_REPRESENTATIVE = 4007
 """The invite names a member organisation but not one of its representatives."""
 CLOSE_SLOW = 4008
+CLOSE_DISPLACED = 4009
+"""The person opened more connections than ``conns_per_person``: the oldest is closed."""
+CLOSE_TOO_FAST = 4029
+"""The connection kept sending after ``rate_limited`` (past ``rate_strikes``)."""
 CLOSE_SHUTDOWN = 1001
 CLOSE_GRACE = 10.0
 
 Frames = Mapping[str, Callable[["Session", dict[str, Any]], Awaitable[None]]]
 """Client frame types the node's features handle (``Node.frames``), by exact type."""
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def frame_of(message: dict[str, Any], codec: Codec) -> dict[str, Any]:
@@ -92,6 +81,7 @@ class Session:
         rate: float = 10.0,
         burst: float = 30.0,
         frames: Frames | None = None,
+        strikes: float = 30.0,
     ) -> None:
         self.ws = ws
         self.frames: Frames = frames or {}
@@ -99,7 +89,12 @@ class Session:
         self.codec: Codec = codec
         # The node's name leads the connection id, so that if this node dies the others can
         # tell whose connections to retire (app.Node.reap).
-        conn = f"{hub.node}~{secrets.token_urlsafe(6)}"
+        adopted = hub.adopt(claims["pid"])
+        conn = adopted or f"{hub.node}~{secrets.token_urlsafe(6)}"
+        self.adopted = adopted is not None
+        """This connection took over one that closed within the reconnect grace."""
+        self.final = False
+        """Closed for good (displaced): its leave is logged at once, not after the grace."""
         self.person: dict[str, Any] = {k: v for k, v in claims.items() if k != "exp"}
         self.person["conn"] = conn
         self.actor = Actor(self.person["pid"], self.person["role"], conn)
@@ -113,7 +108,11 @@ class Session:
         self.closing = False
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self.bucket = TokenBucket(rate, burst)
+        self.bucket = hub.bucket_for(self.actor.pid, rate, burst)
+        """The person's bucket on this node, shared by all their connections here: every
+        frame read takes one token."""
+        self.strikes = TokenBucket(rate, strikes)
+        """Frames refused for rate this connection may still send before it is closed."""
         self.expires = float(claims["exp"])
         """The invite's ``exp`` (Unix seconds): the socket is closed then."""
         self._expiry: asyncio.TimerHandle | None = None
@@ -197,6 +196,26 @@ class Session:
         last = encode({"type": "error", "code": "invite_revoked", "message": message}, self.codec)
         self._shut(CLOSE_REVOKED, "invite revoked", last)
 
+    def displace(self) -> None:
+        """A newer connection of the same person went past ``conns_per_person``: close
+        this one (the oldest) with 4009; the page does not reconnect on its own."""
+        if self.closing:
+            return
+        log.info("closing connection %s: the person opened a newer one", self.person["conn"])
+        self.final = True
+        message = "this invite is open in too many windows; the oldest one was closed"
+        last = encode({"type": "error", "code": "displaced", "message": message}, self.codec)
+        self._shut(CLOSE_DISPLACED, "opened elsewhere", last)
+
+    def _too_fast(self) -> None:
+        if self.closing:
+            return
+        self.hub.metrics.bad_frames.labels("too_fast").inc()
+        log.info("closing connection %s: it kept sending past the rate", self.person["conn"])
+        message = "too many frames after being told to slow down"
+        last = encode({"type": "error", "code": "rate_limited", "message": message}, self.codec)
+        self._shut(CLOSE_TOO_FAST, "too fast", last)
+
     def _shut(self, code: int, reason: str, last: bytes | str | None = None) -> None:
         """Stop delivering, leave the hub, send ``last``, close the socket, stop reading."""
         self.closing = True
@@ -269,12 +288,15 @@ class Session:
             refused = await hub.record_invite({**self.person, "exp": int(self.expires)})
             if refused is not None:  # the room holds too many invites: admitted, not listed
                 log.warning("room %s: invite not recorded: %s", hub.room, refused["message"])
-            joined = await hub.submit(
-                Actor("node", SYSTEM), "join", self._join_args(), f"join:{self.person['conn']}"
-            )
-            if joined.error is not None:  # the fold refused what admit() let through
-                last = encode({"type": "error", **joined.error}, self.codec)
-                self._shut(CLOSE_NOT_REPRESENTATIVE, joined.error["message"][:120], last)
+            join = self._join_args()
+            if not (self.adopted and hub.joined_as(join)):  # a reconnect logs nothing
+                cid = f"join:{self.person['conn']}"
+                if self.adopted:  # the same connection id joins again (a new language …)
+                    cid += f":{secrets.token_urlsafe(4)}"
+                joined = await hub.submit(Actor("node", SYSTEM), "join", join, cid)
+                if joined.error is not None:  # the fold refused what admit() let through
+                    last = encode({"type": "error", **joined.error}, self.codec)
+                    self._shut(CLOSE_NOT_REPRESENTATIVE, joined.error["message"][:120], last)
             self._reader = asyncio.create_task(self._read(), name=f"reader-{self.person['conn']}")
             if self._closer is not None and self._closer.done():
                 self._reader.cancel()  # closed (slow, expired) while joining
@@ -336,10 +358,17 @@ class Session:
             frame = message.get("text")
             if frame is None:
                 frame = message.get("bytes") or b""
+            # Every frame counts, whatever it holds (pings and bad frames too).
+            allowed = self.bucket.take()
+            if not allowed and not self.strikes.take():
+                self._too_fast()
+                return
             cid = None
             try:
                 data = decode(frame, "json" if isinstance(frame, str) else "msgpack")
                 cid = data.get("cid") if isinstance(data.get("cid"), str) else None
+                if not allowed:
+                    raise RateLimited("too many frames; slow down")
                 await self._handle(data)
             except HemicycleError as exc:
                 self.hub.metrics.bad_frames.labels(exc.code).inc()
@@ -368,8 +397,6 @@ class Session:
         room = data.get("room")
         if room is not None and room != self.hub.room:
             raise WrongRoom(f"this connection is for room {self.hub.room!r}, not {room!r}")
-        if not self.bucket.take():
-            raise RateLimited("too many commands; slow down")
         args = data.get("args", {})
         if args is None:
             args = {}
@@ -390,4 +417,4 @@ class Session:
             self.send({"type": "reply", "cid": cid, "ok": True, "duplicate": outcome.duplicate})
 
 
-__all__ = ["Session", "BadFrame"]
+__all__ = ["Session", "BadFrame", "TokenBucket"]

@@ -45,7 +45,8 @@ class _App(Starlette):
 
 def features(settings: Settings, assembly: Assembly) -> list[Feature]:
     """The node's features, in start order (stopped in reverse)."""
-    audio = MediaNode(MediaConfig.from_extra(assembly.extra, assembly.source))
+    media = MediaConfig.from_extra(assembly.extra, assembly.source)
+    audio = MediaNode(media.with_loopback(settings.loopback_media))
     return [
         SliceFeature(channels.SLICE),  # language channels and booths
         SliceFeature(polls.SLICE),  # polls and votes

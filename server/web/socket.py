@@ -6,9 +6,15 @@ import contextlib
 
 from starlette.websockets import WebSocket
 
-from ..errors import AuthError, HemicycleError, WrongRoom
+from ..errors import AuthError, HemicycleError, RateLimited, WrongRoom
 from ..node.http import node_of
-from ..node.sessions import CLOSE_BAD_TOKEN, CLOSE_UNKNOWN_ROOM, Session, frame_of
+from ..node.sessions import (
+    CLOSE_BAD_TOKEN,
+    CLOSE_TOO_FAST,
+    CLOSE_UNKNOWN_ROOM,
+    Session,
+    frame_of,
+)
 from ..protocol import SUBPROTOCOLS, Codec, codec_for
 
 
@@ -18,6 +24,14 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
     await ws.accept(subprotocol=subprotocol)
     codec = codec_for(subprotocol)
+    # The peer's address as uvicorn gives it: behind a proxy it trusts
+    # (--forwarded-allow-ips, 127.0.0.1 by default), the client X-Forwarded-For names.
+    address = ws.client.host if ws.client else "?"
+    if not node.addresses.take(address):
+        node.metrics.bad_frames.labels("conn_rate").inc()
+        refusal = RateLimited("too many new connections from this address; wait a moment")
+        await _refuse(ws, codec, refusal, CLOSE_TOO_FAST)
+        return
     try:
         claims = node.invites.verify(ws.query_params.get("token"))
     except AuthError as exc:
@@ -33,8 +47,16 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             CLOSE_UNKNOWN_ROOM,
         )
         return
+    settings = node.settings
     session = Session(
-        ws, hub, claims, codec, node.settings.command_rate, node.settings.command_burst, node.frames
+        ws,
+        hub,
+        claims,
+        codec,
+        settings.command_rate,
+        settings.command_burst,
+        node.frames,
+        strikes=settings.rate_strikes,
     )
     await session.run(ws.query_params.get("after"))
 

@@ -3,10 +3,12 @@
 ``GET /api/transcripts/{room}/{lang}?format=vtt|txt`` with ``Authorization: Bearer <a
 moderator's invite token>``; ``lang`` is a channel or ``original`` (the floor).
 
-The room state keeps only the last caption lines (for late joiners); the whole transcript
-is the log itself. An export reads the room's log up to what this node has folded and
-folds it again from the start on a worker thread — the same fold, so exactly the lines
-that were accepted, in log order, on any node.
+The room state keeps only the last caption lines (for late joiners). The log is trimmed
+behind the snapshots, and the accepted lines of the trimmed part are in the room's archive
+(server/node/snapshots.py archives them before any trim). An export takes the archive's
+lines up to the latest saved snapshot, then reads the log from that snapshot to what this
+node has folded and folds it on a worker thread from the snapshot's state — the same
+fold, so exactly the lines that were accepted, in log order, on any node.
 """
 
 from __future__ import annotations
@@ -43,29 +45,52 @@ async def transcript_lines(hub: RoomHub, lang: str) -> list[Line]:
     if last is None:
         return []
     stop = id_key(last)
-    entries: list[tuple[str, bytes]] = []
-    tail = hub.backends.log.tail(hub.room, None)
-    try:
-        async for entry_id, raw in tail:
-            entries.append((entry_id, raw))
-            if id_key(entry_id) >= stop:
+    store = hub.backends.log
+    snap = await store.load_snapshot(hub.room)  # (saved by a node ahead of this one: its
+    # archived lines go a little further than this node has folded, which does no harm)
+    lines: list[Line] = []
+    after = None
+    if snap is not None:
+        after = snap[0]
+        for entry_id, data in await store.read_archive(hub.room):
+            if id_key(entry_id) > id_key(after):
                 break
-    finally:
-        close = getattr(tail, "aclose", None)  # async generators: end the XREAD loop now
-        if close is not None:
-            await close()
-    return await asyncio.to_thread(_replay, hub.rules, hub.config, entries, lang)
+            lines.extend(_caption_lines(unpack(data).get("captions", []), lang))
+    entries: list[tuple[str, bytes]] = []
+    if after is None or id_key(after) < stop:
+        tail = store.tail(hub.room, after)
+        try:
+            async for entry_id, raw in tail:
+                entries.append((entry_id, raw))
+                if id_key(entry_id) >= stop:
+                    break
+        finally:
+            close = getattr(tail, "aclose", None)  # async generators: end the XREAD loop now
+            if close is not None:
+                await close()
+    base = snap[1] if snap is not None else None
+    return lines + await asyncio.to_thread(_replay, hub.rules, hub.config, base, entries, lang)
+
+
+def _caption_lines(events: list[Any], lang: str) -> list[Line]:
+    return [
+        {"ts": e["ts"], "text": e["text"], "pid": e["pid"]}
+        for e in events
+        if e.get("type") == "caption" and e.get("lang") == lang
+    ]
 
 
 def _replay(
-    rules: fold.Rules, config: RoomConfig, entries: list[tuple[str, bytes]], lang: str
+    rules: fold.Rules,
+    config: RoomConfig,
+    base: bytes | None,
+    entries: list[tuple[str, bytes]],
+    lang: str,
 ) -> list[Line]:
-    state = rules.new_state(config)
+    state = fold.from_snapshot(unpack(base)) if base is not None else rules.new_state(config)
     lines: list[Line] = []
     for entry_id, raw in entries:
-        for event in rules.fold(state, entry_id, unpack(raw)).events:
-            if event["type"] == "caption" and event["lang"] == lang:
-                lines.append({"ts": event["ts"], "text": event["text"], "pid": event["pid"]})
+        lines.extend(_caption_lines(rules.fold(state, entry_id, unpack(raw)).events, lang))
     return lines
 
 
