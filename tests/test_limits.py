@@ -33,7 +33,7 @@ async def test_a_fourth_connection_closes_the_oldest(
     start_node: NodeFactory, invites: Invites
 ) -> None:
     node = await start_node()
-    token = invites.mint(room="plenary", role="participant", name="Ana", org="aple-kh")
+    token = invites.mint(room="plenary", role="participant", name="Sokha Chan", org="aple-kh")
     tabs = [await Client.connect(node.url, token) for _ in range(3)]
     pid = tabs[0].me
     await tabs[2].wait_for(lambda s: len(s["core"]["people"][pid]["conns"]) == 3)
