@@ -104,25 +104,28 @@ def poll_id(data: Mapping[str, Any]) -> str:
     return str(pid)
 
 
+FIELDS = (
+    "question",
+    "kind",
+    "max",
+    "options",
+    "electorate",
+    "secret",
+    "change",
+    "seconds",
+    "quorum",
+    "threshold",
+    "mix",
+)
+"""The keys of a poll's definition (besides its ``id``), in the order they are shown."""
+
+
 def normalise(data: Any, floor: str = "en") -> PollDefinition:
     """The checked, complete form of a definition (an ``id`` is allowed and left out:
     :func:`from_config` reads it); raises :class:`DefError`."""
     if not isinstance(data, Mapping):
         raise DefError("poll", "expected a table")
-    known = {
-        "id",
-        "question",
-        "kind",
-        "max",
-        "options",
-        "electorate",
-        "secret",
-        "change",
-        "seconds",
-        "quorum",
-        "threshold",
-        "mix",
-    }
+    known = {"id", *FIELDS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise DefError(unknown[0], "unknown key")

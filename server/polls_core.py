@@ -53,19 +53,7 @@ MOVES = {
     PollState.CLOSED: PollState.PUBLISHED,
 }
 
-DEFINITION = (
-    "question",
-    "kind",
-    "max",
-    "options",
-    "electorate",
-    "secret",
-    "change",
-    "seconds",
-    "quorum",
-    "threshold",
-    "mix",
-)
+DEFINITION = polldefs.FIELDS
 
 PUBLIC = (
     "id",

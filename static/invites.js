@@ -84,15 +84,13 @@
     }
     if (!hc.isChair()) return;
     const members = Object.entries(hc.assembly.members || {});
-    const member = h("select", {
-      id: "reps-member", "data-t-label": "reps.member", "aria-label": hc.t("reps.member"),
-    },
+    const member = h("select", { id: "reps-member" },
       ...members.map(([id, m]) => h("option", { value: id }, m.name)));
-    const name = h("input", {
-      id: "reps-name", maxlength: "120", "data-t-label": "reps.name", "aria-label": hc.t("reps.name"),
-    });
-    const form = h("form", { id: "reps-form", hidden: !members.length },
-      member, " ", name, " ",
+    const name = h("input", { id: "reps-name", maxlength: "120", required: true });
+    // Visible labels (not only aria-label): a chair filling this in sees what each box is.
+    const form = h("form", { id: "reps-form", class: "stack", hidden: !members.length },
+      h("label", { for: "reps-member", "data-t": "reps.member" }, hc.t("reps.member")), member,
+      h("label", { for: "reps-name", "data-t": "reps.name" }, hc.t("reps.name")), name,
       h("button", { type: "submit", "data-t": "reps.add" }, hc.t("reps.add")));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -134,6 +132,7 @@
         " ", h("small", { class: "muted" }, minter(hc, r)),
         r.revoked
           ? h("strong", { class: "badge" }, ` ${hc.t("invites.revoked")}`)
+          : r.jti === hc.you.jti ? null // the chair's own invite: revoking it locks them out
           : h("button", {
             class: "small ghost revoke",
             onclick: () => run("invite.revoke", { jti: r.jti }),
