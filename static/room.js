@@ -29,9 +29,6 @@
     const select = document.getElementById("ui-lang");
     select.value = hc.lang;
     select.addEventListener("change", () => hc.setLang(select.value));
-    document.getElementById("room-title").textContent =
-      `${hc.assembly.name} — ${hc.assembly.title}`;
-    document.title = `${hc.assembly.title} · ${hc.assembly.name}`;
     document.body.dataset.role = hc.you.role;
     const noticeForm = document.getElementById("notice-form");
     noticeForm.hidden = !hc.isChair();
@@ -52,6 +49,16 @@
   }
 
   const fmt = (iso, opts) => HC.time(iso, opts);
+
+  // The room's title in the page's language (the assembly's name is a name: never translated).
+  function renderTitle(hc) {
+    const title = (hc.assembly.titles || {})[hc.lang] || hc.assembly.title;
+    const el = document.getElementById("room-title");
+    if (el.textContent !== `${hc.assembly.name} — ${title}`) {
+      el.textContent = `${hc.assembly.name} — ${title}`;
+      document.title = `${title} · ${hc.assembly.name}`;
+    }
+  }
 
   function renderAgenda(hc) {
     const list = document.getElementById("agenda-list");
@@ -135,7 +142,7 @@
 
   HC.register({
     name: "room", appliers, init,
-    render(hc) { renderAgenda(hc); renderPeople(hc); renderFloor(hc); renderNotice(hc); },
+    render(hc) { renderTitle(hc); renderAgenda(hc); renderPeople(hc); renderFloor(hc); renderNotice(hc); },
     onMessage(hc, msg) {
       if (msg.type === "ephemeral" && msg.kind === "reaction") {
         const el = h("span", { class: "reaction" }, msg.emoji);

@@ -178,12 +178,15 @@ async def test_invite_language_sets_the_page_and_plurals(
     await expect(page.locator("#agenda-h")).to_have_text("Orden del día", timeout=ms)
     await expect(page.locator("#status")).to_have_text("Conectado", timeout=ms)
     await expect(page.get_by_role("button", name="Levantar la mano")).to_be_visible()
+    # The room's title is translated, the assembly's name (a name) is not.
+    await expect(page.locator("#room-title")).to_have_text("International Assembly 2026 — Plenario")
     assert await page.evaluate("document.documentElement.lang") == "es"
     assert await page.locator("#ui-lang").input_value() == "es"
 
     # Changeable: the person picks English; it stays English on this device after a reload.
     await page.locator("#ui-lang").select_option("en")
     await expect(page.locator("#agenda-h")).to_have_text("Agenda", timeout=ms)
+    await expect(page.locator("#room-title")).to_have_text("International Assembly 2026 — Plenary")
     await page.reload()
     await expect(page.locator("#status")).to_have_text("Connected", timeout=ms)
     await expect(page.get_by_role("button", name="Raise hand")).to_be_visible()
