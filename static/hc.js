@@ -84,6 +84,7 @@ const HC = (() => {
         el.setAttribute("aria-label", hc.t(el.dataset.tLabel));
         el.title = hc.t(el.dataset.tLabel);
       }
+      setStatus(hc.status);
       hc.render();
     },
 
@@ -136,12 +137,12 @@ const HC = (() => {
     async start() {
       const params = new URLSearchParams(location.hash.slice(1));
       hc.token = params.get("t") || sessionStorage.getItem("hc.token");
-      if (!hc.token) { setStatus("no_token"); return; }
-      sessionStorage.setItem("hc.token", hc.token);
       const saved = localStorage.getItem("hc.lang");
       const browser = (navigator.language || "en").slice(0, 2);
       await loadStrings("en"); // the fallback of every key
       await hc.setLang(saved || (UI_LANGS.includes(browser) ? browser : "en"), false);
+      if (!hc.token) { setStatus("no_token"); return; }
+      sessionStorage.setItem("hc.token", hc.token);
       connect();
     },
 

@@ -187,6 +187,7 @@ async def test_invite_language_sets_the_page_and_plurals(
     await page.locator("#ui-lang").select_option("en")
     await expect(page.locator("#agenda-h")).to_have_text("Agenda", timeout=ms)
     await expect(page.locator("#room-title")).to_have_text("International Assembly 2026 — Plenary")
+    await expect(page.locator("#status")).to_have_text("Connected")  # the status follows too
     await page.reload()
     await expect(page.locator("#status")).to_have_text("Connected", timeout=ms)
     await expect(page.get_by_role("button", name="Raise hand")).to_be_visible()
@@ -225,4 +226,10 @@ async def test_invite_language_sets_the_page_and_plurals(
         await page.locator("#ui-lang").select_option(lang)
         got = await page.evaluate("HC.time('2026-01-05T15:07:00Z', {timeZone: 'UTC'})")
         assert got == "15:07", (lang, got)
+    # No invite at all: the page says so in the browser's language, not as a bare key.
+    fresh = await (await browser.new_context(locale="fr-FR")).new_page()
+    await fresh.goto(node.node.link(token, "plenary").split("#")[0])
+    await expect(fresh.locator("#status")).to_have_text(
+        "Ouvrez votre lien d'invitation personnel", timeout=ms
+    )
     assert errors == []
