@@ -43,7 +43,7 @@ YESNO: list[PollOption] = [
     {"id": "no", "text": {"en": "No", "es": "No", "fr": "Non", "ru": "Против"}},
     {
         "id": "abstain",
-        "text": {"en": "Abstain", "es": "Abstención", "fr": "Abstention", "ru": "Воздержался"},
+        "text": {"en": "Abstain", "es": "Abstención", "fr": "Abstention", "ru": "Воздержаться"},
     },
 ]
 

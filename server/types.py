@@ -132,6 +132,8 @@ class RoomConfig:
     members: tuple[Member, ...] = ()
     fallback: str = "original"
     """What a channel with nobody on air carries: ``original`` (the floor) or ``silence``."""
+    titles: Mapping[str, str] = field(default_factory=dict)
+    """The room's title in other languages, by language code (the pages show their own)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Slice-specific settings from the room's config table (polls, booths, …)."""
 

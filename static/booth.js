@@ -9,69 +9,6 @@
   const CH = window.HCChannels;
   const COUGH_KEY = "F9";
 
-  const strings = {
-    en: {
-      "booth.title": "Interpreter console — {lang} booth", "booth.none": "You are not assigned to a booth of this room.",
-      "booth.on_air": "ON AIR", "booth.off_air": "Off air", "booth.partner_live": "{name} is on air",
-      "booth.free": "Channel free — listeners hear the original", "booth.free_silence": "Channel free — listeners hear silence",
-      "booth.take": "Take the air", "booth.request": "Ask for handover", "booth.offer": "Hand over",
-      "booth.accept": "Accept", "booth.decline": "Decline", "booth.cancel": "Cancel handover",
-      "booth.release": "Go off air", "booth.asks_you": "{name} asks to take the air",
-      "booth.offers_you": "{name} offers you the air", "booth.waiting": "Waiting for {name}…",
-      "booth.cough": "Cough (hold)", "booth.cough_hint": "hold F9 anywhere",
-      "booth.input": "Listening to", "booth.floor": "Floor", "booth.relay": "Relay: {lang}",
-      "booth.output": "Speaking into", "booth.listeners": "{n} listening",
-      "booth.partners": "Booth partners", "booth.presets": "Send to chair and speaker",
-      "booth.caption": "Caption line (on air only)", "booth.away": "disconnected — off air at {time}",
-      "booth.online": "online", "booth.offline": "offline", "booth.live_mark": "on air",
-    },
-    es: {
-      "booth.title": "Consola de interpretación — cabina {lang}", "booth.none": "No tiene cabina asignada en esta sala.",
-      "booth.on_air": "EN ANTENA", "booth.off_air": "Fuera de antena", "booth.partner_live": "{name} está en antena",
-      "booth.free": "Canal libre: los oyentes oyen el original", "booth.free_silence": "Canal libre: los oyentes no oyen nada",
-      "booth.take": "Tomar la antena", "booth.request": "Pedir el relevo", "booth.offer": "Ceder la antena",
-      "booth.accept": "Aceptar", "booth.decline": "Rechazar", "booth.cancel": "Anular el relevo",
-      "booth.release": "Salir de antena", "booth.asks_you": "{name} pide la antena",
-      "booth.offers_you": "{name} le ofrece la antena", "booth.waiting": "Esperando a {name}…",
-      "booth.cough": "Tos (mantener)", "booth.cough_hint": "mantenga F9",
-      "booth.input": "Escucha", "booth.floor": "Sala", "booth.relay": "Relé: {lang}",
-      "booth.output": "Interpreta hacia", "booth.listeners": "{n} oyentes",
-      "booth.partners": "Compañeros de cabina", "booth.presets": "Enviar a la presidencia y al orador",
-      "booth.caption": "Línea de subtítulo (solo en antena)", "booth.away": "desconectado: fuera de antena a las {time}",
-      "booth.online": "conectado", "booth.offline": "desconectado", "booth.live_mark": "en antena",
-    },
-    fr: {
-      "booth.title": "Console d'interprétation — cabine {lang}", "booth.none": "Vous n'avez pas de cabine dans cette salle.",
-      "booth.on_air": "À L'ANTENNE", "booth.off_air": "Hors antenne", "booth.partner_live": "{name} est à l'antenne",
-      "booth.free": "Canal libre : les auditeurs entendent l'original", "booth.free_silence": "Canal libre : les auditeurs n'entendent rien",
-      "booth.take": "Prendre l'antenne", "booth.request": "Demander la relève", "booth.offer": "Passer l'antenne",
-      "booth.accept": "Accepter", "booth.decline": "Refuser", "booth.cancel": "Annuler la relève",
-      "booth.release": "Quitter l'antenne", "booth.asks_you": "{name} demande l'antenne",
-      "booth.offers_you": "{name} vous propose l'antenne", "booth.waiting": "En attente de {name}…",
-      "booth.cough": "Toux (maintenir)", "booth.cough_hint": "maintenez F9",
-      "booth.input": "Écoute", "booth.floor": "Salle", "booth.relay": "Relais : {lang}",
-      "booth.output": "Interprète vers", "booth.listeners": "{n} auditeurs",
-      "booth.partners": "Partenaires de cabine", "booth.presets": "Envoyer à la présidence et à l'orateur",
-      "booth.caption": "Ligne de sous-titre (à l'antenne seulement)", "booth.away": "déconnecté — hors antenne à {time}",
-      "booth.online": "en ligne", "booth.offline": "hors ligne", "booth.live_mark": "à l'antenne",
-    },
-    ru: {
-      "booth.title": "Пульт переводчика — кабина {lang}", "booth.none": "Вы не назначены в кабину этого зала.",
-      "booth.on_air": "В ЭФИРЕ", "booth.off_air": "Не в эфире", "booth.partner_live": "{name} в эфире",
-      "booth.free": "Канал свободен — слушатели слышат оригинал", "booth.free_silence": "Канал свободен — тишина",
-      "booth.take": "Выйти в эфир", "booth.request": "Попросить передачу", "booth.offer": "Передать эфир",
-      "booth.accept": "Принять", "booth.decline": "Отклонить", "booth.cancel": "Отменить передачу",
-      "booth.release": "Уйти из эфира", "booth.asks_you": "{name} просит эфир",
-      "booth.offers_you": "{name} передаёт вам эфир", "booth.waiting": "Ждём {name}…",
-      "booth.cough": "Кашель (удерживать)", "booth.cough_hint": "удерживайте F9",
-      "booth.input": "Слушаю", "booth.floor": "Зал", "booth.relay": "Реле: {lang}",
-      "booth.output": "Перевожу на", "booth.listeners": "Слушателей: {n}",
-      "booth.partners": "Напарники", "booth.presets": "Отправить председателю и выступающему",
-      "booth.caption": "Строка субтитров (только в эфире)", "booth.away": "отключился — снятие с эфира в {time}",
-      "booth.online": "в сети", "booth.offline": "не в сети", "booth.live_mark": "в эфире",
-    },
-  };
-
   let coughing = false;
   const cough = (on) => {
     if (coughing === on) return;
@@ -200,7 +137,7 @@
     coughBtn.setAttribute("aria-pressed", c.cough ? "true" : "false");
     coughBtn.classList.toggle("held", Boolean(c.cough));
     document.getElementById("booth-listeners").textContent =
-      hc.t("booth.listeners", { n: CH.listeners(hc.state)[me.booth] ?? 0 });
+      hc.plural("booth.listeners", CH.listeners(hc.state)[me.booth] ?? 0);
 
     const input = document.getElementById("booth-input");
     const sources = ["floor", ...Object.keys(s.channels).filter((l) => l !== me.booth)];
@@ -220,7 +157,7 @@
       h("small", {}, " · ", hc.t(CH.online(i.pid) ? "booth.online" : "booth.offline"),
         i.pid === c.live ? ` · ${hc.t("booth.live_mark")}` : "",
         c.away && c.away.pid === i.pid ? ` · ${hc.t("booth.away", {
-          time: new Date(c.away.until).toLocaleTimeString(hc.lang) })}` : ""))));
+          time: hc.time(c.away.until) })}` : ""))));
     const caption = document.getElementById("booth-caption");
     caption.disabled = !mine;
     const chats = document.getElementById("booth-chats");
@@ -230,5 +167,5 @@
     ]) if (box.parentNode !== chats) chats.append(box);
   }
 
-  HC.register({ name: "booth", strings, init, render });
+  HC.register({ name: "booth", init, render });
 })();

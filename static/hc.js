@@ -2,12 +2,18 @@
 //
 // A feature module registers itself with HC.register({...}):
 //   name:      "channels"
-//   strings:   {en: {key: "text"}, es: {...}, fr: {...}, ru: {...}}   UI text, "{name}" placeholders
 //   appliers:  {"event.type": (state, event) => {...}}   fold one event into HC.state (mirror
 //              of the server's apply functions for that event)
 //   init(HC):  called once after the first welcome (build DOM, bind buttons)
 //   render(HC): called after every change (batched per animation frame)
 //   onMessage(HC, msg): optional, sees every server frame (ephemeral messages, rtc signalling)
+// UI text lives in static/i18n/<lang>.json (one flat key space, "{name}" placeholders), fetched
+// before the first render; HC.t(key, vars) looks a key up (falling back to English), and
+// HC.plural(key, n, vars) picks "<key>.<category>" by Intl.PluralRules (one/few/many/other)
+// with {n} formatted for the locale. HC.time/HC.date format through Intl.DateTimeFormat with
+// one hour cycle per locale (HOUR_CYCLE). The page language: a choice made on this device
+// (localStorage "hc.lang") wins; otherwise the invite's language (the welcome's you.lang);
+// before the welcome, the browser's.
 // HC.applyEvents(events) folds events into HC.state with the registered appliers (what every
 // "events" frame goes through; tests/test_page_state.py replays a session with it).
 // HC.command(name, args) returns a promise of the reply; it rejects with {code, message}.
@@ -17,6 +23,9 @@
 
 const HC = (() => {
   const UI_LANGS = ["en", "es", "fr", "ru"];
+  // One hour cycle per locale, used by every time shown: 24-hour in all four (the convention
+  // of international meetings; the agenda, chat, signals and booth times agree).
+  const HOUR_CYCLE = { en: "h23", es: "h23", fr: "h23", ru: "h23" };
   const modules = [];
   const strings = { en: {}, es: {}, fr: {}, ru: {} };
   const appliers = {};
@@ -35,7 +44,6 @@ const HC = (() => {
 
     register(mod) {
       modules.push(mod);
-      for (const l of UI_LANGS) Object.assign(strings[l], (mod.strings || {})[l] || {});
       Object.assign(appliers, mod.appliers || {});
       if (started && mod.init) mod.init(hc);
     },
@@ -46,16 +54,37 @@ const HC = (() => {
       return s;
     },
 
-    setLang(lang) {
+    // n formatted for the locale as {n}; the key's plural forms are "<key>.one", ".few", …
+    plural(key, n, vars) {
+      let cat = "other";
+      try { cat = new Intl.PluralRules(hc.lang).select(n); } catch { /* keep "other" */ }
+      const full = strings[hc.lang][`${key}.${cat}`] !== undefined ? `${key}.${cat}` : `${key}.other`;
+      return hc.t(full, { ...vars, n: Number(n).toLocaleString(hc.lang) });
+    },
+
+    time(value, opts = {}) {
+      return new Intl.DateTimeFormat(hc.lang, {
+        hour: "2-digit", minute: "2-digit", hourCycle: HOUR_CYCLE[hc.lang], ...opts,
+      }).format(new Date(value));
+    },
+
+    date(value, opts = {}) {
+      return new Intl.DateTimeFormat(hc.lang, opts).format(new Date(value));
+    },
+
+    // The person's choice on this device (remembered) or an automatic one (not remembered).
+    async setLang(lang, remember = true) {
       if (!UI_LANGS.includes(lang)) return;
+      await loadStrings(lang);
       hc.lang = lang;
-      localStorage.setItem("hc.lang", lang);
+      if (remember) localStorage.setItem("hc.lang", lang);
       document.documentElement.lang = lang;
       for (const el of document.querySelectorAll("[data-t]")) el.textContent = hc.t(el.dataset.t);
       for (const el of document.querySelectorAll("[data-t-label]")) {
         el.setAttribute("aria-label", hc.t(el.dataset.tLabel));
         el.title = hc.t(el.dataset.tLabel);
       }
+      setStatus(hc.status);
       hc.render();
     },
 
@@ -105,14 +134,15 @@ const HC = (() => {
     person(pid) { return hc.state?.core.people[pid]; },
     isChair() { return hc.you?.role === "moderator"; },
 
-    start() {
+    async start() {
       const params = new URLSearchParams(location.hash.slice(1));
       hc.token = params.get("t") || sessionStorage.getItem("hc.token");
-      if (!hc.token) { setStatus("no_token"); return; }
-      sessionStorage.setItem("hc.token", hc.token);
       const saved = localStorage.getItem("hc.lang");
       const browser = (navigator.language || "en").slice(0, 2);
-      hc.setLang(saved || (UI_LANGS.includes(browser) ? browser : "en"));
+      await loadStrings("en"); // the fallback of every key
+      await hc.setLang(saved || (UI_LANGS.includes(browser) ? browser : "en"), false);
+      if (!hc.token) { setStatus("no_token"); return; }
+      sessionStorage.setItem("hc.token", hc.token);
       connect();
     },
 
@@ -120,6 +150,15 @@ const HC = (() => {
     stop() { stopped = true; if (ws) ws.close(); },
     dropForTest() { if (ws) ws.close(); },
   };
+
+  const loading = {};
+  function loadStrings(lang) {
+    loading[lang] ??= fetch(`/static/i18n/${lang}.json`)
+      .then((r) => { if (!r.ok) throw new Error(`${lang}.json: ${r.status}`); return r.json(); })
+      .then((table) => { strings[lang] = table; })
+      .catch((e) => { delete loading[lang]; console.error("i18n", e); });
+    return loading[lang];
+  }
 
   function setStatus(status) {
     hc.status = status;
@@ -137,7 +176,7 @@ const HC = (() => {
     if (hc.last) url += `&after=${encodeURIComponent(hc.last)}`;
     setStatus(hc.state ? "reconnecting" : "connecting");
     ws = new WebSocket(url, ["hemicycle.json"]);
-    ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+    ws.onmessage = (e) => receive(JSON.parse(e.data));
     ws.onclose = (e) => {
       hc.connected = false;
       if (stopped) { setStatus("left"); return; }
@@ -147,6 +186,24 @@ const HC = (() => {
       setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 5000);
     };
+  }
+
+  // Frames wait here while the invite's language loads (before the first welcome is handled),
+  // so that the page's first render is already in that language.
+  let held = null;
+  function receive(msg) {
+    if (held) { held.push(msg); return; }
+    const lang = msg.type === "welcome" && !started ? msg.you?.lang : null;
+    if (lang && UI_LANGS.includes(lang) && lang !== hc.lang && !localStorage.getItem("hc.lang")) {
+      held = [msg];
+      hc.setLang(lang, false).finally(() => {
+        const frames = held;
+        held = null;
+        for (const m of frames) onMessage(m);
+      });
+      return;
+    }
+    onMessage(msg);
   }
 
   // Fold events into HC.state with the modules' appliers, in order; returns the types that

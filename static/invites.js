@@ -5,65 +5,6 @@
 (() => {
   const { h } = HC;
 
-  const strings = {
-    en: {
-      "invites": "Invites", "invites.empty": "No invites recorded yet",
-      "invites.revoke": "Revoke", "invites.revoked": "revoked",
-      "invites.by": "minted by {name}", "invites.cli": "minted on the server",
-      "role.observer": "Observer",
-      "observer.note": "You are an observer: you see and hear everything public, and you do not vote.",
-      "reps.add": "Add a representative", "reps.member": "Member", "reps.name": "Name",
-      "reps.added": "{name} now represents {member}.",
-      "err.already_representative": "Already a representative of that member.",
-      "err.unknown_invite": "This room has no such invite.",
-      "err.already_revoked": "That invite is already revoked.",
-      "err.invite_revoked": "Your invite was revoked by the chair.",
-      "err.not_representative": "Your invite names an organisation you do not represent.",
-    },
-    es: {
-      "invites": "Invitaciones", "invites.empty": "Aún no hay invitaciones registradas",
-      "invites.revoke": "Revocar", "invites.revoked": "revocada",
-      "invites.by": "creada por {name}", "invites.cli": "creada en el servidor",
-      "role.observer": "Observador",
-      "reps.add": "Añadir un representante", "reps.member": "Miembro", "reps.name": "Nombre",
-      "reps.added": "{name} representa ahora a {member}.",
-      "err.already_representative": "Ya es representante de ese miembro.",
-      "observer.note": "Usted es observador: ve y oye todo lo público y no vota.",
-      "err.unknown_invite": "Esta sala no tiene esa invitación.",
-      "err.already_revoked": "Esa invitación ya está revocada.",
-      "err.invite_revoked": "La presidencia revocó su invitación.",
-      "err.not_representative": "Su invitación nombra una organización que usted no representa.",
-    },
-    fr: {
-      "invites": "Invitations", "invites.empty": "Aucune invitation enregistrée",
-      "invites.revoke": "Révoquer", "invites.revoked": "révoquée",
-      "invites.by": "créée par {name}", "invites.cli": "créée sur le serveur",
-      "role.observer": "Observateur",
-      "reps.add": "Ajouter un représentant", "reps.member": "Membre", "reps.name": "Nom",
-      "reps.added": "{name} représente désormais {member}.",
-      "err.already_representative": "Déjà représentant de ce membre.",
-      "observer.note": "Vous êtes observateur : vous voyez et entendez tout ce qui est public, et vous ne votez pas.",
-      "err.unknown_invite": "Cette salle n'a pas cette invitation.",
-      "err.already_revoked": "Cette invitation est déjà révoquée.",
-      "err.invite_revoked": "La présidence a révoqué votre invitation.",
-      "err.not_representative": "Votre invitation nomme une organisation que vous ne représentez pas.",
-    },
-    ru: {
-      "invites": "Приглашения", "invites.empty": "Приглашений пока нет",
-      "invites.revoke": "Отозвать", "invites.revoked": "отозвано",
-      "invites.by": "создал(а) {name}", "invites.cli": "создано на сервере",
-      "role.observer": "Наблюдатель",
-      "reps.add": "Добавить представителя", "reps.member": "Член", "reps.name": "Имя",
-      "reps.added": "{name} теперь представляет {member}.",
-      "err.already_representative": "Уже представитель этого члена.",
-      "observer.note": "Вы наблюдатель: вы видите и слышите всё открытое, но не голосуете.",
-      "err.unknown_invite": "В этом зале нет такого приглашения.",
-      "err.already_revoked": "Это приглашение уже отозвано.",
-      "err.invite_revoked": "Председатель отозвал ваше приглашение.",
-      "err.not_representative": "В приглашении указана организация, которую вы не представляете.",
-    },
-  };
-
   const appliers = {
     "invite.minted": (s, ev) => { s.invites.invites[ev.invite.jti] = structuredClone(ev.invite); },
     "invite.revoked": (s, ev) => {
@@ -140,5 +81,5 @@
     }));
   }
 
-  HC.register({ name: "invites", strings, appliers, init, render });
+  HC.register({ name: "invites", appliers, init, render });
 })();

@@ -267,7 +267,7 @@
     const multiple = poll.kind === "multiple";
     const name = `choice-${k}`;
     const fieldset = h("fieldset", {},
-      h("legend", {}, multiple ? HC.t("poll.choose_max", { n: poll.max }) : HC.t("poll.choose_one")),
+      h("legend", {}, multiple ? HC.plural("poll.choose_max", poll.max) : HC.t("poll.choose_one")),
       ...poll.options.map((o) => h("label", { class: `option option-${o.id}` },
         h("input", { type: multiple ? "checkbox" : "radio", name, value: o.id }), " ", text(o.text))));
     const form = h("form", { class: "ballot-form", onsubmit: (e) => {
@@ -297,7 +297,7 @@
   }
 
   function mixLine(poll) {
-    return h("p", { class: "mix muted", id: `mix-${poll.id}` }, HC.t("poll.mixed", { n: Math.max(0, poll.mix - 1) }));
+    return h("p", { class: "mix muted", id: `mix-${poll.id}` }, HC.plural("poll.mixed", Math.max(0, poll.mix - 1)));
   }
 
   // --- results ----------------------------------------------------------------------------------
@@ -319,7 +319,7 @@
         h("span", { class: "label" }, optionText(poll, o.id)),
         h("span", { class: "track", "aria-hidden": "true" },
           bar(100 * o.w / total)),
-        h("span", { class: "num" }, `${w100(o.w)} (${Math.round(100 * o.w / sum)}%) · ${HC.t("poll.ballots", { n: o.n })}`)))));
+        h("span", { class: "num" }, `${w100(o.w)} (${Math.round(100 * o.w / sum)}%) · ${HC.plural("poll.ballots", o.n)}`)))));
   }
 
   function summary(result) {
@@ -332,7 +332,7 @@
     const t = result.threshold;
     lines.push(h("p", {}, HC.t(`poll.threshold.${t.rule}`), " — ", HC.t(t.met ? "poll.met" : "poll.missed")));
     lines.push(h("p", { class: "muted" }, HC.t("poll.turnout", { n: result.turnout ? result.turnout.n : result.ballots, of: result.eligible.n })));
-    if (result.missing) lines.push(h("p", { class: "muted" }, HC.t("poll.missing", { n: result.missing })));
+    if (result.missing) lines.push(h("p", { class: "muted" }, HC.plural("poll.missing", result.missing)));
     return lines;
   }
 
@@ -340,7 +340,7 @@
     const result = poll.result;
     const out = h("div", { class: "results" }, chart(poll, result, HC.t("poll.results")), ...summary(result));
     if (poll.secret && result.trackers) {
-      if (result.outcome === "too_few") out.append(h("p", { class: "too-few" }, HC.t("poll.too_few", { n: result.mix })));
+      if (result.outcome === "too_few") out.append(h("p", { class: "too-few" }, HC.plural("poll.too_few", result.mix)));
       for (const v of voters(poll)) {
         const rec = store.get(poll.id, v.voter);
         if (!rec || !rec.tracker) continue;
@@ -572,7 +572,7 @@
   }
 
   HC.register({
-    name: "polls", strings: window.POLL_STRINGS, appliers, init, render,
+    name: "polls", appliers, init, render,
     onMessage(hc, msg) {
       if (msg.type === "reply" && frames.has(msg.cid)) {
         const f = frames.get(msg.cid);

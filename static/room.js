@@ -4,93 +4,6 @@
 (() => {
   const { h } = HC;
 
-  const strings = {
-    en: {
-      "status.connecting": "Connecting…", "status.connected": "Connected",
-      "status.reconnecting": "Reconnecting…", "status.refused": "This link is not valid",
-      "status.displaced": "Closed: this link is open in too many other windows",
-      "status.no_token": "Open your personal invite link to join", "status.left": "You left",
-      "ui.language": "Page language", "agenda": "Agenda", "agenda.now": "Now",
-      "agenda.next": "Next item", "agenda.yourtime": "your time", "people": "Participants",
-      "people.online": "{n} online", "hands": "Raised hands", "hands.empty": "No hands raised",
-      "hand.raise": "Raise hand", "hand.lower": "Lower hand", "floor": "Has the floor",
-      "floor.give": "Give the floor", "floor.next": "Next speaker", "floor.take": "Take back",
-      "floor.yield": "Finish speaking", "floor.you": "You have the floor",
-      "notice.post": "Post notice", "notice.placeholder": "Announcement to everyone",
-      "role.participant": "Participant", "role.panelist": "Panelist",
-      "role.interpreter": "Interpreter", "role.captioner": "Captioner", "role.moderator": "Chair",
-      "you": "you", "offline": "offline",
-      "err.hand_already_raised": "Your hand is already raised.",
-      "err.hand_not_raised": "That hand is not raised.", "err.forbidden": "You may not do that.",
-      "err.rate_limited": "Slow down a little.", "err.agenda_end": "That was the last item.",
-      "err.queue_empty": "No hands are raised.",
-    },
-    es: {
-      "status.connecting": "Conectando…", "status.connected": "Conectado",
-      "status.reconnecting": "Reconectando…", "status.refused": "Este enlace no es válido",
-      "status.displaced": "Cerrada: este enlace está abierto en demasiadas otras ventanas",
-      "status.no_token": "Abra su enlace de invitación personal", "status.left": "Ha salido",
-      "ui.language": "Idioma de la página", "agenda": "Orden del día", "agenda.now": "Ahora",
-      "agenda.next": "Punto siguiente", "agenda.yourtime": "su hora", "people": "Participantes",
-      "people.online": "{n} conectados", "hands": "Manos levantadas",
-      "hands.empty": "Nadie ha levantado la mano", "hand.raise": "Levantar la mano",
-      "hand.lower": "Bajar la mano", "floor": "Tiene la palabra", "floor.give": "Dar la palabra",
-      "floor.next": "Siguiente orador", "floor.take": "Retirar la palabra",
-      "floor.yield": "Terminar de hablar", "floor.you": "Tiene usted la palabra",
-      "notice.post": "Publicar aviso", "notice.placeholder": "Aviso para todos",
-      "role.participant": "Participante", "role.panelist": "Panelista",
-      "role.interpreter": "Intérprete", "role.captioner": "Subtitulador",
-      "role.moderator": "Presidencia", "you": "usted", "offline": "desconectado",
-      "err.hand_already_raised": "Ya tiene la mano levantada.",
-      "err.hand_not_raised": "Esa mano no está levantada.",
-      "err.forbidden": "No puede hacer eso.", "err.rate_limited": "Vaya un poco más despacio.",
-      "err.agenda_end": "Era el último punto.", "err.queue_empty": "Nadie ha levantado la mano.",
-    },
-    fr: {
-      "status.connecting": "Connexion…", "status.connected": "Connecté",
-      "status.reconnecting": "Reconnexion…", "status.refused": "Ce lien n'est pas valide",
-      "status.displaced": "Fermée : ce lien est ouvert dans trop d'autres fenêtres",
-      "status.no_token": "Ouvrez votre lien d'invitation personnel", "status.left": "Vous êtes parti",
-      "ui.language": "Langue de la page", "agenda": "Ordre du jour", "agenda.now": "En cours",
-      "agenda.next": "Point suivant", "agenda.yourtime": "votre heure", "people": "Participants",
-      "people.online": "{n} en ligne", "hands": "Mains levées",
-      "hands.empty": "Aucune main levée", "hand.raise": "Lever la main",
-      "hand.lower": "Baisser la main", "floor": "A la parole", "floor.give": "Donner la parole",
-      "floor.next": "Orateur suivant", "floor.take": "Reprendre la parole",
-      "floor.yield": "Terminer mon intervention", "floor.you": "Vous avez la parole",
-      "notice.post": "Publier l'annonce", "notice.placeholder": "Annonce à tous",
-      "role.participant": "Participant", "role.panelist": "Panéliste",
-      "role.interpreter": "Interprète", "role.captioner": "Sous-titreur",
-      "role.moderator": "Présidence", "you": "vous", "offline": "hors ligne",
-      "err.hand_already_raised": "Votre main est déjà levée.",
-      "err.hand_not_raised": "Cette main n'est pas levée.",
-      "err.forbidden": "Vous ne pouvez pas faire cela.",
-      "err.rate_limited": "Ralentissez un peu.", "err.agenda_end": "C'était le dernier point.",
-      "err.queue_empty": "Aucune main n'est levée.",
-    },
-    ru: {
-      "status.connecting": "Подключение…", "status.connected": "Подключено",
-      "status.reconnecting": "Переподключение…", "status.refused": "Ссылка недействительна",
-      "status.displaced": "Закрыто: эта ссылка открыта в слишком многих других окнах",
-      "status.no_token": "Откройте вашу личную ссылку-приглашение", "status.left": "Вы вышли",
-      "ui.language": "Язык страницы", "agenda": "Повестка дня", "agenda.now": "Сейчас",
-      "agenda.next": "Следующий пункт", "agenda.yourtime": "ваше время",
-      "people": "Участники", "people.online": "В сети: {n}", "hands": "Поднятые руки",
-      "hands.empty": "Никто не поднял руку", "hand.raise": "Поднять руку",
-      "hand.lower": "Опустить руку", "floor": "Слово имеет", "floor.give": "Дать слово",
-      "floor.next": "Следующий выступающий", "floor.take": "Забрать слово",
-      "floor.yield": "Закончить выступление", "floor.you": "Вам предоставлено слово",
-      "notice.post": "Опубликовать объявление", "notice.placeholder": "Объявление для всех",
-      "role.participant": "Участник", "role.panelist": "Докладчик",
-      "role.interpreter": "Переводчик", "role.captioner": "Субтитры",
-      "role.moderator": "Председатель", "you": "вы", "offline": "не в сети",
-      "err.hand_already_raised": "Ваша рука уже поднята.",
-      "err.hand_not_raised": "Эта рука не поднята.", "err.forbidden": "Вам это недоступно.",
-      "err.rate_limited": "Помедленнее, пожалуйста.",
-      "err.agenda_end": "Это был последний пункт.", "err.queue_empty": "Никто не поднял руку.",
-    },
-  };
-
   // Mirrors of server/rooms.py apply functions.
   const appliers = {
     // The event carries the whole record as the state holds it (conns included).
@@ -116,9 +29,6 @@
     const select = document.getElementById("ui-lang");
     select.value = hc.lang;
     select.addEventListener("change", () => hc.setLang(select.value));
-    document.getElementById("room-title").textContent =
-      `${hc.assembly.name} — ${hc.assembly.title}`;
-    document.title = `${hc.assembly.title} · ${hc.assembly.name}`;
     document.body.dataset.role = hc.you.role;
     const noticeForm = document.getElementById("notice-form");
     noticeForm.hidden = !hc.isChair();
@@ -135,11 +45,20 @@
     });
     document.getElementById("floor-next").addEventListener("click", () => run("floor.grant", {}));
     document.getElementById("floor-yield").addEventListener("click", () => run("floor.revoke", {}));
-    hc.setLang(hc.lang);
+    hc.setLang(hc.lang, false);
   }
 
-  // 24-hour times: the convention of international meetings, whatever the UI language.
-  const fmt = (iso, opts) => new Date(iso).toLocaleTimeString(HC.lang, { hourCycle: "h23", ...opts });
+  const fmt = (iso, opts) => HC.time(iso, opts);
+
+  // The room's title in the page's language (the assembly's name is a name: never translated).
+  function renderTitle(hc) {
+    const title = (hc.assembly.titles || {})[hc.lang] || hc.assembly.title;
+    const el = document.getElementById("room-title");
+    if (el.textContent !== `${hc.assembly.name} — ${title}`) {
+      el.textContent = `${hc.assembly.name} — ${title}`;
+      document.title = `${title} · ${hc.assembly.name}`;
+    }
+  }
 
   function renderAgenda(hc) {
     const list = document.getElementById("agenda-list");
@@ -147,8 +66,7 @@
     list.replaceChildren(...agenda.map((item, i) => {
       const local = fmt(item.start, { hour: "2-digit", minute: "2-digit" });
       const utc = fmt(item.start, { hour: "2-digit", minute: "2-digit", timeZone: "UTC" });
-      const day = new Date(item.start).toLocaleDateString(hc.lang,
-        { weekday: "short", day: "numeric", month: "short" });
+      const day = hc.date(item.start, { weekday: "short", day: "numeric", month: "short" });
       const title = (item.titles || {})[hc.lang] || item.title;
       return h("li", { class: i === current ? "current" : "", "aria-current": i === current ? "step" : null },
         h("span", { class: "time" },
@@ -175,7 +93,7 @@
     const people = Object.values(hc.state.core.people);
     const online = people.filter((p) => p.conns.length);
     document.getElementById("people-count").textContent =
-      hc.t("people.online", { n: online.length });
+      hc.plural("people.online", online.length);
     const order = {
       moderator: 0, panelist: 1, interpreter: 2, captioner: 3, participant: 4, observer: 5,
     };
@@ -223,8 +141,8 @@
   }
 
   HC.register({
-    name: "room", strings, appliers, init,
-    render(hc) { renderAgenda(hc); renderPeople(hc); renderFloor(hc); renderNotice(hc); },
+    name: "room", appliers, init,
+    render(hc) { renderTitle(hc); renderAgenda(hc); renderPeople(hc); renderFloor(hc); renderNotice(hc); },
     onMessage(hc, msg) {
       if (msg.type === "ephemeral" && msg.kind === "reaction") {
         const el = h("span", { class: "reaction" }, msg.emoji);

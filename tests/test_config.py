@@ -38,6 +38,7 @@ def test_the_demo_config_loads() -> None:
     assert set(a.rooms) >= {"plenary", "panel"}
     assert a.rooms["plenary"].channels == ("es", "fr", "ru")
     assert a.rooms["plenary"].agenda[0].start.endswith("Z")
+    assert a.rooms["plenary"].titles["es"] == "Plenario"  # shown in the page's language
     assert len(a.members) >= 8 and all(m.weight == 1.0 for m in a.members)
 
 
@@ -71,6 +72,16 @@ def test_member_weights_are_decimals_in_the_file_and_hundredths_on_the_roll() ->
         (('country = "KH"', 'country = "KH"\nweight = 1.255'), "members[0].weight", "two decimals"),
         (('id = "plenary"', 'id = "Plenary Hall"'), "rooms[0].id", "lower-case"),
         (('name = "A"\n', ""), "assembly.name", "missing"),
+        (
+            ('id = "plenary"', 'id = "plenary"\ntitles = "Plenario"'),
+            "rooms[0].titles",
+            "expected dict",
+        ),
+        (
+            ('id = "plenary"', 'id = "plenary"\ntitles = { es = 1 }'),
+            "rooms[0].titles",
+            "non-empty text",
+        ),
     ],
 )
 def test_bad_values_name_the_key(

@@ -73,6 +73,7 @@ class Node:
             room_info = {
                 **info,
                 "title": room.title,
+                "titles": dict(room.titles),
                 "floor": room.floor,
                 "channels": list(room.channels),
             }

@@ -34,6 +34,7 @@ MEMBER_KEYS = ("id", "name", "country", "weight", "representatives")
 ROOM_KEYS = (
     "id",
     "title",
+    "titles",
     "floor",
     "channels",
     "agenda",
@@ -337,7 +338,10 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
                 raise r.fail(name, "must be a positive number of seconds")
         room_floor = r.lang("floor", floor)
         _room_polls(r, rid, room_floor, members, member_tables)
-        known = {"id", "title", "floor", "channels", "agenda", "fallback"}
+        known = {"id", "title", "titles", "floor", "channels", "agenda", "fallback"}
+        room_titles = r.get("titles", dict, {})
+        if not all(isinstance(v, str) and v.strip() for v in room_titles.values()):
+            raise r.fail("titles", "every title must be non-empty text, by language code")
         rooms[rid] = RoomConfig(
             id=rid,
             title=r.get("title", str, rid),
@@ -346,6 +350,7 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
             agenda=tuple(agenda),
             members=tuple(members),
             fallback=fallback,
+            titles={str(k): str(v) for k, v in room_titles.items()},
             extra={k: v for k, v in r.data.items() if k not in known},
         )
     known_top = {"assembly", "members", "rooms"}

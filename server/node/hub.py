@@ -116,6 +116,7 @@ class RoomHub:
         self._bus_task: asyncio.Task[None] | None = None
         self.info: dict[str, Any] = info or {
             "title": config.title,
+            "titles": dict(config.titles),
             "floor": config.floor,
             "channels": list(config.channels),
         }
