@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -22,6 +22,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from . import fold
 from .protocol import JSON, MSGPACK, Codec, decode, encode
 from .types import State
+
+DRAINING = 4010
+"""The node is draining: reconnect at once (to another node) and resume (docs/protocol.md)."""
 
 
 class CommandError(Exception):
@@ -50,6 +53,13 @@ class Client:
         self._cids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
         self._reader: asyncio.Task[None] | None = None
+        self.urls: list[str] = [url]
+        """Nodes to reconnect to when one drains (a load balancer's list), tried in turn."""
+        self.moves = 0
+        """Times this client moved to another node because its node drained."""
+        self.moving: asyncio.Task[None] | None = None
+        """The reconnect under way after a drain close (``await`` it to know it is done)."""
+        self._closed = False
 
     @classmethod
     async def connect(
@@ -59,9 +69,13 @@ class Client:
         *,
         codec: Codec = "msgpack",
         after: str | None = None,
+        elsewhere: Sequence[str] = (),
         **kwargs: Any,
     ) -> Client:
-        """Open a connection and wait for the welcome (``after``: resume from that id)."""
+        """Open a connection and wait for the welcome (``after``: resume from that id).
+
+        On a drain close (4010) the client reconnects at once, without backoff, to the
+        next of ``base_url`` and ``elsewhere`` and resumes after its last event."""
         ws_url = base_url.replace("http", "ws", 1).rstrip("/") + "/ws?token=" + token
         if after:
             ws_url += "&after=" + after
@@ -74,6 +88,7 @@ class Client:
             **kwargs,
         )
         client = cls(ws, codec, base_url, token)
+        client.urls.extend(elsewhere)
         await client._hello()
         return client
 
@@ -88,6 +103,19 @@ class Client:
             self.state = first["state"]
         self.last = first["last"]
         self._reader = asyncio.create_task(self._read())
+
+    async def _move(self) -> None:
+        """The node drains: reconnect at once to the next node of ``urls`` and resume."""
+        for attempt in range(3 * len(self.urls)):
+            self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+            try:
+                await self.resume()
+            except Exception:  # that node drains or is down too: the next one
+                await asyncio.sleep(0.05 * attempt)
+                continue
+            self.moves += 1
+            return
+        raise ConnectionError("no node took the connection after a drain")
 
     async def resume(self, **kwargs: Any) -> bool:
         """Reconnect after a drop and ask for exactly what was missed since ``last``.
@@ -133,6 +161,8 @@ class Client:
             for fut in self._replies.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("connection closed"))
+            if self.close_code == DRAINING and not self._closed:
+                self.moving = asyncio.get_running_loop().create_task(self._move())
             async with self._changed:
                 self._changed.notify_all()
 
@@ -226,6 +256,11 @@ class Client:
         return await asyncio.wait_for(wait(), timeout)
 
     async def close(self) -> None:
+        self._closed = True
+        if self.moving is not None and not self.moving.done():
+            self.moving.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.moving
         await self.ws.close()
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
