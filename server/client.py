@@ -102,6 +102,7 @@ class Client:
         if not first.get("resumed"):
             self.state = first["state"]
         self.last = first["last"]
+        self.close_code, self.close_reason = None, ""  # a refused attempt keeps the last
         self._reader = asyncio.create_task(self._read())
 
     async def _move(self) -> None:
@@ -139,7 +140,6 @@ class Client:
             open_timeout=10,
             **kwargs,
         )
-        self.close_code = None
         await self._hello()
         return bool(self.welcome.get("resumed"))
 

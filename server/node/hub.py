@@ -166,7 +166,11 @@ class RoomHub:
         self.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        await asyncio.gather(*(sink.drain(within) for sink in list(self.sinks)))
+        sinks = list(self.sinks)
+        await asyncio.gather(*(sink.drain(within) for sink in sinks))
+        closed = {sink.person["conn"] for sink in sinks}
+        while loop.time() < deadline and not closed <= {conn for _, conn in self.drained}:
+            await asyncio.sleep(0.01)  # each session's end calls leave() (into drained)
         for pid, items in list(self.lingering.items()):  # closed before the drain began
             for conn, timer in items:
                 timer.cancel()

@@ -379,6 +379,7 @@ class Session:
             welcome["resumed"] = False
             welcome["state"] = hub.view_for(self.person)
             self.send(welcome)
+            self.sent_id = welcome["last"]  # the resume hint until an event is sent
 
     async def _read(self) -> None:
         receive = self.ws.receive
