@@ -231,3 +231,82 @@ async def test_serve_drains_on_sigterm_and_exits_cleanly(redis_url: str, invites
             proc.wait(10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+class Balancer:
+    """A loopback TCP forwarder standing for the load balancer: new connections go to
+    ``target``, which the test switches when a node drains."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.mark.browser
+async def test_the_page_moves_at_once_on_a_drain(
+    start_node: NodeFactory, redis_url: str, invites: Invites, browser: Any
+) -> None:
+    a = await start_node(redis_url, name="A")
+    b = await start_node(redis_url, name="B")
+    balancer = Balancer(a.port)
+    base = await balancer.start()
+    bob = await Client.connect(b.url, invites.mint(room=ROOM, role="participant", name="Bob"))
+    hub_b = b.node.hubs[ROOM]
+    try:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        token = invites.mint(room=ROOM, role="participant", name="Sokha")
+        await page.goto(f"{base}/r/{ROOM}#t={token}")
+        await page.wait_for_function("() => HC.connected === true", timeout=timeout(10) * 1000)
+        pid = await page.evaluate("HC.you.pid")
+        assert any(s.person["pid"] == pid for s in a.node.hubs[ROOM].sinks)
+
+        balancer.target = b.port  # the load balancer saw /healthz go 503
+        draining = asyncio.create_task(a.node.drain())
+        await bob.command("hand.raise")  # while the page moves
+        await asyncio.wait_for(draining, timeout(app_module.DRAIN_GRACE + 5))
+        await page.wait_for_function(
+            "() => HC.connected === true && HC.drains === 1", timeout=timeout(2) * 1000
+        )
+        [moved] = [s for s in hub_b.sinks if s.person["pid"] == pid]
+        assert hub_b.state["core"]["people"][pid]["conns"][0].startswith("B~")
+        await page.wait_for_function(
+            f"() => HC.last === {hub_b.state['meta']['last']!r}", timeout=timeout(5) * 1000
+        )
+        hands = await page.evaluate("HC.state.core.hands")
+        assert bob.me in hands and hands == hub_b.view_for(moved.person)["core"]["hands"]
+        assert await page.evaluate("HC.status") == "connected"
+        assert not errors
+    finally:
+        await bob.close()
+        await balancer.close()
