@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from . import fold
 from .protocol import JSON, MSGPACK, Codec, decode, encode
@@ -49,6 +50,8 @@ class Client:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._unanswered: dict[str, dict[str, Any]] = {}
+        """Commands sent and not answered, by cid: sent again after a move (a drain)."""
         self._changed = asyncio.Condition()
         self._cids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
@@ -115,8 +118,17 @@ class Client:
                 await asyncio.sleep(0.05 * attempt)
                 continue
             self.moves += 1
+            for message in list(self._unanswered.values()):  # same cid: folded once
+                await self.send(message)
             return
+        self._fail_replies()
         raise ConnectionError("no node took the connection after a drain")
+
+    def _fail_replies(self) -> None:
+        self._unanswered.clear()
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection closed"))
 
     async def resume(self, **kwargs: Any) -> bool:
         """Reconnect after a drop and ask for exactly what was missed since ``last``.
@@ -158,11 +170,14 @@ class Client:
         finally:
             self.close_code = self.ws.close_code
             self.close_reason = self.ws.close_reason or ""
-            for fut in self._replies.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("connection closed"))
             if self.close_code == DRAINING and not self._closed:
+                # Commands wait for their replies from the next node; other requests fail.
+                for cid, fut in self._replies.items():
+                    if cid not in self._unanswered and not fut.done():
+                        fut.set_exception(ConnectionError("connection closed"))
                 self.moving = asyncio.get_running_loop().create_task(self._move())
+            else:
+                self._fail_replies()
             async with self._changed:
                 self._changed.notify_all()
 
@@ -173,6 +188,7 @@ class Client:
             fold.apply_events(self.state, message["events"])
             self.last = message["id"]
         elif kind == "reply":
+            self._unanswered.pop(message["cid"], None)
             fut = self._replies.pop(message["cid"], None)
             if fut is not None and not fut.done():
                 fut.set_result(message)
@@ -204,8 +220,17 @@ class Client:
         fut = self._replies.get(cid)
         if fut is None:
             fut = self._replies[cid] = asyncio.get_running_loop().create_future()
-        await self.send({"type": "command", "cid": cid, "name": name, "args": args or {}, **extra})
-        return await asyncio.wait_for(fut, timeout)
+        message = {"type": "command", "cid": cid, "name": name, "args": args or {}, **extra}
+        self._unanswered[cid] = message
+        try:
+            try:
+                await self.send(message)
+            except ConnectionClosed:
+                if self.moving is None or self.moving.done():
+                    raise  # else the move sends it again, on the next node
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._unanswered.pop(cid, None)
 
     async def rpc(self, kind: str, *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         """Send a non-command request (``rtc.offer``, ``rtc.close`` …) and return its reply."""

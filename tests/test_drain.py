@@ -170,6 +170,48 @@ async def test_a_draining_node_sends_its_clients_to_the_other_without_a_gap(
             await c.close()
 
 
+async def test_a_command_sent_during_the_drain_is_answered_by_the_next_node(
+    start_node: NodeFactory,
+    redis_url: str,
+    invites: Invites,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A command that reaches A after the drain began is not handled there; the client
+    sends it again (same cid) on B after the move, and the log folds it once."""
+    a = await start_node(redis_url, name="A")
+    b = await start_node(redis_url, name="B")
+    ana = await Client.connect(
+        a.url, invites.mint(room=ROOM, role="participant", name="Ana"), elsewhere=[b.url]
+    )
+    hub_a, hub_b = a.node.hubs[ROOM], b.node.hubs[ROOM]
+    try:
+        real_submit = hub_a.submit
+
+        async def slow_submit(actor: Any, name: str, args: Any, cid: str) -> Any:
+            if name == "hand.raise" and actor.pid == ana.me:
+                await asyncio.sleep(0.5)
+            return await real_submit(actor, name, args, cid)
+
+        monkeypatch.setattr(hub_a, "submit", slow_submit)
+        first = asyncio.create_task(ana.request("hand.raise", {}))
+        [session] = [s for s in hub_a.sinks if s.person["pid"] == ana.me]
+        async with asyncio.timeout(timeout(5)):
+            while not getattr(session, "busy", False):
+                await asyncio.sleep(0.005)
+        draining = asyncio.create_task(a.node.drain())
+        await asyncio.sleep(0.05)
+        assert getattr(session, "draining", False)
+        second = await ana.request("hand.lower", {"pid": ana.me}, cid="late-1")
+        assert second["ok"] and not second["duplicate"], second
+        assert (await first)["ok"]
+        await draining
+        assert ana.moves == 1 and ana.url == b.url
+        lowered = [e for _, evs in hub_b.recent for e in evs if e["type"] == "hand.lowered"]
+        assert len(lowered) == 1 and ana.me not in hub_b.state["core"]["hands"]
+    finally:
+        await ana.close()
+
+
 async def test_a_client_without_another_node_is_told_to_come_back(
     start_node: NodeFactory, redis_url: str, invites: Invites
 ) -> None:
