@@ -301,6 +301,11 @@ class Session:
     async def run(self, after: str | None) -> None:
         hub = self.hub
         await hub.ready.wait()
+        if hub.draining:  # accepted just before the drain began, not yet attached
+            message = "node draining; reconnect"
+            last = encode({"type": "error", "code": "draining", "message": message}, self.codec)
+            await self._close(CLOSE_DRAINING, message, last)
+            return
         try:
             # Checked against the replica and attached in the same step: a revocation
             # folded after this finds the connection among the hub's sinks.
