@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -185,7 +187,7 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
         sys.stdout.flush()
     # No per-message deflate: it compresses every frame again for every connection (each has
     # its own context), which raised CPU per delivery by half in bench/fanout.py.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -197,7 +199,44 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
         ws_per_message_deflate=False,
         **uvicorn_options(),  # a request head not complete in 10 s is closed (halfopen.py)
     )
+    _draining_server()(config, app.state.node).run()
     return 0
+
+
+def _draining_server() -> Any:
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn that drains the node on SIGTERM before it stops (a second signal, or
+        SIGINT, stops at once): clients move to another node and resume (node/app.py)."""
+
+        def __init__(self, config: uvicorn.Config, node: Any) -> None:
+            super().__init__(config)
+            self.node = node
+            self._loop: asyncio.AbstractEventLoop | None = None
+            self._drain: asyncio.Task[None] | None = None
+
+        async def serve(self, sockets: Any = None) -> None:
+            self._loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if sig == signal.SIGTERM and self._drain is None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._start_drain)
+                return
+            super().handle_exit(sig, frame)
+
+        def _start_drain(self) -> None:
+            if self._drain is None:
+                self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit())
+
+        async def _drain_then_exit(self) -> None:
+            try:
+                await self.node.drain()
+            finally:
+                self.should_exit = True
+
+    return DrainingServer
 
 
 if __name__ == "__main__":

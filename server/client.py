@@ -14,14 +14,18 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from . import fold
 from .protocol import JSON, MSGPACK, Codec, decode, encode
 from .types import State
+
+DRAINING = 4010
+"""The node is draining: reconnect at once (to another node) and resume (docs/protocol.md)."""
 
 
 class CommandError(Exception):
@@ -46,10 +50,19 @@ class Client:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._unanswered: dict[str, dict[str, Any]] = {}
+        """Commands sent and not answered, by cid: sent again after a move (a drain)."""
         self._changed = asyncio.Condition()
         self._cids = itertools.count(1)
         self._prefix = secrets.token_hex(4)
         self._reader: asyncio.Task[None] | None = None
+        self.urls: list[str] = [url]
+        """Nodes to reconnect to when one drains (a load balancer's list), tried in turn."""
+        self.moves = 0
+        """Times this client moved to another node because its node drained."""
+        self.moving: asyncio.Task[None] | None = None
+        """The reconnect under way after a drain close (``await`` it to know it is done)."""
+        self._closed = False
 
     @classmethod
     async def connect(
@@ -59,9 +72,13 @@ class Client:
         *,
         codec: Codec = "msgpack",
         after: str | None = None,
+        elsewhere: Sequence[str] = (),
         **kwargs: Any,
     ) -> Client:
-        """Open a connection and wait for the welcome (``after``: resume from that id)."""
+        """Open a connection and wait for the welcome (``after``: resume from that id).
+
+        On a drain close (4010) the client reconnects at once, without backoff, to the
+        next of ``base_url`` and ``elsewhere`` and resumes after its last event."""
         ws_url = base_url.replace("http", "ws", 1).rstrip("/") + "/ws?token=" + token
         if after:
             ws_url += "&after=" + after
@@ -74,6 +91,7 @@ class Client:
             **kwargs,
         )
         client = cls(ws, codec, base_url, token)
+        client.urls.extend(elsewhere)
         await client._hello()
         return client
 
@@ -87,7 +105,30 @@ class Client:
         if not first.get("resumed"):
             self.state = first["state"]
         self.last = first["last"]
+        self.close_code, self.close_reason = None, ""  # a refused attempt keeps the last
         self._reader = asyncio.create_task(self._read())
+
+    async def _move(self) -> None:
+        """The node drains: reconnect at once to the next node of ``urls`` and resume."""
+        for attempt in range(3 * len(self.urls)):
+            self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+            try:
+                await self.resume()
+            except Exception:  # that node drains or is down too: the next one
+                await asyncio.sleep(0.05 * attempt)
+                continue
+            self.moves += 1
+            for message in list(self._unanswered.values()):  # same cid: folded once
+                await self.send(message)
+            return
+        self._fail_replies()
+        raise ConnectionError("no node took the connection after a drain")
+
+    def _fail_replies(self) -> None:
+        self._unanswered.clear()
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection closed"))
 
     async def resume(self, **kwargs: Any) -> bool:
         """Reconnect after a drop and ask for exactly what was missed since ``last``.
@@ -111,7 +152,6 @@ class Client:
             open_timeout=10,
             **kwargs,
         )
-        self.close_code = None
         await self._hello()
         return bool(self.welcome.get("resumed"))
 
@@ -130,9 +170,14 @@ class Client:
         finally:
             self.close_code = self.ws.close_code
             self.close_reason = self.ws.close_reason or ""
-            for fut in self._replies.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("connection closed"))
+            if self.close_code == DRAINING and not self._closed:
+                # Commands wait for their replies from the next node; other requests fail.
+                for cid, fut in self._replies.items():
+                    if cid not in self._unanswered and not fut.done():
+                        fut.set_exception(ConnectionError("connection closed"))
+                self.moving = asyncio.get_running_loop().create_task(self._move())
+            else:
+                self._fail_replies()
             async with self._changed:
                 self._changed.notify_all()
 
@@ -143,6 +188,7 @@ class Client:
             fold.apply_events(self.state, message["events"])
             self.last = message["id"]
         elif kind == "reply":
+            self._unanswered.pop(message["cid"], None)
             fut = self._replies.pop(message["cid"], None)
             if fut is not None and not fut.done():
                 fut.set_result(message)
@@ -174,8 +220,17 @@ class Client:
         fut = self._replies.get(cid)
         if fut is None:
             fut = self._replies[cid] = asyncio.get_running_loop().create_future()
-        await self.send({"type": "command", "cid": cid, "name": name, "args": args or {}, **extra})
-        return await asyncio.wait_for(fut, timeout)
+        message = {"type": "command", "cid": cid, "name": name, "args": args or {}, **extra}
+        self._unanswered[cid] = message
+        try:
+            try:
+                await self.send(message)
+            except ConnectionClosed:
+                if self.moving is None or self.moving.done():
+                    raise  # else the move sends it again, on the next node
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._unanswered.pop(cid, None)
 
     async def rpc(self, kind: str, *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         """Send a non-command request (``rtc.offer``, ``rtc.close`` …) and return its reply."""
@@ -226,6 +281,11 @@ class Client:
         return await asyncio.wait_for(wait(), timeout)
 
     async def close(self) -> None:
+        self._closed = True
+        if self.moving is not None and not self.moving.done():
+            self.moving.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.moving
         await self.ws.close()
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):

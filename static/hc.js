@@ -35,12 +35,14 @@ const HC = (() => {
   let ws = null;
   let renderQueued = false;
   let retryDelay = 250;
+  let drainedBefore = false; // the last close was a drain (4010)
   let started = false;
   let stopped = false;
 
   const hc = {
     state: null, you: null, assembly: null, room: null, last: null, token: null,
     lang: "en", connected: false, clockOffset: 0, status: "connecting",
+    drains: 0, // times a draining node (4010) sent this page elsewhere
 
     register(mod) {
       modules.push(mod);
@@ -183,8 +185,13 @@ const HC = (() => {
       if ([4001, 4003, 4004, 4006, 4007].includes(e.code)) { setStatus("refused"); return; }
       if (e.code === 4009) { setStatus("displaced"); return; } // a newer window took over
       setStatus("reconnecting");
-      setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 5000);
+      // 4010: the node drains. Reconnect at once (the load balancer picks another node) and
+      // resume after hc.last; a node that still drains on the next try gets the backoff.
+      const drained = e.code === 4010 && !drainedBefore;
+      drainedBefore = e.code === 4010;
+      hc.drains += drained ? 1 : 0;
+      setTimeout(connect, drained ? 0 : retryDelay);
+      if (!drained) retryDelay = Math.min(retryDelay * 2, 5000);
     };
   }
 
@@ -229,7 +236,7 @@ const HC = (() => {
         hc.clockOffset = msg.now - Date.now();
         if (!msg.resumed) hc.state = msg.state;
         hc.last = msg.last;
-        hc.connected = true; retryDelay = 250;
+        hc.connected = true; retryDelay = 250; drainedBefore = false;
         setStatus("connected");
         if (!started) {
           started = true;
@@ -251,7 +258,7 @@ const HC = (() => {
         break;
       }
       case "error":
-        hc.explain(msg);
+        if (msg.code !== "draining") hc.explain(msg); // the close (4010) that follows says it
         break;
     }
     for (const m of modules) {

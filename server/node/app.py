@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 
 SHUTDOWN_GRACE = 15.0
+DRAIN_GRACE = 5.0
+"""How long a drain waits: for commands in hand to get their replies, then for the people
+it closed to come back through another node before their leaves are logged."""
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 6.0
 """A node silent for this long is dead: the others retire its connections."""
@@ -62,6 +65,9 @@ class Node:
         """The node's own slices (the room itself; its invites, last) and its features', in
         the order they fold."""
         self.hubs: dict[str, RoomHub] = {}
+        self.draining = False
+        """Set by :meth:`drain`: new WebSockets are refused (4010), ``/healthz`` says 503."""
+        self._drained: asyncio.Future[list[None]] | None = None
         info = {
             "name": assembly.name,
             "languages": list(assembly.languages),
@@ -114,6 +120,18 @@ class Node:
     async def _close_backends(self) -> None:
         if self._own_backends:
             await self.backends.close()
+
+    async def drain(self, within: float = DRAIN_GRACE) -> None:
+        """Stop taking connections and close the open ones so that their clients move to
+        another node at once and resume (docs/protocol.md, "Drain"). Idempotent: a second
+        call waits for the first."""
+        if self._drained is None:
+            log.info("node %s: draining", self.name)
+            self.draining = True
+            self._drained = asyncio.ensure_future(
+                asyncio.gather(*(hub.drain(within) for hub in self.hubs.values()))
+            )
+        await asyncio.shield(self._drained)  # a cancelled caller leaves the drain running
 
     async def __aexit__(self, *exc: object) -> None:
         # A node stops within SHUTDOWN_GRACE whatever hangs; what hung is logged.

@@ -50,6 +50,9 @@ class Sink(Protocol):
     def displace(self) -> None:
         """Close: the person holds more than ``conns_per_person`` connections."""
 
+    async def drain(self, within: float) -> None:
+        """The node drains: finish the command in hand, then close (4010)."""
+
 
 class Feature(Protocol):
     """What a hub calls on the node's features (``server/node/feature.py`` has the rest)."""
@@ -97,6 +100,10 @@ class RoomHub:
         self.lingering: dict[str, list[tuple[str, asyncio.TimerHandle]]] = {}
         """Closed connections whose leave is not yet logged, by pid: ``(conn, timer)``."""
         self.closing = False
+        self.draining = False
+        """The node drains: leaves wait (``drained``) until the person is back elsewhere."""
+        self.drained: list[tuple[str, str]] = []
+        """``(pid, conn)`` closed by the drain, their leave not yet logged."""
         self.buckets: dict[str, TokenBucket] = {}
         """Frame rate per person on this node (``bucket_for``)."""
         self.recent: deque[tuple[str, list[Event]]] = deque()
@@ -152,10 +159,45 @@ class RoomHub:
         await self.submit(Actor("node", SYSTEM), "tick", {}, marker)
         self.ready.set()
 
+    async def drain(self, within: float) -> None:
+        """Close every connection here with 4010 (each finishes its command in hand), then
+        log their leaves once each person is online through another connection (they
+        reconnected to another node) or ``within`` seconds have passed: nobody flaps
+        offline and back, and a live interpreter never goes ``booth.away``."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        sinks = list(self.sinks)
+        await asyncio.gather(*(sink.drain(within) for sink in sinks))
+        closed = {sink.person["conn"] for sink in sinks}
+        while loop.time() < deadline and not closed <= {conn for _, conn in self.drained}:
+            await asyncio.sleep(0.01)  # each session's end calls leave() (into drained)
+        for pid, items in list(self.lingering.items()):  # closed before the drain began
+            for conn, timer in items:
+                timer.cancel()
+                self.drained.append((pid, conn))
+        self.lingering.clear()
+        while loop.time() < deadline and not all(map(self._elsewhere, self.drained)):
+            await asyncio.sleep(0.05)
+        drained, self.drained = self.drained, []
+        for pid, conn in drained:
+            await self._leave(pid, conn)
+
+    def _elsewhere(self, item: tuple[str, str]) -> bool:
+        """Whether ``pid`` is online through a connection of another node than this one."""
+        pid, conn = item
+        person = self.state["core"]["people"].get(pid)
+        if person is None:
+            return True
+        return any(not c.startswith(self.node + "~") for c in person["conns"] if c != conn)
+
     async def close(self) -> None:
         self.closing = True
         for sink in list(self.sinks):
             await self.leave(sink)
+        for pid, conn in self.drained:
+            await self._leave(pid, conn)
+        self.drained.clear()
         for pid, items in list(self.lingering.items()):
             for conn, timer in items:
                 timer.cancel()
@@ -439,6 +481,9 @@ class RoomHub:
             except Exception:
                 log.exception("room %s: feature %s failed on a leave", self.room, feature.name)
         pid, conn = sink.person["pid"], sink.person["conn"]
+        if self.draining and not self.closing and not getattr(sink, "final", False):
+            self.drained.append((pid, conn))
+            return
         if self.reconnect_grace > 0 and not self.closing and not getattr(sink, "final", False):
             loop = asyncio.get_running_loop()
             timer = loop.call_later(self.reconnect_grace, self._linger_ended, pid, conn)

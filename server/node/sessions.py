@@ -57,6 +57,9 @@ CLOSE_DISPLACED = 4009
 """The person opened more connections than ``conns_per_person``: the oldest is closed."""
 CLOSE_TOO_FAST = 4029
 """The connection kept sending after ``rate_limited`` (past ``rate_strikes``)."""
+CLOSE_DRAINING = 4010
+"""The node is draining (SIGTERM): reconnect at once, to another node, and resume after the
+id the close reason names (docs/protocol.md, "Drain")."""
 CLOSE_SHUTDOWN = 1001
 CLOSE_GRACE = 10.0
 
@@ -106,6 +109,11 @@ class Session:
         self.inflight_id: str | None = None
         self.sent_id: str | None = None
         self.closing = False
+        self.draining = False
+        """The node drains: frames read from now on are not handled (the client sends its
+        unanswered commands again, same cid, after it reconnects)."""
+        self.busy = False
+        """A frame read is being handled (a command waiting for its fold and reply)."""
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self.bucket = hub.bucket_for(self.actor.pid, rate, burst)
@@ -225,6 +233,29 @@ class Session:
         self._closer = asyncio.get_running_loop().create_task(closer)
         self._closer.add_done_callback(self._stop_reading)
 
+    async def drain(self, within: float) -> None:
+        """Close for a drain: let the command in hand get its reply, send what is queued,
+        then close with 4010 naming the last id sent (all within ``within`` seconds)."""
+        if self.closing:
+            return
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self.busy and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if self.closing:
+            return
+        self.closing = True  # nothing more is queued: the client resumes after sent_id
+        self.hub.detach(self)
+        while (self.queue or self.inflight is not None) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        reason = f"node draining; resume after {self.sent_id or '0-0'}"
+        log.info("draining connection %s (%s)", self.person["conn"], reason)
+        self.queue.clear()
+        self._closer = loop.create_task(self._close(CLOSE_DRAINING, reason))
+        self._closer.add_done_callback(self._stop_reading)
+        await self._closer
+
     def _stop_reading(self, _: object) -> None:
         """Closed by the node (slow consumer, expired invite): stop serving its commands."""
         if self._reader is not None:
@@ -270,6 +301,11 @@ class Session:
     async def run(self, after: str | None) -> None:
         hub = self.hub
         await hub.ready.wait()
+        if hub.draining:  # accepted just before the drain began, not yet attached
+            message = "node draining; reconnect"
+            last = encode({"type": "error", "code": "draining", "message": message}, self.codec)
+            await self._close(CLOSE_DRAINING, message, last)
+            return
         try:
             # Checked against the replica and attached in the same step: a revocation
             # folded after this finds the connection among the hub's sinks.
@@ -348,6 +384,7 @@ class Session:
             welcome["resumed"] = False
             welcome["state"] = hub.view_for(self.person)
             self.send(welcome)
+            self.sent_id = welcome["last"]  # the resume hint until an event is sent
 
     async def _read(self) -> None:
         receive = self.ws.receive
@@ -355,6 +392,8 @@ class Session:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if self.draining:
+                continue  # not handled: sent again after the reconnect, with the same cid
             frame = message.get("text")
             if frame is None:
                 frame = message.get("bytes") or b""
@@ -369,7 +408,11 @@ class Session:
                 cid = data.get("cid") if isinstance(data.get("cid"), str) else None
                 if not allowed:
                     raise RateLimited("too many frames; slow down")
-                await self._handle(data)
+                self.busy = True
+                try:
+                    await self._handle(data)
+                finally:
+                    self.busy = False
             except HemicycleError as exc:
                 self.hub.metrics.bad_frames.labels(exc.code).inc()
                 if cid is not None:

@@ -38,11 +38,17 @@ async def healthz(request: Request) -> Response:
         }
         for rid, hub in node.hubs.items()
     }
-    ok = all(r["ready"] for r in rooms.values())
+    # A draining node answers 503 so that a load balancer takes it out of rotation.
+    ok = all(r["ready"] for r in rooms.values()) and not node.draining
     backend = node.settings.backend.split("@")[-1]  # never show a password
-    return JSONResponse(
-        {"ok": ok, "node": node.name, "backend": backend, "rooms": rooms}, 200 if ok else 503
-    )
+    body = {
+        "ok": ok,
+        "node": node.name,
+        "backend": backend,
+        "draining": node.draining,
+        "rooms": rooms,
+    }
+    return JSONResponse(body, 200 if ok else 503)
 
 
 async def metrics(request: Request) -> Response:

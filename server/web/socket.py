@@ -6,10 +6,11 @@ import contextlib
 
 from starlette.websockets import WebSocket
 
-from ..errors import AuthError, HemicycleError, RateLimited, WrongRoom
+from ..errors import AuthError, HemicycleError, RateLimited, Unavailable, WrongRoom
 from ..node.http import node_of
 from ..node.sessions import (
     CLOSE_BAD_TOKEN,
+    CLOSE_DRAINING,
     CLOSE_TOO_FAST,
     CLOSE_UNKNOWN_ROOM,
     Session,
@@ -24,6 +25,10 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     subprotocol = next((p for p in SUBPROTOCOLS if p in offered), None)
     await ws.accept(subprotocol=subprotocol)
     codec = codec_for(subprotocol)
+    if node.draining:  # the page and the Python client reconnect (elsewhere) at once
+        draining = Unavailable("node draining; reconnect", code="draining")
+        await _refuse(ws, codec, draining, CLOSE_DRAINING)
+        return
     # The peer's address as uvicorn gives it: behind a proxy it trusts
     # (--forwarded-allow-ips, 127.0.0.1 by default), the client X-Forwarded-For names.
     address = ws.client.host if ws.client else "?"
