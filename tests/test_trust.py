@@ -372,9 +372,16 @@ async def test_the_chair_revokes_from_the_page_and_the_observer_is_told(
     impostor = invites.mint(room=PLENARY, role="participant", name="Mallory", org="aple-kh")
     with pytest.raises(CommandError):
         await Client.connect(node.url, impostor)
-    await chair.locator("#reps-member").select_option("aple-kh")
-    await chair.locator("#reps-name").fill("Mallory")
-    await chair.get_by_role("button", name="Add a representative").click()
+    # By keyboard only, from the member list: type to pick, Tab to the name, Tab, Enter.
+    await chair.locator("#reps-member").focus()
+    await chair.keyboard.type("APLE")
+    await expect(chair.locator("#reps-member")).to_have_value("aple-kh")
+    await chair.keyboard.press("Tab")
+    await expect(chair.locator("#reps-name")).to_be_focused()
+    await chair.keyboard.type("Mallory")
+    await chair.keyboard.press("Tab")
+    await expect(chair.get_by_role("button", name="Add a representative")).to_be_focused()
+    await chair.keyboard.press("Enter")
     await expect(chair.locator("#toasts")).to_contain_text("Mallory now represents", timeout=ms)
     async with await Client.connect(node.url, impostor) as mallory:
         assert mallory.you["org"] == "aple-kh"
