@@ -84,7 +84,7 @@
       const stream = new MediaStream([e.track]);
       const el = e.transceiver === main ? A.els.main : A.els.under;
       el.srcObject = stream;
-      el.play().catch(() => {});
+      el.play().catch((err) => { if (err.name === "NotAllowedError") blockedAutoplay(); });
       if (e.transceiver === main) A.analyser = analyse(stream);
       setUnderVolume();
     };
@@ -173,11 +173,14 @@
     let stream;
     try {
       stream = await navigator.mediaDevices.getUserMedia(micConstraints(hc));
-    } catch {
+    } catch (err) {
       A.wantMic = false;
+      A.micError = err && err.name === "NotAllowedError" ? "denied" : "unavailable";
       HC.explain({ code: "mic_denied", message: "microphone refused" });
+      HC.render();
       return;
     }
+    A.micError = null;
     const pc = new RTCPeerConnection({ iceServers: iceServers() });
     const mic = { pc, stream, target, onAir: false };
     A.mic = mic;
@@ -400,6 +403,51 @@
       welcomed = true;
     }
   }
+
+  // --- for the interpreter console (static/booth.js) ------------------------------------
+  // The console never asks for the air without a publishing microphone: it awaits
+  // publishMic() first, which starts the microphone when needed and resolves to whether it
+  // publishes (reasons in A.micError: "denied", "unavailable", "failed").
+
+  function publishing() {
+    const mic = A.mic;
+    if (!mic || mic.pc.connectionState !== "connected") return false;
+    const track = mic.stream.getAudioTracks()[0];
+    return Boolean(track && track.readyState === "live");
+  }
+
+  async function publishMic(hc, within = 15000) {
+    if (publishing()) return true;
+    if (!A.wantMic || !A.mic) await startMic(hc);
+    const until = Date.now() + within;
+    while (A.mic && !publishing() && Date.now() < until
+           && !["failed", "closed"].includes(A.mic.pc.connectionState)) {
+      await new Promise((r) => { setTimeout(r, 50); });
+    }
+    if (publishing()) return true;
+    if (!A.micError) A.micError = "failed";
+    return false;
+  }
+
+  function blockedAutoplay() {
+    if (A.blocked) return;
+    A.blocked = true;
+    HC.render();
+    const resume = () => {
+      A.blocked = false;
+      if (A.ctx) A.ctx.resume();
+      for (const el of [A.els.main, A.els.under]) if (el && el.srcObject) el.play().catch(() => {});
+      HC.render();
+    };
+    window.addEventListener("pointerdown", resume, { once: true, capture: true });
+    window.addEventListener("keydown", resume, { once: true, capture: true });
+  }
+
+  Object.assign(A, {
+    publishing, publishMic, stopMic: () => stopMic(false), setUnder,
+    listen: () => (A.wantListen ? undefined : startListening()),
+    micDb: () => dbOf(A.micAnalyser), context, blocked: false, micError: null,
+  });
 
   HC.register({ name: "audio", appliers, init, render, onMessage });
 })();
