@@ -155,7 +155,7 @@
       h("p", { id: "mic-prompt", class: "warning", role: "alert", hidden: true }),
       h("div", { id: "handover-prompt", class: "handover-prompt", hidden: true },
         h("span", { id: "handover-text", role: "status" }), " ",
-        h("span", { id: "handover-countdown", class: "countdown" }), " ",
+        h("span", { id: "handover-countdown", class: "ho-countdown" }), " ",
         btn("handover-accept", "booth.accept", () => {
           const c = channel();
           const ho = c && c.handover;
