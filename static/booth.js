@@ -89,8 +89,8 @@
   const act = (name) => () => CH.quiet(name, {});
 
   const shortcut = (id) => KEYS[id] && `Alt+${KEYS[id].toUpperCase()}`;
-  const btn = (id, key, onclick, cls) => h("button", { id, type: "button", onclick,
-    class: cls, "aria-keyshortcuts": shortcut(id), "data-t": key }, HC.t(key));
+  const btn = (id, key, onclick, cls, extra) => h("button", { id, type: "button", onclick,
+    class: cls, "aria-keyshortcuts": shortcut(id), "data-t": key, ...extra }, HC.t(key));
 
   // Alt+letter: focus the control (so focus follows the action), then press it.
   function onShortcut(e) {
@@ -162,7 +162,7 @@
           // Accepting an offer puts me on air: the microphone first. Accepting a request
           // hands my air to the asker, who started theirs before asking.
           (ho && ho.kind === "offer" ? airAction("handover.accept") : act("handover.accept"))();
-        }),
+        }, "", { "aria-describedby": "handover-text handover-countdown" }),
         btn("handover-decline", "booth.decline", act("handover.decline"), "ghost")),
       h("div", { class: "actions console-actions" },
         btn("air-take", "booth.take", airAction("air.take"), "primary"),

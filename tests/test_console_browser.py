@@ -237,6 +237,8 @@ async def test_keyboard_only_take_hand_over_accept_cough(start_node, invites, br
     assert await emilio.evaluate("HC.booth.beeps") == 1
     assert "Elena Ruiz offers you the air" in (await emilio.text_content("#handover-prompt") or "")
     assert "expires in" in (await emilio.text_content("#handover-countdown") or "")
+    violations = await axe_violations(emilio)
+    assert violations == [], f"axe on the console asked for a handover: {violations}"
     await shoot(emilio, "handover")
     await emilio.keyboard.press("Enter")
     await emilio.wait_for_function(
@@ -288,6 +290,20 @@ async def test_silence_on_air_is_flagged_after_three_seconds(start_node, invites
     assert await page.get_attribute("#onair", "data-state") == "live"
     await page.evaluate("HC.audio.mic.stream.getAudioTracks()[0].enabled = true")
     await page.wait_for_selector("#silence-warning", state="hidden", timeout=ms(10))
+
+    # The microphone drops while on air: no "ON AIR", a warning and a way back (Alt+M).
+    await page.evaluate("HC.audio.stopMic()")
+    await page.wait_for_function(
+        "() => document.getElementById('onair').dataset.state === 'dead'", timeout=ms(5)
+    )
+    assert "ON AIR WITHOUT MICROPHONE" in (await page.text_content("#onair") or "")
+    assert await page.is_visible("#console-mic")
+    await page.keyboard.press("Alt+m")
+    await page.wait_for_function(
+        "() => document.getElementById('onair').dataset.state === 'live'", timeout=ms(15)
+    )
+    assert await page.evaluate("HC.audio.publishing()")
+    assert await focused(page) == "handover-offer", "focus follows to the next action"
     assert errors == [], errors
 
 
