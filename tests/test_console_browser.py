@@ -19,7 +19,7 @@ import pytest
 
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
 from .conftest import CHROMIUM, CHROMIUM_ARGS, only_loopback, timeout
-from .test_audio_browser import TONE, tone_wav, wait_peak
+from .test_audio_browser import TONE, flowing, tone_wav, wait_peak
 from .waiting import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
@@ -54,30 +54,6 @@ async def open_console(browser: Any, url: str, token: str, errors: list[str], **
         timeout=ms(10),
     )
     return page
-
-
-INBOUND = """async () => {
-  let n = 0;
-  if (!HC.audio.pc) return 0;
-  (await HC.audio.pc.getStats()).forEach((r) => {
-    if (r.type === "inbound-rtp" && r.mid === "0") n = r.packetsReceived;
-  });
-  return n;
-}"""
-
-
-async def flowing(page: Any, want: bool, seconds: float = 15) -> None:
-    """Whether packets keep arriving on the page's main listening track (over 0.6 s).
-
-    Stronger than a tone in the analyser, which Chromium's packet-loss concealment keeps
-    ringing for seconds after the packets stop."""
-
-    async def step() -> bool:
-        before = await page.evaluate(INBOUND)
-        await page.wait_for_timeout(600)
-        return bool((await page.evaluate(INBOUND) > before) == want)
-
-    await eventually(step, message=f"packets {'' if want else 'not '}arriving", timeout=seconds)
 
 
 async def focused(page: Any) -> str:
