@@ -236,6 +236,21 @@ async def test_keyboard_only_take_hand_over_accept_cough(start_node, invites, br
     await emilio.wait_for_function("() => !HC.state.channels.channels.es.cough", timeout=ms(5))
     await flowing(member, True)
     assert await focused(emilio) == "handover-offer"
+
+    # Elena asks for the air back (Enter on the focused "Ask for handover"); Emilio's Accept
+    # gets focus and a second cue; he accepts and is off air, Elena live again.
+    await elena.keyboard.press("Enter")
+    await wait_focus(emilio, "handover-accept")
+    assert await emilio.evaluate("HC.booth.beeps") == 2
+    assert "Elena Ruiz asks to take the air" in (
+        await emilio.text_content("#handover-prompt") or ""
+    )
+    await emilio.keyboard.press("Enter")
+    await elena.wait_for_function(
+        "() => document.getElementById('onair').dataset.state === 'live'", timeout=ms(15)
+    )
+    await wait_focus(emilio, "handover-request")
+    await flowing(member, True)
     assert errors == [], errors
 
 
