@@ -214,7 +214,8 @@
     }
     const time = $("air-time");
     time.hidden = !live() || !c.since;
-    if (!time.hidden) time.textContent = HC.t("console.air_time", { time: clock(HC.now() - c.since) });
+    const aired = time.hidden ? "" : HC.t("console.air_time", { time: clock(HC.now() - c.since) });
+    if (time.textContent !== aired) time.textContent = aired;
     const ho = c && c.handover;
     const left = ho ? Math.max(0, Math.ceil((ho.expires - HC.now()) / 1000)) : 0;
     const cd = $("handover-countdown");
