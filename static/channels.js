@@ -125,6 +125,8 @@
   function initListener(hc) {
     const select = h("select", { id: "channel-picker", onchange: () => {
       CH.quiet("channel.choose", { lang: select.value });
+      // Picking a language is asking to hear it: start the audio too (static/audio.js).
+      if (HC.audio && !HC.audio.wantListen) HC.audio.start();
     } });
     features().append(h("section", { id: "channel-section", "aria-labelledby": "channel-h" },
       h("h2", { id: "channel-h", "data-t": "ch.title" }, hc.t("ch.title")),
