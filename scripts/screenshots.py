@@ -56,7 +56,7 @@ async def main(out: Path, state: str) -> None:
                         await page.screenshot(path=str(path), full_page=not viewport)
                         print(path)
                 if room.errors:
-                    raise SystemExit(f"page errors: {room.errors}")
+                    raise SystemExit(f"page errors: {room.errors[:5]}")
             await browser.close()
     finally:
         server.should_exit = True

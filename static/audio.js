@@ -290,11 +290,11 @@
       h("audio", { id: "audio-main", autoplay: true }),
       h("audio", { id: "audio-under", autoplay: true }));
     document.getElementById("features").append(section);
-    placeForListeners(hc, section);
     A.els = {
       main: section.querySelector("#audio-main"), under: section.querySelector("#audio-under"),
       meter: section.querySelector("#audio-meter"), micMeter: section.querySelector("#mic-meter"),
     };
+    placeForListeners(hc, section);
     setInterval(tickMeters, 100);
     setInterval(() => {  // forget microphones that stopped sending levels
       const now = Date.now();
@@ -313,7 +313,7 @@
         section.querySelector("#listen-button").parentNode, section.querySelector("#hearing"),
         section.querySelector("#audio-meter").parentNode, section.querySelector("#under-row"));
       picker.querySelector("label").after(box);
-      picker.querySelector("h2").append(section.querySelector("#rec-badge"));
+      picker.querySelector("h2").after(section.querySelector("#rec-badge"));
     }
     const speak = document.getElementById("you-speak");
     if (speak) speak.after(section.querySelector("#mic-box"));

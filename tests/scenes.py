@@ -99,6 +99,10 @@ async def open_room(
             contexts.append(context)
             page = await context.new_page()
             page.on("pageerror", lambda e, r=role: room.errors.append(f"{r}: {e}"))
+            page.on(
+                "console",
+                lambda m, r=role: m.type == "error" and room.errors.append(f"{r}: {m.text}"),
+            )
             token = invites.mint(room=ROOM, lang=lang, **claims)
             await page.goto(f"{url}/r/{ROOM}#t={token}")
             await page.wait_for_function("() => window.HC && HC.state && HC.connected")
