@@ -200,7 +200,8 @@
 
   // --- the chair's booth board ---------------------------------------------------------------
   function initBoard(hc) {
-    const input = h("input", { id: "channel-add-input", maxlength: 20 });
+    const input = h("input", { id: "channel-add-input", maxlength: 20,
+      "aria-label": hc.t("board.add_placeholder"), "data-t-label": "board.add_placeholder" });
     features().append(h("section", { id: "booth-board", class: "wide", "aria-labelledby": "board-h" },
       h("h2", { id: "board-h", "data-t": "board.title" }, hc.t("board.title")),
       h("div", { id: "board-signals", role: "region", "aria-live": "assertive" }),

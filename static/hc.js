@@ -110,7 +110,7 @@ const HC = (() => {
       return new Promise((resolve, reject) => {
         pending.set(cid, { msg, resolve, reject, queued: !hc.connected || hc.offline });
         send(msg);
-        if (!hc.connected || hc.offline) renderBanner();
+        if (!hc.connected || hc.offline) { renderBanner(); hc.render(); } // shown as pending
       });
     },
 

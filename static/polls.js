@@ -479,7 +479,7 @@
     const held = Object.keys(proxies).filter((m) => proxies[m] === org);
     if (formalIn(["open"])) return null;
     if (formalIn(["closed", "published"]) && !proxies[org] && !held.length) return null;
-    const box = h("div", { class: "proxy card", id: "proxy-box" }, h("h3", {}, HC.t("proxy.title")));
+    const box = h("div", { class: "proxy card" }, h("h3", {}, HC.t("proxy.title")));
     if (held.length) box.append(h("p", {}, HC.t("proxy.held", { members: held.map(memberName).join(", ") })));
     if (proxies[org]) {
       box.append(h("p", { class: "proxy-given" }, HC.t("proxy.given", { member: memberName(proxies[org]) })),

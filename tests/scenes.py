@@ -54,9 +54,7 @@ class Room:
 
     async def run(self, role: str, name: str, args: dict[str, Any] | None = None) -> Any:
         """A command from ``role``'s page, as its buttons send it; returns the reply."""
-        return await self.pages[role].evaluate(
-            "([n, a]) => HC.command(n, a)", [name, args or {}]
-        )
+        return await self.pages[role].evaluate("([n, a]) => HC.command(n, a)", [name, args or {}])
 
     async def settle(self) -> None:
         """Every page connected, with no command unanswered, and its copy of the room quiet
