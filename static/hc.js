@@ -206,7 +206,7 @@ const HC = (() => {
 
   function actionName(name) {
     const key = `action.${name}`;
-    return hc.t(key) !== key ? hc.t(key) : hc.t("action.other");
+    return hc.t(key) !== key ? hc.t(key) : hc.t("action.any");
   }
 
   function goOffline() {
