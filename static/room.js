@@ -119,7 +119,7 @@
       chair ? h("button", { class: "small ghost", onclick: () => run("hand.lower", { pid }) },
         hc.t("hand.lower")) : null)));
     document.getElementById("speakers-list").replaceChildren(...speakers.map((pid) =>
-      h("li", { dataset: { pid } }, "🎙 ", nameOf(hc, pid),
+      h("li", { dataset: { pid } }, nameOf(hc, pid),
         chair ? h("button", { class: "small", onclick: () => run("floor.revoke", { pid }) },
           hc.t("floor.take")) : null)));
     const mine = hands.includes(hc.you.pid);
