@@ -82,7 +82,15 @@ async def open_page(browser: Any, url: str, token: str, locale: str = "en-GB") -
     page = await context.new_page()
     page.errors = []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    # Chromium's own report of a failed socket (the network cut on purpose) is not a page error.
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error"
+            and not m.text.startswith("WebSocket connection to")
+            and page.errors.append(m.text)
+        ),
+    )
     await page.goto(f"{url}/r/{ROOM}#t={token}")
     await page.wait_for_function("() => window.HC && HC.state && HC.connected")
     return page
@@ -104,12 +112,18 @@ async def test_offline_banner_and_a_hand_raised_offline(
     link = Link(node.port)
     base = await link.start()
     token = invites.mint(room=ROOM, role="participant", name="Sokha Chan", org="aple-kh")
+    chair = await Client.connect(node.url, invites.mint(room=ROOM, role="moderator", name="C"))
     try:
         page = await open_page(browser, base, token)
         pid = await page.evaluate("HC.you.pid")
         hub = node.node.hubs[ROOM]
         banner = page.locator("#offline")
         assert await banner.is_hidden()
+        await chair.wait_for(lambda s: s["polls"]["polls"][VOTE].get("keys"), timeout=timeout(10))
+        await chair.command("poll.open", {"poll": VOTE})
+        card = page.locator(f"#poll-{VOTE}")
+        await card.locator("input[value=no]").check(timeout=timeout(10) * 1000)
+        await card.get_by_role("button", name="Cast ballot").click()
 
         link.cut()
         # Nothing closes the socket: only the heartbeat can tell. The banner within 5 s.
@@ -122,6 +136,10 @@ async def test_offline_banner_and_a_hand_raised_offline(
         await page.locator("#hand-pending").get_by_text("Waiting to be sent").wait_for()
         await banner.get_by_text("Waiting to be sent: raise hand").wait_for()
         assert pid not in hub.state["core"]["hands"]
+        # A ballot confirmed offline says it waits on this device, not "Casting…".
+        await card.get_by_role("button", name="Confirm my ballot").click()
+        await card.get_by_text("You are offline: your ballot is kept sealed").wait_for()
+        assert hub.state["polls"]["polls"][VOTE]["voted"] == {}  # not even claimed
 
         link.restore()
         await page.wait_for_function("() => HC.status === 'connected'", timeout=timeout(15) * 1000)
@@ -130,8 +148,14 @@ async def test_offline_banner_and_a_hand_raised_offline(
         await page.locator("#toasts").get_by_text("Back online — sent: raise hand").wait_for()
         assert await banner.is_hidden()
         assert await page.locator("#hand-pending").is_hidden()
+        # The ballot went too: claimed, sealed, in the box, with its tracker.
+        await card.locator(".receipt code").wait_for(timeout=timeout(10) * 1000)
+        await eventually(
+            lambda: hub.state["polls"]["polls"][VOTE]["ballots"], message="the sealed ballot"
+        )
         assert page.errors == [], page.errors
     finally:
+        await chair.close()
         await link.close()
 
 
