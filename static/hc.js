@@ -218,9 +218,15 @@ const HC = (() => {
 
   // Nothing heard for SILENT_MS on an open socket: the network is gone. Drop the socket
   // without waiting for a closing handshake that cannot arrive, and reconnect.
+  let tickedAt = Date.now();
   setInterval(() => {
+    const gap = Date.now() - tickedAt;
+    tickedAt = Date.now();
     if (!ws || stopped) return;
     if (ws.readyState !== WebSocket.OPEN) return;
+    // A late tick means this timer was held back (a background tab, a sleeping laptop), not
+    // that the node is silent: ask once more and judge on the next ticks.
+    if (gap > 4 * 250) { heardAt = Math.max(heardAt, Date.now() - PING_MS - 1); pingedAt = 0; }
     const quiet = Date.now() - heardAt;
     if (quiet > SILENT_MS) { goOffline(); abandon(ws, 1006); return; }
     // Pings count against the frame rate (docs/security.md): only when the socket is quiet.
