@@ -1,6 +1,6 @@
 """Accessibility of every role's page in every state of a meeting (tests/scenes.py): axe-core
-with the WCAG 2.2 AA rules finds nothing, every input has a label, and nothing scrolls
-sideways on a phone (390×844)."""
+with the WCAG 2.2 AA rules finds nothing, every input has a label, and on a phone (390×844)
+nothing scrolls sideways and each role's primary actions are in the first screen."""
 
 from __future__ import annotations
 
@@ -15,6 +15,30 @@ from .conftest import NodeFactory
 from .scenes import PHONE, STATES, open_room, to_state
 
 pytestmark = pytest.mark.browser
+
+
+# What each role must reach on a phone without scrolling (issue 11, "Phone"): listening,
+# the hand or the microphone, the interpreter's air button. The chair's console is its own page.
+FIRST_SCREEN = {
+    "member": ["#listen-button", "#hand-button"],
+    "observer": ["#listen-button"],
+    "panelist": ["#listen-button", "#mic-button"],
+    "interpreter": ["#air-release"],
+}
+
+
+async def below_first_screen(page: Any, selectors: list[str]) -> list[str]:
+    """The selectors whose element is not visible, or ends below the first screen."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    out: list[str] = await page.evaluate(
+        """(sels) => sels.filter((s) => {
+          const el = document.querySelector(s);
+          if (!el || !el.getClientRects().length) return true;
+          return el.getBoundingClientRect().bottom > window.innerHeight;
+        })""",
+        selectors,
+    )
+    return out
 
 
 async def sideways(page: Any) -> int:
@@ -47,6 +71,10 @@ async def test_every_role_and_state_has_no_wcag_violation(
                     f"scrolls sideways by {await sideways(page)} px"
                 )
             seen = await violations(page)
+            seen += [
+                f"{sel} is not in the first screen"
+                for sel in await below_first_screen(page, FIRST_SCREEN.get(role, []))
+            ]
             if seen:
                 found.setdefault(f"{role} / phone", []).extend(seen)
         assert room.errors == []
