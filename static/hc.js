@@ -20,10 +20,11 @@
 // Commands still unanswered when the socket drops are re-sent with the same cid after the
 // reconnect: the server folds a cid once, so a retry is never counted twice.
 // A heartbeat finds a network that is gone without a close (a laptop's Wi-Fi, a tunnel): a
-// ping after PING_MS of quiet, and nothing heard for SILENT_MS means offline — the socket is dropped
-// and the page reconnects, showing the offline banner (#offline) with the actions still
-// waiting (HC.waiting()); on return each is sent again and a toast says it went through
-// (a refusal is explained by the caller, as always).
+// ping after PING_MS of quiet, and nothing heard for SILENT_MS means offline — the socket is
+// dropped and the page reconnects, showing the offline banner (#offline) with the actions
+// still waiting (HC.waiting()); on return each is sent again and a toast says it went
+// through (a refusal is explained by the caller, as always). A socket not back within
+// BANNER_AFTER_MS of a close shows the banner too.
 "use strict";
 
 const HC = (() => {
@@ -33,7 +34,8 @@ const HC = (() => {
   const HOUR_CYCLE = { en: "h23", es: "h23", fr: "h23", ru: "h23" };
   // Heartbeat (issue 11: "offline for 50 s, the status stayed Connected"): the banner must
   // show within 5 s of the network going away, so silence for 4 s is offline.
-  const PING_MS = 1500, SILENT_MS = 4000, CONNECT_MS = 5000, BANNER_AFTER_MS = 2000;
+  const PING_MS = 1500, SILENT_MS = 4000, CONNECT_MS = 5000, WELCOME_MS = 15000;
+  const BANNER_AFTER_MS = 2000;
   const modules = [];
   const strings = { en: {}, es: {}, fr: {}, ru: {} };
   const appliers = {};
@@ -222,8 +224,10 @@ const HC = (() => {
   setInterval(() => {
     const gap = Date.now() - tickedAt;
     tickedAt = Date.now();
-    if (!ws || stopped) return;
-    if (ws.readyState !== WebSocket.OPEN) return;
+    if (!ws || stopped || ws.readyState !== WebSocket.OPEN) return;
+    // Before the welcome the node may be busy (a large snapshot): only a socket that has not
+    // been welcomed in WELCOME_MS is given up.
+    if (!hc.connected) { if (Date.now() - heardAt > WELCOME_MS) abandon(ws, 1006); return; }
     // A late tick means this timer was held back (a background tab, a sleeping laptop), not
     // that the node is silent: ask once more and judge on the next ticks.
     if (gap > 4 * 250) { heardAt = Math.max(heardAt, Date.now() - PING_MS - 1); pingedAt = 0; }
