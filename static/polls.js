@@ -567,6 +567,8 @@
       if (cd && cd.dataset.closes) cd.textContent = HC.t("poll.left", { t: clock(Number(cd.dataset.closes) - hc.now()) });
     });
     document.getElementById("polls-none").hidden = ids.length > 0;
+    // A ballot waiting for this person: style.css brings the votes first on a phone.
+    document.body.dataset.ballot = list.querySelector("form.ballot-form, .confirm-q") ? "open" : "";
     const proxyHost = document.getElementById("polls-proxy");
     const formal = hc.state.polls.order.map((id) => (find(hc.state, id) || {}).state);
     sync(proxyHost, "proxy-part", JSON.stringify([hc.lang, hc.state.polls.proxies, ui.proxyTo, formal]), proxyBox);

@@ -138,6 +138,7 @@
     document.getElementById("floor-next").textContent = hc.t("floor.next");
     document.getElementById("floor-yield").hidden = !speaking;
     document.getElementById("you-speak").hidden = !speaking;
+    document.body.dataset.floor = speaking ? "you" : ""; // style.css: the floor card first
   }
 
   // The line under the header on every page: who has the floor, with organisation and country.
