@@ -297,12 +297,33 @@
       main: section.querySelector("#audio-main"), under: section.querySelector("#audio-under"),
       meter: section.querySelector("#audio-meter"), micMeter: section.querySelector("#mic-meter"),
     };
+    placeForListeners(hc, section);
     setInterval(tickMeters, 100);
     setInterval(() => {  // forget microphones that stopped sending levels
       const now = Date.now();
       for (const [pid, l] of Object.entries(A.levels)) if (now - l.at > 2000) delete A.levels[pid];
     }, 1000);
   }
+
+  // Everyone but interpreters (their console has its own): one "Listen in …" control beside
+  // the channel picker (issue 11: two controls had to be pressed before any sound), and the
+  // microphone beside "You have the floor". The Audio card keeps only the chair's board.
+  function placeForListeners(hc, section) {
+    if (hc.you.role === "interpreter") return;
+    const picker = document.getElementById("channel-section");
+    if (picker) {
+      const box = h("div", { id: "listen-box", class: "listen-box" },
+        section.querySelector("#listen-button").parentNode, section.querySelector("#hearing"),
+        section.querySelector("#audio-meter").parentNode, section.querySelector("#under-row"));
+      picker.querySelector("label").after(box);
+      picker.querySelector("h2").after(section.querySelector("#rec-badge"));
+    }
+    const speak = document.getElementById("you-speak");
+    if (speak) speak.after(section.querySelector("#mic-box"));
+    section.hidden = !hc.isChair();
+  }
+  A.start = () => startListening();
+  A.stop = () => stopListening(false);
 
   function langLabel(hc, source) {
     return source === "floor" ? hc.t("audio.original") : hc.langName(source);
@@ -311,7 +332,12 @@
   function render(hc) {
     const listenButton = document.getElementById("listen-button");
     if (!listenButton) return;
-    listenButton.textContent = hc.t(A.wantListen ? "audio.stop" : "audio.listen");
+    const choice = ((hc.state.channels || {}).choice || {})[hc.you.pid] || "original";
+    const floorLang = hc.langName((hc.state.channels || {}).floor || "en");
+    listenButton.textContent = A.wantListen ? hc.t("audio.stop")
+      : hc.you.role === "interpreter" ? hc.t("audio.listen")
+      : choice === "original" ? hc.t("listen.original", { lang: floorLang })
+      : hc.t("listen.in", { lang: hc.langName(choice) });
     listenButton.setAttribute("aria-pressed", A.wantListen ? "true" : "false");
     A.hearing = hearing(hc);
     const connecting = A.wantListen && (!A.pc || A.pc.connectionState !== "connected");

@@ -130,8 +130,13 @@ async def test_tone_on_a_channel_heard_then_not_after_switching(
         timeout=timeout(5) * 1000,
     )
     assert await ivan_page.text_content("#mic-state") == "On air"
+    # One control (issue 11): picking the language starts the audio; the button now stops it.
     await ana_page.select_option("#channel-picker", "es")
-    await ana_page.click("#listen-button")
+    await (
+        ana_page.locator("#listen-button")
+        .get_by_text("Stop listening")
+        .wait_for(timeout=timeout(5) * 1000)
+    )
     await ana_page.wait_for_function(
         "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected' && HC.audio.analyser",
         timeout=timeout(5) * 1000,
