@@ -89,7 +89,12 @@ class ClusterLog(RedisLog):
 
     async def _xadd(self, key: str, entry: bytes) -> Any:
         if not self._replicas:
-            return await super()._xadd(key, entry)
+            try:
+                return await super()._xadd(key, entry)
+            except transient_errors():
+                raise
+            except Exception as exc:  # a connection closed under us (see below)
+                raise Unavailable(f"the room log is unreachable: {exc!r}") from None
         # WAIT counts the replicas that have *this connection's* writes: the XADD and the
         # WAIT go down one connection to the slot's master, back to back.
         await self._cluster.initialize()
@@ -105,10 +110,15 @@ class ClusterLog(RedisLog):
             reached = await connection.read_response()
         except BaseException as exc:
             await connection.disconnect()  # a reply may still be on its way: start afresh
+            if not isinstance(exc, Exception):
+                raise
             if isinstance(exc, transient_errors()):
                 with contextlib.suppress(*transient_errors()):  # the slot may have moved
                     await self._cluster.nodes_manager.initialize()
-            raise
+            # redis-py's cluster client closes every connection of the cluster when one
+            # command meets a dead node (to start afresh), ours too, half-way through a
+            # write (seen: AttributeError on its writer): the append did not complete.
+            raise Unavailable(f"the room log is unreachable: {exc!r}") from None
         finally:
             node.release(connection)
         if int(reached) < self._replicas:

@@ -182,9 +182,11 @@ class RedisLog:
                 )
             except redis.exceptions.TimeoutError:
                 continue  # an idle blocking read timed out on the client side: read again
-            except transient_errors() as exc:
-                # Redis restarting, the network blinking, a cluster shard failing over:
-                # keep our place and try again.
+            except Exception as exc:
+                # Redis restarting, the network blinking, a cluster shard failing over
+                # (redis-py's cluster client then closes connections under their users,
+                # which can surface as errors of any type): keep our place and try again.
+                # A tail that gave up would stop the room.
                 log.warning("room log %s unreachable (%s); retrying in %.2fs", room, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
