@@ -66,6 +66,9 @@ class RedisCluster:
     ports: list[int]
     wait: int = 1
     """Replicas an append waits for (the URL's ``wait``)."""
+    config: str | None = None
+    """A redis.conf to run each node with (config/redis-cluster-node.conf); the port, the
+    directory and the short node timeout override it."""
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -83,11 +86,14 @@ class RedisCluster:
         args = [
             binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
             "--cluster-enabled", "yes", "--cluster-config-file", str(home / "nodes.conf"),
-            "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "",
-            "--appendonly", "yes", "--appendfsync", "everysec",
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
             "--daemonize", "no", "--logfile", str(home / "redis.log"),
         ]
         # fmt: on
+        if self.config is None:
+            args += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+        else:
+            args.insert(1, str(Path(self.config).resolve()))
         self.procs[port] = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -26,6 +26,7 @@ from .test_polls_nodes import OPEN_VOTE, SECRET_VOTE, connect, make_assembly, op
 from .waiting import eventually
 
 pytestmark = pytest.mark.redis
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_cluster_urls_are_parsed_and_bad_ones_named() -> None:
@@ -77,9 +78,12 @@ async def test_the_room_flow_across_two_nodes_on_a_cluster(
 
 @pytest.fixture
 def own_cluster() -> Iterator[RedisCluster]:
-    """A cluster of this test's own: it kills a master."""
+    """A cluster of this test's own (it kills a master), run with the shipped node config."""
     with tempfile.TemporaryDirectory(prefix="hc-cluster-") as tmp:
-        cluster = RedisCluster(Path(tmp), [cluster_port() for _ in range(6)])
+        ports = [cluster_port() for _ in range(6)]
+        cluster = RedisCluster(
+            Path(tmp), ports, config=str(ROOT / "config/redis-cluster-node.conf")
+        )
         try:
             cluster.start()
             yield cluster
