@@ -125,6 +125,7 @@ async def cast_until_acknowledged(rep: Client, i: int, out: dict[str, list[str]]
         await asyncio.sleep(0.05)  # not synchronisation: a client's pause before a retry
 
 
+@pytest.mark.timeout(300)  # a cluster of its own, a failover and a recovery: ~50 s alone
 async def test_a_master_killed_mid_vote_loses_no_acknowledged_ballot(
     own_cluster: RedisCluster, start_node: NodeFactory, invites: Invites
 ) -> None:
