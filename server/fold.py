@@ -264,12 +264,18 @@ def visible(event: Mapping[str, object], person: Mapping[str, Any]) -> bool:
         return True
     if not isinstance(to, list):
         return False  # the fold refuses such events; a bad bus message reaches nobody
+    return not selectors(person).isdisjoint(to)
+
+
+def selectors(person: Mapping[str, Any]) -> set[str]:
+    """The ``to`` selectors that reach ``person`` (:func:`visible`); a node indexes its
+    connections by them, so a private event costs its recipients, not every connection."""
     keys = {"pid:" + person["pid"], "role:" + person["role"]}
     if person.get("booth"):
         keys.add("booth:" + person["booth"])
         if person["role"] == INTERPRETER:
             keys.add("interpreters:" + person["booth"])
-    return not keys.isdisjoint(to)
+    return keys
 
 
 def digest(state: State) -> str:

@@ -92,6 +92,9 @@ class RoomHub:
         self.state: State = rules.new_state(config)
         self.sinks: set[Sink] = set()
         self.by_conn: dict[str, Sink] = {}
+        self.by_selector: dict[str, set[Sink]] = {}
+        """Local connections by the ``to`` selectors that reach them (``fold.selectors``):
+        a private event is delivered to the union of its selectors' sets, O(recipients)."""
         self.conns_per_person = conns_per_person
         """A join past it closes the person's oldest connection, on whichever node owns it."""
         self.reconnect_grace = reconnect_grace
@@ -247,9 +250,7 @@ class RoomHub:
 
     def _deliver_ephemeral(self, message: dict[str, Any]) -> None:
         shared: dict[Codec, bytes | str] = {}
-        for sink in tuple(self.sinks):
-            if "to" in message and not fold.visible(message, sink.person):
-                continue
+        for sink in self.reached([message]) if "to" in message else tuple(self.sinks):
             frame = shared.get(sink.codec)
             if frame is None:
                 frame = shared[sink.codec] = encode(message, sink.codec)
@@ -352,24 +353,54 @@ class RoomHub:
         else:
             self._broadcast(unsent[-1][0], [e for _, events in unsent for e in events])
 
+    def reached(self, events: list[Any]) -> set[Sink]:
+        """The local connections that some private event of ``events`` names (by index)."""
+        out: set[Sink] = set()
+        for event in events:
+            to = event.get("to")
+            if isinstance(to, list):
+                for key in to:
+                    out.update(self.by_selector.get(key, ()))
+        return out
+
     def _broadcast(self, entry_id: str, events: list[Event]) -> None:
-        message = {"type": "events", "id": entry_id, "events": events}
-        shared: dict[Codec, bytes | str] = {}
-        private = any("to" in e for e in events)
-        for sink in tuple(self.sinks):
-            if private:
-                mine = [e for e in events if fold.visible(e, sink.person)]
-                if not mine:
+        """Every connection gets the entry's public events; a private event costs only the
+        connections its ``to`` names, found in ``by_selector``. Each distinct frame is
+        encoded once per codec, however many connections get it."""
+        public = [e for e in events if "to" not in e]
+        private = len(public) < len(events)
+        reached = self.reached(events) if private else set()
+        only_public = tuple("to" not in e for e in events)
+        frames: dict[tuple[Codec, tuple[bool, ...]], bytes | str] = {}
+
+        def frame_for(codec: Codec, picked: tuple[bool, ...]) -> bytes | str:
+            frame = frames.get((codec, picked))
+            if frame is None:
+                mine = [e for e, p in zip(events, picked, strict=True) if p]
+                message = {"type": "events", "id": entry_id, "events": mine}
+                frame = frames[codec, picked] = encode(message, codec)
+            return frame
+
+        sent = 0
+        if public:  # the hot path: one frame per codec for everyone the private part missed
+            picked = only_public if private else (True,) * len(events)
+            shared: dict[Codec, bytes | str] = {}
+            for sink in tuple(self.sinks):
+                if reached and sink in reached:
                     continue
-                if len(mine) != len(events):
-                    frame = encode({**message, "events": mine}, sink.codec)
-                    sink.deliver(frame, entry_id=entry_id)
-                    continue
-            shared_frame = shared.get(sink.codec)
-            if shared_frame is None:
-                shared_frame = shared[sink.codec] = encode(message, sink.codec)
-            sink.deliver(shared_frame, entry_id=entry_id)
-        self.metrics.deliveries.inc(len(self.sinks))
+                frame = shared.get(sink.codec)
+                if frame is None:
+                    frame = shared[sink.codec] = frame_for(sink.codec, picked)
+                sink.deliver(frame, entry_id=entry_id)
+                sent += 1
+        for sink in reached:
+            mine = tuple(
+                p or fold.visible(e, sink.person) for e, p in zip(events, only_public, strict=True)
+            )
+            if any(mine):
+                sink.deliver(frame_for(sink.codec, mine), entry_id=entry_id)
+                sent += 1
+        self.metrics.deliveries.inc(sent)
 
     def _schedule_tick(self) -> None:
         deadline = self.rules.next_deadline(self.state)
@@ -463,12 +494,20 @@ class RoomHub:
         self.flush()  # the others get what is folded but unsent; the welcome holds it already
         self.sinks.add(sink)
         self.by_conn[sink.person["conn"]] = sink
+        for key in fold.selectors(sink.person):
+            self.by_selector.setdefault(key, set()).add(sink)
         self.metrics.connections.inc()
 
     def detach(self, sink: Sink) -> None:
         if sink in self.sinks:
             self.sinks.discard(sink)
             self.by_conn.pop(sink.person["conn"], None)
+            for key in fold.selectors(sink.person):
+                holders = self.by_selector.get(key)
+                if holders is not None:
+                    holders.discard(sink)
+                    if not holders:
+                        del self.by_selector[key]
             self.metrics.connections.dec()
 
     async def leave(self, sink: Sink) -> None:
