@@ -195,6 +195,22 @@ class Rules:
             )
         return cast(State, out)
 
+    def view_parts(self, state: State, person: Mapping[str, Any]) -> list[tuple[str, object, bool]]:
+        """``view(state, person)`` as its parts, in order, each with whether every person
+        sees it alike (a slice without ``view``, e.g. the room's roster). A part seen alike
+        is the live state itself, not a copy: encode it at once, never keep or change it.
+        The hub encodes those once per log position for all the welcomes made there."""
+        meta = state["meta"]
+        seen: Meta = {"room": meta["room"], "last": meta["last"], "n": meta["n"]}
+        full = _slots(state)
+        parts: list[tuple[str, object, bool]] = [("meta", seen, False)]
+        for s in self.slices:
+            if s.view is not None:
+                parts.append((s.name, s.view(state, person), False))
+            else:
+                parts.append((s.name, full[s.name], True))
+        return parts
+
 
 def _slots(state: State) -> MutableMapping[str, object]:
     """The state as a map of slice name → slice state, for code that handles any slice."""

@@ -11,12 +11,14 @@ import itertools
 import random
 from typing import Any
 
+import pytest
+
 from server import fold
 from server.node.backends import open_backends
 from server.node.hub import RoomHub
 from server.node.metrics import Metrics
-from server.protocol import Codec, decode
-from server.types import RoomConfig
+from server.protocol import Codec, Encoded, decode, encode, encode_map
+from server.types import SYSTEM, Actor, RoomConfig
 
 ROLES = ("participant", "panelist", "interpreter", "captioner", "moderator", "observer")
 BOOTHS = (None, "es", "fr")
@@ -161,3 +163,70 @@ def test_public_events_are_encoded_once_per_codec() -> None:
     distinct = {id(s.frames[0]) for s in sinks}
     assert len(distinct) == 3  # public-only in two codecs, and p3's own
     assert [e["type"] for e in sinks[3].events()] == ["notice", "x"]
+
+
+# --- shared welcomes ----------------------------------------------------------------------
+
+
+def test_encode_map_splices_encoded_parts_and_decodes_as_encode() -> None:
+    rng = random.Random(5)
+    for codec in ("json", "msgpack"):
+        for n in (0, 1, 15, 16, 40):
+            items = [(f"k{i}", {"v": [i, "é" * rng.randrange(3), None, 1.5]}) for i in range(n)]
+            spliced = [
+                (k, Encoded(encode(v, codec), codec) if rng.random() < 0.5 else v)  # type: ignore[arg-type]
+                for k, v in items
+            ]
+            frame = encode_map(spliced, codec)  # type: ignore[arg-type]
+            assert frame == encode(dict(items), codec)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="json part spliced into a msgpack message"):
+        encode_map([("a", Encoded("1", "json"))], "msgpack")
+
+
+async def test_welcomes_share_the_parts_seen_alike_and_match_each_persons_view() -> None:
+    from server.node.app import Node
+    from server.node.config import DEFAULT_CONFIG, Settings, load_assembly
+    from server.web.app import features
+
+    assembly = load_assembly(DEFAULT_CONFIG)
+    settings = Settings(secret="test-secret-0123456789abcdefghijklmnopqrstuv", node="t")
+    node = Node(settings, assembly, open_backends("memory://"), features(settings, assembly))
+    h = node.hubs["plenary"]
+    system = Actor("node", SYSTEM).to_wire()
+    persons = [
+        {"pid": "chair", "conn": "c0", "name": "Chair", "role": "moderator"},
+        {
+            "pid": "es1",
+            "conn": "c1",
+            "name": "Elena",
+            "role": "interpreter",
+            "booth": "es",
+            "pair": ["en", "es"],
+        },  # fmt: skip
+        {"pid": "ana", "conn": "c2", "name": "Sokha Chan", "role": "participant", "org": "aple-kh"},
+        {"pid": "obs", "conn": "c3", "name": "Olga", "role": "observer"},
+    ]
+
+    def fold_in(n: int, cmd: str, args: dict[str, Any], actor: Any = system) -> None:
+        entry = {"cid": f"e{n}", "actor": actor, "cmd": cmd, "args": args, "ts": 1000 + n}
+        outcome = h.rules.fold(h.state, f"{n}-0", entry)  # type: ignore[arg-type]
+        assert outcome.error is None, outcome.error
+
+    for n, p in enumerate(persons, 1):
+        fold_in(n, "join", p)
+    fold_in(9, "channel.choose", {"lang": "es"}, Actor("ana", "participant", "c2").to_wire())
+    heads = {}
+    for codec in ("json", "msgpack"):
+        for p in persons:
+            head = {"type": "welcome", "room": "plenary", "you": p, "last": "9-0", "now": 5}
+            frame = h.welcome_frame(head, p, codec)  # type: ignore[arg-type]
+            expected = {**head, "state": h.view_for(p)}
+            assert decode(frame, codec, limit=None) == decode(encode(expected, codec), codec)  # type: ignore[arg-type]
+            heads[codec, p["pid"]] = frame
+    core = h._alike["json", "core"]
+    h.welcome_frame({"type": "welcome"}, persons[2], "json")
+    assert h._alike["json", "core"] is core  # the roster was encoded once at this position
+    fold_in(10, "join", {"pid": "zed", "conn": "c9", "name": "Zed", "role": "participant"})
+    fresh = decode(h.welcome_frame({"type": "welcome"}, persons[2], "json"), "json")
+    assert "zed" in fresh["state"]["core"]["people"]  # a new position: encoded afresh
+    assert h._alike["json", "core"] is not core

@@ -17,7 +17,7 @@ from typing import Any, Protocol, cast
 
 from .. import fold, invites
 from ..errors import AuthError, HemicycleError, Unavailable
-from ..protocol import Codec, encode, pack, unpack
+from ..protocol import Codec, Encoded, encode, encode_map, pack, unpack
 from ..types import OBSERVER, SYSTEM, Actor, Entry, Event, RoomConfig, State
 from .backends import Backends
 from .log import id_key
@@ -124,6 +124,10 @@ class RoomHub:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._bus_task: asyncio.Task[None] | None = None
+        self._alike: dict[tuple[Codec, str], Encoded] = {}
+        """The parts of the state every person sees alike, encoded (``welcome_frame``)…"""
+        self._alike_at: tuple[int, str | None, int] | None = None
+        """…for this state object and log position."""
         self.info: dict[str, Any] = info or {
             "title": config.title,
             "titles": dict(config.titles),
@@ -595,3 +599,29 @@ class RoomHub:
 
     def view_for(self, person: dict[str, Any]) -> State:
         return self.rules.view(self.state, person)
+
+    def welcome_frame(
+        self, head: dict[str, Any], person: dict[str, Any], codec: Codec
+    ) -> bytes | str:
+        """``head`` (the connection's own fields) with ``state``: ``person``'s view, encoded.
+
+        A join storm welcomes many people at one log position: the parts of the state
+        everyone sees alike (the roster above all, which grows with the storm) are encoded
+        once per codec and position and spliced into every welcome made there, instead of
+        copied and encoded per connection; the parts that depend on the person are made
+        for each. It decodes exactly as ``encode({**head, "state": view_for(person)})``.
+        """
+        state = self.state
+        at = (id(state), state["meta"]["last"], state["meta"]["n"])
+        if self._alike_at != at:
+            self._alike_at, self._alike = at, {}
+        parts: list[tuple[str, Any]] = []
+        for name, value, alike in self.rules.view_parts(state, person):
+            if alike:
+                encoded = self._alike.get((codec, name))
+                if encoded is None:
+                    encoded = self._alike[codec, name] = Encoded(encode(value, codec), codec)
+                value = encoded
+            parts.append((name, value))
+        view = Encoded(encode_map(parts, codec), codec)
+        return encode_map([*head.items(), ("state", view)], codec)
