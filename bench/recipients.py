@@ -10,8 +10,11 @@ those N people (N joins folded through the real rules of a node). Measured per s
   :func:`scan` for the ratio), both run in this same process, alternately.
 * **public event** — a notice to everyone, same two paths (the index must not cost the
   common case).
-* **welcome** — what a join costs its node before any socket: the person's view of the
-  state (``RoomHub.view_for``) and its encoding (JSON, as pages use), per connection.
+* **welcome** — what a join costs its node before any socket, JSON (as pages use): the
+  old path (the person's view, a deep copy, then its encoding) against
+  ``RoomHub.welcome_frame`` — cold (the first welcome at a log position: the parts seen
+  alike are encoded from the live state, no copy) and warm (the next ones at that
+  position: those parts are spliced in as encoded).
 
     python bench/recipients.py                  # 100, 1,000, 5,000 connections
     python bench/recipients.py --sizes 200 --quick
@@ -139,10 +142,18 @@ async def step(size: int, seconds: float) -> dict[str, float]:
         "public_scan": per_call_us(lambda: scan(hub, "9-0", notice), seconds),
     }
     person = people[-1]
-    out["welcome_view"] = per_call_us(lambda: hub.view_for(person), seconds)
-    view = hub.view_for(person)
-    out["welcome_encode"] = per_call_us(lambda: encode({"state": view}, "json"), seconds)
-    out["welcome_bytes"] = len(encode({"state": view}, "json"))
+    head = {"type": "welcome", "room": ROOM, "you": person, "last": "1-0", "now": 0}
+
+    def cold() -> None:
+        hub._alike_at = None  # as after a fold: a new log position
+        hub.welcome_frame(head, person, "json")
+
+    out["welcome_old"] = per_call_us(
+        lambda: encode({**head, "state": hub.view_for(person)}, "json"), seconds
+    )
+    out["welcome_cold"] = per_call_us(cold, seconds)
+    out["welcome_warm"] = per_call_us(lambda: hub.welcome_frame(head, person, "json"), seconds)
+    out["welcome_bytes"] = len(hub.welcome_frame(head, person, "json"))
     return out
 
 
@@ -154,18 +165,18 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 0.2 if args.quick else args.seconds
     print(
-        "| connections | private event: index | scan | ratio | public event: index | scan "
-        "| welcome: view | encode (JSON) | bytes |"
+        "| connections (= roster) | private event: index | scan | ratio | public event: "
+        "index | scan | welcome: old | cold | warm | bytes |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):
         r = asyncio.run(step(size, seconds))
         print(
             f"| {size:,} | {r['private_index']:.1f} µs | {r['private_scan']:.0f} µs "
             f"| {r['private_scan'] / r['private_index']:.0f}× "
             f"| {r['public_index']:.0f} µs | {r['public_scan']:.0f} µs "
-            f"| {r['welcome_view'] / 1000:.2f} ms | {r['welcome_encode'] / 1000:.2f} ms "
-            f"| {int(r['welcome_bytes']):,} |",
+            f"| {r['welcome_old'] / 1000:.2f} ms | {r['welcome_cold'] / 1000:.2f} ms "
+            f"| {r['welcome_warm'] / 1000:.3f} ms | {int(r['welcome_bytes']):,} |",
             flush=True,
         )
 
