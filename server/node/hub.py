@@ -389,14 +389,13 @@ class RoomHub:
         if public:  # the hot path: one frame per codec for everyone the private part missed
             picked = only_public if private else (True,) * len(events)
             shared: dict[Codec, bytes | str] = {}
-            for sink in tuple(self.sinks):
-                if reached and sink in reached:
-                    continue
+            targets = tuple(self.sinks - reached if reached else self.sinks)
+            for sink in targets:
                 frame = shared.get(sink.codec)
                 if frame is None:
                     frame = shared[sink.codec] = frame_for(sink.codec, picked)
                 sink.deliver(frame, entry_id=entry_id)
-                sent += 1
+            sent += len(targets)
         for sink in reached:
             mine = tuple(
                 p or fold.visible(e, sink.person) for e, p in zip(events, only_public, strict=True)
