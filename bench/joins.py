@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -88,23 +90,30 @@ async def join_all(jobs: list[tuple[str, str]], start_at: float, deadline: float
                     open_timeout=None,
                     ping_interval=None,
                 )
+                held.append(ws)
                 first = await ws.recv()
+            if not isinstance(first, bytes) or unpack(first)["type"] != "welcome":
+                return None, 0
         except Exception:  # refused, reset or too late: not welcomed
             return None, 0
-        took = time.perf_counter() - t0
-        held.append(ws)
-        assert isinstance(first, bytes) and unpack(first)["type"] == "welcome"
-        return took, len(first)
+        return time.perf_counter() - t0, len(first)
 
     results = await asyncio.gather(*(one(u, t) for u, t in jobs))
     await asyncio.sleep(0.5)  # hold them all a moment: nobody leaves during the storm
     for ws in held:
-        await ws.close()
+        with contextlib.suppress(Exception):
+            await ws.close()
     return results
 
 
 def worker(jobs: list[tuple[str, str]], start_at: float, deadline: float, out: Any) -> None:
-    out.send(asyncio.run(join_all(jobs, start_at, deadline)))
+    """One client process; it always answers (its failures as not welcomed)."""
+    try:
+        results = asyncio.run(join_all(jobs, start_at, deadline))
+    except BaseException:
+        traceback.print_exc()
+        results = [(None, 0)] * len(jobs)
+    out.send(results)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -137,9 +146,16 @@ def run(clients: int, workers: int, root: Path, deadline_s: float) -> dict[str, 
                 children.append(proc)
             time.sleep(max(0.0, start_at - time.time()))
             cpu0 = sum(cpu_seconds(p) for p in pids)
-            results = [r for pipe in pipes for r in pipe.recv()]
+            results = []
+            for pipe, share in zip(pipes, range(workers), strict=True):
+                if pipe.poll(deadline - time.time() + 60):
+                    results += pipe.recv()
+                else:  # a client process that never answered: its clients count as failed
+                    results += [(None, 0)] * len(jobs[share::workers])
             for proc in children:
-                proc.join()
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
             cpu = sum(cpu_seconds(p) for p in pids) - cpu0
         finally:
             procs.stop_all()
