@@ -100,9 +100,9 @@ async def join_all(jobs: list[tuple[str, str]], start_at: float, deadline: float
 
     results = await asyncio.gather(*(one(u, t) for u, t in jobs))
     await asyncio.sleep(0.5)  # hold them all a moment: nobody leaves during the storm
-    for ws in held:
-        with contextlib.suppress(Exception):
-            await ws.close()
+    with contextlib.suppress(Exception):  # all at once: one slow close must not hold the rest
+        async with asyncio.timeout(15):
+            await asyncio.gather(*(ws.close() for ws in held), return_exceptions=True)
     return results
 
 
