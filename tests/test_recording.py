@@ -121,6 +121,7 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         assert [f["name"] for f in entry["files"]] == [
             "de.ogg",
             "es.ogg",
+            "floor-lane1.ogg",  # one voice: only the first lane of the full floor carried one
             "floor.ogg",
             "fr.ogg",
             "ru.ogg",
@@ -129,6 +130,8 @@ async def test_chair_records_lists_and_downloads(start_node, invites, tmp_path) 
         assert r.status_code == 200 and r.headers["content-type"] == "audio/ogg"
         floor = r.content
         assert [p for p in packets_of(floor) if p != SILENCE] == sent, "remuxed, not re-encoded"
+        lane1 = await http.get(f"/api/recordings/plenary/{rid}/floor-lane1.ogg", headers=auth)
+        assert [p for p in packets_of(lane1.content) if p != SILENCE] == sent
         es = (await http.get(f"/api/recordings/plenary/{rid}/es.ogg", headers=auth)).content
         assert set(packets_of(es)) <= {SILENCE}
         assert abs(decoded_seconds(es) - decoded_seconds(floor)) < 0.1, "files stay aligned"
