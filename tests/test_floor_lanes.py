@@ -24,6 +24,7 @@ from .audio_helpers import (
     tagged,
 )
 from .conftest import timeout
+from .waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
@@ -112,3 +113,35 @@ async def test_bad_lane_requests_are_refused(start_node, invites, tracks, lanes,
     )
     assert not value
     await ana.close()
+
+
+async def test_two_voices_on_node_a_reach_node_b_as_two_tracks(
+    start_node, invites, redis_url
+) -> None:  # type: ignore[no-untyped-def]
+    """Frames cross the bus with their level; node B fills its own lanes from them."""
+    a, b = await start_node(redis_url), await start_node(redis_url)
+    (chair, bo) = await people(a, invites, ("Chair", "moderator"), ("Bo", "participant"))
+    (ana,) = await people(b, invites, ("Ana", "participant"))
+    await chair.wait_for(lambda s: bo.me in s["core"]["people"], timeout(5))
+    await chair.command("floor.grant", {"pid": bo.me})
+    await ana.wait_for(lambda s: bo.me in s["core"]["speakers"], timeout(5))
+    ear = await listen(ana, tracks=6, lanes=3)  # with the floor-underneath group, unused here
+    chair_mic, bo_mic = await publish(chair, "floor"), await publish(bo, "floor")
+    chair_says = tagged(opus_tone(440, 60), tag=1)
+    bo_says = tagged(opus_tone(660, 60), tag=2)
+    await asyncio.gather(chair_mic.play(chair_says), bo_mic.play(bo_says))
+    await eventually(
+        lambda: sum(len(t) for t in ear.tracks.values()),
+        until=lambda n: n >= 120,
+        message="node B's listener to hear both voices' 120 packets",
+    )
+    await settled(b, [ear], packets_in=0)  # and nothing more on its way
+    by_track = {i: [h.payload for h in ear.on(i)] for i in range(6) if ear.on(i)}
+    assert sorted(by_track.values(), key=lambda p: marker(p[0])[0]) == [chair_says, bo_says], {
+        i: {marker(p)[0] for p in ps} for i, ps in by_track.items()
+    }
+    assert set(by_track) <= {0, 1, 2}, "the floor as what one hears: the first group"
+    for p in (ear, chair_mic, bo_mic):
+        await p.close()
+    for c in (chair, bo, ana):
+        await c.close()
