@@ -136,7 +136,9 @@ def h264_keyframe(payload: bytes) -> bool:
 
 def h264_start(payload: bytes) -> bool:
     """Whether an H.264 payload starts a NAL unit (anything but an FU-A continuation)."""
-    return bool(payload) and (payload[0] & 0x1F != 28 or len(payload) > 1 and payload[1] & 0x80)
+    if not payload:
+        return False
+    return payload[0] & 0x1F != 28 or (len(payload) > 1 and bool(payload[1] & 0x80))
 
 
 def packetize(
