@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}(\.ogg)?$")
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}(\.ogg|\.webm)?$")
+TYPES = {".ogg": "audio/ogg", ".webm": "video/webm"}
+"""The files a recording holds: sound (here) and the stage's picture (stagerec.py)."""
 ORPHAN_CHECK_EVERY = 3.0
 """Seconds between checks that another node's recording still has a live node."""
 
@@ -106,7 +108,7 @@ def list_recordings(root: str | Path, room: str) -> list[dict[str, Any]]:
             files = [
                 {"name": f.name, "bytes": f.stat().st_size}
                 for f in sorted(d.iterdir())
-                if f.suffix == ".ogg"
+                if f.suffix in TYPES
             ]
             out.append({"id": d.name, "files": files})
     return out
@@ -114,7 +116,7 @@ def list_recordings(root: str | Path, room: str) -> list[dict[str, Any]]:
 
 def recording_file(root: str | Path, room: str, rid: str, name: str) -> Path | None:
     """The path of one file, or ``None`` if it does not exist or a name is not plain."""
-    if not (NAME.match(rid) and NAME.match(name) and name.endswith(".ogg")):
+    if not (NAME.match(rid) and NAME.match(name) and Path(name).suffix in TYPES):
         return None
     path = Path(root) / room / rid / name
     return path if path.is_file() else None
@@ -153,7 +155,9 @@ async def file_route(request: Request) -> Response:
     path = recording_file(node_of(request).settings.recordings, room, p["rec"], p["name"])
     if path is None:
         raise HemicycleError("no such recording file", code="no_such_recording")
-    return FileResponse(path, media_type="audio/ogg", filename=f"{room}-{p['rec']}-{p['name']}")
+    return FileResponse(
+        path, media_type=TYPES[path.suffix], filename=f"{room}-{p['rec']}-{p['name']}"
+    )
 
 
 ROUTES = [

@@ -708,6 +708,11 @@ class VideoRoom:
             source.taps.remove(tap)
             self._subscriptions()
 
+    def ask_keyframe(self, name: str, q: str) -> None:
+        """A tap (a recording) waits for a keyframe of ``name``'s layer ``q``: merged with
+        the viewers' requests, then sent to the publisher."""
+        self._ask(name, q)
+
 
 class _Unbound:
     def write(self, codec: str, seq: int, ts: int, marker: bool, payload: bytes) -> bool:
