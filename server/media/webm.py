@@ -145,8 +145,8 @@ class WebmFile:
                 if not keyframe:
                     return True
                 self.key, self.needs_key, self._frame = key, False, None
-            if self._frame is not None:
-                self.needs_key = True  # the previous frame lost its end
+            elif self._frame is not None or seq != self._next_seq:
+                self.needs_key = True  # the previous frame lost its end, or a frame was lost
             if self.needs_key and not keyframe:
                 self._frame = None
                 return True
