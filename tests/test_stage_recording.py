@@ -144,3 +144,72 @@ async def test_the_stage_is_recorded_by_remuxing(
         r = await http.get(f"/api/recordings/plenary/{rec['id']}/stage.webm", headers=auth)
         assert r.status_code == 200 and r.headers["content-type"] == "video/webm"
     await chair.close()
+
+
+def frame_sizes(path: Path) -> list[tuple[int, int]]:
+    """The size of each run of pictures in a WebM file, from the keyframes that start them."""
+    runs: list[tuple[int, int]] = []
+    for data, *_ in demuxed(path).get("vp8", []):
+        size = keyframe_size(data)
+        if size is not None and (not runs or runs[-1] != size):
+            runs.append(size)
+    return runs
+
+
+async def test_the_stage_follows_the_speaker_then_a_shared_screen(
+    start_node, invites, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The chair speaks (their camera, 1280×720), then Bo (his, 320×180), then the chair
+    shares a screen (640×360): the stage file switches each time, at a keyframe."""
+    for q in LAYER_SIZES:
+        vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q])
+    node = await start_node(settings={"recordings": str(tmp_path)})
+    chair = await Client.connect(
+        node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    bo = await Client.connect(node.url, invites.mint(room="plenary", role="participant", name="Bo"))
+    await chair.wait_for(lambda s: bo.me in s["core"]["people"], timeout(5))
+    await chair.command("floor.grant", {"pid": bo.me})
+    await bo.wait_for(lambda s: bo.me in s["core"]["speakers"], timeout(5))
+    chair_cam = await publish_camera(chair)
+    bo_cam = await publish_camera(bo, layers=("l",))
+    chair_mic, bo_mic = await publish(chair, "floor"), await publish(bo, "floor")
+    tasks = [asyncio.create_task(c.play(100_000)) for c in (chair_cam, bo_cam)]
+    voice = tagged(opus_tone(440, 50), tag=1)
+    await chair.command("recording.start")
+    rec = await chair.wait_for(lambda s: s["audio"]["recording"], timeout(5))
+    path = tmp_path / "plenary" / rec["id"] / "stage.webm"
+
+    async def speak_until(mic: Any, sizes: list[tuple[int, int]]) -> None:
+        """``mic`` speaks until the stage file's runs of pictures are ``sizes``."""
+
+        async def check() -> list[tuple[int, int]]:
+            await mic.play(voice[:10])
+            try:
+                return frame_sizes(path)
+            except (av.FFmpegError, OSError):
+                return []
+
+        await eventually(
+            check,
+            until=lambda runs: runs == sizes,
+            timeout=20,
+            message=f"the stage file to show {sizes}",
+        )
+
+    await speak_until(chair_mic, [(1280, 720)])
+    await speak_until(bo_mic, [(1280, 720), (320, 180)])  # the chair is quiet: Bo's camera
+    screen = await publish_camera(chair, "screen", layers=("m",))
+    tasks.append(asyncio.create_task(screen.play(100_000)))
+    await speak_until(bo_mic, [(1280, 720), (320, 180), (640, 360)])  # a screen goes first
+    await chair.command("recording.stop")
+    await chair.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
+    assert frame_sizes(path) == [(1280, 720), (320, 180), (640, 360)]
+    dts = [p[2] for p in demuxed(path)["vp8"]]
+    assert all(a < b for a, b in zip(dts, dts[1:], strict=False))
+    for task in tasks:
+        task.cancel()
+    for peer in (chair_cam, bo_cam, screen, chair_mic, bo_mic):
+        await peer.close()
+    for c in (chair, bo):
+        await c.close()
