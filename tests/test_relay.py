@@ -82,7 +82,7 @@ def test_outlet_keeps_spacing_and_wall_time_on_switch() -> None:
 def test_floor_forwards_one_voice_and_hands_over_on_silence() -> None:
     floor = Source(FLOOR)
     track = EncodedTrack(limit=1000)
-    floor.outlets.add(Outlet("listener", track))
+    floor.add(Outlet("listener", track))
     t, sent = 0.0, []
     for n in range(60):  # the chair speaks for 10 frames, then the speaker (mic open all along)
         chair, spk = (20, 90) if n < 10 else (90, 25)
@@ -104,7 +104,7 @@ def test_floor_forwards_one_voice_and_hands_over_on_silence() -> None:
 def test_floor_moves_on_when_the_voice_stops_sending() -> None:
     floor = Source(FLOOR)
     track = EncodedTrack(limit=1000)
-    floor.outlets.add(Outlet("listener", track))
+    floor.add(Outlet("listener", track))
     floor.push(frame("chair", 0, 0, level=20), 0.0)
     assert floor.push(frame("spk", 0, 0, level=20), 0.01) == 0
     assert floor.push(frame("spk", 1, 960, level=20), 0.02 + FLOOR_GONE) == 1
@@ -124,7 +124,7 @@ def lanes_of(floor: Source, script: list[tuple[float, str, int]]) -> dict[int, l
     """Push ``(time, pub, level)`` frames into ``floor``; who each 3-lane outlet heard."""
     tracks = {lane: EncodedTrack(limit=10_000) for lane in range(3)}
     for lane, track in tracks.items():
-        floor.outlets.add(Outlet("listener", track, lane, 3))
+        floor.add(Outlet("listener", track, lane, 3))
     for n, (t, pub, level) in enumerate(script):
         floor.push(Frame(pub, pub, n, n * 960, pub.encode(), level), t)
     return {lane: [p.decode() for p, _ in queued(track)] for lane, track in tracks.items()}
@@ -133,7 +133,7 @@ def lanes_of(floor: Source, script: list[tuple[float, str, int]]) -> dict[int, l
 def test_three_lanes_carry_overlapping_voices_each_on_its_own_track() -> None:
     floor = Source(FLOOR)
     one = EncodedTrack(limit=10_000)
-    floor.outlets.add(Outlet("old", one))  # a one-track listener on the same floor
+    floor.add(Outlet("old", one))  # a one-track listener on the same floor
     script = []
     for n in range(50):  # the chair and a panelist speak at once; a third mic is open, quiet
         t = n * 0.02
@@ -195,7 +195,7 @@ def test_a_channel_has_one_voice_on_lane_zero() -> None:
     es = Source("es")
     tracks = [EncodedTrack(limit=100) for _ in range(3)]
     for lane, track in enumerate(tracks):
-        es.outlets.add(Outlet("listener", track, lane, 3))
+        es.add(Outlet("listener", track, lane, 3))
     assert es.push(frame("iv", 0, 0), 0.0) == 1
     assert [len(queued(t)) for t in tracks] == [1, 0, 0]
 

@@ -161,12 +161,30 @@ class Source:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.outlets: set[Outlet] = set()
+        self.groups: dict[tuple[int, int], set[Outlet]] = {}
+        """``(lanes, lane)`` → the outlets of that lane of a floor of that many lanes: a frame
+        goes to the groups of its lanes only, so idle lanes cost nothing per frame."""
         self.taps: list[Callable[[Frame, float], None]] = []
         """Every frame of a channel; the floor's one-lane choice (one voice at a time)."""
         self.lane_taps: list[tuple[int, Callable[[Frame, float], None]]] = []
         """``(lane, tap)``: the frames of one lane of the full floor (``FLOOR_MICS`` lanes)."""
         self.floor = [FloorLanes(k) for k in range(1, FLOOR_MICS + 1)] if name == FLOOR else []
+
+    @property
+    def outlets(self) -> set[Outlet]:
+        """Every outlet attached (a copy: attach with :meth:`add`)."""
+        return set().union(*self.groups.values())
+
+    def add(self, outlet: Outlet) -> None:
+        self.groups.setdefault((outlet.lanes, outlet.lane), set()).add(outlet)
+
+    def discard(self, outlet: Outlet) -> None:
+        key = (outlet.lanes, outlet.lane)
+        group = self.groups.get(key)
+        if group is not None:
+            group.discard(outlet)
+            if not group:
+                del self.groups[key]
 
     def push(self, frame: Frame, now: float) -> int:
         if self.floor:
@@ -175,9 +193,10 @@ class Source:
         else:
             lane = [None, *[0] * FLOOR_MICS]
         sent = 0
-        for outlet in self.outlets:
-            if lane[outlet.lanes] == outlet.lane:
-                sent += outlet.feed(frame, now)
+        for (lanes, at), group in self.groups.items():
+            if lane[lanes] == at:
+                for outlet in group:
+                    sent += outlet.feed(frame, now)
         if lane[1] == 0:
             for tap in self.taps:
                 tap(frame, now)
@@ -188,7 +207,7 @@ class Source:
 
     @property
     def idle(self) -> bool:
-        return not self.outlets and not self.taps and not self.lane_taps
+        return not self.groups and not self.taps and not self.lane_taps
 
 
 class LevelMeter:

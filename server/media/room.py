@@ -184,11 +184,11 @@ class MediaRoom:
         if old is not None and old.name == name:
             return
         if old is not None:
-            old.outlets.discard(outlet)
+            old.discard(outlet)
         outlet.source = None
         if name is not None:
             source = self._source(name)
-            source.outlets.add(outlet)
+            source.add(outlet)
             outlet.source = source
 
     def _source(self, name: str) -> Source:
