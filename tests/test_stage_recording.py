@@ -213,3 +213,38 @@ async def test_the_stage_follows_the_speaker_then_a_shared_screen(
         await peer.close()
     for c in (chair, bo):
         await c.close()
+
+
+async def test_a_camera_on_node_a_is_recorded_on_node_b(
+    start_node, invites, redis_url, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The recording node taps a source published on another node: its layers cross the
+    bus, its keyframe request goes back over it."""
+    for q in LAYER_SIZES:
+        vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q])
+    a = await start_node(redis_url, name="A", settings={"recordings": str(tmp_path / "a")})
+    b = await start_node(redis_url, name="B", settings={"recordings": str(tmp_path / "b")})
+    token = invites.mint(room="plenary", role="moderator", name="Chair")
+    on_a, on_b = await Client.connect(a.url, token), await Client.connect(b.url, token)
+    camera = await publish_camera(on_a)
+    task = asyncio.create_task(camera.play(100_000))
+    assert (await on_b.request("recording.start"))["ok"]
+    rec = await on_a.wait_for(lambda s: s["audio"]["recording"], timeout(5))
+    assert rec["node"] == "B"
+    path = tmp_path / "b" / "plenary" / rec["id"] / "stage.webm"
+    await eventually(
+        lambda: frames_in(path),
+        until=lambda n: n >= 30,
+        timeout=20,
+        message="node B's stage file to hold 30 frames of node A's camera",
+    )
+    await on_b.command("recording.stop")
+    await on_a.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
+    task.cancel()
+    video = demuxed(path)["vp8"]
+    best = {d for d, _ in vp8_frames(*LAYER_SIZES["h"], 60, gop=30, bitrate=LAYER_BITS["h"])}
+    assert video[0][3] and all(data in best for data, *_ in video)
+    assert not (tmp_path / "a" / "plenary" / rec["id"] / "stage.webm").exists()
+    await camera.close()
+    for c in (on_a, on_b):
+        await c.close()
