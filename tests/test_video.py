@@ -275,3 +275,48 @@ async def test_over_the_cap_and_flooding_are_dropped_and_counted(
     )
     await low.close()
     await chair.close()
+
+
+def video_room(node):  # type: ignore[no-untyped-def]
+    return node.node.feature["video"].rooms["plenary"]
+
+
+async def test_video_crosses_nodes_on_redis_only_in_the_layers_needed(
+    start_node, redis_url, invites
+) -> None:  # type: ignore[no-untyped-def]
+    a = await start_node(redis_url, name="a")
+    b = await start_node(redis_url, name="b")
+    (chair,) = await people(a, invites, ("Chair", "moderator"))
+    (ana,) = await people(b, invites, ("Ana", "participant"))
+    await eventually(
+        lambda: ana.state["core"]["people"].get(chair.me), message="b to fold a's join"
+    )
+    camera = await publish_camera(chair)
+    task = await playing(camera)
+    await eventually(
+        lambda: sorted(latest_sources(ana).get(camera.source, [])),
+        until=lambda qs: qs == ["h", "l", "m"],
+        message="node b to tell ana of the camera on node a, with its layers",
+    )
+    eye = await view(ana, tiles=1)
+    await eye.show((0, camera.source, "l"))
+    await eventually(
+        lambda: len(starts(eye.on(0))), until=lambda n: n >= 20, timeout=15, message="frames on b"
+    )
+    assert starts(eye.on(0))[0].keyframe, "the keyframe request crossed to node a"
+    assert set(layer_of(camera, eye, 0)) == {"l"}
+    assert video_room(a).needed == {f"{camera.source}:l"}, "only the layer b needs crosses"
+    assert metric(b, "hemicycle_video_bus_frames_total", direction="in") >= 20
+    got = [g.payload[vp8.parse(g.payload).header :] for g in eye.on(0)]
+    sent = [s.payload[vp8.parse(s.payload).header :] for s in camera.sent if s.q == "l"]
+    at = sent.index(got[0])
+    assert got == sent[at : at + len(got)], "b's viewer gets a's camera bytes, none missing"
+    assert metric(b, "hemicycle_video_bus_lost_total") == 0
+    # The share stops on a: b's people see it go.
+    await chair.rpc("video.close", pc="camera")
+    await eventually(lambda: latest_sources(ana), until=lambda s: not s, message="gone on b")
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
