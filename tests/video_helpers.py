@@ -8,12 +8,16 @@ without encoding while they run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
+import os
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import av
@@ -22,32 +26,76 @@ from aiortc.rtp import RtcpPsfbPacket, RtpPacket
 
 from server.client import Client
 from server.media import vhook, vp8
+from server.protocol import pack, unpack
 
 from .audio_helpers import connected
 
 
 @cache
 def vp8_frames(
-    width: int, height: int, count: int, *, gop: int = 30, bitrate: int = 1_500_000
+    width: int,
+    height: int,
+    count: int,
+    *,
+    gop: int = 30,
+    bitrate: int = 1_500_000,
+    grain: bool = False,
+    tint: int = 0,
 ) -> tuple[tuple[bytes, bool], ...]:
-    """``count`` encoded frames ``(data, keyframe)`` of a picture whose colour moves."""
+    """``count`` encoded frames ``(data, keyframe)`` of a picture whose colour moves.
+
+    Kept in the temp directory between runs: encoding 720p takes a while on a busy machine.
+    """
+    path = (
+        Path(tempfile.gettempdir())
+        / f"hc-vp8-{width}x{height}-{count}-{gop}-{bitrate}-{grain:d}-{tint}.bin"
+    )
+    with contextlib.suppress(OSError, ValueError):
+        return tuple((bytes(d), bool(k)) for d, k in unpack(path.read_bytes()))
+    frames = _encode(width, height, count, gop, bitrate, grain, tint)
+    tmp = path.with_suffix(f".{os.getpid()}")
+    tmp.write_bytes(pack([list(f) for f in frames]))
+    tmp.replace(path)
+    return frames
+
+
+def _encode(
+    width: int, height: int, count: int, gop: int, bitrate: int, grain: bool, tint: int
+) -> tuple[tuple[bytes, bool], ...]:
     enc = av.CodecContext.create("libvpx", "w")
     enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
     enc.time_base = fractions.Fraction(1, 30)
     enc.bit_rate = bitrate
     enc.gop_size = gop
-    enc.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    enc.options = {
+        "deadline": "realtime",
+        "cpu-used": "8",
+        "lag-in-frames": "0",
+    }
     out: list[tuple[bytes, bool]] = []
     n = 0
     while len(out) < count:
         frame = av.VideoFrame(width, height, "yuv420p")
         edge = (n * 4) % width
-        row = bytes([16] * edge + [235] * (width - edge))  # a bar that moves right
-        for plane, fill in zip(frame.planes, (None, (n * 8) % 256, 128), strict=True):
-            rows = plane.height
-            line = row if fill is None else bytes([fill]) * plane.width
+        # A bar that moves right, over grain (changing every frame) when ``grain``: the
+        # encoder then has a camera's work, and frames a camera's sizes.
+        noise = random.Random(n).randbytes(width) if grain else bytes(width)
+        for i, (plane, fill) in enumerate(
+            zip(frame.planes, (0, (n * 8 + tint) % 256, 128), strict=True)
+        ):
             stride = plane.line_size
-            plane.update((line + bytes(stride - len(line))) * rows)
+            if i == 0:
+                rows = b"".join(
+                    bytes(
+                        (x + y) % 64 * grain + (16 if c < edge else 160)
+                        for c, x in enumerate(noise)
+                    )
+                    + bytes(stride - width)
+                    for y in range(plane.height)
+                )
+            else:
+                rows = (bytes([fill]) * plane.width + bytes(stride - plane.width)) * plane.height
+            plane.update(rows)
         frame.pts = n
         for packet in enc.encode(frame):
             out.append((bytes(packet), bool(packet.is_keyframe)))
@@ -74,8 +122,10 @@ class Camera:
     one SSRC per layer, the RID header extension, 15-bit PictureID and TL0PICIDX, and a
     keyframe (the next one in its loop) when the node asks for one (PLI)."""
 
-    def __init__(self, client: Client, pc: RTCPeerConnection, layers: tuple[str, ...]) -> None:
-        self.client, self.pc, self.layers = client, pc, layers
+    def __init__(
+        self, client: Client, pc: RTCPeerConnection, layers: tuple[str, ...], tint: int = 0
+    ) -> None:
+        self.client, self.pc, self.layers, self.tint = client, pc, layers, tint
         self.reply: dict[str, Any] = {}
         self.ssrc = {q: random.randrange(1, 1 << 32) for q in layers}
         self.seq = {q: random.randrange(1 << 16) for q in layers}
@@ -108,7 +158,7 @@ class Camera:
         mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
         pt = self.pt
         for q in self.layers:
-            frames = vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q])
+            frames = vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q], tint=self.tint)
             n = self.index[q]
             if self.want_key[q]:
                 self.want_key[q] = False
@@ -140,7 +190,11 @@ class Camera:
         for n in range(frames):
             if self.stopped:
                 return
-            await self.send_frame()
+            try:
+                await self.send_frame()
+            except ConnectionError:  # the node closed us (a test of exactly that)
+                self.stopped = True
+                return
             delay = start + (n + 1) / fps - time.monotonic()
             if delay > 0:  # real-time pacing, as a camera sends
                 await asyncio.sleep(delay)
@@ -166,7 +220,7 @@ async def publish_camera(
     if len(layers) > 1:
         sdp = sdp.rstrip("\r\n") + "\r\n" + "".join(f"a=rid:{q} send\r\n" for q in layers)
         sdp += f"a=simulcast:send {';'.join(layers)}\r\n"
-    camera = Camera(client, pc, layers)
+    camera = Camera(client, pc, layers, tint=100 if what == "screen" else 0)
     camera.reply = await client.rpc("video.offer", purpose="publish", source=what, sdp=munge(sdp))
     if not camera.reply["ok"]:
         await pc.close()
