@@ -193,7 +193,7 @@ async def test_the_stage_follows_the_speaker_then_a_shared_screen(
         await eventually(
             check,
             until=lambda runs: runs == sizes,
-            timeout=20,
+            timeout=40,
             message=f"the stage file to show {sizes}",
         )
 
