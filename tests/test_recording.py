@@ -278,7 +278,13 @@ async def test_the_node_of_the_chairs_connection_records_across_nodes(
     mic = await publish(on_a, "floor")  # heard on A, recorded on B through the bus
     sent = tagged(opus_tone(440, 50), tag=2)
     await mic.play(sent)
-    await asyncio.sleep(0.2)
+    recorder = b.node.feature["recording"].recorders["plenary"]
+    await eventually(  # the frames cross the bus to B: wait for them, not for a guess
+        lambda: recorder.tracks["floor"].packets,
+        until=lambda n: n >= len(sent),
+        timeout=10,
+        message="node B to record every packet spoken on node A",
+    )
     assert (await on_a.request("recording.stop"))["ok"]
     await on_b.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
     recording = b.node.feature["recording"]
