@@ -211,7 +211,7 @@
 
   function init(hc) {
     const button = (what) => h("button", {
-      id: `video-${what}`, "aria-pressed": "false",
+      id: `video-${what}`,
       onclick: () => (V.publishing[what] ? unpublish(what)
                                           : publish(what).catch((e) => HC.explain(e.code ? e
                                             : { code: `${what}_denied`, message: String(e) }))),
@@ -237,8 +237,7 @@
     for (const what of ["camera", "screen"]) {
       const on = !!V.publishing[what];
       const b = V.els.actions.querySelector(`#video-${what}`);
-      b.textContent = hc.t(`vid.${what}.${on ? "stop" : "start"}`);
-      b.setAttribute("aria-pressed", String(on));
+      b.textContent = hc.t(`vid.${what}.${on ? "stop" : "start"}`); // the label says the state
     }
     for (const fig of V.els.grid.children) {
       fig.querySelector("figcaption").textContent = label(hc, fig.dataset.source);
