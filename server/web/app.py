@@ -21,7 +21,8 @@ from ..errors import HemicycleError
 from ..media.recording import Recording
 from ..media.room import MediaNode
 from ..media.setup import MediaConfig
-from ..media.video import VideoConfig, VideoNode
+from ..media.video import VideoNode
+from ..media.vpeers import VideoConfig
 from ..node.app import Node
 from ..node.backends import Backends
 from ..node.ballots import Ballots
