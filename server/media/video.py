@@ -230,7 +230,7 @@ class VideoRoom:
                 pub = VideoPublisher(peer, what, pc, self.config)
                 pub.rids = vhook.offered_rids(sdp)
                 pub.receiver = pc.getTransceivers()[0].receiver
-                vhook.tap_video(pub.receiver, lambda p: self.ingest(pub, p))
+                vhook.tap_video(pub.receiver, lambda p: self.ingest(pub, p), pub.ssrc_of)
             else:
                 senders = [pc.addTrack(vhook.IdleVideoTrack()) for _ in range(lines)]
             await pc.setLocalDescription(await pc.createAnswer())
