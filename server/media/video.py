@@ -406,6 +406,11 @@ class VideoRoom:
         source = self.sources.get(name)
         if source is None:
             source = self.sources[name] = VideoSource(name)
+            now = time.monotonic()
+            for at, sources, _ in self.remote.values():  # another node's: its layers flow
+                qs = sources.get(name)
+                if isinstance(qs, list) and now - at < GONE:
+                    source.layers.announced(qs, at)
         return source
 
     def _subscriptions(self) -> None:
@@ -487,6 +492,8 @@ class VideoRoom:
         needed |= {n for n, at in self.asked.items() if now - at < GONE}
         for n in [n for n, at in self.asked.items() if now - at >= GONE]:
             del self.asked[n]
+        for node in [n for n, (at, _, _) in self.remote.items() if now - at >= 10 * GONE]:
+            del self.remote[node]  # a node that stopped (or died) long ago
         self.needed = needed
 
     def _tell(self) -> None:
