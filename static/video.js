@@ -187,9 +187,9 @@
 
   function label(hc, source) {
     const [pid, what] = source.split(":");
-    if (pid === "sign") return hc.t("video.sign", { lang: what });
+    if (pid === "sign") return hc.t("vid.sign", { lang: what });
     const name = (hc.person(pid) || {}).name || pid;
-    return hc.t(what === "screen" ? "video.of_screen" : "video.of_camera", { name });
+    return hc.t(what === "screen" ? "vid.of_screen" : "vid.of_camera", { name });
   }
 
   function layout(hc, ids) {
@@ -211,15 +211,15 @@
 
   function init(hc) {
     const button = (what) => h("button", {
-      id: `video-${what}`, "aria-pressed": "false",
+      id: `video-${what}`,
       onclick: () => (V.publishing[what] ? unpublish(what)
                                           : publish(what).catch((e) => HC.explain(e.code ? e
                                             : { code: `${what}_denied`, message: String(e) }))),
     });
     const section = h("section", { id: "video-section", "aria-labelledby": "video-h" },
-      h("h2", { id: "video-h", "data-t": "video" }, hc.t("video")),
+      h("h2", { id: "video-h", "data-t": "vid" }, hc.t("vid")),
       h("div", { class: "actions", id: "video-actions" }, button("camera"), button("screen")),
-      h("p", { id: "video-none", class: "muted", "data-t": "video.none" }, hc.t("video.none")),
+      h("p", { id: "video-none", class: "muted", "data-t": "vid.none" }, hc.t("vid.none")),
       h("div", { id: "video-grid", class: "video-grid" }));
     const features = document.getElementById("features");
     features.parentNode.insertBefore(section, features);
@@ -237,8 +237,7 @@
     for (const what of ["camera", "screen"]) {
       const on = !!V.publishing[what];
       const b = V.els.actions.querySelector(`#video-${what}`);
-      b.textContent = hc.t(`video.${what}.${on ? "stop" : "start"}`);
-      b.setAttribute("aria-pressed", String(on));
+      b.textContent = hc.t(`vid.${what}.${on ? "stop" : "start"}`); // the label says the state
     }
     for (const fig of V.els.grid.children) {
       fig.querySelector("figcaption").textContent = label(hc, fig.dataset.source);

@@ -381,3 +381,32 @@ async def test_at_three_percent_loss_a_viewer_gets_every_packet_by_rtx(start_nod
     await eye.close()
     for c in (chair, ana):
         await c.close()
+
+
+async def test_a_simulcast_layers_retransmission_is_unwrapped_by_its_repaired_rid(
+    start_node, invites
+) -> None:  # type: ignore[no-untyped-def]
+    """Chromium retransmits a RID layer on an SSRC no SDP line names: the repaired-RID
+    extension says which layer; the node learns the pair and forwards the repaired packet."""
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair)
+    assert camera.rtx_pt, "RTX was negotiated"
+    task = await playing(camera)
+    eye = await view(ana, tiles=1)
+    await eye.show((0, camera.source, "h"))
+    await eventually(lambda: len(starts(eye.on(0))), until=lambda n: n >= 5, message="frames")
+    camera.lose_next_h = True
+    await eventually(lambda: camera.resent, message="the camera to retransmit one packet")
+    count = len(eye.on(0))
+    await eventually(lambda: len(eye.on(0)), until=lambda n: n >= count + 10, message="more")
+    # Seq numbers continue the camera's (offset per tile): a packet the node never got would
+    # be a gap the viewer NACKs in vain.
+    first = eye.on(0)[0].seq
+    seqs = {(g.seq - first) & 0xFFFF for g in eye.on(0)}
+    assert set(range(max(seqs) + 1)) - seqs == set(), "the retransmitted packet is missing"
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()

@@ -138,6 +138,12 @@ class Camera:
         self.frames = 0
         self.stopped = False
         self.pt = 96
+        self.rtx_pt = 97
+        self.lose_next_h = False
+        """Hold back the next packet of layer h, then send it as RTX (repaired RID)."""
+        self.rtx_ssrc = random.randrange(1, 1 << 32)
+        self.rtx_seq = 0
+        self.resent: list[bytes] = []
 
     @property
     def source(self) -> str:
@@ -181,8 +187,24 @@ class Camera:
                 )
                 packet.extensions.mid = mid
                 packet.extensions.rtp_stream_id = q
-                await dtls._send_rtp(packet.serialize(header_map))
                 self.sent.append(Sent(q, self.seq[q], payload))
+                if q == "h" and self.lose_next_h and not vp8.parse(payload).keyframe:
+                    self.lose_next_h = False  # "lost": it goes only as a retransmission
+                    self.rtx_seq += 1
+                    rtx = RtpPacket(
+                        payload_type=self.rtx_pt,
+                        sequence_number=self.rtx_seq,
+                        timestamp=packet.timestamp,
+                        ssrc=self.rtx_ssrc,
+                        marker=packet.marker,
+                        payload=self.seq[q].to_bytes(2, "big") + payload,
+                    )
+                    rtx.extensions.mid = mid
+                    rtx.extensions.repaired_rtp_stream_id = q
+                    await dtls._send_rtp(rtx.serialize(header_map))
+                    self.resent.append(payload)
+                    continue
+                await dtls._send_rtp(packet.serialize(header_map))
         self.frames += 1
 
     async def play(self, frames: int, fps: float = 30.0) -> None:
@@ -230,8 +252,9 @@ async def publish_camera(
     await pc.setRemoteDescription(RTCSessionDescription(camera.reply["sdp"], "answer"))
     await connected(pc)
     sender = pc.getTransceivers()[0].sender
-    pts, _ = vhook.payload_types(pc.remoteDescription.sdp, 0)
+    pts, rtx = vhook.payload_types(pc.remoteDescription.sdp, 0)
     camera.pt = pts["vp8"]
+    camera.rtx_pt = rtx.get(camera.pt, 0)
     router = sender.transport._rtp_router
     for ssrc in camera.ssrc.values():
         router.senders[ssrc] = camera

@@ -61,6 +61,7 @@ CODECS = {"video/vp8": "vp8", "video/h264": "h264"}
 _RECEIVER = "_RTCRtpReceiver__"
 _NEEDS = (
     (RTCRtpReceiver, ("self.__jitter_buffer", "self.__nack_generator", "self.__rtcp_ssrc")),
+    (RTCRtpReceiver, ("self.__rtx_ssrc", "async def _handle_rtp_packet")),
     (RTCRtpReceiver, ("self.__remote_bitrate_estimator", "def _send_rtcp_pli", "def _send_rtcp")),
     (RTCRtpSender, ("def _handle_rtcp_packet", "self._rtx_ssrc", "self.__rtx_payload_type")),
 )
@@ -152,14 +153,36 @@ class _NackPerSsrc:
         return missed
 
 
-def tap_video(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None]) -> None:
+def tap_video(
+    receiver: RTCRtpReceiver,
+    on_packet: Callable[[RtpPacket], None],
+    ssrc_of_rid: Callable[[str], int | None] | None = None,
+) -> None:
     """Hand every RTP packet (RTX unwrapped, in arrival order) to ``on_packet``, undecoded.
 
-    Call after ``setRemoteDescription`` (the receiver exists). RTCP keeps flowing.
+    Call after ``setRemoteDescription`` (the receiver exists). RTCP keeps flowing. With
+    ``ssrc_of_rid`` (the SSRC a simulcast RID was first seen on), retransmissions of RID
+    layers are unwrapped too: their RTX SSRC is in no ``a=ssrc`` line, so aiortc drops them
+    ("RTX packet from unknown SSRC") until the repaired-RID header extension names the
+    layer (RFC 8852 §3.2) and the pair is learnt here.
     """
     setattr(receiver, f"{_RECEIVER}jitter_buffer", _Tap(on_packet))
     setattr(receiver, f"{_RECEIVER}nack_generator", _NackPerSsrc())
     setattr(receiver, f"{_RECEIVER}remote_bitrate_estimator", None)
+    if ssrc_of_rid is None:
+        return
+    rtx_ssrc: dict[int, int] = getattr(receiver, f"{_RECEIVER}rtx_ssrc")
+    handle = receiver._handle_rtp_packet
+
+    async def learning(packet: RtpPacket, arrival_time_ms: int) -> None:
+        rid = packet.extensions.repaired_rtp_stream_id
+        if rid is not None and packet.ssrc not in rtx_ssrc:
+            media = ssrc_of_rid(rid)
+            if media is not None:
+                rtx_ssrc[packet.ssrc] = media
+        await handle(packet, arrival_time_ms)
+
+    setattr(receiver, "_handle_rtp_packet", learning)  # noqa: B010 (an instance override)
 
 
 def ask_keyframe(receiver: RTCRtpReceiver, ssrc: int) -> None:

@@ -27,25 +27,23 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc import sdp as aiortc_sdp
 from aiortc.rtp import RtpPacket
 
 from .. import stage
 from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable, UnknownType
 from ..node.feature import Feature, FrameHandler
-from ..node.throttle import TokenBucket
 from ..protocol import pack, unpack
 from ..types import Event, arg_str
 from . import passthrough, vhook
 from .buslink import BusLink
 from .forward import QUALITIES, KeyframeAsk, Tap, VideoOutlet, VideoPacket, VideoSource
 from .kind import VIDEO
-from .setup import MediaConfig, check_candidates
-from .signalling import MAX_SDP, OFFER_BURST, OFFER_RATE, Peer
+from .setup import MediaConfig
+from .signalling import MAX_SDP, Peer
+from .vpeers import VideoConfig, VideoPublisher, Viewer, VPeers, check_offer
 
 if TYPE_CHECKING:
     from ..node.feature import Host
@@ -62,89 +60,6 @@ ANNOUNCE = 1.0
 GONE = 3.5
 """A node whose announcement is this old no longer publishes anything (s)."""
 SOURCES = ("camera", "screen")
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """``[video]`` of the assembly file: the room's caps."""
-
-    max_width: int = 1280
-    max_height: int = 720
-    max_bitrate: int = 2_500_000
-    """Bits per second of one publisher, all layers; also the REMB a camera is sent."""
-    max_tiles: int = 9
-    """Video m-sections in one viewer's offer (the tiles it can show at once)."""
-    max_packets: int = int(VIDEO.packet_rate)
-    """Packets per second of one publisher, all layers (a burst of 2/3 s more passes)."""
-
-    @classmethod
-    def from_extra(cls, extra: Any, source: str = "<config>") -> VideoConfig:
-        from ..errors import ConfigError
-
-        table = extra.get("video", {}) if hasattr(extra, "get") else {}
-        if not isinstance(table, dict):
-            raise ConfigError(source, "video", "expected a table")
-        values = {}
-        for key in ("max_width", "max_height", "max_bitrate", "max_tiles", "max_packets"):
-            if key in table:
-                value = table[key]
-                if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                    raise ConfigError(source, f"video.{key}", "expected a positive integer")
-                values[key] = value
-        return cls(**values)
-
-
-class ByteBucket(TokenBucket):
-    """A token bucket counted in bytes."""
-
-    def spend(self, size: int) -> bool:
-        self._refill()
-        if self.tokens < size:
-            return False
-        self.tokens -= size
-        return True
-
-
-class VideoPublisher:
-    """One published source (a camera or a screen): a receive-only peer connection."""
-
-    def __init__(self, peer: Peer, what: str, pc: RTCPeerConnection, config: VideoConfig) -> None:
-        self.peer = peer
-        self.pid: str = peer.person["pid"]
-        self.what = what
-        self.source = f"{self.pid}:{what}"
-        self.pub = f"{peer.person['conn']}.{what}"
-        self.pc = pc
-        self.receiver: Any = None
-        self.pts: dict[int, str] = {}
-        """Payload type → codec name, of the negotiated forwarded codecs."""
-        self.rids: list[str] = []
-        self.layer_of: dict[int, str] = {}
-        """SSRC → quality, latched at first sight (Chromium stops sending the RID early)."""
-        self.seq: dict[str, int] = {}
-        self.packets = TokenBucket(config.max_packets, config.max_packets * 2 / 3)
-        self.bytes = ByteBucket(config.max_bitrate / 8 * 1.5, config.max_bitrate / 8)
-
-    def ssrc_of(self, q: str) -> int | None:
-        return next((s for s, lq in self.layer_of.items() if lq == q), None)
-
-
-class Viewer:
-    """One person's viewing peer connection: one outlet per tile (m-section)."""
-
-    def __init__(self, peer: Peer, pc: RTCPeerConnection, outlets: list[VideoOutlet]) -> None:
-        self.peer = peer
-        self.pc = pc
-        self.outlets = outlets
-
-
-class VPeers:
-    def __init__(self) -> None:
-        self.viewer: Viewer | None = None
-        self.publishers: dict[str, VideoPublisher] = {}
-        self.lock = asyncio.Lock()
-        self.offers = TokenBucket(OFFER_RATE, OFFER_BURST)
-        self.closed = False
 
 
 class VideoRoom:
@@ -290,34 +205,6 @@ class VideoRoom:
                 }
             )
 
-    def _check_offer(self, sdp: str, purpose: str) -> int:
-        """Refuse an offer that is not video in a forwarded codec; return its m-sections."""
-        if not sdp.startswith("v=0"):
-            raise BadArgs("the offer is not an SDP session description", code="bad_sdp")
-        try:
-            parsed = aiortc_sdp.SessionDescription.parse(sdp)
-        except Exception as exc:
-            raise BadArgs(f"the offer cannot be parsed: {exc}", code="bad_sdp") from None
-        kinds = [m.kind for m in parsed.media]
-        if not kinds or any(k != "video" for k in kinds):
-            raise BadArgs("only video is carried here", code="video_only")
-        most = 1 if purpose == "publish" else self.config.max_tiles
-        if len(kinds) > most:
-            raise BadArgs(
-                f"a {purpose} offer has at most {most} video m-section(s)", code="too_many_tracks"
-            )
-        for m in parsed.media:
-            if not any(c.mimeType.lower() in vhook.CODECS for c in m.rtp.codecs):
-                raise BadArgs("the offer has neither VP8 nor H.264", code="unsupported_codec")
-            wanted = ("sendonly", "sendrecv") if purpose == "publish" else ("recvonly", "sendrecv")
-            if m.direction not in (None, *wanted):
-                raise BadArgs(f"a {purpose} offer must {purpose} video", code="bad_direction")
-        check_candidates(parsed, self.media.allow_loopback)
-        rids = vhook.offered_rids(sdp)
-        if any(r not in QUALITIES for r in rids) or len(set(rids)) != len(rids):
-            raise BadArgs("simulcast RIDs are 'l', 'm' and 'h'", code="bad_simulcast")
-        return len(kinds)
-
     async def _offer(self, peer: Peer, peers: VPeers, data: dict[str, Any]) -> dict[str, Any]:
         purpose = data.get("purpose")
         if purpose not in ("publish", "view"):
@@ -330,7 +217,7 @@ class VideoRoom:
             if what not in SOURCES:
                 raise BadArgs("'source' is 'camera' or 'screen'")
             self.may_publish(peer.person["pid"], what)
-        lines = self._check_offer(sdp, purpose)
+        lines = check_offer(sdp, purpose, self.config, self.media.allow_loopback)
         await self._close(peers, what if purpose == "publish" else "view")
         pc = RTCPeerConnection(self.media.rtc_configuration())
         self.metrics.peer_connections.labels(f"video-{purpose}").inc()
@@ -343,7 +230,7 @@ class VideoRoom:
                 pub = VideoPublisher(peer, what, pc, self.config)
                 pub.rids = vhook.offered_rids(sdp)
                 pub.receiver = pc.getTransceivers()[0].receiver
-                vhook.tap_video(pub.receiver, lambda p: self.ingest(pub, p))
+                vhook.tap_video(pub.receiver, lambda p: self.ingest(pub, p), pub.ssrc_of)
             else:
                 senders = [pc.addTrack(vhook.IdleVideoTrack()) for _ in range(lines)]
             await pc.setLocalDescription(await pc.createAnswer())
@@ -519,6 +406,11 @@ class VideoRoom:
         source = self.sources.get(name)
         if source is None:
             source = self.sources[name] = VideoSource(name)
+            now = time.monotonic()
+            for at, sources, _ in self.remote.values():  # another node's: its layers flow
+                qs = sources.get(name)
+                if isinstance(qs, list) and now - at < GONE:
+                    source.layers.announced(qs, at)
         return source
 
     def _subscriptions(self) -> None:
@@ -600,6 +492,8 @@ class VideoRoom:
         needed |= {n for n, at in self.asked.items() if now - at < GONE}
         for n in [n for n, at in self.asked.items() if now - at >= GONE]:
             del self.asked[n]
+        for node in [n for n, (at, _, _) in self.remote.items() if now - at >= 10 * GONE]:
+            del self.remote[node]  # a node that stopped (or died) long ago
         self.needed = needed
 
     def _tell(self) -> None:

@@ -22,7 +22,8 @@ from ..media.recording import Recording
 from ..media.room import MediaNode
 from ..media.setup import MediaConfig
 from ..media.stagerec import StageRecording
-from ..media.video import VideoConfig, VideoNode
+from ..media.video import VideoNode
+from ..media.vpeers import VideoConfig
 from ..node.app import Node
 from ..node.backends import Backends
 from ..node.ballots import Ballots
