@@ -122,7 +122,8 @@ class Ear:
         await self.pc.close()
 
 
-async def listen(client: Client, tracks: int = 2) -> Ear:
+async def listen(client: Client, tracks: int = 2, lanes: Any = None) -> Ear:
+    """A listening peer connection of ``tracks`` m-lines, asking for ``lanes`` of the floor."""
     pc = RTCPeerConnection(CONFIG)
     for _ in range(tracks):
         pc.addTransceiver("audio", direction="recvonly")
@@ -142,7 +143,8 @@ async def listen(client: Client, tracks: int = 2) -> Ear:
             )
 
         tap_receiver(transceiver.receiver, record)
-    reply = await client.rpc("rtc.offer", purpose="listen", sdp=pc.localDescription.sdp)
+    extra = {"lanes": lanes} if lanes is not None else {}
+    reply = await client.rpc("rtc.offer", purpose="listen", sdp=pc.localDescription.sdp, **extra)
     if not reply["ok"]:
         await pc.close()
         raise AssertionError(f"listen refused: {reply}")
