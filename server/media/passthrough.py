@@ -29,6 +29,7 @@ import fractions
 import inspect
 import random
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,23 @@ def _version(package: str) -> str:
     return version(package)
 
 
+_SOURCE_LOCK = threading.Lock()
+_SOURCES: dict[object, str] = {}
+
+
+def source_of(obj: Any) -> str:
+    """``inspect.getsource(obj)``, once per process and under a lock.
+
+    ``getsource`` of a class parses its module with :mod:`ast`, and CPython 3.11 fails
+    ("AST constructor recursion depth mismatch") when two threads parse at once — as
+    nodes started in threads (the tests, a process with several nodes) do at start.
+    """
+    with _SOURCE_LOCK:
+        if obj not in _SOURCES:
+            _SOURCES[obj] = inspect.getsource(obj)
+        return _SOURCES[obj]
+
+
 def self_check() -> None:
     """Raise :class:`PassthroughBroken` unless the hooked internals look as expected."""
     problems = []
@@ -84,14 +102,14 @@ def self_check() -> None:
         if params[:3] != ["self", "packet", "arrival_time_ms"]:
             problems.append(f"RTCRtpReceiver._handle_rtp_packet{params} changed its signature")
     dispatch = getattr(RTCDtlsTransport, "_handle_rtp_data", None)
-    if dispatch is None or "receiver._handle_rtp_packet(" not in inspect.getsource(dispatch):
+    if dispatch is None or "receiver._handle_rtp_packet(" not in source_of(dispatch):
         problems.append(
             "RTCDtlsTransport._handle_rtp_data no longer calls receiver._handle_rtp_packet"
         )
     if not hasattr(RtpPacket(), "extensions") or not hasattr(RtpPacket().extensions, "audio_level"):
         problems.append("RtpPacket.extensions.audio_level is gone")
     for cls, names in _DIRECT_NEEDS:
-        source = inspect.getsource(cls)
+        source = source_of(cls)
         problems += [f"{cls.__name__} no longer has {n}" for n in names if n not in source]
     if problems:
         raise PassthroughBroken("; ".join(problems))

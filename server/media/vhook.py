@@ -24,7 +24,6 @@ aiortc 1.16 and Chromium 156):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +48,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from .passthrough import DirectSender, PassthroughBroken
+from .passthrough import DirectSender, PassthroughBroken, source_of
 
 RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 REPAIRED_RID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
@@ -71,7 +70,7 @@ def self_check() -> None:
     """Raise :class:`PassthroughBroken` unless the hooked internals look as expected."""
     problems = []
     for cls, names in _NEEDS:
-        source = inspect.getsource(cls)
+        source = source_of(cls)
         problems += [f"{cls.__name__} no longer has {n}" for n in names if n not in source]
     if "video" not in aiortc_codecs.HEADER_EXTENSIONS:
         problems.append("aiortc.codecs.HEADER_EXTENSIONS has no 'video'")
