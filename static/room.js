@@ -12,13 +12,25 @@
       const p = s.core.people[ev.pid];
       if (p) p.conns = p.conns.filter((c) => c !== ev.conn);
     },
-    "hand.raised": (s, ev) => { if (!s.core.hands.includes(ev.pid)) s.core.hands.push(ev.pid); },
-    "hand.lowered": (s, ev) => { s.core.hands = s.core.hands.filter((p) => p !== ev.pid); },
+    "hand.raised": (s, ev) => {
+      if (!s.core.hands.includes(ev.pid)) { s.core.hands.push(ev.pid); s.core.raised[ev.pid] = ev.ts; }
+    },
+    "hand.lowered": (s, ev) => {
+      s.core.hands = s.core.hands.filter((p) => p !== ev.pid);
+      delete s.core.raised[ev.pid];
+    },
     "floor.granted": (s, ev) => {
       s.core.hands = s.core.hands.filter((p) => p !== ev.pid);
-      if (!s.core.speakers.includes(ev.pid)) s.core.speakers.push(ev.pid);
+      delete s.core.raised[ev.pid];
+      if (!s.core.speakers.includes(ev.pid)) {
+        s.core.speakers.push(ev.pid);
+        s.core.floor_since[ev.pid] = ev.ts;
+      }
     },
-    "floor.revoked": (s, ev) => { s.core.speakers = s.core.speakers.filter((p) => p !== ev.pid); },
+    "floor.revoked": (s, ev) => {
+      s.core.speakers = s.core.speakers.filter((p) => p !== ev.pid);
+      delete s.core.floor_since[ev.pid];
+    },
     "agenda.current": (s, ev) => { s.core.current = ev.index; },
     "notice": (s, ev) => { s.core.notice = ev.text ? { text: ev.text, ts: ev.ts } : null; },
   };
