@@ -299,6 +299,9 @@ class Progress(Result):
     turnout only: every option at zero, ``outcome`` ``"secret"``)."""
 
     turnout: Amount
+    not_voted: NotRequired[list[str]]
+    """A roll poll's members (ids, roll order) with no ballot yet, a claim counting as one:
+    who took part is not secret, only what they chose."""
 
 
 class RollCallLine(TypedDict):
