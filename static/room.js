@@ -101,7 +101,8 @@
 
   function orgLine(hc, p) {
     const org = p.org && (hc.assembly.members || {})[p.org];
-    const parts = [org ? org.name : p.org, hc.countryName(p.country)].filter(Boolean);
+    // The member's country when the invite names none: a representative's organisation says it.
+    const parts = [org ? org.name : p.org, hc.countryName(p.country || (org && org.country))].filter(Boolean);
     return parts.join(", ");
   }
 
