@@ -73,7 +73,6 @@
       $(panel).hidden = !on;
       if (on && focus) tab.focus();
     }
-    document.body.dataset.chairView = tabId === "tab-live" ? "live" : "prep";
   }
 
   function tabKeys(e) {

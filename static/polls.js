@@ -512,7 +512,10 @@
     // ballots move): found by its data-fk, with what was typed into it.
     const active = el && el.contains(document.activeElement) ? document.activeElement : null;
     if (el) el.replaceWith(fresh); else parent.append(fresh);
-    const again = active && active.dataset.fk && fresh.querySelector(`[data-fk="${active.dataset.fk}"]`);
+    // Open gives way to Close: the chair who opened a vote is on the button that ends it.
+    const fk = active && active.dataset.fk;
+    const again = fk && (fresh.querySelector(`[data-fk="${fk}"]`)
+      || fresh.querySelector(`[data-fk="${fk.replace(/^open-/, "close-")}"]`));
     if (again) {
       if ("value" in active && again.tagName === active.tagName) again.value = active.value;
       again.focus();

@@ -163,8 +163,14 @@
     const since = hc.state.core.floor_since || {};
     const chair = hc.isChair();
     const handList = document.getElementById("hands-list");
+    let refocus = -1;
     const rows = hands.map((pid) => [pid, raised[pid], ...who(hc, pid)]);
     if (changed("hands", [hc.lang, chair, rows])) {
+      // A keyboard user whose row went (they gave the floor, lowered a hand) lands on the
+      // same button of the row that took its place, not on <body>.
+      const active = handList.contains(document.activeElement) ? document.activeElement : null;
+      const at = active ? [...handList.querySelectorAll("button")].indexOf(active) : -1;
+      const same = active && [active.closest("li").dataset.pid, [...active.parentNode.children].indexOf(active)];
       if (!hands.length) handList.replaceChildren(h("li", { class: "muted" }, hc.t("hands.empty")));
       else handList.replaceChildren(...rows.map(([pid, ts, name, org, lang], i) => h("li", { dataset: { pid } },
         h("span", { class: "pos" }, `${i + 1}.`), " ",
@@ -175,6 +181,9 @@
           h("button", { class: "small", onclick: () => run("floor.grant", { pid }) }, hc.t("floor.give")),
           h("button", { class: "small ghost", onclick: () => run("hand.lower", { pid }) }, hc.t("hand.lower")))
           : null)));
+      refocus = at;
+      const row = same && [...handList.children].find((li) => li.dataset.pid === same[0]);
+      if (row) { row.querySelectorAll("button")[same[1]].focus(); refocus = -1; } // still there
     }
     const speaking = speakers.map((pid) => [pid, since[pid], ...who(hc, pid)]);
     if (changed("speakers", [hc.lang, chair, speaking])) {
@@ -184,6 +193,12 @@
         clockEl(ts, "floor.speaking_for", "speaking"),
         chair ? h("button", { class: "small", onclick: () => run("floor.revoke", { pid }) },
           hc.t("floor.take")) : null)));
+    }
+    if (refocus >= 0) { // else the last speaker's "Take back" (the queue is empty now)
+      const buttons = handList.querySelectorAll("button");
+      const last = [...document.querySelectorAll("#speakers-list button")].pop();
+      const to = buttons[Math.min(refocus, buttons.length - 1)] || last;
+      if (to) to.focus();
     }
     tickClocks();
     const mine = hands.includes(hc.you.pid);
