@@ -222,8 +222,16 @@ async def holds_focus_while_meters_move(
 
 @pytest.mark.usefixtures("loopback_ice")
 async def test_keyboard_only_the_chair_gives_the_floor_and_opens_a_vote_while_ten_meters_move(
-    start_node: NodeFactory, invites: Invites, browser: Any, tmp_path: Path
+    start_node: NodeFactory,
+    invites: Invites,
+    browser: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # One test process holds the node and twenty peer connections: on a loaded machine its
+    # event loop answers RFC 7675 consent checks (one try, 0.5 s) late, and aioice drops a
+    # pair after six misses (30 s). Not what this test is about: let consent never expire.
+    monkeypatch.setattr("aioice.ice.CONSENT_FAILURES", 10**6)
     node = await start_node()
     ms = timeout(30) * 1000  # ten microphones on a shared 2-core machine: be patient
     vice = await join(node.url, invites, "Vice chair", "moderator")
@@ -250,15 +258,30 @@ async def test_keyboard_only_the_chair_gives_the_floor_and_opens_a_vote_while_te
     talking = [asyncio.create_task(speak(m)) for m in mics]
 
     def state() -> str:
-        return str([(m.pc.connectionState, m.track.sent, m.track.dropped) for m in mics])
+        closed = [
+            m for c in (vice, *booths, *speakers) for m in c.received if m["type"] == "rtc.closed"
+        ]
+        return str(
+            (
+                [(m.pc.connectionState, m.track.sent, m.track.dropped) for m in mics],
+                closed[:3],
+                len(node.node.hubs[ROOM].sinks),
+            )
+        )
 
     try:
         chair = await chair_page(
             browser, node.url, invites.mint(room=ROOM, role="moderator", name="Chair"), (1440, 900)
         )
-        await chair.wait_for_function(
-            "() => document.querySelectorAll('#mic-board meter').length === 10", timeout=ms
-        )
+        try:
+            await chair.wait_for_function(
+                "() => document.querySelectorAll('#mic-board meter').length === 10", timeout=ms
+            )
+        except Exception as exc:
+            seen = await chair.evaluate(
+                "() => ({frames: HC.audio.levelFrames, status: HC.status, levels: HC.audio.levels})"
+            )
+            raise AssertionError(f"ten meters never shown: {seen} {state()}") from exc
         # Keyboard only: Tab to "Give the floor" in Aminata's row; it keeps the focus while
         # ten meters move; Enter gives her the floor.
         give = (
