@@ -118,6 +118,9 @@
       col("chair-col-floor", floor),
       col("chair-col-votes", votes),
       col("chair-col-room", $("booth-strip"), stage, $("audio-section"), $("channel-section"), agendaNow));
+    // Attendance first in the second view: the figure the minutes need, above the builder.
+    const attendance = document.querySelector("#polls-section .attendance");
+    if (attendance) $("polls-h").after(attendance);
     const prep = h("div", { id: "chair-prep", role: "tabpanel", "aria-labelledby": "tab-prep", hidden: true },
       $("polls-section"), $("booth-board"), $("agenda-section"), $("people-section"),
       $("invites-section"));

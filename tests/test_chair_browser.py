@@ -192,6 +192,10 @@ async def holds_focus_while_meters_move(
 ) -> None:
     """The focused control keeps the focus over ``frames`` level frames that moved the ten
     meters (issue 11, item 2: focus fell to <body> on every frame)."""
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#mic-board meter').length === 10",
+        timeout=timeout(30) * 1000,
+    )
     await page.evaluate(
         "() => { window.held = document.activeElement; window.seen = HC.audio.levelFrames;"
         " window.values = new Set(); window.most = 0; }"
@@ -217,7 +221,7 @@ async def holds_focus_while_meters_move(
         " meters: window.most, values: window.values.size})"
     )
     assert after["same"], "the focused control lost the focus while the meters moved"
-    assert after["meters"] == 10 and after["values"] > 1, after
+    assert after["meters"] == 10 and after["values"] > 1, (after, diagnose())
 
 
 @pytest.mark.usefixtures("loopback_ice")
