@@ -61,6 +61,8 @@ class FloorGranted(TypedDict):
     type: Literal["floor.granted"]
     pid: str
     by: str
+    ts: int
+    """When (log time, ms): the start of the speaking clock."""
 
 
 class FloorRevoked(TypedDict):

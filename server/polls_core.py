@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from . import polldefs, rooms, tally
 from .errors import BadArgs, Refused
@@ -262,12 +262,17 @@ def electorate(state: State, poll: Poll) -> tuple[tuple[int, int], tuple[int, in
 
 def progress(state: State, poll: Poll) -> Progress:
     """The chair's live count. For a secret poll, the turnout only: the ballots are sealed,
-    so the options stay at zero, the outcome is ``secret`` and the quorum counts claims."""
+    so the options stay at zero, the outcome is ``secret`` and the quorum counts claims.
+    A roll poll also lists the members who have not voted yet (a claim counts as voted), in
+    roll order: the chair calls on them before the close."""
     eligible, present = electorate(state, poll)
     turnout: Amount = {
         "n": len(poll["voted"]),
         "w": sum(v["w"] for v in poll["voted"].values()),
     }
+    waiting: list[str] | None = None
+    if poll["electorate"] == "roll":  # who has not voted: participation, never a choice
+        waiting = [m for m in state["polls"]["roll"] if m not in poll["voted"]]
     if poll["secret"]:
         blank: Poll = {
             **poll,
@@ -278,8 +283,12 @@ def progress(state: State, poll: Poll) -> Progress:
         result["options"] = [{"id": o["id"], "n": 0, "w": 0} for o in poll["options"]]
         result["outcome"] = "secret"
         result["winner"] = None
-        return {**result, "turnout": turnout}
-    return {**tally.result(poll, eligible, present), "turnout": turnout}
+    else:
+        result = tally.result(poll, eligible, present)
+    out = cast(Progress, {**result, "turnout": turnout})
+    if waiting is not None:
+        out["not_voted"] = waiting
+    return out
 
 
 def shown(poll: Poll, choice: list[str]) -> str | list[str]:

@@ -9,7 +9,9 @@ State (``state["core"]``)::
     people   {pid: {pid, name, role, org, country, lang, conns: [conn…], since, booth?, pair?}}
              (``person.joined`` carries the whole record, the same shape)
     hands    [pid…]          the queue, first raised first
+    raised   {pid: ts}       when each hand in the queue went up (the chair's waiting times)
     speakers [pid…]          who has the floor (the chair may give it to several)
+    floor_since {pid: ts}    when each speaker got the floor (the chair's speaking clock)
     agenda   [{title, titles, start, minutes}…], current: index or -1 before the first item
     notice   {text, ts} | None   the chair's latest announcement
 """
@@ -65,7 +67,9 @@ def init(config: RoomConfig) -> CoreState:
         "floor": config.floor,
         "people": {},
         "hands": [],
+        "raised": {},
         "speakers": [],
+        "floor_since": {},
         "agenda": [
             {"title": a.title, "titles": dict(a.titles), "start": a.start, "minutes": a.minutes}
             for a in config.agenda
@@ -240,7 +244,7 @@ def decide_grant(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
         raise Refused("an observer does not take the floor", code="observer")
     if pid in state["core"]["speakers"]:
         raise Refused("that person already has the floor", code="already_speaking")
-    return [{"type": "floor.granted", "pid": pid, "by": actor.pid}]
+    return [{"type": "floor.granted", "pid": pid, "by": actor.pid, "ts": ts}]
 
 
 def decide_revoke(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
@@ -255,22 +259,26 @@ def decide_revoke(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
 def apply_raised(state: State, event: HandRaised) -> None:
     if event["pid"] not in state["core"]["hands"]:
         state["core"]["hands"].append(event["pid"])
+        state["core"]["raised"][event["pid"]] = event["ts"]
 
 
 def apply_lowered(state: State, event: HandLowered | FloorGranted) -> None:
     if event["pid"] in state["core"]["hands"]:
         state["core"]["hands"].remove(event["pid"])
+    state["core"]["raised"].pop(event["pid"], None)
 
 
 def apply_granted(state: State, event: FloorGranted) -> None:
     apply_lowered(state, event)
     if event["pid"] not in state["core"]["speakers"]:
         state["core"]["speakers"].append(event["pid"])
+        state["core"]["floor_since"][event["pid"]] = event["ts"]
 
 
 def apply_revoked(state: State, event: FloorRevoked) -> None:
     if event["pid"] in state["core"]["speakers"]:
         state["core"]["speakers"].remove(event["pid"])
+    state["core"]["floor_since"].pop(event["pid"], None)
 
 
 # --- agenda and notices ---------------------------------------------------------------------

@@ -70,7 +70,11 @@ class CoreState(TypedDict):
     floor: str
     people: dict[str, Person]
     hands: list[str]
+    raised: dict[str, int]
+    """pid → when that hand in the queue went up (log time, ms): the chair's waiting times."""
     speakers: list[str]
+    floor_since: dict[str, int]
+    """pid → when that speaker got the floor (log time, ms): the chair's speaking clock."""
     agenda: list[AgendaEntry]
     current: int
     notice: Notice | None
@@ -295,6 +299,9 @@ class Progress(Result):
     turnout only: every option at zero, ``outcome`` ``"secret"``)."""
 
     turnout: Amount
+    not_voted: NotRequired[list[str]]
+    """A roll poll's members (ids, roll order) with no ballot yet, a claim counting as one:
+    who took part is not secret, only what they chose."""
 
 
 class RollCallLine(TypedDict):

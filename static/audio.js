@@ -23,6 +23,7 @@
   const A = {
     ctx: null, pc: null, wantListen: false, analyser: null, under: 0, hearing: null,
     mic: null, wantMic: false, micAnalyser: null, levels: {}, els: {}, recordings: null,
+    levelFrames: 0,
   };
   HC.audio = A;
 
@@ -437,27 +438,45 @@
     document.getElementById("chair-box").hidden = !chair;
     if (!chair) return;
     document.getElementById("rec-button").textContent = hc.t(rec ? "rec.stop" : "rec.start");
-    const muted = hc.state.audio.muted;
-    document.getElementById("mic-board").replaceChildren(...Object.entries(A.levels).map(
-      ([pid, l]) => {
-        const p = hc.person(pid);
-        const isMuted = muted.includes(pid);
-        return h("li", { dataset: { pid }, class: l.on_air ? "on-air" : "" },
-          h("span", { class: "name" }, p ? p.name : pid), " ",
-          h("small", {}, langLabel(hc, l.source)), " ",
-          h("meter", { min: 0, max: 100, value: meterValue(l.db) }),
-          l.source === "floor" && pid !== hc.you.pid
-            ? h("button", { class: "small", onclick: () => HC.command(
-              isMuted ? "audio.unmute" : "audio.mute", { pid }).catch(HC.explain) },
-            hc.t(isMuted ? "audio.unmute" : "audio.mute")) : null);
-      }));
+    renderBoard(hc);
     const list = document.getElementById("rec-list");
+    const recKey = JSON.stringify([hc.lang, A.recordings]);
+    if (list.dataset.key === recKey) return; // its download buttons keep their focus
+    list.dataset.key = recKey;
     if (A.recordings === null) list.replaceChildren();
     else if (!A.recordings.length) list.replaceChildren(h("li", { class: "muted" }, hc.t("rec.none")));
     else list.replaceChildren(...A.recordings.map((r) => h("li", {}, h("strong", {}, r.id), " ",
       ...r.files.map((f) => h("button", { class: "small ghost",
                                           onclick: () => download(r.id, f.name) },
         `${f.name} (${Math.round(f.bytes / 1024)} KiB)`)))));
+  }
+
+  // The chair's microphones. Level frames come five times a second per room: the rows are
+  // rebuilt only when who publishes (or their mute, on-air state) changes; otherwise only the
+  // meters' values move, so a focused button keeps its focus (issue 11, item 2).
+  function renderBoard(hc) {
+    const board = document.getElementById("mic-board");
+    const muted = hc.state.audio.muted;
+    const rows = Object.entries(A.levels).map(([pid, l]) => [pid, l.source, !!l.on_air,
+      muted.includes(pid), hc.person(pid)?.name || pid]);
+    const key = JSON.stringify([hc.lang, rows]);
+    if (board.dataset.key !== key) {
+      board.dataset.key = key;
+      board.replaceChildren(...rows.map(([pid, source, onAir, isMuted, name]) =>
+        h("li", { dataset: { pid }, class: onAir ? "on-air" : "" },
+          h("span", { class: "name" }, name), " ",
+          h("small", {}, langLabel(hc, source)), " ",
+          h("meter", { min: 0, max: 100, value: meterValue(A.levels[pid].db),
+                       "aria-label": hc.t("mic.level_of", { name }) }),
+          source === "floor" && pid !== hc.you.pid
+            ? h("button", { class: "small", onclick: () => HC.command(
+              isMuted ? "audio.unmute" : "audio.mute", { pid }).catch(HC.explain) },
+            hc.t(isMuted ? "audio.unmute" : "audio.mute")) : null)));
+    }
+    for (const li of board.children) {
+      const l = A.levels[li.dataset.pid];
+      if (l) li.querySelector("meter").value = meterValue(l.db);
+    }
   }
 
   let welcomed = false;
@@ -470,6 +489,7 @@
     } else if (msg.type === "ephemeral" && msg.kind === "levels") {
       const now = Date.now();
       for (const [pid, l] of Object.entries(msg.levels)) A.levels[pid] = { ...l, at: now };
+      A.levelFrames += 1; // tests wait on it: meters that moved
     } else if (msg.type === "rtc.closed") {
       if (msg.pc === "publish") { stopMic(false); if (msg.code !== "not_granted") HC.explain(msg); }
       if (msg.pc === "listen") {

@@ -205,7 +205,7 @@
     features().append(h("section", { id: "booth-board", class: "wide", "aria-labelledby": "board-h" },
       h("h2", { id: "board-h", "data-t": "board.title" }, hc.t("board.title")),
       h("div", { id: "board-signals", role: "region", "aria-live": "assertive" }),
-      h("table", { class: "board" }, h("thead"), h("tbody")),
+      h("div", { class: "board-wrap" }, h("table", { class: "board" }, h("thead"), h("tbody"))),
       h("form", { id: "channel-add", onsubmit: (e) => {
         e.preventDefault();
         CH.quiet("channel.add", { lang: input.value.trim() })
@@ -224,55 +224,109 @@
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
+  // Rebuilt only when what it shows changes (never on a level frame): its buttons keep focus.
+  let boardKey = "", stripKey = "", signalsKey = "";
   function renderBoard(hc) {
     const s = hc.state.channels;
     const counts = CH.listeners(hc.state);
+    const online = Object.keys(s.interpreters).map(CH.online);
+    const names = Object.values(hc.state.core.people).map((p) => p.name);
+    renderStrip(hc, counts);
+    const key = JSON.stringify([hc.lang, s.channels, s.interpreters, counts, online, names]);
     const table = document.querySelector("#booth-board table");
-    table.tHead.replaceChildren(h("tr", {}, ...["board.channel", "board.live", "board.handover",
-      "board.booth", "board.listeners", "board.transcript"].map((k) => h("th", {}, hc.t(k)))));
-    const rows = ["original", ...Object.keys(s.channels)].map((lang) => {
-      const c = s.channels[lang];
-      const transcript = h("td", {}, ...["vtt", "txt"].map((f) =>
-        h("button", { class: "small ghost", onclick: () => download(hc, lang, f) }, f)));
-      if (!c) {
-        return h("tr", { dataset: { lang } }, h("th", {}, CH.langLabel(lang)), h("td", {}, ""),
-          h("td", {}, ""), h("td", {}, ""), h("td", { class: "num" }, counts.original), transcript);
-      }
-      const live = c.live ? s.interpreters[c.live] : null;
-      const liveCell = c.live ? h("td", { class: "live" },
-        h("strong", {}, "● ", CH.nameOf(c.live)),
-        c.cough ? h("small", {}, ` ${hc.t("ch.cough")}`) : null,
-        c.away ? h("small", { class: "warn" }, ` ${hc.t("ch.away")}`) : null,
-        live && live.input !== "floor" ? h("small", {}, ` · ${hc.t("board.relay", { lang: live.input })}`) : null,
-        live && live.out !== lang ? h("small", {}, ` · ${hc.t("ch.retour", { lang: live.out })}`) : null,
-        h("button", { class: "small ghost", onclick: () => CH.quiet("booth.clear", { lang }) },
-          hc.t("board.clear")))
-        : h("td", { class: "muted" }, hc.t("board.nobody"), c.last_off ? h("small", {}, " · ",
-          hc.t("board.last_off", { name: CH.nameOf(c.last_off.pid),
-            reason: hc.t(`reason.${c.last_off.reason}`) })) : null);
-      const ho = c.handover;
-      const hoCell = h("td", {}, ho ? hc.t(ho.kind === "request" ? "board.asks" : "board.offers",
-        { a: CH.nameOf(ho.asker), b: CH.nameOf(ho.answerer) }) : "");
-      const members = Object.values(s.interpreters).filter((i) => i.booth === lang);
-      const boothCell = h("td", {}, ...members.map((i) => h("span", {
-        class: `member ${CH.online(i.pid) ? "online" : "offline"}` }, CH.nameOf(i.pid))));
-      return h("tr", { dataset: { lang, live: c.live || "" } }, h("th", {}, CH.langLabel(lang)),
-        liveCell, hoCell, boothCell, h("td", { class: "num" }, counts[lang]), transcript);
-    });
-    table.tBodies[0].replaceChildren(...rows);
+    if (key !== boardKey) {
+      boardKey = key;
+      const heads = ["board.channel", "board.live", "board.handover", "board.booth",
+        "board.listeners", "board.transcript"].map((k) => hc.t(k));
+      table.tHead.replaceChildren(h("tr", {}, ...heads.map((t) => h("th", { scope: "col" }, t))));
+      table.tBodies[0].replaceChildren(...["original", ...Object.keys(s.channels)].map((lang) =>
+        boardRow(hc, lang, counts, heads)));
+    }
     const sig = [...s.signals].reverse().slice(0, 5);
-    document.getElementById("board-signals").replaceChildren(
-      h("h3", {}, hc.t("board.signals")),
-      sig.length ? h("ul", { class: "plain" }, ...sig.map((x) => h("li", { dataset: { preset: x.preset } },
-        h("small", {}, hc.time(x.ts, { second: "2-digit" }), " "),
-        hc.t("signal.from", { lang: hc.langName(x.lang), text: hc.t(`preset.${x.preset}`) }),
-        h("small", {}, ` (${CH.nameOf(x.pid)})`))))
-        : h("p", { class: "muted" }, hc.t("board.no_signals")));
+    const sigKey = JSON.stringify([hc.lang, sig, names]);
+    if (sigKey !== signalsKey) {
+      signalsKey = sigKey;
+      document.getElementById("board-signals").replaceChildren(
+        h("h3", {}, hc.t("board.signals")),
+        sig.length ? h("ul", { class: "plain" }, ...sig.map((x) => h("li", { dataset: { preset: x.preset } },
+          h("small", {}, hc.time(x.ts, { second: "2-digit" }), " "),
+          hc.t("signal.from", { lang: hc.langName(x.lang), text: hc.t(`preset.${x.preset}`) }),
+          h("small", {}, ` (${CH.nameOf(x.pid)})`))))
+          : h("p", { class: "muted" }, hc.t("board.no_signals")));
+    }
     document.getElementById("channel-add-input").placeholder = hc.t("board.add_placeholder");
     const chats = document.getElementById("board-chats");
     const boxes = ["all", ...Object.keys(s.channels)].map((k) => CH.chatBox(`chat-${k}`,
       k === "all" ? hc.t("chat.all") : hc.t("chat.booth", { lang: k }), s.chats[k], k));
     for (const b of boxes) if (b.parentNode !== chats) chats.append(b);
+  }
+
+  // One row of the board; each cell names its column (data-label) for the phone layout,
+  // where the rows stack instead of overflowing sideways.
+  function boardRow(hc, lang, counts, heads) {
+    const s = hc.state.channels;
+    const c = s.channels[lang];
+    const td = (i, attrs, ...children) => h("td", { ...attrs, dataset: { label: heads[i] } }, ...children);
+    const transcript = td(5, {}, ...["vtt", "txt"].map((f) =>
+      h("button", { class: "small ghost", "aria-label": `${hc.t("board.transcript")} ${CH.langLabel(lang)} ${f}`,
+        onclick: () => download(hc, lang, f) }, f)));
+    if (!c) {
+      return h("tr", { dataset: { lang } }, h("th", { scope: "row" }, CH.langLabel(lang)),
+        td(1, { class: "empty" }), td(2, { class: "empty" }), td(3, { class: "empty" }),
+        td(4, { class: "num" }, counts.original), transcript);
+    }
+    const live = c.live ? s.interpreters[c.live] : null;
+    const liveCell = c.live ? td(1, { class: "live" },
+      h("strong", {}, "● ", CH.nameOf(c.live)),
+      c.cough ? h("small", {}, ` ${hc.t("ch.cough")}`) : null,
+      c.away ? h("small", { class: "warn" }, ` ${hc.t("ch.away")}`) : null,
+      live && live.input !== "floor" ? h("small", {}, ` · ${hc.t("board.relay", { lang: live.input })}`) : null,
+      live && live.out !== lang ? h("small", {}, ` · ${hc.t("ch.retour", { lang: live.out })}`) : null,
+      h("button", { class: "small ghost", onclick: () => CH.quiet("booth.clear", { lang }) },
+        hc.t("board.clear")))
+      : td(1, { class: "muted" }, hc.t("board.nobody"), c.last_off ? h("small", {}, " · ",
+        hc.t("board.last_off", { name: CH.nameOf(c.last_off.pid),
+          reason: hc.t(`reason.${c.last_off.reason}`) })) : null);
+    const ho = c.handover;
+    const hoCell = td(2, { class: ho ? "" : "empty" }, ho ? hc.t(ho.kind === "request" ? "board.asks" : "board.offers",
+      { a: CH.nameOf(ho.asker), b: CH.nameOf(ho.answerer) }) : "");
+    const members = Object.values(s.interpreters).filter((i) => i.booth === lang);
+    const boothCell = td(3, {}, ...members.map((i) => h("span", {
+      class: `member ${CH.online(i.pid) ? "online" : "offline"}` }, CH.nameOf(i.pid))));
+    return h("tr", { dataset: { lang, live: c.live || "" } }, h("th", { scope: "row" }, CH.langLabel(lang)),
+      liveCell, hoCell, boothCell, td(4, { class: "num" }, counts[lang]), transcript);
+  }
+
+  // The chair's live view: who is on air in each channel and its listeners, at a glance.
+  function initStrip(hc) {
+    features().append(h("section", { id: "booth-strip", "aria-labelledby": "strip-h" },
+      h("h2", { id: "strip-h", "data-t": "strip.title" }, hc.t("strip.title")),
+      h("table", { class: "strip" }, h("thead"), h("tbody"))));
+  }
+
+  function renderStrip(hc, counts) {
+    const s = hc.state.channels;
+    const rows = ["original", ...Object.keys(s.channels)].map((lang) => {
+      const c = s.channels[lang];
+      return [lang, c && c.live ? CH.nameOf(c.live) : null, !!(c && c.cough), !!(c && c.away),
+        !!(c && c.handover), counts[lang] ?? 0];
+    });
+    const key = JSON.stringify([hc.lang, rows]);
+    if (key === stripKey) return;
+    stripKey = key;
+    const table = document.querySelector("#booth-strip table");
+    table.tHead.replaceChildren(h("tr", {}, ...["board.channel", "board.live", "board.listeners"]
+      .map((k) => h("th", { scope: "col" }, hc.t(k)))));
+    table.tBodies[0].replaceChildren(...rows.map(([lang, live, cough, away, handover, n]) =>
+      h("tr", { dataset: { lang, live: live || "" } },
+        h("th", { scope: "row" }, lang === "original" ? hc.t("ch.original") : HC.langName(lang)),
+        lang === "original" ? h("td", { class: "muted" }, hc.t("strip.floor"))
+          : live ? h("td", { class: "live" }, h("strong", {}, "● ", live),
+            cough ? h("small", {}, ` ${hc.t("ch.cough")}`) : null,
+            away ? h("small", { class: "warn" }, ` ${hc.t("ch.away")}`) : null,
+            handover ? h("small", {}, ` · ${hc.t("board.handover")}`) : null)
+            : h("td", { class: "muted" }, hc.t("strip.nobody")),
+        h("td", { class: "num" }, n))));
   }
 
   // --- booth signals shown to the chair and the speakers -------------------------------------
@@ -301,7 +355,7 @@
       const role = hc.you.role;
       if (role !== "interpreter") initListener(hc);
       if (role === "captioner") initCaptioner(hc);
-      if (role === "moderator") initBoard(hc);
+      if (role === "moderator") { initStrip(hc); initBoard(hc); }
     },
     render(hc) {
       const role = hc.you.role;

@@ -60,6 +60,11 @@
     const list = document.getElementById("invites-list");
     if (!list || !hc.state.invites) return;
     const records = Object.values(hc.state.invites.invites).sort((a, b) => b.at - a.at);
+    // Rebuilt only when the invites (or names, language) change: never on a level frame, so
+    // a focused Revoke keeps its focus.
+    const key = JSON.stringify([hc.lang, records, records.map((r) => r.by && hc.person(r.by)?.name)]);
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
     if (!records.length) {
       list.replaceChildren(h("li", { class: "muted" }, hc.t("invites.empty")));
       return;

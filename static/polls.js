@@ -13,6 +13,7 @@
   const frames = new Map(); // cid -> {msg, resolve, reject}: ballot frames awaiting a reply
   let frameCount = 0;
   let attendance = null;
+  let presenceKey = "", attendanceTimer = null;
 
   // --- appliers: the same folds as server/polls.py --------------------------------------------
 
@@ -372,17 +373,17 @@
     const id = poll.id;
     if (poll.state === "draft") {
       const seconds = h("input", { type: "number", min: "0", max: "86400", value: poll.seconds || "",
-        "aria-label": HC.t("chair.seconds"), class: "seconds" });
+        "aria-label": HC.t("chair.seconds"), class: "seconds", dataset: { fk: `seconds-${id}` } });
       box.append(seconds,
-        h("button", { onclick: () => run("poll.open", { poll: id, ...(seconds.value ? { seconds: Number(seconds.value) } : {}) }) }, HC.t("chair.open")),
-        h("button", { class: "ghost", onclick: () => run("poll.delete", { poll: id }) }, HC.t("chair.delete")));
+        h("button", { dataset: { fk: `open-${id}` }, onclick: () => run("poll.open", { poll: id, ...(seconds.value ? { seconds: Number(seconds.value) } : {}) }) }, HC.t("chair.open")),
+        h("button", { class: "ghost", dataset: { fk: `delete-${id}` }, onclick: () => run("poll.delete", { poll: id }) }, HC.t("chair.delete")));
     } else if (poll.state === "open") {
-      const seconds = h("input", { type: "number", min: "0", max: "86400", value: "60", "aria-label": HC.t("chair.seconds"), class: "seconds" });
-      box.append(h("button", { onclick: () => run("poll.close", { poll: id }) }, HC.t("chair.close")),
-        seconds, h("button", { class: "ghost", onclick: () => run("poll.timer", { poll: id, seconds: Number(seconds.value || 0) }) }, HC.t("chair.timer")));
+      const seconds = h("input", { type: "number", min: "0", max: "86400", value: "60", "aria-label": HC.t("chair.seconds"), class: "seconds", dataset: { fk: `timer-s-${id}` } });
+      box.append(h("button", { dataset: { fk: `close-${id}` }, onclick: () => run("poll.close", { poll: id }) }, HC.t("chair.close")),
+        seconds, h("button", { class: "ghost", dataset: { fk: `timer-${id}` }, onclick: () => run("poll.timer", { poll: id, seconds: Number(seconds.value || 0) }) }, HC.t("chair.timer")));
     } else if (poll.state === "closed") {
       if (!poll.sealed) box.append(h("span", { role: "status" }, HC.t("chair.waiting")));
-      box.append(h("button", { onclick: () => run("poll.publish", { poll: id }), disabled: !poll.sealed }, HC.t("chair.publish")));
+      box.append(h("button", { dataset: { fk: `publish-${id}` }, onclick: () => run("poll.publish", { poll: id }), disabled: !poll.sealed }, HC.t("chair.publish")));
     }
     if (poll.sealed) {
       box.append(h("button", { class: "ghost", onclick: () => download(`/api/rooms/${HC.room}/polls/${id}/result.json?lang=${HC.lang}`, `${id}.json`) }, HC.t("chair.export_json")),
@@ -393,6 +394,10 @@
 
   function live(poll) {
     const p = poll.progress;
+    if (!p && poll.state === "open") { // before the first ballot: nobody has voted yet
+      const waiting = notVoted(poll, null);
+      return waiting && h("div", { class: "live", "aria-live": "polite" }, waiting);
+    }
     if (!p || poll.state !== "open" && poll.sealed) return null;
     const need = p.quorum ? Number(eval_(p.quorum.required)) : 0;
     const have = p.quorum ? p.quorum.have : 0;
@@ -402,8 +407,23 @@
       ` ${have} / ${p.quorum.required} — ${HC.t(p.quorum.met ? "poll.met" : "poll.missed")}`) : null;
     return h("div", { class: "live", "aria-live": "polite" },
       h("p", { class: "turnout" }, HC.t("poll.turnout", { n: p.turnout.n, of: p.eligible.n })),
-      gauge, poll.secret ? h("p", { class: "muted sealed-note" }, HC.t("chair.sealed")) : chart(poll, p, HC.t("chair.running")),
+      gauge, notVoted(poll, p),
+      poll.secret ? h("p", { class: "muted sealed-note" }, HC.t("chair.sealed")) : chart(poll, p, HC.t("chair.running")),
       h("p", {}, HC.t(`poll.outcome.${p.outcome}`)));
+  }
+
+  // A formal vote: the members still to vote, for the chair to call on before the close.
+  // The list comes with the progress (server/polls_core.py); before the first one, the roll
+  // less the ballots this copy knows of (none, for a secret vote just opened).
+  function notVoted(poll, p) {
+    if (poll.electorate !== "roll" || poll.state !== "open") return null;
+    const list = (p && p.not_voted) || Object.keys(roll()).filter((m) => !(poll.voted || {})[m]);
+    if (!list.length) return h("p", { class: "not-voted all" }, HC.t("chair.all_voted"));
+    return h("div", { class: "not-voted" },
+      h("h4", { id: `not-voted-h-${poll.id}` }, HC.t("chair.not_voted", { n: list.length })),
+      h("ul", { class: "plain", "aria-labelledby": `not-voted-h-${poll.id}` },
+        ...list.map((m) => h("li", { dataset: { member: m } }, memberName(m),
+          roll()[m] ? h("small", {}, ` ${HC.countryName(roll()[m].country)}`) : null))));
   }
   const eval_ = (frac) => { const [a, b] = String(frac).split("/"); return b ? Number(a) / Number(b) : Number(a); };
 
@@ -518,7 +538,18 @@
     const fresh = build() || h("div", { hidden: true });
     fresh.id = id;
     fresh.dataset.key = key;
+    // A control that had focus gets it back in the new copy (the chair's Close while
+    // ballots move): found by its data-fk, with what was typed into it.
+    const active = el && el.contains(document.activeElement) ? document.activeElement : null;
     if (el) el.replaceWith(fresh); else parent.append(fresh);
+    // Open gives way to Close: the chair who opened a vote is on the button that ends it.
+    const fk = active && active.dataset.fk;
+    const again = fk && (fresh.querySelector(`[data-fk="${fk}"]`)
+      || fresh.querySelector(`[data-fk="${fk.replace(/^open-/, "close-")}"]`));
+    if (again) {
+      if ("value" in active && again.tagName === active.tagName) again.value = active.value;
+      again.focus();
+    }
     return fresh;
   }
 
@@ -573,6 +604,14 @@
     const formal = hc.state.polls.order.map((id) => (find(hc.state, id) || {}).state);
     sync(proxyHost, "proxy-part", JSON.stringify([hc.lang, hc.state.polls.proxies, ui.proxyTo, formal]), proxyBox);
     if (hc.isChair()) {
+      // The report follows who is here: fetched again (at most once a second) whenever
+      // someone joins or leaves, so it is never stale (issue 11, item 7).
+      const here = JSON.stringify(Object.values(hc.state.core.people).map((p) => [p.pid, p.conns.length > 0]));
+      if (here !== presenceKey) {
+        presenceKey = here;
+        clearTimeout(attendanceTimer);
+        attendanceTimer = setTimeout(loadAttendance, 1000);
+      }
       const att = document.getElementById("attendance-line");
       if (att) att.textContent = attendance ? attendance.line : "";
     }

@@ -679,12 +679,13 @@ async def test_exports_and_attendance(redis_url: str, start_node: Any, invites: 
         assert "\nm1,Member 1,Rep 1,no,No,150\n" in text
         assert "\nturnout.w,450\n" in text and "\nopened_at_utc,20" in text
         report = (await http.get("/api/attendance.json", headers=auth)).json()
-        assert report["line"] == "3 members from 3 countries registered 5 participants"
+        # The chair is not one of the members' participants (issue 11, item 7).
+        assert report["line"] == "3 members from 3 countries registered 4 participants"
         assert report["interpreters"] == 1
         fr = (await http.get("/api/attendance.json?lang=fr", headers=auth)).json()
-        assert fr["line"] == "3 membres de 3 pays ont inscrit 5 participants"
+        assert fr["line"] == "3 membres de 3 pays ont inscrit 4 participants"
         csv_text = (await http.get("/api/attendance.csv", headers=auth)).text
-        assert csv_text.startswith("summary,3 members from 3 countries registered 5")
+        assert csv_text.startswith("summary,3 members from 3 countries registered 4")
         assert "Rep 0b,participant,Member 0,m0,KH,plenary" in csv_text
     for c in (chair, *reps, extra, booth):
         await c.close()

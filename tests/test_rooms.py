@@ -124,20 +124,26 @@ def test_hand_queue_and_floor() -> None:
     room = Room()
     chair = room.join("chair", "moderator")
     ana, bo = room.join("ana"), room.join("bo")
-    assert room.do(ana, "hand.raise").error is None
-    assert room.do(bo, "hand.raise").error is None
-    assert room.do(ana, "hand.raise").error["code"] == "hand_already_raised"
+    assert room.do(ana, "hand.raise", ts=2000).error is None
+    assert room.do(bo, "hand.raise", ts=3000).error is None
+    assert room.do(ana, "hand.raise", ts=3500).error["code"] == "hand_already_raised"
     assert room.state["core"]["hands"] == ["ana", "bo"]
-    out = room.do(chair, "floor.grant", {})  # next speaker: first in the queue
-    assert out.events[0] == {"type": "floor.granted", "pid": "ana", "by": "chair"}
+    assert room.state["core"]["raised"] == {"ana": 2000, "bo": 3000}
+    out = room.do(chair, "floor.grant", {}, ts=5000)  # next speaker: first in the queue
+    assert out.events[0] == {"type": "floor.granted", "pid": "ana", "by": "chair", "ts": 5000}
     assert room.state["core"]["hands"] == ["bo"]
     assert room.state["core"]["speakers"] == ["ana"]
+    # Waiting and speaking times come from the log's timestamps: bo still waits, ana speaks
+    assert room.state["core"]["raised"] == {"bo": 3000}
+    assert room.state["core"]["floor_since"] == {"ana": 5000}
     assert room.do(ana, "hand.raise").error["code"] == "already_speaking"
     assert room.do(bo, "floor.revoke", {"pid": "ana"}).error["code"] == "forbidden"
     assert room.do(ana, "floor.revoke", {}).error is None  # a speaker may yield
     assert room.state["core"]["speakers"] == []
+    assert room.state["core"]["floor_since"] == {}
     assert room.do(bo, "hand.lower", {"pid": "ana"}).error["code"] == "forbidden"
     assert room.do(chair, "hand.lower", {"pid": "bo"}).error is None
+    assert room.state["core"]["raised"] == {}
     assert room.do(chair, "floor.grant", {}).error["code"] == "queue_empty"
     assert room.do(chair, "floor.grant", {"pid": "ghost"}).error["code"] == "unknown_person"
 

@@ -357,6 +357,8 @@ async def test_the_chair_revokes_from_the_page_and_the_observer_is_told(
     await expect(observer.locator("#observer-note")).to_contain_text("vous ne votez pas")
 
     # The chair's list: who minted which invite, for whom; revoking closes Sokha's page.
+    # It is on the console's second view (docs: the chair's console, issue 11).
+    await chair.get_by_role("tab", name="Votes, attendance and exports").click()
     row = chair.locator("#invites-list li", has_text="Sokha Chan")
     await expect(row).to_contain_text("minted by Chair", timeout=ms)
     await expect(chair.locator("#invites-list li", has_text="Olga")).to_contain_text(

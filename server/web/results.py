@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from ..errors import HemicycleError, Refused
 from ..node.feature import Feature
 from ..node.http import moderator, node_of
-from ..types import CAPTIONER, INTERPRETER, OBSERVER
+from ..types import CAPTIONER, INTERPRETER, OBSERVER, PARTICIPANT
 
 if TYPE_CHECKING:
     from ..node.app import Node
@@ -79,7 +79,8 @@ OUTCOMES = {
         "too_few": "слишком мало бюллетеней для раскрытия",
     },
 }
-NOT_COUNTED = (INTERPRETER, CAPTIONER, OBSERVER)
+COUNTED = (PARTICIPANT,)
+"""A member organisation's participants: not the chair, panelists, booths or observers."""
 
 
 def _text(texts: dict[str, str], lang: str, floor: str) -> str:
@@ -214,7 +215,7 @@ def attendance(node: Node, lang: str, room: str) -> dict[str, Any]:
             "country": p.get("country"),
             "rooms": [room],
         }
-    counted = [p for p in people.values() if p["role"] not in NOT_COUNTED]
+    counted = [p for p in people.values() if p["role"] in COUNTED]
     members = sorted({p["org"] for p in counted if p["org"] in roll})
     countries = sorted({roll[m].country for m in members})
     numbers = {"members": len(members), "countries": len(countries), "participants": len(counted)}
