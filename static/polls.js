@@ -504,7 +504,7 @@
     if (proxies[org]) {
       box.append(h("p", { class: "proxy-given" }, HC.t("proxy.given", { member: memberName(proxies[org]) })),
         h("p", { class: "muted" }, HC.t("proxy.revocable")),
-        h("button", { class: "ghost", id: "proxy-revoke", onclick: () => run("proxy.revoke", {}) }, HC.t("proxy.revoke")));
+        h("button", { class: "ghost", id: "proxy-revoke", dataset: { fk: "proxy-revoke" }, onclick: () => run("proxy.revoke", {}) }, HC.t("proxy.revoke")));
     } else if (ui.proxyTo) {
       const to = ui.proxyTo;
       const done = () => { ui.proxyTo = null; HC.render(); };

@@ -182,8 +182,8 @@ async def test_keyboard_only_take_hand_over_accept_cough(start_node, invites, br
 
     def emilio_under() -> str | None:
         for listener in audio_room.signalling.listeners():
-            if listener.peer.person["pid"] == emilio_pid and listener.under is not None:
-                source = listener.under.source
+            if listener.peer.person["pid"] == emilio_pid and listener.under:
+                source = listener.under[0].source  # lane 1 of the under group
                 return source.name if source is not None else None
         return None
 
