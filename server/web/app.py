@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp
 
-from .. import channels, polls
+from .. import channels, polls, stage
 from ..errors import HemicycleError
 from ..media.recording import Recording
 from ..media.room import MediaNode
@@ -52,6 +52,7 @@ def features(settings: Settings, assembly: Assembly) -> list[Feature]:
         SliceFeature(polls.SLICE),  # polls and votes
         audio,  # audio (with the audio slice)
         Recording(audio),  # after audio: it taps the audio rooms, and stops before them
+        SliceFeature(stage.SLICE),  # who is seen: the stage, the share, the pin
         Ballots(),  # secret ballots' frames and boxes
         Reactions(),
         Transcripts(),
