@@ -252,23 +252,38 @@ class DirectSender:
         return True
 
     def push(self, payload: bytes, timestamp: int, marker: bool = False) -> bool:
-        dtls = self._dtls
-        if self._send is None or dtls is None or dtls._tx_srtp is not self._session:
-            if not self._bind():
-                self.dropped += 1
-                return False
-        send = self._send
-        assert send is not None
+        if not self.ready():
+            self.dropped += 1
+            return False
         seq = self._seq = (self._seq + 1) & 0xFFFF
         timestamp = (self._origin + timestamp) & 0xFFFFFFFF
-        packet = (
-            _HEADER.pack(self._first, (marker << 7) | self._pt, seq, timestamp, self._ssrc)
-            + self._prefix
-            + payload
-        )
+        if not self.write_rtp((marker << 7) | self._pt, seq, timestamp, self._ssrc, payload):
+            self.dropped += 1
+            return False
+        self.sent += 1
+        self._octets += len(payload)
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = self.STATS_EVERY
+            self._stats(timestamp)
+        return True
+
+    def ready(self) -> bool:
+        """Whether the connection is up (bound to its SRTP session and ICE pair) now."""
+        dtls = self._dtls
+        if self._send is None or dtls is None or dtls._tx_srtp is not self._session:
+            return self._bind()
+        return True
+
+    def write_rtp(self, second: int, seq: int, timestamp: int, ssrc: int, payload: bytes) -> bool:
+        """Write one RTP packet (``second``: its marker bit and payload type byte) with this
+        sender's header extensions; call after :meth:`ready`. Other kinds' senders
+        (``vhook.VideoSender``: RTX) write through this too."""
+        send = self._send
+        assert send is not None
+        packet = _HEADER.pack(self._first, second, seq, timestamp, ssrc) + self._prefix + payload
         size = len(packet)
         if size > SRTP_ROOM:
-            self.dropped += 1
             return False
         length = self._length
         length[0] = size
@@ -280,14 +295,7 @@ class DirectSender:
             send(buffer[0 : length[0]], self._addr)
         except Exception:  # closed under us, or a key change: rebind on the next packet
             self._send = None
-            self.dropped += 1
             return False
-        self.sent += 1
-        self._octets += len(payload)
-        self._countdown -= 1
-        if not self._countdown:
-            self._countdown = self.STATS_EVERY
-            self._stats(timestamp)
         return True
 
     def _stats(self, timestamp: int) -> None:

@@ -21,6 +21,7 @@ from ..errors import HemicycleError
 from ..media.recording import Recording
 from ..media.room import MediaNode
 from ..media.setup import MediaConfig
+from ..media.video import VideoConfig, VideoNode
 from ..node.app import Node
 from ..node.backends import Backends
 from ..node.ballots import Ballots
@@ -53,6 +54,7 @@ def features(settings: Settings, assembly: Assembly) -> list[Feature]:
         audio,  # audio (with the audio slice)
         Recording(audio),  # after audio: it taps the audio rooms, and stops before them
         SliceFeature(stage.SLICE),  # who is seen: the stage, the share, the pin
+        VideoNode(audio.config, VideoConfig.from_extra(assembly.extra, assembly.source)),
         Ballots(),  # secret ballots' frames and boxes
         Reactions(),
         Transcripts(),
