@@ -363,6 +363,7 @@
 
   // --- the module ----------------------------------------------------------------------------
   function init(hc) {
+    V.speaker = hc.assembly?.speaker ?? null; // this node's floor speaker at the welcome
     if (HC.video?.onsources) {
       HC.video.onsources((list) => {
         V.sources = new Set(Array.isArray(list) || list instanceof Set ? list : Object.keys(list || {}));

@@ -21,6 +21,7 @@ from ..errors import HemicycleError
 from ..media.recording import Recording
 from ..media.room import MediaNode
 from ..media.setup import MediaConfig
+from ..media.speaker import ActiveSpeaker
 from ..media.video import VideoConfig, VideoNode
 from ..node.app import Node
 from ..node.backends import Backends
@@ -53,6 +54,7 @@ def features(settings: Settings, assembly: Assembly) -> list[Feature]:
         SliceFeature(polls.SLICE),  # polls and votes
         audio,  # audio (with the audio slice)
         Recording(audio),  # after audio: it taps the audio rooms, and stops before them
+        ActiveSpeaker(audio),  # after audio: it taps each room's floor
         SliceFeature(stage.SLICE),  # who is seen: the stage, the share, the pin
         VideoNode(audio.config, VideoConfig.from_extra(assembly.extra, assembly.source)),
         Ballots(),  # secret ballots' frames and boxes
