@@ -129,13 +129,13 @@
 
   function showVideo(tile, source, quality) {
     const want = HC.video && (!V.sources || V.sources.has(source)) ? `${source}/${quality}` : null;
+    tile.el.classList.toggle("novideo", !want);
     if (want === tile.shown) return;
     try {
       if (want) HC.video.show(tile.video, source, quality);
       else if (tile.shown) HC.video.hide(tile.video);
     } catch (e) { console.warn("video", e); }
     tile.shown = want;
-    tile.el.classList.toggle("novideo", !want);
   }
 
   function dropTile(m, source) {
@@ -173,6 +173,7 @@
     m.box.dataset.layout = layout;
     const main = wanted.filter((el) => el.dataset.role !== "strip");
     const strip = wanted.filter((el) => el.dataset.role === "strip");
+    const focused = document.activeElement; // moving a tile blurs it: keyboard users keep it
     if (m.main.dataset.order !== main.map((el) => el.dataset.source).join()) {
       m.main.replaceChildren(...main);
       m.main.dataset.order = main.map((el) => el.dataset.source).join();
@@ -181,6 +182,7 @@
       m.strip.replaceChildren(...strip);
       m.strip.dataset.order = strip.map((el) => el.dataset.source).join();
     }
+    if (focused !== document.activeElement && focused?.isConnected) focused.focus();
     m.strip.hidden = !strip.length;
     m.empty.hidden = wanted.length > 0;
     m.empty.textContent = HC.t("stage.empty");
