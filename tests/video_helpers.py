@@ -40,6 +40,7 @@ def vp8_frames(
     gop: int = 30,
     bitrate: int = 1_500_000,
     grain: bool = False,
+    tint: int = 0,
 ) -> tuple[tuple[bytes, bool], ...]:
     """``count`` encoded frames ``(data, keyframe)`` of a picture whose colour moves.
 
@@ -47,11 +48,11 @@ def vp8_frames(
     """
     path = (
         Path(tempfile.gettempdir())
-        / f"hc-vp8-{width}x{height}-{count}-{gop}-{bitrate}-{grain:d}.bin"
+        / f"hc-vp8-{width}x{height}-{count}-{gop}-{bitrate}-{grain:d}-{tint}.bin"
     )
     with contextlib.suppress(OSError, ValueError):
         return tuple((bytes(d), bool(k)) for d, k in unpack(path.read_bytes()))
-    frames = _encode(width, height, count, gop, bitrate, grain)
+    frames = _encode(width, height, count, gop, bitrate, grain, tint)
     tmp = path.with_suffix(f".{os.getpid()}")
     tmp.write_bytes(pack([list(f) for f in frames]))
     tmp.replace(path)
@@ -59,7 +60,7 @@ def vp8_frames(
 
 
 def _encode(
-    width: int, height: int, count: int, gop: int, bitrate: int, grain: bool
+    width: int, height: int, count: int, gop: int, bitrate: int, grain: bool, tint: int
 ) -> tuple[tuple[bytes, bool], ...]:
     enc = av.CodecContext.create("libvpx", "w")
     enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
@@ -79,7 +80,9 @@ def _encode(
         # A bar that moves right, over grain (changing every frame) when ``grain``: the
         # encoder then has a camera's work, and frames a camera's sizes.
         noise = random.Random(n).randbytes(width) if grain else bytes(width)
-        for i, (plane, fill) in enumerate(zip(frame.planes, (0, (n * 8) % 256, 128), strict=True)):
+        for i, (plane, fill) in enumerate(
+            zip(frame.planes, (0, (n * 8 + tint) % 256, 128), strict=True)
+        ):
             stride = plane.line_size
             if i == 0:
                 rows = b"".join(
@@ -119,8 +122,10 @@ class Camera:
     one SSRC per layer, the RID header extension, 15-bit PictureID and TL0PICIDX, and a
     keyframe (the next one in its loop) when the node asks for one (PLI)."""
 
-    def __init__(self, client: Client, pc: RTCPeerConnection, layers: tuple[str, ...]) -> None:
-        self.client, self.pc, self.layers = client, pc, layers
+    def __init__(
+        self, client: Client, pc: RTCPeerConnection, layers: tuple[str, ...], tint: int = 0
+    ) -> None:
+        self.client, self.pc, self.layers, self.tint = client, pc, layers, tint
         self.reply: dict[str, Any] = {}
         self.ssrc = {q: random.randrange(1, 1 << 32) for q in layers}
         self.seq = {q: random.randrange(1 << 16) for q in layers}
@@ -153,7 +158,7 @@ class Camera:
         mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
         pt = self.pt
         for q in self.layers:
-            frames = vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q])
+            frames = vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q], tint=self.tint)
             n = self.index[q]
             if self.want_key[q]:
                 self.want_key[q] = False
@@ -185,7 +190,11 @@ class Camera:
         for n in range(frames):
             if self.stopped:
                 return
-            await self.send_frame()
+            try:
+                await self.send_frame()
+            except ConnectionError:  # the node closed us (a test of exactly that)
+                self.stopped = True
+                return
             delay = start + (n + 1) / fps - time.monotonic()
             if delay > 0:  # real-time pacing, as a camera sends
                 await asyncio.sleep(delay)
@@ -211,7 +220,7 @@ async def publish_camera(
     if len(layers) > 1:
         sdp = sdp.rstrip("\r\n") + "\r\n" + "".join(f"a=rid:{q} send\r\n" for q in layers)
         sdp += f"a=simulcast:send {';'.join(layers)}\r\n"
-    camera = Camera(client, pc, layers)
+    camera = Camera(client, pc, layers, tint=100 if what == "screen" else 0)
     camera.reply = await client.rpc("video.offer", purpose="publish", source=what, sdp=munge(sdp))
     if not camera.reply["ok"]:
         await pc.close()
