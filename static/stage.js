@@ -372,15 +372,58 @@
         HC.render();
       });
     }
-    const consoleStage = document.getElementById("console-stage");
-    if (consoleStage) mount(consoleStage, { mode: "speaker" });
-    else if (hc.you.role !== "interpreter" && hc.you.role !== "captioner") initSection(hc);
+    if (hc.you.role === "interpreter") initSpeaker(hc);
+    else if (hc.you.role !== "captioner") initSection(hc);
+    if ((hc.state.channels.sign || []).includes(hc.you.booth)) initSigner(hc);
+  }
+
+  // An interpreter sees the speaker: in the console's #console-stage when the page has one
+  // (it may come later than this module: render looks again), else in a section of its own.
+  let speakerMount = null;
+  function initSpeaker(hc) {
+    const host = document.getElementById("console-stage");
+    if (host) { speakerMount = { host, ctl: mount(host, { mode: "speaker" }) }; return; }
+    const section = h("section", { id: "speaker-section", "aria-labelledby": "speaker-h" },
+      h("h2", { id: "speaker-h", "data-t": "stage.speaker" }, hc.t("stage.speaker")));
+    (document.querySelector("main") || document.body).prepend(section);
+    speakerMount = { host: section, ctl: mount(section, { mode: "speaker" }) };
+  }
+  function followConsole() {
+    const host = document.getElementById("console-stage");
+    if (!speakerMount || !host || speakerMount.host === host) return;
+    speakerMount.ctl.unmount();
+    if (speakerMount.host.id === "speaker-section") speakerMount.host.remove();
+    speakerMount = { host, ctl: mount(host, { mode: "speaker" }) };
+  }
+
+  // A sign interpreter: their camera goes into the channel while they are on air (booth rules).
+  function initSigner(hc) {
+    const camera = h("button", { id: "sign-camera", class: "ghost", "aria-pressed": "false",
+      onclick: () => (V.publishing.has("camera") ? unpublish("camera") : publish("camera")) });
+    const status = h("p", { id: "sign-status", class: "muted", role: "status", "aria-live": "polite" });
+    (document.getElementById("features") || document.body).append(
+      h("section", { id: "sign-section", "aria-labelledby": "sign-h" },
+        h("h2", { id: "sign-h", "data-t": "stage.sign.camera" }, hc.t("stage.sign.camera")), status, camera));
+  }
+
+  function renderSigner(hc, s) {
+    const code = hc.you.booth;
+    const live = s.channels.channels[code]?.live === hc.you.pid;
+    if (!live) unpublish("camera");
+    const camera = document.getElementById("sign-camera");
+    camera.hidden = !HC.video || !live;
+    camera.textContent = hc.t(V.publishing.has("camera") ? "stage.camera.off" : "stage.camera.on");
+    camera.setAttribute("aria-pressed", String(V.publishing.has("camera")));
+    document.getElementById("sign-status").textContent =
+      hc.t(live ? "stage.sign.on_air" : "stage.sign.off_air", { name: signName(code) });
   }
 
   function render(hc) {
     const s = hc.state;
     if (!s.stage) return;
     if (document.getElementById("stage-section")) renderSection(hc, s);
+    if (document.getElementById("sign-section")) renderSigner(hc, s);
+    followConsole();
     for (const m of V.mounts) renderMount(m, s);
   }
 

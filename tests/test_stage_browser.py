@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from server.client import Client
+
+from .audio_helpers import loopback_ice, opus_tone, publish
 from .conftest import timeout
 
 pytestmark = pytest.mark.browser
@@ -129,10 +132,9 @@ async def test_a_viewer_picks_the_sign_channel_and_its_size(  # type: ignore[no-
         browser, node.url, invites.mint(room="plenary", role="participant", name="Ana"), (1440, 900)
     )
     signer = invites.mint(room="plenary", role="interpreter", name="Sam Signer", booth="ils")
-    from server.client import Client
-
-    sam = await Client.connect(node.url, signer)
-    assert sam.welcome["state"]["channels"]["sign"] == ["ils"]
+    sam = await open_page(browser, node.url, signer, (1366, 768))
+    assert await sam.evaluate("() => HC.state.channels.sign") == ["ils"]
+    await until(sam, "() => document.querySelector('#sign-status').textContent.includes('Take')")
     options = await ana.eval_on_selector_all(
         "#channel-picker option", "els => els.map(e => e.value)"
     )
@@ -140,7 +142,8 @@ async def test_a_viewer_picks_the_sign_channel_and_its_size(  # type: ignore[no-
     await ana.select_option("#stage-sign-pick", "ils")
     await until(ana, "() => !document.querySelector('.stage-sign').hidden")
     assert "no signer on air" in (await ana.text_content(".stage-sign figcaption") or "")
-    await sam.command("air.take")
+    await sam.click("#air-take")
+    await until(sam, "() => document.querySelector('#sign-status').textContent.includes('on air')")
     await until(
         ana,
         "() => document.querySelector('.stage-sign figcaption').textContent.includes('Sam Signer')",
@@ -155,5 +158,32 @@ async def test_a_viewer_picks_the_sign_channel_and_its_size(  # type: ignore[no-
     results = await Axe().run(ana, context="#stage-section")
     serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     assert serious == [], [(v["id"], v["help"]) for v in serious]
-    await sam.close()
-    assert ana.hc_errors == [], ana.hc_errors
+    await shot(sam, "signer-1366")
+    assert ana.hc_errors == [] and sam.hc_errors == [], (ana.hc_errors, sam.hc_errors)
+
+
+@pytest.mark.usefixtures(loopback_ice.__name__)
+async def test_the_interpreter_sees_the_speaker_the_floor_carries(  # type: ignore[no-untyped-def]
+    start_node, invites, browser
+) -> None:
+    node = await start_node()
+    chair = await Client.connect(node.url, invites.mint(room="plenary", role="moderator", name="C"))
+    ivan = await open_page(
+        browser,
+        node.url,
+        invites.mint(room="plenary", role="interpreter", name="Ivan", booth="es"),
+        (1366, 768),
+    )
+    tile = "#speaker-section .tile[data-role='main']"
+    await until(ivan, f"() => document.querySelector(\"{tile}\")?.dataset.target === '{chair.me}'")
+    bo = await Client.connect(node.url, invites.mint(room="plenary", role="participant", name="Bo"))
+    await chair.command("floor.grant", {"pid": bo.me})
+    mic = await publish(bo, "floor")
+    await mic.play(opus_tone(300, 60))  # 1.2 s of Bo on the floor
+    await until(ivan, f"() => document.querySelector(\"{tile}\")?.dataset.target === '{bo.me}'")
+    assert await ivan.text_content(f"{tile} figcaption") == "Bo"
+    await shot(ivan, "interpreter-1366")
+    await mic.close()
+    for c in (chair, bo):
+        await c.close()
+    assert ivan.hc_errors == [], ivan.hc_errors
