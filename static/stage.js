@@ -54,7 +54,6 @@
     sign: localStorage.getItem("hc.sign") || "",
     size: SIZES.includes(localStorage.getItem("hc.sign.size")) ? localStorage.getItem("hc.sign.size") : "medium",
     sources: null, // the video sources flowing (HC.video.onsources), null: unknown
-    publishing: new Set(),
     mounts: [],
   };
 
@@ -127,28 +126,34 @@
     return tile;
   }
 
+  // The viewing connection has a few tiles (assembly.video.max_tiles): the large ones are
+  // asked first, the strip gets what is left; a tile past the budget shows its name.
+  const maxTiles = () => (HC.assembly?.video || {}).max_tiles || 4;
+  const allTiles = () => V.mounts.flatMap((m) => [...m.tiles.values(), ...(m.signTile ? [m.signTile] : [])]);
   function showVideo(tile, source, quality) {
-    const want = HC.video && (!V.sources || V.sources.has(source)) ? `${source}/${quality}` : null;
+    const flowing = HC.video && (!V.sources || V.sources.has(source));
+    const room = tile.shown || allTiles().filter((t) => t.shown).length < maxTiles();
+    const want = flowing && room ? `${source}/${quality}` : null;
     tile.el.classList.toggle("novideo", !want);
     if (want === tile.shown) return;
-    try {
-      if (want) HC.video.show(tile.video, source, quality);
-      else if (tile.shown) HC.video.hide(tile.video);
-    } catch (e) { console.warn("video", e); }
+    const quiet = (p) => Promise.resolve(p).catch((e) => console.warn("video", e));
+    if (want) quiet(HC.video.show(tile.video, source, quality));
+    else if (tile.shown) quiet(HC.video.hide(tile.video));
     tile.shown = want;
   }
 
   function dropTile(m, source) {
     const tile = m.tiles.get(source);
-    if (tile.shown && HC.video) {
-      try { HC.video.hide(tile.video); } catch (e) { console.warn("video", e); }
-    }
+    if (tile.shown && HC.video) Promise.resolve(HC.video.hide(tile.video)).catch(() => {});
     tile.el.remove();
     m.tiles.delete(source);
   }
 
   function renderMount(m, s) {
     const { layout, tiles } = plan(s, m.mode);
+    const keep = new Set(tiles.map((t) => sourceOf(s, t.target)));
+    for (const source of [...m.tiles.keys()]) if (!keep.has(source)) dropTile(m, source);
+    if (m.sign) renderSign(m, s); // before the strip: the signer is never left without a tile
     const wanted = [];
     for (const t of tiles) {
       const source = sourceOf(s, t.target);
@@ -186,7 +191,6 @@
     m.strip.hidden = !strip.length;
     m.empty.hidden = wanted.length > 0;
     m.empty.textContent = HC.t("stage.empty");
-    if (m.sign) renderSign(m, s);
   }
 
   // The sign-language channel this viewer picked: its signer, beside the stage.
@@ -198,7 +202,7 @@
     const source = code ? `sign:${code}` : null;
     const live = code ? s.channels.channels[code]?.live : null;
     if (m.signTile && m.signTile.el.dataset.source !== source) {
-      if (m.signTile.shown && HC.video) HC.video.hide(m.signTile.video);
+      if (m.signTile.shown && HC.video) Promise.resolve(HC.video.hide(m.signTile.video)).catch(() => {});
       m.signTile.el.remove();
       m.signTile = null;
     }
@@ -240,14 +244,16 @@
 
   async function publish(kind) {
     if (!HC.video) return;
-    try { await HC.video.publish(kind); V.publishing.add(kind); } catch (e) {
+    try { await HC.video.publish(kind); } catch (e) {
       console.warn("publish", kind, e);
       if (kind === "screen") await quiet("share.stop");
     }
     HC.render();
   }
+  // What this page publishes is the video module's (a publisher the node closed is gone there).
+  const isPub = (kind) => Boolean(HC.video?.state?.publishing?.[kind]);
   function unpublish(kind) {
-    if (!V.publishing.delete(kind) || !HC.video) return;
+    if (!isPub(kind)) return;
     try { HC.video.unpublish(kind); } catch (e) { console.warn("unpublish", kind, e); }
   }
 
@@ -270,7 +276,7 @@
     const host = h("div", { id: "stage-area" });
     const pinLine = h("p", { id: "stage-pin", class: "muted", role: "status", "aria-live": "polite" });
     const camera = h("button", { id: "stage-camera", class: "ghost", "aria-pressed": "false", hidden: true,
-      onclick: () => (V.publishing.has("camera") ? unpublish("camera") : publish("camera")) });
+      onclick: () => (isPub("camera") ? unpublish("camera") : publish("camera")) });
     const share = h("button", { id: "stage-share", class: "ghost", hidden: true, onclick: async () => {
       const s = HC.state;
       if (s.stage.share?.pid === HC.you.pid) { unpublish("screen"); await quiet("share.stop"); }
@@ -314,8 +320,8 @@
     if (!mine.has("screen")) unpublish("screen");
     const camera = document.getElementById("stage-camera");
     camera.hidden = !HC.video || !mine.has("camera");
-    camera.textContent = hc.t(V.publishing.has("camera") ? "stage.camera.off" : "stage.camera.on");
-    camera.setAttribute("aria-pressed", String(V.publishing.has("camera")));
+    camera.textContent = hc.t(isPub("camera") ? "stage.camera.off" : "stage.camera.on");
+    camera.setAttribute("aria-pressed", String(isPub("camera")));
     const share = document.getElementById("stage-share");
     const sharing = s.stage.share?.pid === me;
     share.hidden = !HC.video || !(sharing || (mayShare(s, me) && !s.stage.share));
@@ -399,7 +405,7 @@
   // A sign interpreter: their camera goes into the channel while they are on air (booth rules).
   function initSigner(hc) {
     const camera = h("button", { id: "sign-camera", class: "ghost", "aria-pressed": "false",
-      onclick: () => (V.publishing.has("camera") ? unpublish("camera") : publish("camera")) });
+      onclick: () => (isPub("camera") ? unpublish("camera") : publish("camera")) });
     const status = h("p", { id: "sign-status", class: "muted", role: "status", "aria-live": "polite" });
     (document.getElementById("features") || document.body).append(
       h("section", { id: "sign-section", "aria-labelledby": "sign-h" },
@@ -412,8 +418,8 @@
     if (!live) unpublish("camera");
     const camera = document.getElementById("sign-camera");
     camera.hidden = !HC.video || !live;
-    camera.textContent = hc.t(V.publishing.has("camera") ? "stage.camera.off" : "stage.camera.on");
-    camera.setAttribute("aria-pressed", String(V.publishing.has("camera")));
+    camera.textContent = hc.t(isPub("camera") ? "stage.camera.off" : "stage.camera.on");
+    camera.setAttribute("aria-pressed", String(isPub("camera")));
     document.getElementById("sign-status").textContent =
       hc.t(live ? "stage.sign.on_air" : "stage.sign.off_air", { name: signName(code) });
   }

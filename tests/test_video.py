@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -315,6 +319,63 @@ async def test_video_crosses_nodes_on_redis_only_in_the_layers_needed(
     # The share stops on a: b's people see it go.
     await chair.rpc("video.close", pc="camera")
     await eventually(lambda: latest_sources(ana), until=lambda s: not s, message="gone on b")
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
+
+
+@contextlib.contextmanager
+def lossy(port: int, percent: int) -> Iterator[None]:
+    """Drop ``percent`` % of the UDP datagrams arriving at ``port`` (nftables, input hook:
+    a drop on output would only return EPERM to the sender; testing-on-loopback.md)."""
+    table = f"hcloss{port}"
+    nft = shutil.which("nft")
+    if nft is None:
+        pytest.fail("nftables is missing: the loss test needs it (apt-get install nftables)")
+    subprocess.run([nft, "add", "table", "inet", table], check=True)
+    try:
+        subprocess.run(
+            [nft, "add", "chain", "inet", table, "c", "{ type filter hook input priority 0; }"],
+            check=True,
+        )
+        subprocess.run(
+            [nft, "add", "rule", "inet", table, "c", "udp", "dport", str(port)]
+            + ["numgen", "random", "mod", "100", "<", str(percent), "drop"],
+            check=True,
+        )
+        yield
+    finally:
+        subprocess.run([nft, "delete", "table", "inet", table], check=True)
+
+
+def local_port(pc) -> int:  # type: ignore[no-untyped-def]
+    ice = pc.getTransceivers()[0].receiver.transport.transport
+    pair = ice._connection._nominated[1]
+    return int(pair.protocol.transport.get_extra_info("sockname")[1])
+
+
+async def test_at_three_percent_loss_a_viewer_gets_every_packet_by_rtx(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair, layers=("l",))
+    task = await playing(camera)
+    eye = await view(ana, tiles=1)
+    await eye.show((0, camera.source, "h"))
+    await eventually(lambda: len(eye.on(0)), until=lambda n: n > 0, message="a first packet")
+    outlet = video_room(node).peers[ana.you["conn"]].viewer.outlets[0]
+    with lossy(local_port(eye.pc), 3):
+        await eventually(
+            lambda: len(eye.on(0)), until=lambda n: n >= 400, timeout=40, message="400 packets"
+        )
+    await camera.play(10)  # the last NACKs are answered
+    assert outlet.sink.nacked > 0, "packets were lost on the way"
+    assert outlet.sink.retransmitted > 0
+    first = eye.on(0)[0].seq  # before the loss: every later seq is at or after it
+    seqs = {(g.seq - first) & 0xFFFF for g in eye.on(0)}
+    missing = set(range(max(seqs) + 1)) - seqs
+    assert len(missing) <= 2, f"{len(missing)} packets never arrived (the last NACKs aside)"
     task.cancel()
     await camera.close()
     await eye.close()

@@ -322,7 +322,8 @@ class VideoRoom:
         purpose = data.get("purpose")
         if purpose not in ("publish", "view"):
             raise BadArgs("'purpose' is 'publish' or 'view'")
-        sdp = arg_str(data, "sdp", max_len=MAX_SDP)
+        # A browser's offer takes ~2.5 kB per video m-section.
+        sdp = arg_str(data, "sdp", max_len=MAX_SDP + 6_000 * self.config.max_tiles)
         assert sdp is not None
         what = data.get("source", "camera")
         if purpose == "publish":
