@@ -179,7 +179,7 @@ async def test_the_interpreter_sees_the_speaker_the_floor_carries(  # type: igno
     bo = await Client.connect(node.url, invites.mint(room="plenary", role="participant", name="Bo"))
     await chair.command("floor.grant", {"pid": bo.me})
     mic = await publish(bo, "floor")
-    await mic.play(opus_tone(300, 60))  # 1.2 s of Bo on the floor
+    await mic.play(opus_tone(300, 150))  # 3 s of Bo on the floor
     await until(ivan, f"() => document.querySelector(\"{tile}\")?.dataset.target === '{bo.me}'")
     assert await ivan.text_content(f"{tile} figcaption") == "Bo"
     await shot(ivan, "interpreter-1366")
