@@ -11,7 +11,7 @@ from server.client import Client
 from server.media.relay import Frame
 from server.media.speaker import GAP, HOLD, MIN_TALK, Tracker
 
-from .audio_helpers import loopback_ice, opus_tone, publish
+from .audio_helpers import listen, loopback_ice, opus_tone, publish
 from .conftest import timeout
 
 LOUD, QUIET = 20, 90
@@ -70,6 +70,7 @@ async def test_a_node_names_the_floor_speaker_to_its_connections(start_node, inv
     def speaker_is(pid: str):  # type: ignore[no-untyped-def]
         return lambda m: m.get("kind") == "speaker" and m.get("pid") == pid
 
+    ear = await listen(ana)  # the node taps the floor it forwards to its listeners
     mic = await publish(chair, "floor")
     await mic.play(opus_tone(440, 100))  # 2 s of the chair (a loaded machine may stall frames)
     await ana.wait_message(speaker_is(chair.me), timeout(5))
@@ -79,7 +80,7 @@ async def test_a_node_names_the_floor_speaker_to_its_connections(start_node, inv
     await ana.wait_message(speaker_is(bo.me), timeout(5))
     late = await Client.connect(node.url, invites.mint(room="plenary", role="observer", name="L"))
     assert late.welcome["assembly"]["speaker"] == bo.me, "a new connection learns it at once"
-    for m in (mic, bos):
+    for m in (mic, bos, ear):
         await m.close()
     for c in (chair, bo, ana, late):
         await c.close()

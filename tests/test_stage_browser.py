@@ -178,6 +178,8 @@ async def test_the_interpreter_sees_the_speaker_the_floor_carries(  # type: igno
     await until(ivan, f"() => document.querySelector(\"{tile}\")?.dataset.target === '{chair.me}'")
     bo = await Client.connect(node.url, invites.mint(room="plenary", role="participant", name="Bo"))
     await chair.command("floor.grant", {"pid": bo.me})
+    await ivan.click("#listen-button")  # an interpreter listens to the floor
+    await until(ivan, "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected'", 10)
     mic = await publish(bo, "floor")
     await mic.play(opus_tone(300, 150))  # 3 s of Bo on the floor
     await until(ivan, f"() => document.querySelector(\"{tile}\")?.dataset.target === '{bo.me}'")

@@ -18,6 +18,7 @@ through silence.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..audio import FLOOR
 from ..errors import HemicycleError
 from ..node.feature import Feature
+from ..types import Event
 from .relay import SPEAKING, Frame
 from .room import MediaNode
 
@@ -41,6 +43,8 @@ MIN_TALK = 0.5
 """…while another has been speaking at least this long (a talkspurt, gaps under GAP)."""
 GAP = 0.3
 """A pause longer than this starts a new talkspurt."""
+WATCH = 0.5
+"""How often the taps follow the floor's listeners on this node (s)."""
 
 
 class Tracker:
@@ -71,42 +75,77 @@ class Tracker:
 
 
 class ActiveSpeaker(Feature):
-    """Taps each room's floor on this node; tells this node's connections who speaks."""
+    """Taps a room's floor on this node while the node has connections in the room (a node
+    subscribes only to what its own connections need); tells them who speaks."""
 
     name = "speaker"
 
     def __init__(self, audio: MediaNode) -> None:
         self.audio = audio
         self.trackers: dict[str, Tracker] = {}
+        self.tapped: set[str] = set()
 
     def welcome(self, hub: RoomHub) -> Mapping[str, Any]:
         tracker = self.trackers.get(hub.room)
         return {"speaker": tracker.speaker if tracker else None}
 
+    def _sync(self, hub: RoomHub) -> None:
+        """Tap the floor while something else here already takes it (a listener, a recording):
+        the tap never makes this node subscribe to the floor for itself."""
+        room = hub.room
+        tracker = self.trackers.get(room)
+        if tracker is None:
+            return
+        try:
+            media = self.audio.room(room)
+        except HemicycleError:
+            return
+        source = media.sources.get(FLOOR)
+        others = source is not None and (
+            bool(source.outlets) or any(t != tracker.feed for t in source.taps)
+        )
+        if others and room not in self.tapped:
+            media.tap(FLOOR, tracker.feed)
+            self.tapped.add(room)
+        elif not others and room in self.tapped:
+            self.tapped.discard(room)
+            media.untap(FLOOR, tracker.feed)
+
+    def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
+        self._sync(hub)
+
+    async def _watch(self, node: Host) -> None:
+        """Listeners come and go without a fold (their offers): look twice a second."""
+        while True:
+            await asyncio.sleep(WATCH)
+            for hub in node.hubs.values():
+                self._sync(hub)
+
     @contextlib.asynccontextmanager
     async def running(self, node: Host) -> AsyncIterator[None]:
-        taps: list[tuple[str, Callable[[Frame, float], None]]] = []
         for room, hub in node.hubs.items():
-            try:
-                media = self.audio.room(room)
-            except HemicycleError:
-                log.warning("room %s: no audio, no active speaker", room)
-                continue
-            tracker = self.trackers[room] = Tracker(_teller(hub))
-
-            media.tap(FLOOR, tracker.feed)
-            taps.append((room, tracker.feed))
+            self.trackers[room] = Tracker(_teller(hub))
+            self._sync(hub)
+        watch = asyncio.get_running_loop().create_task(self._watch(node))
         try:
             yield
         finally:
-            for room, tap in taps:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            for room in list(self.tapped):
                 with contextlib.suppress(HemicycleError):
-                    self.audio.room(room).untap(FLOOR, tap)
+                    self.audio.room(room).untap(FLOOR, self.trackers[room].feed)
+            self.tapped.clear()
             self.trackers.clear()
 
 
 def _teller(hub: RoomHub) -> Callable[[str | None], None]:
     def tell(pid: str | None) -> None:
-        hub.tell_local({"type": "ephemeral", "kind": "speaker", "pid": pid})
+        # Not from inside the packet path (a UDP callback deep in aiortc): the sends to the
+        # room's sockets run as a callback of their own, as the levels' task does.
+        asyncio.get_running_loop().call_soon(
+            hub.tell_local, {"type": "ephemeral", "kind": "speaker", "pid": pid}
+        )
 
     return tell
