@@ -30,6 +30,13 @@ the queries below (:func:`live`, :func:`coughing`, :func:`choice_of`, …), neve
     captions     {"original" | lang: [{n, pid, text, ts}…]}   the last CAPTION_KEEP lines
     chats        {"all" | lang: [{n, pid, text, ts}…]}        the last CHAT_KEEP messages
     signals      [{n, lang, pid, preset, ts, to}…]             the last SIGNAL_KEEP
+    sign         [lang…]   the channels that are sign-language video (config ``sign``)
+
+A sign-language channel (e.g. ``ils``, International Sign) is a channel like the others for
+its booth: one signer on air, handover, grace period — the same machinery, not a copy. It
+carries no audio (:func:`langs` lists only the spoken ones, which the audio routing reads),
+nobody listens to it (``channel.choose`` refuses it: viewers pick it on their page, the
+stage shows its signer), and no spoken booth relays from it.
 
 Captions, chats and signals live here, on the log, rather than on the bus: the log orders
 them across nodes and keeps the last lines for whoever joins late (docs/protocol.md).
@@ -124,18 +131,21 @@ def new_channel(lang: str, added: int | None = None) -> Channel:
 
 def init(config: RoomConfig) -> ChannelsState:
     extra = config.extra
+    sign = [x for x in extra.get("sign", ()) if x not in config.channels]
+    both = (*config.channels, *sign)
     handover_ms = _ms(extra.get("handover_seconds"), HANDOVER_MS)
     grace_ms = _ms(extra.get("grace_seconds"), GRACE_MS)
     return {
         "floor": config.floor,
         "fallback": config.fallback,
         "settings": {"handover_ms": handover_ms, "grace_ms": grace_ms},
-        "channels": {lang: new_channel(lang) for lang in config.channels},
+        "channels": {lang: new_channel(lang) for lang in both},
         "interpreters": {},
         "choice": {},
-        "captions": {ORIGINAL: [], **{lang: [] for lang in config.channels}},
-        "chats": {"all": [], **{lang: [] for lang in config.channels}},
+        "captions": {ORIGINAL: [], **{lang: [] for lang in both}},
+        "chats": {"all": [], **{lang: [] for lang in both}},
         "signals": [],
+        "sign": sign,
     }
 
 
@@ -149,8 +159,14 @@ def _ms(seconds: Any, default: int) -> int:
 
 
 def langs(state: State) -> list[str]:
-    """The room's channels, in the order they were added (the config's first)."""
-    return list(state["channels"]["channels"])
+    """The room's spoken channels, in the order they were added (the config's first)."""
+    sign = state["channels"]["sign"]
+    return [lang for lang in state["channels"]["channels"] if lang not in sign]
+
+
+def signs(state: State) -> list[str]:
+    """The room's sign-language channels (video: their signer is seen, not heard)."""
+    return list(state["channels"]["sign"])
 
 
 def live(state: State, lang: str) -> str | None:
@@ -266,7 +282,15 @@ def decide_choose(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     lang = args["lang"]
     if lang != ORIGINAL:
         _channel(state, lang)
+        _not_sign(state, lang)
     return [_chosen(actor.pid, lang)]
+
+
+def _not_sign(state: State, lang: str) -> None:
+    if lang in state["channels"]["sign"]:
+        raise Refused(
+            f"{lang!r} is a sign-language channel: it is seen, not heard", code="sign_channel"
+        )
 
 
 def _chosen(pid: str, lang: str) -> ChannelChosen:
@@ -515,6 +539,7 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
                 and pid not in ch["choice"]
                 and (first := p["lang"]) is not None
                 and first in ch["channels"]
+                and first not in ch["sign"]  # a sign channel is seen, not heard
             ):
                 out.append(_chosen(pid, first))  # a first visit hears their language
             for lang, channel in ch["channels"].items():
@@ -606,6 +631,7 @@ def decide_input(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     source = args["input"]
     if source != FLOOR:
         _channel(state, source)
+        _not_sign(state, source)
         if source == booth:
             raise Refused("you cannot relay your own channel", code="relay_loop")
         _refuse_loop(state, booth, source)
@@ -820,6 +846,7 @@ def view(state: State, person: Viewer | None) -> ChannelsState:
         "captions": copy.deepcopy(ch["captions"]),
         "chats": {},
         "signals": [],
+        "sign": list(ch["sign"]),
     }
     role, pid = person["role"], person["pid"]
     keys = {"pid:" + pid, "role:" + role}
@@ -901,6 +928,7 @@ __all__ = [
     "ORIGINAL",
     "FLOOR",
     "langs",
+    "signs",
     "live",
     "coughing",
     "fallback",

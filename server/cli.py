@@ -152,6 +152,16 @@ def demo_links(settings: Settings, assembly: Assembly) -> list[tuple[str, str]]:
                 pair=[floor, lang],
                 lang=lang,
             )
+    for lang in assembly.rooms[plenary].extra.get("sign", ()):
+        for name in (f"{lang} signer 1", f"{lang} signer 2"):
+            add(
+                f"Sign interpreter, {lang} channel: {name} ({floor}>{lang})",
+                plenary,
+                role=INTERPRETER,
+                name=name,
+                booth=lang,
+                pair=[floor, lang],
+            )
     add("Captioner (floor and every channel)", plenary, role=CAPTIONER, name="Captioner")
     for room in rooms[1:]:
         add(f"Chair of '{assembly.rooms[room].title}'", room, role=MODERATOR, name="Panel chair")

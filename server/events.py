@@ -478,6 +478,58 @@ class RecordingStopped(TypedDict):
     ts: int
 
 
+# --- stage (stage.py) ------------------------------------------------------------------------
+
+
+class StageAdded(TypedDict):
+    """The chair put ``pid`` on stage (a panelist: seen by everyone, may share a screen)."""
+
+    type: Literal["stage.added"]
+    pid: str
+    by: str
+
+
+class StageRemoved(TypedDict):
+    """The chair took ``pid`` off the stage."""
+
+    type: Literal["stage.removed"]
+    pid: str
+    by: str
+
+
+class StageLayout(TypedDict):
+    """The chair chose the layout everyone sees."""
+
+    type: Literal["stage.layout"]
+    layout: Literal["speaker", "grid", "screen"]
+    by: str
+
+
+class StagePinned(TypedDict):
+    """Shown large for all: a pid on stage, ``"screen"`` or ``null`` (``by`` null: the room)."""
+
+    type: Literal["stage.pinned"]
+    target: str | None
+    by: str | None
+
+
+class ShareStarted(TypedDict):
+    """``pid`` shares their screen (one share at a time)."""
+
+    type: Literal["share.started"]
+    pid: str
+    ts: int
+
+
+class ShareStopped(TypedDict):
+    """The share ended: stopped by its publisher or the chair (``by``), or by the room."""
+
+    type: Literal["share.stopped"]
+    pid: str
+    by: str | None
+    reason: Literal["stopped", "left", "off_stage"]
+
+
 # --- invites (invites.py) -------------------------------------------------------------------
 
 
@@ -556,6 +608,12 @@ Event = (
     | AudioUnmuted
     | RecordingStarted
     | RecordingStopped
+    | StageAdded
+    | StageRemoved
+    | StageLayout
+    | StagePinned
+    | ShareStarted
+    | ShareStopped
     | InviteMinted
     | InviteRevoked
     | RepresentativeAdded

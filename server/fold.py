@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, cast
 
-from . import audio, channels, invites, polls, rooms
+from . import audio, channels, invites, polls, rooms, stage
 from .errors import BadArgs, Forbidden, HemicycleError, UnknownType
 from .protocol import canonical
 from .types import (
@@ -55,6 +55,7 @@ DEFAULT_SLICES: tuple[Slice, ...] = (
     channels.SLICE,
     polls.SLICE,
     audio.SLICE,
+    stage.SLICE,
     invites.SLICE,
 )
 

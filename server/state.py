@@ -13,6 +13,7 @@ says so (a person's ``booth`` when their invite names none).
            channels  ChannelsState   channels.py: channels, booths, choices, captions, chats
            polls     PollsState      polls.py: the roll, proxies, polls and their ballots
            audio     AudioState      audio.py: muted microphones, the recording
+           stage     StageState      stage.py: who is on stage, the layout, the pin, the share
            invites   InvitesState    invites.py: invites minted and revoked, representatives
 """
 
@@ -157,6 +158,8 @@ class ChannelsState(TypedDict):
     captions: dict[str, list[Line]]
     chats: dict[str, list[Line]]
     signals: list[Signal]
+    sign: list[str]
+    """The channels that are sign-language video (booth rules, no audio), from the config."""
 
 
 # --- polls (polls.py, polls_core.py, polls_secret.py, polldefs.py, tally.py) -----------------
@@ -389,6 +392,27 @@ class AudioState(TypedDict):
     recording: Recording | None
 
 
+# --- stage (stage.py) ------------------------------------------------------------------------
+
+
+class Share(TypedDict):
+    """The one screen share: whose, since when."""
+
+    pid: str
+    since: int
+
+
+class StageState(TypedDict):
+    layout: Literal["speaker", "grid", "screen"]
+    """The chair's layout for everyone: speaker with a strip, a grid, the screen with the
+    speaker beside it."""
+    panel: list[str]
+    """Whom the chair put on stage, in order (moderators and the floor are on it anyway)."""
+    pin: str | None
+    """A pid on stage, or ``"screen"``, shown large for everyone; ``None``: the speaker."""
+    share: Share | None
+
+
 # --- invites (invites.py) -------------------------------------------------------------------
 
 
@@ -429,5 +453,7 @@ class State(TypedDict):
     channels: ChannelsState
     polls: PollsState
     audio: AudioState
+    stage: NotRequired[StageState]
+    """Present when the node folds the stage slice (it always does; tools may not)."""
     invites: NotRequired[InvitesState]
     """Present when the node folds the invites slice (it always does; tools may not)."""

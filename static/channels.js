@@ -139,7 +139,7 @@
   function renderListener(hc) {
     const s = hc.state.channels;
     const select = document.getElementById("channel-picker");
-    const langs = ["original", ...Object.keys(s.channels)];
+    const langs = ["original", ...Object.keys(s.channels).filter((l) => !(s.sign || []).includes(l))];
     if (select.dataset.langs !== langs.join() + hc.lang) {
       select.replaceChildren(...langs.map((l) => h("option", { value: l }, CH.langLabel(l))));
       select.dataset.langs = langs.join() + hc.lang;

@@ -61,9 +61,13 @@
   async function publish(what) {
     if (what !== "camera" && what !== "screen") throw { code: "bad_args", message: what };
     unpublish(what, false);
+    // Within the room's cap (a larger picture is refused by the node): a 1080p screen is
+    // scaled down by the browser before it is encoded.
+    const cap = HC.assembly.video || {};
+    const size = { width: { max: cap.max_width || 1280 }, height: { max: cap.max_height || 720 } };
     const stream = what === "camera"
       ? await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 } })
-      : await navigator.mediaDevices.getDisplayMedia({ video: true });
+      : await navigator.mediaDevices.getDisplayMedia({ video: size });
     const track = stream.getVideoTracks()[0];
     track.contentHint = what === "screen" ? "detail" : "motion";
     const pc = new RTCPeerConnection({ iceServers: iceServers(), bundlePolicy: "max-bundle" });
@@ -210,6 +214,7 @@
   }
 
   function init(hc) {
+    if (HC.stage) return; // the stage layout (static/stage.js) replaces this default stage
     const button = (what) => h("button", {
       id: `video-${what}`,
       onclick: () => (V.publishing[what] ? unpublish(what)

@@ -146,6 +146,7 @@ def record(config: RoomConfig) -> Session:
     for pid in PEOPLE:
         r.join(pid)  # person.joined; booth.assigned (interpreters); channel.chosen (ana: es)
     _core_and_audio(r)
+    _stage(r)
     _channels(r)
     _booths_away(r)
     _quick_poll(r)
@@ -177,6 +178,19 @@ def _core_and_audio(r: Recorder) -> None:
     r.do("chair", "recording.start", conn="n1~chair")
     r.do("chair", "recording.stop", conn="n1~chair")
     r.do("chair", "recording.start", conn="n1~chair")
+
+
+def _stage(r: Recorder) -> None:
+    r.do("chair", "stage.add", {"pid": "pan"})
+    r.do("chair", "stage.add", {"pid": "rep2"})
+    r.do("chair", "stage.layout", {"layout": "grid"})
+    r.do("pan", "share.start")
+    r.do("chair", "stage.pin", {"target": "screen"})
+    r.do("chair", "share.stop")  # share.stopped, and the room unpins (stage.pinned by null)
+    r.do("chair", "stage.pin", {"target": "rep2"})
+    r.do("chair", "stage.remove", {"pid": "rep2"})  # and unpinned
+    r.do("chair", "stage.layout", {"layout": "screen"})
+    r.do("pan", "share.start")  # still sharing at the end: the pages draw it
 
 
 def _channels(r: Recorder) -> None:

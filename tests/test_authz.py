@@ -96,6 +96,13 @@ COMMANDS: dict[str, frozenset[str]] = {
     "audio.unmute": CHAIR,
     "recording.start": CHAIR,
     "recording.stop": CHAIR,
+    # the stage (stage.py)
+    "stage.add": CHAIR,
+    "stage.remove": CHAIR,
+    "stage.layout": CHAIR,
+    "stage.pin": CHAIR,
+    "share.start": frozenset({PARTICIPANT, PANELIST, MODERATOR}),
+    "share.stop": frozenset({PARTICIPANT, PANELIST, MODERATOR}),
     # invites (invites.py)
     "invite.record": NODE_ONLY,
     "invite.revoke": CHAIR,

@@ -297,6 +297,6 @@ def test_demo_prints_two_interpreters_per_booth_and_a_captioner(assembly: Assemb
         if c["role"] == "interpreter":
             assert c["room"] == ROOM and c["pair"] == ["en", c["booth"]]
             booths.setdefault(c["booth"], []).append(c["name"])
-    assert {k: len(v) for k, v in booths.items()} == {"es": 2, "fr": 2, "ru": 2}
+    assert {k: len(v) for k, v in booths.items()} == {"es": 2, "fr": 2, "ru": 2, "ils": 2}
     assert any(c["role"] == "captioner" for c in claims)
     assert any("Interpreter, es booth" in label for label, _ in links)

@@ -230,6 +230,14 @@ def test_a_session_through_every_slice_produces_every_event_in_its_shape() -> No
     s.entry("chair", "moderator", "recording.start", {}, conn="n1~chair")
     s.system("recording.stop", {})
 
+    # the stage: a panelist, the layout, a pin, a share the chair stops (and the room unpins)
+    s.as_("chair", "stage.add", {"pid": "ana"})
+    s.as_("chair", "stage.layout", {"layout": "screen"})
+    s.as_("ana", "share.start")
+    s.as_("chair", "stage.pin", {"target": "screen"})
+    s.as_("chair", "share.stop")
+    s.as_("chair", "stage.remove", {"pid": "ana"})
+
     # invites: recorded, revoked; a representative added
     record = {"jti": "j1", "role": "participant", "name": "Ana", "org": "m0", "exp": 1}
     s.system("invite.record", {**record, "by": "chair"})

@@ -164,6 +164,7 @@ async def test_only_shown_sources_are_sent_and_a_stopped_share_disappears(
     node = await start_node()
     chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
     camera = await publish_camera(chair)
+    await chair.command("share.start")  # the room says who shares (stage.py): one at a time
     screen = await publish_camera(chair, "screen", layers=("h",))
     assert screen.source == f"{chair.me}:screen"
     tasks = [await playing(camera), await playing(screen)]

@@ -40,7 +40,7 @@ def browser_args(tmp_path: Path) -> list[str]:
 
 # The tile's picture, read back: its mean brightness (the clip's counter) and size.
 READ = """() => {
-  const v = document.querySelector('#video-grid video');
+  const v = document.querySelector('#stage-area .tile:not(.novideo) video');
   if (!v || !v.videoWidth) return null;
   const c = document.createElement('canvas');
   c.width = 32; c.height = 18;
@@ -58,7 +58,7 @@ async def open_page(browser: Any, url: str, token: str) -> Any:
     page.on("pageerror", lambda exc: print("page error:", exc))
     await page.goto(f"{url}/r/plenary#t={token}")
     await page.wait_for_function(
-        "() => HC.connected && HC.video && HC.video.state.els.grid", timeout=timeout(5) * 1000
+        "() => HC.connected && HC.video && HC.stage", timeout=timeout(5) * 1000
     )
     return page
 
@@ -100,20 +100,20 @@ async def test_a_member_sees_the_chairs_camera_and_a_small_tile_gets_the_low_lay
     ana = await open_page(
         browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
     )
-    assert await ana.is_hidden("#video-actions"), "a member without the floor has no camera"
-    await chair.click("#video-camera")
+    assert await ana.is_hidden("#stage-camera"), "a member off stage has no camera"
+    await chair.click("#stage-camera")
     await chair.wait_for_function(
         "() => { const p = HC.video.state.publishing.camera;"
         " return p && p.pc.connectionState === 'connected'; }",
         timeout=timeout(10) * 1000,
     )
-    assert await chair.text_content("#video-camera") == "Turn camera off"
+    assert await chair.text_content("#stage-camera") == "Turn camera off"
     await ana.wait_for_function(
-        "() => document.querySelectorAll('#video-grid video').length === 1",
+        "() => document.querySelectorAll('#stage-area .tile:not(.novideo)').length === 1",
         timeout=timeout(10) * 1000,
     )
     await ana.wait_for_function(
-        "() => { const v = document.querySelector('#video-grid video');"
+        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
         " return v && v.videoWidth > 0 && v.currentTime > 0; }",
         timeout=timeout(10) * 1000,
     )
@@ -123,24 +123,24 @@ async def test_a_member_sees_the_chairs_camera_and_a_small_tile_gets_the_low_lay
     assert set(room.publishers[source].layer_of.values()) == {"l", "m", "h"}
 
     await ana.evaluate(
-        f"() => HC.video.show(document.querySelector('#video-grid video'), '{source}', 'l')"
+        f"() => HC.video.show(document.querySelector('#stage-area .tile video'), '{source}', 'l')"
     )
     await ana.wait_for_function(
-        "() => document.querySelector('#video-grid video').videoWidth === 320",
+        "() => document.querySelector('#stage-area .tile video').videoWidth === 320",
         timeout=timeout(10) * 1000,
     )
     small = await advancing(ana, 3, 10)
     assert {s["w"] for s in small} == {320}, "the low layer advances too"
     await ana.evaluate(
-        f"() => HC.video.show(document.querySelector('#video-grid video'), '{source}', 'h')"
+        f"() => HC.video.show(document.querySelector('#stage-area .tile video'), '{source}', 'h')"
     )
     await ana.wait_for_function(
-        "() => document.querySelector('#video-grid video').videoWidth >= 640",
+        "() => document.querySelector('#stage-area .tile video').videoWidth >= 640",
         timeout=timeout(15) * 1000,
     )
-    await chair.click("#video-camera")
+    await chair.click("#stage-camera")
     await ana.wait_for_function(
-        "() => document.querySelectorAll('#video-grid video').length === 0",
+        "() => document.querySelectorAll('#stage-area .tile:not(.novideo)').length === 0",
         timeout=timeout(10) * 1000,
     )
     await ana.close()

@@ -213,10 +213,11 @@ class VideoRoom:
         sdp = arg_str(data, "sdp", max_len=MAX_SDP + 6_000 * self.config.max_tiles)
         assert sdp is not None
         what = data.get("source", "camera")
+        right: str | None = None
         if purpose == "publish":
             if what not in SOURCES:
                 raise BadArgs("'source' is 'camera' or 'screen'")
-            self.may_publish(peer.person["pid"], what)
+            right = self.may_publish(peer.person["pid"], what)
         lines = check_offer(sdp, purpose, self.config, self.media.allow_loopback)
         await self._close(peers, what if purpose == "publish" else "view")
         pc = RTCPeerConnection(self.media.rtc_configuration())
@@ -227,7 +228,7 @@ class VideoRoom:
             except Exception as exc:
                 raise BadArgs(f"the offer was refused: {exc}", code="bad_sdp") from None
             if purpose == "publish":
-                pub = VideoPublisher(peer, what, pc, self.config)
+                pub = VideoPublisher(peer, what, pc, self.config, right)
                 pub.rids = vhook.offered_rids(sdp)
                 pub.receiver = pc.getTransceivers()[0].receiver
                 vhook.tap_video(pub.receiver, lambda p: self.ingest(pub, p), pub.ssrc_of)
@@ -274,9 +275,15 @@ class VideoRoom:
         )
         return outlet
 
-    def may_publish(self, pid: str, what: str) -> None:
-        if what not in self.rights.get(pid, frozenset()):
-            raise Refused(f"you may not publish your {what} now", code="not_on_stage")
+    def may_publish(self, pid: str, what: str) -> str:
+        """The right ``pid`` publishes ``what`` under (a signer's camera: ``sign:<lang>``)."""
+        rights = self.rights.get(pid, frozenset())
+        if what in rights:
+            return what
+        sign = sorted(r for r in rights if r.startswith("sign:"))
+        if what == "camera" and sign:
+            return sign[0]
+        raise Refused(f"you may not publish your {what} now", code="not_on_stage")
 
     # -- packets ---------------------------------------------------------------------------
 
@@ -305,7 +312,7 @@ class VideoRoom:
             else:
                 q = "h"  # one encoding: the only layer there is
             pub.layer_of[packet.ssrc] = q
-        if pub.what not in self.rights.get(pub.pid, frozenset()):
+        if pub.right not in self.rights.get(pub.pid, frozenset()):
             counter.labels("off_stage").inc()
             return
         try:
@@ -433,7 +440,7 @@ class VideoRoom:
         """Re-read who may publish; close the publishers who may no longer."""
         self.rights = stage.video_publishers(self.hub.state)
         for pub in list(self.publishers.values()):
-            if pub.what not in self.rights.get(pub.pid, frozenset()):
+            if pub.right not in self.rights.get(pub.pid, frozenset()):
                 self._close_soon(pub, "not_on_stage", "you are no longer on stage")
 
     # -- the sources that publish ------------------------------------------------------------
@@ -636,7 +643,8 @@ class VideoNode(Feature):
     def welcome(self, hub: RoomHub) -> Mapping[str, Any]:
         room = self.rooms.get(hub.room)
         sources = room.known() if room is not None else {}
-        return {"video": {"sources": sources, "max_tiles": self.config.max_tiles}}
+        cap = {"max_width": self.config.max_width, "max_height": self.config.max_height}
+        return {"video": {"sources": sources, "max_tiles": self.config.max_tiles, **cap}}
 
     def room(self, room: str) -> VideoRoom:
         video = self.rooms.get(room)

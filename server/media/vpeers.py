@@ -65,11 +65,21 @@ class ByteBucket(TokenBucket):
 class VideoPublisher:
     """One published source (a camera or a screen): a receive-only peer connection."""
 
-    def __init__(self, peer: Peer, what: str, pc: RTCPeerConnection, config: VideoConfig) -> None:
+    def __init__(
+        self,
+        peer: Peer,
+        what: str,
+        pc: RTCPeerConnection,
+        config: VideoConfig,
+        right: str | None = None,
+    ) -> None:
         self.peer = peer
         self.pid: str = peer.person["pid"]
         self.what = what
-        self.source = f"{self.pid}:{what}"
+        self.right = right or what
+        """The right in ``stage.video_publishers`` it publishes under: ``camera``, ``screen``,
+        or ``sign:<lang>`` (a sign interpreter's camera is their channel's source)."""
+        self.source = self.right if self.right.startswith("sign:") else f"{self.pid}:{what}"
         self.pub = f"{peer.person['conn']}.{what}"
         self.pc = pc
         self.receiver: Any = None

@@ -43,6 +43,8 @@ ROOM_KEYS = (
     "voting",
     "handover_seconds",
     "grace_seconds",
+    "sign",
+    "stage_layout",
 )
 AGENDA_KEYS = ("title", "start", "minutes", "titles")
 MEDIA_KEYS = ("ice_servers", "server_ice_servers")
@@ -337,6 +339,12 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
             if seconds is not None and seconds <= 0:
                 raise r.fail(name, "must be a positive number of seconds")
         room_floor = r.lang("floor", floor)
+        spoken = r.langs("channels", list(languages))
+        sign = r.langs("sign", [])
+        if set(sign) & {*spoken, room_floor}:
+            raise r.fail("sign", "a sign-language channel cannot also be a spoken language")
+        if r.get("stage_layout", str, "speaker") not in ("speaker", "grid", "screen"):
+            raise r.fail("stage_layout", "expected 'speaker', 'grid' or 'screen'")
         _room_polls(r, rid, room_floor, members, member_tables)
         known = {"id", "title", "titles", "floor", "channels", "agenda", "fallback"}
         room_titles = r.get("titles", dict, {})
@@ -346,7 +354,7 @@ def parse_assembly(data: Mapping[str, Any], source: str = "<config>") -> Assembl
             id=rid,
             title=r.get("title", str, rid),
             floor=room_floor,
-            channels=r.langs("channels", list(languages)),
+            channels=spoken,
             agenda=tuple(agenda),
             members=tuple(members),
             fallback=fallback,

@@ -260,6 +260,11 @@ class RoomHub:
                 frame = shared[sink.codec] = encode(message, sink.codec)
             sink.deliver(frame, ephemeral=True)
 
+    def tell_local(self, message: dict[str, Any]) -> None:
+        """Send an ephemeral message to this node's connections in this room only (no bus):
+        for what each node derives alike on its own (the active speaker)."""
+        self._deliver_ephemeral(message)
+
     async def publish(self, message: dict[str, Any]) -> None:
         """Send an ephemeral message to every node's connections in this room (not logged)."""
         await self.backends.bus.publish(self.ephemeral_channel, pack(message))

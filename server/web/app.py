@@ -16,11 +16,12 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp
 
-from .. import channels, polls
+from .. import channels, polls, stage
 from ..errors import HemicycleError
 from ..media.recording import Recording
 from ..media.room import MediaNode
 from ..media.setup import MediaConfig
+from ..media.speaker import ActiveSpeaker
 from ..media.stagerec import StageRecording
 from ..media.video import VideoNode
 from ..media.vpeers import VideoConfig
@@ -56,6 +57,8 @@ def features(settings: Settings, assembly: Assembly) -> list[Feature]:
         SliceFeature(polls.SLICE),  # polls and votes
         audio,  # audio (with the audio slice)
         Recording(audio),  # after audio: it taps the audio rooms, and stops before them
+        ActiveSpeaker(audio),  # after audio: it taps each room's floor
+        SliceFeature(stage.SLICE),  # who is seen: the stage, the share, the pin
         video,
         StageRecording(audio, video),  # after video: it taps both, and stops before them
         Ballots(),  # secret ballots' frames and boxes
