@@ -45,7 +45,7 @@ class _App(Starlette):
 
 def features(settings: Settings, assembly: Assembly) -> list[Feature]:
     """The node's features, in start order (stopped in reverse)."""
-    media = MediaConfig.from_extra(assembly.extra, assembly.source)
+    media = MediaConfig.from_extra(assembly.extra, assembly.source, settings.turn_secret)
     audio = MediaNode(media.with_loopback(settings.loopback_media))
     return [
         SliceFeature(channels.SLICE),  # language channels and booths
