@@ -99,6 +99,7 @@
     const config = await iceConfig();
     if (!A.wantListen || A.pc) return;  // stopped, or another start won meanwhile
     const pc = new RTCPeerConnection(config);
+    if (HC.reach) HC.reach.track(pc);  // candidate errors from the start
     A.pc = pc;
     const main = pc.addTransceiver("audio", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
@@ -206,6 +207,7 @@
     const config = await iceConfig();
     if (!A.wantMic || A.mic) { for (const t of stream.getTracks()) t.stop(); return; }
     const pc = new RTCPeerConnection(config);
+    if (HC.reach) HC.reach.track(pc);  // candidate errors from the start
     const mic = { pc, stream, target, onAir: false };
     A.mic = mic;
     A.micAnalyser = analyse(stream);

@@ -33,14 +33,20 @@
 
   const current = (w) => R.watched[w.which] === w;
 
+  // Candidate errors come during gathering, before the answer: collect them from the start.
+  R.track = (pc) => {
+    pc.hcErrors = [];
+    pc.addEventListener("icecandidateerror", (e) => pc.hcErrors.push(e.errorCode));
+  };
+
   R.watch = (pc, which, restart) => {
     const before = R.watched[which];
     if (before) clearTimers(before);
     const w = { pc, which, restart, state: before && before.state !== "ok" && before.ever
       ? "reconnecting" : "connecting", ever: before ? before.ever : false, cause: "",
-      errors: [], timer: 0, lost: 0 };
+      timer: 0, lost: 0 };
     R.watched[which] = w;
-    pc.addEventListener("icecandidateerror", (e) => w.errors.push(e.errorCode));
+    if (!pc.hcErrors) R.track(pc);
     pc.addEventListener("connectionstatechange", () => changed(w));
     w.timer = setTimeout(() => {
       if (current(w) && pc.connectionState !== "connected") fail(w);
@@ -99,7 +105,7 @@
     const servers = w.pc.getConfiguration().iceServers || [];
     const turn = servers.some((s) => [].concat(s.urls).some((u) => /^turns?:/.test(u)));
     if (!turn) return "reach.cause.no_turn";
-    if (w.errors.includes(401)) return "reach.cause.turn_auth";
+    if (w.pc.hcErrors.includes(401)) return "reach.cause.turn_auth";
     return "reach.cause.blocked";
   }
 
