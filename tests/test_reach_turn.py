@@ -48,7 +48,9 @@ SELECTED = """async () => {
   if (!pair) return null;
   const local = stats.get(pair.localCandidateId);
   return { type: local.candidateType, relayProtocol: local.relayProtocol || null,
-           url: local.url || null };
+           url: local.url || null,
+           rtt: [pair.currentRoundTripTime, pair.totalRoundTripTime / pair.responsesReceived,
+                 pair.responsesReceived] };
 }"""
 
 
@@ -74,7 +76,7 @@ async def floor_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
     return chair, ana
 
 
-@pytest.mark.parametrize("transport", ["tcp", "tls"])
+@pytest.mark.parametrize("transport", ["direct", "tcp", "tls"])
 async def test_floor_heard_through_coturn_with_udp_blocked(
     start_node,
     invites,
@@ -84,18 +86,31 @@ async def test_floor_heard_through_coturn_with_udp_blocked(
     rules: Rules,  # noqa: F811
     transport,
 ) -> None:  # type: ignore[no-untyped-def]
-    node = await start_node(config=with_turn(assembly, turn_server.urls(transport)))
-    rules.set(BLOCK_UDP)
+    """With TURN over TCP or TLS and UDP blocked, the selected pair is the relay; "direct"
+    (UDP open, no TURN) is the reference for the round-trip time printed (``-s``)."""
+    relayed = transport != "direct"
+    config = with_turn(assembly, turn_server.urls(transport)) if relayed else assembly
+    node = await start_node(config=config)
+    if relayed:
+        rules.set(BLOCK_UDP)
     chair, ana = await floor_heard(browser, node, invites)
     selected = await ana.evaluate(SELECTED)
-    assert selected == {
-        "type": "relay",
-        "relayProtocol": transport,
-        "url": turn_server.urls(transport)[0],
-    }, selected
-    assert "drop" in rules.counters()
-    # The credentials were per person and checked by coturn (it logs each allocation).
-    assert "ALLOCATE" in turn_server.log and "success" in turn_server.log
+    now, mean, count = selected.pop("rtt")
+    print(
+        f"reach turn: {transport} path, listener's ICE round trip {now * 1000:.1f} ms now, "
+        f"{mean * 1000:.1f} ms mean of {count}"
+    )
+    if relayed:
+        assert selected == {
+            "type": "relay",
+            "relayProtocol": transport,
+            "url": turn_server.urls(transport)[0],
+        }, selected
+        assert "drop" in rules.counters()
+        # The credentials were per person and checked by coturn (it logs each allocation).
+        assert "ALLOCATE" in turn_server.log and "success" in turn_server.log
+    else:
+        assert selected["type"] == "host", selected
     assert await ana.is_hidden("#reach-box")
     await chair.close()
     await ana.close()
