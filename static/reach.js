@@ -58,7 +58,7 @@
   R.note = (which) => {
     const w = R.watched[which];
     if (!w) return "";
-    if (w.state === "failed") return `reach.failed.${which}`;
+    if (w.state === "failed") return "reach.none";  // the box below says why
     if (w.state === "reconnecting") return "reach.reconnecting";
     return "";
   };
