@@ -122,8 +122,10 @@ class Ear:
         await self.pc.close()
 
 
-async def listen(client: Client, tracks: int = 2) -> Ear:
-    pc = RTCPeerConnection(CONFIG)
+async def listen(
+    client: Client, tracks: int = 2, config: RTCConfiguration = CONFIG, wait: float = 5.0
+) -> Ear:
+    pc = RTCPeerConnection(config)
     for _ in range(tracks):
         pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
@@ -148,7 +150,7 @@ async def listen(client: Client, tracks: int = 2) -> Ear:
         raise AssertionError(f"listen refused: {reply}")
     await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
     ear.offers += 1
-    await connected(pc)
+    await connected(pc, wait)
     return ear
 
 
