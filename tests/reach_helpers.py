@@ -295,3 +295,12 @@ def node_port(pc: Any) -> int:
     if pair is None:
         raise AssertionError("the peer connection has no nominated pair yet")
     return int(pair.local_candidate.port)
+
+
+def browser_port(pc: Any) -> int:
+    """The browser's UDP port on a node-side aiortc peer connection's nominated pair."""
+    transport = pc.getTransceivers()[0].sender.transport.transport
+    pair = transport._connection._nominated.get(1)
+    if pair is None:
+        raise AssertionError("the peer connection has no nominated pair yet")
+    return int(pair.remote_candidate.port)
