@@ -25,8 +25,8 @@ pytestmark = pytest.mark.usefixtures("loopback_ice")
 async def test_a_listener_without_a_path_is_counted_then_closed(
     start_node,
     invites,
-    rules: Rules,
-    monkeypatch,  # noqa: F811
+    rules: Rules,  # noqa: F811
+    monkeypatch,
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(signalling, "NO_PATH_AFTER", 1.0)
     monkeypatch.setattr(signalling, "CLOSE_UNCONNECTED_AFTER", 3.0)
