@@ -95,14 +95,16 @@ class Routes:
     def hearing(self, pid: str, role: str) -> tuple[str | None, str | None]:
         """``(main, under)``: what ``pid``'s two listening tracks carry.
 
-        ``under`` is the floor beneath an interpretation (the browser sets its level), or
-        ``None`` when the main track already is the floor or the person is an interpreter.
+        ``under`` is the floor beneath an interpretation (the browser sets its level); for an
+        interpreter off air, their booth's channel while a partner is live in it; else ``None``.
         """
         if role == INTERPRETER and pid in self.booths:
+            booth = self.booths[pid]
             wanted = self.inputs.get(pid, FLOOR)
-            if wanted == self.booths[pid]:
+            if wanted == booth:
                 wanted = FLOOR  # never one's own channel echoed back
-            return self.carries(wanted), None
+            partner = self.live.get(booth)
+            return self.carries(wanted), (booth if partner not in (None, pid) else None)
         main = self.carries(self.choice.get(pid, FLOOR))
         return main, (FLOOR if main not in (FLOOR, None) else None)
 

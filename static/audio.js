@@ -107,7 +107,7 @@
       const stream = new MediaStream([e.track]);
       const el = e.transceiver === main ? A.els.main : A.els.under;
       el.srcObject = stream;
-      el.play().catch(() => {});
+      el.play().catch((err) => { if (err.name === "NotAllowedError") blockedAutoplay(); });
       if (e.transceiver === main) A.analyser = analyse(stream);
       setUnderVolume();
     };
@@ -199,11 +199,14 @@
     let stream;
     try {
       stream = await navigator.mediaDevices.getUserMedia(micConstraints(hc));
-    } catch {
+    } catch (err) {
       A.wantMic = false;
+      A.micError = err && err.name === "NotAllowedError" ? "denied" : "unavailable";
       HC.explain({ code: "mic_denied", message: "microphone refused" });
+      HC.render();
       return;
     }
+    A.micError = null;
     const config = await iceConfig();
     if (!A.wantMic || A.mic) { for (const t of stream.getTracks()) t.stop(); return; }
     const pc = new RTCPeerConnection(config);
@@ -324,12 +327,33 @@
       main: section.querySelector("#audio-main"), under: section.querySelector("#audio-under"),
       meter: section.querySelector("#audio-meter"), micMeter: section.querySelector("#mic-meter"),
     };
+    placeForListeners(hc, section);
     setInterval(tickMeters, 100);
     setInterval(() => {  // forget microphones that stopped sending levels
       const now = Date.now();
       for (const [pid, l] of Object.entries(A.levels)) if (now - l.at > 2000) delete A.levels[pid];
     }, 1000);
   }
+
+  // Everyone but interpreters (their console has its own): one "Listen in …" control beside
+  // the channel picker (issue 11: two controls had to be pressed before any sound), and the
+  // microphone beside "You have the floor". The Audio card keeps only the chair's board.
+  function placeForListeners(hc, section) {
+    if (hc.you.role === "interpreter") return;
+    const picker = document.getElementById("channel-section");
+    if (picker) {
+      const box = h("div", { id: "listen-box", class: "listen-box" },
+        section.querySelector("#listen-button").parentNode, section.querySelector("#hearing"),
+        section.querySelector("#audio-meter").parentNode, section.querySelector("#under-row"));
+      picker.querySelector("label").after(box);
+      picker.querySelector("h2").after(section.querySelector("#rec-badge"));
+    }
+    const speak = document.getElementById("you-speak");
+    if (speak) speak.after(section.querySelector("#mic-box"));
+    section.hidden = !hc.isChair();
+  }
+  A.start = () => startListening();
+  A.stop = () => stopListening(false);
 
   function langLabel(hc, source) {
     return source === "floor" ? hc.t("audio.original") : hc.langName(source);
@@ -338,7 +362,12 @@
   function render(hc) {
     const listenButton = document.getElementById("listen-button");
     if (!listenButton) return;
-    listenButton.textContent = hc.t(A.wantListen ? "audio.stop" : "audio.listen");
+    const choice = ((hc.state.channels || {}).choice || {})[hc.you.pid] || "original";
+    const floorLang = hc.langName((hc.state.channels || {}).floor || "en");
+    listenButton.textContent = A.wantListen ? hc.t("audio.stop")
+      : hc.you.role === "interpreter" ? hc.t("audio.listen")
+      : choice === "original" ? hc.t("listen.original", { lang: floorLang })
+      : hc.t("listen.in", { lang: hc.langName(choice) });
     listenButton.setAttribute("aria-pressed", A.wantListen ? "true" : "false");
     A.hearing = hearing(hc);
     const connecting = A.wantListen && (!A.pc || A.pc.connectionState !== "connected");
@@ -432,6 +461,51 @@
       welcomed = true;
     }
   }
+
+  // --- for the interpreter console (static/booth.js) ------------------------------------
+  // The console never asks for the air without a publishing microphone: it awaits
+  // publishMic() first, which starts the microphone when needed and resolves to whether it
+  // publishes (reasons in A.micError: "denied", "unavailable", "failed").
+
+  function publishing() {
+    const mic = A.mic;
+    if (!mic || mic.pc.connectionState !== "connected") return false;
+    const track = mic.stream.getAudioTracks()[0];
+    return Boolean(track && track.readyState === "live");
+  }
+
+  async function publishMic(hc, within = 15000) {
+    if (publishing()) return true;
+    if (!A.wantMic || !A.mic) await startMic(hc);
+    const until = Date.now() + within;
+    while (A.mic && !publishing() && Date.now() < until
+           && !["failed", "closed"].includes(A.mic.pc.connectionState)) {
+      await new Promise((r) => { setTimeout(r, 50); });
+    }
+    if (publishing()) return true;
+    if (!A.micError) A.micError = "failed";
+    return false;
+  }
+
+  function blockedAutoplay() {
+    if (A.blocked) return;
+    A.blocked = true;
+    HC.render();
+    const resume = () => {
+      A.blocked = false;
+      if (A.ctx) A.ctx.resume();
+      for (const el of [A.els.main, A.els.under]) if (el && el.srcObject) el.play().catch(() => {});
+      HC.render();
+    };
+    window.addEventListener("pointerdown", resume, { once: true, capture: true });
+    window.addEventListener("keydown", resume, { once: true, capture: true });
+  }
+
+  Object.assign(A, {
+    publishing, publishMic, stopMic: () => stopMic(false), setUnder,
+    listen: () => (A.wantListen ? undefined : startListening()),
+    micDb: () => dbOf(A.micAnalyser), context, blocked: false, micError: null,
+  });
 
   HC.register({ name: "audio", appliers, init, render, onMessage });
 })();

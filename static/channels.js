@@ -125,6 +125,8 @@
   function initListener(hc) {
     const select = h("select", { id: "channel-picker", onchange: () => {
       CH.quiet("channel.choose", { lang: select.value });
+      // Picking a language is asking to hear it: start the audio too (static/audio.js).
+      if (HC.audio && !HC.audio.wantListen) HC.audio.start();
     } });
     features().append(h("section", { id: "channel-section", "aria-labelledby": "channel-h" },
       h("h2", { id: "channel-h", "data-t": "ch.title" }, hc.t("ch.title")),
@@ -198,7 +200,8 @@
 
   // --- the chair's booth board ---------------------------------------------------------------
   function initBoard(hc) {
-    const input = h("input", { id: "channel-add-input", maxlength: 20 });
+    const input = h("input", { id: "channel-add-input", maxlength: 20,
+      "aria-label": hc.t("board.add_placeholder"), "data-t-label": "board.add_placeholder" });
     features().append(h("section", { id: "booth-board", class: "wide", "aria-labelledby": "board-h" },
       h("h2", { id: "board-h", "data-t": "board.title" }, hc.t("board.title")),
       h("div", { id: "board-signals", role: "region", "aria-live": "assertive" }),

@@ -19,6 +19,12 @@
 // HC.command(name, args) returns a promise of the reply; it rejects with {code, message}.
 // Commands still unanswered when the socket drops are re-sent with the same cid after the
 // reconnect: the server folds a cid once, so a retry is never counted twice.
+// A heartbeat finds a network that is gone without a close (a laptop's Wi-Fi, a tunnel): a
+// ping after PING_MS of quiet, and nothing heard for SILENT_MS means offline — the socket is
+// dropped and the page reconnects, showing the offline banner (#offline) with the actions
+// still waiting (HC.waiting()); on return each is sent again and a toast says it went
+// through (a refusal is explained by the caller, as always). A socket not back within
+// BANNER_AFTER_MS of a close shows the banner too.
 "use strict";
 
 const HC = (() => {
@@ -26,6 +32,10 @@ const HC = (() => {
   // One hour cycle per locale, used by every time shown: 24-hour in all four (the convention
   // of international meetings; the agenda, chat, signals and booth times agree).
   const HOUR_CYCLE = { en: "h23", es: "h23", fr: "h23", ru: "h23" };
+  // Heartbeat (issue 11: "offline for 50 s, the status stayed Connected"): the banner must
+  // show within 5 s of the network going away, so silence for 4 s is offline.
+  const PING_MS = 1500, SILENT_MS = 4000, CONNECT_MS = 5000, WELCOME_MS = 15000;
+  const BANNER_AFTER_MS = 2000;
   const modules = [];
   const strings = { en: {}, es: {}, fr: {}, ru: {} };
   const appliers = {};
@@ -38,11 +48,15 @@ const HC = (() => {
   let drainedBefore = false; // the last close was a drain (4010)
   let started = false;
   let stopped = false;
+  let heardAt = 0; // when the socket last brought anything (a pong, an event)
+  let pingedAt = 0;
+  let bannerTimer = null;
 
   const hc = {
     state: null, you: null, assembly: null, room: null, last: null, token: null,
     lang: "en", connected: false, clockOffset: 0, status: "connecting",
     drains: 0, // times a draining node (4010) sent this page elsewhere
+    offline: false, // the banner is up: the network is gone, or the socket has not come back
 
     register(mod) {
       modules.push(mod);
@@ -96,9 +110,16 @@ const HC = (() => {
       const cid = `${cidPrefix}-${++cidCounter}`;
       const msg = { type: "command", cid, name, args };
       return new Promise((resolve, reject) => {
-        pending.set(cid, { msg, resolve, reject });
+        pending.set(cid, { msg, resolve, reject, queued: !hc.connected || hc.offline });
         send(msg);
+        if (!hc.connected || hc.offline) { renderBanner(); hc.render(); } // shown as pending
       });
+    },
+
+    // The commands sent but not answered yet, oldest first: [{name, args, queued}] (queued:
+    // issued or caught while offline — the banner and the controls show them as pending).
+    waiting() {
+      return [...pending.values()].map((p) => ({ name: p.msg.name, args: p.msg.args, queued: p.queued }));
     },
 
     send(msg) { send(msg); },
@@ -166,7 +187,55 @@ const HC = (() => {
     hc.status = status;
     const el = document.getElementById("status");
     if (el) { el.dataset.status = status; el.textContent = hc.t(`status.${status}`); }
+    renderBanner();
   }
+
+  // The offline banner: what happened, and the actions waiting to be sent.
+  function renderBanner() {
+    const box = document.getElementById("offline");
+    if (!box) return;
+    box.hidden = !hc.offline;
+    if (!hc.offline) return;
+    for (const p of pending.values()) p.queued = true; // unanswered at the drop: resent later
+    const names = [...pending.values()].map((p) => actionName(p.msg.name));
+    const text = box.querySelector(".offline-text") || box.appendChild(hc.h("p", { class: "offline-text" }));
+    text.textContent = hc.t("offline.banner");
+    const list = box.querySelector(".offline-waiting") || box.appendChild(hc.h("p", { class: "offline-waiting" }));
+    list.textContent = names.length ? hc.t("offline.waiting", { actions: names.join(", ") }) : "";
+    list.hidden = !names.length;
+    box.dataset.waiting = String(names.length);
+  }
+
+  function actionName(name) {
+    const key = `action.${name}`;
+    return hc.t(key) !== key ? hc.t(key) : hc.t("action.any");
+  }
+
+  function goOffline() {
+    if (hc.offline || stopped) return;
+    hc.offline = true;
+    setStatus("offline");
+    hc.render();
+  }
+
+  // Nothing heard for SILENT_MS on an open socket: the network is gone. Drop the socket
+  // without waiting for a closing handshake that cannot arrive, and reconnect.
+  let tickedAt = Date.now();
+  setInterval(() => {
+    const gap = Date.now() - tickedAt;
+    tickedAt = Date.now();
+    if (!ws || stopped || ws.readyState !== WebSocket.OPEN) return;
+    // Before the welcome the node may be busy (a large snapshot): only a socket that has not
+    // been welcomed in WELCOME_MS is given up.
+    if (!hc.connected) { if (Date.now() - heardAt > WELCOME_MS) abandon(ws, 1006); return; }
+    // A late tick means this timer was held back (a background tab, a sleeping laptop), not
+    // that the node is silent: ask once more and judge on the next ticks.
+    if (gap > 4 * 250) { heardAt = Math.max(heardAt, Date.now() - PING_MS - 1); pingedAt = 0; }
+    const quiet = Date.now() - heardAt;
+    if (quiet > SILENT_MS) { goOffline(); abandon(ws, 1006); return; }
+    // Pings count against the frame rate (docs/security.md): only when the socket is quiet.
+    if (quiet > PING_MS && Date.now() - pingedAt > PING_MS) { pingedAt = Date.now(); send({ type: "ping" }); }
+  }, 250);
 
   function send(msg) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
@@ -176,23 +245,41 @@ const HC = (() => {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     let url = `${proto}//${location.host}/ws?token=${encodeURIComponent(hc.token)}`;
     if (hc.last) url += `&after=${encodeURIComponent(hc.last)}`;
-    setStatus(hc.state ? "reconnecting" : "connecting");
-    ws = new WebSocket(url, ["hemicycle.json"]);
-    ws.onmessage = (e) => receive(JSON.parse(e.data));
-    ws.onclose = (e) => {
-      hc.connected = false;
-      if (stopped) { setStatus("left"); return; }
-      if ([4001, 4003, 4004, 4006, 4007].includes(e.code)) { setStatus("refused"); return; }
-      if (e.code === 4009) { setStatus("displaced"); return; } // a newer window took over
-      setStatus("reconnecting");
-      // 4010: the node drains. Reconnect at once (the load balancer picks another node) and
-      // resume after hc.last; a node that still drains on the next try gets the backoff.
-      const drained = e.code === 4010 && !drainedBefore;
-      drainedBefore = e.code === 4010;
-      hc.drains += drained ? 1 : 0;
-      setTimeout(connect, drained ? 0 : retryDelay);
-      if (!drained) retryDelay = Math.min(retryDelay * 2, 5000);
-    };
+    if (!hc.offline) setStatus(hc.state ? "reconnecting" : "connecting");
+    const sock = new WebSocket(url, ["hemicycle.json"]);
+    ws = sock;
+    heardAt = Date.now();
+    sock.onmessage = (e) => { heardAt = Date.now(); receive(JSON.parse(e.data)); };
+    sock.onclose = (e) => closed(e.code);
+    // A connection that hangs (the network is still gone) is given up and tried again.
+    setTimeout(() => { if (ws === sock && sock.readyState === WebSocket.CONNECTING) abandon(sock, 1006); },
+               CONNECT_MS);
+  }
+
+  function abandon(sock, code) {
+    if (ws !== sock) return;
+    sock.onclose = null; sock.onmessage = null;
+    try { sock.close(); } catch { /* already closing */ }
+    closed(code);
+  }
+
+  function closed(code) {
+    ws = null;
+    hc.connected = false;
+    if (stopped) { setStatus("left"); return; }
+    if ([4001, 4003, 4004, 4006, 4007].includes(code)) { setStatus("refused"); return; }
+    if (code === 4009) { setStatus("displaced"); return; } // a newer window took over
+    setStatus(hc.offline ? "offline" : "reconnecting");
+    // Not back within BANNER_AFTER_MS: say so (a drain or a blip reconnects before that).
+    clearTimeout(bannerTimer);
+    bannerTimer = setTimeout(() => { if (!hc.connected) goOffline(); }, BANNER_AFTER_MS);
+    // 4010: the node drains. Reconnect at once (the load balancer picks another node) and
+    // resume after hc.last; a node that still drains on the next try gets the backoff.
+    const drained = code === 4010 && !drainedBefore;
+    drainedBefore = code === 4010;
+    hc.drains += drained ? 1 : 0;
+    setTimeout(connect, drained ? 0 : retryDelay);
+    if (!drained) retryDelay = Math.min(retryDelay * 2, hc.offline ? 2000 : 5000);
   }
 
   // Frames wait here while the invite's language loads (before the first welcome is handled),
@@ -237,6 +324,8 @@ const HC = (() => {
         if (!msg.resumed) hc.state = msg.state;
         hc.last = msg.last;
         hc.connected = true; retryDelay = 250; drainedBefore = false;
+        clearTimeout(bannerTimer);
+        hc.offline = false;
         setStatus("connected");
         if (!started) {
           started = true;
@@ -253,6 +342,7 @@ const HC = (() => {
         const p = pending.get(msg.cid);
         if (p) {
           pending.delete(msg.cid);
+          if (p.queued && msg.ok) hc.toast(hc.t("offline.sent", { action: actionName(p.msg.name) }));
           msg.ok ? p.resolve(msg) : p.reject(msg);
         }
         break;

@@ -9,7 +9,7 @@
   const { h } = HC;
   const C = window.BallotCrypto;
   const LANGS = ["en", "es", "fr", "ru"];
-  const ui = { confirm: new Map(), busy: new Set(), changing: new Set(), focus: null };
+  const ui = { confirm: new Map(), busy: new Set(), changing: new Set(), focus: null, proxyTo: null };
   const frames = new Map(); // cid -> {msg, resolve, reject}: ballot frames awaiting a reply
   let frameCount = 0;
   let attendance = null;
@@ -231,7 +231,9 @@
     const box = h("div", { class: "ballot", id: `card-${k}`, tabindex: "-1" }, title ? h("h4", {}, title) : null);
     if (poll.secret) box.append(mixLine(poll));
     if (ui.busy.has(k)) {
-      box.append(h("p", { role: "status" }, HC.t("poll.casting")));
+      // Offline, the sealed ballot waits on this device and goes when the page is back.
+      box.append(h("p", { role: "status", class: HC.connected ? "casting" : "casting offline" },
+        HC.t(HC.connected ? "poll.casting" : "poll.offline")));
       if (rec && rec.tracker) box.append(receiptLine(rec, k));
       return box;
     }
@@ -243,6 +245,8 @@
       else status.append(h("p", {}, HC.t("poll.member_voted", { member: v.member ? memberName(v.member) : HC.you.name })));
       if (rec && rec.tracker) {
         status.append(h("p", {}, HC.t(rec.phase === "counted" ? "poll.counted" : "poll.sealed")));
+        // What happens next (docs/voting.md): the box is opened once, after the close.
+        if (rec.phase === "counted" && !poll.sealed) status.append(h("p", { class: "muted box-waits" }, HC.t("poll.box_waits")));
         status.append(receiptLine(rec, k));
         if (rec.choice) status.append(keepBox(poll, v.voter, rec, k));
       }
@@ -460,21 +464,47 @@
 
   // --- proxies ----------------------------------------------------------------------------------
 
+  // Proxies change only while no formal vote is open (server/polls.py): the box is hidden
+  // during a formal vote, and after one unless a proxy stands (to see it and revoke it).
+  // Giving one takes a confirmation that names the member (issue 11: one click gave it).
+  const formalIn = (states) => HC.state.polls.order.some((id) => {
+    const p = find(HC.state, id);
+    return p && p.electorate === "roll" && states.includes(p.state);
+  });
+
   function proxyBox() {
     const org = HC.you.org;
     if (!canVote() || !org || !roll()[org]) return null;
     const proxies = HC.state.polls.proxies;
     const held = Object.keys(proxies).filter((m) => proxies[m] === org);
-    const box = h("div", { class: "proxy", id: "proxy-box" }, h("h3", {}, HC.t("proxy.title")));
+    if (formalIn(["open"])) return null;
+    if (formalIn(["closed", "published"]) && !proxies[org] && !held.length) return null;
+    const box = h("div", { class: "proxy card" }, h("h3", {}, HC.t("proxy.title")));
     if (held.length) box.append(h("p", {}, HC.t("proxy.held", { members: held.map(memberName).join(", ") })));
     if (proxies[org]) {
-      box.append(h("p", {}, HC.t("proxy.given", { member: memberName(proxies[org]) })),
-        h("button", { class: "ghost", onclick: () => run("proxy.revoke", {}) }, HC.t("proxy.revoke")));
+      box.append(h("p", { class: "proxy-given" }, HC.t("proxy.given", { member: memberName(proxies[org]) })),
+        h("p", { class: "muted" }, HC.t("proxy.revocable")),
+        h("button", { class: "ghost", id: "proxy-revoke", onclick: () => run("proxy.revoke", {}) }, HC.t("proxy.revoke")));
+    } else if (ui.proxyTo) {
+      const to = ui.proxyTo;
+      const done = () => { ui.proxyTo = null; HC.render(); };
+      box.append(h("p", { class: "confirm-q", id: "proxy-question" },
+        HC.t("proxy.confirm_q", { member: memberName(org), holder: memberName(to) })),
+      h("div", { class: "actions" },
+        h("button", { id: "proxy-confirm", onclick: () => {
+          ui.focus = "proxy-revoke";
+          run("proxy.grant", { to }).then(done, () => { ui.focus = "proxy-to"; done(); });
+        } }, HC.t("proxy.confirm", { holder: memberName(to) })),
+        h("button", { class: "ghost", onclick: () => { ui.focus = "proxy-to"; done(); } }, HC.t("poll.back"))));
     } else {
-      const select = h("select", { id: "proxy-to", "aria-label": HC.t("proxy.to") },
+      const select = h("select", { id: "proxy-to" },
+        h("option", { value: "" }, HC.t("proxy.choose")),
         ...Object.keys(roll()).filter((m) => m !== org).map((m) => h("option", { value: m }, memberName(m))));
-      box.append(h("label", {}, HC.t("proxy.to"), " ", select),
-        h("button", { id: "proxy-grant", onclick: () => run("proxy.grant", { to: select.value }) }, HC.t("proxy.grant")));
+      box.append(h("label", { for: "proxy-to" }, HC.t("proxy.to")), " ", select,
+        h("button", { id: "proxy-grant", class: "ghost", onclick: () => {
+          if (!select.value) { explain({ code: "no_member", message: "choose a member" }); return; }
+          ui.proxyTo = select.value; ui.focus = "proxy-confirm"; HC.render();
+        } }, HC.t("proxy.grant")));
     }
     return box;
   }
@@ -529,7 +559,7 @@
       const poll = find(hc.state, id);
       const locals = voters(poll).map((v) => [v.voter, store.get(id, v.voter), ui.busy.has(`${id}/${v.voter}`),
         ui.confirm.get(`${id}/${v.voter}`), ui.changing.has(`${id}/${v.voter}`)]);
-      const key = JSON.stringify([hc.lang, poll, locals, hc.state.polls.proxies, !!(poll.closes_at && hc.now() >= poll.closes_at)]);
+      const key = JSON.stringify([hc.lang, poll, locals, hc.state.polls.proxies, !!(poll.closes_at && hc.now() >= poll.closes_at), hc.connected]);
       const el = sync(list, `poll-${id}`, key, () => pollCard(poll));
       el.dataset.poll = id;
       if (list.children[i] !== el) list.insertBefore(el, list.children[i] || null);
@@ -537,8 +567,11 @@
       if (cd && cd.dataset.closes) cd.textContent = HC.t("poll.left", { t: clock(Number(cd.dataset.closes) - hc.now()) });
     });
     document.getElementById("polls-none").hidden = ids.length > 0;
+    // A ballot waiting for this person: style.css brings the votes first on a phone.
+    document.body.dataset.ballot = list.querySelector("form.ballot-form, .confirm-q") ? "open" : "";
     const proxyHost = document.getElementById("polls-proxy");
-    sync(proxyHost, "proxy-part", JSON.stringify([hc.lang, hc.state.polls.proxies]), proxyBox);
+    const formal = hc.state.polls.order.map((id) => (find(hc.state, id) || {}).state);
+    sync(proxyHost, "proxy-part", JSON.stringify([hc.lang, hc.state.polls.proxies, ui.proxyTo, formal]), proxyBox);
     if (hc.isChair()) {
       const att = document.getElementById("attendance-line");
       if (att) att.textContent = attendance ? attendance.line : "";

@@ -180,7 +180,8 @@
         h("button", { class: "ghost", "data-t": "reach.keep", onclick: () => {
           R.weak = false; R.declined = true; HC.render();
         } }, hc.t("reach.keep"))));
-    const hearing = section.querySelector("#hearing");
+    // Beside the listening line, wherever audio.js placed it (the channel card for most).
+    const hearing = document.getElementById("hearing");
     (hearing || section.lastChild).after(box, weak);
     const board = section.querySelector("#chair-box");
     if (board) board.prepend(h("p", { id: "reach-board", role: "status" }));

@@ -1,4 +1,5 @@
-// The room itself: header, agenda, people, raised hands, the floor, the chair's notice.
+// The room itself: header (who you are, who is speaking), agenda, people, raised hands, the
+// floor, the chair's notice.
 "use strict";
 
 (() => {
@@ -118,7 +119,7 @@
       chair ? h("button", { class: "small ghost", onclick: () => run("hand.lower", { pid }) },
         hc.t("hand.lower")) : null)));
     document.getElementById("speakers-list").replaceChildren(...speakers.map((pid) =>
-      h("li", { dataset: { pid } }, "🎙 ", nameOf(hc, pid),
+      h("li", { dataset: { pid } }, nameOf(hc, pid),
         chair ? h("button", { class: "small", onclick: () => run("floor.revoke", { pid }) },
           hc.t("floor.take")) : null)));
     const mine = hands.includes(hc.you.pid);
@@ -127,10 +128,35 @@
     handButton.hidden = !["participant", "panelist", "moderator"].includes(hc.you.role) || speaking;
     handButton.textContent = hc.t(mine ? "hand.lower" : "hand.raise");
     handButton.setAttribute("aria-pressed", mine ? "true" : "false");
+    // Raised or lowered while offline: the page shows it as waiting until the node answers.
+    const waiting = hc.waiting().some((c) => c.queued && (c.name === "hand.raise" || c.name === "hand.lower"));
+    const pendingEl = document.getElementById("hand-pending");
+    pendingEl.hidden = !waiting || handButton.hidden;
+    pendingEl.textContent = waiting ? hc.t("offline.pending") : "";
+    handButton.dataset.pending = waiting ? "true" : "false";
     document.getElementById("floor-next").hidden = !chair || !hands.length;
     document.getElementById("floor-next").textContent = hc.t("floor.next");
     document.getElementById("floor-yield").hidden = !speaking;
     document.getElementById("you-speak").hidden = !speaking;
+    document.body.dataset.floor = speaking ? "you" : ""; // style.css: the floor card first
+  }
+
+  // The line under the header on every page: who has the floor, with organisation and country.
+  function renderSpeaking(hc) {
+    const line = document.getElementById("speaking-line");
+    const people = hc.state.core.speakers.map((pid) => hc.person(pid)).filter(Boolean);
+    const text = people.map((p) => [p.name, orgLine(hc, p)].filter(Boolean).join(" — ")).join("; ");
+    const full = text ? hc.t("speaking.now", { who: text }) : "";
+    if (line.textContent !== full) line.textContent = full;
+  }
+
+  // Who this page is for, with the role in words (an observer reads "Observer").
+  function renderYou(hc) {
+    const badge = document.getElementById("you-badge");
+    const text = `${hc.you.name} · ${hc.t(`role.${hc.you.role}`)}`;
+    badge.hidden = false;
+    if (badge.textContent !== text) badge.textContent = text;
+    badge.dataset.role = hc.you.role;
   }
 
   function renderNotice(hc) {
@@ -142,7 +168,10 @@
 
   HC.register({
     name: "room", appliers, init,
-    render(hc) { renderTitle(hc); renderAgenda(hc); renderPeople(hc); renderFloor(hc); renderNotice(hc); },
+    render(hc) {
+      renderTitle(hc); renderYou(hc); renderSpeaking(hc); renderAgenda(hc); renderPeople(hc);
+      renderFloor(hc); renderNotice(hc);
+    },
     onMessage(hc, msg) {
       if (msg.type === "ephemeral" && msg.kind === "reaction") {
         const el = h("span", { class: "reaction" }, msg.emoji);

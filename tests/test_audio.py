@@ -102,6 +102,17 @@ def test_interpreters_never_hear_their_own_channel() -> None:
     assert r.hearing("rui", "interpreter") == (FLOOR, None), "own channel as input: the floor"
 
 
+def test_an_interpreter_off_air_hears_the_live_partner_underneath() -> None:
+    ch = channels_state({"es": "ivan"}, interpreters={"ivan": ("es", "floor"), "eva": ("es", "fr")})
+    r = audio.routes(state_with({}, channels=ch))
+    assert r.hearing("eva", "interpreter") == (FLOOR, "es"), "input as chosen, partner under"
+    assert r.hearing("ivan", "interpreter") == (FLOOR, None), "the live one: never themself"
+    nobody = audio.routes(
+        state_with({}, channels=channels_state({}, interpreters={"eva": ("es", "floor")}))
+    )
+    assert nobody.hearing("eva", "interpreter") == (FLOOR, None), "nobody live: nothing under"
+
+
 @given(
     live=st.dictionaries(st.sampled_from(LANGS), st.sampled_from(["i1", "i2", "i3"])),
     cough=st.lists(st.sampled_from(LANGS)),
@@ -125,7 +136,8 @@ def test_routing_properties(
     r = audio.routes(state_with({}, channels=ch))
     for pid, (booth, _) in booths.items():
         main, under = r.hearing(pid, "interpreter")
-        assert main != booth and under is None
+        assert main != booth
+        assert under == (booth if live.get(booth) not in (None, pid) else None)
     for pid in ("p1", "p2"):
         main, under = r.hearing(pid, "participant")
         chosen = FLOOR if choice.get(pid, "original") == "original" else choice[pid]

@@ -8,12 +8,14 @@ import pytest
 
 from server.node.auth import Invites
 
+from .audio_helpers import loopback_ice  # noqa: F401 (fixture: the console publishes a mic)
 from .conftest import NodeFactory, timeout
 
 ROOM = "plenary"
 
 
 @pytest.mark.browser
+@pytest.mark.usefixtures("loopback_ice")
 async def test_interpreter_listener_and_chair_pages(
     start_node: NodeFactory, invites: Invites, browser: Any
 ) -> None:
@@ -36,12 +38,12 @@ async def test_interpreter_listener_and_chair_pages(
         pages[who] = page
     console, listener, board = pages["elena"], pages["ana"], pages["chair"]
 
-    # the interpreter takes the air with the keyboard alone
+    # the interpreter takes the air with the keyboard alone (the microphone starts first)
     take = console.locator("#air-take")
     await expect(take).to_be_visible(timeout=ms)
     await take.focus()
     await console.keyboard.press("Enter")
-    await expect(console.locator("#onair")).to_have_class("onair live", timeout=ms)
+    await expect(console.locator("#onair")).to_have_class("onair live", timeout=3 * ms)
 
     # the listener picks Spanish and sees who is interpreting
     await listener.locator("#channel-picker").select_option("es")
