@@ -55,7 +55,11 @@ async def spanish_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any
 
 
 async def still_on_spanish(ivan: Any, ana: Any) -> None:
-    assert "Spanish" in (await ana.text_content("#hearing") or "")
+    # The page renders on the next animation frame (slower for a page in the background).
+    await ana.wait_for_function(
+        "() => document.getElementById('hearing').textContent.includes('Spanish')",
+        timeout=timeout(5) * 1000,
+    )
     assert await ana.evaluate("HC.state.channels.choice[HC.you.pid]") == "es"
     assert await ivan.evaluate("HC.state.channels.channels.es.live === HC.you.pid")
     assert await ivan.text_content("#mic-state") == "On air"
