@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run the whole suite.
 #
-# Needs Debian with Python 3.11. Installs redis-server, chromium, coturn, nftables and espeak-ng from Debian's packages
+# Needs Debian with Python 3.11. Installs redis-server, redis-tools, nginx, chromium, coturn, nftables
+# and espeak-ng from Debian's packages
 # when missing (as root, or through sudo), makes .venv with the test extras, checks lint and
 # types and the import contracts, and runs pytest inside a network namespace that has only `lo`, so that no test,
 # browser or WebRTC peer reaches anything but 127.0.0.1. Extra arguments go to pytest.
@@ -12,6 +13,8 @@ quiet() { grep -v '^WARNING: Location' || true; }
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)   # makes the test Redis Cluster
+[ -x /usr/sbin/nginx ] || need+=(nginx)                          # in front of two nodes
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)

@@ -16,6 +16,8 @@ Rules:
   missing pid: the floor) and may have the floor underneath an interpretation; an
   interpreter hears their input (the floor or a relay channel), never their own channel.
 - Nobody hears their own microphone (media.py drops a listener's own packets).
+- The floor forwards up to :data:`FLOOR_MICS` of its microphones at once, the ones speaking
+  (server/media/relay.py ``FloorLanes``); a listener asks for that many tracks per source.
 
 What it reads of the other slices, through their queries: ``rooms.speakers``,
 ``rooms.moderators``, ``rooms.find``; ``channels.live``, ``channels.coughing``,
@@ -56,6 +58,11 @@ from .types import (
 FLOOR = "floor"
 ORIGINAL = "original"
 SILENCE = "silence"
+FLOOR_MICS = 3
+"""Microphones the floor forwards at once (its *lanes*): the chair can interject and two
+panelists can overlap, each voice on its own listening track, mixed by the browser (the
+server never decodes to mix). Which of the microphones allowed on the floor (:attr:`Routes.floor`)
+fill the lanes is chosen per packet by level, in the media layer (server/media/relay.py)."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--host", help="bind address (HEMICYCLE_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (HEMICYCLE_PORT, default 8000)")
         p.add_argument("--config", help="assembly file (HEMICYCLE_CONFIG)")
-        p.add_argument("--backend", help="memory:// or redis://host:port/db (HEMICYCLE_BACKEND)")
+        p.add_argument(
+            "--backend",
+            help="memory://, redis://host:port/db or redis+cluster://h:p,… (HEMICYCLE_BACKEND)",
+        )
         p.add_argument("--public-url", help="base URL for links (HEMICYCLE_PUBLIC_URL)")
 
     serve = sub.add_parser("serve", help="run a server node")

@@ -195,6 +195,22 @@ class Rules:
             )
         return cast(State, out)
 
+    def view_parts(self, state: State, person: Mapping[str, Any]) -> list[tuple[str, object, bool]]:
+        """``view(state, person)`` as its parts, in order, each with whether every person
+        sees it alike (a slice without ``view``, e.g. the room's roster). A part seen alike
+        is the live state itself, not a copy: encode it at once, never keep or change it.
+        The hub encodes those once per log position for all the welcomes made there."""
+        meta = state["meta"]
+        seen: Meta = {"room": meta["room"], "last": meta["last"], "n": meta["n"]}
+        full = _slots(state)
+        parts: list[tuple[str, object, bool]] = [("meta", seen, False)]
+        for s in self.slices:
+            if s.view is not None:
+                parts.append((s.name, s.view(state, person), False))
+            else:
+                parts.append((s.name, full[s.name], True))
+        return parts
+
 
 def _slots(state: State) -> MutableMapping[str, object]:
     """The state as a map of slice name → slice state, for code that handles any slice."""
@@ -264,12 +280,18 @@ def visible(event: Mapping[str, object], person: Mapping[str, Any]) -> bool:
         return True
     if not isinstance(to, list):
         return False  # the fold refuses such events; a bad bus message reaches nobody
+    return not selectors(person).isdisjoint(to)
+
+
+def selectors(person: Mapping[str, Any]) -> set[str]:
+    """The ``to`` selectors that reach ``person`` (:func:`visible`); a node indexes its
+    connections by them, so a private event costs its recipients, not every connection."""
     keys = {"pid:" + person["pid"], "role:" + person["role"]}
     if person.get("booth"):
         keys.add("booth:" + person["booth"])
         if person["role"] == INTERPRETER:
             keys.add("interpreters:" + person["booth"])
-    return not keys.isdisjoint(to)
+    return keys
 
 
 def digest(state: State) -> str:

@@ -8,7 +8,7 @@ maps with a ``type`` key; docs/protocol.md lists them all.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgpack
 
@@ -39,6 +39,39 @@ def encode(message: Any, codec: Codec) -> bytes | str:
     if codec == "msgpack":
         return pack(message)
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+class Encoded:
+    """A value already encoded for one codec, spliced as is by :func:`encode_map`: a large
+    part that many messages share (a welcome's roster) is encoded once, not per message."""
+
+    __slots__ = ("codec", "data")
+
+    def __init__(self, data: bytes | str, codec: Codec) -> None:
+        self.data = data
+        self.codec = codec
+
+
+def encode_map(items: list[tuple[str, Any]], codec: Codec) -> bytes | str:
+    """Encode the map of ``items`` (in order) like :func:`encode`, taking each
+    :class:`Encoded` value's bytes as they are; it decodes as ``encode(dict(items))`` would."""
+    for _, value in items:
+        if isinstance(value, Encoded) and value.codec != codec:
+            raise ValueError(f"an {value.codec} part spliced into a {codec} message")
+    if codec == "msgpack":
+        n = len(items)
+        if n >= 1 << 16:
+            raise ValueError("encode_map: too many keys")
+        parts = [bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")]
+        for key, value in items:
+            parts.append(pack(key))
+            parts.append(cast(bytes, value.data) if isinstance(value, Encoded) else pack(value))
+        return b"".join(parts)
+    fields = []
+    for key, value in items:
+        data = value.data if isinstance(value, Encoded) else encode(value, codec)
+        fields.append(cast(str, encode(key, codec)) + ":" + cast(str, data))
+    return "{" + ",".join(fields) + "}"
 
 
 def decode(frame: bytes | str, codec: Codec, *, limit: int | None = MAX_FRAME) -> Message:

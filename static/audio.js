@@ -101,22 +101,15 @@
     const pc = new RTCPeerConnection(config);
     if (HC.reach) HC.reach.track(pc);  // candidate errors from the start
     A.pc = pc;
-    const main = pc.addTransceiver("audio", { direction: "recvonly" });
-    pc.addTransceiver("audio", { direction: "recvonly" });
-    pc.ontrack = (e) => {
-      const stream = new MediaStream([e.track]);
-      const el = e.transceiver === main ? A.els.main : A.els.under;
-      el.srcObject = stream;
-      el.play().catch((err) => { if (err.name === "NotAllowedError") blockedAutoplay(); });
-      if (e.transceiver === main) A.analyser = analyse(stream);
-      setUnderVolume();
-    };
+    const lanes = addLanes(pc);
+    pc.ontrack = (e) => { if (A.pc === pc) playLane(lanes, e); };
     pc.onconnectionstatechange = () => HC.render();
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
     if (A.pc !== pc) return;
     try {
-      const reply = await rpc("rtc.offer", { purpose: "listen", sdp: pc.localDescription.sdp });
+      const reply = await rpc("rtc.offer", { purpose: "listen", lanes: LANES,
+                                             sdp: pc.localDescription.sdp });
       if (A.pc !== pc) return;
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
       watch(pc, "listen", startListening);
@@ -134,12 +127,75 @@
     if (A.pc && !keepWanted) rpc("rtc.close", { pc: "listen" }).catch(() => {});
     if (A.pc) { A.pc.close(); A.pc = null; }
     A.analyser = null;
-    for (const el of [A.els.main, A.els.under]) if (el) el.srcObject = null;
+    for (const el of laneElements()) el.srcObject = null;
     HC.render();
   }
 
   function setUnderVolume() {
-    if (A.els.under) A.els.under.volume = A.under / 100;
+    for (const el of laneElements("under")) el.volume = A.under / 100;
+  }
+
+  // --- the floor's lanes: several open microphones, mixed here ------------------------------
+  // The server forwards up to LANES floor microphones at once (the chair interjecting, two
+  // panelists overlapping), each on a track of its own; it never decodes to mix. What one
+  // hears is a group of LANES tracks (a channel uses the first), and the floor underneath
+  // another group: rtc.offer { lanes } with 2 × LANES m-lines (docs/protocol.md). Each track
+  // plays in its own <audio> element (the browser mixes them), and the main group is mixed
+  // into one WebAudio analyser for the meter.
+  const LANES = 3;
+
+  // The transceivers of a listening peer connection: { main: [...], under: [...] }.
+  function addLanes(pc) {
+    const group = () => Array.from({ length: LANES },
+      () => pc.addTransceiver("audio", { direction: "recvonly" }));
+    return { main: group(), under: group() };
+  }
+
+  // The <audio> elements of a group ("main", "under"; both when none given): lane 0 is
+  // #audio-main / #audio-under, the others #audio-main-2 … made on first use.
+  function laneElements(which) {
+    const groups = which ? [which] : ["main", "under"];
+    const out = [];
+    for (const g of groups) {
+      if (!A.els[g]) continue;
+      A.els.lanes = A.els.lanes || {};
+      if (!A.els.lanes[g]) {
+        A.els.lanes[g] = [A.els[g]];
+        for (let i = 2; i <= LANES; i++) {
+          const el = h("audio", { id: `audio-${g}-${i}`, autoplay: true });
+          A.els[g].after(el);
+          A.els.lanes[g].push(el);
+        }
+      }
+      out.push(...A.els.lanes[g]);
+    }
+    return out;
+  }
+
+  function playLane(lanes, e) {
+    const stream = new MediaStream([e.track]);
+    for (const g of ["main", "under"]) {
+      const i = lanes[g].indexOf(e.transceiver);
+      if (i < 0) continue;
+      const el = laneElements(g)[i];
+      el.srcObject = stream;
+      el.play().catch((err) => { if (err.name === "NotAllowedError") blockedAutoplay(); });
+      if (g === "main") mixInto(stream);
+    }
+    setUnderVolume();
+  }
+
+  // One analyser for everything heard in the main group (every lane of the floor at once).
+  function mixInto(stream) {
+    const ctx = context();
+    if (!A.analyser) {
+      A.analyser = ctx.createAnalyser();
+      A.analyser.fftSize = 2048;
+      const mute = ctx.createGain();  // Chromium only pulls a graph that reaches the output
+      mute.gain.value = 0;
+      A.analyser.connect(mute).connect(ctx.destination);
+    }
+    ctx.createMediaStreamSource(stream).connect(A.analyser);
   }
 
   function setUnder(value) {
@@ -494,7 +550,7 @@
     const resume = () => {
       A.blocked = false;
       if (A.ctx) A.ctx.resume();
-      for (const el of [A.els.main, A.els.under]) if (el && el.srcObject) el.play().catch(() => {});
+      for (const el of laneElements()) if (el.srcObject) el.play().catch(() => {});
       HC.render();
     };
     window.addEventListener("pointerdown", resume, { once: true, capture: true });

@@ -123,8 +123,13 @@ class Ear:
 
 
 async def listen(
-    client: Client, tracks: int = 2, config: RTCConfiguration = CONFIG, wait: float = 5.0
+    client: Client,
+    tracks: int = 2,
+    lanes: Any = None,
+    config: RTCConfiguration = CONFIG,
+    wait: float = 5.0,
 ) -> Ear:
+    """A listening peer connection of ``tracks`` m-lines, asking for ``lanes`` of the floor."""
     pc = RTCPeerConnection(config)
     for _ in range(tracks):
         pc.addTransceiver("audio", direction="recvonly")
@@ -144,7 +149,8 @@ async def listen(
             )
 
         tap_receiver(transceiver.receiver, record)
-    reply = await client.rpc("rtc.offer", purpose="listen", sdp=pc.localDescription.sdp)
+    extra = {"lanes": lanes} if lanes is not None else {}
+    reply = await client.rpc("rtc.offer", purpose="listen", sdp=pc.localDescription.sdp, **extra)
     if not reply["ok"]:
         await pc.close()
         raise AssertionError(f"listen refused: {reply}")

@@ -29,6 +29,8 @@ from server.node.config import DEFAULT_CONFIG, Assembly, Settings, load_assembly
 from server.node.logconfig import log_config
 from server.web.app import create_app
 
+from .redis_cluster import RedisCluster, cluster_port
+
 SECRET = "test-secret-0123456789abcdefghijklmnopqrstuv"
 SCALE = float(os.environ.get("HEMICYCLE_TEST_TIMEOUT_SCALE", "1"))
 
@@ -124,6 +126,26 @@ def redis_url(redis_server: RedisServer) -> str:
     """A clean database on the session's redis-server."""
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real Redis Cluster (three masters, three replicas) for the session."""
+    with tempfile.TemporaryDirectory(prefix="hc-cluster-") as tmp:
+        cluster = RedisCluster(Path(tmp), [cluster_port() for _ in range(6)])
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    """A clean Redis Cluster: ``redis+cluster://…`` with every node as a start node."""
+    redis_cluster.wait_healthy()
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 @pytest.fixture(scope="session")

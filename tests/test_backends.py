@@ -1,4 +1,4 @@
-"""One contract for both backends: memory:// and a real redis-server."""
+"""One contract for every backend: memory://, a real redis-server, a real Redis Cluster."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from .conftest import RedisServer, timeout
 from .waiting import eventually
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def backends(request: pytest.FixtureRequest) -> AsyncIterator[Backends]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    url = "memory://"
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif request.param == "cluster":
+        url = request.getfixturevalue("cluster_url")
     b = open_backends(url)
     try:
         yield b
@@ -87,7 +91,15 @@ async def test_bus_fans_out_to_subscribers_only(backends: Backends) -> None:
 async def test_bus_unsubscribes_when_the_last_subscriber_leaves(backends: Backends) -> None:
     async with backends.bus.subscribe("hc:{r}:gone"):
         pass
-    if backends.redis is not None:
+    if backends.url.startswith("redis+cluster"):
+        cluster = backends.redis
+        node = cluster.get_node_from_key("hc:{r}:gone")
+
+        async def gone() -> bool:
+            return b"hc:{r}:gone" not in await cluster.pubsub_shardchannels(target_nodes=node)
+
+        await eventually(gone, message="the shard to drop the channel nobody listens to")
+    elif backends.redis is not None:
         redis = backends.redis
 
         async def gone() -> bool:

@@ -46,3 +46,19 @@ def test_fanout_quick_run_delivers_for_every_peer_and_prints_the_table(tmp_path:
     for peer in ("hemicycle", "socketio", "bare"):
         assert f"| {peer} | 20 |" in table, f"no row for {peer}:\n{table}"
     assert "Per peer and client count" in table
+
+
+@pytest.mark.timeout(timeout(120))
+def test_recipients_quick_run_prints_a_row_per_size() -> None:
+    """bench/recipients.py in one process (no Redis, no sockets): the table and its rows."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "recipients.py"), "--sizes", "20,60", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout(110),
+    )
+    assert run.returncode == 0, f"recipients.py failed:\n{run.stdout}\n{run.stderr[-3000:]}"
+    assert "| connections (= roster) | private event: index |" in run.stdout
+    for size in ("| 20 |", "| 60 |"):
+        assert size in run.stdout, run.stdout

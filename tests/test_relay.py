@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from server.audio import FLOOR
 from server.media.passthrough import EncodedTrack
-from server.media.relay import FLOOR_GONE, FLOOR_HOLD, Frame, Outlet, Source
+from server.media.relay import FLOOR_GONE, FLOOR_HOLD, FloorLanes, Frame, Outlet, Source
 
 
 def frame(pub: str, seq: int, ts: int, level: int | None = 30, pid: str | None = None) -> Frame:
@@ -82,7 +82,7 @@ def test_outlet_keeps_spacing_and_wall_time_on_switch() -> None:
 def test_floor_forwards_one_voice_and_hands_over_on_silence() -> None:
     floor = Source(FLOOR)
     track = EncodedTrack(limit=1000)
-    floor.outlets.add(Outlet("listener", track))
+    floor.add(Outlet("listener", track))
     t, sent = 0.0, []
     for n in range(60):  # the chair speaks for 10 frames, then the speaker (mic open all along)
         chair, spk = (20, 90) if n < 10 else (90, 25)
@@ -104,7 +104,7 @@ def test_floor_forwards_one_voice_and_hands_over_on_silence() -> None:
 def test_floor_moves_on_when_the_voice_stops_sending() -> None:
     floor = Source(FLOOR)
     track = EncodedTrack(limit=1000)
-    floor.outlets.add(Outlet("listener", track))
+    floor.add(Outlet("listener", track))
     floor.push(frame("chair", 0, 0, level=20), 0.0)
     assert floor.push(frame("spk", 0, 0, level=20), 0.01) == 0
     assert floor.push(frame("spk", 1, 960, level=20), 0.02 + FLOOR_GONE) == 1
@@ -118,3 +118,91 @@ def test_channels_forward_everything_they_are_given() -> None:
     es.push(frame("iv", 0, 0, level=127), 0.0)
     es.push(frame("ana", 0, 0, level=127), 0.0)
     assert len(taps) == 2
+
+
+def lanes_of(floor: Source, script: list[tuple[float, str, int]]) -> dict[int, list[str]]:
+    """Push ``(time, pub, level)`` frames into ``floor``; who each 3-lane outlet heard."""
+    tracks = {lane: EncodedTrack(limit=10_000) for lane in range(3)}
+    for lane, track in tracks.items():
+        floor.add(Outlet("listener", track, lane, 3))
+    for n, (t, pub, level) in enumerate(script):
+        floor.push(Frame(pub, pub, n, n * 960, pub.encode(), level), t)
+    return {lane: [p.decode() for p, _ in queued(track)] for lane, track in tracks.items()}
+
+
+def test_three_lanes_carry_overlapping_voices_each_on_its_own_track() -> None:
+    floor = Source(FLOOR)
+    one = EncodedTrack(limit=10_000)
+    floor.add(Outlet("old", one))  # a one-track listener on the same floor
+    script = []
+    for n in range(50):  # the chair and a panelist speak at once; a third mic is open, quiet
+        t = n * 0.02
+        script += [(t, "chair", 20), (t, "pan", 25), (t, "open", 120)]
+    heard = lanes_of(floor, script)
+    assert heard[0] == ["chair"] * 50 and heard[1] == ["pan"] * 50 and heard[2] == ["open"] * 50
+    assert {p for p, _ in queued(one)} == {b"chair"}, "one track: still one voice at a time"
+
+
+def test_a_fourth_voice_takes_the_lane_of_the_one_quiet_longest() -> None:
+    floor = Source(FLOOR)
+    script = []
+    for n in range(80):
+        t = n * 0.02
+        script += [(t, "a", 20), (t, "b", 20), (t, "c", 20 if n < 10 else 110)]
+        if n >= 5:
+            script.append((t, "d", 20))  # a fourth speaker: waits until c has been quiet
+    heard = lanes_of(floor, script)
+    assert set(heard[0]) == {"a"} and set(heard[1]) == {"b"}, "speaking voices keep their lane"
+    assert heard[2][:10] == ["c"] * 10
+    switch = heard[2].index("d")
+    assert set(heard[2][switch:]) == {"d"}
+    quiet_frames = switch - 10
+    assert FLOOR_HOLD / 0.02 <= quiet_frames <= FLOOR_HOLD / 0.02 + 2
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 0.3), st.sampled_from("abcde"), st.sampled_from([None, 10, 60, 127])
+        ),
+        max_size=200,
+    ),
+    st.integers(1, 3),
+)
+def test_lanes_never_mix_voices_nor_exceed_their_count(
+    script: list[tuple[float, str, int | None]], k: int
+) -> None:
+    """At any moment at most ``k`` microphones hold a lane, each lane one microphone, a
+    frame is forwarded on at most one lane, and a holder keeps its lane while it sends."""
+    lanes = FloorLanes(k)
+    now = 0.0
+    for n, (gap, pub, level) in enumerate(script):
+        now += gap
+        before = lanes.holders()
+        lane = lanes.lane(Frame(pub, pub, n, 0, b"x", level), now)
+        after = lanes.holders()
+        assert len(after) == k
+        assert len({h for h in after if h}) == len([h for h in after if h]), "one lane each"
+        if pub in before:
+            assert lane == before.index(pub), "a microphone that sends keeps its lane"
+        if lane is not None:
+            assert after[lane] == pub
+        else:
+            assert after == before, "a frame not forwarded changes nothing"
+
+
+def test_a_channel_has_one_voice_on_lane_zero() -> None:
+    es = Source("es")
+    tracks = [EncodedTrack(limit=100) for _ in range(3)]
+    for lane, track in enumerate(tracks):
+        es.add(Outlet("listener", track, lane, 3))
+    assert es.push(frame("iv", 0, 0), 0.0) == 1
+    assert [len(queued(t)) for t in tracks] == [1, 0, 0]
+
+
+def test_an_outlet_lane_is_checked() -> None:
+    import pytest
+
+    for lane, lanes in ((1, 1), (0, 4), (-1, 2)):
+        with pytest.raises(ValueError):
+            Outlet("x", EncodedTrack(limit=1), lane, lanes)

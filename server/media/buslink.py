@@ -19,7 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .kind import Kind
 from .relay import Frame
@@ -36,7 +36,7 @@ FORGET_AFTER = 60.0
 """Seconds after which a silent remote publisher's sequence is forgotten."""
 FORGET_EVERY = 10.0
 
-Deliver = Callable[[str, Frame, float], None]
+Deliver = Callable[[str, Any, float], None]
 """``deliver(source, frame, now)``: a frame from another node passed the accounting."""
 
 
@@ -51,6 +51,7 @@ class BusLink:
         metrics: Metrics,
         deliver: Deliver,
         ours: Callable[[str], bool],
+        decode: Callable[[bytes], Any] = Frame.from_bus,
     ) -> None:
         self.bus = bus
         self.room = room
@@ -59,6 +60,12 @@ class BusLink:
         self.deliver = deliver
         self.ours = ours
         """Whether a publisher id is local (its frames were delivered before publishing)."""
+        self.decode = decode
+        """bytes → a frame with ``pub`` and ``seq`` (the kind's: relay.Frame, VideoPacket)."""
+        # The kind's counters: ``audio_bus``, ``video_bus``, … (server/node/metrics.py).
+        self.counted = getattr(metrics, f"{kind.name}_bus")
+        self.lost = getattr(metrics, f"{kind.name}_bus_lost")
+        self.reordered = getattr(metrics, f"{kind.name}_bus_reordered")
         self.subscribed: dict[str, asyncio.Task[None]] = {}
         self.expected: dict[str, tuple[int, float]] = {}
         """publisher → (next sequence number, when last heard)."""
@@ -85,16 +92,16 @@ class BusLink:
 
     # -- out -----------------------------------------------------------------------------
 
-    def send(self, source: str, frame: Frame) -> None:
+    def send(self, source: str, frame: Any) -> None:
         """Queue a local publisher's frame for the other nodes."""
         if len(self._outbox) >= OUTBOX:
             self._outbox.popleft()  # the bus is not keeping up: other nodes lose the oldest
-            self.metrics.audio_bus.labels("dropped").inc()
+            self.counted.labels("dropped").inc()
         self._outbox.append((source, frame.to_bus()))
         self._ready.set()
 
     async def _publish(self) -> None:
-        counter = self.metrics.audio_bus.labels("out")
+        counter = self.counted.labels("out")
         warned = 0.0
         while True:
             await self._ready.wait()
@@ -105,7 +112,7 @@ class BusLink:
                     await self.bus.publish(self.kind.bus_channel(self.room, source), data)
                     counter.inc()
                 except Exception as exc:  # the bus is down: listeners elsewhere miss frames
-                    self.metrics.audio_bus.labels("failed").inc()
+                    self.counted.labels("failed").inc()
                     now = time.monotonic()
                     if now - warned > 10:
                         warned = now
@@ -133,21 +140,21 @@ class BusLink:
     def received(self, source: str, data: bytes) -> None:
         """One frame from the bus: decode, account for its sequence, deliver."""
         try:
-            frame = Frame.from_bus(data)
+            frame = self.decode(data)
         except Exception:
-            self.metrics.audio_bus.labels("bad").inc()
+            self.counted.labels("bad").inc()
             return
         if self.ours(frame.pub):
             return  # ours: already delivered locally
-        self.metrics.audio_bus.labels("in").inc()
+        self.counted.labels("in").inc()
         now = time.monotonic()
         expected = self.expected.get(frame.pub)
         if expected is not None:
             if frame.seq < expected[0]:
-                self.metrics.audio_bus_reordered.inc()
+                self.reordered.inc()
                 return
             if frame.seq > expected[0]:
-                self.metrics.audio_bus_lost.inc(frame.seq - expected[0])
+                self.lost.inc(frame.seq - expected[0])
         self.expected[frame.pub] = (frame.seq + 1, now)
         self.deliver(source, frame, now)
 

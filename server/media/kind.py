@@ -2,7 +2,8 @@
 
 The ingest, bus and routing path (``room.py``, ``buslink.py``, ``signalling.py``) takes a
 :class:`Kind` instead of audio constants, so another kind (video, for the stage) is one
-more instance, not a copy of the path. :data:`AUDIO` is the only kind today.
+more instance, not a copy of the path: :data:`AUDIO`, and :data:`VIDEO` for the stage
+(server/media/video.py).
 """
 
 from __future__ import annotations
@@ -46,4 +47,17 @@ AUDIO = Kind(
     packet_rate=120.0,  # Opus at 10 ms is 100/s
     packet_burst=60.0,
     levels=True,
+)
+
+
+VIDEO = Kind(
+    name="video",
+    codec="vp8",  # and H.264 where the browser prefers it (vhook.CODECS)
+    clock_rate=90_000,
+    max_payload=1400,
+    # A 720p+360p+180p simulcast camera sends ~250 packets/s, a keyframe of all three
+    # layers ~150 packets at once.
+    packet_rate=600.0,
+    packet_burst=400.0,
+    levels=False,
 )

@@ -29,6 +29,7 @@ import fractions
 import inspect
 import random
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +67,23 @@ def _version(package: str) -> str:
     return version(package)
 
 
+_SOURCE_LOCK = threading.Lock()
+_SOURCES: dict[object, str] = {}
+
+
+def source_of(obj: Any) -> str:
+    """``inspect.getsource(obj)``, once per process and under a lock.
+
+    ``getsource`` of a class parses its module with :mod:`ast`, and CPython 3.11 fails
+    ("AST constructor recursion depth mismatch") when two threads parse at once — as
+    nodes started in threads (the tests, a process with several nodes) do at start.
+    """
+    with _SOURCE_LOCK:
+        if obj not in _SOURCES:
+            _SOURCES[obj] = inspect.getsource(obj)
+        return _SOURCES[obj]
+
+
 def self_check() -> None:
     """Raise :class:`PassthroughBroken` unless the hooked internals look as expected."""
     problems = []
@@ -84,7 +102,7 @@ def self_check() -> None:
         if params[:3] != ["self", "packet", "arrival_time_ms"]:
             problems.append(f"RTCRtpReceiver._handle_rtp_packet{params} changed its signature")
     dispatch = getattr(RTCDtlsTransport, "_handle_rtp_data", None)
-    if dispatch is None or "receiver._handle_rtp_packet(" not in inspect.getsource(dispatch):
+    if dispatch is None or "receiver._handle_rtp_packet(" not in source_of(dispatch):
         problems.append(
             "RTCDtlsTransport._handle_rtp_data no longer calls receiver._handle_rtp_packet"
         )
@@ -97,7 +115,7 @@ def self_check() -> None:
     if not hasattr(RtpPacket(), "extensions") or not hasattr(RtpPacket().extensions, "audio_level"):
         problems.append("RtpPacket.extensions.audio_level is gone")
     for cls, names in _DIRECT_NEEDS:
-        source = inspect.getsource(cls)
+        source = source_of(cls)
         problems += [f"{cls.__name__} no longer has {n}" for n in names if n not in source]
     if problems:
         raise PassthroughBroken("; ".join(problems))
@@ -272,23 +290,38 @@ class DirectSender:
         return True
 
     def push(self, payload: bytes, timestamp: int, marker: bool = False) -> bool:
-        dtls = self._dtls
-        if self._send is None or dtls is None or dtls._tx_srtp is not self._session:
-            if not self._bind():
-                self.dropped += 1
-                return False
-        send = self._send
-        assert send is not None
+        if not self.ready():
+            self.dropped += 1
+            return False
         seq = self._seq = (self._seq + 1) & 0xFFFF
         timestamp = (self._origin + timestamp) & 0xFFFFFFFF
-        packet = (
-            _HEADER.pack(self._first, (marker << 7) | self._pt, seq, timestamp, self._ssrc)
-            + self._prefix
-            + payload
-        )
+        if not self.write_rtp((marker << 7) | self._pt, seq, timestamp, self._ssrc, payload):
+            self.dropped += 1
+            return False
+        self.sent += 1
+        self._octets += len(payload)
+        self._countdown -= 1
+        if not self._countdown:
+            self._countdown = self.STATS_EVERY
+            self._stats(timestamp)
+        return True
+
+    def ready(self) -> bool:
+        """Whether the connection is up (bound to its SRTP session and ICE pair) now."""
+        dtls = self._dtls
+        if self._send is None or dtls is None or dtls._tx_srtp is not self._session:
+            return self._bind()
+        return True
+
+    def write_rtp(self, second: int, seq: int, timestamp: int, ssrc: int, payload: bytes) -> bool:
+        """Write one RTP packet (``second``: its marker bit and payload type byte) with this
+        sender's header extensions; call after :meth:`ready`. Other kinds' senders
+        (``vhook.VideoSender``: RTX) write through this too."""
+        send = self._send
+        assert send is not None
+        packet = _HEADER.pack(self._first, second, seq, timestamp, ssrc) + self._prefix + payload
         size = len(packet)
         if size > SRTP_ROOM:
-            self.dropped += 1
             return False
         length = self._length
         length[0] = size
@@ -300,14 +333,7 @@ class DirectSender:
             send(buffer[0 : length[0]], self._addr)
         except Exception:  # closed under us, or a key change: rebind on the next packet
             self._send = None
-            self.dropped += 1
             return False
-        self.sent += 1
-        self._octets += len(payload)
-        self._countdown -= 1
-        if not self._countdown:
-            self._countdown = self.STATS_EVERY
-            self._stats(timestamp)
         return True
 
     def _stats(self, timestamp: int) -> None:

@@ -9,7 +9,12 @@ mid-recording is tapped when it appears) and stops when the state no longer name
 
 The node writes one file per source into ``<recordings>/<room>/<id>/<source>.ogg``
 (:mod:`server.media.oggopus`); every file of one recording starts at the same moment, so
-they stay aligned. A node that shuts down stops its recording first; a recording whose node
+they stay aligned. The floor, with several microphones open, is written twice, as its
+listeners hear it: ``floor.ogg`` is one voice at a time (the one speaking, handed over after
+0.4 s of quiet, as a one-track listener hears it), and ``floor-lane1.ogg`` …
+``floor-lane3.ogg`` are the lanes of the full floor (a file appears once its lane carries a
+voice): mixed together they are what a listener's browser plays, overlaps included. Nothing
+is decoded to write them. A node that shuts down stops its recording first; a recording whose node
 died (its heartbeat expired) is stopped by any other node's orphan check, with a
 ``SYSTEM`` ``recording.stop`` whose cid ``recording.stop:<id>`` counts once. Moderators list
 and download the files over HTTP (``/api/recordings``).
@@ -44,7 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}(\.ogg)?$")
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}(\.ogg|\.webm)?$")
+TYPES = {".ogg": "audio/ogg", ".webm": "video/webm"}
+"""The files a recording holds: sound (here) and the stage's picture (stagerec.py)."""
 ORPHAN_CHECK_EVERY = 3.0
 """Seconds between checks that another node's recording still has a live node."""
 
@@ -58,18 +65,27 @@ class Recorder:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.t0 = time.monotonic()
         self.tracks: dict[str, Track] = {}
-        self.taps: dict[str, Callable[[Any, float], None]] = {}
+        self.taps: dict[str, tuple[str, int | None, Callable[[Any, float], None]]] = {}
+        """file name → ``(source, lane, tap)``, as handed to ``MediaRoom.tap``."""
         log.info("recording %s of room %s into %s", rid, room, self.dir)
 
-    def tap(self, source: str) -> Callable[[Any, float], None]:
-        """The function a media Source calls with each frame it forwards."""
-        track = Track(self.dir / f"{source}.ogg", len(self.tracks) + 1, self.t0)
-        self.tracks[source] = track
+    def tap(self, source: str, lane: int | None = None) -> Callable[[Any, float], None]:
+        """The function a media Source calls with each frame it forwards (of one ``lane``).
+
+        A lane's file is made at its first frame, on the recording's clock (silence before).
+        """
+        name = source if lane is None else f"{source}-lane{lane + 1}"
+        serial = len(self.taps) + 1
+        if lane is None:
+            self.tracks[name] = Track(self.dir / f"{name}.ogg", serial, self.t0)
 
         def on_frame(frame: Any, now: float) -> None:
+            track = self.tracks.get(name)
+            if track is None:
+                track = self.tracks[name] = Track(self.dir / f"{name}.ogg", serial, self.t0)
             track.add(frame.payload, now)
 
-        self.taps[source] = on_frame
+        self.taps[name] = (source, lane, on_frame)
         return on_frame
 
     def stop(self) -> None:
@@ -92,7 +108,7 @@ def list_recordings(root: str | Path, room: str) -> list[dict[str, Any]]:
             files = [
                 {"name": f.name, "bytes": f.stat().st_size}
                 for f in sorted(d.iterdir())
-                if f.suffix == ".ogg"
+                if f.suffix in TYPES
             ]
             out.append({"id": d.name, "files": files})
     return out
@@ -100,7 +116,7 @@ def list_recordings(root: str | Path, room: str) -> list[dict[str, Any]]:
 
 def recording_file(root: str | Path, room: str, rid: str, name: str) -> Path | None:
     """The path of one file, or ``None`` if it does not exist or a name is not plain."""
-    if not (NAME.match(rid) and NAME.match(name) and name.endswith(".ogg")):
+    if not (NAME.match(rid) and NAME.match(name) and Path(name).suffix in TYPES):
         return None
     path = Path(root) / room / rid / name
     return path if path.is_file() else None
@@ -139,7 +155,9 @@ async def file_route(request: Request) -> Response:
     path = recording_file(node_of(request).settings.recordings, room, p["rec"], p["name"])
     if path is None:
         raise HemicycleError("no such recording file", code="no_such_recording")
-    return FileResponse(path, media_type="audio/ogg", filename=f"{room}-{p['rec']}-{p['name']}")
+    return FileResponse(
+        path, media_type=TYPES[path.suffix], filename=f"{room}-{p['rec']}-{p['name']}"
+    )
 
 
 ROUTES = [
@@ -184,13 +202,16 @@ class Recording(Feature):
         for name in audio.sources(hub.state):  # a moderator may add a channel mid-recording
             if name not in recorder.taps:
                 media.tap(name, recorder.tap(name))
+        if f"{audio.FLOOR}-lane1" not in recorder.taps:
+            for lane in range(audio.FLOOR_MICS):
+                media.tap(audio.FLOOR, recorder.tap(audio.FLOOR, lane), lane)
 
     def _stop(self, room: str) -> None:
         recorder = self.recorders.pop(room)
         media = self.media.rooms.get(room)
         if media is not None:
-            for name, tap in recorder.taps.items():
-                media.untap(name, tap)
+            for source, lane, tap in recorder.taps.values():
+                media.untap(source, tap, lane)
         recorder.stop()
 
     @contextlib.asynccontextmanager

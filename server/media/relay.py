@@ -5,6 +5,11 @@ channel, on one node) forwards accepted frames to its :class:`Outlet` s — one 
 track — and to recorder taps. An Outlet rewrites RTP timestamps so that a listener's track
 runs on one steady clock whatever microphone or source feeds it. :class:`LevelMeter` gives
 each microphone's level once per publisher (never per listener).
+
+The floor has *lanes*: up to :data:`~server.audio.FLOOR_MICS` microphones forwarded at once,
+each on its own listening track (:class:`FloorLanes` picks them by level). A listener that
+asked for ``k`` tracks per source has outlets for lanes ``0…k-1`` of a k-lane floor, so a
+one-track listener still hears one voice at a time, handed over on silence, as before.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Protocol
 import av
 from aiortc.rtp import RtpPacket
 
-from ..audio import FLOOR
+from ..audio import FLOOR, FLOOR_MICS
 from ..protocol import pack, unpack
 
 SAMPLES = 960
@@ -26,7 +31,7 @@ SAMPLES = 960
 SPEAKING = 50
 """RFC 6464 level (−dBov) at or under which a floor microphone counts as speaking."""
 FLOOR_HOLD = 0.4
-"""A floor microphone keeps the floor until it has been quiet this long while another speaks."""
+"""A floor microphone keeps its lane until it has been quiet this long while another speaks."""
 FLOOR_GONE = 0.1
 """…or until it has sent nothing for this long."""
 
@@ -75,9 +80,15 @@ class Outlet:
     that passed, so the browser's jitter buffer sees one steady stream.
     """
 
-    def __init__(self, pid: str, sink: Sink) -> None:
+    def __init__(self, pid: str, sink: Sink, lane: int = 0, lanes: int = 1) -> None:
+        if not 0 <= lane < lanes <= FLOOR_MICS:
+            raise ValueError(f"lane {lane} of {lanes} (at most {FLOOR_MICS} lanes)")
         self.pid = pid
         self.sink = sink
+        self.lane = lane
+        """Which of the floor's lanes this track carries (a channel: lane 0 only)…"""
+        self.lanes = lanes
+        """…of a floor of this many lanes (the listener's tracks per source)."""
         self.source: Source | None = None
         self._pub: str | None = None
         self._last_in = 0
@@ -102,47 +113,101 @@ class Outlet:
         return self.sink.push(frame.payload, self._last_out, step > SAMPLES)
 
 
+class FloorLanes:
+    """Which floor microphones are forwarded now: at most ``lanes`` at once, by level.
+
+    A microphone keeps its lane while it sends; a new one takes a free lane (never used, or
+    its microphone sent nothing for :data:`FLOOR_GONE`), or — if it is speaking (RFC 6464
+    level at or under :data:`SPEAKING`) — the lane of the microphone quiet the longest, once
+    that one has been quiet for :data:`FLOOR_HOLD`. Lanes never move between holders, so a
+    voice stays on one listening track. With one lane this is the floor of one voice.
+    """
+
+    def __init__(self, lanes: int) -> None:
+        self.held: list[list[Any] | None] = [None] * lanes
+        """Per lane ``[pub, last packet, last loud packet]`` (monotonic seconds) or ``None``."""
+
+    def lane(self, frame: Frame, now: float) -> int | None:
+        """The lane of ``frame`` (``None``: not forwarded), updating the holders."""
+        loud = frame.level is None or frame.level <= SPEAKING
+        held = self.held
+        for i, h in enumerate(held):
+            if h is not None and h[0] == frame.pub:
+                h[1] = now
+                if loud:
+                    h[2] = now
+                return i
+        free = next((i for i, h in enumerate(held) if h is None or now - h[1] >= FLOOR_GONE), None)
+        if free is None:
+            if not loud:
+                return None
+            free = min(range(len(held)), key=lambda i: held[i][2])  # type: ignore[index]
+            if now - held[free][2] <= FLOOR_HOLD:  # type: ignore[index]
+                return None
+        held[free] = [frame.pub, now, now]
+        return free
+
+    def holders(self) -> list[str | None]:
+        return [h[0] if h is not None else None for h in self.held]
+
+
 class Source:
-    """The floor or one channel on this node: fans accepted frames out to its outlets."""
+    """The floor or one channel on this node: fans accepted frames out to its outlets.
+
+    A channel has one voice (its live interpreter): only lane-0 outlets carry it. The floor
+    runs a :class:`FloorLanes` per lane count (1 to ``FLOOR_MICS``: a few comparisons per
+    frame, not per listener) and feeds each outlet the frames of its own lane.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.outlets: set[Outlet] = set()
+        self.groups: dict[tuple[int, int], set[Outlet]] = {}
+        """``(lanes, lane)`` → the outlets of that lane of a floor of that many lanes: a frame
+        goes to the groups of its lanes only, so idle lanes cost nothing per frame."""
         self.taps: list[Callable[[Frame, float], None]] = []
-        self._current: str | None = None
-        self._seen = 0.0
-        self._loud = 0.0
+        """Every frame of a channel; the floor's one-lane choice (one voice at a time)."""
+        self.lane_taps: list[tuple[int, Callable[[Frame, float], None]]] = []
+        """``(lane, tap)``: the frames of one lane of the full floor (``FLOOR_MICS`` lanes)."""
+        self.floor = [FloorLanes(k) for k in range(1, FLOOR_MICS + 1)] if name == FLOOR else []
 
-    def _select(self, frame: Frame, now: float) -> bool:
-        """The floor forwards one microphone at a time: the one that is speaking."""
-        loud = frame.level is None or frame.level <= SPEAKING
-        if frame.pub != self._current:
-            if (
-                self._current is not None
-                and now - self._seen < FLOOR_GONE
-                and not (loud and now - self._loud > FLOOR_HOLD)
-            ):
-                return False
-            self._current = frame.pub
-            self._loud = now
-        self._seen = now
-        if loud:
-            self._loud = now
-        return True
+    @property
+    def outlets(self) -> set[Outlet]:
+        """Every outlet attached (a copy: attach with :meth:`add`)."""
+        return set().union(*self.groups.values())
+
+    def add(self, outlet: Outlet) -> None:
+        self.groups.setdefault((outlet.lanes, outlet.lane), set()).add(outlet)
+
+    def discard(self, outlet: Outlet) -> None:
+        key = (outlet.lanes, outlet.lane)
+        group = self.groups.get(key)
+        if group is not None:
+            group.discard(outlet)
+            if not group:
+                del self.groups[key]
 
     def push(self, frame: Frame, now: float) -> int:
-        if self.name == FLOOR and not self._select(frame, now):
-            return 0
+        if self.floor:
+            # lane[k]: the lane of this frame on a floor of k lanes (None: not forwarded).
+            lane = [None, *(f.lane(frame, now) for f in self.floor)]
+        else:
+            lane = [None, *[0] * FLOOR_MICS]
         sent = 0
-        for outlet in self.outlets:
-            sent += outlet.feed(frame, now)
-        for tap in self.taps:
-            tap(frame, now)
+        for (lanes, at), group in self.groups.items():
+            if lane[lanes] == at:
+                for outlet in group:
+                    sent += outlet.feed(frame, now)
+        if lane[1] == 0:
+            for tap in self.taps:
+                tap(frame, now)
+        for at, tap in self.lane_taps:
+            if lane[FLOOR_MICS] == at:
+                tap(frame, now)
         return sent
 
     @property
     def idle(self) -> bool:
-        return not self.outlets and not self.taps
+        return not self.groups and not self.taps and not self.lane_taps
 
 
 class LevelMeter:

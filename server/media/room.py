@@ -21,8 +21,9 @@ re-read after every fold)::
 
 A channel switch, a handover, a cough or a mute changes which packets an Outlet gets at
 once, and the Outlet keeps its RTP clock continuous across sources, so nothing is
-renegotiated. The floor forwards one microphone at a time (relay.Source): mixing would
-need decoding. A room holds a bus subscription exactly for the sources that its outlets
+renegotiated. The floor forwards up to three microphones at once, each on its own lane
+(relay.FloorLanes), and the listener's browser mixes them: the server never decodes to
+mix. A room holds a bus subscription exactly for the sources that its outlets
 and taps use.
 """
 
@@ -173,9 +174,10 @@ class MediaRoom:
         for listener in self.signalling.listeners():
             person = listener.peer.person
             main, under = self.routes.hearing(person["pid"], person["role"])
-            self._attach(listener.main, main)
-            if listener.under is not None:
-                self._attach(listener.under, under if listener.under_on else None)
+            for outlet in listener.main:
+                self._attach(outlet, main)
+            for outlet in listener.under:
+                self._attach(outlet, under if listener.under_on else None)
         self._subscriptions()
 
     def detach(self, outlets: list[Outlet]) -> None:
@@ -188,11 +190,11 @@ class MediaRoom:
         if old is not None and old.name == name:
             return
         if old is not None:
-            old.outlets.discard(outlet)
+            old.discard(outlet)
         outlet.source = None
         if name is not None:
             source = self._source(name)
-            source.outlets.add(outlet)
+            source.add(outlet)
             outlet.source = source
 
     def _source(self, name: str) -> Source:
@@ -221,16 +223,28 @@ class MediaRoom:
 
     # -- taps ------------------------------------------------------------------------------
 
-    def tap(self, name: str, tap: Tap) -> None:
-        """Give ``tap`` every frame source ``name`` forwards, until :meth:`untap`."""
-        self._source(name).taps.append(tap)
+    def tap(self, name: str, tap: Tap, lane: int | None = None) -> None:
+        """Give ``tap`` every frame source ``name`` forwards, until :meth:`untap`.
+
+        On the floor: the one voice at a time a one-track listener hears, or with ``lane``
+        the frames of that lane of the full floor (``audio.FLOOR_MICS`` lanes).
+        """
+        source = self._source(name)
+        if lane is None:
+            source.taps.append(tap)
+        else:
+            source.lane_taps.append((lane, tap))
         self._subscriptions()
 
-    def untap(self, name: str, tap: Tap) -> None:
+    def untap(self, name: str, tap: Tap, lane: int | None = None) -> None:
         source = self.sources.get(name)
-        if source is not None and tap in source.taps:
+        if source is None:
+            return
+        if lane is None and tap in source.taps:
             source.taps.remove(tap)
-            self._subscriptions()
+        elif (lane, tap) in source.lane_taps:
+            source.lane_taps.remove((lane, tap))  # type: ignore[arg-type]
+        self._subscriptions()
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -95,13 +95,14 @@ def _ice_list(table: dict[str, Any], key: str, source: str) -> tuple[dict[str, A
 
 
 def check_offer(
-    sdp: str, purpose: str, kind: Kind = AUDIO, *, allow_loopback: bool = False
+    sdp: str, purpose: str, kind: Kind = AUDIO, *, allow_loopback: bool = False, lanes: int = 1
 ) -> tuple[int, int]:
     """Refuse an offer that is not only ``kind`` in its codec; return ``(m-lines, payload type)``.
 
     Error codes name the kind: ``no_audio``, ``audio_only``, ``no_opus`` for :data:`AUDIO`;
     ``too_many_candidates`` past :data:`MAX_CANDIDATES`, ``bad_candidate`` for an address
-    the node must not send checks to.
+    the node must not send checks to. A listen offer has ``lanes`` m-lines (what one hears)
+    or twice that (and the floor underneath); with one lane, one or two.
     """
     media, codec = kind.name, kind.codec
     if not sdp.startswith("v=0"):
@@ -118,10 +119,16 @@ def check_offer(
             f"only {media} is carried here, the offer has {', '.join(kinds)}",
             code=f"{media}_only",
         )
-    wanted = 1 if purpose == "publish" else 2
+    wanted = 1 if purpose == "publish" else 2 * lanes
     if len(kinds) > wanted:
         raise BadArgs(
             f"a {purpose} offer has at most {wanted} {media} m-line(s)", code="too_many_tracks"
+        )
+    if purpose == "listen" and len(kinds) not in (lanes, 2 * lanes):
+        raise BadArgs(
+            f"a listen offer for {lanes} lanes has {lanes} or {2 * lanes} {media} m-lines, "
+            f"not {len(kinds)}",
+            code="bad_lanes",
         )
     found = [
         c.payloadType

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
-from ..audio import FLOOR
+from ..audio import FLOOR, FLOOR_MICS
 from ..errors import BadArgs, HemicycleError, RateLimited, Refused, UnknownType
 from ..node.throttle import TokenBucket
 from ..types import Actor, arg_str
@@ -77,10 +77,14 @@ class Publisher:
 
 
 class Listener:
-    """One person's listening peer connection: a main track and the floor underneath."""
+    """One person's listening peer connection: what they hear and the floor underneath.
+
+    Each is a group of ``lanes`` tracks (outlets): on the floor, lane ``i`` carries the
+    ``i``-th of the microphones speaking at once (relay.FloorLanes); a channel uses lane 0.
+    """
 
     def __init__(
-        self, peer: Peer, pc: RTCPeerConnection, main: Outlet, under: Outlet | None
+        self, peer: Peer, pc: RTCPeerConnection, main: list[Outlet], under: list[Outlet]
     ) -> None:
         self.peer = peer
         self.pc = pc
@@ -90,7 +94,7 @@ class Listener:
 
     @property
     def outlets(self) -> list[Outlet]:
-        return [o for o in (self.main, self.under) if o is not None]
+        return [*self.main, *self.under]
 
 
 class Peers:
@@ -234,7 +238,16 @@ class Signalling:
             raise BadArgs("'purpose' is 'listen' or 'publish'")
         sdp = arg_str(data, "sdp", max_len=MAX_SDP)
         assert sdp is not None
-        lines, _ = check_offer(sdp, purpose, self.kind, allow_loopback=self.config.allow_loopback)
+        lanes = 1
+        if purpose == "listen":
+            lanes = data.get("lanes", 1)
+            if not (isinstance(lanes, int) and not isinstance(lanes, bool)) or not (
+                1 <= lanes <= FLOOR_MICS
+            ):
+                raise BadArgs(f"'lanes' is 1 to {FLOOR_MICS}", code="bad_lanes")
+        lines, _ = check_offer(
+            sdp, purpose, self.kind, allow_loopback=self.config.allow_loopback, lanes=lanes
+        )
         target = FLOOR
         on_air = True
         if purpose == "publish":
@@ -284,10 +297,13 @@ class Signalling:
             log.info("room %s: %s publishes into %s", self.room, pub.pid, target)
             return {"sdp": answer, "pc": "publish", "target": target, "on_air": on_air}
         pid = peer.person["pid"]
-        outlets = [Outlet(pid, passthrough.DirectSender(sender, pt)) for sender in senders]
-        peers.listener = Listener(peer, pc, outlets[0], outlets[1] if len(outlets) > 1 else None)
+        outlets = [
+            Outlet(pid, passthrough.DirectSender(sender, pt), n % lanes, lanes)
+            for n, sender in enumerate(senders)
+        ]
+        peers.listener = Listener(peer, pc, outlets[:lanes], outlets[lanes:])
         self.router.reroute()
-        return {"sdp": answer, "pc": "listen", "tracks": lines}
+        return {"sdp": answer, "pc": "listen", "tracks": lines, "lanes": lanes}
 
     # -- closing ---------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Choose the room log and the bus by URL: ``memory://`` or ``redis://host:port/db``."""
+"""Choose the room log and the bus by URL: ``memory://``, ``redis://host:port/db`` or
+``redis+cluster://host:port,host:port,…`` (server/node/cluster.py)."""
 
 from __future__ import annotations
 
@@ -62,4 +63,12 @@ def open_backends(url: str) -> Backends:
         )
         client = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         return Backends(url, RedisLog(client), RedisBus(client), client)
-    raise ValueError(f"unknown backend {url!r}: use memory:// or redis://host:port/db")
+    if scheme == "redis+cluster":
+        from .cluster import open_cluster
+
+        cluster, room_log, bus = open_cluster(url)
+        return Backends(url, room_log, bus, cluster)
+    raise ValueError(
+        f"unknown backend {url!r}: use memory://, redis://host:port/db "
+        "or redis+cluster://host:port,host:port"
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -100,10 +100,25 @@ class RedisBus:
     so a ``subscribe`` reply is the answer to our latest SUBSCRIBE of that channel unless an
     UNSUBSCRIBE of it was sent later and is still unanswered (a subscriber that left, or was
     cancelled, before its confirmation came).
+
+    ``sharded``: SSUBSCRIBE/SPUBLISH (Redis 7's sharded pub/sub) instead, to the one Redis
+    Cluster node that serves the channels' slot (server/node/cluster.py makes one such bus
+    per slot in use); ``relocate`` is asked, when the connection is lost, where that slot is
+    served now (a failover moves it to the replica), and the bus reconnects there.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        sharded: bool = False,
+        relocate: Callable[[], Awaitable[tuple[str, int] | None]] | None = None,
+    ) -> None:
         self._redis = client
+        self._sharded = sharded
+        self._relocate = relocate
+        prefix = "s" if sharded else ""
+        self._kinds = (f"{prefix}message", f"{prefix}subscribe", f"{prefix}unsubscribe")
         self._subs: dict[str, set[Subscription]] = {}
         self._active: dict[str, asyncio.Event] = {}
         """Per channel with local subscribers: set once Redis has confirmed the subscription."""
@@ -116,7 +131,10 @@ class RedisBus:
         self._lock = asyncio.Lock()
 
     async def publish(self, channel: str, data: bytes) -> None:
-        await self._redis.publish(channel, data)
+        if self._sharded:
+            await self._redis.spublish(channel, data)
+        else:
+            await self._redis.publish(channel, data)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
@@ -137,7 +155,8 @@ class RedisBus:
                 active = self._active[channel] = asyncio.Event()
                 if self._pubsub is None:
                     self._pubsub = self._redis.pubsub()
-                await self._send(self._pubsub.subscribe(channel))
+                ps = self._pubsub
+                await self._send(ps.ssubscribe(channel) if self._sharded else ps.subscribe(channel))
                 self._watch(self._pubsub.connection)
             if self._reader is None:
                 self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
@@ -159,7 +178,10 @@ class RedisBus:
                 await asyncio.wait({self._sending})
             self._leaving[channel] = self._leaving.get(channel, 0) + 1
             try:
-                await self._send(self._pubsub.unsubscribe(channel))
+                ps = self._pubsub
+                await self._send(
+                    ps.sunsubscribe(channel) if self._sharded else ps.unsubscribe(channel)
+                )
             except Exception:  # not sent (connection lost): no reply will come
                 self._answered(channel)
 
@@ -198,21 +220,41 @@ class RedisBus:
             except Exception as exc:  # connection lost: redis-py resubscribes on reconnect
                 log.warning("bus connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(0.2)
+                await self._follow()
                 continue
             if message is None:
                 continue
             channel = message["channel"]
             name = channel.decode() if isinstance(channel, bytes) else channel
             kind = message["type"]
-            if kind == "message":
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            data, subscribed, unsubscribed = self._kinds
+            if kind == data:
                 for sub in tuple(self._subs.get(name, ())):
                     sub.put(message["data"])
-            elif kind == "subscribe" and not self._leaving.get(name):
+            elif kind == subscribed and not self._leaving.get(name):
                 active = self._active.get(name)
                 if active is not None:
                     active.set()
-            elif kind == "unsubscribe":
+            elif kind == unsubscribed:
                 self._answered(name)
+
+    async def _follow(self) -> None:
+        """After a lost connection: reconnect where ``relocate`` says the slot is now."""
+        if self._relocate is None or self._pubsub is None or self._pubsub.connection is None:
+            return
+        try:
+            address = await self._relocate()
+        except Exception as exc:  # the cluster itself unreachable: ask again next time
+            log.warning("could not locate the bus's shard (%s)", exc)
+            return
+        connection: Any = self._pubsub.connection
+        if address is None or (connection.host, connection.port) == address:
+            return
+        log.warning("bus shard moved to %s:%d; resubscribing there", *address)
+        await connection.disconnect()
+        connection.host, connection.port = address
+        self._redis.connection_pool.connection_kwargs.update(host=address[0], port=address[1])
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -17,7 +17,7 @@ from typing import Any, Protocol, cast
 
 from .. import fold, invites
 from ..errors import AuthError, HemicycleError, Unavailable
-from ..protocol import Codec, encode, pack, unpack
+from ..protocol import Codec, Encoded, encode, encode_map, pack, unpack
 from ..types import OBSERVER, SYSTEM, Actor, Entry, Event, RoomConfig, State
 from .backends import Backends
 from .log import id_key
@@ -92,6 +92,9 @@ class RoomHub:
         self.state: State = rules.new_state(config)
         self.sinks: set[Sink] = set()
         self.by_conn: dict[str, Sink] = {}
+        self.by_selector: dict[str, set[Sink]] = {}
+        """Local connections by the ``to`` selectors that reach them (``fold.selectors``):
+        a private event is delivered to the union of its selectors' sets, O(recipients)."""
         self.conns_per_person = conns_per_person
         """A join past it closes the person's oldest connection, on whichever node owns it."""
         self.reconnect_grace = reconnect_grace
@@ -121,6 +124,10 @@ class RoomHub:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._bus_task: asyncio.Task[None] | None = None
+        self._alike: dict[tuple[Codec, str], Encoded] = {}
+        """The parts of the state every person sees alike, encoded (``welcome_frame``)…"""
+        self._alike_at: tuple[int, str | None, int] | None = None
+        """…for this state object and log position."""
         self.info: dict[str, Any] = info or {
             "title": config.title,
             "titles": dict(config.titles),
@@ -247,9 +254,7 @@ class RoomHub:
 
     def _deliver_ephemeral(self, message: dict[str, Any]) -> None:
         shared: dict[Codec, bytes | str] = {}
-        for sink in tuple(self.sinks):
-            if "to" in message and not fold.visible(message, sink.person):
-                continue
+        for sink in self.reached([message]) if "to" in message else tuple(self.sinks):
             frame = shared.get(sink.codec)
             if frame is None:
                 frame = shared[sink.codec] = encode(message, sink.codec)
@@ -352,24 +357,53 @@ class RoomHub:
         else:
             self._broadcast(unsent[-1][0], [e for _, events in unsent for e in events])
 
+    def reached(self, events: list[Any]) -> set[Sink]:
+        """The local connections that some private event of ``events`` names (by index)."""
+        out: set[Sink] = set()
+        for event in events:
+            to = event.get("to")
+            if isinstance(to, list):
+                for key in to:
+                    out.update(self.by_selector.get(key, ()))
+        return out
+
     def _broadcast(self, entry_id: str, events: list[Event]) -> None:
-        message = {"type": "events", "id": entry_id, "events": events}
-        shared: dict[Codec, bytes | str] = {}
-        private = any("to" in e for e in events)
-        for sink in tuple(self.sinks):
-            if private:
-                mine = [e for e in events if fold.visible(e, sink.person)]
-                if not mine:
-                    continue
-                if len(mine) != len(events):
-                    frame = encode({**message, "events": mine}, sink.codec)
-                    sink.deliver(frame, entry_id=entry_id)
-                    continue
-            shared_frame = shared.get(sink.codec)
-            if shared_frame is None:
-                shared_frame = shared[sink.codec] = encode(message, sink.codec)
-            sink.deliver(shared_frame, entry_id=entry_id)
-        self.metrics.deliveries.inc(len(self.sinks))
+        """Every connection gets the entry's public events; a private event costs only the
+        connections its ``to`` names, found in ``by_selector``. Each distinct frame is
+        encoded once per codec, however many connections get it."""
+        public = [e for e in events if "to" not in e]
+        private = len(public) < len(events)
+        reached = self.reached(events) if private else set()
+        only_public = tuple("to" not in e for e in events)
+        frames: dict[tuple[Codec, tuple[bool, ...]], bytes | str] = {}
+
+        def frame_for(codec: Codec, picked: tuple[bool, ...]) -> bytes | str:
+            frame = frames.get((codec, picked))
+            if frame is None:
+                mine = [e for e, p in zip(events, picked, strict=True) if p]
+                message = {"type": "events", "id": entry_id, "events": mine}
+                frame = frames[codec, picked] = encode(message, codec)
+            return frame
+
+        sent = 0
+        if public:  # the hot path: one frame per codec for everyone the private part missed
+            picked = only_public if private else (True,) * len(events)
+            shared: dict[Codec, bytes | str] = {}
+            targets = tuple(self.sinks - reached if reached else self.sinks)
+            for sink in targets:
+                frame = shared.get(sink.codec)
+                if frame is None:
+                    frame = shared[sink.codec] = frame_for(sink.codec, picked)
+                sink.deliver(frame, entry_id=entry_id)
+            sent += len(targets)
+        for sink in reached:
+            mine = tuple(
+                p or fold.visible(e, sink.person) for e, p in zip(events, only_public, strict=True)
+            )
+            if any(mine):
+                sink.deliver(frame_for(sink.codec, mine), entry_id=entry_id)
+                sent += 1
+        self.metrics.deliveries.inc(sent)
 
     def _schedule_tick(self) -> None:
         deadline = self.rules.next_deadline(self.state)
@@ -463,12 +497,20 @@ class RoomHub:
         self.flush()  # the others get what is folded but unsent; the welcome holds it already
         self.sinks.add(sink)
         self.by_conn[sink.person["conn"]] = sink
+        for key in fold.selectors(sink.person):
+            self.by_selector.setdefault(key, set()).add(sink)
         self.metrics.connections.inc()
 
     def detach(self, sink: Sink) -> None:
         if sink in self.sinks:
             self.sinks.discard(sink)
             self.by_conn.pop(sink.person["conn"], None)
+            for key in fold.selectors(sink.person):
+                holders = self.by_selector.get(key)
+                if holders is not None:
+                    holders.discard(sink)
+                    if not holders:
+                        del self.by_selector[key]
             self.metrics.connections.dec()
 
     async def leave(self, sink: Sink) -> None:
@@ -556,3 +598,29 @@ class RoomHub:
 
     def view_for(self, person: dict[str, Any]) -> State:
         return self.rules.view(self.state, person)
+
+    def welcome_frame(
+        self, head: dict[str, Any], person: dict[str, Any], codec: Codec
+    ) -> bytes | str:
+        """``head`` (the connection's own fields) with ``state``: ``person``'s view, encoded.
+
+        A join storm welcomes many people at one log position: the parts of the state
+        everyone sees alike (the roster above all, which grows with the storm) are encoded
+        once per codec and position and spliced into every welcome made there, instead of
+        copied and encoded per connection; the parts that depend on the person are made
+        for each. It decodes exactly as ``encode({**head, "state": view_for(person)})``.
+        """
+        state = self.state
+        at = (id(state), state["meta"]["last"], state["meta"]["n"])
+        if self._alike_at != at:
+            self._alike_at, self._alike = at, {}
+        parts: list[tuple[str, Any]] = []
+        for name, value, alike in self.rules.view_parts(state, person):
+            if alike:
+                encoded = self._alike.get((codec, name))
+                if encoded is None:
+                    encoded = self._alike[codec, name] = Encoded(encode(value, codec), codec)
+                value = encoded
+            parts.append((name, value))
+        view = Encoded(encode_map(parts, codec), codec)
+        return encode_map([*head.items(), ("state", view)], codec)

@@ -26,6 +26,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Redis errors that pass: a restart, a blink of the network, a cluster failing over
+    (its slot moved, its shard without a master for a moment). Anything else is a bug."""
+    import redis.exceptions as e
+
+    return (
+        e.ConnectionError,
+        e.TimeoutError,
+        OSError,
+        e.ClusterError,
+        e.TryAgainError,
+        e.AskError,
+        e.RedisClusterException,
+    )
+
+
 def id_key(entry_id: str) -> tuple[int, int]:
     """Sort key of an entry id; raises ``ValueError`` on anything but ``<int>-<int>``."""
     ms, _, seq = entry_id.partition("-")
@@ -143,13 +159,15 @@ class RedisLog:
         self._redis = client
 
     async def append(self, room: str, entry: bytes) -> str:
-        import redis.exceptions
-
         try:
-            entry_id = await self._redis.xadd(log_key(room), {"e": entry})
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            entry_id = await self._xadd(log_key(room), entry)
+        except transient_errors() as exc:
             raise Unavailable(f"the room log is unreachable: {exc}") from None
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    async def _xadd(self, key: str, entry: bytes) -> Any:
+        """The XADD itself (server/node/cluster.py waits for replicas after it)."""
+        return await self._redis.xadd(key, {"e": entry})
 
     async def tail(self, room: str, after: str | None) -> AsyncIterator[tuple[str, bytes]]:
         import redis.exceptions
@@ -164,8 +182,11 @@ class RedisLog:
                 )
             except redis.exceptions.TimeoutError:
                 continue  # an idle blocking read timed out on the client side: read again
-            except (redis.exceptions.ConnectionError, OSError) as exc:
-                # Redis restarting or the network blinking: keep our place and try again.
+            except Exception as exc:
+                # Redis restarting, the network blinking, a cluster shard failing over
+                # (redis-py's cluster client then closes connections under their users,
+                # which can surface as errors of any type): keep our place and try again.
+                # A tail that gave up would stop the room.
                 log.warning("room log %s unreachable (%s); retrying in %.2fs", room, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -63,6 +63,38 @@ class Metrics:
             "Audio frames that came late or twice over the bus (dropped)",
             registry=r,
         )
+        # video (media/video.py)
+        self.video_in = Counter(
+            "hemicycle_video_packets_in",
+            "Camera and screen RTP packets by outcome (forwarded or why dropped)",
+            ["outcome"],
+            registry=r,
+        )
+        self.video_out = Counter(
+            "hemicycle_video_packets_out", "Video packets handed to viewer tracks", registry=r
+        )
+        self.video_keyframes = Counter(
+            "hemicycle_video_keyframe_requests",
+            "Keyframe requests: sent to a publisher, merged into another, sent over the bus",
+            ["outcome"],
+            registry=r,
+        )
+        self.video_bus = Counter(
+            "hemicycle_video_bus_frames",
+            "Video packets published to or taken from the bus",
+            ["direction"],
+            registry=r,
+        )
+        self.video_bus_lost = Counter(
+            "hemicycle_video_bus_lost",
+            "Video packets missing on the bus (sequence gaps)",
+            registry=r,
+        )
+        self.video_bus_reordered = Counter(
+            "hemicycle_video_bus_reordered",
+            "Video packets that came late or twice over the bus (dropped)",
+            registry=r,
+        )
         self.peer_connections = Gauge(
             "hemicycle_peer_connections", "Open WebRTC peer connections", ["kind"], registry=r
         )

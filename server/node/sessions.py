@@ -382,8 +382,7 @@ class Session:
                     )
         else:
             welcome["resumed"] = False
-            welcome["state"] = hub.view_for(self.person)
-            self.send(welcome)
+            self.deliver(hub.welcome_frame(welcome, self.person, self.codec))
             self.sent_id = welcome["last"]  # the resume hint until an event is sent
 
     async def _read(self) -> None:

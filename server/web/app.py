@@ -23,6 +23,9 @@ from ..errors import HemicycleError
 from ..media.recording import Recording
 from ..media.room import MediaNode
 from ..media.setup import MediaConfig
+from ..media.stagerec import StageRecording
+from ..media.video import VideoNode
+from ..media.vpeers import VideoConfig
 from ..node.app import Node
 from ..node.backends import Backends
 from ..node.ballots import Ballots
@@ -49,11 +52,14 @@ def features(settings: Settings, assembly: Assembly) -> list[Feature]:
     """The node's features, in start order (stopped in reverse)."""
     media = MediaConfig.from_extra(assembly.extra, assembly.source, settings.turn_secret)
     audio = MediaNode(media.with_loopback(settings.loopback_media))
+    video = VideoNode(audio.config, VideoConfig.from_extra(assembly.extra, assembly.source))
     return [
         SliceFeature(channels.SLICE),  # language channels and booths
         SliceFeature(polls.SLICE),  # polls and votes
         audio,  # audio (with the audio slice)
         Recording(audio),  # after audio: it taps the audio rooms, and stops before them
+        video,
+        StageRecording(audio, video),  # after video: it taps both, and stops before them
         Ballots(),  # secret ballots' frames and boxes
         Reactions(),
         Transcripts(),

@@ -1,0 +1,198 @@
+"""The Redis Cluster backend: ``redis+cluster://host:port,host:port,…?wait=1&wait_ms=1000``.
+
+Past one Redis, rooms spread over the shards of a Redis Cluster. Every key of a room carries
+the room as its hash tag (``hc:{room}:log``, ``:snap``, ``:archive``, ``:eph``, the media
+channels ``hc:{room}:audio:<source>``), so one room lives on one shard and the cluster
+client (redis-py's ``RedisCluster``) sends each command to the master of that slot, following
+MOVED answers and failovers. The node heartbeats (``hc:node:<name>``) spread over the shards;
+nothing reads two of them in one command.
+
+The bus uses sharded pub/sub (Redis 7): SPUBLISH goes to the channel's shard only, instead of
+every message of every room crossing the whole cluster bus as PUBLISH does. Subscriptions
+are :class:`~.bus.RedisBus` links speaking SSUBSCRIBE, one per hash slot in use — a room's
+channels share its slot — so a reconnect re-subscribes one slot with one SSUBSCRIBE (Redis
+refuses one that spans slots), and a link whose shard failed over follows the slot to its
+new master.
+
+Durability (docs/scaling.md): Redis replicates asynchronously, so a master killed right after
+it answered an XADD can take that entry with it when its replica takes over. With
+``wait=N`` an append is acknowledged only after ``WAIT N wait_ms`` on the same connection
+said N replicas have it; fewer in time, and the command is answered ``unavailable`` (the
+client sends it again with the same command id; the fold counts it once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import Unavailable
+from .bus import RedisBus, Subscription
+from .log import RedisLog, transient_errors
+
+if TYPE_CHECKING:
+    import redis.asyncio.cluster as aiocluster
+
+log = logging.getLogger(__name__)
+
+SCHEME = "redis+cluster"
+
+
+@functools.cache
+def _key_slot(channel: str) -> int:
+    from redis.crc import key_slot
+
+    return int(key_slot(channel.encode()))
+
+
+def parse_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The start nodes and the options (``wait``, ``wait_ms``, ``username``, ``password``)
+    of a ``redis+cluster://`` URL; a ``ValueError`` that names what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != SCHEME:
+        raise ValueError(f"not a {SCHEME}:// URL: {url!r}")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{url!r}: start node {item!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    options: dict[str, Any] = {}
+    for name, default in (("wait", 0), ("wait_ms", 1000)):
+        raw = query.pop(name, str(default))
+        if not raw.isdigit():
+            raise ValueError(f"{url!r}: {name} must be a whole number, not {raw!r}")
+        options[name] = int(raw)
+    if query:
+        raise ValueError(f"{url!r}: unknown option(s) {', '.join(sorted(query))}")
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        options["username"] = unquote(user) or None
+        options["password"] = unquote(password) or None
+    return nodes, options
+
+
+class ClusterLog(RedisLog):
+    """The room log on a cluster: :class:`RedisLog`, with an XADD that waits for replicas."""
+
+    def __init__(self, client: aiocluster.RedisCluster, replicas: int, wait_ms: int) -> None:
+        super().__init__(client)  # type: ignore[arg-type]  # the same commands, routed
+        self._cluster = client
+        self._replicas = replicas
+        self._wait_ms = wait_ms
+
+    async def _xadd(self, key: str, entry: bytes) -> Any:
+        if not self._replicas:
+            try:
+                return await super()._xadd(key, entry)
+            except transient_errors():
+                raise
+            except Exception as exc:  # a connection closed under us (see below)
+                raise Unavailable(f"the room log is unreachable: {exc!r}") from None
+        # WAIT counts the replicas that have *this connection's* writes: the XADD and the
+        # WAIT go down one connection to the slot's master, back to back.
+        await self._cluster.initialize()
+        node = self._cluster.get_node_from_key(key)
+        if node is None:
+            raise Unavailable(f"no master serves {key} now")
+        connection = node.acquire_connection()
+        try:
+            xadd = ("XADD", key, "*", "e", entry)
+            wait = ("WAIT", self._replicas, self._wait_ms)
+            await connection.send_packed_command(connection.pack_commands([xadd, wait]))
+            entry_id = await connection.read_response()
+            reached = await connection.read_response()
+        except BaseException as exc:
+            await connection.disconnect()  # a reply may still be on its way: start afresh
+            if not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, transient_errors()):
+                with contextlib.suppress(*transient_errors()):  # the slot may have moved
+                    await self._cluster.nodes_manager.initialize()
+            # redis-py's cluster client closes every connection of the cluster when one
+            # command meets a dead node (to start afresh), ours too, half-way through a
+            # write (seen: AttributeError on its writer): the append did not complete.
+            raise Unavailable(f"the room log is unreachable: {exc!r}") from None
+        finally:
+            node.release(connection)
+        if int(reached) < self._replicas:
+            raise Unavailable(
+                f"the room log's entry reached {reached} of {self._replicas} replica(s) "
+                f"within {self._wait_ms} ms"
+            )
+        return entry_id
+
+
+class ShardedBus:
+    """The bus over sharded pub/sub: SPUBLISH through the cluster client; one SSUBSCRIBE
+    link per hash slot in use, to that slot's master (kept while the node runs: a node
+    serves a bounded set of rooms)."""
+
+    def __init__(self, client: aiocluster.RedisCluster, **connection: Any) -> None:
+        self._cluster = client
+        self._connection = connection
+        self._links: dict[int, RedisBus] = {}
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self._cluster.spublish(channel, data)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        link = await self._link(_key_slot(channel))
+        async with link.subscribe(channel) as sub:
+            yield sub
+
+    async def _link(self, slot: int) -> RedisBus:
+        link = self._links.get(slot)
+        if link is None:
+            import redis.asyncio as aioredis
+
+            host, port = await self._master(slot, refresh=False)
+            client = aioredis.Redis(
+                host=host,
+                port=port,
+                decode_responses=False,
+                health_check_interval=10,
+                **self._connection,
+            )
+            relocate = functools.partial(self._master, slot)
+            link = self._links.setdefault(slot, RedisBus(client, sharded=True, relocate=relocate))
+            if link._redis is not client:
+                await client.aclose()
+        return link
+
+    async def _master(self, slot: int, refresh: bool = True) -> tuple[str, int]:
+        """Where ``slot`` is served; ``refresh``: ask the cluster again first."""
+        await self._cluster.initialize()
+        if refresh:
+            await self._cluster.nodes_manager.initialize()
+        node = self._cluster.nodes_manager.get_node_from_slot(slot)
+        return node.host, int(node.port)
+
+    async def close(self) -> None:
+        for link in self._links.values():
+            await link.close()
+            await link._redis.aclose()
+        self._links.clear()
+
+
+def open_cluster(url: str) -> tuple[Any, ClusterLog, ShardedBus]:
+    """The cluster client, the room log and the bus of a ``redis+cluster://`` URL."""
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    nodes, options = parse_url(url)
+    auth = {k: options[k] for k in ("username", "password") if options.get(k)}
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        decode_responses=False,
+        health_check_interval=10,
+        **auth,
+    )
+    bus = ShardedBus(client, **auth)
+    return client, ClusterLog(client, options["wait"], options["wait_ms"]), bus

@@ -1,0 +1,412 @@
+"""Stage video through real nodes and real aiortc peers: payloads, layers, keyframes, rights."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from server.client import Client
+from server.media import vp8
+
+from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
+from .video_helpers import Camera, Eye, publish_camera, starts, view
+from .waiting import eventually
+
+pytestmark = pytest.mark.usefixtures("loopback_ice")
+
+
+async def people(node, invites, *roles: tuple[str, str]) -> list[Client]:  # type: ignore[no-untyped-def]
+    return [
+        await Client.connect(node.url, invites.mint(room="plenary", role=role, name=name))
+        for name, role in roles
+    ]
+
+
+def metric(node, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
+    value = node.node.metrics.registry.get_sample_value(name, labels or None)
+    return float(value or 0.0)
+
+
+def layer_of(camera: Camera, eye: Eye, tile: int) -> list[str]:
+    """Which of the camera's layers each frame a tile received came from (by payload)."""
+    sent = {s.payload[vp8.parse(s.payload).header :]: s.q for s in camera.sent}
+    return [
+        sent.get(g.payload[vp8.parse(g.payload).header :], "?")
+        for g in eye.on(tile)
+        if vp8.parse(g.payload).start
+    ]
+
+
+async def playing(camera: Camera) -> asyncio.Task[None]:
+    return asyncio.create_task(camera.play(100_000))
+
+
+async def test_viewer_gets_the_publishers_vp8_bytes_from_a_keyframe(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair)
+    assert camera.source == f"{chair.me}:camera"
+    task = await playing(camera)
+    eye = await view(ana, tiles=2)
+    await eye.show((0, camera.source, "h"))
+    await eventually(
+        lambda: len(starts(eye.on(0))),
+        until=lambda n: n >= 40,
+        timeout=15,
+        message="40 frames on tile 0",
+    )
+    first = starts(eye.on(0))[0]
+    assert first.keyframe and (first.width, first.height) == (1280, 720)
+    assert camera.plis["h"] >= 1, "the node asked a keyframe for the new viewer"
+    assert set(layer_of(camera, eye, 0)) == {"h"}
+    # Bytes past the descriptor are the camera's, in order, none missing.
+    got = [g.payload for g in eye.on(0)]
+    sent = [s.payload for s in camera.sent if s.q == "h"]
+    body = [p[vp8.parse(p).header :] for p in got]
+    at = [p[vp8.parse(p).header :] for p in sent].index(body[0])
+    assert body == [p[vp8.parse(p).header :] for p in sent[at : at + len(body)]]
+    seqs = [g.seq for g in eye.on(0)]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    assert eye.on(1) == [], "last-N: an empty tile gets nothing"
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
+
+
+def latest_sources(client: Client) -> dict[str, list[str]]:
+    told = [m for m in client.received if m["type"] == "video.sources"]
+    return told[-1]["sources"] if told else {}
+
+
+async def test_tiles_get_their_quality_and_switch_only_at_keyframes(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair)
+    task = await playing(camera)
+    await eventually(
+        lambda: latest_sources(ana).get(camera.source, []),
+        until=lambda qs: sorted(qs) == ["h", "l", "m"],
+        message="ana to be told the camera publishes three layers",
+    )
+    eye = await view(ana, tiles=2)
+    await eye.show((0, camera.source, "l"), (1, camera.source, "h"))
+    await eventually(
+        lambda: (len(starts(eye.on(0))), len(starts(eye.on(1)))),
+        until=lambda n: min(n) >= 20,
+        timeout=15,
+        message="20 frames on each tile",
+    )
+    assert set(layer_of(camera, eye, 0)) == {"l"}, "a small tile gets the low layer"
+    assert set(layer_of(camera, eye, 1)) == {"h"}
+    assert (starts(eye.on(0))[0].width, starts(eye.on(1))[0].width) == (320, 1280)
+    before = len(starts(eye.on(0)))
+    await eye.show((0, camera.source, "h"), (1, camera.source, "h"))
+    await eventually(
+        lambda: layer_of(camera, eye, 0)[before:],
+        until=lambda qs: qs.count("h") >= 10,
+        timeout=15,
+        message="tile 0 to move to h",
+    )
+    layers = layer_of(camera, eye, 0)
+    first_h = layers.index("h")
+    assert set(layers[:first_h]) == {"l"} and set(layers[first_h:]) == {"h"}, layers
+    descs = starts(eye.on(0))
+    assert descs[first_h].keyframe and descs[first_h].width == 1280, "switched at a keyframe"
+    pics = [d.picture_id for d in descs]
+    assert all((b - a) & 0x7FFF == 1 for a, b in zip(pics, pics[1:], strict=False)), pics
+    seqs = [g.seq for g in eye.on(0)]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
+
+
+async def test_keyframe_requests_of_joining_viewers_are_merged(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair, *viewers = await people(
+        node, invites, ("Chair", "moderator"), *((f"V{n}", "participant") for n in range(4))
+    )
+    camera = await publish_camera(chair)
+    task = await playing(camera)
+    eyes = [await view(v, tiles=1) for v in viewers]
+    plis_before = camera.plis["h"]
+    await asyncio.gather(*(eye.show((0, camera.source, "h")) for eye in eyes))
+    for eye in eyes:
+        await eventually(
+            lambda eye=eye: starts(eye.on(0)),
+            until=lambda s: s and s[0].keyframe,
+            timeout=10,
+            message="every viewer to start on a keyframe",
+        )
+    asked = camera.plis["h"] - plis_before
+    assert 1 <= asked <= 2, f"4 joins at once cost {asked} keyframe requests"
+    assert metric(node, "hemicycle_video_keyframe_requests_total", outcome="merged") >= 2
+    task.cancel()
+    await camera.close()
+    for eye in eyes:
+        await eye.close()
+    for c in (chair, *viewers):
+        await c.close()
+
+
+async def test_only_shown_sources_are_sent_and_a_stopped_share_disappears(
+    start_node, invites
+) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair)
+    screen = await publish_camera(chair, "screen", layers=("h",))
+    assert screen.source == f"{chair.me}:screen"
+    tasks = [await playing(camera), await playing(screen)]
+    await eventually(
+        lambda: set(latest_sources(ana)),
+        until=lambda s: s == {camera.source, screen.source},
+        message="both sources announced",
+    )
+    eye = await view(ana, tiles=2)
+    await eye.show((0, screen.source, "l"))  # a screen has one layer: the best flowing
+    await eventually(
+        lambda: len(starts(eye.on(0))), until=lambda n: n >= 15, message="the screen's frames"
+    )
+    assert set(layer_of(screen, eye, 0)) == {"h"}, "last-N: the camera is not sent"
+    assert eye.on(1) == []
+    assert (await chair.rpc("video.close", pc="screen"))["ok"]
+    await eventually(
+        lambda: set(latest_sources(ana)),
+        until=lambda s: s == {camera.source},
+        message="the stopped share to disappear from the sources",
+    )
+    count = len(eye.on(0))
+    await camera.play(15)  # time passes; the stopped screen sends nothing through
+    assert len(eye.on(0)) == count
+    for t in tasks:
+        t.cancel()
+    await camera.close()
+    await screen.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
+
+
+async def test_publishing_needs_the_stage(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair, bo = await people(node, invites, ("Chair", "moderator"), ("Bo", "participant"))
+    refused = await publish_camera(bo, expect_ok=False)
+    assert refused.reply["code"] == "not_on_stage"
+    await chair.command("floor.grant", {"pid": bo.me})
+    camera = await publish_camera(bo)
+    await camera.play(3)
+    await chair.command("floor.revoke", {"pid": bo.me})
+    closed = await bo.wait_message(lambda m: m["type"] == "video.closed")
+    assert closed["code"] == "not_on_stage" and closed["pc"] == "camera"
+    await eventually(lambda: latest_sources(chair), until=lambda s: not s, message="no source")
+    await camera.close()
+    for c in (chair, bo):
+        await c.close()
+
+
+async def test_bad_offers_are_refused_with_codes(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    (chair,) = await people(node, invites, ("Chair", "moderator"))
+    vp9 = await publish_camera(
+        chair,
+        expect_ok=False,
+        munge=lambda sdp: sdp.replace("VP8/90000", "VP9/90000").replace("H264/90000", "AV1/90000"),
+    )
+    assert vp9.reply["code"] == "unsupported_codec"
+    two = await publish_camera(
+        chair, expect_ok=False, munge=lambda sdp: sdp + sdp[sdp.index("m=video") :]
+    )
+    assert two.reply["code"] == "too_many_tracks"
+    rid = await publish_camera(chair, layers=("l", "x"), expect_ok=False)
+    assert rid.reply["code"] == "bad_simulcast"
+    bad = await chair.rpc("video.offer", purpose="publish", source="window", sdp="v=0")
+    assert bad["code"] == "bad_args"
+    await chair.close()
+
+
+async def test_bad_views_are_refused_with_codes(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    (ana,) = await people(node, invites, ("Ana", "participant"))
+    assert (await ana.rpc("video.show", slots=[]))["code"] == "not_viewing"
+    with pytest.raises(AssertionError, match="too_many_tracks"):
+        await view(ana, tiles=10)
+    eye = await view(ana, tiles=1)
+    for slots in (
+        [{"slot": 1, "source": "x:camera"}],
+        [{"slot": 0, "source": "x:camera", "quality": "uhd"}],
+        [{"slot": 0, "source": "x:camera"}, {"slot": 0, "source": "y:camera"}],
+        "all",
+    ):
+        assert (await ana.rpc("video.show", slots=slots))["code"] == "bad_args"
+    await eye.close()
+    await ana.close()
+
+
+async def test_over_the_cap_and_flooding_are_dropped_and_counted(
+    start_node, invites, assembly
+) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    small = replace(
+        assembly,
+        extra={**assembly.extra, "video": {"max_width": 640, "max_height": 360, "max_packets": 60}},
+    )
+    node = await start_node(config=small)
+    (chair,) = await people(node, invites, ("Chair", "moderator"))
+    camera = await publish_camera(chair)
+    await camera.play(3)
+    closed = await chair.wait_message(lambda m: m["type"] == "video.closed")
+    assert closed["code"] == "over_cap"
+    assert metric(node, "hemicycle_video_packets_in_total", outcome="too_large") >= 1
+    await camera.close()
+    low = await publish_camera(chair, layers=("l",))
+    for _ in range(300):  # 300 packets at once: far more than the 60/s this room allows
+        await low.send_frame()
+    await eventually(
+        lambda: metric(node, "hemicycle_video_packets_in_total", outcome="flood"),
+        until=lambda n: n > 0,
+        message="flooding to be counted",
+    )
+    await low.close()
+    await chair.close()
+
+
+def video_room(node):  # type: ignore[no-untyped-def]
+    return node.node.feature["video"].rooms["plenary"]
+
+
+async def test_video_crosses_nodes_on_redis_only_in_the_layers_needed(
+    start_node, redis_url, invites
+) -> None:  # type: ignore[no-untyped-def]
+    a = await start_node(redis_url, name="a")
+    b = await start_node(redis_url, name="b")
+    (chair,) = await people(a, invites, ("Chair", "moderator"))
+    (ana,) = await people(b, invites, ("Ana", "participant"))
+    await eventually(
+        lambda: ana.state["core"]["people"].get(chair.me), message="b to fold a's join"
+    )
+    camera = await publish_camera(chair)
+    task = await playing(camera)
+    await eventually(
+        lambda: sorted(latest_sources(ana).get(camera.source, [])),
+        until=lambda qs: qs == ["h", "l", "m"],
+        message="node b to tell ana of the camera on node a, with its layers",
+    )
+    eye = await view(ana, tiles=1)
+    await eye.show((0, camera.source, "l"))
+    await eventually(
+        lambda: len(starts(eye.on(0))), until=lambda n: n >= 20, timeout=15, message="frames on b"
+    )
+    assert starts(eye.on(0))[0].keyframe, "the keyframe request crossed to node a"
+    assert set(layer_of(camera, eye, 0)) == {"l"}
+    assert video_room(a).needed == {f"{camera.source}:l"}, "only the layer b needs crosses"
+    assert metric(b, "hemicycle_video_bus_frames_total", direction="in") >= 20
+    got = [g.payload[vp8.parse(g.payload).header :] for g in eye.on(0)]
+    sent = [s.payload[vp8.parse(s.payload).header :] for s in camera.sent if s.q == "l"]
+    at = sent.index(got[0])
+    assert got == sent[at : at + len(got)], "b's viewer gets a's camera bytes, none missing"
+    assert metric(b, "hemicycle_video_bus_lost_total") == 0
+    # The share stops on a: b's people see it go.
+    await chair.rpc("video.close", pc="camera")
+    await eventually(lambda: latest_sources(ana), until=lambda s: not s, message="gone on b")
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
+
+
+@contextlib.contextmanager
+def lossy(port: int, percent: int) -> Iterator[None]:
+    """Drop ``percent`` % of the UDP datagrams arriving at ``port`` (nftables, input hook:
+    a drop on output would only return EPERM to the sender; testing-on-loopback.md)."""
+    table = f"hcloss{port}"
+    nft = shutil.which("nft")
+    if nft is None:
+        pytest.fail("nftables is missing: the loss test needs it (apt-get install nftables)")
+    subprocess.run([nft, "add", "table", "inet", table], check=True)
+    try:
+        subprocess.run(
+            [nft, "add", "chain", "inet", table, "c", "{ type filter hook input priority 0; }"],
+            check=True,
+        )
+        subprocess.run(
+            [nft, "add", "rule", "inet", table, "c", "udp", "dport", str(port)]
+            + ["numgen", "random", "mod", "100", "<", str(percent), "drop"],
+            check=True,
+        )
+        yield
+    finally:
+        subprocess.run([nft, "delete", "table", "inet", table], check=True)
+
+
+def local_port(pc) -> int:  # type: ignore[no-untyped-def]
+    ice = pc.getTransceivers()[0].receiver.transport.transport
+    pair = ice._connection._nominated[1]
+    return int(pair.protocol.transport.get_extra_info("sockname")[1])
+
+
+async def test_at_three_percent_loss_a_viewer_gets_every_packet_by_rtx(start_node, invites) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair, layers=("l",))
+    task = await playing(camera)
+    eye = await view(ana, tiles=1)
+    await eye.show((0, camera.source, "h"))
+    await eventually(lambda: len(eye.on(0)), until=lambda n: n > 0, message="a first packet")
+    outlet = video_room(node).peers[ana.you["conn"]].viewer.outlets[0]
+    with lossy(local_port(eye.pc), 3):
+        await eventually(
+            lambda: len(eye.on(0)), until=lambda n: n >= 400, timeout=40, message="400 packets"
+        )
+    await camera.play(10)  # the last NACKs are answered
+    assert outlet.sink.nacked > 0, "packets were lost on the way"
+    assert outlet.sink.retransmitted > 0
+    first = eye.on(0)[0].seq  # before the loss: every later seq is at or after it
+    seqs = {(g.seq - first) & 0xFFFF for g in eye.on(0)}
+    missing = set(range(max(seqs) + 1)) - seqs
+    assert len(missing) <= 2, f"{len(missing)} packets never arrived (the last NACKs aside)"
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
+
+
+async def test_a_simulcast_layers_retransmission_is_unwrapped_by_its_repaired_rid(
+    start_node, invites
+) -> None:  # type: ignore[no-untyped-def]
+    """Chromium retransmits a RID layer on an SSRC no SDP line names: the repaired-RID
+    extension says which layer; the node learns the pair and forwards the repaired packet."""
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair)
+    assert camera.rtx_pt, "RTX was negotiated"
+    task = await playing(camera)
+    eye = await view(ana, tiles=1)
+    await eye.show((0, camera.source, "h"))
+    await eventually(lambda: len(starts(eye.on(0))), until=lambda n: n >= 5, message="frames")
+    camera.lose_next_h = True
+    await eventually(lambda: camera.resent, message="the camera to retransmit one packet")
+    count = len(eye.on(0))
+    await eventually(lambda: len(eye.on(0)), until=lambda n: n >= count + 10, message="more")
+    # Seq numbers continue the camera's (offset per tile): a packet the node never got would
+    # be a gap the viewer NACKs in vain.
+    first = eye.on(0)[0].seq
+    seqs = {(g.seq - first) & 0xFFFF for g in eye.on(0)}
+    assert set(range(max(seqs) + 1)) - seqs == set(), "the retransmitted packet is missing"
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()

@@ -1,0 +1,201 @@
+"""Chromium end to end: the chair's fake camera on a member's stage, and a small tile's layer.
+
+The chair's page publishes Chromium's fake camera, fed from a y4m file this test writes:
+every frame has its own brightness (a counter), so the member's page can tell, by reading
+its <video> back through a canvas, that frames arrive and advance. The camera is sent as
+three simulcast layers; a tile asked at the low quality gets the 320×180 layer, at high the
+1280×720 one — switched by the node at keyframes, never decoded there.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
+from .conftest import CHROMIUM_ARGS, timeout
+
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
+W, H, FPS, FRAMES = 1280, 720, 15, 30
+
+
+def counter_y4m(path: Path) -> Path:
+    """A y4m clip whose frame n has luma 40 + 5·n: brightness is the frame counter."""
+    with path.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{W} H{H} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
+        chroma = bytes([128]) * (W * H // 4)
+        for n in range(FRAMES):
+            f.write(b"FRAME\n" + bytes([40 + 5 * n]) * (W * H) + chroma + chroma)
+    return path
+
+
+@pytest.fixture
+def browser_args(tmp_path: Path) -> list[str]:
+    clip = counter_y4m(tmp_path / "counter.y4m")
+    return [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={clip}"]
+
+
+# The tile's picture, read back: its mean brightness (the clip's counter) and size.
+READ = """() => {
+  const v = document.querySelector('#video-grid video');
+  if (!v || !v.videoWidth) return null;
+  const c = document.createElement('canvas');
+  c.width = 32; c.height = 18;
+  const g = c.getContext('2d', { willReadFrequently: true });
+  g.drawImage(v, 0, 0, 32, 18);
+  const d = g.getImageData(0, 0, 32, 18).data;
+  let sum = 0;
+  for (let i = 0; i < d.length; i += 4) sum += d[i + 1];
+  return { luma: Math.round(sum / (d.length / 4)), w: v.videoWidth, h: v.videoHeight };
+}"""
+
+
+async def open_page(browser: Any, url: str, token: str) -> Any:
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    page.on("pageerror", lambda exc: print("page error:", exc))
+    await page.goto(f"{url}/r/plenary#t={token}")
+    await page.wait_for_function(
+        "() => HC.connected && HC.video && HC.video.state.els.grid", timeout=timeout(5) * 1000
+    )
+    return page
+
+
+async def advancing(page: Any, distinct: int, seconds: float) -> list[dict[str, int]]:
+    """Read the tile until it has shown ``distinct`` different pictures (counter values)."""
+    seen: list[dict[str, int]] = []
+    deadline = time.monotonic() + timeout(seconds)
+    while len({s["luma"] for s in seen}) < distinct:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the picture must advance with the clip's counter: {[s['luma'] for s in seen]}"
+            )
+        got = await page.evaluate(READ)
+        if got:
+            seen.append(got)
+        await page.wait_for_timeout(100)
+    return seen
+
+
+async def watch(page: Any, seconds: float) -> list[dict[str, int]]:
+    seen = []
+    deadline = time.monotonic() + timeout(seconds)
+    while time.monotonic() < deadline:
+        got = await page.evaluate(READ)
+        if got:
+            seen.append(got)
+        await page.wait_for_timeout(100)
+    return seen
+
+
+async def test_a_member_sees_the_chairs_camera_and_a_small_tile_gets_the_low_layer(
+    start_node, invites, browser
+) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
+    assert await ana.is_hidden("#video-actions"), "a member without the floor has no camera"
+    await chair.click("#video-camera")
+    await chair.wait_for_function(
+        "() => { const p = HC.video.state.publishing.camera;"
+        " return p && p.pc.connectionState === 'connected'; }",
+        timeout=timeout(10) * 1000,
+    )
+    assert await chair.text_content("#video-camera") == "Turn camera off"
+    await ana.wait_for_function(
+        "() => document.querySelectorAll('#video-grid video').length === 1",
+        timeout=timeout(10) * 1000,
+    )
+    await ana.wait_for_function(
+        "() => { const v = document.querySelector('#video-grid video');"
+        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
+        timeout=timeout(10) * 1000,
+    )
+    await advancing(ana, 5, 15)
+    room = node.node.feature["video"].rooms["plenary"]
+    source = next(iter(room.publishers))
+    assert set(room.publishers[source].layer_of.values()) == {"l", "m", "h"}
+
+    await ana.evaluate(
+        f"() => HC.video.show(document.querySelector('#video-grid video'), '{source}', 'l')"
+    )
+    await ana.wait_for_function(
+        "() => document.querySelector('#video-grid video').videoWidth === 320",
+        timeout=timeout(10) * 1000,
+    )
+    small = await advancing(ana, 3, 10)
+    assert {s["w"] for s in small} == {320}, "the low layer advances too"
+    await ana.evaluate(
+        f"() => HC.video.show(document.querySelector('#video-grid video'), '{source}', 'h')"
+    )
+    await ana.wait_for_function(
+        "() => document.querySelector('#video-grid video').videoWidth >= 640",
+        timeout=timeout(15) * 1000,
+    )
+    await chair.click("#video-camera")
+    await ana.wait_for_function(
+        "() => document.querySelectorAll('#video-grid video').length === 0",
+        timeout=timeout(10) * 1000,
+    )
+    await ana.close()
+    await chair.close()
+
+
+STATS = """async () => {
+  const stats = await HC.video.state.view.pc.getStats();
+  let pair = null, video = null;
+  stats.forEach((r) => {
+    if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
+    if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 0) video = r;
+  });
+  const local = pair && stats.get(pair.localCandidateId);
+  return { port: local ? local.port : null,
+           decoded: video ? video.framesDecoded : 0, freezes: video ? video.freezeCount : 0,
+           nacks: video ? video.nackCount : 0, lost: video ? video.packetsLost : 0 };
+}"""
+
+
+async def test_at_three_percent_loss_the_member_does_not_freeze(
+    start_node, invites, browser
+) -> None:  # type: ignore[no-untyped-def]
+    from .test_video import lossy
+
+    node = await start_node()
+    chair = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
+    await chair.click("#video-camera")
+    await ana.wait_for_function(
+        "() => { const v = document.querySelector('#video-grid video');"
+        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
+        timeout=timeout(15) * 1000,
+    )
+    seconds = 6
+    start = await ana.evaluate(STATS)
+    await watch(ana, seconds)  # the same time without loss: what this machine does anyway
+    before = await ana.evaluate(STATS)
+    assert before["port"], before
+    with lossy(before["port"], 3):
+        seen = await watch(ana, seconds)
+        after = await ana.evaluate(STATS)
+    room = node.node.feature["video"].rooms["plenary"]
+    outlets = [o for p in room.peers.values() if p.viewer for o in p.viewer.outlets if o.source]
+    retransmitted = sum(o.sink.retransmitted for o in outlets)
+    decoded = after["decoded"] - before["decoded"]
+    assert after["nacks"] > before["nacks"] and retransmitted > 0, (before, after)
+    baseline = before["decoded"] - start["decoded"]
+    assert decoded >= baseline * 0.6, f"{decoded} frames decoded under loss, {baseline} without"
+    froze = after["freezes"] - before["freezes"]
+    assert froze <= before["freezes"] - start["freezes"] + 1, (start, before, after)
+    assert len({s["luma"] for s in seen}) >= 10, "the picture kept advancing"
+    await ana.close()
+    await chair.close()
