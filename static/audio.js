@@ -67,6 +67,18 @@
     });
   }
 
+  // The node bundles every m-line on the first one's transport (its answer's BUNDLE group),
+  // so only that m-line's candidates are used; before the answer Chromium gathers for each
+  // m-line, which with a TURN relay (a relay port per m-line) passes the node's limit of 8
+  // candidates per offer (docs/security.md). Send the first m-line's candidates only.
+  function firstCandidates(sdp) {
+    let media = 0;
+    return sdp.split("\r\n").filter((line) => {
+      if (line.startsWith("m=")) media += 1;
+      return media <= 1 || !line.startsWith("a=candidate:");
+    }).join("\r\n");
+  }
+
   // Clear failure and network changes (static/reach.js): it watches each peer connection
   // and calls restart() for a new one on the same signalling state.
   function watch(pc, which, restart) {
@@ -109,7 +121,7 @@
     if (A.pc !== pc) return;
     try {
       const reply = await rpc("rtc.offer", { purpose: "listen", lanes: LANES,
-                                             sdp: pc.localDescription.sdp });
+                                             sdp: firstCandidates(pc.localDescription.sdp) });
       if (A.pc !== pc) return;
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
       watch(pc, "listen", startListening);
