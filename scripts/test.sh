@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run the whole suite.
 #
-# Needs Debian with Python 3.11. Installs redis-server, redis-tools, nginx and chromium from Debian's packages
+# Needs Debian with Python 3.11. Installs redis-server, redis-tools, nginx, chromium, coturn, nftables
+# and espeak-ng from Debian's packages
 # when missing (as root, or through sudo), makes .venv with the test extras, checks lint and
 # types and the import contracts, and runs pytest inside a network namespace that has only `lo`, so that no test,
 # browser or WebRTC peer reaches anything but 127.0.0.1. Extra arguments go to pytest.
@@ -17,6 +18,11 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)   # makes the test R
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The reach tests: coturn (TURN relay), nftables (blocked UDP, loss), espeak-ng (speech), openssl.
+command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo

@@ -26,6 +26,7 @@
     levelFrames: 0,
   };
   HC.audio = A;
+  A.stopListening = () => stopListening(false);  // reach.js: "captions only"
 
   // --- signalling: any rtc.* request gets one reply with its cid -------------------
 
@@ -42,16 +43,47 @@
     });
   }
 
-  const iceServers = () => (HC.assembly.media || {}).ice_servers || [];
+  // Fresh TURN credentials for each peer connection (rtc.ice, server/media/turn.py); the
+  // welcome's servers if the node does not answer.
+  async function iceConfig() {
+    try {
+      return { iceServers: (await rpc("rtc.ice")).ice_servers };
+    } catch {
+      return { iceServers: (HC.assembly.media || {}).ice_servers || [] };
+    }
+  }
 
   // aiortc takes the browser's candidates from the SDP only (no trickle): wait for them.
+  // With UDP blocked, a turn:…?transport=udp URL keeps gathering for 40 s while the TCP and
+  // TLS relay candidates come in 0.1 s: stop half a second after the first relay candidate.
   function gathered(pc, ms = 3000) {
     if (pc.iceGatheringState === "complete") return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
       pc.addEventListener("icegatheringstatechange", done);
+      pc.addEventListener("icecandidate", (e) => {
+        if (e.candidate && e.candidate.type === "relay") setTimeout(resolve, 500);
+      });
       setTimeout(resolve, ms);
     });
+  }
+
+  // The node bundles every m-line on the first one's transport (its answer's BUNDLE group),
+  // so only that m-line's candidates are used; before the answer Chromium gathers for each
+  // m-line, which with a TURN relay (a relay port per m-line) passes the node's limit of 8
+  // candidates per offer (docs/security.md). Send the first m-line's candidates only.
+  function firstCandidates(sdp) {
+    let media = 0;
+    return sdp.split("\r\n").filter((line) => {
+      if (line.startsWith("m=")) media += 1;
+      return media <= 1 || !line.startsWith("a=candidate:");
+    }).join("\r\n");
+  }
+
+  // Clear failure and network changes (static/reach.js): it watches each peer connection
+  // and calls restart() for a new one on the same signalling state.
+  function watch(pc, which, restart) {
+    if (HC.reach) HC.reach.watch(pc, which, restart);
   }
 
   function context() {
@@ -77,7 +109,10 @@
   async function startListening() {
     A.wantListen = true;
     stopListening(true);
-    const pc = new RTCPeerConnection({ iceServers: iceServers() });
+    const config = await iceConfig();
+    if (!A.wantListen || A.pc) return;  // stopped, or another start won meanwhile
+    const pc = new RTCPeerConnection(config);
+    if (HC.reach) HC.reach.track(pc);  // candidate errors from the start
     A.pc = pc;
     const lanes = addLanes(pc);
     pc.ontrack = (e) => { if (A.pc === pc) playLane(lanes, e); };
@@ -87,9 +122,10 @@
     if (A.pc !== pc) return;
     try {
       const reply = await rpc("rtc.offer", { purpose: "listen", lanes: LANES,
-                                             sdp: pc.localDescription.sdp });
+                                             sdp: firstCandidates(pc.localDescription.sdp) });
       if (A.pc !== pc) return;
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+      watch(pc, "listen", startListening);
       if (A.under > 0) await rpc("rtc.under", { on: true });
     } catch (err) {
       if (A.pc === pc) stopListening(false);
@@ -100,6 +136,8 @@
 
   function stopListening(keepWanted) {
     if (!keepWanted) A.wantListen = false;
+    // Stopping on purpose tells the node at once (its count of listeners without audio).
+    if (A.pc && !keepWanted) rpc("rtc.close", { pc: "listen" }).catch(() => {});
     if (A.pc) { A.pc.close(); A.pc = null; }
     A.analyser = null;
     for (const el of laneElements()) el.srcObject = null;
@@ -238,7 +276,10 @@
       return;
     }
     A.micError = null;
-    const pc = new RTCPeerConnection({ iceServers: iceServers() });
+    const config = await iceConfig();
+    if (!A.wantMic || A.mic) { for (const t of stream.getTracks()) t.stop(); return; }
+    const pc = new RTCPeerConnection(config);
+    if (HC.reach) HC.reach.track(pc);  // candidate errors from the start
     const mic = { pc, stream, target, onAir: false };
     A.mic = mic;
     A.micAnalyser = analyse(stream);
@@ -252,6 +293,7 @@
       if (A.mic !== mic) return;
       mic.onAir = reply.on_air;
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+      watch(pc, "mic", () => { if (A.wantMic && mayPublish(HC)) startMic(HC); });
     } catch (err) {
       if (A.mic === mic) stopMic(false);
       HC.explain(err);
@@ -398,8 +440,9 @@
     listenButton.setAttribute("aria-pressed", A.wantListen ? "true" : "false");
     A.hearing = hearing(hc);
     const connecting = A.wantListen && (!A.pc || A.pc.connectionState !== "connected");
-    document.getElementById("hearing").textContent = !A.wantListen ? "" : connecting
-      ? hc.t("audio.connecting")
+    const reach = HC.reach && A.wantListen ? HC.reach.note("listen") : "";
+    document.getElementById("hearing").textContent = !A.wantListen ? "" : reach
+      ? hc.t(reach) : connecting ? hc.t("audio.connecting")
       : hc.t("audio.hearing", { what: A.hearing.main ? langLabel(hc, A.hearing.main)
                                                     : hc.t("audio.silence") });
     const underRow = document.getElementById("under-row");
@@ -494,7 +537,8 @@
       if (msg.pc === "publish") { stopMic(false); if (msg.code !== "not_granted") HC.explain(msg); }
       if (msg.pc === "listen") {
         // Another window of this person took over the audio: stop here, do not fight back.
-        if (msg.code === "replaced") { stopListening(false); HC.explain(msg); } else startListening();
+        if (msg.code === "replaced") { stopListening(false); HC.explain(msg); }
+        else if (msg.code !== "no_path") startListening();  // no_path: reach.js said why
       }
     } else if (msg.type === "welcome") {
       // A new socket is a new session on the server: its peer connections are gone.

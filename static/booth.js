@@ -82,7 +82,9 @@
     if (C.busy) return;
     C.busy = true;
     try {
-      if (!(await withMic())) return;
+      // A sign-language booth's air is its camera (static/stage.js), not a microphone.
+      const sign = (HC.state.channels.sign || []).includes(HC.you.booth);
+      if (!sign && !(await withMic())) return;
       await CH.quiet(name, {});
     } finally { C.busy = false; HC.render(); }
   };

@@ -112,8 +112,9 @@
     const agendaNow = h("section", { id: "chair-agenda", "aria-labelledby": "chair-agenda-h" },
       h("h2", { id: "chair-agenda-h", "data-t": "agenda" }, hc.t("agenda")),
       h("p", { id: "agenda-now" }), $("agenda-next"));
-    // The stage helper mounts its controls here (static/stage.js), when it is on this page.
-    const stage = h("div", { id: "chair-stage" });
+    // The stage (static/stage.js: the picture, camera, share and the chair's stage controls)
+    // stays in the live view, in the room column.
+    const stage = h("div", { id: "chair-stage" }, $("stage-section"));
     const live = h("div", { id: "chair-live", role: "tabpanel", "aria-labelledby": "tab-live" },
       col("chair-col-floor", floor),
       col("chair-col-votes", votes),
@@ -129,7 +130,6 @@
     const features = $("features");
     main.replaceChildren(bar, tablist, live, prep);
     if (features) prep.append(features);
-    if (HC.stage && typeof HC.stage.mountChair === "function") HC.stage.mountChair(stage);
     select("tab-live", false);
   }
 

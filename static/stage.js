@@ -224,7 +224,7 @@
     const mode = opts.mode === "speaker" ? "speaker" : "stage";
     const box = h("div", { class: `stage stage-${mode}` });
     const main = h("div", { class: "stage-main" });
-    const strip = h("div", { class: "stage-strip", role: "list" });
+    const strip = h("div", { class: "stage-strip" });
     const empty = h("p", { class: "muted stage-empty" });
     const stageBox = h("div", { class: "stage-with-sign" }, box);
     box.append(main, strip, empty);

@@ -122,9 +122,15 @@ class Ear:
         await self.pc.close()
 
 
-async def listen(client: Client, tracks: int = 2, lanes: Any = None) -> Ear:
+async def listen(
+    client: Client,
+    tracks: int = 2,
+    lanes: Any = None,
+    config: RTCConfiguration = CONFIG,
+    wait: float = 5.0,
+) -> Ear:
     """A listening peer connection of ``tracks`` m-lines, asking for ``lanes`` of the floor."""
-    pc = RTCPeerConnection(CONFIG)
+    pc = RTCPeerConnection(config)
     for _ in range(tracks):
         pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
@@ -150,7 +156,7 @@ async def listen(client: Client, tracks: int = 2, lanes: Any = None) -> Ear:
         raise AssertionError(f"listen refused: {reply}")
     await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
     ear.offers += 1
-    await connected(pc)
+    await connected(pc, wait)
     return ear
 
 

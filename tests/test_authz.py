@@ -33,8 +33,11 @@ from server.types import (
     PARTICIPANT,
     ROLES,
 )
+from server.web.pages import ASSETS
 
 from .conftest import NodeFactory
+
+HASHED_JS = "/static/h/" + ASSETS.names["room.js"]
 
 OWN, OTHER = "plenary", "panel"
 
@@ -120,6 +123,7 @@ ROUTES: dict[str, tuple[str, str, str, str, int, dict[str, Any] | None]] = {
     "/healthz": ("GET", PUBLIC, "/healthz", "/healthz", 200, None),
     "/metrics": ("GET", PUBLIC, "/metrics", "/metrics", 200, None),
     "/static": ("GET", PUBLIC, "/static/room.js", "/static/room.js", 200, None),
+    "/static/h/{name:path}": ("GET", PUBLIC, HASHED_JS, HASHED_JS, 200, None),
     "/api/invites": (
         "POST",
         MODERATORS,

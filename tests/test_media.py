@@ -351,7 +351,7 @@ async def test_ice_servers_reach_the_browser_in_the_welcome(start_node, invites,
     config = dataclasses.replace(assembly, extra={**assembly.extra, "media": {"ice_servers": ice}})
     node = await start_node(config=config)
     (ana,) = await people(node, invites, ("Ana", "participant"))
-    assert ana.welcome["assembly"]["media"] == {"ice_servers": ice}
+    assert ana.welcome["assembly"]["media"] == {"ice_servers": ice, "turn": False}
     await ana.close()
 
 

@@ -174,11 +174,11 @@ async def test_the_interpreter_sees_the_speaker_the_floor_carries(  # type: igno
         invites.mint(room="plenary", role="interpreter", name="Ivan", booth="es"),
         (1366, 768),
     )
-    tile = "#speaker-section .tile[data-role='main']"
+    tile = "#console-stage .tile[data-role='main']"
     await until(ivan, f"() => document.querySelector(\"{tile}\")?.dataset.target === '{chair.me}'")
     bo = await Client.connect(node.url, invites.mint(room="plenary", role="participant", name="Bo"))
     await chair.command("floor.grant", {"pid": bo.me})
-    await ivan.click("#listen-button")  # an interpreter listens to the floor
+    # the console listens to the floor as soon as it opens
     await until(ivan, "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected'", 10)
     mic = await publish(bo, "floor")
     await mic.play(opus_tone(300, 150))  # 3 s of Bo on the floor

@@ -199,6 +199,7 @@ async def test_the_stage_follows_the_speaker_then_a_shared_screen(
 
     await speak_until(chair_mic, [(1280, 720)])
     await speak_until(bo_mic, [(1280, 720), (320, 180)])  # the chair is quiet: Bo's camera
+    await chair.command("share.start")  # the room says who shares (stage.py)
     screen = await publish_camera(chair, "screen", layers=("m",))
     tasks.append(asyncio.create_task(screen.play(100_000)))
     await speak_until(bo_mic, [(1280, 720), (320, 180), (640, 360)])  # a screen goes first

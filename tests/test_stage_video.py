@@ -155,7 +155,7 @@ async def test_members_interpreters_and_sign_viewers_see_the_stage(  # type: ign
     await pan.click("#stage-camera")
     tile = f".tile[data-target='{pan_pid}']:not(.novideo) video"
     await advancing(ana, f"#stage-area {tile}")
-    await advancing(ivan, f"#speaker-section {tile}")
+    await advancing(ivan, f"#console-stage {tile}")
 
     # the sign channel: the signer takes the air and turns the camera on; Ana picks ILS
     await sam.click("#air-take")

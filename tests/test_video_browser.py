@@ -173,9 +173,9 @@ async def test_at_three_percent_loss_the_member_does_not_freeze(
     ana = await open_page(
         browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
     )
-    await chair.click("#video-camera")
+    await chair.click("#stage-camera")
     await ana.wait_for_function(
-        "() => { const v = document.querySelector('#video-grid video');"
+        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
         " return v && v.videoWidth > 0 && v.currentTime > 0; }",
         timeout=timeout(15) * 1000,
     )

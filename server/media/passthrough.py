@@ -42,7 +42,7 @@ from aiortc import clock
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
-from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
 from pylibsrtp._binding import ffi as srtp_ffi  # type: ignore[import-not-found]
@@ -106,6 +106,12 @@ def self_check() -> None:
         problems.append(
             "RTCDtlsTransport._handle_rtp_data no longer calls receiver._handle_rtp_packet"
         )
+    if "self.__remote_streams[packet.ssrc].add(packet)" not in inspect.getsource(
+        RTCRtpReceiver
+    ) or "for ssrc, stream in self.__remote_streams.items()" not in inspect.getsource(
+        RTCRtpReceiver._run_rtcp
+    ):
+        problems.append("RTCRtpReceiver no longer reports from __remote_streams")
     if not hasattr(RtpPacket(), "extensions") or not hasattr(RtpPacket().extensions, "audio_level"):
         problems.append("RtpPacket.extensions.audio_level is gone")
     for cls, names in _DIRECT_NEEDS:
@@ -135,16 +141,30 @@ _DIRECT_NEEDS: tuple[tuple[type, tuple[str, ...]], ...] = (
 )
 
 
-def tap_receiver(receiver: RTCRtpReceiver, on_packet: OnPacket) -> None:
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_packet: OnPacket, *, reports: bool = False, clock_rate: int = 0
+) -> None:
     """Hand every RTP packet ``receiver`` gets to ``on_packet`` instead of decoding it.
 
     Call after ``setRemoteDescription`` (the receiver exists) and before the connection
     carries media. ``on_packet`` runs on the event loop and must not block; RTCP (sender
     reports, BYE) still reaches the receiver as usual.
+
+    With ``reports`` the packets also feed the receiver's statistics, from which aiortc
+    sends RTCP receiver reports (RFC 3550 §6.4.2) about ``clock_rate`` RTP: without them the
+    publisher never learns its uplink loses packets, and Chromium's Opus encoder adds in-band
+    FEC only when its receiver reports show loss (docs/benchmarks.md, "Reach").
     """
+    name = "_RTCRtpReceiver__remote_streams"
+    streams: dict[int, StreamStatistics] = getattr(receiver, name)
 
     async def handle(packet: RtpPacket, arrival_time_ms: int = 0) -> None:
         if receiver._enabled:
+            if reports:
+                stats = streams.get(packet.ssrc)
+                if stats is None:
+                    stats = streams[packet.ssrc] = StreamStatistics(clock_rate)
+                stats.add(packet)
             on_packet(packet)
 
     setattr(receiver, "_handle_rtp_packet", handle)  # noqa: B010 (an instance override)

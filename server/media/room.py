@@ -47,6 +47,7 @@ from . import passthrough
 from .buslink import BusLink
 from .kind import AUDIO, Kind
 from .levels import publish_levels
+from .reach import publish_reach
 from .relay import Frame, Outlet, Source
 from .setup import MediaConfig
 from .signalling import FRAMES, Peer, Peers, Publisher, Signalling
@@ -101,6 +102,11 @@ class MediaRoom:
                     name=f"{self.kind.name}-levels-{self.room}",
                 )
                 stack.push_async_callback(_cancel, levels)
+            reach = asyncio.get_running_loop().create_task(
+                publish_reach(self.hub.node, self.signalling.reach, self.hub.publish),
+                name=f"{self.kind.name}-reach-{self.room}",
+            )
+            stack.push_async_callback(_cancel, reach)
             self._stack = stack.pop_all()
         self.folded()
         return self
@@ -262,7 +268,13 @@ class MediaNode(Feature):
         return dict.fromkeys(FRAMES, self.handle)
 
     def welcome(self, hub: RoomHub) -> Mapping[str, Any]:
-        return {"media": {"ice_servers": [dict(s) for s in self.config.ice_servers]}}
+        # Credentials are per person: pages ask ``rtc.ice`` before each peer connection.
+        return {
+            "media": {
+                "ice_servers": [dict(s) for s in self.config.ice_servers],
+                "turn": self.config.turn is not None,
+            }
+        }
 
     def room(self, room: str) -> MediaRoom:
         """The media of ``room`` on this node (for taps); ``Unavailable`` when not running."""

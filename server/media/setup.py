@@ -11,6 +11,7 @@ from aiortc import sdp as aiortc_sdp
 
 from ..errors import BadArgs, ConfigError
 from .kind import AUDIO, Kind
+from .turn import TurnConfig
 
 MAX_CANDIDATES = 8
 """Distinct remote candidates an offer may list: the node sends STUN checks to each, so
@@ -26,6 +27,8 @@ class MediaConfig:
     candidates, which is what one machine and a LAN need."""
     server_ice_servers: tuple[dict[str, Any], ...] = ()
     """The node's own STUN/TURN, when it sits behind NAT."""
+    turn: TurnConfig | None = None
+    """``[media] turn``: relays whose credentials each person gets on request (``rtc.ice``)."""
     allow_loopback: bool = False
     """Whether offers may list loopback and link-local candidates: only when the node
     itself runs on loopback (``Settings.media_loopback``; tests, one machine)."""
@@ -34,14 +37,24 @@ class MediaConfig:
         return replace(self, allow_loopback=allow)
 
     @classmethod
-    def from_extra(cls, extra: Any, source: str = "<config>") -> MediaConfig:
+    def from_extra(cls, extra: Any, source: str = "<config>", turn_secret: str = "") -> MediaConfig:
+        """``turn_secret`` (``HEMICYCLE_TURN_SECRET``) overrides ``media.turn.secret``."""
         table = extra.get("media", {}) if hasattr(extra, "get") else {}
         if not isinstance(table, dict):
             raise ConfigError(source, "media", "expected a table")
         return cls(
             ice_servers=_ice_list(table, "ice_servers", source),
             server_ice_servers=_ice_list(table, "server_ice_servers", source),
+            turn=TurnConfig.from_table(table.get("turn"), source, turn_secret),
         )
+
+    def ice_servers_for(self, pid: str) -> list[dict[str, Any]]:
+        """What ``pid``'s browser passes to ``RTCPeerConnection``: the configured servers,
+        then the TURN relays with credentials minted now for ``pid``."""
+        servers = [dict(s) for s in self.ice_servers]
+        if self.turn is not None:
+            servers.append(self.turn.credentials(pid))
+        return servers
 
     def rtc_configuration(self) -> RTCConfiguration:
         servers = [
@@ -175,3 +188,28 @@ def answer_payload_type(sdp: str, kind: Kind = AUDIO) -> int:
         if c.mimeType.lower() == kind.mime and c.payloadType is not None:
             return int(c.payloadType)
     raise BadArgs(f"no {kind.codec} codec could be negotiated", code=f"no_{kind.codec}")
+
+
+OPUS_FMTP = "minptime=10;useinbandfec=1"
+"""RFC 7587 §6.1: ``useinbandfec=1`` asks the sender for Opus in-band FEC (a low-bitrate copy
+of the previous frame in each packet), which a receiver decodes in place of a lost packet."""
+
+
+def with_opus_fec(answer: str, payload_type: int) -> str:
+    """``answer`` with ``a=fmtp:<pt> minptime=10;useinbandfec=1`` for its Opus payload type.
+
+    aiortc answers with its own (empty) Opus parameters, and Chromium then sends no FEC:
+    the publisher must read the wish in the answer. Both directions get it; a listener's
+    decoder uses FEC when a packet is missing and the next one carries it.
+    """
+    rtpmap = f"a=rtpmap:{payload_type} opus/48000/2"
+    fmtp = f"a=fmtp:{payload_type} "
+    lines = answer.split("\r\n")
+    out = []
+    for line in lines:
+        if line.startswith(fmtp):
+            continue  # replaced by ours, right after the rtpmap
+        out.append(line)
+        if line.lower() == rtpmap.lower():
+            out.append(fmtp + OPUS_FMTP)
+    return "\r\n".join(out)

@@ -27,7 +27,7 @@ from ..types import Actor, arg_str
 from . import passthrough
 from .kind import Kind
 from .relay import LevelMeter, Outlet
-from .setup import MediaConfig, answer_payload_type, check_offer
+from .setup import MediaConfig, answer_payload_type, check_offer, with_opus_fec
 
 if TYPE_CHECKING:
     from ..node.metrics import Metrics
@@ -38,7 +38,15 @@ MAX_SDP = 20_000
 OFFER_RATE, OFFER_BURST = 1.0, 5.0
 DROPS_EVERY = 1.0
 """How often the listeners' send-queue drops are added to the metrics."""
-FRAMES = ("rtc.offer", "rtc.under", "rtc.close")
+FRAMES = ("rtc.ice", "rtc.offer", "rtc.under", "rtc.close")
+NO_PATH_AFTER = 10.0
+"""Seconds after its answer a peer connection that is not connected counts as having no
+media path: a listener is then one of the room's listeners without audio. The page gives
+up at the same time and says why (static/reach.js)."""
+CLOSE_UNCONNECTED_AFTER = 30.0
+"""Seconds after which a never-connected peer connection is closed: aiortc never fails one
+by itself (it waits for more candidates, which Chromium's offer does not end), and each
+holds ports."""
 
 
 class Peer(Protocol):
@@ -98,6 +106,8 @@ class Peers:
         self.lock = asyncio.Lock()
         self.offers = TokenBucket(OFFER_RATE, OFFER_BURST)
         self.closed = False
+        self.no_audio = False
+        """This connection wants to listen but its last listening connection found no path."""
 
 
 class Router(Protocol):
@@ -165,7 +175,15 @@ class Signalling:
         cid = arg_str(data, "cid", max_len=64)
         assert cid is not None
         peers = self.peers.setdefault(peer.person["conn"], Peers())
-        if kind == "rtc.offer":
+        if kind == "rtc.ice":
+            # Fresh TURN credentials for each new peer connection (server/media/turn.py).
+            _reply(
+                peer,
+                cid,
+                ice_servers=self.config.ice_servers_for(peer.person["pid"]),
+                turn=self.config.turn is not None,
+            )
+        elif kind == "rtc.offer":
             if not peers.offers.take():
                 raise RateLimited("too many offers; wait a moment")
             # Negotiation takes a while (ICE gathering): the socket keeps reading meanwhile.
@@ -184,6 +202,8 @@ class Signalling:
             if which not in ("listen", "publish"):
                 raise BadArgs("'pc' is 'listen' or 'publish'")
             await self.close(peers, which)
+            if which == "listen":
+                peers.no_audio = False  # stopped listening on purpose
             _reply(peer, cid)
         else:
             raise UnknownType(f"unknown message type {kind!r}")
@@ -247,7 +267,12 @@ class Signalling:
                 self._pubs += 1
                 pub = Publisher(self.kind, f"{peer.person['conn']}.{self._pubs}", peer, target, pc)
                 receiver = pc.getTransceivers()[0].receiver
-                passthrough.tap_receiver(receiver, lambda p: self.router.ingest(pub, p))
+                passthrough.tap_receiver(
+                    receiver,
+                    lambda p: self.router.ingest(pub, p),
+                    reports=True,
+                    clock_rate=self.kind.clock_rate,
+                )
             else:
                 # The tracks stay empty: DirectSender writes the packets; the senders only
                 # need a track to negotiate and keep sending RTCP.
@@ -255,12 +280,15 @@ class Signalling:
             await pc.setLocalDescription(await pc.createAnswer())
             answer = pc.localDescription.sdp
             pt = answer_payload_type(answer, self.kind)
+            if self.kind.codec == "opus":
+                answer = with_opus_fec(answer, pt)
         except BaseException:
             await pc.close()
             self.metrics.peer_connections.labels(purpose).dec()
             raise
         conn = peer.person["conn"]
         pc.on("connectionstatechange", lambda: self._on_pc_state(conn, pc))
+        self._spawn(self._watch(conn, pc, purpose), "rtc-watch")
         self._replace_others(peer.person["pid"], conn, purpose)
         if purpose == "publish":
             pub.payload_type = pt
@@ -298,15 +326,45 @@ class Signalling:
             self._spawn(self.close(peers, which), "rtc-close")
 
     def _on_pc_state(self, conn: str, pc: RTCPeerConnection) -> None:
-        if pc.connectionState not in ("failed", "closed"):
-            return
         peers = self.peers.get(conn)
         if peers is None:
+            return
+        if pc.connectionState == "connected":
+            if peers.listener is not None and peers.listener.pc is pc:
+                peers.no_audio = False
+            return
+        if pc.connectionState not in ("failed", "closed"):
             return
         failed = {"code": "ice_failed", "message": "the media connection failed; offer again"}
         for which, held in (("listen", peers.listener), ("publish", peers.publisher)):
             if held is not None and held.pc is pc:
                 self.close_soon(peers, which, failed)
+
+    async def _watch(self, conn: str, pc: RTCPeerConnection, purpose: str) -> None:
+        """Count a listener without a path after :data:`NO_PATH_AFTER` s; close a peer
+        connection that never connected after :data:`CLOSE_UNCONNECTED_AFTER` s."""
+        await asyncio.sleep(NO_PATH_AFTER)
+        peers = self.peers.get(conn)
+        if peers is None or pc.connectionState == "connected":
+            return
+        held = peers.listener if purpose == "listen" else peers.publisher
+        if held is None or held.pc is not pc:
+            return
+        if purpose == "listen":
+            peers.no_audio = True
+        await asyncio.sleep(CLOSE_UNCONNECTED_AFTER - NO_PATH_AFTER)
+        held = peers.listener if purpose == "listen" else peers.publisher
+        if held is not None and held.pc is pc and pc.connectionState != "connected":
+            self.close_soon(
+                peers,
+                purpose,
+                {"code": "no_path", "message": "no network path for the audio was found"},
+            )
+
+    def reach(self) -> dict[str, int]:
+        """How many local connections listen, and how many of them have no audio path."""
+        listening = sum(1 for p in self.peers.values() if p.listener is not None or p.no_audio)
+        return {"listening": listening, "no_audio": sum(p.no_audio for p in self.peers.values())}
 
     async def close(self, peers: Peers, which: str) -> None:
         async with peers.lock:

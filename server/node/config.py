@@ -47,7 +47,7 @@ ROOM_KEYS = (
     "stage_layout",
 )
 AGENDA_KEYS = ("title", "start", "minutes", "titles")
-MEDIA_KEYS = ("ice_servers", "server_ice_servers")
+MEDIA_KEYS = ("ice_servers", "server_ice_servers", "turn")
 ICE_KEYS = ("urls", "username", "credential")
 
 
@@ -84,6 +84,8 @@ class Settings:
     when ``host`` is a loopback address (the node itself runs on loopback)."""
     recordings: str = "recordings"
     """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
+    turn_secret: str = ""
+    """The secret shared with coturn (``[media] turn``); overrides the assembly file's."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -117,6 +119,7 @@ class Settings:
                 env.get("HEMICYCLE_MEDIA_LOOPBACK", "auto"), "HEMICYCLE_MEDIA_LOOPBACK"
             ),
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
+            "turn_secret": env.get("HEMICYCLE_TURN_SECRET", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)

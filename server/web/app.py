@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp
 
@@ -49,7 +51,7 @@ class _App(Starlette):
 
 def features(settings: Settings, assembly: Assembly) -> list[Feature]:
     """The node's features, in start order (stopped in reverse)."""
-    media = MediaConfig.from_extra(assembly.extra, assembly.source)
+    media = MediaConfig.from_extra(assembly.extra, assembly.source, settings.turn_secret)
     audio = MediaNode(media.with_loopback(settings.loopback_media))
     video = VideoNode(audio.config, VideoConfig.from_extra(assembly.extra, assembly.source))
     return [
@@ -88,6 +90,9 @@ def create_app(
     app = _App(
         routes=[*routes, WebSocketRoute("/ws", websocket_endpoint), *pages.ROUTES],
         exception_handlers={HemicycleError: error_response},
+        # The API's JSON and the plain /static files (i18n) compressed; hashed static files
+        # come compressed already (server/web/assets.py), audio never is.
+        middleware=[Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)],
         lifespan=lifespan,
     )
     app.state.node = node

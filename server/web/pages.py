@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -14,18 +14,21 @@ from .. import invites
 from ..errors import BadArgs, Refused, WrongRoom
 from ..node.http import moderator, node_of
 from ..types import OBSERVER
+from .assets import PREFIX, Assets
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
+ASSETS = Assets(STATIC)
+"""Read once at import: the files of a release do not change while it runs."""
 
 
 async def index(request: Request) -> Response:
-    return FileResponse(STATIC / "index.html")
+    return ASSETS.page("index.html")
 
 
 async def room_page(request: Request) -> Response:
     if request.path_params["room"] not in node_of(request).hubs:
         raise WrongRoom("no such room", code="unknown_room")
-    return FileResponse(STATIC / "room.html", headers={"Cache-Control": "no-store"})
+    return ASSETS.page("room.html")
 
 
 async def healthz(request: Request) -> Response:
@@ -111,5 +114,6 @@ ROUTES: list[BaseRoute] = [
     Route("/healthz", healthz),
     Route("/metrics", metrics),
     Route("/api/invites", mint_invite, methods=["POST"]),
+    Route(PREFIX + "{name:path}", ASSETS.serve),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
