@@ -45,10 +45,17 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         return
     hub = node.hubs.get(claims["room"])
     if hub is None:
+        # Configured but served by other nodes (HEMICYCLE_ROOMS): the proxy sent it astray.
+        room = claims["room"]
+        why = (
+            f"room {room!r} is served by other nodes, not this one"
+            if room in node.assembly.rooms
+            else f"there is no room {room!r} here"
+        )
         await _refuse(
             ws,
             codec,
-            WrongRoom(f"there is no room {claims['room']!r} here", code="unknown_room"),
+            WrongRoom(why, code="unknown_room"),
             CLOSE_UNKNOWN_ROOM,
         )
         return
