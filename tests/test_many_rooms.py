@@ -126,3 +126,18 @@ async def test_twenty_rooms_on_four_nodes_each_folds_only_its_own(
         for cs in clients.values():
             for c in cs:
                 await c.close()
+
+
+async def test_a_room_named_in_the_url_must_be_the_invites(
+    start_node: NodeFactory, invites: Invites
+) -> None:
+    """The pages add ``&room=`` to the WebSocket URL so that a proxy can route by room; a
+    URL naming another room than the invite's is refused and joins nobody."""
+    node = await start_node()
+    token = invites.mint(room=PLENARY, role="participant", name="Ana", lang="en")
+    with pytest.raises(CommandError, match="not 'attic'") as refused:
+        await Client.connect(node.url, token + "&room=attic")
+    assert refused.value.code == "wrong_room"
+    assert not node.node.hubs[PLENARY].state["core"]["people"]
+    async with await Client.connect(node.url, token + f"&room={PLENARY}") as ana:
+        await ana.wait_for(lambda s: ana.me in s["core"]["people"], timeout=timeout(10))
