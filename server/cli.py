@@ -37,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             help="memory://, redis://host:port/db or redis+cluster://h:p,… (HEMICYCLE_BACKEND)",
         )
         p.add_argument("--public-url", help="base URL for links (HEMICYCLE_PUBLIC_URL)")
+        p.add_argument(
+            "--rooms",
+            help="rooms this node serves, comma-separated (HEMICYCLE_ROOMS, default all)",
+        )
 
     serve = sub.add_parser("serve", help="run a server node")
     server_args(serve)
@@ -66,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _rooms_arg(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(n.strip() for n in value.split(",") if n.strip())
+
+
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     values: dict[str, Any] = {
         "host": getattr(args, "host", None),
@@ -73,6 +83,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
         "config": args.config,
         "backend": getattr(args, "backend", None),
         "public_url": args.public_url,
+        "rooms": _rooms_arg(getattr(args, "rooms", None)),
     }
     values.update(extra)
     return Settings.from_env(**values)

@@ -245,6 +245,9 @@ const HC = (() => {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     let url = `${proto}//${location.host}/ws?token=${encodeURIComponent(hc.token)}`;
     if (hc.last) url += `&after=${encodeURIComponent(hc.last)}`;
+    // The room, for a proxy that sends each room to its own nodes (docs/scaling.md).
+    const inPath = location.pathname.match(/^\/r\/([^/]+)/);
+    if (inPath) url += `&room=${inPath[1]}`;
     if (!hc.offline) setStatus(hc.state ? "reconnecting" : "connecting");
     const sock = new WebSocket(url, ["hemicycle.json"]);
     ws = sock;

@@ -62,3 +62,21 @@ def test_recipients_quick_run_prints_a_row_per_size() -> None:
     assert "| connections (= roster) | private event: index |" in run.stdout
     for size in ("| 20 |", "| 60 |"):
         assert size in run.stdout, run.stdout
+
+
+@pytest.mark.timeout(timeout(120))
+def test_joincost_run_shows_a_join_is_one_event_of_the_same_size_whatever_the_room() -> None:
+    """bench/joincost.py in one process: a row per size; the join's frame does not grow."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "joincost.py"), "--sizes", "5,50", "--rounds", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout(110),
+    )
+    assert run.returncode == 0, f"joincost.py failed:\n{run.stdout}\n{run.stderr[-3000:]}"
+    rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| 5")]
+    assert [r[0] for r in rows] == ["| 5", "| 50"], run.stdout
+    for r in rows:
+        assert r[1:3] == ["['person.joined']", "['person.left']"], r
+    assert rows[0][3:5] == rows[1][3:5], "the join's frame grew with the room"

@@ -65,6 +65,8 @@ class Node:
         """The node's own slices (the room itself; its invites, last) and its features', in
         the order they fold."""
         self.hubs: dict[str, RoomHub] = {}
+        """The rooms this node serves (``settings.rooms``; every room if none is named): only
+        these are folded here, so a node of a 20-room assembly holds only its share."""
         self.draining = False
         """Set by :meth:`drain`: new WebSockets are refused (4010), ``/healthz`` says 503."""
         self._drained: asyncio.Future[list[None]] | None = None
@@ -75,7 +77,8 @@ class Node:
             "rooms": {r.id: r.title for r in assembly.rooms.values()},
             "members": {m.id: {"name": m.name, "country": m.country} for m in assembly.members},
         }
-        for room in assembly.rooms.values():
+        for rid in settings.served(assembly):
+            room = assembly.rooms[rid]
             room_info = {
                 **info,
                 "title": room.title,

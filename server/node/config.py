@@ -86,6 +86,10 @@ class Settings:
     """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
     turn_secret: str = ""
     """The secret shared with coturn (``[media] turn``); overrides the assembly file's."""
+    rooms: tuple[str, ...] = ()
+    """The rooms this node serves (folds, takes connections and requests for); empty: every
+    room of the assembly. With many rooms, each node folding only its share keeps its memory
+    and its reads of the log proportional to the rooms it serves (docs/scaling.md)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -120,6 +124,7 @@ class Settings:
             ),
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
             "turn_secret": env.get("HEMICYCLE_TURN_SECRET", ""),
+            "rooms": _names(env.get("HEMICYCLE_ROOMS", "")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
@@ -140,6 +145,16 @@ class Settings:
                 raise ConfigError("environment", key, f"must be positive, got {value!r}")
         if not 0 <= self.reconnect_grace <= 60:
             raise ConfigError("environment", "HEMICYCLE_RECONNECT_GRACE", "must be 0 to 60 seconds")
+
+    def served(self, assembly: Assembly) -> list[str]:
+        """The assembly's rooms this node serves, in the assembly's order; a name the
+        assembly does not have stops the start (a typo must not silently serve nothing)."""
+        unknown = sorted(set(self.rooms) - set(assembly.rooms))
+        if unknown:
+            raise ConfigError(
+                "environment", "HEMICYCLE_ROOMS", f"no room {unknown[0]!r} in the assembly"
+            )
+        return [r for r in assembly.rooms if not self.rooms or r in self.rooms]
 
     @property
     def loopback_media(self) -> bool:
@@ -174,6 +189,11 @@ def _tristate(value: str, key: str) -> bool | None:
     if word in ("0", "false", "no", "off"):
         return False
     raise ConfigError("environment", key, f"expected auto, true or false: {value!r}")
+
+
+def _names(value: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` → ``("a", "b", "c")``."""
+    return tuple(n.strip() for n in value.split(",") if n.strip())
 
 
 def _float(value: str, key: str) -> float:

@@ -43,12 +43,24 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         node.metrics.bad_frames.labels(exc.code).inc()
         await _refuse(ws, codec, exc, CLOSE_BAD_TOKEN)
         return
+    asked = ws.query_params.get("room")  # the pages name it for a proxy routing by room
+    if asked is not None and asked != claims["room"]:
+        mismatch = WrongRoom(f"this invite is for room {claims['room']!r}, not {asked!r}")
+        await _refuse(ws, codec, mismatch, CLOSE_UNKNOWN_ROOM)
+        return
     hub = node.hubs.get(claims["room"])
     if hub is None:
+        # Configured but served by other nodes (HEMICYCLE_ROOMS): the proxy sent it astray.
+        room = claims["room"]
+        why = (
+            f"room {room!r} is served by other nodes, not this one"
+            if room in node.assembly.rooms
+            else f"there is no room {room!r} here"
+        )
         await _refuse(
             ws,
             codec,
-            WrongRoom(f"there is no room {claims['room']!r} here", code="unknown_room"),
+            WrongRoom(why, code="unknown_room"),
             CLOSE_UNKNOWN_ROOM,
         )
         return
