@@ -113,12 +113,13 @@
       h("h2", { id: "chair-agenda-h", "data-t": "agenda" }, hc.t("agenda")),
       h("p", { id: "agenda-now" }), $("agenda-next"));
     // The stage (static/stage.js: the picture, camera, share and the chair's stage controls)
-    // stays in the live view, in the room column.
+    // stays in the live view, last in the room column: the booths, microphones and recording
+    // above it stay in the first screen.
     const stage = h("div", { id: "chair-stage" }, $("stage-section"));
     const live = h("div", { id: "chair-live", role: "tabpanel", "aria-labelledby": "tab-live" },
       col("chair-col-floor", floor),
       col("chair-col-votes", votes),
-      col("chair-col-room", $("booth-strip"), stage, $("audio-section"), $("channel-section"), agendaNow));
+      col("chair-col-room", $("booth-strip"), $("audio-section"), $("channel-section"), agendaNow, stage));
     // Attendance first in the second view: the figure the minutes need, above the builder.
     const attendance = document.querySelector("#polls-section .attendance");
     if (attendance) $("polls-h").after(attendance);
