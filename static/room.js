@@ -222,12 +222,19 @@
     document.body.dataset.floor = speakingNow ? "you" : ""; // style.css: the floor card first
   }
 
-  // The line under the header on every page: who has the floor, with organisation and country.
+  // The line under the header on every page: who is speaking — the voice the floor carries
+  // (static/stage.js's active speaker: the chair interjecting without the floor too) — and
+  // who has the floor, with organisation and country.
   function renderSpeaking(hc) {
     const line = document.getElementById("speaking-line");
-    const people = hc.state.core.speakers.map((pid) => hc.person(pid)).filter(Boolean);
-    const text = people.map((p) => [p.name, orgLine(hc, p)].filter(Boolean).join(" — ")).join("; ");
-    const full = text ? hc.t("speaking.now", { who: text }) : "";
+    const named = (pids) => pids.map((pid) => hc.person(pid)).filter(Boolean)
+      .map((p) => [p.name, orgLine(hc, p)].filter(Boolean).join(" — ")).join("; ");
+    const floor = hc.state.core.speakers;
+    const voice = HC.stage && HC.stage.view ? HC.stage.view.speaker : null;
+    const parts = [];
+    if (voice && !floor.includes(voice) && hc.person(voice)) parts.push(hc.t("speaking.voice", { who: named([voice]) }));
+    if (floor.length) parts.push(hc.t("speaking.now", { who: named(floor) }));
+    const full = parts.join(" · ");
     if (line.textContent !== full) line.textContent = full;
   }
 

@@ -180,6 +180,14 @@ async def test_the_interpreter_sees_the_speaker_the_floor_carries(  # type: igno
     await chair.command("floor.grant", {"pid": bo.me})
     # the console listens to the floor as soon as it opens
     await until(ivan, "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected'", 10)
+    # the chair interjects without the floor: every page names the voice it hears
+    chair_mic = await publish(chair, "floor")
+    await chair_mic.play(opus_tone(300, 150))
+    await until(
+        ivan, "() => document.getElementById('speaking-line').textContent.startsWith('Speaking: C')"
+    )
+    assert "Has the floor: Bo" in (await ivan.text_content("#speaking-line") or "")
+    await chair_mic.close()
     mic = await publish(bo, "floor")
     await mic.play(opus_tone(300, 150))  # 3 s of Bo on the floor
     await until(ivan, f"() => document.querySelector(\"{tile}\")?.dataset.target === '{bo.me}'")
