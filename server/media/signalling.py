@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -209,28 +209,11 @@ class Signalling:
             raise UnknownType(f"unknown message type {kind!r}")
 
     async def _offer_task(self, peer: Peer, peers: Peers, cid: str, data: dict[str, Any]) -> None:
-        try:
+        async def make() -> dict[str, Any] | None:
             async with peers.lock:
-                if peers.closed:
-                    return
-                fields = await self._offer(peer, peers, data)
-            self.metrics.rtc_offers.labels("ok").inc()
-            _reply(peer, cid, **fields)
-        except HemicycleError as exc:
-            self.metrics.rtc_offers.labels(exc.code).inc()
-            peer.send({"type": "reply", "cid": cid, "ok": False, **exc.to_wire()})
-        except Exception as exc:  # aiortc raised something we did not foresee
-            log.exception("room %s: offer failed", self.room)
-            self.metrics.rtc_offers.labels("rtc_failed").inc()
-            peer.send(
-                {
-                    "type": "reply",
-                    "cid": cid,
-                    "ok": False,
-                    "code": "rtc_failed",
-                    "message": f"the connection could not be set up: {exc}",
-                }
-            )
+                return None if peers.closed else await self._offer(peer, peers, data)
+
+        await reply_to_offer(peer, cid, self.metrics, f"room {self.room}: offer", make)
 
     async def _offer(self, peer: Peer, peers: Peers, data: dict[str, Any]) -> dict[str, Any]:
         purpose = data.get("purpose")
@@ -420,3 +403,36 @@ class Signalling:
 
 def _reply(peer: Peer, cid: str, **fields: Any) -> None:
     peer.send({"type": "reply", "cid": cid, "ok": True, **fields})
+
+
+async def reply_to_offer(
+    peer: Peer,
+    cid: str,
+    metrics: Metrics,
+    what: str,
+    make: Callable[[], Awaitable[dict[str, Any] | None]],
+) -> None:
+    """Answer one offer frame (audio's or video's) with what ``make`` returns (``None``: the
+    connection went meanwhile, nothing to answer), or its error as a code; an exception aiortc
+    raised that nobody foresaw is logged and answered ``rtc_failed``. Counted by outcome."""
+    try:
+        fields = await make()
+        if fields is None:
+            return
+        metrics.rtc_offers.labels("ok").inc()
+        _reply(peer, cid, **fields)
+    except HemicycleError as exc:
+        metrics.rtc_offers.labels(exc.code).inc()
+        peer.send({"type": "reply", "cid": cid, "ok": False, **exc.to_wire()})
+    except Exception as exc:  # aiortc raised something we did not foresee
+        log.exception("%s failed", what)
+        metrics.rtc_offers.labels("rtc_failed").inc()
+        peer.send(
+            {
+                "type": "reply",
+                "cid": cid,
+                "ok": False,
+                "code": "rtc_failed",
+                "message": f"the connection could not be set up: {exc}",
+            }
+        )

@@ -33,7 +33,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
 from .. import stage
-from ..errors import BadArgs, HemicycleError, RateLimited, Refused, Unavailable, UnknownType
+from ..errors import BadArgs, RateLimited, Refused, Unavailable, UnknownType
 from ..node.feature import Feature, FrameHandler
 from ..protocol import pack, unpack
 from ..types import Event, arg_str
@@ -42,7 +42,7 @@ from .buslink import BusLink
 from .forward import QUALITIES, KeyframeAsk, Tap, VideoOutlet, VideoPacket, VideoSource
 from .kind import VIDEO
 from .setup import MediaConfig
-from .signalling import MAX_SDP, Peer
+from .signalling import MAX_SDP, Peer, reply_to_offer
 from .vpeers import VideoConfig, VideoPublisher, Viewer, VPeers, check_offer
 
 if TYPE_CHECKING:
@@ -182,28 +182,11 @@ class VideoRoom:
         self._subscriptions()
 
     async def _offer_task(self, peer: Peer, peers: VPeers, cid: str, data: dict[str, Any]) -> None:
-        try:
+        async def make() -> dict[str, Any] | None:
             async with peers.lock:
-                if peers.closed:
-                    return
-                fields = await self._offer(peer, peers, data)
-            self.metrics.rtc_offers.labels("ok").inc()
-            _reply(peer, cid, **fields)
-        except HemicycleError as exc:
-            self.metrics.rtc_offers.labels(exc.code).inc()
-            peer.send({"type": "reply", "cid": cid, "ok": False, **exc.to_wire()})
-        except Exception as exc:  # aiortc raised something we did not foresee
-            log.exception("room %s: video offer failed", self.room)
-            self.metrics.rtc_offers.labels("rtc_failed").inc()
-            peer.send(
-                {
-                    "type": "reply",
-                    "cid": cid,
-                    "ok": False,
-                    "code": "rtc_failed",
-                    "message": f"the connection could not be set up: {exc}",
-                }
-            )
+                return None if peers.closed else await self._offer(peer, peers, data)
+
+        await reply_to_offer(peer, cid, self.metrics, f"room {self.room}: video offer", make)
 
     async def _offer(self, peer: Peer, peers: VPeers, data: dict[str, Any]) -> dict[str, Any]:
         purpose = data.get("purpose")
