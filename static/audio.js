@@ -30,18 +30,7 @@
 
   // --- signalling: any rtc.* request gets one reply with its cid -------------------
 
-  const waiting = new Map();
-  let seq = 0;
-  function rpc(type, fields = {}) {
-    const cid = `au-${Date.now().toString(36)}-${++seq}`;
-    return new Promise((resolve, reject) => {
-      waiting.set(cid, { resolve, reject });
-      HC.send({ type, cid, ...fields });
-      setTimeout(() => {
-        if (waiting.delete(cid)) reject({ code: "timeout", message: "no answer from the server" });
-      }, 15000);
-    });
-  }
+  const { rpc } = HC;
 
   // Fresh TURN credentials for each peer connection (rtc.ice, server/media/turn.py); the
   // welcome's servers if the node does not answer.
@@ -525,11 +514,7 @@
   let welcomed = false;
 
   function onMessage(hc, msg) {
-    if (msg.type === "reply" && waiting.has(msg.cid)) {
-      const w = waiting.get(msg.cid);
-      waiting.delete(msg.cid);
-      msg.ok ? w.resolve(msg) : w.reject(msg);
-    } else if (msg.type === "ephemeral" && msg.kind === "levels") {
+    if (msg.type === "ephemeral" && msg.kind === "levels") {
       const now = Date.now();
       for (const [pid, l] of Object.entries(msg.levels)) A.levels[pid] = { ...l, at: now };
       A.levelFrames += 1; // tests wait on it: meters that moved

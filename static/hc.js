@@ -17,6 +17,8 @@
 // HC.applyEvents(events) folds events into HC.state with the registered appliers (what every
 // "events" frame goes through; tests/test_page_state.py replays a session with it).
 // HC.command(name, args) returns a promise of the reply; it rejects with {code, message}.
+// HC.rpc(type, fields) sends one media signalling frame (rtc.*, video.*) and returns a promise
+// of its reply (same cid); it is not re-sent after a reconnect and gives up after RPC_MS.
 // Commands still unanswered when the socket drops are re-sent with the same cid after the
 // reconnect: the server folds a cid once, so a retry is never counted twice.
 // A heartbeat finds a network that is gone without a close (a laptop's Wi-Fi, a tunnel): a
@@ -36,10 +38,12 @@ const HC = (() => {
   // show within 5 s of the network going away, so silence for 4 s is offline.
   const PING_MS = 1500, SILENT_MS = 4000, CONNECT_MS = 5000, WELCOME_MS = 15000;
   const BANNER_AFTER_MS = 2000;
+  const RPC_MS = 15000;
   const modules = [];
   const strings = { en: {}, es: {}, fr: {}, ru: {} };
   const appliers = {};
   const pending = new Map(); // cid -> {msg, resolve, reject}
+  const rpcWaiting = new Map(); // cid -> {resolve, reject}: signalling frames (HC.rpc)
   const cidPrefix = Math.random().toString(36).slice(2, 10);
   let cidCounter = 0;
   let ws = null;
@@ -113,6 +117,17 @@ const HC = (() => {
         pending.set(cid, { msg, resolve, reject, queued: !hc.connected || hc.offline });
         send(msg);
         if (!hc.connected || hc.offline) { renderBanner(); hc.render(); } // shown as pending
+      });
+    },
+
+    rpc(type, fields = {}) {
+      const cid = `${cidPrefix}-rpc-${++cidCounter}`;
+      return new Promise((resolve, reject) => {
+        rpcWaiting.set(cid, { resolve, reject });
+        send({ type, cid, ...fields });
+        setTimeout(() => {
+          if (rpcWaiting.delete(cid)) reject({ code: "timeout", message: "no answer from the server" });
+        }, RPC_MS);
       });
     },
 
@@ -342,6 +357,12 @@ const HC = (() => {
         hc.last = msg.id;
         break;
       case "reply": {
+        const r = rpcWaiting.get(msg.cid);
+        if (r) {
+          rpcWaiting.delete(msg.cid);
+          msg.ok ? r.resolve(msg) : r.reject(msg);
+          break;
+        }
         const p = pending.get(msg.cid);
         if (p) {
           pending.delete(msg.cid);

@@ -30,18 +30,7 @@
     els: {},
   };
 
-  const waiting = new Map();
-  let seq = 0;
-  function rpc(type, fields = {}) {
-    const cid = `vi-${Date.now().toString(36)}-${++seq}`;
-    return new Promise((resolve, reject) => {
-      waiting.set(cid, { resolve, reject });
-      HC.send({ type, cid, ...fields });
-      setTimeout(() => {
-        if (waiting.delete(cid)) reject({ code: "timeout", message: "no answer from the server" });
-      }, 15000);
-    });
-  }
+  const { rpc } = HC;
 
   const iceServers = () => (HC.assembly.media || {}).ice_servers || [];
   const maxTiles = () => (HC.assembly.video || {}).max_tiles || 4;
@@ -251,11 +240,7 @@
   }
 
   function onMessage(hc, msg) {
-    if (msg.type === "reply" && waiting.has(msg.cid)) {
-      const w = waiting.get(msg.cid);
-      waiting.delete(msg.cid);
-      msg.ok ? w.resolve(msg) : w.reject(msg);
-    } else if (msg.type === "video.sources") {
+    if (msg.type === "video.sources") {
       setSources(msg.sources);
     } else if (msg.type === "video.closed") {
       unpublish(msg.pc, false);
