@@ -160,6 +160,31 @@ def test_a_fourth_voice_takes_the_lane_of_the_one_quiet_longest() -> None:
     assert FLOOR_HOLD / 0.02 <= quiet_frames <= FLOOR_HOLD / 0.02 + 2
 
 
+def test_a_microphone_in_dtx_silence_never_holds_a_speaker_off_the_floor() -> None:
+    """With DTX a silent microphone sends one comfort-noise packet every 400 ms and takes a
+    lane free since ``FLOOR_GONE`` (a speaker pausing): when the speaker goes on 20 ms after
+    that packet, their voice is forwarded from its first frame (the onset is not cut)."""
+    for k in (1, 3):
+        lanes = FloorLanes(k)
+        others = "xyz"[: k - 1]  # the other lanes held by speakers who go on talking
+        seq = 0
+
+        def send(pub: str, t: float, level: int, lanes: FloorLanes = lanes) -> int | None:
+            nonlocal seq
+            seq += 1
+            return lanes.lane(Frame(pub, pub, seq, seq * 960, pub.encode(), level), t)
+
+        for n in range(10):  # the speaker talks for 0.2 s, then pauses
+            for pub in (*others, "v"):
+                send(pub, n * 0.02, 20)
+        send("cn", 0.5, 127)  # the silent microphone's comfort noise, 0.3 s into the pause
+        for n in range(10):  # the speaker goes on at 0.52 s
+            for pub in others:
+                send(pub, 0.52 + n * 0.02, 20)
+            lane = send("v", 0.52 + n * 0.02, 20)
+            assert lane is not None, f"{k} lanes: the voice's frame {n} after the pause was dropped"
+
+
 @given(
     st.lists(
         st.tuples(

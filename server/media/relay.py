@@ -119,8 +119,10 @@ class FloorLanes:
     A microphone keeps its lane while it sends; a new one takes a free lane (never used, or
     its microphone sent nothing for :data:`FLOOR_GONE`), or — if it is speaking (RFC 6464
     level at or under :data:`SPEAKING`) — the lane of the microphone quiet the longest, once
-    that one has been quiet for :data:`FLOOR_HOLD`. Lanes never move between holders, so a
-    voice stays on one listening track. With one lane this is the floor of one voice.
+    that one has been quiet for :data:`FLOOR_HOLD` (one that has not spoken since it took
+    its lane, as a microphone in DTX silence, has been quiet for ever). Lanes never move
+    between holders, so a voice stays on one listening track. With one lane this is the
+    floor of one voice.
     """
 
     def __init__(self, lanes: int) -> None:
@@ -144,7 +146,9 @@ class FloorLanes:
             free = min(range(len(held)), key=lambda i: held[i][2])  # type: ignore[index]
             if now - held[free][2] <= FLOOR_HOLD:  # type: ignore[index]
                 return None
-        held[free] = [frame.pub, now, now]
+        # A lane taken in silence (a microphone's DTX comfort noise: one packet per 400 ms)
+        # counts as quiet since ever, so a voice that starts is never held off by it.
+        held[free] = [frame.pub, now, now if loud else -math.inf]
         return free
 
     def holders(self) -> list[str | None]:

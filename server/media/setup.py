@@ -9,6 +9,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc import sdp as aiortc_sdp
 
+from ..audio import FLOOR
 from ..errors import BadArgs, ConfigError
 from .kind import AUDIO, Kind
 from .turn import TurnConfig
@@ -213,3 +214,41 @@ def with_opus_fec(answer: str, payload_type: int) -> str:
         if line.lower() == rtpmap.lower():
             out.append(fmtp + OPUS_FMTP)
     return "\r\n".join(out)
+
+
+OPUS_DTX = "usedtx=1"
+"""RFC 7587 §6.1: ``usedtx=1`` asks the sender for discontinuous transmission — in silence
+Chromium's Opus sends one small comfort-noise packet every 400 ms instead of 50 packets a
+second. The passthrough keeps the timestamps' gaps (``relay.Outlet``) and marks the next
+talkspurt, so a listener's decoder fills the pause with comfort noise."""
+
+DTX_FLOOR = True
+"""Floor microphones (the chair, the speaker with the floor, panelists): on. Open floor
+microphones are silent most of the time (the chair while a delegate speaks, a panelist
+waiting), and speech with pauses halves its packets (docs/benchmarks.md, "Reach: DTX");
+the onsets of speech arrive whole (the same measure). A silent microphone then no longer
+holds a floor lane (``relay.FloorLanes`` frees a lane after ``FLOOR_GONE``)."""
+DTX_BOOTH = True
+"""Booth microphones (interpreters): on, for the same measure: an interpreter pauses
+between the speaker's sentences and while listening to a new speaker, and the booth's
+microphone stays open the whole session."""
+
+
+def dtx_for(target: str) -> bool:
+    """Whether a microphone publishing into ``target`` (the floor or a channel) is asked
+    for DTX in the answer (:func:`with_opus_dtx`)."""
+    return DTX_FLOOR if target == FLOOR else DTX_BOOTH
+
+
+def with_opus_dtx(answer: str, payload_type: int) -> str:
+    """``answer`` with ``usedtx=1`` added to the fmtp of its Opus payload type.
+
+    Call after :func:`with_opus_fec` (which writes that fmtp line); FEC stays on beside DTX:
+    the packets that are sent still carry the previous frame's low-bitrate copy.
+    """
+    fmtp = f"a=fmtp:{payload_type} "
+    lines = answer.split("\r\n")
+    return "\r\n".join(
+        f"{line};{OPUS_DTX}" if line.startswith(fmtp) and OPUS_DTX not in line else line
+        for line in lines
+    )

@@ -27,7 +27,14 @@ from ..types import Actor, arg_str
 from . import passthrough
 from .kind import Kind
 from .relay import LevelMeter, Outlet
-from .setup import MediaConfig, answer_payload_type, check_offer, with_opus_fec
+from .setup import (
+    MediaConfig,
+    answer_payload_type,
+    check_offer,
+    dtx_for,
+    with_opus_dtx,
+    with_opus_fec,
+)
 
 if TYPE_CHECKING:
     from ..node.metrics import Metrics
@@ -265,6 +272,8 @@ class Signalling:
             pt = answer_payload_type(answer, self.kind)
             if self.kind.codec == "opus":
                 answer = with_opus_fec(answer, pt)
+                if purpose == "publish" and dtx_for(target):
+                    answer = with_opus_dtx(answer, pt)
         except BaseException:
             await pc.close()
             self.metrics.peer_connections.labels(purpose).dec()
