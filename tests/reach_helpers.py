@@ -13,6 +13,7 @@ range, the temporary userdb/pidfile/log. Production flags: docs/deploy.md.
 
 from __future__ import annotations
 
+import array
 import base64
 import contextlib
 import hashlib
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -304,3 +306,47 @@ def browser_port(pc: Any) -> int:
     if pair is None:
         raise AssertionError("the peer connection has no nominated pair yet")
     return int(pair.remote_candidate.port)
+
+
+PHRASES = (
+    "Madam President, the working group met four times.",
+    "The budget is before you.",
+    "We thank the regional committees.",
+)
+PAUSE = 2.0
+"""Seconds of silence after each phrase of :func:`speech_with_pauses_wav`."""
+
+
+def _espeak_48k(text: str, where: Path) -> array.array[int]:
+    """``text`` spoken by espeak-ng, as 48 kHz mono 16-bit samples."""
+    raw = where / "phrase.22k.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True)
+    import av
+
+    out: array.array[int] = array.array("h")
+    with av.open(str(raw)) as src:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=48_000)
+        for frame in src.decode(audio=0):
+            for f in resampler.resample(frame):
+                out.frombytes(bytes(f.planes[0])[: f.samples * 2])
+        for f in resampler.resample(None):
+            out.frombytes(bytes(f.planes[0])[: f.samples * 2])
+    return out
+
+
+def speech_with_pauses_wav(path: Path) -> array.array[int]:
+    """Short espeak-ng phrases, each followed by :data:`PAUSE` s of digital silence, written
+    to ``path`` (48 kHz mono 16-bit, Chromium's fake microphone loops it); returns the
+    samples, the reference a listener's audio is compared with."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed: run scripts/test.sh, which installs it")
+    samples: array.array[int] = array.array("h")
+    for text in PHRASES:
+        samples.extend(_espeak_48k(text, path.parent))
+        samples.extend(array.array("h", bytes(int(PAUSE * 48_000) * 2)))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48_000)
+        w.writeframes(samples.tobytes())
+    return samples

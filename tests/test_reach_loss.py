@@ -114,7 +114,7 @@ async def test_fec_keeps_concealment_low_under_uplink_loss(
         timeout=timeout(15) * 1000,
     )
     answer = await chair.evaluate("HC.audio.mic.pc.remoteDescription.sdp")
-    assert "useinbandfec=1" in answer
+    assert "useinbandfec=1" in answer and "usedtx=1" in answer  # FEC works beside DTX
 
     base = await measure(ana, rules, await uplink_port(node), 0)
     fec10 = await measure(ana, rules, await uplink_port(node), 10)
