@@ -96,6 +96,7 @@
   // --- listening ------------------------------------------------------------------------
 
   async function startListening() {
+    if (HC.reception && !HC.reception.audio()) { stopListening(false); return; } // captions only
     A.wantListen = true;
     stopListening(true);
     const config = await iceConfig();
@@ -427,6 +428,7 @@
       : choice === "original" ? hc.t("listen.original", { lang: floorLang })
       : hc.t("listen.in", { lang: hc.langName(choice) });
     listenButton.setAttribute("aria-pressed", A.wantListen ? "true" : "false");
+    listenButton.hidden = Boolean(HC.reception) && !HC.reception.audio(); // captions only
     A.hearing = hearing(hc);
     const connecting = A.wantListen && (!A.pc || A.pc.connectionState !== "connected");
     const reach = HC.reach && A.wantListen ? HC.reach.note("listen") : "";

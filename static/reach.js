@@ -157,6 +157,7 @@
   function captionsOnly() {
     R.weak = false;
     R.declined = true;
+    if (HC.reception) HC.reception.set("captions"); // remembered (static/lowband.js)
     if (HC.audio && HC.audio.wantListen) HC.audio.stopListening();
     HC.render();
   }

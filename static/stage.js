@@ -131,7 +131,9 @@
   const maxTiles = () => (HC.assembly?.video || {}).max_tiles || 4;
   const allTiles = () => V.mounts.flatMap((m) => [...m.tiles.values(), ...(m.signTile ? [m.signTile] : [])]);
   function showVideo(tile, source, quality) {
-    const flowing = HC.video && (!V.sources || V.sources.has(source));
+    // "Audio only" or "captions only" (static/lowband.js): no tile asked, names shown.
+    const flowing = HC.video && HC.reception?.video() !== false
+      && (!V.sources || V.sources.has(source));
     const room = tile.shown || allTiles().filter((t) => t.shown).length < maxTiles();
     const want = flowing && room ? `${source}/${quality}` : null;
     tile.el.classList.toggle("novideo", !want);

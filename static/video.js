@@ -128,6 +128,7 @@
   }
 
   async function show(el, source, quality = "h") {
+    if (HC.reception && !HC.reception.video()) return undefined; // audio or captions only
     const view = await viewer();
     let tile = view.tiles.find((t) => t.el === el) || view.tiles.find((t) => !t.el);
     if (!tile) throw { code: "too_many_tracks", message: "every tile is in use" };

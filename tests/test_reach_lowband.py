@@ -1,0 +1,225 @@
+"""Low bandwidth: "audio only" and "captions only" on a member's page (static/lowband.js).
+
+The chair's page publishes Chromium's fake camera and microphone; a member watches the
+stage and listens. The node's own forwarding is counted per viewer and listener (the
+outlets' ``feed``, which returns whether a packet went out): audio only must bring the
+member's video packets to zero while the audio goes on; captions only the audio too. The
+choice is made with the keyboard, survives a reload, and the page passes axe.
+
+Then the proposal: nftables drops a share of the datagrams towards the member's viewing
+port (the node's video to the browser); the page measures its video with getStats and offers
+audio only in a banner, which the keyboard takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.media import forward, relay
+
+from . import test_audio_browser as ab
+from .a11y import violations
+from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
+from .conftest import CHROMIUM_ARGS, timeout
+from .reach_helpers import Rules, browser_port, loss, rules  # noqa: F401
+from .test_video_browser import counter_y4m
+from .waiting import eventually
+
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
+
+QUIET = 3.0
+"""Seconds over which "nothing is sent" is checked (the camera sends ~45 packets a second)."""
+
+
+@pytest.fixture
+def browser_args(tmp_path: Path) -> list[str]:
+    clip = counter_y4m(tmp_path / "counter.y4m")
+    wav = ab.tone_wav(tmp_path / "tone.wav", ab.TONE)
+    return [
+        *CHROMIUM_ARGS,
+        f"--use-file-for-fake-video-capture={clip}",
+        f"--use-file-for-fake-audio-capture={wav}",
+    ]
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[str]]:
+    """Packets the node forwarded, per receiving pid: ``{"video": …, "audio": …}``."""
+    counts: dict[str, Counter[str]] = {"video": Counter(), "audio": Counter()}
+
+    def counting(cls: Any, kind: str) -> None:
+        feed = cls.feed
+
+        def counted(self: Any, p: Any, now: float) -> bool:
+            out: bool = feed(self, p, now)
+            if out:
+                counts[kind][self.pid] += 1
+            return out
+
+        monkeypatch.setattr(cls, "feed", counted)
+
+    counting(forward.VideoOutlet, "video")
+    counting(relay.Outlet, "audio")
+    return counts
+
+
+async def open_page(browser: Any, url: str, token: str) -> Any:
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda exc: print("page error:", exc))
+    await page.goto(f"{url}/r/plenary#t={token}")
+    await page.wait_for_function(
+        "() => HC.connected && HC.video && HC.stage && HC.audio.els.main",
+        timeout=timeout(5) * 1000,
+    )
+    return page
+
+
+async def chair_publishes(chair: Any) -> None:
+    await chair.click("#stage-camera")
+    await chair.click("#mic-button")
+    await chair.wait_for_function(
+        "() => { const p = HC.video.state.publishing.camera; return p && HC.audio.mic"
+        " && p.pc.connectionState === 'connected'"
+        " && HC.audio.mic.pc.connectionState === 'connected'; }",
+        timeout=timeout(10) * 1000,
+    )
+
+
+async def member_watches(ana: Any) -> None:
+    await ana.click("#listen-button")
+    await ana.wait_for_function(
+        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
+        " return v && v.videoWidth > 0 && HC.audio.pc"
+        " && HC.audio.pc.connectionState === 'connected'; }",
+        timeout=timeout(15) * 1000,
+    )
+
+
+async def over(seconds: float, sent: dict[str, Counter[str]], pid: str) -> dict[str, int]:
+    """What the node sent ``pid`` in the next ``seconds``."""
+    before = {k: c[pid] for k, c in sent.items()}
+    await asyncio.sleep(seconds)  # the window counted
+    return {k: c[pid] - before[k] for k, c in sent.items()}
+
+
+async def test_audio_only_stops_the_video_and_captions_only_the_audio_at_the_node(
+    start_node, invites, browser, sent
+) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
+    pid = await ana.evaluate("() => HC.you.pid")
+    await chair_publishes(chair)
+    await member_watches(ana)
+    full = await over(QUIET, sent, pid)
+    assert full["video"] > 20 and full["audio"] > 50, full
+    assert await ana.is_checked("#reception input[value='full']")
+
+    # audio only, with the keyboard: the radio group moves with the arrow keys
+    await ana.focus("#reception input[value='full']")
+    await ana.keyboard.press("ArrowDown")
+    await ana.wait_for_function(
+        "() => HC.reception.mode === 'audio' && document.querySelectorAll("
+        "'#stage-area .tile').length > 0 && !document.querySelector("
+        "'#stage-area .tile:not(.novideo)')",
+        timeout=timeout(5) * 1000,
+    )
+    assert await ana.text_content("#stage-area .tile figcaption") == "Chair", "names shown"
+    await asyncio.sleep(1.0)  # packets already on their way
+    audio_only = await over(QUIET, sent, pid)
+    assert audio_only["video"] == 0 and audio_only["audio"] > 50, audio_only
+    assert await ana.evaluate("() => HC.audio.pc.connectionState") == "connected"
+
+    # captions only: the audio stops as well, the captions stay
+    await ana.keyboard.press("ArrowDown")
+    await ana.wait_for_function(
+        "() => HC.reception.mode === 'captions' && !HC.audio.pc && !HC.audio.wantListen",
+        timeout=timeout(5) * 1000,
+    )
+    assert await ana.is_hidden("#listen-button")
+    assert await ana.is_visible("#captions")
+    await asyncio.sleep(1.0)
+    captions = await over(QUIET, sent, pid)
+    assert captions == {"video": 0, "audio": 0}, captions
+
+    # the choice is this device's: a reload keeps it (no tile asked, no audio)
+    await ana.reload()
+    await ana.wait_for_function(
+        "() => HC.connected && HC.stage && HC.reception", timeout=timeout(5) * 1000
+    )
+    assert await ana.evaluate("() => HC.reception.mode") == "captions"
+    assert await ana.is_checked("#reception input[value='captions']")
+    assert "Captions only" in (await ana.text_content("#reception-note") or "")
+    assert await violations(ana) == []
+    reloaded = await over(QUIET, sent, pid)
+    assert reloaded == {"video": 0, "audio": 0}, reloaded
+
+    # back to everything: the stage asks its tile again
+    await ana.focus("#reception input[value='captions']")
+    await ana.keyboard.press("ArrowUp")
+    await ana.keyboard.press("ArrowUp")
+    await ana.wait_for_function(  # a new viewing connection: ICE and DTLS first
+        "() => HC.reception.mode === 'full' && !!document.querySelector("
+        "'#stage-area .tile:not(.novideo) video')",
+        timeout=timeout(15) * 1000,
+    )
+    await eventually(
+        lambda: over(1.0, sent, pid),
+        until=lambda r: r["video"] > 0,
+        message="video again",
+        timeout=15,
+    )
+    await chair.close()
+    await ana.close()
+
+
+async def test_audio_only_is_proposed_when_the_video_does_not_get_through(
+    start_node,
+    invites,
+    browser,
+    sent,
+    rules: Rules,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
+    pid = await ana.evaluate("() => HC.you.pid")
+    await chair_publishes(chair)
+    await member_watches(ana)
+    await asyncio.sleep(9.0)  # two measuring windows of the page with nothing lost
+    assert await ana.is_hidden("#lowband-offer"), await ana.evaluate("() => HC.reception.signals")
+    video = node.node.feature["video"].rooms["plenary"]
+    (viewer,) = [
+        p.viewer for p in video.peers.values() if p.viewer and p.viewer.peer.person["pid"] == pid
+    ]
+    rules.set(loss(browser_port(viewer.pc), 30))
+    await ana.wait_for_selector("#lowband-offer:not([hidden])", timeout=timeout(25) * 1000)
+    signals = await ana.evaluate("() => HC.reception.signals")
+    print(f"reach lowband: proposed with {signals}")
+    assert await violations(ana) == []
+    await ana.focus("#lowband-audio")
+    await ana.keyboard.press("Enter")
+    await ana.wait_for_function(
+        "() => HC.reception.mode === 'audio' && document.activeElement.value === 'audio'",
+        timeout=timeout(5) * 1000,
+    )
+    assert await ana.is_hidden("#lowband-offer")
+    rules.clear()
+    await asyncio.sleep(1.0)
+    after = await over(QUIET, sent, pid)
+    assert after["video"] == 0 and after["audio"] > 50, after
+    await chair.close()
+    await ana.close()
