@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from server.client import Client
 from server.media import signalling
 
-from .audio_helpers import CONFIG, loopback_ice  # noqa: F401 (fixture)
+from .audio_helpers import CONFIG, loopback_ice, publish  # noqa: F401 (fixture)
 from .reach_helpers import Rules, rules  # noqa: F401 (fixture)
 from .waiting import eventually
 
@@ -66,3 +66,43 @@ async def test_a_listener_without_a_path_is_counted_then_closed(
         await pc.close()
         await chair.close()
         await ana.close()
+
+
+def opus_fmtp(sdp: str) -> str:
+    """The ``a=fmtp`` parameters of the answer's Opus payload type."""
+    pt = next(line.split()[0].split(":")[1] for line in sdp.split("\r\n") if "opus/48000" in line)
+    return next(
+        line.split(" ", 1)[1] for line in sdp.split("\r\n") if line.startswith(f"a=fmtp:{pt} ")
+    )
+
+
+async def test_floor_and_booth_microphones_are_asked_for_dtx_beside_fec(
+    start_node, invites
+) -> None:  # type: ignore[no-untyped-def]
+    """The answer to a floor or booth microphone carries ``useinbandfec=1;usedtx=1``
+    (tests/test_reach_dtx.py measures what DTX saves); a listener's, no ``usedtx``."""
+    node = await start_node()
+    chair = await Client.connect(node.url, invites.mint(room="plenary", role="moderator", name="C"))
+    ivan = await Client.connect(
+        node.url, invites.mint(room="plenary", role="interpreter", name="I", booth="es")
+    )
+    ana = await Client.connect(node.url, invites.mint(room="plenary", role="participant", name="A"))
+    assert (await ivan.command("air.take"))["ok"]
+    floor = await publish(chair)
+    booth = await publish(ivan, "es")
+    pc = RTCPeerConnection(CONFIG)
+    try:
+        for mic in (floor, booth):
+            params = opus_fmtp(mic.reply["sdp"]).split(";")
+            assert "useinbandfec=1" in params and "usedtx=1" in params, params
+        pc.addTransceiver("audio", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await ana.rpc("rtc.offer", purpose="listen", sdp=pc.localDescription.sdp)
+        assert reply["ok"], reply
+        assert "usedtx" not in opus_fmtp(reply["sdp"])
+    finally:
+        await pc.close()
+        for mic in (floor, booth):
+            await mic.pc.close()
+        for c in (chair, ivan, ana):
+            await c.close()
