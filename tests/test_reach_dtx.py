@@ -172,6 +172,7 @@ async def publish_and_measure(
     }
 
 
+@pytest.mark.timeout(timeout(240))  # two browsers, video and audio: ~70 s alone, more on a busy box
 async def test_dtx_is_negotiated_and_saves_packets_in_pauses_without_cutting_onsets(
     start_node,
     invites,
