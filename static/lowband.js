@@ -42,12 +42,15 @@
   L.audio = () => !applies() || L.mode !== "captions";
   L.set = (mode) => {
     if (!MODES.includes(mode)) return;
+    const was = L.mode;
     L.mode = mode;
     L.proposed = false;
     L.last = null;
     L.bad = 0;
     localStorage.setItem(KEY, mode);
     if (!L.audio() && HC.audio && HC.audio.wantListen) HC.audio.stopListening();
+    // Leaving captions only is asking for the audio again: listen (a click, so it may play).
+    if (was === "captions" && L.audio() && HC.audio && !HC.audio.wantListen) HC.audio.start();
     HC.render();
   };
 

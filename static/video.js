@@ -204,6 +204,9 @@
   }
 
   function init(hc) {
+    // The sources publishing when this page joined (a reload while a camera is on): the
+    // node sends video.sources only when the set changes.
+    V.sources = (hc.assembly.video || {}).sources || {};
     if (HC.stage) return; // the stage layout (static/stage.js) replaces this default stage
     const button = (what) => h("button", {
       id: `video-${what}`,

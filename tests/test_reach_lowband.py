@@ -187,6 +187,7 @@ async def test_audio_only_stops_the_video_and_captions_only_the_audio_at_the_nod
     except Exception:
         print("DIAG", await ana.evaluate(DIAG))
         raise
+    assert await ana.evaluate("() => HC.audio.wantListen"), "leaving captions only listens"
     for label, got in (
         ("everything", full),
         ("audio only", audio_only),
