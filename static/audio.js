@@ -43,11 +43,27 @@
     });
   }
 
-  // Fresh TURN credentials for each peer connection (rtc.ice, server/media/turn.py); the
+  // ICE servers with TURN credentials minted for this person (rtc.ice, server/media/turn.py),
+  // asked once per socket; the node sends fresh ones (an rtc.ice message) before they
+  // expire, so a new peer connection (a network change, a failure) never waits for them,
+  // and live ones get them too (setConfiguration: for any allocation they make anew). The
   // welcome's servers if the node does not answer.
+  A.ice = null;  // { iceServers, until }
+  function keepIce(msg) {
+    const ttl = msg.ttl ? msg.ttl * 1000 : Infinity;
+    A.ice = { iceServers: msg.ice_servers, until: Date.now() + ttl * 0.9 };
+    for (const pc of [A.pc, A.mic && A.mic.pc]) {
+      if (!pc || pc.connectionState === "closed") continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers: msg.ice_servers });
+      } catch (err) { console.warn("ICE servers not applied", err); }
+    }
+  }
   async function iceConfig() {
+    if (A.ice && Date.now() < A.ice.until) return { iceServers: A.ice.iceServers };
     try {
-      return { iceServers: (await rpc("rtc.ice")).ice_servers };
+      keepIce(await rpc("rtc.ice"));
+      return { iceServers: A.ice.iceServers };
     } catch {
       return { iceServers: (HC.assembly.media || {}).ice_servers || [] };
     }
@@ -106,33 +122,95 @@
 
   // --- listening ------------------------------------------------------------------------
 
+  // Marks of the listening set-up (performance.getEntriesByType("mark"), "hc.listen.*"):
+  // where the time goes between a click and sound (tests/test_reach_slow.py).
+  const mark = (what) => performance.mark(`hc.listen.${what}`);
+
+  // The listening peer connection is made as soon as the page is welcomed, *held*: ICE and
+  // DTLS are done before anyone clicks, and the node sends nothing on it yet. The click
+  // releases it (rtc.hold) and plays its tracks (a user gesture, which playout needs): sound
+  // within a few hundred milliseconds instead of a second or two of set-up.
+  function warm() {
+    if (!A.wantListen && !A.pc && A.els.main) connect(true).catch(() => {});
+  }
+
   async function startListening() {
+    mark("start");
     A.wantListen = true;
+    const pc = A.pc;
+    if (pc && pc.hcHold && !["failed", "closed"].includes(pc.connectionState)) {
+      if (pc.hcAnswered) await release(pc);  // else connect() releases it at its answer
+      HC.render();
+      return;
+    }
     stopListening(true);
+    await connect(false);
+  }
+
+  async function connect(hold) {
+    const tag = hold ? "warm." : "";
     const config = await iceConfig();
-    if (!A.wantListen || A.pc) return;  // stopped, or another start won meanwhile
+    mark(`${tag}ice`);
+    if (A.pc || !(hold || A.wantListen)) return;  // another start won meanwhile, or stopped
     const pc = new RTCPeerConnection(config);
     if (HC.reach) HC.reach.track(pc);  // candidate errors from the start
     A.pc = pc;
+    pc.hcHold = hold;
+    pc.hcTracks = [];
     const lanes = addLanes(pc);
-    pc.ontrack = (e) => { if (A.pc === pc) playLane(lanes, e); };
-    pc.onconnectionstatechange = () => HC.render();
+    pc.hcLanes = lanes;
+    pc.ontrack = (e) => {
+      if (A.pc !== pc) return;
+      mark(`${tag}track`);
+      if (pc.hcHold) pc.hcTracks.push(e); else playLane(lanes, e);
+    };
+    pc.onconnectionstatechange = () => {
+      if (A.pc === pc) mark(`${tag}pc.${pc.connectionState}`);
+      HC.render();
+    };
+    pc.oniceconnectionstatechange = () => {
+      if (A.pc === pc) mark(`${tag}ice.${pc.iceConnectionState}`);
+    };
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
+    mark(`${tag}gathered`);
     if (A.pc !== pc) return;
     try {
-      const reply = await rpc("rtc.offer", { purpose: "listen", lanes: LANES,
+      const reply = await rpc("rtc.offer", { purpose: "listen", lanes: LANES, hold,
                                              sdp: firstCandidates(pc.localDescription.sdp) });
+      mark(`${tag}answer`);
       if (A.pc !== pc) return;
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
-      watch(pc, "listen", startListening);
-      if (A.under > 0) await rpc("rtc.under", { on: true });
+      pc.hcAnswered = true;
+      if (!hold) {
+        watch(pc, "listen", restartListening);
+        if (A.under > 0) await rpc("rtc.under", { on: true });
+      } else if (A.wantListen) {
+        await release(pc);  // clicked while it was being made
+      }
     } catch (err) {
-      if (A.pc === pc) stopListening(false);
-      HC.explain(err);
+      const wanted = !hold || A.wantListen;  // a held one failing unseen says nothing
+      if (A.pc === pc) stopListening(!wanted);
+      if (wanted) HC.explain(err);
     }
     HC.render();
   }
+
+  // The click on a held connection: play what it carries, tell the node to send it.
+  async function release(pc) {
+    pc.hcHold = false;
+    mark("release");
+    for (const e of pc.hcTracks.splice(0)) playLane(pc.hcLanes, e);
+    watch(pc, "listen", restartListening);
+    try {
+      await rpc("rtc.hold", { on: false });
+      if (A.under > 0) await rpc("rtc.under", { on: true });
+    } catch (err) {
+      HC.explain(err);
+    }
+  }
+
+  const restartListening = () => { if (A.wantListen) startListening(); };
 
   function stopListening(keepWanted) {
     if (!keepWanted) A.wantListen = false;
@@ -538,15 +616,22 @@
       if (msg.pc === "listen") {
         // Another window of this person took over the audio: stop here, do not fight back.
         if (msg.code === "replaced") { stopListening(false); HC.explain(msg); }
+        else if (!A.wantListen) { if (A.pc) { A.pc.close(); A.pc = null; } }  // a held one
         else if (msg.code !== "no_path") startListening();  // no_path: reach.js said why
       }
+    } else if (msg.type === "rtc.ice") {
+      keepIce(msg);  // fresh TURN credentials before the last ones expire
     } else if (msg.type === "welcome") {
-      // A new socket is a new session on the server: its peer connections are gone.
+      // A new socket is a new session on the server: its peer connections are gone, and the
+      // credentials are renewed for the new one only once it asks.
+      A.ice = null;
       if (welcomed) {
         if (A.wantListen) startListening();
+        else if (A.pc) { A.pc.close(); A.pc = null; }
         if (A.wantMic && mayPublish(hc)) startMic(hc); else if (A.mic) stopMic(false);
       }
       welcomed = true;
+      warm();
     }
   }
 

@@ -29,6 +29,7 @@ DEFAULT_TTL = 12 * 3600
 an allocation outlives its credential mid-call is not verified here (its refreshes are
 authenticated with the same username). A page asks anew at every new peer connection."""
 MIN_SECRET = 16
+MIN_TTL = 10
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ class TurnConfig:
                 "in the file or in HEMICYCLE_TURN_SECRET",
             )
         ttl = table.get("ttl", DEFAULT_TTL)
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= 7 * 86400:
-            raise ConfigError(source, "media.turn.ttl", "expected seconds, 60 to 604800")
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not MIN_TTL <= ttl <= 7 * 86400:
+            raise ConfigError(source, "media.turn.ttl", f"expected seconds, {MIN_TTL} to 604800")
         return cls(tuple(urls), secret, ttl)
 
     def credentials(self, pid: str, now: float | None = None) -> dict[str, Any]:
