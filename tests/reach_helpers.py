@@ -96,10 +96,6 @@ class TurnServer:
     cert: Cert
     port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
-    allocate_lifetime: int = 0
-    """coturn's ``--max-allocate-lifetime`` when not 0 (test-only): Chromium refreshes an
-    allocation at half a lifetime under 2 minutes, so a short one brings the authenticated
-    Refresh that production sends every 9 minutes into a test's reach."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -149,8 +145,6 @@ class TurnServer:
             "--no-stdout-log",
             "--verbose",  # the allocations' outcomes, which the tests read
         ]
-        if self.allocate_lifetime:
-            args.append(f"--max-allocate-lifetime={self.allocate_lifetime}")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

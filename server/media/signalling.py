@@ -210,8 +210,11 @@ class Signalling:
             listener = peers.listener
             if listener is None:
                 raise Refused("there is no listening connection", code="not_listening")
+            conn = peer.person["conn"]
             if listener.on_hold and not on:  # the click: now it is this person's audio
-                self._replace_others(peer.person["pid"], peer.person["conn"], "listen")
+                self._replace_others(peer.person["pid"], conn, "listen")
+                if listener.pc.connectionState != "connected":  # counted from now if no path
+                    self._spawn(self._watch(conn, listener.pc, "listen"), "rtc-watch")
             listener.on_hold = on
             self.router.reroute()
             _reply(peer, cid)

@@ -25,9 +25,11 @@ from typing import Any
 from ..errors import ConfigError
 
 DEFAULT_TTL = 12 * 3600
-"""Seconds a credential lasts: longer than a day's session, because what coturn does when
-an allocation outlives its credential mid-call is not verified here (its refreshes are
-authenticated with the same username). A page asks anew at every new peer connection."""
+"""Seconds a credential lasts. coturn checks the expiry only when a TURN session
+authenticates anew (an allocation keeps the key it derived: its refreshes, permissions and
+channel bindings go on after the expiry; seen with coturn 4.6.1, tests/test_reach_expiry.py),
+so a call outlives its credential; the node sends each connection fresh ones before they
+expire (``rtc.ice``, server/media/signalling.py), for its next allocation."""
 MIN_SECRET = 16
 MIN_TTL = 10
 
