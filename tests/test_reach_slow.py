@@ -5,7 +5,15 @@ connected to the room (the welcome in), within 3 s.
 The chair speaks on the floor (a tone) from an unthrottled page; Ana's page loads through
 the emulated link with an empty cache, clicks Listen as soon as it can, and hears the tone.
 Printed (``-s``): first paint, Listen ready, audio heard, and the bytes transferred, on the
-first visit and on a second one (hashed files come from the cache).
+first visit and on a second one (hashed files come from the cache); and the timeline of the
+listening set-up (static/audio.js marks ``hc.listen.*``; ``warm.*``: the held connection the
+page makes at its welcome, which the click releases).
+
+This Chromium's emulation delays WebRTC's packets too: for the throttled page, ICE took about
+0.3 s and the DTLS handshake 0.7 s (node-side timestamps), against 7 ms and 20 ms for the
+unthrottled chair's page on the same node. Set up after the click, ICE, DTLS and the first
+packet cost 1.3-1.7 s; made at the welcome, they overlap the page's own start, and the click
+costs only its release (``rtc.hold``) and the first packet's trip.
 """
 
 from __future__ import annotations
@@ -159,7 +167,8 @@ async def test_first_paint_and_listen_within_3_s_on_a_slow_link(
     best = min(tries, key=lambda v: v["ready"])
     assert best["paint"] is not None and best["paint"] <= limit, tries
     assert best["ready"] <= limit, tries
-    # Audio itself: the WebRTC handshake (ICE, DTLS) is UDP, which the emulation does not
-    # slow; on this shared box it takes 0.5-1 s after the click (reported, not asserted).
+    # The click released the connection made at the welcome: no handshake after it.
+    assert all("release" in v["marks"] for v in tries), [v["marks"] for v in tries]
+    # Audio itself (reported, not asserted below 3 s: docs/benchmarks.md, "Reach").
     assert best["heard"] - best["ready"] <= timeout(5) * 1000, tries
     await chair.close()
