@@ -99,7 +99,9 @@ MARKS = """() => {
 }"""
 
 
-async def visit(page: Any, url: str) -> dict[str, Any]:
+async def visit(page: Any, url: str, settled: bool = False) -> dict[str, Any]:
+    """Load the page, click Listen as soon as it is there (``settled``: once the held
+    listening connection is up, as a person who reads the page first), hear the tone."""
     await page.goto("about:blank")
     await page.goto(url, wait_until="commit")
     await page.wait_for_function(
@@ -108,6 +110,12 @@ async def visit(page: Any, url: str) -> dict[str, Any]:
         polling=20,
     )
     ready = await page.evaluate("performance.now()")
+    if settled:
+        await page.wait_for_function(
+            "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected'",
+            timeout=timeout(10) * 1000,
+            polling=20,
+        )
     await page.click("#listen-button")
     await page.wait_for_function(
         "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected' && HC.audio.analyser",
@@ -153,8 +161,15 @@ async def test_first_paint_and_listen_within_3_s_on_a_slow_link(
         first = await visit(page, url)
         await page.click("#listen-button")  # stop, then come again with a warm cache
         second = await visit(page, url)
+        await page.click("#listen-button")
+        settled = await visit(page, url, settled=True)
         await context.close()
         tries.append(first)
+        after_click = settled["marks"]["audible"] - settled["marks"]["start"]
+        print(f"reach slow link, a click on the settled page: tone {after_click:.0f} ms after")
+        # Only the release and the first packets' trip are left after the click (measured
+        # 0.24-0.34 s; set up after the click, ICE, DTLS and the first packet took 1.6-1.8 s).
+        assert after_click <= timeout(1) * 1000, settled["marks"]
         for label, v in (("first visit", first), ("second visit", second)):
             print(
                 f"reach slow link, {label}: first paint {v['paint']:.0f} ms, Listen ready "
