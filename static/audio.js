@@ -189,9 +189,13 @@
         await release(pc);  // clicked while it was being made
       }
     } catch (err) {
-      const wanted = !hold || A.wantListen;  // a held one failing unseen says nothing
-      if (A.pc === pc) stopListening(!wanted);
-      if (wanted) HC.explain(err);
+      if (hold) {  // a held one failing unseen says nothing; after a click, try afresh
+        if (A.pc === pc) { pc.close(); A.pc = null; }
+        if (A.wantListen && !A.pc) connect(false);
+        return;
+      }
+      if (A.pc === pc) stopListening(false);
+      HC.explain(err);
     }
     HC.render();
   }
@@ -437,8 +441,10 @@
       h("h2", { id: "audio-h" }, h("span", { "data-t": "audio" }, hc.t("audio")),
         h("span", { id: "rec-badge", class: "rec-badge", hidden: true, role: "status" })),
       h("div", { class: "actions" },
-        h("button", { id: "listen-button", onclick: () => (A.wantListen ? stopListening(false)
-                                                            : startListening()) })),
+        h("button", { id: "listen-button", onclick: () => {
+          // "Stop listening" holds a new connection for the next click ("captions only" not)
+          if (A.wantListen) { stopListening(false); warm(); } else startListening();
+        } })),
       h("p", { id: "hearing", class: "muted", "aria-live": "polite" }),
       h("label", { class: "meter-row" },
         h("span", { "data-t": "audio.level" }, hc.t("audio.level")),
