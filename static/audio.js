@@ -32,15 +32,33 @@
 
   const { rpc } = HC;
 
-  // Fresh TURN credentials for each peer connection (rtc.ice, server/media/turn.py); the
+  // ICE servers with TURN credentials minted for this person (rtc.ice, server/media/turn.py),
+  // asked once per socket; the node sends fresh ones (an rtc.ice message) before they
+  // expire, so a new peer connection (a network change, a failure) never waits for them,
+  // and live ones get them too (setConfiguration: for any allocation they make anew). The
   // welcome's servers if the node does not answer.
+  A.ice = null;  // { iceServers, until }
+  function keepIce(msg) {
+    const ttl = msg.ttl ? msg.ttl * 1000 : Infinity;
+    A.ice = { iceServers: msg.ice_servers, until: Date.now() + ttl * 0.9 };
+    for (const pc of [A.pc, A.mic && A.mic.pc]) {
+      if (!pc || pc.connectionState === "closed") continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers: msg.ice_servers });
+      } catch (err) { console.warn("ICE servers not applied", err); }
+    }
+  }
   async function iceConfig() {
+    if (A.ice && Date.now() < A.ice.until) return { iceServers: A.ice.iceServers };
     try {
-      return { iceServers: (await rpc("rtc.ice")).ice_servers };
+      keepIce(await rpc("rtc.ice"));
+      return { iceServers: A.ice.iceServers };
     } catch {
       return { iceServers: (HC.assembly.media || {}).ice_servers || [] };
     }
   }
+
+  A.iceConfig = iceConfig;  // the stage's peer connections (video.js) use the same
 
   // aiortc takes the browser's candidates from the SDP only (no trickle): wait for them.
   // With UDP blocked, a turn:…?transport=udp URL keeps gathering for 40 s while the TCP and
@@ -56,6 +74,7 @@
       setTimeout(resolve, ms);
     });
   }
+  A.gathered = gathered;
 
   // The node bundles every m-line on the first one's transport (its answer's BUNDLE group),
   // so only that m-line's candidates are used; before the answer Chromium gathers for each
@@ -95,34 +114,101 @@
 
   // --- listening ------------------------------------------------------------------------
 
+  // Marks of the listening set-up (performance.getEntriesByType("mark"), "hc.listen.*"):
+  // where the time goes between a click and sound (tests/test_reach_slow.py).
+  const mark = (what) => performance.mark(`hc.listen.${what}`);
+
+  // The listening peer connection is made as soon as the page is welcomed, *held*: ICE and
+  // DTLS are done before anyone clicks, and the node sends nothing on it yet. The click
+  // releases it (rtc.hold) and plays its tracks (a user gesture, which playout needs): sound
+  // within a few hundred milliseconds instead of a second or two of set-up.
+  function warm() {
+    if (HC.reception && !HC.reception.audio()) return;  // captions only: no audio at all
+    if (!A.wantListen && !A.pc && A.els.main) connect(true).catch(() => {});
+  }
+
   async function startListening() {
     if (HC.reception && !HC.reception.audio()) { stopListening(false); return; } // captions only
+    mark("start");
     A.wantListen = true;
+    const pc = A.pc;
+    if (pc && pc.hcHold && !["failed", "closed"].includes(pc.connectionState)) {
+      if (pc.hcAnswered) await release(pc);  // else connect() releases it at its answer
+      HC.render();
+      return;
+    }
     stopListening(true);
+    await connect(false);
+  }
+
+  async function connect(hold) {
+    const tag = hold ? "warm." : "";
     const config = await iceConfig();
-    if (!A.wantListen || A.pc) return;  // stopped, or another start won meanwhile
+    mark(`${tag}ice`);
+    if (A.pc || !(hold || A.wantListen)) return;  // another start won meanwhile, or stopped
     const pc = new RTCPeerConnection(config);
     if (HC.reach) HC.reach.track(pc);  // candidate errors from the start
     A.pc = pc;
+    pc.hcHold = hold;
+    pc.hcTracks = [];
     const lanes = addLanes(pc);
-    pc.ontrack = (e) => { if (A.pc === pc) playLane(lanes, e); };
-    pc.onconnectionstatechange = () => HC.render();
+    pc.hcLanes = lanes;
+    pc.ontrack = (e) => {
+      if (A.pc !== pc) return;
+      mark(`${tag}track`);
+      if (pc.hcHold) pc.hcTracks.push(e); else playLane(lanes, e);
+    };
+    pc.onconnectionstatechange = () => {
+      if (A.pc === pc) mark(`${tag}pc.${pc.connectionState}`);
+      HC.render();
+    };
+    pc.oniceconnectionstatechange = () => {
+      if (A.pc === pc) mark(`${tag}ice.${pc.iceConnectionState}`);
+    };
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
+    mark(`${tag}gathered`);
     if (A.pc !== pc) return;
     try {
-      const reply = await rpc("rtc.offer", { purpose: "listen", lanes: LANES,
+      const reply = await rpc("rtc.offer", { purpose: "listen", lanes: LANES, hold,
                                              sdp: firstCandidates(pc.localDescription.sdp) });
+      mark(`${tag}answer`);
       if (A.pc !== pc) return;
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
-      watch(pc, "listen", startListening);
-      if (A.under > 0) await rpc("rtc.under", { on: true });
+      pc.hcAnswered = true;
+      if (!hold) {
+        watch(pc, "listen", restartListening);
+        if (A.under > 0) await rpc("rtc.under", { on: true });
+      } else if (A.wantListen) {
+        await release(pc);  // clicked while it was being made
+      }
     } catch (err) {
+      if (hold) {  // a held one failing unseen says nothing; after a click, try afresh
+        if (A.pc === pc) { pc.close(); A.pc = null; }
+        if (A.wantListen && !A.pc) connect(false);
+        return;
+      }
       if (A.pc === pc) stopListening(false);
       HC.explain(err);
     }
     HC.render();
   }
+
+  // The click on a held connection: play what it carries, tell the node to send it.
+  async function release(pc) {
+    pc.hcHold = false;
+    mark("release");
+    for (const e of pc.hcTracks.splice(0)) playLane(pc.hcLanes, e);
+    watch(pc, "listen", restartListening);
+    try {
+      await rpc("rtc.hold", { on: false });
+      if (A.under > 0) await rpc("rtc.under", { on: true });
+    } catch (err) {
+      HC.explain(err);
+    }
+  }
+
+  const restartListening = () => { if (A.wantListen) startListening(); };
 
   function stopListening(keepWanted) {
     if (!keepWanted) A.wantListen = false;
@@ -349,8 +435,10 @@
       h("h2", { id: "audio-h" }, h("span", { "data-t": "audio" }, hc.t("audio")),
         h("span", { id: "rec-badge", class: "rec-badge", hidden: true, role: "status" })),
       h("div", { class: "actions" },
-        h("button", { id: "listen-button", onclick: () => (A.wantListen ? stopListening(false)
-                                                            : startListening()) })),
+        h("button", { id: "listen-button", onclick: () => {
+          // "Stop listening" holds a new connection for the next click ("captions only" not)
+          if (A.wantListen) { stopListening(false); warm(); } else startListening();
+        } })),
       h("p", { id: "hearing", class: "muted", "aria-live": "polite" }),
       h("label", { class: "meter-row" },
         h("span", { "data-t": "audio.level" }, hc.t("audio.level")),
@@ -525,15 +613,22 @@
       if (msg.pc === "listen") {
         // Another window of this person took over the audio: stop here, do not fight back.
         if (msg.code === "replaced") { stopListening(false); HC.explain(msg); }
+        else if (!A.wantListen) { if (A.pc) { A.pc.close(); A.pc = null; } }  // a held one
         else if (msg.code !== "no_path") startListening();  // no_path: reach.js said why
       }
+    } else if (msg.type === "rtc.ice") {
+      keepIce(msg);  // fresh TURN credentials before the last ones expire
     } else if (msg.type === "welcome") {
-      // A new socket is a new session on the server: its peer connections are gone.
+      // A new socket is a new session on the server: its peer connections are gone, and the
+      // credentials are renewed for the new one only once it asks.
+      A.ice = null;
       if (welcomed) {
         if (A.wantListen) startListening();
+        else if (A.pc) { A.pc.close(); A.pc = null; }
         if (A.wantMic && mayPublish(hc)) startMic(hc); else if (A.mic) stopMic(false);
       }
       welcomed = true;
+      warm();
     }
   }
 

@@ -177,11 +177,20 @@ const HC = (() => {
       hc.token = params.get("t") || sessionStorage.getItem("hc.token");
       const saved = localStorage.getItem("hc.lang");
       const browser = (navigator.language || "en").slice(0, 2);
+      // The socket opens while the strings load (one round trip fewer before the welcome on
+      // a slow link); its frames wait in `held` until the strings are in.
+      if (hc.token) {
+        sessionStorage.setItem("hc.token", hc.token);
+        held = [];
+        connect();
+      }
       await loadStrings("en"); // the fallback of every key
       await hc.setLang(saved || (UI_LANGS.includes(browser) ? browser : "en"), false);
       if (!hc.token) { setStatus("no_token"); return; }
-      sessionStorage.setItem("hc.token", hc.token);
-      connect();
+      setStatus(hc.status);  // its words, now that they are loaded
+      const frames = held || [];
+      held = null;
+      for (const m of frames) receive(m);
     },
 
     // Tests and the "leave" button use this; a dropped socket reconnects by itself.

@@ -32,18 +32,12 @@
 
   const { rpc } = HC;
 
-  const iceServers = () => (HC.assembly.media || {}).ice_servers || [];
+  // TURN credentials and relay-aware gathering shared with the audio (static/audio.js):
+  // a camera or a viewer behind a network that blocks UDP goes through the same relay.
+  const iceConfig = async () => ({ ...(await HC.audio.iceConfig()), bundlePolicy: "max-bundle" });
   const maxTiles = () => (HC.assembly.video || {}).max_tiles || 4;
 
-  function gathered(pc, ms = 3000) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      pc.addEventListener("icegatheringstatechange", () => {
-        if (pc.iceGatheringState === "complete") resolve();
-      });
-      setTimeout(resolve, ms);
-    });
-  }
+  const gathered = (pc) => HC.audio.gathered(pc);
 
   // --- publishing ------------------------------------------------------------------------
 
@@ -59,7 +53,7 @@
       : await navigator.mediaDevices.getDisplayMedia({ video: size });
     const track = stream.getVideoTracks()[0];
     track.contentHint = what === "screen" ? "detail" : "motion";
-    const pc = new RTCPeerConnection({ iceServers: iceServers(), bundlePolicy: "max-bundle" });
+    const pc = new RTCPeerConnection(await iceConfig());
     const held = { pc, stream };
     V.publishing[what] = held;
     const init = { direction: "sendonly", streams: [stream] };
@@ -101,7 +95,7 @@
   let viewing = null;
   function viewer() {
     viewing ??= (async () => {
-      const pc = new RTCPeerConnection({ iceServers: iceServers(), bundlePolicy: "max-bundle" });
+      const pc = new RTCPeerConnection(await iceConfig());
       const tiles = [];
       for (let n = 0; n < maxTiles(); n++) {
         const tr = pc.addTransceiver("video", { direction: "recvonly" });

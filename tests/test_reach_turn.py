@@ -130,10 +130,10 @@ async def test_no_turn_and_udp_blocked_gives_the_clear_failure(
     chair = await ab.open_page(
         browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
     )
+    rules.set(BLOCK_UDP)  # before Ana's page: its listening connection is made at once, held
     ana = await ab.open_page(
         browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
     )
-    rules.set(BLOCK_UDP)
     await ana.click("#listen-button")
     await ana.wait_for_selector("#reach-box:not([hidden])", timeout=timeout(14) * 1000)
     assert await ana.evaluate("HC.audio.pc.connectionState") != "connected"
@@ -179,10 +179,10 @@ async def test_a_relay_that_refuses_the_credentials_is_named_as_the_cause(
     """The node's secret is not coturn's: coturn answers 401 and the page says so."""
     config = with_turn(assembly, turn_server.urls("tcp"), secret="not-the-secret-coturn-has-0123")
     node = await start_node(config=config)
+    rules.set(BLOCK_UDP)
     ana = await ab.open_page(
         browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
     )
-    rules.set(BLOCK_UDP)
     await ana.click("#listen-button")
     await ana.wait_for_selector("#reach-box:not([hidden])", timeout=timeout(14) * 1000)
     cause = await ana.text_content("#reach-cause") or ""

@@ -174,6 +174,8 @@ class MediaRoom:
         for listener in self.signalling.listeners():
             person = listener.peer.person
             main, under = self.routes.hearing(person["pid"], person["role"])
+            if listener.on_hold:  # connected ahead of the click: carries nothing yet
+                main = under = None
             for outlet in listener.main:
                 self._attach(outlet, main)
             for outlet in listener.under:

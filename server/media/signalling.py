@@ -2,10 +2,14 @@
 
 Each local connection has at most one publishing and one listening peer connection
 (:class:`Peers`). ``rtc.offer`` (rate-limited, negotiated in a task so the socket keeps
-reading during ICE gathering) makes one; ``rtc.under`` turns the floor under an
-interpretation on or off; ``rtc.close`` (or a failed ICE connection, or the socket closing)
-closes one. A publisher's packets go to the room (:meth:`Router.ingest`); a listener's
-tracks are :class:`~server.media.relay.Outlet` s the room attaches to its sources. No
+reading during ICE gathering) makes one; a listening one may be *held*: connected ahead of
+the click that starts the sound, carrying nothing until ``rtc.hold`` releases it;
+``rtc.under`` turns the floor under an interpretation on or off; ``rtc.close`` (or a failed
+ICE connection, or the socket closing) closes one. ``rtc.ice`` answers the connection's ICE
+servers with TURN credentials minted for its person, and the node sends fresh ones
+(an ``rtc.ice`` message) before those expire, for as long as the connection lasts. A
+publisher's packets go to the room (:meth:`Router.ingest`); a listener's tracks are
+:class:`~server.media.relay.Outlet` s the room attaches to its sources. No
 decision about who may publish or what a listener hears is taken here: the room answers.
 """
 
@@ -45,7 +49,13 @@ MAX_SDP = 20_000
 OFFER_RATE, OFFER_BURST = 1.0, 5.0
 DROPS_EVERY = 1.0
 """How often the listeners' send-queue drops are added to the metrics."""
-FRAMES = ("rtc.ice", "rtc.offer", "rtc.under", "rtc.close")
+FRAMES = ("rtc.ice", "rtc.offer", "rtc.hold", "rtc.under", "rtc.close")
+RENEW_AT = 0.8
+"""Share of the TURN credentials' lifetime after which the node sends a connection fresh
+ones (``rtc.ice``). coturn checks a credential's expiry only when a session authenticates
+anew (an allocation keeps its key: docs/deploy.md, "TURN"), so a call outlives its
+credential; a page needs valid ones for its *next* allocation: a new peer connection after a
+network change or a failure, which it makes with what it holds, without asking first."""
 NO_PATH_AFTER = 10.0
 """Seconds after its answer a peer connection that is not connected counts as having no
 media path: a listener is then one of the room's listeners without audio. The page gives
@@ -98,6 +108,8 @@ class Listener:
         self.main = main
         self.under = under
         self.under_on = False
+        self.on_hold = False
+        """Connected ahead of the click: its outlets carry nothing until ``rtc.hold`` off."""
 
     @property
     def outlets(self) -> list[Outlet]:
@@ -115,6 +127,8 @@ class Peers:
         self.closed = False
         self.no_audio = False
         """This connection wants to listen but its last listening connection found no path."""
+        self.renewing: asyncio.Task[Any] | None = None
+        """Sends fresh TURN credentials before the last ones expire (:data:`RENEW_AT`)."""
 
 
 class Router(Protocol):
@@ -183,18 +197,34 @@ class Signalling:
         assert cid is not None
         peers = self.peers.setdefault(peer.person["conn"], Peers())
         if kind == "rtc.ice":
-            # Fresh TURN credentials for each new peer connection (server/media/turn.py).
-            _reply(
-                peer,
-                cid,
-                ice_servers=self.config.ice_servers_for(peer.person["pid"]),
-                turn=self.config.turn is not None,
-            )
+            # TURN credentials minted now for this person (server/media/turn.py), renewed
+            # before they expire while the connection lasts.
+            _reply(peer, cid, **self._ice(peer))
+            turn = self.config.turn
+            if turn is not None and peers.renewing is None and not peers.closed:
+                peers.renewing = asyncio.get_running_loop().create_task(
+                    self._renew_ice(peer, turn.ttl * RENEW_AT), name=f"rtc-ice-{self.room}"
+                )
         elif kind == "rtc.offer":
             if not peers.offers.take():
                 raise RateLimited("too many offers; wait a moment")
             # Negotiation takes a while (ICE gathering): the socket keeps reading meanwhile.
             self._spawn(self._offer_task(peer, peers, cid, data), "rtc-offer")
+        elif kind == "rtc.hold":
+            on = data.get("on")
+            if not isinstance(on, bool):
+                raise BadArgs("'on' must be true or false")
+            listener = peers.listener
+            if listener is None:
+                raise Refused("there is no listening connection", code="not_listening")
+            conn = peer.person["conn"]
+            if listener.on_hold and not on:  # the click: now it is this person's audio
+                self._replace_others(peer.person["pid"], conn, "listen")
+                if listener.pc.connectionState != "connected":  # counted from now if no path
+                    self._spawn(self._watch(conn, listener.pc, "listen"), "rtc-watch")
+            listener.on_hold = on
+            self.router.reroute()
+            _reply(peer, cid)
         elif kind == "rtc.under":
             on = data.get("on")
             if not isinstance(on, bool):
@@ -215,6 +245,20 @@ class Signalling:
         else:
             raise UnknownType(f"unknown message type {kind!r}")
 
+    def _ice(self, peer: Peer) -> dict[str, Any]:
+        turn = self.config.turn
+        return {
+            "ice_servers": self.config.ice_servers_for(peer.person["pid"]),
+            "turn": turn is not None,
+            "ttl": turn.ttl if turn is not None else None,
+        }
+
+    async def _renew_ice(self, peer: Peer, every: float) -> None:
+        """Until the connection leaves: fresh ICE servers every ``every`` seconds."""
+        while True:
+            await asyncio.sleep(every)
+            peer.send({"type": "rtc.ice", **self._ice(peer)})
+
     async def _offer_task(self, peer: Peer, peers: Peers, cid: str, data: dict[str, Any]) -> None:
         async def make() -> dict[str, Any] | None:
             async with peers.lock:
@@ -229,6 +273,9 @@ class Signalling:
         sdp = arg_str(data, "sdp", max_len=MAX_SDP)
         assert sdp is not None
         lanes = 1
+        hold = data.get("hold", False)
+        if not isinstance(hold, bool) or (hold and purpose != "listen"):
+            raise BadArgs("'hold' is true or false, and only for listening")
         if purpose == "listen":
             lanes = data.get("lanes", 1)
             if not (isinstance(lanes, int) and not isinstance(lanes, bool)) or not (
@@ -281,7 +328,8 @@ class Signalling:
         conn = peer.person["conn"]
         pc.on("connectionstatechange", lambda: self._on_pc_state(conn, pc))
         self._spawn(self._watch(conn, pc, purpose), "rtc-watch")
-        self._replace_others(peer.person["pid"], conn, purpose)
+        if not hold:  # a held one replaces the other window's audio only when released
+            self._replace_others(peer.person["pid"], conn, purpose)
         if purpose == "publish":
             pub.payload_type = pt
             peers.publisher = pub
@@ -294,8 +342,9 @@ class Signalling:
             for n, sender in enumerate(senders)
         ]
         peers.listener = Listener(peer, pc, outlets[:lanes], outlets[lanes:])
+        peers.listener.on_hold = hold
         self.router.reroute()
-        return {"sdp": answer, "pc": "listen", "tracks": lines, "lanes": lanes}
+        return {"sdp": answer, "pc": "listen", "tracks": lines, "lanes": lanes, "hold": hold}
 
     # -- closing ---------------------------------------------------------------------------
 
@@ -308,6 +357,8 @@ class Signalling:
                 continue
             held = peers.listener if purpose == "listen" else peers.publisher
             if held is not None and held.peer.person["pid"] == pid:
+                if isinstance(held, Listener) and held.on_hold:
+                    continue  # the other window is not listening: its warm one stays
                 self.close_soon(peers, purpose, moved)
 
     def close_soon(self, peers: Peers, which: str, message: dict[str, Any]) -> None:
@@ -342,7 +393,7 @@ class Signalling:
         held = peers.listener if purpose == "listen" else peers.publisher
         if held is None or held.pc is not pc:
             return
-        if purpose == "listen":
+        if purpose == "listen" and not getattr(held, "on_hold", False):
             peers.no_audio = True
         await asyncio.sleep(CLOSE_UNCONNECTED_AFTER - NO_PATH_AFTER)
         held = peers.listener if purpose == "listen" else peers.publisher
@@ -355,7 +406,11 @@ class Signalling:
 
     def reach(self) -> dict[str, int]:
         """How many local connections listen, and how many of them have no audio path."""
-        listening = sum(1 for p in self.peers.values() if p.listener is not None or p.no_audio)
+        listening = sum(
+            1
+            for p in self.peers.values()
+            if (p.listener is not None and not p.listener.on_hold) or p.no_audio
+        )
         return {"listening": listening, "no_audio": sum(p.no_audio for p in self.peers.values())}
 
     async def close(self, peers: Peers, which: str) -> None:
@@ -387,6 +442,8 @@ class Signalling:
         peers = self.peers.pop(conn, None)
         if peers is None:
             return
+        if peers.renewing is not None:
+            peers.renewing.cancel()
         async with peers.lock:
             peers.closed = True
             await self._close_listener(peers)

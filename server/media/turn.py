@@ -25,10 +25,13 @@ from typing import Any
 from ..errors import ConfigError
 
 DEFAULT_TTL = 12 * 3600
-"""Seconds a credential lasts: longer than a day's session, because what coturn does when
-an allocation outlives its credential mid-call is not verified here (its refreshes are
-authenticated with the same username). A page asks anew at every new peer connection."""
+"""Seconds a credential lasts. coturn checks the expiry only when a TURN session
+authenticates anew (an allocation keeps the key it derived: its refreshes, permissions and
+channel bindings go on after the expiry; seen with coturn 4.6.1, tests/test_reach_expiry.py),
+so a call outlives its credential; the node sends each connection fresh ones before they
+expire (``rtc.ice``, server/media/signalling.py), for its next allocation."""
 MIN_SECRET = 16
+MIN_TTL = 10
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,8 @@ class TurnConfig:
                 "in the file or in HEMICYCLE_TURN_SECRET",
             )
         ttl = table.get("ttl", DEFAULT_TTL)
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= 7 * 86400:
-            raise ConfigError(source, "media.turn.ttl", "expected seconds, 60 to 604800")
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not MIN_TTL <= ttl <= 7 * 86400:
+            raise ConfigError(source, "media.turn.ttl", f"expected seconds, {MIN_TTL} to 604800")
         return cls(tuple(urls), secret, ttl)
 
     def credentials(self, pid: str, now: float | None = None) -> dict[str, Any]:
