@@ -188,3 +188,48 @@ async def test_a_relay_that_refuses_the_credentials_is_named_as_the_cause(
     cause = await ana.text_content("#reach-cause") or ""
     assert "refused this page's credentials" in cause, cause
     await ana.close()
+
+
+VIDEO_PAIR = """async () => {
+  const stats = await HC.video.state.view.pc.getStats();
+  let pair = null;
+  stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId)
+    pair = stats.get(s.selectedCandidatePairId); });
+  const local = pair && stats.get(pair.localCandidateId);
+  return local ? { type: local.candidateType, relayProtocol: local.relayProtocol || null } : null;
+}"""
+
+
+async def test_the_stage_video_goes_through_coturn_with_udp_blocked(
+    start_node,
+    invites,
+    browser,
+    assembly,
+    turn_server: TurnServer,  # noqa: F811
+    rules: Rules,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    """The stage's peer connections take the same TURN credentials as the audio: with UDP
+    blocked, the chair's camera is published and a member's tile plays, both relayed."""
+    node = await start_node(config=with_turn(assembly, turn_server.urls("tcp")))
+    rules.set(BLOCK_UDP)
+    chair = await ab.open_page(
+        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    ana = await ab.open_page(
+        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
+    await chair.click("#stage-camera")
+    await chair.wait_for_function(
+        "() => { const p = HC.video.state.publishing.camera;"
+        " return p && p.pc.connectionState === 'connected'; }",
+        timeout=timeout(15) * 1000,
+    )
+    await ana.wait_for_function(
+        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
+        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
+        timeout=timeout(15) * 1000,
+    )
+    assert await ana.evaluate(VIDEO_PAIR) == {"type": "relay", "relayProtocol": "tcp"}
+    assert "drop" in rules.counters()
+    await chair.close()
+    await ana.close()
