@@ -382,7 +382,7 @@ async def test_moderators_mint_invites_over_http(start_node: NodeFactory, invite
         )
         assert bad.status_code == 400 and bad.json()["code"] == "bad_args"
         page = await http.get("/r/plenary")
-        assert page.status_code == 200 and "/static/h/hc." in page.text
+        assert page.status_code == 200 and "/static/h/room.bundle." in page.text
         assert (await http.get("/r/attic")).status_code == 404
 
 
