@@ -187,7 +187,14 @@ NodeFactory = Callable[..., Awaitable[RunningNode]]
 
 
 @pytest.fixture
-async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
+def media_workers() -> int:
+    """Media worker processes of the nodes a test starts: none (listeners in the node's
+    process) unless a test module overrides this fixture (e.g. ``params=[0, 2]``)."""
+    return 0
+
+
+@pytest.fixture
+async def start_node(assembly: Assembly, media_workers: int) -> AsyncIterator[NodeFactory]:
     """Start uvicorn nodes on free ports: ``await start_node(backend_url_or_Backends)``."""
     running: list[RunningNode] = []
 
@@ -211,7 +218,12 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
             secret=SECRET,
             backend=url,
             node=name or f"n{port}",
-            **{"reconnect_grace": 0.0, "conn_burst": 100_000.0, **(settings or {})},
+            **{
+                "reconnect_grace": 0.0,
+                "conn_burst": 100_000.0,
+                "media_workers": media_workers,
+                **(settings or {}),
+            },
         )
         app = create_app(node_settings, config or assembly, backends)
         server = TestServer(
