@@ -133,3 +133,24 @@ async def test_a_killed_worker_is_replaced_and_its_listener_reconnects(start_nod
     await kept.close()
     for c in (chair, ana, bo):
         await c.close()
+
+
+def test_workers_setting() -> None:
+    from server.errors import ConfigError
+    from server.media.setup import MediaConfig, default_workers
+    from server.node.config import Settings
+
+    assert MediaConfig.from_extra({}).workers == default_workers() >= 1, "one per core"
+    assert MediaConfig.from_extra({"media": {"workers": 0}}).workers == 0
+    for bad in (-1, 65, "2", 1.5, True):
+        with pytest.raises(ConfigError, match=r"media\.workers"):
+            MediaConfig.from_extra({"media": {"workers": bad}}, "assembly.toml")
+    config = MediaConfig.from_extra({"media": {"workers": 3}})
+    assert config.with_workers(None).workers == 3, "no environment: the file decides"
+    assert config.with_workers(0).workers == 0
+    env = {"HEMICYCLE_SECRET": "x" * 40}
+    assert Settings.from_env(env).media_workers is None
+    assert Settings.from_env({**env, "HEMICYCLE_MEDIA_WORKERS": "2"}).media_workers == 2
+    for bad_env in ("two", "-1", "65"):
+        with pytest.raises(ConfigError, match="HEMICYCLE_MEDIA_WORKERS"):
+            Settings.from_env({**env, "HEMICYCLE_MEDIA_WORKERS": bad_env})
