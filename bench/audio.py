@@ -91,6 +91,10 @@ class Probe:
                 probe.sent.setdefault(id(self), []).append(time.perf_counter())
 
         RTCDtlsTransport._handle_rtp_data = handle_rtp_data
+        # The node's self-check reads this method's source: let it read the wrapped one.
+        from server.media import passthrough
+
+        passthrough._SOURCES[handle_rtp_data] = passthrough.source_of(handle)
         RTCDtlsTransport._send_rtp = send_rtp
 
         # hemicycle's fan-out sends through DirectSender, not _send_rtp.
@@ -163,6 +167,22 @@ def worker_pids(app: Any) -> list[int]:
     return [p for p in (pool.pids() if pool is not None else []) if p is not None]
 
 
+async def start_workers(app: Any) -> None:
+    """Start each worker's probe (SIGUSR1) and wait until each says it has."""
+    where = probe_dir(os.getpid())
+    pids = worker_pids(app)
+    for pid in pids:
+        (where / f"{pid}.started").unlink(missing_ok=True)
+        os.kill(pid, signal.SIGUSR1)
+    for pid in pids:
+        for _ in range(600):
+            if (where / f"{pid}.started").exists():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError(f"media worker {pid} did not start its probe")
+
+
 async def collect_workers(app: Any, probe: Probe) -> float:
     """Ask each worker (SIGUSR2) for its send times; merge them; return their CPU seconds."""
     pids = worker_pids(app)
@@ -196,6 +216,7 @@ def worker_main(argv: list[str]) -> None:
 
     def start(*_: Any) -> None:
         probe.start()
+        (where / f"{os.getpid()}.started").touch()
 
     def report(*_: Any) -> None:
         out = {
@@ -285,8 +306,7 @@ async def serve(mode: str, port: int, workers: int) -> None:
                 profiler = cProfile.Profile()
                 profiler.enable()
             probe.start()
-            for pid in worker_pids(app):
-                os.kill(pid, signal.SIGUSR1)
+            await start_workers(app)
             print(json.dumps({"started": True}), flush=True)
         elif cmd == "report":
             if os.environ.get("BENCH_PROFILE"):
