@@ -248,6 +248,13 @@ async def start_node(assembly: Assembly, media_workers: int) -> AsyncIterator[No
             if time.monotonic() > deadline:
                 pytest.fail("server did not start")
             await asyncio.sleep(0.01)
+        workers = app.state.node.feature["audio"].workers
+        if workers is not None:  # each imports aiortc: seconds on a busy machine
+            deadline = time.monotonic() + timeout(60)
+            while not all(link.ready.is_set() for link in workers.links):
+                if time.monotonic() > deadline:
+                    pytest.fail("the node's media workers did not start")
+                await asyncio.sleep(0.05)
         node = RunningNode(f"http://127.0.0.1:{port}", port, app, server, task)
         running.append(node)
         return node
