@@ -149,6 +149,8 @@ class Worker:
         self.done = asyncio.Event()
         self.sent = 0
         self.frames = 0
+        self.cancelled: set[int] = set()
+        """Listeners closed while their answer was still being made."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def send(self, *message: Any) -> None:
@@ -257,6 +259,10 @@ class Worker:
             Outlet(pid, passthrough.DirectSender(sender, pt), n % lanes, lanes)
             for n, sender in enumerate(senders)
         ]
+        if lid in self.cancelled:  # the node gave up on this offer meanwhile
+            self.cancelled.discard(lid)
+            await pc.close()
+            return
         self.listeners[lid] = WorkerListener(pc, outlets[:lanes], outlets[lanes:])
         pc.on("connectionstatechange", lambda: self.send("state", lid, pc.connectionState))
         self.send("answer", lid, answer)
@@ -264,6 +270,7 @@ class Worker:
     async def close(self, lid: int) -> None:
         listener = self.listeners.pop(lid, None)
         if listener is None:
+            self.cancelled.add(lid)
             return
         for outlet in [*listener.main, *listener.under]:
             source = outlet.source
