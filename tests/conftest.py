@@ -33,6 +33,10 @@ from .redis_cluster import RedisCluster, cluster_port
 
 SECRET = "test-secret-0123456789abcdefghijklmnopqrstuv"
 SCALE = float(os.environ.get("HEMICYCLE_TEST_TIMEOUT_SCALE", "1"))
+# Nodes that tests start (here, or as `hemicycle serve` processes, which inherit this) keep
+# listeners in their own process, as before media workers, unless a test asks for workers
+# (the `media_workers` fixture; tests/test_workers.py, test_media.py, test_media_channels.py).
+os.environ.setdefault("HEMICYCLE_MEDIA_WORKERS", "0")
 
 
 def timeout(seconds: float) -> float:

@@ -47,6 +47,8 @@ READY_WITHIN = 60.0
 ANSWER_WITHIN = 30.0
 RESTART_PAUSE = 0.5
 """Seconds between a worker's death and its replacement (a crash loop stays slow)."""
+STOP_WITHIN = 1.0
+"""Seconds a worker has to exit by itself when the node stops, before SIGTERM."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -226,10 +228,11 @@ class WorkerPool:
             proc = link.proc
             if proc is None or proc.returncode is not None:
                 continue
+            # Give it a moment to close its peer connections; then it holds nothing to save.
             try:
-                await asyncio.wait_for(proc.wait(), 5)
+                await asyncio.wait_for(proc.wait(), STOP_WITHIN)
             except TimeoutError:
-                proc.kill()
+                proc.terminate()
                 await proc.wait()
 
     async def _watch(self, link: WorkerLink) -> None:
