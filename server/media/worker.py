@@ -136,6 +136,8 @@ class WorkerListener:
         self.pc = pc
         self.main = main
         self.under = under
+        self.room = ""
+        """The room whose sources it hears (set by the first route)."""
 
 
 class Worker:
@@ -214,6 +216,7 @@ class Worker:
         listener = self.listeners.get(lid)
         if listener is None:
             return
+        listener.room = room
         for outlet in listener.main:
             self._attach(room, outlet, main)
         for outlet in listener.under:
@@ -273,18 +276,8 @@ class Worker:
             self.cancelled.add(lid)
             return
         for outlet in [*listener.main, *listener.under]:
-            source = outlet.source
-            if source is not None:
-                self._attach_none(source, outlet)
+            self._attach(listener.room, outlet, None)
         await listener.pc.close()
-
-    def _attach_none(self, source: Source, outlet: Outlet) -> None:
-        source.discard(outlet)
-        outlet.source = None
-        if source.idle:
-            for key, s in list(self.sources.items()):
-                if s is source:
-                    del self.sources[key]
 
     async def report(self) -> None:
         while True:
