@@ -252,8 +252,12 @@ async def settled(node: Any, ears: list[Ear], *, packets_in: int) -> None:
     handed out while it is taken in, so after this no further packet can arrive.
     """
 
+    workers = node.node.feature["audio"].workers
+
     def counts() -> dict[str, float]:
         return {
+            # Frames still on their way to a media worker (server/media/workers.py).
+            "worker backlog": workers.backlog() if workers is not None else 0,
             "taken in": counted(node, "hemicycle_audio_packets_in"),
             "handed out": counted(node, "hemicycle_audio_packets_out"),
             "heard": sum(len(track) for ear in ears for track in ear.tracks.values()),
@@ -261,7 +265,11 @@ async def settled(node: Any, ears: list[Ear], *, packets_in: int) -> None:
 
     await eventually(
         counts,
-        until=lambda c: c["taken in"] >= packets_in and c["heard"] >= c["handed out"],
+        until=lambda c: (
+            c["taken in"] >= packets_in
+            and not c["worker backlog"]
+            and c["heard"] >= c["handed out"]
+        ),
         message=f"the node to take in {packets_in} packets and the ears to hear all it sent",
     )
 

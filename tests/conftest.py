@@ -33,6 +33,10 @@ from .redis_cluster import RedisCluster, cluster_port
 
 SECRET = "test-secret-0123456789abcdefghijklmnopqrstuv"
 SCALE = float(os.environ.get("HEMICYCLE_TEST_TIMEOUT_SCALE", "1"))
+# Nodes that tests start (here, or as `hemicycle serve` processes, which inherit this) keep
+# listeners in their own process, as before media workers, unless a test asks for workers
+# (the `media_workers` fixture; tests/test_workers.py, test_media.py, test_media_channels.py).
+os.environ.setdefault("HEMICYCLE_MEDIA_WORKERS", "0")
 
 
 def timeout(seconds: float) -> float:
@@ -187,7 +191,14 @@ NodeFactory = Callable[..., Awaitable[RunningNode]]
 
 
 @pytest.fixture
-async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
+def media_workers() -> int:
+    """Media worker processes of the nodes a test starts: none (listeners in the node's
+    process) unless a test module overrides this fixture (e.g. ``params=[0, 2]``)."""
+    return 0
+
+
+@pytest.fixture
+async def start_node(assembly: Assembly, media_workers: int) -> AsyncIterator[NodeFactory]:
     """Start uvicorn nodes on free ports: ``await start_node(backend_url_or_Backends)``."""
     running: list[RunningNode] = []
 
@@ -211,7 +222,12 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
             secret=SECRET,
             backend=url,
             node=name or f"n{port}",
-            **{"reconnect_grace": 0.0, "conn_burst": 100_000.0, **(settings or {})},
+            **{
+                "reconnect_grace": 0.0,
+                "conn_burst": 100_000.0,
+                "media_workers": media_workers,
+                **(settings or {}),
+            },
         )
         app = create_app(node_settings, config or assembly, backends)
         server = TestServer(
@@ -236,6 +252,13 @@ async def start_node(assembly: Assembly) -> AsyncIterator[NodeFactory]:
             if time.monotonic() > deadline:
                 pytest.fail("server did not start")
             await asyncio.sleep(0.01)
+        workers = app.state.node.feature["audio"].workers
+        if workers is not None:  # each imports aiortc: seconds on a busy machine
+            deadline = time.monotonic() + timeout(60)
+            while not all(link.ready.is_set() for link in workers.links):
+                if time.monotonic() > deadline:
+                    pytest.fail("the node's media workers did not start")
+                await asyncio.sleep(0.05)
         node = RunningNode(f"http://127.0.0.1:{port}", port, app, server, task)
         running.append(node)
         return node

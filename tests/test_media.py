@@ -25,6 +25,12 @@ from .waiting import eventually
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
+@pytest.fixture(params=[0, 2], ids=["in-process", "2-workers"])
+def media_workers(request: pytest.FixtureRequest) -> int:
+    """Each test runs with listeners in the node's process and on two media workers."""
+    return int(request.param)
+
+
 async def people(node, invites, *roles: tuple[str, str], **extra):  # type: ignore[no-untyped-def]
     out = []
     for name, role in roles:

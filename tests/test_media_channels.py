@@ -30,6 +30,14 @@ from .conftest import timeout
 from .waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
+
+
+@pytest.fixture(params=[0, 2], ids=["in-process", "2-workers"])
+def media_workers(request: pytest.FixtureRequest) -> int:
+    """Each test runs with listeners in the node's process and on two media workers."""
+    return int(request.param)
+
+
 TAGS = {"floor": 1, "es": 2, "fr": 3, "es2": 4}
 
 

@@ -106,9 +106,9 @@ def self_check() -> None:
         problems.append(
             "RTCDtlsTransport._handle_rtp_data no longer calls receiver._handle_rtp_packet"
         )
-    if "self.__remote_streams[packet.ssrc].add(packet)" not in inspect.getsource(
+    if "self.__remote_streams[packet.ssrc].add(packet)" not in source_of(
         RTCRtpReceiver
-    ) or "for ssrc, stream in self.__remote_streams.items()" not in inspect.getsource(
+    ) or "for ssrc, stream in self.__remote_streams.items()" not in source_of(
         RTCRtpReceiver._run_rtcp
     ):
         problems.append("RTCRtpReceiver no longer reports from __remote_streams")

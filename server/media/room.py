@@ -51,6 +51,7 @@ from .reach import publish_reach
 from .relay import Frame, Outlet, Source
 from .setup import MediaConfig
 from .signalling import FRAMES, Peer, Peers, Publisher, Signalling
+from .workers import WorkerPool
 
 if TYPE_CHECKING:
     from ..node.feature import Host
@@ -66,14 +67,21 @@ Tap = Callable[[Frame, float], None]
 class MediaRoom:
     """Media of one room on this node. ``async with`` it for as long as the hub lives."""
 
-    def __init__(self, hub: RoomHub, config: MediaConfig, kind: Kind = AUDIO) -> None:
+    def __init__(
+        self,
+        hub: RoomHub,
+        config: MediaConfig,
+        kind: Kind = AUDIO,
+        workers: WorkerPool | None = None,
+    ) -> None:
         self.hub = hub
+        self.workers = workers
         self.room = hub.room
         self.kind = kind
         self.metrics = hub.metrics
         self.routes = audio.routes(hub.state)
         self.sources: dict[str, Source] = {}
-        self.signalling = Signalling(self.room, kind, config, self.metrics, self)
+        self.signalling = Signalling(self.room, kind, config, self.metrics, self, workers)
         self.bus = BusLink(
             hub.backends.bus,
             self.room,
@@ -155,6 +163,8 @@ class MediaRoom:
         source = self.sources.get(name)
         if source is not None:
             self.metrics.audio_out.inc(source.push(frame, now))
+        if self.workers is not None:
+            self.workers.push(self.room, name, frame, now)
 
     def _on_air(self, pub: Publisher) -> bool:
         return self.routes.feeds(pub.pid, pub.target)
@@ -176,6 +186,9 @@ class MediaRoom:
             main, under = self.routes.hearing(person["pid"], person["role"])
             if listener.on_hold:  # connected ahead of the click: carries nothing yet
                 main = under = None
+            if listener.remote is not None:
+                listener.remote.route(main, under if listener.under_on else None)
+                continue
             for outlet in listener.main:
                 self._attach(outlet, main)
             for outlet in listener.under:
@@ -210,7 +223,10 @@ class MediaRoom:
         for name, source in list(self.sources.items()):
             if source.idle:
                 del self.sources[name]
-        self.bus.subscribe_exactly(self.sources)
+        if self.workers is None:
+            self.bus.subscribe_exactly(self.sources)
+        else:
+            self.bus.subscribe_exactly(set(self.sources) | self.workers.sources(self.room))
 
     def _check_publishers(self) -> None:
         """A speaker whose floor was taken back loses the microphone connection."""
@@ -265,6 +281,8 @@ class MediaNode(Feature):
         self.config = config
         self.kind = kind
         self.rooms: dict[str, MediaRoom] = {}
+        self.workers: WorkerPool | None = None
+        """The media worker processes (``[media] workers``), while running."""
 
     def frames(self) -> Mapping[str, FrameHandler]:
         return dict.fromkeys(FRAMES, self.handle)
@@ -302,11 +320,18 @@ class MediaNode(Feature):
     async def running(self, node: Host) -> AsyncIterator[None]:
         passthrough.self_check()
         async with contextlib.AsyncExitStack() as stack:
+            if self.config.workers and self.kind is AUDIO:
+                self.workers = await stack.enter_async_context(
+                    WorkerPool(
+                        self.config.workers, node.metrics, list(self.config.server_ice_servers)
+                    )
+                )
             for hub in node.hubs.values():
                 self.rooms[hub.room] = await stack.enter_async_context(
-                    MediaRoom(hub, self.config, self.kind)
+                    MediaRoom(hub, self.config, self.kind, self.workers)
                 )
             try:
                 yield
             finally:
                 self.rooms = {}
+                self.workers = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,12 +31,20 @@ class MediaConfig:
     """The node's own STUN/TURN, when it sits behind NAT."""
     turn: TurnConfig | None = None
     """``[media] turn``: relays whose credentials each person gets on request (``rtc.ice``)."""
+    workers: int = 0
+    """``[media] workers``: media worker processes that hold the listeners' peer connections
+    (server/media/workers.py); 0: the node's own process holds them. The assembly file's
+    default is one per core (:func:`default_workers`)."""
     allow_loopback: bool = False
     """Whether offers may list loopback and link-local candidates: only when the node
     itself runs on loopback (``Settings.media_loopback``; tests, one machine)."""
 
     def with_loopback(self, allow: bool) -> MediaConfig:
         return replace(self, allow_loopback=allow)
+
+    def with_workers(self, workers: int | None) -> MediaConfig:
+        """``HEMICYCLE_MEDIA_WORKERS`` (when set) overrides the assembly file."""
+        return self if workers is None else replace(self, workers=workers)
 
     @classmethod
     def from_extra(cls, extra: Any, source: str = "<config>", turn_secret: str = "") -> MediaConfig:
@@ -47,6 +56,7 @@ class MediaConfig:
             ice_servers=_ice_list(table, "ice_servers", source),
             server_ice_servers=_ice_list(table, "server_ice_servers", source),
             turn=TurnConfig.from_table(table.get("turn"), source, turn_secret),
+            workers=_workers(table.get("workers", default_workers()), source),
         )
 
     def ice_servers_for(self, pid: str) -> list[dict[str, Any]]:
@@ -63,6 +73,25 @@ class MediaConfig:
             for s in self.server_ice_servers
         ]
         return RTCConfiguration(iceServers=servers)
+
+
+MAX_WORKERS = 64
+
+
+def default_workers() -> int:
+    """One media worker per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _workers(value: Any, source: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_WORKERS:
+        raise ConfigError(
+            source, "media.workers", f"expected a whole number 0 to {MAX_WORKERS}, got {value!r}"
+        )
+    return value
 
 
 def _ice_list(table: dict[str, Any], key: str, source: str) -> tuple[dict[str, Any], ...]:

@@ -42,6 +42,7 @@ from .setup import (
 
 if TYPE_CHECKING:
     from ..node.metrics import Metrics
+    from .workers import RemotePeer, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,12 @@ class Listener:
     """
 
     def __init__(
-        self, peer: Peer, pc: RTCPeerConnection, main: list[Outlet], under: list[Outlet]
+        self,
+        peer: Peer,
+        pc: RTCPeerConnection | RemotePeer,
+        main: list[Outlet],
+        under: list[Outlet],
+        remote: RemotePeer | None = None,
     ) -> None:
         self.peer = peer
         self.pc = pc
@@ -110,6 +116,8 @@ class Listener:
         self.under_on = False
         self.on_hold = False
         """Connected ahead of the click: its outlets carry nothing until ``rtc.hold`` off."""
+        self.remote = remote
+        """Held by a media worker (server/media/workers.py): no local outlets, routed there."""
 
     @property
     def outlets(self) -> list[Outlet]:
@@ -151,9 +159,17 @@ class Signalling:
     """The peer connections of one room's local connections. ``async with`` it."""
 
     def __init__(
-        self, room: str, kind: Kind, config: MediaConfig, metrics: Metrics, router: Router
+        self,
+        room: str,
+        kind: Kind,
+        config: MediaConfig,
+        metrics: Metrics,
+        router: Router,
+        workers: WorkerPool | None = None,
     ) -> None:
         self.room = room
+        self.workers = workers
+        """Where listening peer connections go (None: this process holds them)."""
         self.kind = kind
         self.config = config
         self.metrics = metrics
@@ -293,6 +309,8 @@ class Signalling:
             await self._close_publisher(peers)
         else:
             await self._close_listener(peers)
+            if self.workers is not None:
+                return await self._listen_on_worker(peer, peers, sdp, lines, lanes, hold)
         pc = RTCPeerConnection(self.config.rtc_configuration())
         self.metrics.peer_connections.labels(purpose).inc()
         try:
@@ -346,6 +364,27 @@ class Signalling:
         self.router.reroute()
         return {"sdp": answer, "pc": "listen", "tracks": lines, "lanes": lanes, "hold": hold}
 
+    async def _listen_on_worker(
+        self, peer: Peer, peers: Peers, sdp: str, lines: int, lanes: int, hold: bool
+    ) -> dict[str, Any]:
+        """The listening peer connection on a media worker; the node keeps its routing."""
+        assert self.workers is not None
+        pid, conn = peer.person["pid"], peer.person["conn"]
+        self.metrics.peer_connections.labels("listen").inc()
+        try:
+            remote, answer = await self.workers.listen(self.room, pid, sdp, lines, lanes)
+        except BaseException:
+            self.metrics.peer_connections.labels("listen").dec()
+            raise
+        remote.on("connectionstatechange", lambda: self._on_pc_state(conn, remote))
+        self._spawn(self._watch(conn, remote, "listen"), "rtc-watch")
+        if not hold:  # a held one replaces the other window's audio only when released
+            self._replace_others(pid, conn, "listen")
+        peers.listener = Listener(peer, remote, [], [], remote=remote)
+        peers.listener.on_hold = hold
+        self.router.reroute()
+        return {"sdp": answer, "pc": "listen", "tracks": lines, "lanes": lanes, "hold": hold}
+
     # -- closing ---------------------------------------------------------------------------
 
     def _replace_others(self, pid: str, conn: str, purpose: str) -> None:
@@ -368,7 +407,7 @@ class Signalling:
             held.peer.send({"type": "rtc.closed", "pc": which, **message})
             self._spawn(self.close(peers, which), "rtc-close")
 
-    def _on_pc_state(self, conn: str, pc: RTCPeerConnection) -> None:
+    def _on_pc_state(self, conn: str, pc: RTCPeerConnection | RemotePeer) -> None:
         peers = self.peers.get(conn)
         if peers is None:
             return
@@ -383,7 +422,7 @@ class Signalling:
             if held is not None and held.pc is pc:
                 self.close_soon(peers, which, failed)
 
-    async def _watch(self, conn: str, pc: RTCPeerConnection, purpose: str) -> None:
+    async def _watch(self, conn: str, pc: RTCPeerConnection | RemotePeer, purpose: str) -> None:
         """Count a listener without a path after :data:`NO_PATH_AFTER` s; close a peer
         connection that never connected after :data:`CLOSE_UNCONNECTED_AFTER` s."""
         await asyncio.sleep(NO_PATH_AFTER)
@@ -425,6 +464,8 @@ class Signalling:
         if listener is None:
             return
         self._add_drops(listener)
+        if listener.remote is not None:
+            listener.remote.forget()
         self.router.detach(listener.outlets)
         await listener.pc.close()
         self.metrics.peer_connections.labels("listen").dec()

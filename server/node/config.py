@@ -82,6 +82,9 @@ class Settings:
     media_loopback: bool | None = None
     """Whether offers may list loopback/link-local candidates; ``None`` (``auto``): only
     when ``host`` is a loopback address (the node itself runs on loopback)."""
+    media_workers: int | None = None
+    """Media worker processes (``HEMICYCLE_MEDIA_WORKERS``); ``None``: the assembly file's
+    ``[media] workers`` (default one per core)."""
     recordings: str = "recordings"
     """Directory the chair's recordings are written to (``<room>/<id>/<source>.ogg``)."""
     turn_secret: str = ""
@@ -122,6 +125,9 @@ class Settings:
             "media_loopback": _tristate(
                 env.get("HEMICYCLE_MEDIA_LOOPBACK", "auto"), "HEMICYCLE_MEDIA_LOOPBACK"
             ),
+            "media_workers": _optional_int(
+                env.get("HEMICYCLE_MEDIA_WORKERS", ""), "HEMICYCLE_MEDIA_WORKERS"
+            ),
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
             "turn_secret": env.get("HEMICYCLE_TURN_SECRET", ""),
             "rooms": _names(env.get("HEMICYCLE_ROOMS", "")),
@@ -143,6 +149,8 @@ class Settings:
         ):
             if not value > 0:
                 raise ConfigError("environment", key, f"must be positive, got {value!r}")
+        if self.media_workers is not None and not 0 <= self.media_workers <= 64:
+            raise ConfigError("environment", "HEMICYCLE_MEDIA_WORKERS", "must be 0 to 64")
         if not 0 <= self.reconnect_grace <= 60:
             raise ConfigError("environment", "HEMICYCLE_RECONNECT_GRACE", "must be 0 to 60 seconds")
 
@@ -171,6 +179,10 @@ class Settings:
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def _optional_int(value: str, key: str) -> int | None:
+    return None if value == "" else _int(value, key)
 
 
 def _int(value: str, key: str) -> int:

@@ -52,7 +52,9 @@ class _App(Starlette):
 def features(settings: Settings, assembly: Assembly) -> list[Feature]:
     """The node's features, in start order (stopped in reverse)."""
     media = MediaConfig.from_extra(assembly.extra, assembly.source, settings.turn_secret)
-    audio = MediaNode(media.with_loopback(settings.loopback_media))
+    audio = MediaNode(
+        media.with_loopback(settings.loopback_media).with_workers(settings.media_workers)
+    )
     video = VideoNode(audio.config, VideoConfig.from_extra(assembly.extra, assembly.source))
     return [
         SliceFeature(channels.SLICE),  # language channels and booths
