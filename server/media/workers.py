@@ -131,7 +131,8 @@ class WorkerLink:
             )
         finally:
             worker_end.close()
-        self.ready = asyncio.Event()
+        if self.ready.is_set():  # keep an unset one: offers may be waiting on it (listen)
+            self.ready = asyncio.Event()
         self.channel = Channel(node_end, self.on_message, lambda: None)
         self.send("config", config)
 
