@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server.media import vp8
-from server.media.forward import KeyframeAsk, Layers, VideoOutlet, VideoPacket, VideoSource
+from server.media.forward import (
+    Arrivals,
+    KeyframeAsk,
+    Layers,
+    VideoOutlet,
+    VideoPacket,
+    VideoSource,
+)
 
 from .video_helpers import vp8_frames
 
@@ -163,3 +170,21 @@ def test_packets_cross_the_bus_unchanged() -> None:
         "m",
         True,
     )
+
+
+def test_arrivals_tell_a_repeat_from_a_late_first_arrival() -> None:
+    arrivals = Arrivals()
+    seqs = [(65530 + n) & 0xFFFF for n in range(12)]  # across the 16-bit wrap
+    late = seqs.pop(5)  # lost, then retransmitted after the others
+    assert all(arrivals.first(s) for s in seqs)
+    assert not any(arrivals.first(s) for s in seqs[-4:]), "padding: copies of the last ones"
+    assert arrivals.first(late), "a retransmission of a packet that never came passes"
+    assert not arrivals.first(late), "once"
+    assert not arrivals.first(seqs[0]), "still in the window"
+    top = seqs[-1]
+    assert arrivals.first((top + Arrivals.WINDOW - 1) & 0xFFFF)
+    assert not arrivals.first(top), "at the window's far end, still known"
+    assert arrivals.first((top + 2) & 0xFFFF), "skipped by the jump, inside the window"
+    far = (top - 2 * Arrivals.WINDOW) & 0xFFFF
+    assert arrivals.first(far), "far older than the window: the stream started over"
+    assert not arrivals.first(far)

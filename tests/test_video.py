@@ -411,3 +411,45 @@ async def test_a_simulcast_layers_retransmission_is_unwrapped_by_its_repaired_ri
     await eye.close()
     for c in (chair, ana):
         await c.close()
+
+
+async def test_a_cameras_rtx_padding_is_dropped_as_repeats_not_as_a_flood(
+    start_node, invites, assembly
+) -> None:  # type: ignore[no-untyped-def]
+    """Chromium pads its uplink with RTX copies of packets it already sent. Unwrapped they
+    are repeats: counted as such and dropped before the flood limit, so that the camera's
+    real packets all pass (no gap a viewer's NACK could not repair) and no viewer gets
+    a packet twice."""
+    from dataclasses import replace
+
+    budget = replace(assembly, extra={**assembly.extra, "video": {"max_packets": 300}})
+    node = await start_node(config=budget)
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair)
+    camera.padding = 12  # ~360 repeats a second besides ~270 packets: over 300 without the fix
+    task = await playing(camera)
+    eye = await view(ana, tiles=2)
+    await eye.show((0, camera.source, "l"), (1, camera.source, "h"))
+    await eventually(
+        lambda: min(len(starts(eye.on(0))), len(starts(eye.on(1)))),
+        until=lambda n: n >= 60,
+        timeout=20,
+        message="60 frames on both tiles",
+    )
+    await asyncio.sleep(0.5)  # the last NACKs are answered
+    assert metric(node, "hemicycle_video_packets_in_total", outcome="flood") == 0
+    repeated = metric(node, "hemicycle_video_packets_in_total", outcome="repeated")
+    assert repeated > 60 * camera.padding / 2, f"{repeated} repeats counted"
+    room = video_room(node)
+    for tile, q in ((0, "l"), (1, "h")):
+        sink = room.peers[ana.you["conn"]].viewer.outlets[tile].sink
+        seqs = [g.seq for g in eye.on(tile)]
+        # A packet twice is only the node's RTX answer to the viewer's NACK (of a packet
+        # the camera had to send again), never padding passed on.
+        assert len(seqs) - len(set(seqs)) <= sink.retransmitted, f"tile {tile}: repeats"
+        assert set(layer_of(camera, eye, tile)[-20:]) == {q}
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()

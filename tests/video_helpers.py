@@ -22,7 +22,7 @@ from typing import Any
 
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtp import RtcpPsfbPacket, RtpPacket
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket
 
 from server.client import Client
 from server.media import vhook, vp8
@@ -115,6 +115,8 @@ class Sent:
     q: str
     seq: int
     payload: bytes
+    ts: int = 0
+    marker: bool = False
 
 
 class Camera:
@@ -143,7 +145,15 @@ class Camera:
         """Hold back the next packet of layer h, then send it as RTX (repaired RID)."""
         self.rtx_ssrc = random.randrange(1, 1 << 32)
         self.rtx_seq = 0
+        self.rtx_ssrcs = {q: random.randrange(1, 1 << 32) for q in layers}
+        """Each layer's own RTX SSRC, as Chromium's (send_rtx)."""
+        self.rtx_seqs = {q: 0 for q in layers}
         self.resent: list[bytes] = []
+        self.nacked = 0
+        """Packets the node asked again (NACK) and this camera sent again as RTX."""
+        self.padding = 0
+        """After each frame, send this many of layer l's last packets again as RTX, as
+        Chromium's pacer pads its uplink ("redundant payload padding")."""
 
     @property
     def source(self) -> str:
@@ -156,6 +166,13 @@ class Camera:
                 if ssrc == packet.media_ssrc:
                     self.plis[q] += 1
                     self.want_key[q] = True
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            # As a browser does: the packets lost on the way to the node, again as RTX.
+            q = next((q for q, s in self.ssrc.items() if s == packet.media_ssrc), None)
+            lost = set(packet.lost)
+            for sent in [s for s in self.sent[-2000:] if s.q == q and s.seq in lost]:
+                self.nacked += 1
+                await self.send_rtx(sent)
 
     async def send_frame(self) -> None:
         sender = self.pc.getTransceivers()[0].sender
@@ -187,7 +204,7 @@ class Camera:
                 )
                 packet.extensions.mid = mid
                 packet.extensions.rtp_stream_id = q
-                self.sent.append(Sent(q, self.seq[q], payload))
+                self.sent.append(Sent(q, self.seq[q], payload, packet.timestamp, packet.marker))
                 if q == "h" and self.lose_next_h and not vp8.parse(payload).keyframe:
                     self.lose_next_h = False  # "lost": it goes only as a retransmission
                     self.rtx_seq += 1
@@ -205,7 +222,27 @@ class Camera:
                     self.resent.append(payload)
                     continue
                 await dtls._send_rtp(packet.serialize(header_map))
+        low = [s for s in self.sent[-40:] if s.q == "l"]
+        for again in low[-self.padding :] if self.padding else ():
+            await self.send_rtx(again)
         self.frames += 1
+
+    async def send_rtx(self, sent: Sent) -> None:
+        """Send a packet again as RTX on the RTX SSRC, naming its layer by repaired RID."""
+        sender = self.pc.getTransceivers()[0].sender
+        header_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map")  # noqa: B009
+        self.rtx_seqs[sent.q] = seq = (self.rtx_seqs[sent.q] + 1) & 0xFFFF
+        rtx = RtpPacket(
+            payload_type=self.rtx_pt,
+            sequence_number=seq,
+            timestamp=sent.ts,
+            ssrc=self.rtx_ssrcs[sent.q],
+            marker=sent.marker,
+            payload=sent.seq.to_bytes(2, "big") + sent.payload,
+        )
+        rtx.extensions.mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
+        rtx.extensions.repaired_rtp_stream_id = sent.q
+        await sender.transport._send_rtp(rtx.serialize(header_map))
 
     async def play(self, frames: int, fps: float = 30.0) -> None:
         start = time.monotonic()

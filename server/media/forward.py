@@ -252,6 +252,47 @@ class VideoOutlet:
         self.switches += 1
 
 
+class Arrivals:
+    """Which sequence numbers of one RTP stream (one SSRC) arrived, over the last
+    :attr:`WINDOW`: :meth:`first` is False for a packet seen before.
+
+    Chromium's pacer pads a camera's uplink up to the estimate it is given with RTX copies
+    of packets it already sent ("redundant payload padding"); once unwrapped they are the
+    same packets again, hundreds a second. Passed on, they would spend the publisher's
+    packet budget (its real packets then dropped as a flood, gaps no viewer's NACK can
+    repair) and reach each viewer twice.
+    """
+
+    WINDOW = 1024
+
+    def __init__(self) -> None:
+        self.top: int | None = None
+        self.seen = 0
+        """Bit ``n``: packet ``top - n`` arrived."""
+
+    def first(self, seq: int) -> bool:
+        top = self.top
+        if top is None:
+            self.top, self.seen = seq, 1
+            return True
+        ahead = (seq - top) & 0xFFFF
+        if ahead == 0:
+            return False
+        if ahead < 0x8000:
+            self.top = seq
+            self.seen = ((self.seen << ahead) | 1) & ((1 << self.WINDOW) - 1)
+            return True
+        back = 0x10000 - ahead
+        if back >= self.WINDOW:  # far older than anything kept: the stream started over
+            self.top, self.seen = seq, 1
+            return True
+        bit = 1 << back
+        if self.seen & bit:
+            return False
+        self.seen |= bit
+        return True
+
+
 Tap = Callable[[VideoPacket, float], None]
 """``tap(packet, now)``: every packet of every layer a source forwards (a recording)."""
 

@@ -245,8 +245,9 @@ class VideoSender(DirectSender):
         self.on_keyframe = on_keyframe
         self.on_estimate = on_estimate
         self.on_loss = on_loss
-        self.history: dict[int, tuple[int, int, bytes]] = {}
-        """seq → (second header byte, timestamp, payload) of the last :data:`HISTORY`."""
+        self.history: dict[int, tuple[int, int, bytes, int]] = {}
+        """seq → (second header byte, timestamp, payload, :attr:`sent` then) of the last
+        :data:`HISTORY` packets written."""
         self._rtx_seq = 0
         self.retransmitted = 0
         self.nacked = 0
@@ -269,7 +270,7 @@ class VideoSender(DirectSender):
             self.dropped += 1
             return False
         history = self.history
-        history[seq] = (second, ts, payload)
+        history[seq] = (second, ts, payload, self.sent)
         history.pop((seq - HISTORY) & 0xFFFF, None)
         self.sent += 1
         self._octets += len(payload)
@@ -305,7 +306,11 @@ class VideoSender(DirectSender):
         kept = self.history.get(seq)
         if kept is None or not self.ready():
             return False
-        second, ts, payload = kept
+        second, ts, payload, at = kept
+        if self.sent - at > HISTORY:
+            # A seq the viewer never got (lost before the node) whose number was last used
+            # 65,536 packets ago: that old packet is not the one it misses.
+            return False
         rtx_pt = self.rtx.get(second & 0x7F)
         rtx_ssrc = getattr(self._sender, "_rtx_ssrc", None)
         if rtx_pt is None or rtx_ssrc is None:

@@ -281,6 +281,9 @@ class VideoRoom:
         if not payload or len(payload) > VIDEO.max_payload:
             counter.labels("size").inc()
             return
+        if not pub.first(packet.ssrc, packet.sequence_number):
+            counter.labels("repeated").inc()  # Chromium's RTX padding: forward.Arrivals
+            return
         if not pub.packets.take() or not pub.bytes.spend(len(payload)):
             counter.labels("flood").inc()
             return
