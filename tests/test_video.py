@@ -453,3 +453,62 @@ async def test_a_cameras_rtx_padding_is_dropped_as_repeats_not_as_a_flood(
     await eye.close()
     for c in (chair, ana):
         await c.close()
+
+
+def h264_layers(camera: Camera, eye: Eye, tile: int) -> list[str]:
+    """Which of the camera's layers each H.264 packet a tile received came from."""
+    sent = {s.payload: s.q for s in camera.sent}
+    return [sent.get(g.payload, "?") for g in eye.on(tile)]
+
+
+async def test_an_h264_camera_reaches_viewers_unchanged_and_switches_at_idr(
+    start_node, invites
+) -> None:  # type: ignore[no-untyped-def]
+    """A browser that prefers H.264 is forwarded in H.264: the payloads (STAP-A parameter
+    sets, single NAL units, FU-A fragments) arrive as sent, from a keyframe, and a tile
+    changes layer only at an IDR picture."""
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair, codec="h264")
+    assert set(video_room(node).publishers[camera.source].pts.values()) == {"h264"}
+    task = await playing(camera)
+    eye = await view(ana, tiles=2)
+    await eye.show((0, camera.source, "l"), (1, camera.source, "h"))
+    await eventually(
+        lambda: min(len(eye.on(0)), len(eye.on(1))),
+        until=lambda n: n >= 60,
+        timeout=15,
+        message="60 packets on each tile",
+    )
+    for tile, q in ((0, "l"), (1, "h")):
+        got = eye.on(tile)
+        assert vp8.h264_keyframe(got[0].payload), "a tile starts at a keyframe"
+        assert set(h264_layers(camera, eye, tile)) == {q}
+        # The bytes are the camera's, in order, none missing: one run of what it sent.
+        mine = [s for s in camera.sent if s.q == q]
+        runs = [
+            n
+            for n, s in enumerate(mine)
+            if s.payload == got[0].payload
+            and [m.payload for m in mine[n : n + len(got)]] == [g.payload for g in got]
+        ]
+        assert runs, f"tile {tile}'s payloads are not a run of the camera's layer {q}"
+    before = len(eye.on(0))
+    await eye.show((0, camera.source, "h"), (1, camera.source, "h"))
+    await eventually(
+        lambda: h264_layers(camera, eye, 0)[before:],
+        until=lambda qs: qs.count("h") >= 30,
+        timeout=15,
+        message="tile 0 to move to h",
+    )
+    layers = h264_layers(camera, eye, 0)
+    first_h = layers.index("h")
+    assert set(layers[:first_h]) == {"l"} and set(layers[first_h:]) == {"h"}, layers
+    assert vp8.h264_keyframe(eye.on(0)[first_h].payload), "switched at an IDR picture"
+    seqs = [g.seq for g in eye.on(0)]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
