@@ -202,3 +202,73 @@ async def test_at_three_percent_loss_the_member_does_not_freeze(
     assert len({s["luma"] for s in seen}) >= 10, "the picture kept advancing"
     await ana.close()
     await chair.close()
+
+
+# A browser that prefers H.264 (as Safari does, or a phone with a hardware encoder): its
+# camera's transceivers list H.264 first. The page itself leaves the choice to the browser.
+PREFER_H264 = """(() => {
+  const add = RTCPeerConnection.prototype.addTransceiver;
+  RTCPeerConnection.prototype.addTransceiver = function (what, init) {
+    const tr = add.call(this, what, init);
+    if (init && init.direction === "sendonly") {
+      const codecs = RTCRtpSender.getCapabilities("video").codecs;
+      const h264 = (c) => c.mimeType === "video/H264";
+      tr.setCodecPreferences([...codecs.filter(h264), ...codecs.filter((c) => !h264(c))]);
+    }
+    return tr;
+  };
+})();"""
+
+CODEC = """async (pc) => {
+  const stats = await pc.getStats();
+  const out = [];
+  stats.forEach((r) => {
+    if ((r.type === "outbound-rtp" || r.type === "inbound-rtp") && r.kind === "video"
+        && r.codecId && (r.framesEncoded || r.framesDecoded)) {
+      out.push(stats.get(r.codecId).mimeType);
+    }
+  });
+  return out;
+}"""
+
+
+async def test_a_camera_that_prefers_h264_reaches_the_member_in_h264(
+    start_node, invites, browser
+) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair = await browser.new_page(viewport={"width": 1440, "height": 900})
+    await chair.add_init_script(PREFER_H264)
+    await chair.goto(
+        f"{node.url}/r/plenary#t={invites.mint(room='plenary', role='moderator', name='Chair')}"
+    )
+    await chair.wait_for_function("() => HC.connected && HC.video", timeout=timeout(5) * 1000)
+    ana = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
+    await chair.click("#stage-camera")
+    await ana.wait_for_function(
+        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
+        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
+        timeout=timeout(15) * 1000,
+    )
+    await advancing(ana, 5, 15)
+    sent = await chair.evaluate(f"() => ({CODEC})(HC.video.state.publishing.camera.pc)")
+    got = await ana.evaluate(f"() => ({CODEC})(HC.video.state.view.pc)")
+    room = node.node.feature["video"].rooms["plenary"]
+    pub = next(iter(room.publishers.values()))
+    assert set(sent) == {"video/H264"}, sent
+    assert got == ["video/H264"], got
+    # Chromium 156 sends H.264 as three simulcast layers too (OpenH264 per layer).
+    assert set(pub.layer_of.values()) == {"l", "m", "h"}
+    await ana.evaluate(
+        f"() => HC.video.show(document.querySelector('#stage-area .tile video'),"
+        f" '{pub.source}', 'l')"
+    )
+    await ana.wait_for_function(
+        "() => document.querySelector('#stage-area .tile video').videoWidth === 320",
+        timeout=timeout(10) * 1000,
+    )
+    small = await advancing(ana, 3, 10)
+    assert {s["w"] for s in small} == {320}, "the low layer advances, switched at an IDR"
+    await ana.close()
+    await chair.close()
