@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from server.media import vp8
 from server.media.forward import (
+    UPHOLD,
     Arrivals,
     KeyframeAsk,
     Layers,
@@ -188,3 +189,26 @@ def test_arrivals_tell_a_repeat_from_a_late_first_arrival() -> None:
     far = (top - 2 * Arrivals.WINDOW) & 0xFFFF
     assert arrivals.first(far), "far older than the window: the stream started over"
     assert not arrivals.first(far)
+
+
+def test_after_the_estimate_fell_a_tile_goes_up_again_only_once_it_held() -> None:
+    layers = Layers()
+    for t in range(0, 101):
+        now = t / 10
+        for q, size in (("l", 2_000), ("m", 6_000), ("h", 18_000)):
+            layers.saw(q, size, now)
+    outlet = VideoOutlet("bo", Wire(), lambda s, q: None)
+    outlet.show("x", "h")
+    outlet.layer = "h"
+    outlet.estimate = 5_000  # a busy viewer's estimate collapses...
+    assert outlet.aim(layers, 5.0) == "l"
+    outlet.layer = "l"
+    outlet.estimate = 3_000_000  # ...and swings back
+    assert outlet.aim(layers, 6.0) == "l", "held: a switch up costs a keyframe"
+    assert outlet.aim(layers, 5.0 + UPHOLD) == "h"
+    outlet.layer = "h"
+    outlet.show("x", "l")  # the viewer's tile got small: not a fall
+    assert outlet.aim(layers, 9.0) == "l"
+    outlet.layer = "l"
+    outlet.show("x", "h")
+    assert outlet.aim(layers, 9.5) == "h", "the tile grew back: at once"

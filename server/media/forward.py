@@ -37,6 +37,9 @@ HEADROOM = 1.2
 """A layer fits a viewer's estimate when its bitrate times this is under it."""
 LOSSY = 0.1
 """Fraction lost (RTCP RR) above which a viewer steps one layer down."""
+UPHOLD = 3.0
+"""After the viewer's estimate or loss took a tile below the layer it had, this long before
+it goes up again (s): a busy viewer's estimate swings, and each switch waits for a keyframe."""
 
 
 class VideoPacket:
@@ -166,6 +169,8 @@ class VideoOutlet:
         """The layer to switch to at its next keyframe."""
         self.asked_at = 0.0
         self.switches = 0
+        self.fell_at = float("-inf")
+        """When the estimate or loss last took the aim below the layer forwarded."""
         self._base = 0
         self._seq_off = self._ts_off = self._pic_off = self._tl0_off = 0
         self._last_seq = random.randrange(1 << 16)
@@ -183,7 +188,8 @@ class VideoOutlet:
 
     def aim(self, layers: Layers, now: float) -> str | None:
         """The layer this viewer should get: its tile's quality, lowered to fit its
-        estimate and loss, then the best that actually flows."""
+        estimate and loss (and not raised again within :data:`UPHOLD` of such a fall),
+        then the best that actually flows."""
         q = self.want
         bits = layers.bits
         if self.estimate is not None:
@@ -191,6 +197,12 @@ class VideoOutlet:
                 q = QUALITIES[RANK[q] - 1]
         if self.loss > LOSSY and RANK[q] > 0:
             q = QUALITIES[RANK[q] - 1]
+        layer = self.layer
+        if layer is not None:
+            if RANK[q] < min(RANK[layer], RANK[self.want]):  # lowered, not asked lower
+                self.fell_at = now
+            elif RANK[q] > RANK[layer] and now - self.fell_at < UPHOLD:
+                q = layer
         return layers.best(q, now)
 
     def retarget(self, layers: Layers, now: float) -> None:
