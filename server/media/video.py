@@ -204,7 +204,12 @@ class VideoRoom:
                 pub = VideoPublisher(peer, what, pc, self.config, right)
                 pub.rids = vhook.offered_rids(sdp)
                 pub.receiver = pc.getTransceivers()[0].receiver
-                vhook.tap_video(pub.receiver, lambda p: self.ingest(pub, p), pub.ssrc_of)
+                vhook.tap_video(
+                    pub.receiver,
+                    lambda p: self.ingest(pub, p),
+                    pub.ssrc_of,
+                    lambda ssrc, seq: self._first(pub, ssrc, seq),
+                )
             else:
                 senders = [pc.addTrack(vhook.IdleVideoTrack()) for _ in range(lines)]
             await pc.setLocalDescription(await pc.createAnswer())
@@ -271,9 +276,6 @@ class VideoRoom:
         if not payload or len(payload) > VIDEO.max_payload:
             counter.labels("size").inc()
             return
-        if not pub.first(packet.ssrc, packet.sequence_number):
-            counter.labels("repeated").inc()  # Chromium's RTX padding: forward.Arrivals
-            return
         if not pub.packets.take() or not pub.bytes.spend(len(payload)):
             counter.labels("flood").inc()
             return
@@ -322,6 +324,14 @@ class VideoRoom:
         layer = f"{pub.source}:{q}"
         if layer in self.needed:
             self.bus.send(layer, p)
+
+    def _first(self, pub: VideoPublisher, ssrc: int, seq: int) -> bool:
+        """Whether a publisher's packet arrives for the first time (vhook.tap_video asks,
+        before aiortc handles it); a repeat is counted and dropped: forward.Arrivals."""
+        if pub.first(ssrc, seq):
+            return True
+        self.metrics.video_in.labels("repeated").inc()
+        return False
 
     def _deliver(self, name: str, frame: Any, now: float) -> None:
         p: VideoPacket = frame
