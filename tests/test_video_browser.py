@@ -150,8 +150,13 @@ async def test_a_member_sees_the_chairs_camera_and_a_small_tile_gets_the_low_lay
 STATS = """async () => {
   const stats = await HC.video.state.view.pc.getStats();
   let pair = null, video = null;
+  stats.forEach((r) => {  // the pair in use: the transport's selected one
+    if (r.type === 'transport' && r.selectedCandidatePairId) {
+      pair = stats.get(r.selectedCandidatePairId);
+    }
+  });
   stats.forEach((r) => {
-    if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
+    if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
     if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 0) video = r;
   });
   const local = pair && stats.get(pair.localCandidateId);
@@ -187,18 +192,28 @@ async def test_at_three_percent_loss_the_member_does_not_freeze(
     await watch(ana, seconds)  # the same time without loss: what this machine does anyway
     before = await ana.evaluate(STATS)
     assert before["port"], before
+    # The fake camera's flat frames are a packet or two each: at 3 % a few seconds may lose
+    # none, so the loss lasts until the viewer has NACKed (at most 3 × as long).
     with lossy(before["port"], 3):
         seen = await watch(ana, seconds)
+        lasted = seconds
         after = await ana.evaluate(STATS)
+        while after["nacks"] == before["nacks"] and lasted < 3 * seconds:
+            seen += await watch(ana, 2)
+            lasted += 2
+            after = await ana.evaluate(STATS)
     room = node.node.feature["video"].rooms["plenary"]
     outlets = [o for p in room.peers.values() if p.viewer for o in p.viewer.outlets if o.source]
     retransmitted = sum(o.sink.retransmitted for o in outlets)
     decoded = after["decoded"] - before["decoded"]
     assert after["nacks"] > before["nacks"] and retransmitted > 0, (before, after)
+    scale = lasted / seconds
     baseline = before["decoded"] - start["decoded"]
-    assert decoded >= baseline * 0.6, f"{decoded} frames decoded under loss, {baseline} without"
+    assert decoded >= baseline * 0.6 * scale, (
+        f"{decoded} frames decoded in {lasted} s under loss, {baseline} in {seconds} s without"
+    )
     froze = after["freezes"] - before["freezes"]
-    assert froze <= before["freezes"] - start["freezes"] + 1, (start, before, after)
+    assert froze <= (before["freezes"] - start["freezes"]) * scale + 1, (start, before, after)
     assert len({s["luma"] for s in seen}) >= 10, "the picture kept advancing"
     await ana.close()
     await chair.close()
