@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from ..node.feature import Host
     from ..node.hub import RoomHub, Sink
     from ..node.sessions import Session
-    from .signalling import Peer
 
 
 class RoomMedia(Protocol):
@@ -33,7 +32,7 @@ class RoomMedia(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    async def handle(self, peer: Peer, data: dict[str, Any]) -> None: ...
+    async def handle(self, peer: Session, data: dict[str, Any]) -> None: ...
 
     def folded(self) -> None: ...
 
