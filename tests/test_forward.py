@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server.media import vp8
-from server.media.forward import KeyframeAsk, Layers, VideoOutlet, VideoPacket, VideoSource
+from server.media.forward import (
+    UPHOLD,
+    Arrivals,
+    KeyframeAsk,
+    Layers,
+    VideoOutlet,
+    VideoPacket,
+    VideoSource,
+)
 
 from .video_helpers import vp8_frames
 
@@ -163,3 +171,44 @@ def test_packets_cross_the_bus_unchanged() -> None:
         "m",
         True,
     )
+
+
+def test_arrivals_tell_a_repeat_from_a_late_first_arrival() -> None:
+    arrivals = Arrivals()
+    seqs = [(65530 + n) & 0xFFFF for n in range(12)]  # across the 16-bit wrap
+    late = seqs.pop(5)  # lost, then retransmitted after the others
+    assert all(arrivals.first(s) for s in seqs)
+    assert not any(arrivals.first(s) for s in seqs[-4:]), "padding: copies of the last ones"
+    assert arrivals.first(late), "a retransmission of a packet that never came passes"
+    assert not arrivals.first(late), "once"
+    assert not arrivals.first(seqs[0]), "still in the window"
+    top = seqs[-1]
+    assert arrivals.first((top + Arrivals.WINDOW - 1) & 0xFFFF)
+    assert not arrivals.first(top), "at the window's far end, still known"
+    assert arrivals.first((top + 2) & 0xFFFF), "skipped by the jump, inside the window"
+    far = (top - 2 * Arrivals.WINDOW) & 0xFFFF
+    assert arrivals.first(far), "far older than the window: the stream started over"
+    assert not arrivals.first(far)
+
+
+def test_after_the_estimate_fell_a_tile_goes_up_again_only_once_it_held() -> None:
+    layers = Layers()
+    for t in range(0, 101):
+        now = t / 10
+        for q, size in (("l", 2_000), ("m", 6_000), ("h", 18_000)):
+            layers.saw(q, size, now)
+    outlet = VideoOutlet("bo", Wire(), lambda s, q: None)
+    outlet.show("x", "h")
+    outlet.layer = "h"
+    outlet.estimate = 5_000  # a busy viewer's estimate collapses...
+    assert outlet.aim(layers, 5.0) == "l"
+    outlet.layer = "l"
+    outlet.estimate = 3_000_000  # ...and swings back
+    assert outlet.aim(layers, 6.0) == "l", "held: a switch up costs a keyframe"
+    assert outlet.aim(layers, 5.0 + UPHOLD) == "h"
+    outlet.layer = "h"
+    outlet.show("x", "l")  # the viewer's tile got small: not a fall
+    assert outlet.aim(layers, 9.0) == "l"
+    outlet.layer = "l"
+    outlet.show("x", "h")
+    assert outlet.aim(layers, 9.5) == "h", "the tile grew back: at once"

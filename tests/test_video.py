@@ -411,3 +411,104 @@ async def test_a_simulcast_layers_retransmission_is_unwrapped_by_its_repaired_ri
     await eye.close()
     for c in (chair, ana):
         await c.close()
+
+
+async def test_a_cameras_rtx_padding_is_dropped_as_repeats_not_as_a_flood(
+    start_node, invites, assembly
+) -> None:  # type: ignore[no-untyped-def]
+    """Chromium pads its uplink with RTX copies of packets it already sent. Unwrapped they
+    are repeats: counted as such and dropped before the flood limit, so that the camera's
+    real packets all pass (no gap a viewer's NACK could not repair) and no viewer gets
+    a packet twice."""
+    from dataclasses import replace
+
+    budget = replace(assembly, extra={**assembly.extra, "video": {"max_packets": 300}})
+    node = await start_node(config=budget)
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair)
+    camera.padding = 12  # ~360 repeats a second besides ~270 packets: over 300 without the fix
+    task = await playing(camera)
+    eye = await view(ana, tiles=2)
+    await eye.show((0, camera.source, "l"), (1, camera.source, "h"))
+    await eventually(
+        lambda: min(len(starts(eye.on(0))), len(starts(eye.on(1)))),
+        until=lambda n: n >= 60,
+        timeout=20,
+        message="60 frames on both tiles",
+    )
+    await asyncio.sleep(0.5)  # the last NACKs are answered
+    assert metric(node, "hemicycle_video_packets_in_total", outcome="flood") == 0
+    repeated = metric(node, "hemicycle_video_packets_in_total", outcome="repeated")
+    assert repeated > 60 * camera.padding / 2, f"{repeated} repeats counted"
+    room = video_room(node)
+    for tile, q in ((0, "l"), (1, "h")):
+        sink = room.peers[ana.you["conn"]].viewer.outlets[tile].sink
+        seqs = [g.seq for g in eye.on(tile)]
+        # A packet twice is only the node's RTX answer to the viewer's NACK (of a packet
+        # the camera had to send again), never padding passed on.
+        assert len(seqs) - len(set(seqs)) <= sink.retransmitted, f"tile {tile}: repeats"
+        assert set(layer_of(camera, eye, tile)[-20:]) == {q}
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()
+
+
+def h264_layers(camera: Camera, eye: Eye, tile: int) -> list[str]:
+    """Which of the camera's layers each H.264 packet a tile received came from."""
+    sent = {s.payload: s.q for s in camera.sent}
+    return [sent.get(g.payload, "?") for g in eye.on(tile)]
+
+
+async def test_an_h264_camera_reaches_viewers_unchanged_and_switches_at_idr(
+    start_node, invites
+) -> None:  # type: ignore[no-untyped-def]
+    """A browser that prefers H.264 is forwarded in H.264: the payloads (STAP-A parameter
+    sets, single NAL units, FU-A fragments) arrive as sent, from a keyframe, and a tile
+    changes layer only at an IDR picture."""
+    node = await start_node()
+    chair, ana = await people(node, invites, ("Chair", "moderator"), ("Ana", "participant"))
+    camera = await publish_camera(chair, codec="h264")
+    assert set(video_room(node).publishers[camera.source].pts.values()) == {"h264"}
+    task = await playing(camera)
+    eye = await view(ana, tiles=2)
+    await eye.show((0, camera.source, "l"), (1, camera.source, "h"))
+    await eventually(
+        lambda: min(len(eye.on(0)), len(eye.on(1))),
+        until=lambda n: n >= 60,
+        timeout=15,
+        message="60 packets on each tile",
+    )
+    for tile, q in ((0, "l"), (1, "h")):
+        got = eye.on(tile)
+        assert vp8.h264_keyframe(got[0].payload), "a tile starts at a keyframe"
+        assert set(h264_layers(camera, eye, tile)) == {q}
+        # The bytes are the camera's, in order, none missing: one run of what it sent.
+        mine = [s for s in camera.sent if s.q == q]
+        runs = [
+            n
+            for n, s in enumerate(mine)
+            if s.payload == got[0].payload
+            and [m.payload for m in mine[n : n + len(got)]] == [g.payload for g in got]
+        ]
+        assert runs, f"tile {tile}'s payloads are not a run of the camera's layer {q}"
+    before = len(eye.on(0))
+    await eye.show((0, camera.source, "h"), (1, camera.source, "h"))
+    await eventually(
+        lambda: h264_layers(camera, eye, 0)[before:],
+        until=lambda qs: qs.count("h") >= 30,
+        timeout=15,
+        message="tile 0 to move to h",
+    )
+    layers = h264_layers(camera, eye, 0)
+    first_h = layers.index("h")
+    assert set(layers[:first_h]) == {"l"} and set(layers[first_h:]) == {"h"}, layers
+    assert vp8.h264_keyframe(eye.on(0)[first_h].payload), "switched at an IDR picture"
+    seqs = [g.seq for g in eye.on(0)]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    task.cancel()
+    await camera.close()
+    await eye.close()
+    for c in (chair, ana):
+        await c.close()

@@ -150,8 +150,13 @@ async def test_a_member_sees_the_chairs_camera_and_a_small_tile_gets_the_low_lay
 STATS = """async () => {
   const stats = await HC.video.state.view.pc.getStats();
   let pair = null, video = null;
+  stats.forEach((r) => {  // the pair in use: the transport's selected one
+    if (r.type === 'transport' && r.selectedCandidatePairId) {
+      pair = stats.get(r.selectedCandidatePairId);
+    }
+  });
   stats.forEach((r) => {
-    if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
+    if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
     if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 0) video = r;
   });
   const local = pair && stats.get(pair.localCandidateId);
@@ -161,14 +166,9 @@ STATS = """async () => {
 }"""
 
 
-# Known defect, open in issue 10: in about half of the runs on this 2-core machine the
-# Chromium viewer NACKs while the node answers no RTX (retransmitted == 0) and the picture
-# starves even before the loss is applied; the aiortc test of the same path
-# (tests/test_video.py, 3 % loss answered by RTX) passes every time. Kept running so a
-# fix shows as XPASS; not strict, so the flake does not hide the rest of the suite.
-@pytest.mark.xfail(
-    strict=False, reason="RTX toward a Chromium viewer is flaky under load (issue 10)"
-)
+# Chromium pads its uplink with RTX copies of packets it sent: the node drops them as
+# repeats (forward.Arrivals). Passed on, they had spent the camera's packet budget (its real
+# packets dropped as a flood: gaps the viewer NACKed in vain) in about half of the runs.
 async def test_at_three_percent_loss_the_member_does_not_freeze(
     start_node, invites, browser
 ) -> None:  # type: ignore[no-untyped-def]
@@ -192,18 +192,98 @@ async def test_at_three_percent_loss_the_member_does_not_freeze(
     await watch(ana, seconds)  # the same time without loss: what this machine does anyway
     before = await ana.evaluate(STATS)
     assert before["port"], before
+    # The fake camera's flat frames are a packet or two each: at 3 % a few seconds may lose
+    # none, so the loss lasts until the viewer has NACKed (at most 3 × as long).
     with lossy(before["port"], 3):
         seen = await watch(ana, seconds)
+        lasted = seconds
         after = await ana.evaluate(STATS)
+        while after["nacks"] == before["nacks"] and lasted < 3 * seconds:
+            seen += await watch(ana, 2)
+            lasted += 2
+            after = await ana.evaluate(STATS)
     room = node.node.feature["video"].rooms["plenary"]
     outlets = [o for p in room.peers.values() if p.viewer for o in p.viewer.outlets if o.source]
     retransmitted = sum(o.sink.retransmitted for o in outlets)
     decoded = after["decoded"] - before["decoded"]
     assert after["nacks"] > before["nacks"] and retransmitted > 0, (before, after)
+    scale = lasted / seconds
     baseline = before["decoded"] - start["decoded"]
-    assert decoded >= baseline * 0.6, f"{decoded} frames decoded under loss, {baseline} without"
+    assert decoded >= baseline * 0.6 * scale, (
+        f"{decoded} frames decoded in {lasted} s under loss, {baseline} in {seconds} s without"
+    )
     froze = after["freezes"] - before["freezes"]
-    assert froze <= before["freezes"] - start["freezes"] + 1, (start, before, after)
+    assert froze <= (before["freezes"] - start["freezes"]) * scale + 1, (start, before, after)
     assert len({s["luma"] for s in seen}) >= 10, "the picture kept advancing"
+    await ana.close()
+    await chair.close()
+
+
+# A browser that prefers H.264 (as Safari does, or a phone with a hardware encoder): its
+# camera's transceivers list H.264 first. The page itself leaves the choice to the browser.
+PREFER_H264 = """(() => {
+  const add = RTCPeerConnection.prototype.addTransceiver;
+  RTCPeerConnection.prototype.addTransceiver = function (what, init) {
+    const tr = add.call(this, what, init);
+    if (init && init.direction === "sendonly") {
+      const codecs = RTCRtpSender.getCapabilities("video").codecs;
+      const h264 = (c) => c.mimeType === "video/H264";
+      tr.setCodecPreferences([...codecs.filter(h264), ...codecs.filter((c) => !h264(c))]);
+    }
+    return tr;
+  };
+})();"""
+
+CODEC = """async (pc) => {
+  const stats = await pc.getStats();
+  const out = [];
+  stats.forEach((r) => {
+    if ((r.type === "outbound-rtp" || r.type === "inbound-rtp") && r.kind === "video"
+        && r.codecId && (r.framesEncoded || r.framesDecoded)) {
+      out.push(stats.get(r.codecId).mimeType);
+    }
+  });
+  return out;
+}"""
+
+
+async def test_a_camera_that_prefers_h264_reaches_the_member_in_h264(
+    start_node, invites, browser
+) -> None:  # type: ignore[no-untyped-def]
+    node = await start_node()
+    chair = await browser.new_page(viewport={"width": 1440, "height": 900})
+    await chair.add_init_script(PREFER_H264)
+    await chair.goto(
+        f"{node.url}/r/plenary#t={invites.mint(room='plenary', role='moderator', name='Chair')}"
+    )
+    await chair.wait_for_function("() => HC.connected && HC.video", timeout=timeout(5) * 1000)
+    ana = await open_page(
+        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
+    )
+    await chair.click("#stage-camera")
+    await ana.wait_for_function(
+        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
+        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
+        timeout=timeout(15) * 1000,
+    )
+    await advancing(ana, 5, 15)
+    sent = await chair.evaluate(f"() => ({CODEC})(HC.video.state.publishing.camera.pc)")
+    got = await ana.evaluate(f"() => ({CODEC})(HC.video.state.view.pc)")
+    room = node.node.feature["video"].rooms["plenary"]
+    pub = next(iter(room.publishers.values()))
+    assert set(sent) == {"video/H264"}, sent
+    assert got == ["video/H264"], got
+    # Chromium 156 sends H.264 as three simulcast layers too (OpenH264 per layer).
+    assert set(pub.layer_of.values()) == {"l", "m", "h"}
+    await ana.evaluate(
+        f"() => HC.video.show(document.querySelector('#stage-area .tile video'),"
+        f" '{pub.source}', 'l')"
+    )
+    await ana.wait_for_function(
+        "() => document.querySelector('#stage-area .tile video').videoWidth === 320",
+        timeout=timeout(10) * 1000,
+    )
+    small = await advancing(ana, 3, 10)
+    assert {s["w"] for s in small} == {320}, "the low layer advances, switched at an IDR"
     await ana.close()
     await chair.close()

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtp import RtcpPsfbPacket, RtpPacket
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket
 
 from server.client import Client
 from server.media import vhook, vp8
@@ -103,6 +103,55 @@ def _encode(
     return tuple(out[:count])
 
 
+@cache
+def h264_frames(
+    width: int, height: int, count: int, *, gop: int = 30
+) -> tuple[tuple[bytes, ...], ...]:
+    """``count`` H.264 frames (libx264, constrained baseline as browsers send), each as the
+    RTP payloads of RFC 6184 packetization mode 1: the parameter sets in a STAP-A, small NAL
+    units single, large ones in FU-A fragments."""
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
+    enc.time_base = fractions.Fraction(1, 30)
+    enc.bit_rate = LAYER_BITS.get({320: "l", 640: "m"}.get(width, "h"), 1_500_000)
+    enc.profile = "Baseline"
+    enc.options = {
+        "tune": "zerolatency",
+        "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+    }
+    out: list[tuple[bytes, ...]] = []
+    n = 0
+    while len(out) < count:
+        frame = av.VideoFrame(width, height, "yuv420p")
+        for i, plane in enumerate(frame.planes):
+            fill = (n * 8) % 256 if i == 1 else 128 if i else 16 + (n * 4) % 200
+            plane.update(bytes([fill]) * plane.line_size * plane.height)
+        frame.pts = n
+        for packet in enc.encode(frame):
+            out.append(tuple(h264_packetize(bytes(packet))))
+        n += 1
+    return tuple(out[:count])
+
+
+def h264_packetize(annex_b: bytes, size: int = 1100) -> list[bytes]:
+    """RTP payloads of one Annex B access unit (RFC 6184 §5.7.1 STAP-A, §5.8 FU-A)."""
+    nals = [n.lstrip(b"\x00") for n in annex_b.split(b"\x00\x00\x01") if n.strip(b"\x00")]
+    out: list[bytes] = []
+    sets = [n for n in nals if n[0] & 0x1F in (7, 8)]
+    if sets:  # SPS and PPS together, ahead of the IDR picture, as a browser sends them
+        out.append(bytes([0x18]) + b"".join(len(n).to_bytes(2, "big") + n for n in sets))
+    for nal in (n for n in nals if n[0] & 0x1F not in (7, 8)):
+        if len(nal) <= size:
+            out.append(nal)
+            continue
+        head, body = nal[0], nal[1:]
+        for at in range(0, len(body), size):
+            start, end = at == 0, at + size >= len(body)
+            fu = (0x80 if start else 0) | (0x40 if end else 0) | head & 0x1F
+            out.append(bytes([head & 0xE0 | 28, fu]) + body[at : at + size])
+    return out
+
+
 # -- aiortc peers: a simulcast camera sending pre-encoded VP8, a viewer that records ----------
 
 CONFIG = RTCConfiguration(iceServers=[])
@@ -115,6 +164,8 @@ class Sent:
     q: str
     seq: int
     payload: bytes
+    ts: int = 0
+    marker: bool = False
 
 
 class Camera:
@@ -123,9 +174,16 @@ class Camera:
     keyframe (the next one in its loop) when the node asks for one (PLI)."""
 
     def __init__(
-        self, client: Client, pc: RTCPeerConnection, layers: tuple[str, ...], tint: int = 0
+        self,
+        client: Client,
+        pc: RTCPeerConnection,
+        layers: tuple[str, ...],
+        tint: int = 0,
+        codec: str = "vp8",
     ) -> None:
         self.client, self.pc, self.layers, self.tint = client, pc, layers, tint
+        self.codec = codec
+        """``vp8``, or ``h264`` (libx264 frames, no VP8 descriptor to number)."""
         self.reply: dict[str, Any] = {}
         self.ssrc = {q: random.randrange(1, 1 << 32) for q in layers}
         self.seq = {q: random.randrange(1 << 16) for q in layers}
@@ -143,7 +201,15 @@ class Camera:
         """Hold back the next packet of layer h, then send it as RTX (repaired RID)."""
         self.rtx_ssrc = random.randrange(1, 1 << 32)
         self.rtx_seq = 0
+        self.rtx_ssrcs = {q: random.randrange(1, 1 << 32) for q in layers}
+        """Each layer's own RTX SSRC, as Chromium's (send_rtx)."""
+        self.rtx_seqs = {q: 0 for q in layers}
         self.resent: list[bytes] = []
+        self.nacked = 0
+        """Packets the node asked again (NACK) and this camera sent again as RTX."""
+        self.padding = 0
+        """After each frame, send this many of layer l's last packets again as RTX, as
+        Chromium's pacer pads its uplink ("redundant payload padding")."""
 
     @property
     def source(self) -> str:
@@ -156,6 +222,13 @@ class Camera:
                 if ssrc == packet.media_ssrc:
                     self.plis[q] += 1
                     self.want_key[q] = True
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            # As a browser does: the packets lost on the way to the node, again as RTX.
+            q = next((q for q, s in self.ssrc.items() if s == packet.media_ssrc), None)
+            lost = set(packet.lost)
+            for sent in [s for s in self.sent[-2000:] if s.q == q and s.seq in lost]:
+                self.nacked += 1
+                await self.send_rtx(sent)
 
     async def send_frame(self) -> None:
         sender = self.pc.getTransceivers()[0].sender
@@ -164,17 +237,21 @@ class Camera:
         mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
         pt = self.pt
         for q in self.layers:
-            frames = vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q], tint=self.tint)
             n = self.index[q]
-            if self.want_key[q]:
+            if self.want_key[q]:  # both loops have a keyframe at 0 and at 30
                 self.want_key[q] = False
                 n = 0 if n <= 1 else (30 if n <= 30 else 60) % 60
-            data, _key = frames[n]
             self.index[q] = (n + 1) % 60
-            payloads = vp8.packetize(
-                data, self.pic[q], tl0picidx=self.frames & 0xFF, tid=0, size=1100
-            )
-            self.pic[q] = (self.pic[q] + 1) & 0x7FFF
+            if self.codec == "h264":
+                payloads = list(h264_frames(*LAYER_SIZES[q], 60, gop=30)[n])
+            else:
+                frames = vp8_frames(
+                    *LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q], tint=self.tint
+                )
+                payloads = vp8.packetize(
+                    frames[n][0], self.pic[q], tl0picidx=self.frames & 0xFF, tid=0, size=1100
+                )
+                self.pic[q] = (self.pic[q] + 1) & 0x7FFF
             for i, payload in enumerate(payloads):
                 self.seq[q] = (self.seq[q] + 1) & 0xFFFF
                 packet = RtpPacket(
@@ -187,8 +264,8 @@ class Camera:
                 )
                 packet.extensions.mid = mid
                 packet.extensions.rtp_stream_id = q
-                self.sent.append(Sent(q, self.seq[q], payload))
-                if q == "h" and self.lose_next_h and not vp8.parse(payload).keyframe:
+                self.sent.append(Sent(q, self.seq[q], payload, packet.timestamp, packet.marker))
+                if q == "h" and self.lose_next_h and not vp8.parse(payload).keyframe:  # VP8
                     self.lose_next_h = False  # "lost": it goes only as a retransmission
                     self.rtx_seq += 1
                     rtx = RtpPacket(
@@ -205,7 +282,27 @@ class Camera:
                     self.resent.append(payload)
                     continue
                 await dtls._send_rtp(packet.serialize(header_map))
+        low = [s for s in self.sent[-40:] if s.q == "l"]
+        for again in low[-self.padding :] if self.padding else ():
+            await self.send_rtx(again)
         self.frames += 1
+
+    async def send_rtx(self, sent: Sent) -> None:
+        """Send a packet again as RTX on the RTX SSRC, naming its layer by repaired RID."""
+        sender = self.pc.getTransceivers()[0].sender
+        header_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map")  # noqa: B009
+        self.rtx_seqs[sent.q] = seq = (self.rtx_seqs[sent.q] + 1) & 0xFFFF
+        rtx = RtpPacket(
+            payload_type=self.rtx_pt,
+            sequence_number=seq,
+            timestamp=sent.ts,
+            ssrc=self.rtx_ssrcs[sent.q],
+            marker=sent.marker,
+            payload=sent.seq.to_bytes(2, "big") + sent.payload,
+        )
+        rtx.extensions.mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
+        rtx.extensions.repaired_rtp_stream_id = sent.q
+        await sender.transport._send_rtp(rtx.serialize(header_map))
 
     async def play(self, frames: int, fps: float = 30.0) -> None:
         start = time.monotonic()
@@ -233,16 +330,26 @@ async def publish_camera(
     *,
     expect_ok: bool = True,
     munge: Callable[[str], str] = lambda sdp: sdp,
+    codec: str = "vp8",
 ) -> Camera:
+    """Publish a camera; with ``codec="h264"`` it offers only H.264 (as a browser that
+    prefers it, through setCodecPreferences) and sends libx264 frames."""
     vhook.allow_rid()  # this process is also the browser: its offer carries the RID extmap
     pc = RTCPeerConnection(CONFIG)
-    pc.addTransceiver(vhook.IdleVideoTrack(), direction="sendonly")
+    transceiver = pc.addTransceiver(vhook.IdleVideoTrack(), direction="sendonly")
+    if codec == "h264":
+        for q in layers:  # encoded now, not while packets flow (it blocks the event loop)
+            h264_frames(*LAYER_SIZES[q], 60, gop=30)
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        transceiver.setCodecPreferences(
+            [c for c in caps if c.mimeType.lower() in ("video/h264", "video/rtx")]
+        )
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     if len(layers) > 1:
         sdp = sdp.rstrip("\r\n") + "\r\n" + "".join(f"a=rid:{q} send\r\n" for q in layers)
         sdp += f"a=simulcast:send {';'.join(layers)}\r\n"
-    camera = Camera(client, pc, layers, tint=100 if what == "screen" else 0)
+    camera = Camera(client, pc, layers, tint=100 if what == "screen" else 0, codec=codec)
     camera.reply = await client.rpc("video.offer", purpose="publish", source=what, sdp=munge(sdp))
     if not camera.reply["ok"]:
         await pc.close()
@@ -253,7 +360,7 @@ async def publish_camera(
     await connected(pc)
     sender = pc.getTransceivers()[0].sender
     pts, rtx = vhook.payload_types(pc.remoteDescription.sdp, 0)
-    camera.pt = pts["vp8"]
+    camera.pt = pts[codec]
     camera.rtx_pt = rtx.get(camera.pt, 0)
     router = sender.transport._rtp_router
     for ssrc in camera.ssrc.values():

@@ -37,6 +37,9 @@ HEADROOM = 1.2
 """A layer fits a viewer's estimate when its bitrate times this is under it."""
 LOSSY = 0.1
 """Fraction lost (RTCP RR) above which a viewer steps one layer down."""
+UPHOLD = 3.0
+"""After the viewer's estimate or loss took a tile below the layer it had, this long before
+it goes up again (s): a busy viewer's estimate swings, and each switch waits for a keyframe."""
 
 
 class VideoPacket:
@@ -166,6 +169,8 @@ class VideoOutlet:
         """The layer to switch to at its next keyframe."""
         self.asked_at = 0.0
         self.switches = 0
+        self.fell_at = float("-inf")
+        """When the estimate or loss last took the aim below the layer forwarded."""
         self._base = 0
         self._seq_off = self._ts_off = self._pic_off = self._tl0_off = 0
         self._last_seq = random.randrange(1 << 16)
@@ -183,7 +188,8 @@ class VideoOutlet:
 
     def aim(self, layers: Layers, now: float) -> str | None:
         """The layer this viewer should get: its tile's quality, lowered to fit its
-        estimate and loss, then the best that actually flows."""
+        estimate and loss (and not raised again within :data:`UPHOLD` of such a fall),
+        then the best that actually flows."""
         q = self.want
         bits = layers.bits
         if self.estimate is not None:
@@ -191,6 +197,12 @@ class VideoOutlet:
                 q = QUALITIES[RANK[q] - 1]
         if self.loss > LOSSY and RANK[q] > 0:
             q = QUALITIES[RANK[q] - 1]
+        layer = self.layer
+        if layer is not None:
+            if RANK[q] < min(RANK[layer], RANK[self.want]):  # lowered, not asked lower
+                self.fell_at = now
+            elif RANK[q] > RANK[layer] and now - self.fell_at < UPHOLD:
+                q = layer
         return layers.best(q, now)
 
     def retarget(self, layers: Layers, now: float) -> None:
@@ -250,6 +262,47 @@ class VideoOutlet:
         self.layer = p.q
         self.goal = None
         self.switches += 1
+
+
+class Arrivals:
+    """Which sequence numbers of one RTP stream (one SSRC) arrived, over the last
+    :attr:`WINDOW`: :meth:`first` is False for a packet seen before.
+
+    Chromium's pacer pads a camera's uplink up to the estimate it is given with RTX copies
+    of packets it already sent ("redundant payload padding"); once unwrapped they are the
+    same packets again, hundreds a second. Passed on, they would spend the publisher's
+    packet budget (its real packets then dropped as a flood, gaps no viewer's NACK can
+    repair) and reach each viewer twice.
+    """
+
+    WINDOW = 1024
+
+    def __init__(self) -> None:
+        self.top: int | None = None
+        self.seen = 0
+        """Bit ``n``: packet ``top - n`` arrived."""
+
+    def first(self, seq: int) -> bool:
+        top = self.top
+        if top is None:
+            self.top, self.seen = seq, 1
+            return True
+        ahead = (seq - top) & 0xFFFF
+        if ahead == 0:
+            return False
+        if ahead < 0x8000:
+            self.top = seq
+            self.seen = ((self.seen << ahead) | 1) & ((1 << self.WINDOW) - 1)
+            return True
+        back = 0x10000 - ahead
+        if back >= self.WINDOW:  # far older than anything kept: the stream started over
+            self.top, self.seen = seq, 1
+            return True
+        bit = 1 << back
+        if self.seen & bit:
+            return False
+        self.seen |= bit
+        return True
 
 
 Tap = Callable[[VideoPacket, float], None]

@@ -33,20 +33,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiortc.rtp import RtpPacket
 
 from .. import audio
 from ..audio import FLOOR
-from ..errors import Refused, Unavailable
-from ..node.feature import Feature, FrameHandler
-from ..types import Event
-from . import passthrough
+from ..errors import Refused
+from ..node.feature import FrameHandler
 from .buslink import BusLink
 from .kind import AUDIO, Kind
 from .levels import publish_levels
+from .perroom import PerRoom
 from .reach import publish_reach
 from .relay import Frame, Outlet, Source
 from .setup import MediaConfig
@@ -55,8 +54,7 @@ from .workers import WorkerPool
 
 if TYPE_CHECKING:
     from ..node.feature import Host
-    from ..node.hub import RoomHub, Sink
-    from ..node.sessions import Session
+    from ..node.hub import RoomHub
 
 log = logging.getLogger(__name__)
 
@@ -271,16 +269,17 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
         await task
 
 
-class MediaNode(Feature):
+class MediaNode(PerRoom[MediaRoom]):
     """The audio feature: one :class:`MediaRoom` per room, the ``rtc.*`` frames."""
 
     name = "audio"
     slice = audio.SLICE
+    missing = "this node has no audio for this room"
 
     def __init__(self, config: MediaConfig, kind: Kind = AUDIO) -> None:
+        super().__init__()
         self.config = config
         self.kind = kind
-        self.rooms: dict[str, MediaRoom] = {}
         self.workers: WorkerPool | None = None
         """The media worker processes (``[media] workers``), while running."""
 
@@ -296,42 +295,14 @@ class MediaNode(Feature):
             }
         }
 
-    def room(self, room: str) -> MediaRoom:
-        """The media of ``room`` on this node (for taps); ``Unavailable`` when not running."""
-        media = self.rooms.get(room)
-        if media is None:
-            raise Unavailable("this node has no audio for this room")
-        return media
+    async def enter(self, stack: contextlib.AsyncExitStack, node: Host) -> None:
+        if self.config.workers and self.kind is AUDIO:
+            self.workers = await stack.enter_async_context(
+                WorkerPool(self.config.workers, node.metrics, list(self.config.server_ice_servers))
+            )
 
-    async def handle(self, session: Session, data: dict[str, Any]) -> None:
-        await self.room(session.hub.room).handle(session, data)
+    def leave_all(self) -> None:
+        self.workers = None
 
-    def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
-        room = self.rooms.get(hub.room)
-        if room is not None:
-            room.folded()
-
-    async def left(self, hub: RoomHub, sink: Sink) -> None:
-        room = self.rooms.get(hub.room)
-        if room is not None:
-            await room.leave(sink.person["conn"])
-
-    @contextlib.asynccontextmanager
-    async def running(self, node: Host) -> AsyncIterator[None]:
-        passthrough.self_check()
-        async with contextlib.AsyncExitStack() as stack:
-            if self.config.workers and self.kind is AUDIO:
-                self.workers = await stack.enter_async_context(
-                    WorkerPool(
-                        self.config.workers, node.metrics, list(self.config.server_ice_servers)
-                    )
-                )
-            for hub in node.hubs.values():
-                self.rooms[hub.room] = await stack.enter_async_context(
-                    MediaRoom(hub, self.config, self.kind, self.workers)
-                )
-            try:
-                yield
-            finally:
-                self.rooms = {}
-                self.workers = None
+    def make_room(self, hub: RoomHub) -> MediaRoom:
+        return MediaRoom(hub, self.config, self.kind, self.workers)

@@ -16,9 +16,8 @@ decision about who may publish or what a listener hears is taken here: the room 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -30,6 +29,7 @@ from ..node.throttle import TokenBucket
 from ..types import Actor, arg_str
 from . import passthrough
 from .kind import Kind
+from .perroom import Tasks
 from .relay import LevelMeter, Outlet
 from .setup import (
     MediaConfig,
@@ -177,7 +177,8 @@ class Signalling:
         self.peers: dict[str, Peers] = {}
         self.publishers: dict[str, Publisher] = {}
         """Local publishers by id (``<conn>.<n>``)."""
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks(self.room)
+        self._spawn = self._tasks.spawn
         self._pubs = 0
 
     async def __aenter__(self) -> Signalling:
@@ -187,17 +188,7 @@ class Signalling:
     async def __aexit__(self, *exc: object) -> None:
         for conn in list(self.peers):
             await self.leave(conn)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{name}-{self.room}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._tasks.cancel()
 
     def listeners(self) -> Iterator[Listener]:
         for peers in self.peers.values():

@@ -156,6 +156,7 @@ def tap_video(
     receiver: RTCRtpReceiver,
     on_packet: Callable[[RtpPacket], None],
     ssrc_of_rid: Callable[[str], int | None] | None = None,
+    first: Callable[[int, int], bool] | None = None,
 ) -> None:
     """Hand every RTP packet (RTX unwrapped, in arrival order) to ``on_packet``, undecoded.
 
@@ -164,21 +165,33 @@ def tap_video(
     layers are unwrapped too: their RTX SSRC is in no ``a=ssrc`` line, so aiortc drops them
     ("RTX packet from unknown SSRC") until the repaired-RID header extension names the
     layer (RFC 8852 §3.2) and the pair is learnt here.
+
+    With ``first(ssrc, seq)`` (``VideoPublisher.first``), a packet whose media SSRC and
+    sequence number arrived before — Chromium's RTX padding, by the hundred a second — is
+    dropped here, before aiortc unwraps, NACK-tracks and depayloads it.
     """
     setattr(receiver, f"{_RECEIVER}jitter_buffer", _Tap(on_packet))
     setattr(receiver, f"{_RECEIVER}nack_generator", _NackPerSsrc())
     setattr(receiver, f"{_RECEIVER}remote_bitrate_estimator", None)
-    if ssrc_of_rid is None:
+    if ssrc_of_rid is None and first is None:
         return
     rtx_ssrc: dict[int, int] = getattr(receiver, f"{_RECEIVER}rtx_ssrc")
     handle = receiver._handle_rtp_packet
 
     async def learning(packet: RtpPacket, arrival_time_ms: int) -> None:
         rid = packet.extensions.repaired_rtp_stream_id
-        if rid is not None and packet.ssrc not in rtx_ssrc:
+        if rid is not None and packet.ssrc not in rtx_ssrc and ssrc_of_rid is not None:
             media = ssrc_of_rid(rid)
             if media is not None:
                 rtx_ssrc[packet.ssrc] = media
+        if first is not None:
+            media = rtx_ssrc.get(packet.ssrc)
+            payload = packet.payload
+            if media is None:
+                if not first(packet.ssrc, packet.sequence_number):
+                    return
+            elif len(payload) >= 2 and not first(media, (payload[0] << 8) | payload[1]):
+                return  # RFC 4588 §4: the original sequence number leads the payload
         await handle(packet, arrival_time_ms)
 
     setattr(receiver, "_handle_rtp_packet", learning)  # noqa: B010 (an instance override)
@@ -245,8 +258,9 @@ class VideoSender(DirectSender):
         self.on_keyframe = on_keyframe
         self.on_estimate = on_estimate
         self.on_loss = on_loss
-        self.history: dict[int, tuple[int, int, bytes]] = {}
-        """seq → (second header byte, timestamp, payload) of the last :data:`HISTORY`."""
+        self.history: dict[int, tuple[int, int, bytes, int]] = {}
+        """seq → (second header byte, timestamp, payload, :attr:`sent` then) of the last
+        :data:`HISTORY` packets written."""
         self._rtx_seq = 0
         self.retransmitted = 0
         self.nacked = 0
@@ -269,7 +283,7 @@ class VideoSender(DirectSender):
             self.dropped += 1
             return False
         history = self.history
-        history[seq] = (second, ts, payload)
+        history[seq] = (second, ts, payload, self.sent)
         history.pop((seq - HISTORY) & 0xFFFF, None)
         self.sent += 1
         self._octets += len(payload)
@@ -305,7 +319,11 @@ class VideoSender(DirectSender):
         kept = self.history.get(seq)
         if kept is None or not self.ready():
             return False
-        second, ts, payload = kept
+        second, ts, payload, at = kept
+        if self.sent - at > HISTORY:
+            # A seq the viewer never got (lost before the node) whose number was last used
+            # 65,536 packets ago: that old packet is not the one it misses.
+            return False
         rtx_pt = self.rtx.get(second & 0x7F)
         rtx_ssrc = getattr(self._sender, "_rtx_ssrc", None)
         if rtx_pt is None or rtx_ssrc is None:

@@ -26,30 +26,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
 from .. import stage
-from ..errors import BadArgs, RateLimited, Refused, Unavailable, UnknownType
-from ..node.feature import Feature, FrameHandler
+from ..errors import BadArgs, RateLimited, Refused, UnknownType
+from ..node.feature import FrameHandler
 from ..protocol import pack, unpack
-from ..types import Event, arg_str
+from ..types import arg_str
 from . import passthrough, vhook
 from .buslink import BusLink
 from .forward import QUALITIES, KeyframeAsk, Tap, VideoOutlet, VideoPacket, VideoSource
 from .kind import VIDEO
+from .perroom import PerRoom, Tasks
 from .setup import MediaConfig
 from .signalling import MAX_SDP, Peer, reply_to_offer
 from .vpeers import VideoConfig, VideoPublisher, Viewer, VPeers, check_offer
 
 if TYPE_CHECKING:
-    from ..node.feature import Host
-    from ..node.hub import RoomHub, Sink
+    from ..node.hub import RoomHub
     from ..node.metrics import Metrics
-    from ..node.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,8 @@ class VideoRoom:
             lambda pub: any(p.pub == pub.rsplit(":", 1)[0] for p in self.publishers.values()),
             decode=VideoPacket.from_bus,
         )
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks(self.room)
+        self._spawn = self._tasks.spawn
         self._stack = contextlib.AsyncExitStack()
 
     def channel(self, name: str) -> str:
@@ -117,17 +117,7 @@ class VideoRoom:
     async def _close_all(self) -> None:
         for conn in list(self.peers):
             await self.leave(conn)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{name}-{self.room}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._tasks.cancel()
 
     # -- frames ----------------------------------------------------------------------------
 
@@ -214,7 +204,12 @@ class VideoRoom:
                 pub = VideoPublisher(peer, what, pc, self.config, right)
                 pub.rids = vhook.offered_rids(sdp)
                 pub.receiver = pc.getTransceivers()[0].receiver
-                vhook.tap_video(pub.receiver, lambda p: self.ingest(pub, p), pub.ssrc_of)
+                vhook.tap_video(
+                    pub.receiver,
+                    lambda p: self.ingest(pub, p),
+                    pub.ssrc_of,
+                    lambda ssrc, seq: self._first(pub, ssrc, seq),
+                )
             else:
                 senders = [pc.addTrack(vhook.IdleVideoTrack()) for _ in range(lines)]
             await pc.setLocalDescription(await pc.createAnswer())
@@ -329,6 +324,14 @@ class VideoRoom:
         layer = f"{pub.source}:{q}"
         if layer in self.needed:
             self.bus.send(layer, p)
+
+    def _first(self, pub: VideoPublisher, ssrc: int, seq: int) -> bool:
+        """Whether a publisher's packet arrives for the first time (vhook.tap_video asks,
+        before aiortc handles it); a repeat is counted and dropped: forward.Arrivals."""
+        if pub.first(ssrc, seq):
+            return True
+        self.metrics.video_in.labels("repeated").inc()
+        return False
 
     def _deliver(self, name: str, frame: Any, now: float) -> None:
         p: VideoPacket = frame
@@ -610,15 +613,16 @@ def _reply(peer: Peer, cid: str, **fields: Any) -> None:
     peer.send({"type": "reply", "cid": cid, "ok": True, **fields})
 
 
-class VideoNode(Feature):
+class VideoNode(PerRoom[VideoRoom]):
     """The video feature: one :class:`VideoRoom` per room, the ``video.*`` frames."""
 
     name = "video"
+    missing = "this node has no video for this room"
 
     def __init__(self, media: MediaConfig, config: VideoConfig | None = None) -> None:
+        super().__init__()
         self.media = media
         self.config = config or VideoConfig()
-        self.rooms: dict[str, VideoRoom] = {}
 
     def frames(self) -> Mapping[str, FrameHandler]:
         return dict.fromkeys(FRAMES, self.handle)
@@ -629,36 +633,10 @@ class VideoNode(Feature):
         cap = {"max_width": self.config.max_width, "max_height": self.config.max_height}
         return {"video": {"sources": sources, "max_tiles": self.config.max_tiles, **cap}}
 
-    def room(self, room: str) -> VideoRoom:
-        video = self.rooms.get(room)
-        if video is None:
-            raise Unavailable("this node has no video for this room")
-        return video
+    def make_room(self, hub: RoomHub) -> VideoRoom:
+        return VideoRoom(hub, self.media, self.config)
 
-    async def handle(self, session: Session, data: dict[str, Any]) -> None:
-        await self.room(session.hub.room).handle(session, data)
-
-    def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
-        room = self.rooms.get(hub.room)
-        if room is not None:
-            room.folded()
-
-    async def left(self, hub: RoomHub, sink: Sink) -> None:
-        room = self.rooms.get(hub.room)
-        if room is not None:
-            await room.leave(sink.person["conn"])
-
-    @contextlib.asynccontextmanager
-    async def running(self, node: Host) -> AsyncIterator[None]:
+    def self_check(self) -> None:
         passthrough.self_check()
         vhook.self_check()
         vhook.allow_rid()
-        async with contextlib.AsyncExitStack() as stack:
-            for hub in node.hubs.values():
-                self.rooms[hub.room] = await stack.enter_async_context(
-                    VideoRoom(hub, self.media, self.config)
-                )
-            try:
-                yield
-            finally:
-                self.rooms = {}

@@ -17,7 +17,7 @@ from aiortc import sdp as aiortc_sdp
 from ..errors import BadArgs, ConfigError
 from ..node.throttle import TokenBucket
 from . import vhook
-from .forward import QUALITIES, VideoOutlet
+from .forward import QUALITIES, Arrivals, VideoOutlet
 from .kind import VIDEO
 from .setup import check_candidates
 from .signalling import OFFER_BURST, OFFER_RATE, Peer
@@ -89,8 +89,19 @@ class VideoPublisher:
         self.layer_of: dict[int, str] = {}
         """SSRC → quality, latched at first sight (Chromium stops sending the RID early)."""
         self.seq: dict[str, int] = {}
+        self.arrivals: dict[int, Arrivals] = {}
+        """SSRC → the sequence numbers that arrived (a repeat is dropped)."""
         self.packets = TokenBucket(config.max_packets, config.max_packets * 2 / 3)
         self.bytes = ByteBucket(config.max_bitrate / 8 * 1.5, config.max_bitrate / 8)
+
+    def first(self, ssrc: int, seq: int) -> bool:
+        """Whether packet ``seq`` of ``ssrc`` arrives for the first time (not a repeat)."""
+        arrivals = self.arrivals.get(ssrc)
+        if arrivals is None:
+            if len(self.arrivals) >= 2 * len(QUALITIES):  # SSRCs of a layer that changed
+                self.arrivals.clear()
+            arrivals = self.arrivals[ssrc] = Arrivals()
+        return arrivals.first(seq)
 
     def ssrc_of(self, q: str) -> int | None:
         return next((s for s, lq in self.layer_of.items() if lq == q), None)
