@@ -157,6 +157,18 @@ class Camera:
                     self.plis[q] += 1
                     self.want_key[q] = True
 
+    def next_frame(self, q: str) -> bytes:
+        """The next encoded frame of layer ``q``: its loop's next, or its next keyframe when
+        the node asked for one."""
+        frames = vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q], tint=self.tint)
+        n = self.index[q]
+        if self.want_key[q]:
+            self.want_key[q] = False
+            n = 0 if n <= 1 else (30 if n <= 30 else 60) % 60
+        data, _key = frames[n]
+        self.index[q] = (n + 1) % 60
+        return data
+
     async def send_frame(self) -> None:
         sender = self.pc.getTransceivers()[0].sender
         dtls = sender.transport
@@ -164,13 +176,7 @@ class Camera:
         mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
         pt = self.pt
         for q in self.layers:
-            frames = vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q], tint=self.tint)
-            n = self.index[q]
-            if self.want_key[q]:
-                self.want_key[q] = False
-                n = 0 if n <= 1 else (30 if n <= 30 else 60) % 60
-            data, _key = frames[n]
-            self.index[q] = (n + 1) % 60
+            data = self.next_frame(q)
             payloads = vp8.packetize(
                 data, self.pic[q], tl0picidx=self.frames & 0xFF, tid=0, size=1100
             )
@@ -233,6 +239,7 @@ async def publish_camera(
     *,
     expect_ok: bool = True,
     munge: Callable[[str], str] = lambda sdp: sdp,
+    kind: type[Camera] = Camera,
 ) -> Camera:
     vhook.allow_rid()  # this process is also the browser: its offer carries the RID extmap
     pc = RTCPeerConnection(CONFIG)
@@ -242,7 +249,7 @@ async def publish_camera(
     if len(layers) > 1:
         sdp = sdp.rstrip("\r\n") + "\r\n" + "".join(f"a=rid:{q} send\r\n" for q in layers)
         sdp += f"a=simulcast:send {';'.join(layers)}\r\n"
-    camera = Camera(client, pc, layers, tint=100 if what == "screen" else 0)
+    camera = kind(client, pc, layers, tint=100 if what == "screen" else 0)
     camera.reply = await client.rpc("video.offer", purpose="publish", source=what, sdp=munge(sdp))
     if not camera.reply["ok"]:
         await pc.close()
