@@ -190,17 +190,24 @@
   const was = { audio: new Map(), video: new Map() };
   V.sync = { on: true, target: 0, audio: 0, decode: 0, out: 0 };
 
-  // The mean delay (ms) of an inbound stream over the last SYNC_OVER readings, from two
-  // counters: long enough to smooth NetEq's steps, short enough to follow a network.
-  const SYNC_OVER = 3;
+  // The delay (ms) of an inbound stream: the median of its means over each of the last
+  // SYNC_OVER seconds (two counters a second apart). A median, because a busy machine or a
+  // burst of loss makes NetEq's delay spike for a second or two; following each spike would
+  // hold the picture back long after the sound has caught up.
+  const SYNC_OVER = 5;
   function recent(kind, s, total, count) {
     const seen = was[kind].get(s.id) || [];
     seen.push([s[total], s[count]]);
     if (seen.length > SYNC_OVER + 1) seen.shift();
     was[kind].set(s.id, seen);
-    const [t0, n0] = seen[0];
-    if (!(s[count] > n0)) return null;
-    return (1000 * (s[total] - t0)) / (s[count] - n0);
+    const means = [];
+    for (let i = 1; i < seen.length; i++) {
+      const n = seen[i][1] - seen[i - 1][1];
+      if (n > 0) means.push((1000 * (seen[i][0] - seen[i - 1][0])) / n);
+    }
+    if (!means.length) return null;
+    means.sort((a, b) => a - b);
+    return means[Math.floor(means.length / 2)];
   }
 
   async function lipSync() {

@@ -1,8 +1,8 @@
 """Flash and beep: the audio–video offset at the interpreter's console, in Chromium.
 
 An aiortc speaker (the chair, on stage, with the floor) sends the floor microphone (Opus,
-20 ms frames) and the camera (VP8 simulcast, 30 frames/s) from **one clock**. Once a
-second both carry an event made at the same capture instant: the camera's frames turn
+20 ms frames) and the camera (VP8 simulcast, 30 frames/s) from **one clock**. Every two
+seconds both carry an event made at the same capture instant: the camera's frames turn
 white for 100 ms (the first white frame is each layer's keyframe) and the microphone
 beeps (1 kHz, loud, 100 ms) over a quiet hum. The interpreter's console
 (static/booth.js, ``#console-stage``) shows the speaker and plays the floor as it does for
@@ -11,21 +11,24 @@ any interpreter; the test adds only probes to the page:
 - video: ``requestVideoFrameCallback`` on the speaker's ``<video>`` reads each frame's
   brightness through a canvas; a flash is the first bright frame, at its
   ``metadata.expectedDisplayTime`` (when the compositor shows it);
-- audio: an AudioWorklet on the page's own AudioContext, fed the streams of the floor's
-  ``<audio>`` elements, finds each beep's first loud sample; its context time becomes a
-  page time through ``AudioContext.getOutputTimestamp()`` (when the output plays it).
+- audio: a ScriptProcessorNode on the page's own AudioContext, fed the streams of the
+  floor's ``<audio>`` elements, finds each beep's first loud sample; its context time
+  (from the event's ``playbackTime``, to a 256-sample buffer) becomes a page time through
+  ``AudioContext.getOutputTimestamp()`` (when the output plays it). An AudioWorklet would
+  be exact to the sample, but its module cannot be loaded under the page's
+  Content-Security-Policy (``script-src 'self'``; Playwright's router does not serve
+  worklet requests) without adding a file to the product.
 
 Both are ``performance.now()`` times of one page, so an event's offset is
-``flash − beep`` (positive: the picture comes after the sound). The worklet's copy goes
-through WebAudio's input FIFO and its own output buffer, so it may sound a few tens of
-milliseconds after the ``<audio>`` element does: the offset measured errs on the side of
-the picture being early. Opus's own delay (the encoder's look-ahead, about 6.5 ms) is
+``flash − beep`` (positive: the picture comes after the sound). The probe's copy of the
+sound goes through WebAudio's input FIFO and its own output buffer, so it may sound a few
+tens of milliseconds after the ``<audio>`` element does: the offset measured errs on the
+side of the picture being early. Opus's own delay (the encoder's look-ahead, 6.5 ms) is
 measured by decoding the packets sent and taken out.
 
 ``skew`` moves every beep that many seconds after its flash at the source: a check that
 the measurement sees a known offset (``bench/avsync.py --console --skew 0.15``).
-The worklet's code is served to the page by Playwright's router under the node's own
-origin, so the page's Content-Security-Policy (``script-src 'self'``) holds.
+``sync=False`` turns the page's lip sync (static/video.js) off: the console as it was.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from .video_helpers import LAYER_SIZES, Camera, publish_camera
 
 RATE = 48_000
 FPS = 30
+PERIOD = 2  # seconds between events: longer than any latency seen on a loaded machine
 FLASH_FRAMES = 3  # 100 ms of white
 BEEP = 0.1  # seconds of 1 kHz
 SETTLE = 3  # seconds between the probes' start and the first event counted
@@ -57,20 +61,20 @@ THRESHOLD = 0.1  # a loud sample (the beep's peak is 0.5, the hum's 0.015)
 
 @cache
 def flash_frames(width: int, height: int) -> tuple[bytes, ...]:
-    """One second of VP8: frame 0 (the keyframe) and the two after it white, the rest dark.
+    """One period of VP8: frame 0 (the keyframe) and the two after it white, the rest dark.
 
-    Looping it is valid: every second starts with a keyframe."""
+    Looping it is valid: every period starts with a keyframe."""
     enc = av.CodecContext.create("libvpx", "w")
     enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
     enc.time_base = fractions.Fraction(1, FPS)
     enc.bit_rate = 500_000
-    enc.gop_size = FPS
+    enc.gop_size = FPS * PERIOD
     enc.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
     out: list[tuple[bytes, bool]] = []
     n = 0
-    while len(out) < FPS:
+    while len(out) < FPS * PERIOD:
         frame = av.VideoFrame(width, height, "yuv420p")
-        luma = 235 if n % FPS < FLASH_FRAMES else 24
+        luma = 235 if n < FLASH_FRAMES else 24
         for i, plane in enumerate(frame.planes):
             fill = luma if i == 0 else 128
             stride = plane.line_size
@@ -78,9 +82,9 @@ def flash_frames(width: int, height: int) -> tuple[bytes, ...]:
         frame.pts = n
         out += [(bytes(p), bool(p.is_keyframe)) for p in enc.encode(frame)]
         n += 1
-    keys = [k for _, k in out[:FPS]]
-    assert keys == [True] + [False] * (FPS - 1), f"one keyframe a second, first: {keys}"
-    return tuple(d for d, _ in out[:FPS])
+    keys = [k for _, k in out[: FPS * PERIOD]]
+    assert keys == [True] + [False] * (FPS * PERIOD - 1), f"one keyframe a period: {keys}"
+    return tuple(d for d, _ in out[: FPS * PERIOD])
 
 
 @cache
@@ -103,14 +107,14 @@ def dark_key(width: int, height: int) -> bytes:
 
 
 class FlashCamera(Camera):
-    """The camera of the flash: frame ``frames % 30`` of :func:`flash_frames` per layer.
+    """The camera of the flash: frame ``frames % 60`` of :func:`flash_frames` per layer.
 
     A keyframe request is answered with a dark keyframe once the flash is over (a white
     one out of turn would be a flash at the wrong time); the flash's frames wait for the
-    next second's keyframe."""
+    next period's keyframe."""
 
     def next_frame(self, q: str) -> bytes:
-        i = self.frames % FPS
+        i = self.frames % (FPS * PERIOD)
         size = LAYER_SIZES[q]
         if i == 0:
             self.want_key[q] = False
@@ -123,7 +127,7 @@ class FlashCamera(Camera):
 @cache
 def beep_packets(seconds: int, skew: float = 0.0) -> tuple[bytes, ...]:
     """``seconds`` of Opus: a quiet 200 Hz hum, and a loud 1 kHz beep of 100 ms starting
-    ``skew`` seconds after each whole second."""
+    ``skew`` seconds after the start of each period."""
     enc = av.CodecContext.create("libopus", "w")
     enc.sample_rate, enc.layout, enc.format = RATE, "mono", "s16"
     enc.bit_rate = 48_000
@@ -134,7 +138,7 @@ def beep_packets(seconds: int, skew: float = 0.0) -> tuple[bytes, ...]:
         samples = array.array("h", bytes(960 * 2))
         for n in range(960):
             s = i * 960 + n
-            pos = (s - start) % RATE
+            pos = (s - start) % (RATE * PERIOD)
             loud = pos < BEEP * RATE
             samples[n] = int(
                 (16_000 if loud else 500)
@@ -154,7 +158,7 @@ def opus_delay(packets: tuple[bytes, ...], skew: float = 0.0) -> float:
     dec = av.CodecContext.create("libopus", "r")
     dec.sample_rate, dec.layout = RATE, "mono"
     decoded: list[float] = []
-    for p in packets[:50]:
+    for p in packets[: 50 * PERIOD]:
         for frame in dec.decode(av.Packet(p)):
             flt = frame.format.name.startswith("flt")
             data = array.array(
@@ -263,19 +267,19 @@ class Offsets:
 
     def paired(self) -> list[tuple[int, float, float]]:
         """(event, beep, flash) for the events both of the page's probes saw. Events are a
-        second apart: a stream's latency (under a second) is the circular mean of its
+        period apart: a stream's latency (under a period) is the circular mean of its
         detections' phases, and each detection belongs to the event it then points at."""
 
         def events(times: list[float], shift: float) -> dict[int, float]:
             if not times or not self.sent:
                 return {}
             t0 = self.sent[0]
-            phases = [2 * math.pi * ((t - shift - t0) % 1.0) for t in times]
+            phases = [2 * math.pi * ((t - shift - t0) % PERIOD) / PERIOD for t in times]
             mean = math.atan2(sum(map(math.sin, phases)), sum(map(math.cos, phases)))
-            latency = (mean / (2 * math.pi)) % 1.0
+            latency = (mean / (2 * math.pi)) % 1.0 * PERIOD
             out: dict[int, float] = {}
             for t in times:
-                k = round(t - shift - t0 - latency)
+                k = round((t - shift - t0 - latency) / PERIOD)
                 if 0 <= k < len(self.sent) and k not in out:
                     out[k] = t
             return out
@@ -312,7 +316,12 @@ def table(runs: list[Offsets]) -> str:
     for n, r in enumerate(runs, 1):
         off = r.offsets()
         a, v = r.latencies()
-        on = f"on ({r.page.get('sync', {}).get('target', 0)} ms)" if r.sync else "off"
+        sync = r.page.get("sync", {})
+        on = (
+            f"on (target {sync.get('target', 0)} ms, output {sync.get('out', 0):.0f} ms)"
+            if r.sync
+            else "off"
+        )
         if not off:
             lines.append(f"| {n} | {on} | {r.load:.1f} | 0/{len(r.sent)} | – | – | – | – | – | – |")
             continue
@@ -332,16 +341,16 @@ async def speak(
     mic: Mic, camera: Camera, packets: tuple[bytes, ...], sent: list[float], stop: asyncio.Event
 ) -> None:
     """Microphone and camera from one clock until ``stop``: audio frame ``a`` at ``a × 20 ms``
-    (``packets``, one second, looped), video frame ``v`` at ``v / 30 s``; ``sent`` gets the
-    wall time of each whole second (an event)."""
+    (``packets``, one period, looped), video frame ``v`` at ``v / 30 s``; ``sent`` gets the
+    wall time of each period's start (an event)."""
     start = time.monotonic()
     a = v = 0
     while not stop.is_set():
         now = time.monotonic() - start
         if now >= a * 0.02:
-            if a % 50 == 0:
+            if a % (50 * PERIOD) == 0:
                 sent.append(time.time())
-            mic.track.push(packets[a % 50], mic.ts)
+            mic.track.push(packets[a % (50 * PERIOD)], mic.ts)
             mic.ts += 960
             a += 1
         if now >= v / FPS:
@@ -355,7 +364,7 @@ async def measure(
     browser: Any,
     url: str,
     invites: Any,
-    seconds: int = 12,
+    seconds: int = 20,
     skew: float = 0.0,
     sync: bool = True,
 ) -> Offsets:
@@ -363,7 +372,8 @@ async def measure(
     (a Chromium page of ``browser``) shows and plays them; the probes time each event."""
     import os
 
-    packets = beep_packets(2, skew)[50:]  # the second second: the encoder has settled
+    # the second period: the encoder has settled
+    packets = beep_packets(2 * PERIOD, skew)[50 * PERIOD :]
     for size in LAYER_SIZES.values():  # encoded before anything connects
         flash_frames(*size)
         dark_key(*size)
@@ -433,7 +443,7 @@ async def measure(
             raise AssertionError(f"the console shows no speaker: {seen} {errors} {logs}") from exc
         logs.append(f"shown {time.monotonic() - t0:.1f}")
         page_info = await page.evaluate(PROBE, [TILE, THRESHOLD])
-        first = len(sent) + SETTLE  # the page's lip sync has had a few readings
+        first = len(sent) + SETTLE // PERIOD + 1  # the page's lip sync has had a few readings
         await asyncio.sleep(SETTLE + seconds + 1.5)
         stop.set()
         await speaking
@@ -452,7 +462,7 @@ async def measure(
             sent=sent,
             beeps=[b["at"] / 1000 for b in got["beeps"]],
             flashes=[f["at"] / 1000 for f in got["flashes"]],
-            codec_delay=opus_delay(beep_packets(2, skew), skew),
+            codec_delay=opus_delay(beep_packets(2 * PERIOD, skew), skew),
             skew=skew,
             page=page_info,
             stats=stats,

@@ -23,12 +23,12 @@ async def test_the_console_shows_the_speaker_within_100_ms_of_the_floor_audio(  
     start_node, invites, browser
 ) -> None:
     node = await start_node()
-    run = await measure(browser, node.url, invites, seconds=12)
+    run = await measure(browser, node.url, invites, seconds=20)
     print("\n" + table([run]))
     assert run.page["errors"] == [], run.page["errors"]
     assert run.page["streams"] >= 1, f"the probe found no floor audio: {run.page}"
     offsets = run.offsets()
-    assert len(offsets) >= 8, (
+    assert len(offsets) >= 7, (
         f"only {len(offsets)} of {len(run.sent)} events seen by both probes "
         f"(beeps {len(run.beeps)}, flashes {len(run.flashes)}, frames {run.page['frames']})"
     )
