@@ -263,7 +263,7 @@ class DirectSender:
         self._view: memoryview = memoryview(b"")
         self._length = srtp_ffi.new("int *")
         self._addr: Any = None
-        self._send: Callable[[bytes, Any], None] | None = None
+        self._send: Callable[[bytes | memoryview, Any], None] | None = None
         self._ssrc = sender._ssrc
         self._octets = 0
         self._countdown = 1
