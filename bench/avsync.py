@@ -12,9 +12,8 @@ passthrough, the video forwarding). The offset the node adds is
 arrival of its last packet); positive means the picture comes later than the sound.
 
 What this leaves out is the browser's part: audio and video arrive on two peer connections,
-so Chromium cannot lip-sync them, and each waits in its own jitter buffer (audio 40–80 ms
-typically, video 0–50 ms and a decode) — read them from the console page's ``getStats()``
-(``jitterBufferDelay / jitterBufferEmittedCount`` per track) once the page shows video.
+so Chromium cannot lip-sync them, and each waits in its own jitter buffer — ``--console``
+measures it.
 
     unshare -r -n -- sh -c 'ip link set lo up && exec .venv/bin/python bench/avsync.py'
 
