@@ -115,7 +115,6 @@ class BenchSender(VideoSender):
         session = pylibsrtp.Session(policy)
         self._session = session
         self._srtp, self._cdata, self._buffer = session._srtp[0], session._cdata, session._buffer
-        self._view = memoryview(self._buffer)
         self._length = srtp_ffi.new("int *")
         self._addr = ("127.0.0.1", port)
         self._send = sock.sendto

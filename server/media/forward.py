@@ -241,14 +241,6 @@ class VideoOutlet:
         self._seq_off = (self._last_seq + 1 - p.rtp) & 0xFFFF
         self._ts_off = (self._last_ts + ticks - p.ts) & 0xFFFFFFFF
         d = p.desc
-        if d is not None and self._last_at is None:
-            # The first frame this viewer gets: carry on the publisher's own numbering, so
-            # that the descriptor needs no rewrite (a copy of every payload per viewer)
-            # until a switch of layer or source.
-            if d.picture_id is not None:
-                self._last_pic = (d.picture_id - 1) & 0x7FFF
-            if d.tl0picidx is not None:
-                self._last_tl0 = (d.tl0picidx - 1) & 0xFF
         if d is not None:
             if d.picture_id is not None:
                 self._pic_off = (self._last_pic + 1 - d.picture_id) & 0x7FFF
