@@ -181,7 +181,7 @@
   // The floor audio (static/audio.js) and the stage video arrive on two peer connections, so
   // Chromium cannot pair them (its own lip sync works inside one connection); the audio's
   // jitter buffer, which grows on a jittery network or a busy machine, then lets the picture
-  // run ahead of the voice (measured: 120 ms at the interpreter's console, docs/benchmarks.md
+  // run ahead of the voice (measured: 120–274 ms at the interpreter's console, docs/benchmarks.md
   // "Audio–video offset at the console"). Once a second the page reads how long the audio
   // waits (getStats: jitter buffer and the output's latency) and asks each video receiver to
   // hold its frames as long, less the video's own decode time (RTCRtpReceiver
