@@ -12,11 +12,17 @@ passthrough, the video forwarding). The offset the node adds is
 arrival of its last packet); positive means the picture comes later than the sound.
 
 What this leaves out is the browser's part: audio and video arrive on two peer connections,
-so Chromium cannot lip-sync them, and each waits in its own jitter buffer (audio 40–80 ms
-typically, video 0–50 ms and a decode) — read them from the console page's ``getStats()``
-(``jitterBufferDelay / jitterBufferEmittedCount`` per track) once the page shows video.
+so Chromium cannot lip-sync them, and each waits in its own jitter buffer — ``--console``
+measures it.
 
     unshare -r -n -- sh -c 'ip link set lo up && exec .venv/bin/python bench/avsync.py'
+
+``--console`` measures the browser's share too: the same speaker's flash and beep, made at
+one capture instant once a second, timed in the interpreter's console page in Chromium
+(tests/avsync_console.py), with the page's lip sync off and on in turn:
+
+    unshare -r -n -- sh -c 'ip link set lo up && exec .venv/bin/python bench/avsync.py \
+        --console --runs 4 --seconds 12'
 """
 
 from __future__ import annotations
@@ -170,11 +176,66 @@ async def run(seconds: float) -> None:
     print(f"offset added by the node (median video − median audio): {offset * ms:+.2f} ms")
 
 
+async def console(seconds: int, runs: int, skew: float, sync: str) -> None:
+    """The offset at the interpreter's console in Chromium (tests/avsync_console.py): runs
+    alternate the page's lip sync off and on (``--sync both``), or keep one setting."""
+    import aioice.ice
+    from playwright.async_api import async_playwright
+
+    from tests.avsync_console import measure, table
+    from tests.conftest import CHROMIUM, CHROMIUM_ARGS, only_loopback
+
+    if not only_loopback():
+        raise SystemExit("run it in a loopback-only namespace: unshare -r -n (see the docstring)")
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
+    port = free_port()
+    settings = Settings(port=port, secret=SECRET, node="bench", reconnect_grace=0.0)
+    app = create_app(settings, load_assembly("config/assembly.toml"))
+    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    settings_of = {"both": (False, True), "on": (True,), "off": (False,)}[sync]
+    results = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        for n in range(runs):
+            on = settings_of[n % len(settings_of)]
+            results.append(
+                await measure(
+                    browser, f"http://127.0.0.1:{port}", Invites(SECRET), seconds, skew, on
+                )
+            )
+            print(table(results[-1:]).splitlines()[-1], flush=True)
+        await browser.close()
+    server.should_exit = True
+    await task
+    print(f"\n{seconds} s of events a run, skew {skew * 1000:+.0f} ms (the beep after the flash)")
+    print(table(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="measure at the interpreter's console in Chromium (flash and beep)",
+    )
+    parser.add_argument("--runs", type=int, default=4, help="--console: runs")
+    parser.add_argument(
+        "--sync", choices=("both", "on", "off"), default="both", help="--console: lip sync"
+    )
+    parser.add_argument(
+        "--skew", type=float, default=0.0, help="--console: the beep this many s after the flash"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.seconds))
+    if args.console:
+        asyncio.run(console(int(args.seconds), args.runs, args.skew, args.sync))
+    else:
+        asyncio.run(run(args.seconds))
 
 
 if __name__ == "__main__":

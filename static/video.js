@@ -161,6 +161,69 @@
     HC.render();
   }
 
+  // --- lip sync: the picture waits for the sound -----------------------------------------
+  // The floor audio (static/audio.js) and the stage video arrive on two peer connections, so
+  // Chromium cannot pair them (its own lip sync works inside one connection); the audio's
+  // jitter buffer, which grows on a jittery network or a busy machine, then lets the picture
+  // run ahead of the voice (measured: 120–274 ms at the interpreter's console, docs/benchmarks.md
+  // "Audio–video offset at the console"). Once a second the page reads how long the audio
+  // waits (getStats: jitter buffer and the output's latency) and asks each video receiver to
+  // hold its frames as long, less the video's own decode time (RTCRtpReceiver
+  // .jitterBufferTarget, a minimum). The node forwards both as they come (bench/avsync.py).
+  const SYNC_MS = 1000, SYNC_MAX = 1000, SYNC_STEP = 10; // ms
+  const was = { audio: new Map(), video: new Map() };
+  V.sync = { on: true, target: 0, audio: 0, decode: 0, out: 0 };
+
+  // The delay (ms) of an inbound stream: the median of its means over each of the last
+  // SYNC_OVER seconds (two counters a second apart). A median, because a busy machine or a
+  // burst of loss makes NetEq's delay spike for a second or two; following each spike would
+  // hold the picture back long after the sound has caught up.
+  const SYNC_OVER = 5;
+  function recent(kind, s, total, count) {
+    const seen = was[kind].get(s.id) || [];
+    seen.push([s[total], s[count]]);
+    if (seen.length > SYNC_OVER + 1) seen.shift();
+    was[kind].set(s.id, seen);
+    const means = [];
+    for (let i = 1; i < seen.length; i++) {
+      const n = seen[i][1] - seen[i - 1][1];
+      if (n > 0) means.push((1000 * (seen[i][0] - seen[i - 1][0])) / n);
+    }
+    if (!means.length) return null;
+    means.sort((a, b) => a - b);
+    return means[Math.floor(means.length / 2)];
+  }
+
+  async function lipSync() {
+    const view = V.view, pc = HC.audio && HC.audio.pc;
+    if (!view || view.pc.connectionState === "closed") return;
+    let audio = null, decode = 0;
+    if (V.sync.on && pc && pc.connectionState === "connected") {
+      for (const s of (await pc.getStats()).values()) {
+        if (s.type !== "inbound-rtp" || s.kind !== "audio") continue;
+        const d = recent("audio", s, "jitterBufferDelay", "jitterBufferEmittedCount");
+        if (d !== null && (audio === null || d > audio)) audio = d; // the lane that plays
+      }
+      for (const s of (await view.pc.getStats()).values()) {
+        if (s.type !== "inbound-rtp" || s.kind !== "video") continue;
+        const d = recent("video", s, "totalDecodeTime", "framesDecoded");
+        if (d !== null) decode = Math.max(decode, d);
+      }
+    }
+    const out = A_CTX() ? 1000 * (A_CTX().outputLatency || 0) : 0;
+    const target = audio === null ? 0
+      : Math.min(SYNC_MAX, Math.max(0, Math.round(audio + out - decode)));
+    Object.assign(V.sync, { audio: audio || 0, decode, out });
+    if (Math.abs(target - V.sync.target) < SYNC_STEP) return;
+    V.sync.target = target;
+    for (const tr of view.pc.getTransceivers()) {
+      if ("jitterBufferTarget" in tr.receiver) tr.receiver.jitterBufferTarget = target;
+    }
+  }
+  // The page's AudioContext, if listening made one (the same output device as <audio>).
+  const A_CTX = () => (HC.audio && HC.audio.ctx) || null;
+  setInterval(() => { lipSync().catch(() => {}); }, SYNC_MS);
+
   HC.video = { publish, unpublish, show, hide, onsources, state: V };
 
   // --- the default stage: a tile per publishing source -----------------------------------

@@ -230,6 +230,22 @@ class Camera:
                 self.nacked += 1
                 await self.send_rtx(sent)
 
+    def advance(self, q: str) -> int:
+        """The index of layer ``q``'s next frame in its 60-frame loop: the next one, or the
+        next keyframe (both loops have one at 0 and at 30) when the node asked for one."""
+        n = self.index[q]
+        if self.want_key[q]:
+            self.want_key[q] = False
+            n = 0 if n <= 1 else (30 if n <= 30 else 60) % 60
+        self.index[q] = (n + 1) % 60
+        return n
+
+    def next_frame(self, q: str) -> bytes:
+        """The next encoded VP8 frame of layer ``q``."""
+        frames = vp8_frames(*LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q], tint=self.tint)
+        data, _key = frames[self.advance(q)]
+        return data
+
     async def send_frame(self) -> None:
         sender = self.pc.getTransceivers()[0].sender
         dtls = sender.transport
@@ -237,19 +253,11 @@ class Camera:
         mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
         pt = self.pt
         for q in self.layers:
-            n = self.index[q]
-            if self.want_key[q]:  # both loops have a keyframe at 0 and at 30
-                self.want_key[q] = False
-                n = 0 if n <= 1 else (30 if n <= 30 else 60) % 60
-            self.index[q] = (n + 1) % 60
             if self.codec == "h264":
-                payloads = list(h264_frames(*LAYER_SIZES[q], 60, gop=30)[n])
+                payloads = list(h264_frames(*LAYER_SIZES[q], 60, gop=30)[self.advance(q)])
             else:
-                frames = vp8_frames(
-                    *LAYER_SIZES[q], 60, gop=30, bitrate=LAYER_BITS[q], tint=self.tint
-                )
                 payloads = vp8.packetize(
-                    frames[n][0], self.pic[q], tl0picidx=self.frames & 0xFF, tid=0, size=1100
+                    self.next_frame(q), self.pic[q], tl0picidx=self.frames & 0xFF, tid=0, size=1100
                 )
                 self.pic[q] = (self.pic[q] + 1) & 0x7FFF
             for i, payload in enumerate(payloads):
@@ -331,6 +339,7 @@ async def publish_camera(
     expect_ok: bool = True,
     munge: Callable[[str], str] = lambda sdp: sdp,
     codec: str = "vp8",
+    kind: type[Camera] = Camera,
 ) -> Camera:
     """Publish a camera; with ``codec="h264"`` it offers only H.264 (as a browser that
     prefers it, through setCodecPreferences) and sends libx264 frames."""
@@ -349,7 +358,7 @@ async def publish_camera(
     if len(layers) > 1:
         sdp = sdp.rstrip("\r\n") + "\r\n" + "".join(f"a=rid:{q} send\r\n" for q in layers)
         sdp += f"a=simulcast:send {';'.join(layers)}\r\n"
-    camera = Camera(client, pc, layers, tint=100 if what == "screen" else 0, codec=codec)
+    camera = kind(client, pc, layers, tint=100 if what == "screen" else 0, codec=codec)
     camera.reply = await client.rpc("video.offer", purpose="publish", source=what, sdp=munge(sdp))
     if not camera.reply["ok"]:
         await pc.close()
