@@ -41,7 +41,7 @@ from aiortc.rtp import RtpPacket
 from .. import audio
 from ..audio import FLOOR
 from ..errors import Refused, Unavailable
-from ..node.feature import Feature, FrameHandler
+from ..node.feature import Feature, FrameHandler, OncePerTurn
 from ..types import Event
 from . import passthrough
 from .buslink import BusLink
@@ -263,6 +263,7 @@ class MediaNode(Feature):
         self.config = config
         self.kind = kind
         self.rooms: dict[str, MediaRoom] = {}
+        self._refresh = OncePerTurn(self._refreshed)
 
     def frames(self) -> Mapping[str, FrameHandler]:
         return dict.fromkeys(FRAMES, self.handle)
@@ -287,7 +288,10 @@ class MediaNode(Feature):
         await self.room(session.hub.room).handle(session, data)
 
     def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
-        room = self.rooms.get(hub.room)
+        self._refresh.ask(hub.room)  # once per read of the log, not once per entry
+
+    def _refreshed(self, name: str) -> None:
+        room = self.rooms.get(name)
         if room is not None:
             room.folded()
 
@@ -307,4 +311,5 @@ class MediaNode(Feature):
             try:
                 yield
             finally:
+                self._refresh.cancel()
                 self.rooms = {}

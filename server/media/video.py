@@ -34,7 +34,7 @@ from aiortc.rtp import RtpPacket
 
 from .. import stage
 from ..errors import BadArgs, RateLimited, Refused, Unavailable, UnknownType
-from ..node.feature import Feature, FrameHandler
+from ..node.feature import Feature, FrameHandler, OncePerTurn
 from ..protocol import pack, unpack
 from ..types import Event, arg_str
 from . import passthrough, vhook
@@ -619,6 +619,7 @@ class VideoNode(Feature):
         self.media = media
         self.config = config or VideoConfig()
         self.rooms: dict[str, VideoRoom] = {}
+        self._refresh = OncePerTurn(self._refreshed)
 
     def frames(self) -> Mapping[str, FrameHandler]:
         return dict.fromkeys(FRAMES, self.handle)
@@ -639,7 +640,10 @@ class VideoNode(Feature):
         await self.room(session.hub.room).handle(session, data)
 
     def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
-        room = self.rooms.get(hub.room)
+        self._refresh.ask(hub.room)  # once per read of the log, not once per entry
+
+    def _refreshed(self, name: str) -> None:
+        room = self.rooms.get(name)
         if room is not None:
             room.folded()
 
@@ -661,4 +665,5 @@ class VideoNode(Feature):
             try:
                 yield
             finally:
+                self._refresh.cancel()
                 self.rooms = {}

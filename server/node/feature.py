@@ -34,6 +34,7 @@ overriding what it needs; the node is built from a list of them (``server/web/ap
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -132,3 +133,30 @@ class SliceFeature(Feature):
     def __init__(self, slice: Slice) -> None:
         self.name = slice.name
         self.slice = slice
+
+
+class OncePerTurn:
+    """``run(room)`` once on the loop's next turn, however often it was asked in this one.
+
+    For a feature's ``folded`` that re-reads the whole room (the media routing, who may
+    publish video): one read of the log folds every entry that arrived (hundreds in a join
+    or vote storm), and the room is re-read once for them all instead of once per entry.
+    Scheduled after the fold's own replies and sends, so nothing the client sees waits.
+    """
+
+    def __init__(self, run: Callable[[str], None]) -> None:
+        self._run = run
+        self._due: dict[str, asyncio.Handle] = {}
+
+    def ask(self, room: str) -> None:
+        if room not in self._due:
+            self._due[room] = asyncio.get_running_loop().call_soon(self._now, room)
+
+    def _now(self, room: str) -> None:
+        del self._due[room]
+        self._run(room)
+
+    def cancel(self) -> None:
+        for handle in self._due.values():
+            handle.cancel()
+        self._due.clear()
