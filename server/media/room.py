@@ -303,13 +303,17 @@ class MediaNode(Feature):
     @contextlib.asynccontextmanager
     async def running(self, node: Host) -> AsyncIterator[None]:
         passthrough.self_check()
-        async with contextlib.AsyncExitStack() as stack:
-            for hub in node.hubs.values():
-                self.rooms[hub.room] = await stack.enter_async_context(
-                    MediaRoom(hub, self.config, self.kind)
-                )
+        try:
+            yield
+        finally:
+            self._refresh.cancel()
+
+    @contextlib.asynccontextmanager
+    async def in_room(self, node: Host, hub: RoomHub) -> AsyncIterator[None]:
+        async with MediaRoom(hub, self.config, self.kind) as media:
+            self.rooms[hub.room] = media
             try:
                 yield
             finally:
-                self._refresh.cancel()
-                self.rooms = {}
+                if self.rooms.get(hub.room) is media:
+                    del self.rooms[hub.room]

@@ -657,13 +657,17 @@ class VideoNode(Feature):
         passthrough.self_check()
         vhook.self_check()
         vhook.allow_rid()
-        async with contextlib.AsyncExitStack() as stack:
-            for hub in node.hubs.values():
-                self.rooms[hub.room] = await stack.enter_async_context(
-                    VideoRoom(hub, self.media, self.config)
-                )
+        try:
+            yield
+        finally:
+            self._refresh.cancel()
+
+    @contextlib.asynccontextmanager
+    async def in_room(self, node: Host, hub: RoomHub) -> AsyncIterator[None]:
+        async with VideoRoom(hub, self.media, self.config) as video:
+            self.rooms[hub.room] = video
             try:
                 yield
             finally:
-                self._refresh.cancel()
-                self.rooms = {}
+                if self.rooms.get(hub.room) is video:
+                    del self.rooms[hub.room]

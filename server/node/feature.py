@@ -15,7 +15,13 @@ overriding what it needs; the node is built from a list of them (``server/web/ap
     Its lifetime, an async context manager entered in list order once every room's replica
     has caught up with its log, and left in reverse order (the node uses an
     ``AsyncExitStack``: if a later feature fails to start, the earlier ones are closed).
-    Per-room things (a ballot box, the media of a room) are made here, from ``node.hubs``.
+    Node-wide things only: what a feature keeps per room is made in ``in_room``.
+``in_room(node, hub)``
+    Its part of one room (a ballot box, the media of a room), an async context manager
+    entered once the room's replica has caught up and every feature runs, in list order,
+    and left (in reverse) when the room closes or the node stops. A node with
+    ``on_demand`` rooms opens a room on its first use and closes it when idle, so this
+    may be entered and left many times while the feature runs.
 ``welcome(hub)``
     Keys it adds to the ``assembly`` part of every welcome in ``hub``'s room.
 ``folded(hub, entry_id, events)``
@@ -92,6 +98,9 @@ class Feature:
         return None
 
     def running(self, node: Host) -> contextlib.AbstractAsyncContextManager[None]:
+        return _idle()
+
+    def in_room(self, node: Host, hub: RoomHub) -> contextlib.AbstractAsyncContextManager[None]:
         return _idle()
 
 
