@@ -55,7 +55,9 @@ def start_nodes(procs: Procs, redis_url: str, root: Path) -> tuple[list[str], li
             "HEMICYCLE_CONN_RATE": "1000000",  # every client comes from 127.0.0.1
             "HEMICYCLE_CONN_BURST": "1000000",
         }
-        argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+        profile = os.environ.get("HC_BENCH_PROFILE")  # a directory: cProfile each node
+        wrap = ["-m", "cProfile", "-o", f"{profile}/node-{name}.prof"] if profile else []
+        argv = [sys.executable, *wrap, "-m", "server.cli", "serve", "--port", str(port)]
         argv += ["--backend", redis_url, "--config", str(ROOT / "config" / "assembly.toml")]
         # cwd too: ``python -m`` puts the working directory first on the path.
         log = open(procs.tmp / f"node-{name}.log", "wb")  # noqa: SIM115 - the process owns it
@@ -65,6 +67,12 @@ def start_nodes(procs: Procs, redis_url: str, root: Path) -> tuple[list[str], li
         log.close()
         procs.procs.append(proc)
         wait_http(f"http://127.0.0.1:{port}/healthz", proc, 60)
+        spy = os.environ.get("HC_BENCH_PYSPY")  # "<py-spy binary>:<seconds>:<directory>"
+        if spy:
+            binary, seconds, out = spy.split(":")
+            spy_argv = [binary, "record", "-p", str(proc.pid), "-d", seconds, "-r", "100"]
+            spy_argv += ["-f", "raw", "-o", f"{out}/node-{name}.txt", "--nonblocking"]
+            subprocess.Popen(spy_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         urls.append(f"ws://127.0.0.1:{port}/ws")
         pids.append(proc.pid)
     return urls, pids

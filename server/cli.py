@@ -41,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--rooms",
             help="rooms this node serves, comma-separated (HEMICYCLE_ROOMS, default all)",
         )
+        p.add_argument(
+            "--on-demand",
+            action="store_true",
+            default=None,
+            help="open a room on its first use, close it when idle (HEMICYCLE_ON_DEMAND)",
+        )
 
     serve = sub.add_parser("serve", help="run a server node")
     server_args(serve)
@@ -84,6 +90,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
         "backend": getattr(args, "backend", None),
         "public_url": args.public_url,
         "rooms": _rooms_arg(getattr(args, "rooms", None)),
+        "on_demand": getattr(args, "on_demand", None),
     }
     values.update(extra)
     return Settings.from_env(**values)

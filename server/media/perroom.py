@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..errors import Unavailable
-from ..node.feature import Feature
+from ..node.feature import Feature, OncePerTurn
 from ..types import Event
 from . import passthrough
 
@@ -50,6 +50,7 @@ class PerRoom(Feature, Generic[R]):
 
     def __init__(self) -> None:
         self.rooms: dict[str, R] = {}
+        self._refresh = OncePerTurn(self._refreshed)
 
     def make_room(self, hub: RoomHub) -> R:
         raise NotImplementedError
@@ -75,7 +76,10 @@ class PerRoom(Feature, Generic[R]):
         await self.room(session.hub.room).handle(session, data)
 
     def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
-        room = self.rooms.get(hub.room)
+        self._refresh.ask(hub.room)  # once per read of the log, not once per entry
+
+    def _refreshed(self, name: str) -> None:
+        room = self.rooms.get(name)
         if room is not None:
             room.folded()
 
@@ -89,13 +93,23 @@ class PerRoom(Feature, Generic[R]):
         self.self_check()
         async with contextlib.AsyncExitStack() as stack:
             await self.enter(stack, node)
-            for hub in node.hubs.values():
-                self.rooms[hub.room] = await stack.enter_async_context(self.make_room(hub))
             try:
                 yield
             finally:
+                self._refresh.cancel()
                 self.rooms = {}
                 self.leave_all()
+
+    @contextlib.asynccontextmanager
+    async def in_room(self, node: Host, hub: RoomHub) -> AsyncIterator[None]:
+        media = self.make_room(hub)
+        async with media:
+            self.rooms[hub.room] = media
+            try:
+                yield
+            finally:
+                if self.rooms.get(hub.room) is media:
+                    del self.rooms[hub.room]
 
 
 class Tasks:

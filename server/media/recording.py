@@ -126,7 +126,7 @@ def recording_file(root: str | Path, room: str, rid: str, name: str) -> Path | N
 
 
 def _room(request: Request, room: str) -> str:
-    if room not in node_of(request).hubs:
+    if room not in node_of(request).served:
         raise WrongRoom(f"there is no room {room!r}", code="unknown_room")
     return room
 
@@ -138,10 +138,12 @@ async def list_route(request: Request) -> Response:
     moderator(request, "list the recordings", room)
     room = _room(request, room)
     node = node_of(request)
+    hub = await node.room(room)
+    assert hub is not None  # a room this node serves (``_room``)
     return JSONResponse(
         {
             "room": room,
-            "recording": node.hubs[room].state["audio"]["recording"],
+            "recording": hub.state["audio"]["recording"],
             "recordings": list_recordings(node.settings.recordings, room),
         }
     )

@@ -122,10 +122,21 @@ class ActiveSpeaker(Feature):
                 self._sync(hub)
 
     @contextlib.asynccontextmanager
+    async def in_room(self, node: Host, hub: RoomHub) -> AsyncIterator[None]:
+        tracker = self.trackers[hub.room] = Tracker(_teller(hub))
+        self._sync(hub)
+        try:
+            yield
+        finally:
+            if self.trackers.get(hub.room) is tracker:
+                del self.trackers[hub.room]
+            if hub.room in self.tapped:
+                self.tapped.discard(hub.room)
+                with contextlib.suppress(HemicycleError):
+                    self.audio.room(hub.room).untap(FLOOR, tracker.feed)
+
+    @contextlib.asynccontextmanager
     async def running(self, node: Host) -> AsyncIterator[None]:
-        for room, hub in node.hubs.items():
-            self.trackers[room] = Tracker(_teller(hub))
-            self._sync(hub)
         watch = asyncio.get_running_loop().create_task(self._watch(node))
         try:
             yield

@@ -77,40 +77,55 @@ class Node:
             "rooms": {r.id: r.title for r in assembly.rooms.values()},
             "members": {m.id: {"name": m.name, "country": m.country} for m in assembly.members},
         }
-        for rid in settings.served(assembly):
-            room = assembly.rooms[rid]
-            room_info = {
-                **info,
-                "title": room.title,
-                "titles": dict(room.titles),
-                "floor": room.floor,
-                "channels": list(room.channels),
-            }
-            self.hubs[room.id] = RoomHub(
-                room,
-                self.backends,
-                self.metrics,
-                node=self.name,
-                info=room_info,
-                rules=self.rules,
-                conns_per_person=settings.conns_per_person,
-                reconnect_grace=settings.reconnect_grace,
-            )
+        self._info = info
+        self.served: list[str] = settings.served(assembly)
+        """The rooms this node may serve; with ``on_demand`` only those in use are open
+        (in ``hubs``), else all of them, from the start."""
+        self._opening: dict[str, asyncio.Future[RoomHub]] = {}
+        self._parts: dict[str, contextlib.AsyncExitStack] = {}
+        """Each open room's feature parts (``Feature.in_room``), closed before its hub."""
+        self._idle_since: dict[str, float] = {}
+        self._running = False
+        if not settings.on_demand:
+            for rid in self.served:
+                self.hubs[rid] = self._new_hub(rid)
         self._stack = contextlib.AsyncExitStack()
+
+    def _new_hub(self, rid: str) -> RoomHub:
+        room = self.assembly.rooms[rid]
+        room_info = {
+            **self._info,
+            "title": room.title,
+            "titles": dict(room.titles),
+            "floor": room.floor,
+            "channels": list(room.channels),
+        }
+        return RoomHub(
+            room,
+            self.backends,
+            self.metrics,
+            node=self.name,
+            info=room_info,
+            rules=self.rules,
+            conns_per_person=self.settings.conns_per_person,
+            reconnect_grace=self.settings.reconnect_grace,
+        )
 
     async def __aenter__(self) -> Node:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._close_backends)
             await eager.self_check()
             await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
+            stack.push_async_callback(self._close_hubs)
             for hub in self.hubs.values():
-                stack.push_async_callback(hub.close)
                 await hub.start()
             for feature in self.features:
                 await stack.enter_async_context(feature.running(self))
                 stack.callback(self._detach, feature)
-                for hub in self.hubs.values():
-                    hub.attach_feature(feature)
+            stack.push_async_callback(self._close_parts)  # first on the way out
+            for hub in list(self.hubs.values()):
+                await self._open_parts(hub)
+            self._running = True
             watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
             stack.push_async_callback(_cancel, watch)
             self._stack = stack.pop_all()
@@ -119,6 +134,86 @@ class Node:
     def _detach(self, feature: Feature) -> None:
         for hub in self.hubs.values():
             hub.detach_feature(feature)
+
+    async def _open_parts(self, hub: RoomHub) -> None:
+        """Enter each feature's part of ``hub``'s room (in list order), then attach it."""
+        async with contextlib.AsyncExitStack() as parts:
+            for feature in self.features:
+                await parts.enter_async_context(feature.in_room(self, hub))
+                parts.callback(hub.detach_feature, feature)
+                hub.attach_feature(feature)
+            self._parts[hub.room] = parts.pop_all()
+
+    async def _close_parts(self) -> None:
+        self._running = False
+        for rid in reversed(list(self._parts)):
+            await self._parts.pop(rid).aclose()
+
+    async def _close_hubs(self) -> None:
+        for hub in list(self.hubs.values()):
+            await hub.close()
+
+    async def room(self, rid: str) -> RoomHub | None:
+        """The hub of room ``rid`` if this node serves it, opened now if it was not open
+        (``on_demand``): its log caught up, its features' parts made; ``None`` for a room
+        this node does not serve. Concurrent callers share one opening."""
+        hub = self.hubs.get(rid)
+        if hub is not None or not self.settings.on_demand or rid not in self.served:
+            return hub
+        if not self._running or self.draining:
+            return None
+        opening = self._opening.get(rid)
+        if opening is None:
+            opening = self._opening[rid] = asyncio.ensure_future(self._open(rid))
+            opening.add_done_callback(lambda _: self._opening.pop(rid, None))
+        return await asyncio.shield(opening)
+
+    async def _open(self, rid: str) -> RoomHub:
+        hub = self._new_hub(rid)
+        log.info("node %s: opening room %s", self.name, rid)
+        try:
+            await hub.start()
+            await self._open_parts(hub)
+        except BaseException:
+            await hub.close()
+            raise
+        self.hubs[rid] = hub
+        return hub
+
+    def _in_use(self, hub: RoomHub) -> bool:
+        """What keeps a room open: a connection (or one closed within the reconnect grace,
+        or by a drain), a command on its way, a deadline to tick (a poll, a booth's grace),
+        a recording made by this node."""
+        if hub.sinks or hub.lingering or hub.drained or hub.pending:
+            return True
+        if self.rules.next_deadline(hub.state) is not None:
+            return True
+        recording = hub.state.get("audio", {}).get("recording")
+        return isinstance(recording, dict) and recording.get("node") == self.name
+
+    async def close_idle(self, now: float | None = None) -> list[str]:
+        """Close the rooms opened on demand that have not been in use for ``room_idle``
+        seconds (each check of the heartbeat looks); the rooms closed."""
+        if not self.settings.on_demand:
+            return []
+        now = asyncio.get_running_loop().time() if now is None else now
+        closed = []
+        for rid, hub in list(self.hubs.items()):
+            if self._in_use(hub):
+                self._idle_since.pop(rid, None)
+                continue
+            since = self._idle_since.setdefault(rid, now)
+            if now - since < self.settings.room_idle:
+                continue
+            log.info("node %s: closing room %s (unused for %.0f s)", self.name, rid, now - since)
+            del self.hubs[rid]
+            self._idle_since.pop(rid, None)
+            parts = self._parts.pop(rid, None)
+            if parts is not None:
+                await parts.aclose()
+            await hub.close()
+            closed.append(rid)
+        return closed
 
     async def _close_backends(self) -> None:
         if self._own_backends:
@@ -159,6 +254,7 @@ class Node:
             try:
                 await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
                 await self.reap()
+                await self.close_idle()
             except Exception as exc:  # Redis away for a moment: try again next beat
                 log.warning("heartbeat/reap failed: %s", exc)
 

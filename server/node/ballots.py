@@ -289,17 +289,16 @@ class Ballots(Feature):
         return {"ballot": self.handle_frame}
 
     @contextlib.asynccontextmanager
-    async def running(self, node: Host) -> AsyncIterator[None]:
-        for room, hub in node.hubs.items():
-            self.boxes[room] = RoomBox(hub, ballot_key(node.settings.secret))
-            self.boxes[room].offer_keys()
-            self.boxes[room].watch_all()  # a poll closed while no node was up
+    async def in_room(self, node: Host, hub: RoomHub) -> AsyncIterator[None]:
+        box = self.boxes[hub.room] = RoomBox(hub, ballot_key(node.settings.secret))
+        box.offer_keys()
+        box.watch_all()  # a poll closed while no node was up
         try:
             yield
         finally:
-            boxes, self.boxes = list(self.boxes.values()), {}
-            for box in boxes:
-                await box.close()
+            if self.boxes.get(hub.room) is box:
+                del self.boxes[hub.room]
+            await box.close()
 
     def folded(self, hub: RoomHub, entry_id: str, events: list[Event]) -> None:
         box = self.boxes.get(hub.room)

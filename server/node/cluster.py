@@ -79,7 +79,13 @@ def parse_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
 
 
 class ClusterLog(RedisLog):
-    """The room log on a cluster: :class:`RedisLog`, with an XADD that waits for replicas."""
+    """The room log on a cluster: :class:`RedisLog`, with an XADD that waits for replicas.
+
+    Its appends go one by one (no group commit): a batch would span the masters of several
+    rooms, and ``WAIT`` must follow the XADD on the same connection to the same master.
+    """
+
+    GROUP_COMMIT = False
 
     def __init__(self, client: aiocluster.RedisCluster, replicas: int, wait_ms: int) -> None:
         super().__init__(client)  # type: ignore[arg-type]  # the same commands, routed

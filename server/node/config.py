@@ -93,6 +93,12 @@ class Settings:
     """The rooms this node serves (folds, takes connections and requests for); empty: every
     room of the assembly. With many rooms, each node folding only its share keeps its memory
     and its reads of the log proportional to the rooms it serves (docs/scaling.md)."""
+    on_demand: bool = False
+    """Open a room (catch up with its log, subscribe, make its features' parts) on its
+    first use here — a connection, a page, an invite — instead of every room at start,
+    and close it after ``room_idle`` seconds unused (docs/scaling.md, "Many rooms")."""
+    room_idle: float = 60.0
+    """Seconds an ``on_demand`` room stays open with nothing using it."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -131,6 +137,9 @@ class Settings:
             "recordings": env.get("HEMICYCLE_RECORDINGS", cls.recordings),
             "turn_secret": env.get("HEMICYCLE_TURN_SECRET", ""),
             "rooms": _names(env.get("HEMICYCLE_ROOMS", "")),
+            "on_demand": _tristate(env.get("HEMICYCLE_ON_DEMAND", "no"), "HEMICYCLE_ON_DEMAND")
+            is True,
+            "room_idle": _float(env.get("HEMICYCLE_ROOM_IDLE", "60"), "HEMICYCLE_ROOM_IDLE"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
@@ -151,6 +160,8 @@ class Settings:
                 raise ConfigError("environment", key, f"must be positive, got {value!r}")
         if self.media_workers is not None and not 0 <= self.media_workers <= 64:
             raise ConfigError("environment", "HEMICYCLE_MEDIA_WORKERS", "must be 0 to 64")
+        if not self.room_idle >= 0:
+            raise ConfigError("environment", "HEMICYCLE_ROOM_IDLE", "must be 0 or more seconds")
         if not 0 <= self.reconnect_grace <= 60:
             raise ConfigError("environment", "HEMICYCLE_RECONNECT_GRACE", "must be 0 to 60 seconds")
 

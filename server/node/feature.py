@@ -15,7 +15,13 @@ overriding what it needs; the node is built from a list of them (``server/web/ap
     Its lifetime, an async context manager entered in list order once every room's replica
     has caught up with its log, and left in reverse order (the node uses an
     ``AsyncExitStack``: if a later feature fails to start, the earlier ones are closed).
-    Per-room things (a ballot box, the media of a room) are made here, from ``node.hubs``.
+    Node-wide things only: what a feature keeps per room is made in ``in_room``.
+``in_room(node, hub)``
+    Its part of one room (a ballot box, the media of a room), an async context manager
+    entered once the room's replica has caught up and every feature runs, in list order,
+    and left (in reverse) when the room closes or the node stops. A node with
+    ``on_demand`` rooms opens a room on its first use and closes it when idle, so this
+    may be entered and left many times while the feature runs.
 ``welcome(hub)``
     Keys it adds to the ``assembly`` part of every welcome in ``hub``'s room.
 ``folded(hub, entry_id, events)``
@@ -34,6 +40,7 @@ overriding what it needs; the node is built from a list of them (``server/web/ap
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -93,6 +100,9 @@ class Feature:
     def running(self, node: Host) -> contextlib.AbstractAsyncContextManager[None]:
         return _idle()
 
+    def in_room(self, node: Host, hub: RoomHub) -> contextlib.AbstractAsyncContextManager[None]:
+        return _idle()
+
 
 @contextlib.asynccontextmanager
 async def _idle() -> AsyncIterator[None]:
@@ -132,3 +142,30 @@ class SliceFeature(Feature):
     def __init__(self, slice: Slice) -> None:
         self.name = slice.name
         self.slice = slice
+
+
+class OncePerTurn:
+    """``run(room)`` once on the loop's next turn, however often it was asked in this one.
+
+    For a feature's ``folded`` that re-reads the whole room (the media routing, who may
+    publish video): one read of the log folds every entry that arrived (hundreds in a join
+    or vote storm), and the room is re-read once for them all instead of once per entry.
+    Scheduled after the fold's own replies and sends, so nothing the client sees waits.
+    """
+
+    def __init__(self, run: Callable[[str], None]) -> None:
+        self._run = run
+        self._due: dict[str, asyncio.Handle] = {}
+
+    def ask(self, room: str) -> None:
+        if room not in self._due:
+            self._due[room] = asyncio.get_running_loop().call_soon(self._now, room)
+
+    def _now(self, room: str) -> None:
+        del self._due[room]
+        self._run(room)
+
+    def cancel(self) -> None:
+        for handle in self._due.values():
+            handle.cancel()
+        self._due.clear()

@@ -135,6 +135,8 @@ class RoomHub:
             "channels": list(config.channels),
         }
         """What every welcome says of the assembly and the room (features add theirs)."""
+        self._info_parts: dict[Codec, list[tuple[str, Encoded]]] = {}
+        """``info`` encoded, by codec (``welcome_info_encoded``); ``info`` never changes."""
 
     @property
     def ephemeral_channel(self) -> str:
@@ -234,6 +236,22 @@ class RoomHub:
         for feature in self.features:
             info.update(feature.welcome(self))
         return info
+
+    def welcome_info_encoded(self, codec: Codec) -> Encoded:
+        """:meth:`welcome_info`, encoded: the room's info (which holds the assembly's
+        member list, as large as the roll) is encoded once per codec and spliced into every
+        welcome; only the features' parts (small, and they change) are encoded each time."""
+        extra: dict[str, Any] = {}
+        for feature in self.features:
+            extra.update(feature.welcome(self))
+        static = self._info_parts.get(codec)
+        if static is None:
+            static = self._info_parts[codec] = [
+                (key, Encoded(encode(value, codec), codec)) for key, value in self.info.items()
+            ]
+        items: list[tuple[str, Any]] = [(k, v) for k, v in static if k not in extra]
+        items += extra.items()
+        return Encoded(encode_map(items, codec), codec)
 
     async def _run(self, after: str | None) -> None:
         async for entry_id, raw in self.backends.log.tail(self.room, after):

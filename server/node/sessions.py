@@ -366,10 +366,10 @@ class Session:
             "you": self.person,
             "last": state["meta"]["last"],
             "now": int(time.time() * 1000),
-            "assembly": hub.welcome_info(),
         }
         missed = hub.missed_since(after) if after else None
         if missed is not None and len(missed) < MAX_QUEUE // 2:
+            welcome["assembly"] = hub.welcome_info()
             welcome["resumed"] = True
             self.send(welcome)
 
@@ -381,6 +381,7 @@ class Session:
                         entry_id=entry_id,
                     )
         else:
+            welcome["assembly"] = hub.welcome_info_encoded(self.codec)
             welcome["resumed"] = False
             self.deliver(hub.welcome_frame(welcome, self.person, self.codec))
             self.sent_id = welcome["last"]  # the resume hint until an event is sent

@@ -26,7 +26,7 @@ async def index(request: Request) -> Response:
 
 
 async def room_page(request: Request) -> Response:
-    if request.path_params["room"] not in node_of(request).hubs:
+    if request.path_params["room"] not in node_of(request).served:
         raise WrongRoom("no such room", code="unknown_room")
     return ASSETS.page("room.html")
 
@@ -87,7 +87,7 @@ async def mint_invite(request: Request) -> Response:
     if room != claims["room"]:
         # A moderator's token is bound to its room: the panel's chair mints no plenary invite.
         raise WrongRoom(f"your invite is for room {claims['room']!r}, not {room!r}")
-    hub = node.hubs.get(room)
+    hub = await node.room(room)
     if hub is None:
         raise BadArgs(f"no room {room!r}")
     hours = body.pop("hours", 72)

@@ -284,6 +284,7 @@ async def poll_result(request: Request) -> Response:
     if fmt not in ("json", "csv"):
         raise HemicycleError("results are json or csv", code="not_found")
     moderator(request, "export the results", room)
+    await node.room(room)  # opened if this node opens rooms on demand
     data = poll_export(node, room, poll_id, _lang(request))
     if fmt == "csv":
         return Response(
@@ -301,6 +302,7 @@ async def attendance_report(request: Request) -> Response:
     claims = moderator(request, "export the attendance")
     room = request.query_params.get("room", claims["room"])
     moderator(request, "export the attendance", room)
+    await node.room(room)  # opened if this node opens rooms on demand
     data = attendance(node, _lang(request), room)
     if request.path_params["fmt"] == "csv":
         return Response(

@@ -48,7 +48,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         mismatch = WrongRoom(f"this invite is for room {claims['room']!r}, not {asked!r}")
         await _refuse(ws, codec, mismatch, CLOSE_UNKNOWN_ROOM)
         return
-    hub = node.hubs.get(claims["room"])
+    try:
+        hub = await node.room(claims["room"])  # opened now if this node opens rooms on demand
+    except HemicycleError as exc:  # its log or bus unreachable
+        await _refuse(ws, codec, exc, CLOSE_DRAINING)
+        return
     if hub is None:
         # Configured but served by other nodes (HEMICYCLE_ROOMS): the proxy sent it astray.
         room = claims["room"]

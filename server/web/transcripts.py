@@ -128,7 +128,7 @@ def to_text(lines: list[Line]) -> str:
 async def transcript(request: Request) -> Response:
     room, lang = request.path_params["room"], request.path_params["lang"]
     moderator(request, "export transcripts", room)
-    hub = node_of(request).hubs.get(room)
+    hub = await node_of(request).room(room)
     if hub is None:
         raise Refused(f"no room {room!r}", code="unknown_room")
     if lang != ORIGINAL and lang not in hub.state["channels"]["channels"]:
