@@ -46,18 +46,36 @@ def percentile(values: Iterable[float], p: float) -> float:
 # --- servers --------------------------------------------------------------------------------
 
 
+NODE_WITH_TTL = (
+    "import sys; import server.node.app as app; app.HEARTBEAT_TTL = float(sys.argv.pop(1)); "
+    "from server.cli import main; sys.exit(main())"
+)
+"""``python -c`` that runs ``hemicycle`` with another node heartbeat TTL (the first argument)."""
+
+
 def start_nodes(
-    procs: Procs, backend: str, config: Path, count: int, env: dict[str, str] | None = None
+    procs: Procs,
+    backend: str,
+    config: Path,
+    count: int,
+    env: dict[str, str] | None = None,
+    ttl: float | None = None,
 ) -> tuple[list[str], list[int]]:
-    """``count`` ``hemicycle serve`` processes on ``backend``: their http URLs and pids."""
+    """``count`` ``hemicycle serve`` processes on ``backend``: their http URLs and pids.
+
+    ``ttl``: the seconds a node's heartbeat lives (server/node/app.py ``HEARTBEAT_TTL``),
+    instead of the node's own; other nodes retire the connections of a node whose heartbeat
+    expired, which a node starved of CPU for that long on a shared machine is taken for."""
     urls, pids = [], []
+    start = [sys.executable, "-m", "server.cli"] if ttl is None else [sys.executable, "-c"]
+    if ttl is not None:
+        start += [NODE_WITH_TTL, str(ttl)]
     for i in range(count):
         port = free_port()
         name = f"node-{chr(ord('a') + i)}"
         proc = procs.start(
             name,
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-            + ["--backend", backend, "--config", str(config)],
+            [*start, "serve", "--port", str(port), "--backend", backend, "--config", str(config)],
             {
                 "HEMICYCLE_SECRET": SECRET,
                 "HEMICYCLE_NODE": name,
