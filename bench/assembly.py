@@ -304,10 +304,8 @@ async def post_captions(
 
     async def one(lang: str, c: Client) -> None:
         start = time.monotonic()
-        n = 0
         pending = []
-        while time.monotonic() - start < seconds:
-            n += 1
+        for n in range(1, int(rate * seconds) + 1):
             key = f"{lang}{n}"
             text = f"{time.time():.6f}|{key}|{FILLER}"
             pending.append(
@@ -324,6 +322,10 @@ async def post_captions(
 
     await asyncio.gather(*(one(lang, c) for lang, c in interpreters))
     return accepted
+
+
+def say(what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {what} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
 
 
 def per_node(participants: int, nodes: int) -> list[int]:
@@ -376,6 +378,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         out: dict[str, Any] = {"nodes_rss0": [rss_kib(p) for p in pids]}
 
         # 1. the join storm
+        say(f"join storm: {args.participants} participants")
         start_at = time.time() + 3.0 + args.participants / 2000  # the client processes start
         await asyncio.sleep(max(0.0, start_at - time.time()))
         before = meter.sample()
@@ -406,12 +409,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         out["nodes_rss"] = [rss_kib(p) for p in pids]
 
         # 2. idle (heartbeats only)
+        say(f"joined: {out['join']['welcomed']} welcomed, p99 {out['join']['p99']:.2f} s")
         await asyncio.sleep(2.0)
         before = meter.sample()
         await asyncio.sleep(args.idle)
         out["idle"] = {"meter": Meter.between(before, meter.sample())}
 
         # 3. captions
+        say("captions")
         before = meter.sample()
         accepted = await post_captions(interpreters, args.caption_rate, args.caption_seconds)
         await asyncio.sleep(args.drain)
@@ -435,11 +440,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         }
 
         # 4. the quick poll (everyone present), 5. the formal vote (the members)
+        say(f"quick poll (captions p99 {out['captions']['p99']:.0f} ms)")
         out["quick"] = await ballots(
-            chair, workers, meter, "quick", args.participants, "x", args.quick_window, 120
+            chair, workers, meter, "quick", args.participants, "x", args.quick_window, args.timeout
         )
+        say(f"formal vote (quick poll ack p99 {out['quick']['ack_p99']:.2f} s)")
         out["formal"] = await ballots(
-            chair, workers, meter, "formal", args.voters, "m", args.vote_window, 120
+            chair, workers, meter, "formal", args.voters, "m", args.vote_window, args.timeout
         )
         out["per_node"] = per_node(args.participants, args.nodes)
         return out
@@ -559,6 +566,7 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=3.0, help="seconds for the last lines")
     parser.add_argument("--quick-window", type=float, default=5.0)
     parser.add_argument("--vote-window", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for a reply")
     parser.add_argument("--no-heartbeat", action="store_true", help="participants never ping")
     parser.add_argument(
         "--node-ttl",
