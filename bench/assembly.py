@@ -514,7 +514,7 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
     per = r["per_node"]
     units = {
         "join": (n, "join"),
-        "idle": (n, "participant·s"),
+        "idle": (r["join"]["welcomed"], "participant·s"),
         "captions": (c["accepted"], "line"),
         "quick": (r["quick"]["acked"], "ballot"),
         "formal": (r["formal"]["acked"], "ballot"),
@@ -524,7 +524,8 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
         calls = sum(m["cmds"].values())
         each = " / ".join(f"{x:.2f}" for x in m["cpu"])
         if name == "idle":
-            unit_cost = f"{sum(m['cpu']) / m['seconds'] / n * 1e6:,.1f} µs/s per participant"
+            per_s = sum(m["cpu"]) / m["seconds"] / max(1, events) * 1e6
+            unit_cost = f"{per_s:,.1f} µs/s per welcomed participant"
             per_event = "–"
         elif name == "captions":
             deliveries = max(1, c["deliveries"])
