@@ -63,7 +63,7 @@ from crowd import (  # noqa: E402
 )
 from fanout import cpu_seconds  # noqa: E402
 
-from server.client import Client  # noqa: E402
+from server.client import Client, CommandError  # noqa: E402
 from server.node.auth import Invites  # noqa: E402
 
 ROOM = "plenary"
@@ -375,7 +375,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for i in range(args.participants)
         ]
         workers = Workers(jobs, args.workers, not args.no_heartbeat)
-        out: dict[str, Any] = {"nodes_rss0": [rss_kib(p) for p in pids]}
+        out: dict[str, Any] = {
+            "nodes_rss0": [rss_kib(p) for p in pids],
+            "per_node": per_node(args.participants, args.nodes),
+        }
 
         # 1. the join storm
         say(f"join storm: {args.participants} participants")
@@ -440,15 +443,21 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         }
 
         # 4. the quick poll (everyone present), 5. the formal vote (the members)
-        say(f"quick poll (captions p99 {out['captions']['p99']:.0f} ms)")
-        out["quick"] = await ballots(
-            chair, workers, meter, "quick", args.participants, "x", args.quick_window, args.timeout
+        polls = (
+            ("quick", args.participants, "x", args.quick_window),
+            ("formal", args.voters, "m", args.vote_window),
         )
-        say(f"formal vote (quick poll ack p99 {out['quick']['ack_p99']:.2f} s)")
-        out["formal"] = await ballots(
-            chair, workers, meter, "formal", args.voters, "m", args.vote_window, args.timeout
-        )
-        out["per_node"] = per_node(args.participants, args.nodes)
+        for poll, below, key, window in polls:
+            say(f"{poll} poll")
+            try:
+                out[poll] = await ballots(
+                    chair, workers, meter, poll, below, key, window, args.timeout
+                )
+            except (TimeoutError, CommandError, ConnectionError) as exc:
+                # A chair's command unanswered (or refused): where the run broke, reported.
+                out["broke"] = f"{poll} poll: the chair's command failed: {exc!r}"
+                say(out["broke"])
+                break
         return out
     finally:
         for c in staff:
@@ -496,6 +505,8 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
         f"{c['duplicated']} |"
     )
     for name in ("quick", "formal"):
+        if name not in r:
+            continue
         b = r[name]
         lines.append(
             f"| {name} {'poll' if name == 'quick' else 'vote'} | {b['acked']:,}/{b['ballots']:,} "
@@ -505,6 +516,8 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
             f"{ms(b['page_max'])} (missing {b['pages_missing']}); lost {b['lost']}, "
             f"duplicated {b['duplicated']} |"
         )
+    if "broke" in r:
+        lines += ["", f"**The run broke here**: {r['broke']}"]
     lines += ["", "Server cost per phase (CPU seconds of each node; Redis: the six processes):", ""]
     lines.append(
         "| phase | wall | load | node CPU s (each) | node CPU per unit | Redis CPU s | "
@@ -516,10 +529,12 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
         "join": (n, "join"),
         "idle": (r["join"]["welcomed"], "participant·s"),
         "captions": (c["accepted"], "line"),
-        "quick": (r["quick"]["acked"], "ballot"),
-        "formal": (r["formal"]["acked"], "ballot"),
+        "quick": (r.get("quick", {}).get("acked", 0), "ballot"),
+        "formal": (r.get("formal", {}).get("acked", 0), "ballot"),
     }
     for name, (events, unit) in units.items():
+        if name not in r:
+            continue
         m = r[name]["meter"]
         calls = sum(m["cmds"].values())
         each = " / ".join(f"{x:.2f}" for x in m["cpu"])
