@@ -135,7 +135,7 @@ async def do_cast(crowd: Crowd, args: tuple[str, float, float, int, str, float])
             return voter, None, "no reply"
         if reply["ok"]:
             return voter, time.perf_counter() - t0, ""
-        return voter, None, reply["code"]
+        return voter, None, f"{reply['code']}: {reply['message'][:48]}"
 
     voters = [p for p in crowd.people if p.index < below and p.welcome_s is not None]
     return list(await asyncio.gather(*(one(p) for p in voters)))
