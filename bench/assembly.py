@@ -105,10 +105,14 @@ async def do_captions(crowd: Crowd, accepted: list[str]) -> dict[str, Any]:
     """Lines lost and duplicated per participant, and every latency; then forget them."""
     want = set(accepted)
     lost = dup = extra = counted = 0
+    closed: dict[str, int] = {}
     for p in crowd.people:
         if p.welcome_s is None:
             continue
         counted += 1
+        if p.ws is not None and p.ws.closed.done():  # the light client does not resume
+            code = f"{p.ws.close_code} {p.ws.close_reason[:40]}".strip()
+            closed[code] = closed.get(code, 0) + 1
         seen = set(p.lines)
         lost += len(want - seen)
         extra += len(seen - want)
@@ -116,7 +120,14 @@ async def do_captions(crowd: Crowd, accepted: list[str]) -> dict[str, Any]:
         p.lines.clear()
     latencies = crowd.latencies.tobytes()
     crowd.latencies = array("d")
-    return {"lost": lost, "dup": dup, "extra": extra, "people": counted, "lat": latencies}
+    return {
+        "lost": lost,
+        "dup": dup,
+        "extra": extra,
+        "people": counted,
+        "lat": latencies,
+        "closed": closed,
+    }
 
 
 async def do_cast(crowd: Crowd, args: tuple[str, float, float, int, str, float]) -> list[Any]:
@@ -324,6 +335,14 @@ async def post_captions(
     return accepted
 
 
+def merge(counts: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 def say(what: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {what} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
 
@@ -439,6 +458,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "lost": sum(r["lost"] for r in reports),
             "duplicated": sum(r["dup"] for r in reports),
             "unacknowledged_delivered": sum(r["extra"] for r in reports),
+            "closed_after_welcome": merge(r["closed"] for r in reports),
             "meter": Meter.between(before, after),
         }
 
@@ -502,7 +522,8 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
         f"| captions | {c['accepted']}/{c['sent']} lines accepted, {c['deliveries']:,} "
         f"deliveries to {c['people']:,} participants; p50 {c['p50']:,.1f} ms, **p99 "
         f"{c['p99']:,.1f} ms**, max {c['max']:,.0f} ms; lost {c['lost']}, duplicated "
-        f"{c['duplicated']} |"
+        f"{c['duplicated']}; connections closed after their welcome (code: n) "
+        f"{c['closed_after_welcome'] or 0} |"
     )
     for name in ("quick", "formal"):
         if name not in r:
