@@ -415,6 +415,9 @@ class RawWebSocket(asyncio.Protocol):
                 return
             status = bytes(buf[:12])
             del buf[: end + 4]
+            if self.opened.done():  # the connecting side gave up waiting (cancelled)
+                self.transport.close()
+                return
             if b" 101" not in status:
                 self.opened.set_exception(ConnectionError(f"handshake refused: {status!r}"))
                 self.transport.close()

@@ -80,3 +80,34 @@ def test_joincost_run_shows_a_join_is_one_event_of_the_same_size_whatever_the_ro
     for r in rows:
         assert r[1:3] == ["['person.joined']", "['person.left']"], r
     assert rows[0][3:5] == rows[1][3:5], "the join's frame grew with the room"
+
+
+@pytest.mark.timeout(timeout(240))
+def test_assembly_small_run_counts_every_line_and_ballot_once(tmp_path: Path) -> None:
+    """bench/assembly.py at a tiny size, on its real Redis Cluster and two nodes: everyone is
+    welcomed, every caption line reaches every participant once, every acknowledged ballot
+    is in the published result once, and every page gets the result."""
+    for binary in ("redis-server", "redis-cli"):
+        if shutil.which(binary) is None:
+            pytest.fail(f"{binary} is not installed: run scripts/test.sh, which installs it")
+    out = tmp_path / "assembly.json"
+    # fmt: off
+    argv = [
+        sys.executable, str(ROOT / "bench" / "assembly.py"), "--participants", "40", "--nodes",
+        "2", "--voters", "12", "--workers", "2", "--idle", "1", "--caption-seconds", "2",
+        "--quick-window", "1", "--json", str(out),
+    ]
+    # fmt: on
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout(230))
+    assert run.returncode == 0, f"assembly.py failed:\n{run.stdout}\n{run.stderr[-3000:]}"
+    r = json.loads(out.read_text())
+    assert r["join"]["welcomed"] == 40 and r["join"]["chair_sees"] == 40, r["join"]
+    c = r["captions"]
+    assert c["accepted"] == c["sent"] == 12, c
+    assert c["deliveries"] == 12 * 40 and c["lost"] == c["duplicated"] == 0, c
+    for poll, voters in (("quick", 40), ("formal", 12)):
+        b = r[poll]
+        assert b["acked"] == b["ballots"] == voters, b
+        assert b["lost"] == b["duplicated"] == 0 and b["pages"] == 40, b
+    assert set(r["join"]["meter"]["cmds"]) >= {"xadd", "wait"}, "no appends counted on the masters"
+    assert "| join storm | 40/40 welcomed" in run.stdout, run.stdout
