@@ -223,23 +223,16 @@ async def test_audio_only_is_proposed_when_the_video_does_not_get_through(
     pid = await ana.evaluate("() => HC.you.pid")
     await chair_publishes(chair)
     await member_watches(ana)
-    # Before the rule: the page's own measure of a window, and no proposal while it says the
-    # video gets through. This shared 2-core box, at load averages above 20, loses video on
-    # its own (37 % lost, pictures frozen half the time, in one run): then the page rightly
-    # proposes audio only already; that is printed, and the proposal withdrawn for the test.
-    await ana.wait_for_function(
-        "() => HC.reception.signals || HC.reception.proposed", timeout=timeout(20) * 1000
-    )
+    # Before the rule: the page's own measure of a window, and no proposal while the video
+    # gets through. (Under load averages above 20 this shared box once lost video on its own,
+    # before the node dropped Chromium's padding repeats — tests/test_video.py; a proposal
+    # here now means the page misjudged a working link.)
+    await ana.wait_for_function("() => HC.reception.signals", timeout=timeout(20) * 1000)
+    await ana.wait_for_timeout(8500)  # not a wait for a state: two more 4 s windows pass
     before = await ana.evaluate("() => [HC.reception.signals, HC.reception.proposed]")
     print(f"reach lowband: before the loss rule, the page measured {before[0]}")
-    if before[1]:
-        print("reach lowband: proposed before any loss (the machine is overloaded); withdrawn")
-        await ana.evaluate(
-            "() => { HC.reception.proposed = false; HC.reception.bad = 0; HC.render(); }"
-        )
-        await ana.wait_for_selector("#lowband-offer[hidden]", state="attached")
-    elif before[0]["loss"] <= 0.05:
-        assert await ana.is_hidden("#lowband-offer")
+    assert before[0]["loss"] <= 0.05, f"the video gets through before the rule: {before[0]}"
+    assert not before[1] and await ana.is_hidden("#lowband-offer"), "nothing proposed yet"
     video = node.node.feature["video"].rooms["plenary"]
     (viewer,) = [
         p.viewer for p in video.peers.values() if p.viewer and p.viewer.peer.person["pid"] == pid
