@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .conftest import CHROMIUM_ARGS, timeout
+from .conftest import timeout
 from .reach_helpers import (  # noqa: F401 (fixtures)
     BLOCK_UDP,
     TURN_SECRET,
@@ -42,20 +41,11 @@ from .reach_helpers import (  # noqa: F401 (fixtures)
     turn_server,
 )
 from .test_reach_outage import spanish_heard, still_on_spanish
+from .test_reach_turn import browser_args  # noqa: F401 (fixture: a tone, coturn's certificate)
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
 
 TTL = 10
-
-
-@pytest.fixture
-def browser_args(tmp_path: Path, turn_cert: Cert) -> list[str]:  # noqa: F811
-    wav = ab.tone_wav(tmp_path / "tone.wav", ab.TONE)
-    return [
-        *CHROMIUM_ARGS,
-        f"--use-file-for-fake-audio-capture={wav}",
-        f"--ignore-certificate-errors-spki-list={turn_cert.spki}",
-    ]
 
 
 FLOW = """async () => {

@@ -54,14 +54,20 @@ SELECTED = """async () => {
 }"""
 
 
-async def floor_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
-    """The chair speaks on the floor; a participant listens. Returns (chair, ana) pages."""
+async def chair_and_ana(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
+    """The chair's page and a participant's (Ana), in that order."""
     chair = await ab.open_page(
         browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
     )
     ana = await ab.open_page(
         browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
     )
+    return chair, ana
+
+
+async def floor_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
+    """The chair speaks on the floor; a participant listens. Returns (chair, ana) pages."""
+    chair, ana = await chair_and_ana(browser, node, invites)
     await chair.click("#mic-button")
     await chair.wait_for_function(
         "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
@@ -212,12 +218,7 @@ async def test_the_stage_video_goes_through_coturn_with_udp_blocked(
     blocked, the chair's camera is published and a member's tile plays, both relayed."""
     node = await start_node(config=with_turn(assembly, turn_server.urls("tcp")))
     rules.set(BLOCK_UDP)
-    chair = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
+    chair, ana = await chair_and_ana(browser, node, invites)
     await chair.click("#stage-camera")
     await chair.wait_for_function(
         "() => { const p = HC.video.state.publishing.camera;"

@@ -13,6 +13,7 @@ import pytest
 from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
 from .conftest import CHROMIUM_ARGS, timeout
+from .test_reach_turn import floor_heard
 from .test_workers import pool_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
@@ -34,23 +35,7 @@ async def test_a_page_hears_the_floor_through_a_worker_and_again_after_it_dies(
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
     pool = await pool_of(node)
-    chair = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
-    await chair.click("#mic-button")
-    await chair.wait_for_function(
-        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
-        timeout=timeout(15) * 1000,
-    )
-    await ana.click("#listen-button")
-    await ana.wait_for_function(
-        "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected' && HC.audio.analyser",
-        timeout=timeout(15) * 1000,
-    )
-    assert await ab.wait_peak(ana, True, 10), "the floor heard through the worker"
+    chair, ana = await floor_heard(browser, node, invites)  # the floor heard, on a worker
     # Both pages made their listening connection at the welcome, on a worker; the chair's
     # stays held (no click: it carries nothing), Ana's hears the floor.
     assert sum(len(link.listeners) for link in pool.links) == 2
