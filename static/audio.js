@@ -609,7 +609,13 @@
       for (const [pid, l] of Object.entries(msg.levels)) A.levels[pid] = { ...l, at: now };
       A.levelFrames += 1; // tests wait on it: meters that moved
     } else if (msg.type === "rtc.closed") {
-      if (msg.pc === "publish") { stopMic(false); if (msg.code !== "not_granted") HC.explain(msg); }
+      if (msg.pc === "publish") {
+        // The node gave up on the microphone's connection during an outage (its ICE consent
+        // expired before the page's own patience ran out): an interpreter on air must not
+        // lose the microphone for that, so make a new one, as reach.js would have.
+        if (msg.code === "ice_failed" && A.wantMic && mayPublish(hc)) startMic(hc);
+        else { stopMic(false); if (msg.code !== "not_granted") HC.explain(msg); }
+      }
       if (msg.pc === "listen") {
         // Another window of this person took over the audio: stop here, do not fight back.
         if (msg.code === "replaced") { stopListening(false); HC.explain(msg); }

@@ -15,6 +15,7 @@ from server.node.auth import Invites
 from server.node.config import Assembly
 
 from .conftest import NodeFactory, timeout
+from .waiting import same_end
 
 ROOM = "plenary"
 
@@ -168,6 +169,7 @@ async def test_two_nodes_handover_and_captions_in_order(
             for c in clients
         ]
         assert all(s == seen[0] for s in seen) and len(seen[0]) == total
+        await same_end(a.node.hubs[ROOM], b.node.hubs[ROOM])
         assert a.node.hubs[ROOM].state == b.node.hubs[ROOM].state
     finally:
         for c in clients:
@@ -199,6 +201,7 @@ async def test_disconnect_grace_and_expiry_across_nodes(
         await chair.wait_for(lambda s: live("es")(s) is None, timeout(3))
         last_off = chair.state["channels"]["channels"]["es"]["last_off"]
         assert last_off["pid"] == es1.me and last_off["reason"] == "disconnected"
+        await same_end(a.node.hubs[ROOM], b.node.hubs[ROOM])
         assert a.node.hubs[ROOM].state == b.node.hubs[ROOM].state
     finally:
         for c in (es2, chair):

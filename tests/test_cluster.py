@@ -12,7 +12,7 @@ from server.node.auth import Invites
 from server.node.log import id_key
 
 from .conftest import NodeFactory, timeout
-from .waiting import eventually
+from .waiting import eventually, same_end
 
 
 async def test_a_hand_raised_on_node_a_appears_on_node_b(
@@ -244,16 +244,6 @@ async def test_a_leave_during_a_redis_outage_is_recorded_when_redis_returns(
         timeout=15,
         interval=0.05,
         message="Ana's leave to be recorded once Redis is back",
-    )
-
-
-async def same_end(*hubs: Any) -> None:
-    """Wait until every hub has folded the same last entry of the room's log."""
-    await eventually(
-        lambda: [hub.state["meta"]["last"] for hub in hubs],
-        until=lambda ends: len(set(ends)) == 1,
-        timeout=10,
-        message="the nodes to fold up to the same entry",
     )
 
 

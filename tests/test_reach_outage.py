@@ -142,3 +142,28 @@ async def test_back_online_builds_a_new_connection_when_the_old_one_is_down(
     await still_on_spanish(ivan, ana)
     await ana.close()
     await ivan.close()
+
+
+async def test_the_node_giving_up_on_a_microphone_makes_the_page_offer_a_new_one(
+    start_node, invites, browser
+) -> None:  # type: ignore[no-untyped-def]
+    """A long outage can outlast the node's patience before the page's: aiortc closes the
+    interpreter's publishing connection (ICE consent expired) and the node says
+    ``rtc.closed`` ``ice_failed``. The console makes a new microphone connection by itself:
+    an interpreter on air does not lose the channel's voice to it (the CI run of 2026-11-30
+    caught the old behaviour: the microphone stopped for good)."""
+    node = await start_node()
+    ivan, ana = await spanish_heard(browser, node, invites)
+    await ivan.evaluate("HC.audio.mic.pc.marked = true")
+    audio = node.node.feature["audio"].room("plenary").signalling
+    (pub,) = list(audio.publishers.values())
+    await pub.pc.close()  # what aiortc does when consent expires: the node sees "closed"
+    await ivan.wait_for_function(
+        "() => HC.audio.mic && !HC.audio.mic.pc.marked"
+        " && HC.audio.mic.pc.connectionState === 'connected'",
+        timeout=timeout(10) * 1000,
+    )
+    await ab.wait_peak(ana, True, 10)
+    await still_on_spanish(ivan, ana)
+    await ana.close()
+    await ivan.close()

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -40,3 +40,13 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"waited {scaled(timeout):g} s for {message}; last value: {value!r}")
         await asyncio.sleep(interval)
+
+
+async def same_end(*hubs: Any) -> None:
+    """Wait until every hub has folded the same last entry of the room's log."""
+    await eventually(
+        lambda: [hub.state["meta"]["last"] for hub in hubs],
+        until=lambda ends: len(set(ends)) == 1,
+        timeout=10,
+        message="the nodes to fold up to the same entry",
+    )
