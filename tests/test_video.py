@@ -377,6 +377,16 @@ async def test_at_three_percent_loss_a_viewer_gets_every_packet_by_rtx(start_nod
     seqs = {(g.seq - first) & 0xFFFF for g in eye.on(0)}
     missing = set(range(max(seqs) + 1)) - seqs
     assert len(missing) <= 2, f"{len(missing)} packets never arrived (the last NACKs aside)"
+    # The outlet re-bases PictureIDs (its own numbering): a retransmission must carry the
+    # viewer's PictureID, like the other packets of its frame, not the publisher's.
+    assert outlet._pic_off, "this viewer's PictureIDs are re-based"
+    pictures: dict[int, set[int]] = {}
+    for g in sorted(eye.on(0), key=lambda g: (g.seq - first) & 0xFFFF):
+        pictures.setdefault(g.ts, set()).add(vp8.parse(g.payload).picture_id or 0)
+    assert all(len(p) == 1 for p in pictures.values()), "one PictureID per frame"
+    ids = [p.pop() for p in pictures.values()]
+    steps = {(b - a) & 0x7FFF for a, b in zip(ids, ids[1:], strict=False)}
+    assert steps <= {1, 2, 3}, f"PictureIDs continue (a lost frame aside): steps {steps}"
     task.cancel()
     await camera.close()
     await eye.close()

@@ -605,7 +605,9 @@ class VideoRoom:
 
 
 class _Unbound:
-    def write(self, codec: str, seq: int, ts: int, marker: bool, payload: bytes) -> bool:
+    def write(
+        self, codec: str, seq: int, ts: int, marker: bool, payload: bytes, head: bytes = b""
+    ) -> bool:
         return False
 
 
