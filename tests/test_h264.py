@@ -139,6 +139,10 @@ class Writer:
         return bytes(out)
 
 
+# This test allocates enough for the garbage collector to run during it, and so to collect a
+# redis-py connection an earlier Redis test left unclosed (known, open: issue 13; seen after
+# tests/test_recording.py and test_stage_recording.py); ignored here, as test_redis_cluster.py does.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @given(
     profile=st.sampled_from([66, 77, 100, 122, 244]),
     chroma=st.integers(0, 3),

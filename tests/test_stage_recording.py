@@ -324,6 +324,64 @@ async def test_the_stage_follows_the_speaker_then_a_shared_screen(
         await c.close()
 
 
+async def test_a_vp8_and_an_h264_camera_go_to_their_own_files(
+    start_node, invites, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The chair (VP8, 1280×720) speaks, then Bo (H.264, 320×180): the chair's picture is in
+    ``stage.webm``, Bo's in ``stage.mkv``, each file started at a keyframe of its own codec."""
+    vp8_frames(*LAYER_SIZES["h"], 60, gop=30, bitrate=LAYER_BITS["h"])
+    h264_frames(*LAYER_SIZES["l"], 60, gop=30)
+    node = await start_node(settings={"recordings": str(tmp_path)})
+    chair = await Client.connect(
+        node.url, invites.mint(room="plenary", role="moderator", name="Chair")
+    )
+    bo = await Client.connect(node.url, invites.mint(room="plenary", role="participant", name="Bo"))
+    await chair.wait_for(lambda s: bo.me in s["core"]["people"], timeout(5))
+    await chair.command("floor.grant", {"pid": bo.me})
+    await bo.wait_for(lambda s: bo.me in s["core"]["speakers"], timeout(5))
+    chair_cam = await publish_camera(chair, layers=("h",))
+    bo_cam = await publish_camera(bo, layers=("l",), codec="h264")
+    chair_mic, bo_mic = await publish(chair, "floor"), await publish(bo, "floor")
+    tasks = [asyncio.create_task(c.play(100_000)) for c in (chair_cam, bo_cam)]
+    voice = tagged(opus_tone(440, 50), tag=1)
+    await chair.command("recording.start")
+    rec = await chair.wait_for(lambda s: s["audio"]["recording"], timeout(5))
+    webm = tmp_path / "plenary" / rec["id"] / "stage.webm"
+    mkv = webm.with_name("stage.mkv")
+
+    async def speak_until(mic: Any, path: Path, codec: str) -> None:
+        async def check() -> int:
+            await mic.play(voice[:10])
+            return frames_in(path, codec)
+
+        await eventually(
+            check, until=lambda n: n >= 10, timeout=40, message=f"10 frames in {path.name}"
+        )
+
+    await speak_until(chair_mic, webm, "vp8")
+    await speak_until(bo_mic, mkv, "h264")
+    await chair.command("recording.stop")
+    await chair.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
+    for task in tasks:
+        task.cancel()
+    chair_frames = {
+        d for d, _ in vp8_frames(*LAYER_SIZES["h"], 60, gop=30, bitrate=LAYER_BITS["h"])
+    }
+    bo_frames = [sent_nals(f) for f in h264_frames(*LAYER_SIZES["l"], 60, gop=30)]
+    in_webm, in_mkv = demuxed(webm), demuxed(mkv)
+    assert set(in_webm) == {"vp8", "opus"} and set(in_mkv) == {"h264", "opus"}, "sound in both"
+    assert all(data in chair_frames for data, *_ in in_webm["vp8"]), "the chair's VP8"
+    assert all(lengths_to_nals(data) in bo_frames for data, *_ in in_mkv["h264"]), "Bo's H.264"
+    assert in_webm["vp8"][0][3] and in_mkv["h264"][0][3], "each starts at a keyframe"
+    with av.open(str(mkv)) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (320, 180)
+        assert len(list(c.decode(video=0))) == len(in_mkv["h264"])
+    for peer in (chair_cam, bo_cam, chair_mic, bo_mic):
+        await peer.close()
+    for c in (chair, bo):
+        await c.close()
+
+
 async def test_a_camera_on_node_a_is_recorded_on_node_b(
     start_node, invites, redis_url, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
