@@ -108,16 +108,18 @@ class StageRecorder:
         def on_packet(p: VideoPacket, now: float) -> None:
             seen[p.q] = now
             self.codecs[name] = p.codec
+            out = self._file(name, p.codec)
             if p.desc is not None:
                 start, key, data = p.desc.start, p.key, p.payload[p.desc.header :]
             else:
                 start, last_ts[p.q] = p.ts != last_ts.get(p.q), p.ts
+                if (name, p.q) not in (out.key, out.target):
+                    return  # a layer the file does not carry: not worth rewriting
                 try:
                     key = start and h264.sps_in(p.payload) is not None
                     data = h264.annex_b(p.payload)
                 except ValueError:
                     return  # malformed: a gap in seq, so the file waits for a keyframe
-            out = self._file(name, p.codec)
             if out.video((name, p.q), p.rtp, start, key, p.marker, data, now):
                 last = self.asked.get((name, p.q), -ASK_EVERY)
                 if now - last >= ASK_EVERY:
