@@ -382,8 +382,9 @@ async def test_a_vp8_and_an_h264_camera_go_to_their_own_files(
         await c.close()
 
 
+@pytest.mark.parametrize(("codec", "name"), [("vp8", "stage.webm"), ("h264", "stage.mkv")])
 async def test_a_camera_on_node_a_is_recorded_on_node_b(
-    start_node, invites, redis_url, tmp_path
+    start_node, invites, redis_url, tmp_path, codec, name
 ) -> None:  # type: ignore[no-untyped-def]
     """The recording node taps a source published on another node: its layers cross the
     bus, its keyframe request goes back over it."""
@@ -393,14 +394,14 @@ async def test_a_camera_on_node_a_is_recorded_on_node_b(
     b = await start_node(redis_url, name="B", settings={"recordings": str(tmp_path / "b")})
     token = invites.mint(room="plenary", role="moderator", name="Chair")
     on_a, on_b = await Client.connect(a.url, token), await Client.connect(b.url, token)
-    camera = await publish_camera(on_a)
+    camera = await publish_camera(on_a, codec=codec)
     task = asyncio.create_task(camera.play(100_000))
     assert (await on_b.request("recording.start"))["ok"]
     rec = await on_a.wait_for(lambda s: s["audio"]["recording"], timeout(5))
     assert rec["node"] == "B"
-    path = tmp_path / "b" / "plenary" / rec["id"] / "stage.webm"
+    path = tmp_path / "b" / "plenary" / rec["id"] / name
     await eventually(
-        lambda: frames_in(path),
+        lambda: frames_in(path, codec),
         until=lambda n: n >= 30,
         timeout=20,
         message="node B's stage file to hold 30 frames of node A's camera",
@@ -408,10 +409,14 @@ async def test_a_camera_on_node_a_is_recorded_on_node_b(
     await on_b.command("recording.stop")
     await on_a.wait_for(lambda s: s["audio"]["recording"] is None, timeout(5))
     task.cancel()
-    video = demuxed(path)["vp8"]
-    best = {d for d, _ in vp8_frames(*LAYER_SIZES["h"], 60, gop=30, bitrate=LAYER_BITS["h"])}
-    assert video[0][3] and all(data in best for data, *_ in video)
-    assert not (tmp_path / "a" / "plenary" / rec["id"] / "stage.webm").exists()
+    video = demuxed(path)[codec]
+    if codec == "vp8":
+        best = {d for d, _ in vp8_frames(*LAYER_SIZES["h"], 60, gop=30, bitrate=LAYER_BITS["h"])}
+        assert video[0][3] and all(data in best for data, *_ in video)
+    else:
+        best_nals = [sent_nals(f) for f in h264_frames(*LAYER_SIZES["h"], 60, gop=30)]
+        assert video[0][3] and all(lengths_to_nals(data) in best_nals for data, *_ in video)
+    assert not (tmp_path / "a" / "plenary" / rec["id"] / name).exists()
     await camera.close()
     for c in (on_a, on_b):
         await c.close()
