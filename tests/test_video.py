@@ -282,6 +282,40 @@ async def test_over_the_cap_and_flooding_are_dropped_and_counted(
     await chair.close()
 
 
+async def test_an_h264_camera_over_the_cap_is_closed_like_a_vp8_one(
+    start_node, invites, assembly
+) -> None:  # type: ignore[no-untyped-def]
+    """The size of an H.264 picture is in its SPS (the STAP-A ahead of each IDR): a 1280×720
+    layer closes the publisher in a 640×360 room; 640×360 itself (22.5 macroblock rows,
+    coded as 368 and cropped) and 320×180 pass."""
+    from dataclasses import replace
+
+    small = replace(
+        assembly, extra={**assembly.extra, "video": {"max_width": 640, "max_height": 360}}
+    )
+    node = await start_node(config=small)
+    (chair,) = await people(node, invites, ("Chair", "moderator"))
+    camera = await publish_camera(chair, codec="h264")
+    await camera.play(3)
+    closed = await chair.wait_message(lambda m: m["type"] == "video.closed")
+    assert closed["code"] == "over_cap" and "1280x720" in closed["message"]
+    assert metric(node, "hemicycle_video_packets_in_total", outcome="too_large") >= 1
+    await camera.close()
+    forwarded = metric(node, "hemicycle_video_packets_in_total", outcome="forwarded")
+    fits = await publish_camera(chair, layers=("l", "m"), codec="h264")
+    await fits.play(40)
+    await eventually(
+        lambda: metric(node, "hemicycle_video_packets_in_total", outcome="forwarded"),
+        until=lambda n: n - forwarded >= len(fits.sent),
+        message="every packet of the cameras within the cap to be forwarded",
+    )
+    assert not fits.stopped
+    assert [m for m in chair.received if m["type"] == "video.closed"] == [closed]
+    assert metric(node, "hemicycle_video_packets_in_total", outcome="malformed") == 0
+    await fits.close()
+    await chair.close()
+
+
 def video_room(node):  # type: ignore[no-untyped-def]
     return node.node.feature["video"].rooms["plenary"]
 

@@ -17,6 +17,7 @@ import pytest
 
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
 from .conftest import CHROMIUM_ARGS, timeout
+from .waiting import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
 W, H, FPS, FRAMES = 1280, 720, 15, 30
@@ -285,5 +286,30 @@ async def test_a_camera_that_prefers_h264_reaches_the_member_in_h264(
     )
     small = await advancing(ana, 3, 10)
     assert {s["w"] for s in small} == {320}, "the low layer advances, switched at an IDR"
+    # The room's cap reads the size in OpenH264's SPS: it is the size Chromium decodes.
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def sps_sizes(p: Any, now: float) -> None:
+        size = p.picture_size()
+        if size is not None:
+            sizes[p.q] = size
+
+    room.tap(pub.source, sps_sizes)
+    for q in ("l", "m", "h"):
+        room.ask_keyframe(pub.source, q)
+    await eventually(
+        lambda: set(sizes),
+        until=lambda qs: qs == {"l", "m", "h"},
+        timeout=10,
+        message="an SPS of each layer after asking each for a keyframe",
+    )
+    room.untap(pub.source, sps_sizes)
+    shown = await ana.evaluate(
+        "() => { const v = document.querySelector('#stage-area .tile video');"
+        " return [v.videoWidth, v.videoHeight]; }"
+    )
+    assert sizes["l"] == tuple(shown), (sizes, shown)
+    assert sizes["l"][0] < sizes["m"][0] < sizes["h"][0], sizes
+    assert room.publishers.get(pub.source) is pub, "within the cap: not closed"
     await ana.close()
     await chair.close()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..protocol import pack, unpack
-from . import vp8
+from . import h264, vp8
 
 QUALITIES = ("l", "m", "h")
 """Low (320×180), medium (640×360), high (1280×720): the simulcast RIDs, low to high."""
@@ -75,6 +75,13 @@ class VideoPacket:
             self.key = self.desc.keyframe
         else:
             self.key = vp8.h264_keyframe(payload)
+
+    def picture_size(self) -> tuple[int, int] | None:
+        """The size a keyframe declares (VP8: its frame header; H.264: the SPS this packet
+        carries), else ``None``; ``ValueError`` if that header is malformed."""
+        if self.desc is not None:
+            return (self.desc.width, self.desc.height) if self.desc.width else None
+        return h264.picture_size(self.payload) if self.key else None
 
     def to_bus(self) -> bytes:
         return pack(

@@ -49,9 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}(\.ogg|\.webm)?$")
-TYPES = {".ogg": "audio/ogg", ".webm": "video/webm"}
-"""The files a recording holds: sound (here) and the stage's picture (stagerec.py)."""
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}(\.ogg|\.webm|\.mkv)?$")
+TYPES = {".ogg": "audio/ogg", ".webm": "video/webm", ".mkv": "video/matroska"}
+"""The files a recording holds: sound (here) and the stage's picture (stagerec.py: WebM for
+VP8, Matroska for H.264; ``video/matroska`` is registered by RFC 9559)."""
 ORPHAN_CHECK_EVERY = 3.0
 """Seconds between checks that another node's recording still has a live node."""
 

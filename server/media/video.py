@@ -307,17 +307,15 @@ class VideoRoom:
                 payload,
                 codec,
             )
+            size = p.picture_size()  # a keyframe's: VP8's frame header, H.264's SPS
         except ValueError:
             counter.labels("malformed").inc()
             return
-        d = p.desc
-        if (
-            d is not None
-            and d.keyframe
-            and (d.width > self.config.max_width or d.height > self.config.max_height)
+        if size is not None and (
+            size[0] > self.config.max_width or size[1] > self.config.max_height
         ):
             counter.labels("too_large").inc()
-            self._close_soon(pub, "over_cap", f"{d.width}x{d.height} is over the room's cap")
+            self._close_soon(pub, "over_cap", f"{size[0]}x{size[1]} is over the room's cap")
             return
         counter.labels("forwarded").inc()
         self._push(pub.source, p, time.monotonic())

@@ -1,4 +1,5 @@
-"""WebM files from forwarded packets, by remuxing: VP8 frames and Opus packets, never decoded.
+"""WebM files from forwarded packets, by remuxing: VP8 frames and Opus packets, never decoded;
+Matroska files when the picture is H.264 (WebM holds only VP8/VP9/AV1).
 
 PyAV's muxer takes packets that were encoded elsewhere: the video track is made with
 ``add_mux_stream`` (no codec context at all) and the Opus track from a template stream
@@ -15,6 +16,16 @@ source or quality — only at a keyframe of the new one, as a viewer's outlet do
 packet drops the frame and waits for the next keyframe (``needs_key``: the caller asks the
 publisher for one). The audio is Opus at 20 ms, with silence frames over gaps so that
 sound and picture stay in step.
+
+H.264 (``codec="h264"``) goes into Matroska as ``V_MPEG4/ISO/AVC``: its CodecPrivate is the
+AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1) of the stream's SPS and PPS, and
+each frame its NAL units, each behind its length. The caller hands each packet's NAL units
+as Annex B (:func:`server.media.h264.annex_b`); the file opens at an access unit that carries
+SPS, PPS and an IDR picture, and FFmpeg does the rest: PyAV's muxer reads the parameter sets
+from that first packet (its ``extract_extradata`` filter) into the track, whose header
+FFmpeg's Matroska muxer writes as the avcC, and it rewrites each frame's start codes as
+lengths. So the file holds the publisher's NAL units, byte for byte, and no record of ours
+to get wrong (PyAV gives a codec-less stream no other way to set its CodecPrivate).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from typing import Any
 
 import av
 
+from . import h264
 from .oggopus import SILENCE, OggOpusWriter
 
 log = logging.getLogger(__name__)
@@ -53,6 +65,24 @@ def keyframe_size(frame: bytes) -> tuple[int, int] | None:
     return int.from_bytes(frame[6:8], "little") & 0x3FFF, int.from_bytes(frame[8:10], "little")
 
 
+def h264_keyframe_size(frame: bytes) -> tuple[int, int] | None:
+    """The size of an H.264 access unit (Annex B) that a file can start with — one with SPS,
+    PPS and an IDR picture — or ``None``."""
+    nals = h264.access_unit_nals(frame)
+    kinds = {n[0] & 0x1F for n in nals}
+    if not {h264.SPS, h264.PPS, h264.IDR} <= kinds:
+        return None
+    try:
+        sps = h264.parse_sps(next(n for n in nals if n[0] & 0x1F == h264.SPS))
+    except ValueError:
+        return None
+    return sps.width, sps.height
+
+
+CODECS = {"vp8": ("webm", keyframe_size), "h264": ("matroska", h264_keyframe_size)}
+"""A picture codec → the container format and the size of a frame a file may start with."""
+
+
 def _opus_template() -> Any:
     """An Ogg/Opus stream (from our own writer) whose parameters the WebM track copies."""
 
@@ -69,10 +99,13 @@ def _opus_template() -> Any:
 
 
 class WebmFile:
-    """One WebM file: a VP8 track (frames from RTP payloads) and, optionally, Opus audio."""
+    """One WebM file: a VP8 track (frames from RTP payloads) and, optionally, Opus audio; or
+    a Matroska file of the same shape with an H.264 track (``codec="h264"``)."""
 
-    def __init__(self, path: Path, t0: float, *, audio: bool) -> None:
+    def __init__(self, path: Path, t0: float, *, audio: bool, codec: str = "vp8") -> None:
         self.path = path
+        self.codec = codec
+        self.format, self.opening_size = CODECS[codec]
         self.t0 = t0
         self.with_audio = audio
         self.out: Any = None
@@ -98,8 +131,10 @@ class WebmFile:
         return max(0, round((now - self.t0) * 1000))
 
     def _open(self, size: tuple[int, int]) -> None:
-        self.out = av.open(str(self.path), "w", format="webm", options=OPTIONS)
-        self.vstream = self.out.add_mux_stream("vp8", width=size[0], height=size[1], time_base=MS)
+        self.out = av.open(str(self.path), "w", format=self.format, options=OPTIONS)
+        self.vstream = self.out.add_mux_stream(
+            self.codec, width=size[0], height=size[1], time_base=MS
+        )
         if self.with_audio:
             template = _opus_template()
             self.astream = self.out.add_stream_from_template(template.streams.audio[0])
@@ -136,8 +171,9 @@ class WebmFile:
         data: bytes,
         now: float,
     ) -> bool:
-        """One RTP packet's VP8 data (descriptor stripped) of ``key``. Returns whether the
-        caller should ask the publisher for a keyframe (a switch or a loss waits for one)."""
+        """One RTP packet's VP8 data (descriptor stripped), or H.264 NAL units (Annex B), of
+        ``key``; ``start``: it begins a frame. Returns whether the caller should ask the
+        publisher for a keyframe (a switch or a loss waits for one)."""
         if key != self.key and key != self.target:
             return False
         if start:
@@ -167,7 +203,7 @@ class WebmFile:
 
     def _write_frame(self, frame: bytes, keyframe: bool) -> None:
         if self.out is None:
-            size = keyframe_size(frame)
+            size = self.opening_size(frame)
             if size is None:
                 return
             self._open(size)
