@@ -117,14 +117,15 @@ def test_assembly_small_run_counts_every_line_and_ballot_once(tmp_path: Path) ->
 def test_panel_small_run_crosses_only_the_needed_layers_and_loses_nothing(tmp_path: Path) -> None:
     """bench/panel.py at a tiny size, on its own redis-server and two node processes: every
     tile of every viewer on both nodes got every packet of its layer, node B's through the
-    bus, and exactly the speaker's h and the others' l crossed."""
+    bus, and exactly the speaker's h and the others' l crossed. Whether node A kept real time
+    is performance, not asserted here (``--real-time 0``)."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
     out = tmp_path / "panel.json"
     # fmt: off
     argv = [
         sys.executable, str(ROOT / "bench" / "panel.py"), "--viewers", "6", "--seconds", "2",
-        "--warmup", "3", "--json", str(out),
+        "--warmup", "3", "--real-time", "0", "--json", str(out),
     ]
     # fmt: on
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout(230))
