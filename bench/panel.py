@@ -21,7 +21,8 @@ What is real, per node process:
   own session, ``sendto`` from a socket per viewer, as a viewer's ICE pair has), to a
   **receiving child process per node** with one UDP socket per viewer (4 MiB buffers) that
   counts datagrams per viewer and tile (by SSRC), so loss is counted at the receiver;
-- who may publish: ``stage.video_publishers`` of the folded state, as after every fold.
+- who may publish: ``stage.video_publishers`` of the folded state, as after every fold
+  (the entries are folded once in each node process, not read from the Redis log).
 
 What is simulated, and why: the publishers' and viewers' peer connections. Five aiortc
 cameras and 232 aiortc viewers (ICE, DTLS, per-packet decryption) would cost the 2-core
@@ -32,15 +33,15 @@ packetized into ``RtpPacket`` s with the RID extension and handed to ``VideoRoom
 its own instead of DTLS-made ones (bench/video.py's ``BenchSender``: no header extensions).
 Cameras send their frames staggered over the frame interval (they are not synchronised).
 
-Measured: per tile, packets *wanted* (every packet of its layer that node A ingested, from
-the keyframe the tile started at to the end), *sent* (its VideoSender) and *received*
-(the child); server-added latency per packet, from the arrival of its frame at node A to the
-``sendto`` of the last viewer on a node (for node B, across Redis); each node's CPU; which
-layers crossed and at what bitrate. PASS when node A took its cameras' frames in real time
-(within 2 %: the trace waits for it, a real camera would not), every tile of every viewer
-received every packet it wanted, on one layer from start to end, and exactly the needed
-layers crossed. Packets that are late are waited for (until the bus is quiet) and show in
-the latency, not as loss.
+Measured: per tile, packets *wanted* (every packet of its layer the camera sent, from the
+keyframe the tile started at to the end: a drop anywhere counts), *sent* (its VideoSender)
+and *received* (the child); server-added latency per packet, from the arrival of its frame
+at node A to the ``sendto`` of the last viewer on a node (for node B, across Redis); each
+node's CPU; which layers crossed and at what bitrate. PASS when node A took its cameras'
+frames in real time (within 2 %: the trace waits for it, a real camera would not), every
+tile of every viewer received every packet it wanted, on one layer from start to end, and
+exactly the needed layers crossed. Packets that are late are waited for (until the bus is
+quiet) and show in the latency, not as loss.
 
 Run it inside a loopback-only network namespace, like the tests::
 
