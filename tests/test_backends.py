@@ -156,6 +156,20 @@ async def test_a_cancelled_subscribe_ends_and_does_not_confirm_the_next(
                 assert await anext(sub) == str(i).encode()
 
 
+async def test_publish_many_delivers_every_message_in_order(backends: Backends) -> None:
+    async with (
+        backends.bus.subscribe("hc:{r}:one") as one,
+        backends.bus.subscribe("hc:{r}:two") as two,
+    ):
+        messages = [(f"hc:{{r}}:{'one' if i % 3 else 'two'}", str(i).encode()) for i in range(30)]
+        await backends.bus.publish_many(messages)
+        for sub, name in ((one, "one"), (two, "two")):
+            want = [data for channel, data in messages if channel.endswith(name)]
+            async with asyncio.timeout(timeout(5)):
+                got = [await anext(sub) for _ in want]
+            assert got == want
+
+
 async def test_redis_subscribe_waits_for_the_server_to_confirm(redis_url: str) -> None:
     b = open_backends(redis_url)
     try:

@@ -111,3 +111,32 @@ def test_assembly_small_run_counts_every_line_and_ballot_once(tmp_path: Path) ->
         assert b["lost"] == b["duplicated"] == 0 and b["pages"] == 40, b
     assert set(r["join"]["meter"]["cmds"]) >= {"xadd", "wait"}, "no appends counted on the masters"
     assert "| join storm | 40/40 welcomed" in run.stdout, run.stdout
+
+
+@pytest.mark.timeout(timeout(240))
+def test_panel_small_run_crosses_only_the_needed_layers_and_loses_nothing(tmp_path: Path) -> None:
+    """bench/panel.py at a tiny size, on its own redis-server and two node processes: every
+    tile of every viewer on both nodes got every packet of its layer, node B's through the
+    bus, and exactly the speaker's h and the others' l crossed. Whether node A kept real time
+    is performance, not asserted here (``--real-time 0``)."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
+    out = tmp_path / "panel.json"
+    # fmt: off
+    argv = [
+        sys.executable, str(ROOT / "bench" / "panel.py"), "--viewers", "6", "--seconds", "2",
+        "--warmup", "3", "--real-time", "0", "--json", str(out),
+    ]
+    # fmt: on
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout(230))
+    assert run.returncode == 0, f"panel.py failed:\n{run.stdout}\n{run.stderr[-3000:]}"
+    r = json.loads(out.read_text())
+    assert [row["viewers"] for row in r["rows"]] == [3, 3], r["rows"]
+    for row in r["rows"]:
+        for q in ("h", "l"):
+            counts = row[q]
+            assert counts["wanted"] > 0 and counts["lost"] == counts["unsent"] == 0, (row, q)
+        assert row["bad"] == [], row["bad"]
+    assert sorted(r["crossed_mbit"]) == ["chair:l", "do:l", "kh:h", "ps:l", "ug:l"], r
+    assert r["rows"][1]["bus_in"] > 0, "node B took nothing from the bus"
+    assert "PASS: 6 viewers across two nodes without loss" in run.stdout, run.stdout

@@ -4,11 +4,15 @@ subscriptions exactly for the sources in use (on the in-process bus, no WebRTC).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+
+import pytest
 
 from server.media import buslink
 from server.media.buslink import BusLink
 from server.media.kind import AUDIO
 from server.media.relay import Frame
+from server.node.backends import open_backends
 from server.node.bus import MemoryBus
 from server.node.metrics import Metrics
 
@@ -89,3 +93,45 @@ async def test_a_stuck_bus_loses_the_oldest_frames_first(monkeypatch) -> None:  
         link.send("floor", frame("me", seq))
     assert [Frame.from_bus(d).seq for _, d in link._outbox] == [3, 4, 5]
     assert sample(metrics, "hemicycle_audio_bus_frames_total", direction="dropped") == 2
+
+
+@pytest.mark.redis
+async def test_frames_queued_together_cross_redis_in_one_round_trip_in_order(
+    redis_url: str,
+) -> None:
+    """What is queued while the link publishes goes in the next round trip, all of it, in
+    order: one round trip per frame capped a link at 1/RTT frames a second, and video's few
+    hundred packets a second backed up behind a loaded Redis (bench/panel.py)."""
+    backends = open_backends(redis_url)
+    bus = backends.bus
+    trips: list[int] = []
+    publish_many = bus.publish_many
+
+    async def counted(messages: Sequence[tuple[str, bytes]]) -> None:
+        trips.append(len(messages))  # counts the round trips; the real Redis carries them
+        await publish_many(messages)
+
+    bus.publish_many = counted  # type: ignore[method-assign]
+    heard: list[int] = []
+    out = BusLink(bus, "r", AUDIO, Metrics(), lambda *_: None, lambda pub: pub == "a.1")
+    into = BusLink(
+        bus, "r", AUDIO, Metrics(), lambda s, f, now: heard.append(f.seq), lambda _: False
+    )
+    try:
+        async with out, into:
+            into.subscribe_exactly(["floor"])
+            channel = AUDIO.bus_channel("r", "floor")
+            assert backends.redis is not None
+            async with asyncio.timeout(timeout(5)):
+                while (await backends.redis.pubsub_numsub(channel))[0][1] < 1:
+                    await asyncio.sleep(0.01)
+            for seq in range(1, 201):  # one burst: the publishing task has not run yet
+                out.send("floor", frame("a.1", seq))
+            await until(lambda: len(heard) == 200, 5)
+            assert heard == list(range(1, 201))
+            assert trips == [200], f"{len(trips)} round trips for one burst: {trips[:10]}"
+            out.send("floor", frame("a.1", 201))
+            await until(lambda: len(heard) == 201)
+            assert trips == [200, 1]
+    finally:
+        await backends.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -54,6 +54,11 @@ class Subscription:
 class Bus(Protocol):
     async def publish(self, channel: str, data: bytes) -> None: ...
 
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish each ``(channel, data)`` in order, in as few round trips as the bus can
+        (a media link's queued frames: one round trip each would cap it at 1/RTT)."""
+        ...
+
     def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
         """Enter once the subscription is active: later messages on ``channel`` reach it."""
         ...
@@ -68,6 +73,10 @@ class MemoryBus:
     async def publish(self, channel: str, data: bytes) -> None:
         for sub in self._subs.get(channel, ()):
             sub.put(data)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for channel, data in messages:
+            await self.publish(channel, data)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
@@ -135,6 +144,16 @@ class RedisBus:
             await self._redis.spublish(channel, data)
         else:
             await self._redis.publish(channel, data)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """One pipeline (no transaction): one round trip, on one connection, so in order."""
+        pipe = self._redis.pipeline(transaction=False)
+        for channel, data in messages:
+            if self._sharded:
+                pipe.spublish(channel, data)
+            else:
+                pipe.publish(channel, data)
+        await pipe.execute()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -147,6 +147,11 @@ class ShardedBus:
 
     async def publish(self, channel: str, data: bytes) -> None:
         await self._cluster.spublish(channel, data)
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """One SPUBLISH at a time, as :meth:`publish` (a cluster pipeline is not tried here)."""
+        for channel, data in messages:
+            await self._cluster.spublish(channel, data)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
