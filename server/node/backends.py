@@ -74,7 +74,11 @@ class Backends:
             try:
                 await self.log.close()
             finally:
-                if self.redis is not None:
+                if urlsplit(self.url).scheme == "redis+cluster":
+                    from .cluster import close_cluster
+
+                    await close_cluster(self.redis)
+                elif self.redis is not None:
                     await self.redis.aclose()
 
 
