@@ -333,6 +333,22 @@ def start_nodes(
     return procs, urls
 
 
+def master_calls(cluster: Any, reset: bool = False) -> dict[str, int]:
+    """XADD and WAIT calls on the cluster's masters since the last ``reset``."""
+    import redis
+
+    calls = {"xadd": 0, "wait": 0}
+    for port in cluster.masters():
+        with redis.Redis(port=port) as r:
+            if reset:
+                r.config_resetstat()
+                continue
+            stats = r.info("commandstats")
+            for name in calls:
+                calls[name] += int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+    return calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voters", type=int, default=1000)
@@ -363,9 +379,13 @@ def main() -> None:
         try:
             time.sleep(1.0)  # the nodes derive the secret vote's keys at start
             for kind in kinds:
+                if cluster is not None:
+                    master_calls(cluster, reset=True)
                 rows.append(
                     asyncio.run(storm(kind, urls, args.voters, args.window, [p.pid for p in procs]))
                 )
+                if cluster is not None:
+                    rows[-1]["calls"] = master_calls(cluster)
         finally:
             for p in reversed(procs):
                 p.terminate()
@@ -434,6 +454,10 @@ def main() -> None:
     print(f"\nCPU seconds used while casting ({redis}, node a, node b, this client process):")
     for r in rows:
         print(f"  {r['kind']}: " + ", ".join(f"{c:.2f}" for c in r["cpu"]))
+    if args.cluster:
+        print("\nCalls on the masters while casting (from their commandstats):")
+        for r in rows:
+            print(f"  {r['kind']}: XADD {r['calls']['xadd']}, WAIT {r['calls']['wait']}")
 
 
 if __name__ == "__main__":
