@@ -25,6 +25,7 @@ import server.node.app as app_module
 from server.client import Client
 from server.node.auth import Invites
 from server.node.config import Assembly, Settings
+from server.node.heartbeat import Heartbeat
 from server.node.hub import RoomHub
 from server.web.app import create_app
 
@@ -77,6 +78,27 @@ class NodeOnItsOwnLoop:
         await asyncio.to_thread(self.thread.join, timeout(30))
         assert not self.thread.is_alive(), "node B did not stop"
         self.loop.close()
+
+
+async def test_the_heartbeat_goes_on_while_the_loop_is_busy_and_stops_when_it_is_stuck() -> None:
+    """Beats while the loop is blocked for less than ``stall_limit``; none once it has been
+    blocked for longer (a wedged node must still be found dead); again once it turns."""
+    beats: list[float] = []
+    heartbeat = Heartbeat("n", lambda node, ttl: beats.append(time.monotonic()), 0.05, 6, 0.5)
+    heartbeat.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert beats, "no beat from the thread"
+        blocked = time.monotonic()
+        time.sleep(2.0)  # this test's own loop, held: as a stuck node's
+        resumed = time.monotonic()
+        during = [t - blocked for t in beats if blocked <= t < resumed]
+        assert during and min(during) < 0.5, "no beat while the loop was busy"
+        assert not [t for t in during if t > 1.0], "beats went on while the loop was stuck"
+        await asyncio.sleep(0.5)
+        assert [t for t in beats if t > resumed], "no beat once the loop turned again"
+    finally:
+        await heartbeat.stop()
 
 
 def left(hub: RoomHub, pid: str, since: int) -> list[Any]:
