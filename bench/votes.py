@@ -1,11 +1,13 @@
 """Vote storm: N voters cast within one second across two nodes on one Redis.
 
-    python bench/votes.py [--voters 1000] [--window 1.0] [--kind open|secret|both]
+    python bench/votes.py [--voters 1000] [--window 1.0] [--kind open|secret|both] [--cluster]
 
 Starts its own redis-server (config/redis-production.conf: AOF, appendfsync always) on a
 free port and two ``hemicycle serve`` node processes sharing it, connects N members'
 representatives (half to each node) and a chair, opens a formal vote with N members on the
-roll, and has every voter cast at a random moment within the window. Measures:
+roll, and has every voter cast at a random moment within the window. With ``--cluster`` the
+two nodes share a real Redis Cluster instead (bench/crowd.py ``start_cluster``: three masters,
+three replicas, config/redis-cluster-node.conf, appends that wait for a replica). Measures:
 
 - ack: from sending the ballot to the reply (open ballot: one command; secret ballot: the
   claim, and claim + deposit until the ballot is durably in the log),
@@ -241,7 +243,23 @@ async def storm(
     }
 
 
-def start_processes(tmp: Path, voters: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+def start_processes(
+    tmp: Path, voters: int, cluster: Any = None
+) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """One redis-server and two nodes; with ``cluster`` (a started tests/redis_cluster.py
+    ``RedisCluster``), the two nodes on it instead (its masters' processes come first)."""
+    if cluster is not None:
+        procs = [cluster.procs[port] for port in cluster.masters()]
+        backend = cluster.url
+    else:
+        procs, backend = start_redis(tmp)
+    config = tmp / "storm.toml"
+    write_config(config, voters)
+    nodes, urls = start_nodes(tmp, config, backend)
+    return procs + nodes, urls
+
+
+def start_redis(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
         raise SystemExit("redis-server is not installed")
@@ -265,8 +283,13 @@ def start_processes(tmp: Path, voters: int) -> tuple[list[subprocess.Popen[bytes
         )
     ]
     wait_port(rport)
-    config = tmp / "storm.toml"
-    write_config(config, voters)
+    return procs, f"redis://127.0.0.1:{rport}/0"
+
+
+def start_nodes(
+    tmp: Path, config: Path, backend: str
+) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    procs: list[subprocess.Popen[bytes]] = []
     urls = []
     for name in ("a", "b"):
         port = free_port()
@@ -292,7 +315,7 @@ def start_processes(tmp: Path, voters: int) -> tuple[list[subprocess.Popen[bytes
                     "--config",
                     str(config),
                     "--backend",
-                    f"redis://127.0.0.1:{rport}/0",
+                    backend,
                     "--port",
                     str(port),
                     "--host",
@@ -310,11 +333,33 @@ def start_processes(tmp: Path, voters: int) -> tuple[list[subprocess.Popen[bytes
     return procs, urls
 
 
+def master_calls(cluster: Any, reset: bool = False) -> dict[str, int]:
+    """XADD and WAIT calls on the cluster's masters since the last ``reset``."""
+    import redis
+
+    calls = {"xadd": 0, "wait": 0}
+    for port in cluster.masters():
+        with redis.Redis(port=port) as r:
+            if reset:
+                r.config_resetstat()
+                continue
+            stats = r.info("commandstats")
+            for name in calls:
+                calls[name] += int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+    return calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voters", type=int, default=1000)
     parser.add_argument("--window", type=float, default=1.0, help="seconds (default 1)")
     parser.add_argument("--kind", choices=["open", "secret", "both"], default="both")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="a Redis Cluster instead (three masters, three replicas, "
+        "config/redis-cluster-node.conf; appends wait for a replica, wait=1)",
+    )
     args = parser.parse_args()
     kinds = ["open", "secret"] if args.kind == "both" else [args.kind]
     load = os.getloadavg()[0]
@@ -323,13 +368,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hc-votes-") as tmp:
         if keep:
             print(f"logs in {tmp} (copied to {keep})", file=sys.stderr)
-        procs, urls = start_processes(Path(tmp), args.voters)
+        cluster = None
+        if args.cluster:
+            sys.path.insert(0, str(ROOT / "bench"))
+            from crowd import start_cluster
+
+            (Path(tmp) / "cluster").mkdir()
+            cluster = start_cluster(Path(tmp) / "cluster")
+        procs, urls = start_processes(Path(tmp), args.voters, cluster)
         try:
             time.sleep(1.0)  # the nodes derive the secret vote's keys at start
             for kind in kinds:
+                if cluster is not None:
+                    master_calls(cluster, reset=True)
                 rows.append(
                     asyncio.run(storm(kind, urls, args.voters, args.window, [p.pid for p in procs]))
                 )
+                if cluster is not None:
+                    rows[-1]["calls"] = master_calls(cluster)
         finally:
             for p in reversed(procs):
                 p.terminate()
@@ -342,11 +398,15 @@ def main() -> None:
                     print(f"(pid {p.pid} did not stop in 15 s; killed)", file=sys.stderr)
                     p.kill()
                     p.wait()
+            if cluster is not None:
+                cluster.stop()  # its replicas (the masters stopped above)
     ms = 1000
-    print(
-        f"\nVote storm: {args.voters} voters within {args.window:g} s over two nodes, "
-        f"one Redis (AOF, appendfsync always)"
+    store = (
+        "a Redis Cluster (3 masters + 3 replicas, AOF, appendfsync always, wait=1)"
+        if args.cluster
+        else "one Redis (AOF, appendfsync always)"
     )
+    print(f"\nVote storm: {args.voters} voters within {args.window:g} s over two nodes, {store}")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average before: {load:.2f}\n"
@@ -390,9 +450,14 @@ def main() -> None:
                 ]
             )
         )
-    print("\nCPU seconds used while casting (redis, node a, node b, this client process):")
+    redis = "each of the 3 masters" if args.cluster else "redis"
+    print(f"\nCPU seconds used while casting ({redis}, node a, node b, this client process):")
     for r in rows:
         print(f"  {r['kind']}: " + ", ".join(f"{c:.2f}" for c in r["cpu"]))
+    if args.cluster:
+        print("\nCalls on the masters while casting (from their commandstats):")
+        for r in rows:
+            print(f"  {r['kind']}: XADD {r['calls']['xadd']}, WAIT {r['calls']['wait']}")
 
 
 if __name__ == "__main__":

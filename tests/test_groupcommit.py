@@ -4,20 +4,23 @@ each answered with its own id or error, in the order they were made; on a real R
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
 from server import fold
 from server.errors import Unavailable
 from server.node.backends import open_backends
+from server.node.cluster import ClusterLog
 from server.node.config import Assembly
 from server.node.groupcommit import GroupCommit
 from server.node.hub import RoomHub
-from server.node.log import RedisLog, id_key
+from server.node.log import RedisLog, id_key, log_key
 from server.node.metrics import Metrics
 from server.protocol import decode, encode_map
 
 from .conftest import RedisServer
+from .redis_cluster import RedisCluster
 
 
 class Recorder:
@@ -133,3 +136,67 @@ def test_welcome_info_encoded_decodes_as_welcome_info(codec: str, assembly: Asse
         got = decode(framed, codec)  # type: ignore[arg-type]
         assert got["assembly"] == hub.welcome_info()
         assert got["assembly"]["title"] == "overridden by a feature"
+
+
+def _wait_calls(cluster: RedisCluster) -> int:
+    """``WAIT`` commands the cluster's masters have run since their last ``CONFIG RESETSTAT``."""
+    import redis
+
+    total = 0
+    for port in cluster.masters():
+        with redis.Redis(port=port) as r:
+            total += int(r.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+    return total
+
+
+@pytest.mark.redis
+async def test_cluster_log_batches_per_master_with_one_wait_each(
+    redis_cluster: RedisCluster, cluster_url: str
+) -> None:
+    """On a real cluster (``wait=1``): 300 appends to rooms on several masters go in a few
+    batches, each master's share in one pipeline closed by one WAIT, and each room's stream
+    holds its entries in the order they were made."""
+    import redis
+
+    rooms = [f"room{i}" for i in range(6)]
+    assert len({redis_cluster.master_of(log_key(r)) for r in rooms}) > 1
+    for port in redis_cluster.masters():
+        with redis.Redis(port=port) as r:
+            r.config_resetstat()
+    backends = open_backends(cluster_url)
+    try:
+        log = backends.log
+        assert isinstance(log, ClusterLog)
+        ids = await asyncio.gather(
+            *(log.append(rooms[i % 6], f"e{i}".encode()) for i in range(300))
+        )
+        assert len({(i % 6, entry_id) for i, entry_id in enumerate(ids)}) == 300
+        assert log.group.entries == 300 and log.group.batches < 10
+        assert _wait_calls(redis_cluster) <= 3 * log.group.batches  # not one per append
+        for n, room in enumerate(rooms):
+            got: list[bytes] = []
+            async for _, data in log.tail(room, None):
+                got.append(data)
+                if len(got) == 50:
+                    break
+            assert got == [f"e{i}".encode() for i in range(n, 300, 6)]
+    finally:
+        await backends.close()
+
+
+@pytest.mark.redis
+async def test_cluster_log_answers_each_append_unavailable_when_replicas_lag(
+    redis_cluster: RedisCluster, cluster_url: str
+) -> None:
+    """Three replicas asked of masters that have one: WAIT says 1 of 3 and every append of
+    the batch is refused ``unavailable`` (the client sends it again; the fold counts it once)."""
+    url = cluster_url.replace("wait=1", "wait=3").replace("wait_ms=2000", "wait_ms=50")
+    backends = open_backends(url)
+    try:
+        results = await asyncio.gather(
+            *(backends.log.append(f"room{i}", b"x") for i in range(6)), return_exceptions=True
+        )
+        assert all(isinstance(r, Unavailable) for r in results), results
+        assert all(re.search(r"reached [01] of 3 replica\(s\)", str(r)) for r in results), results
+    finally:
+        await backends.close()

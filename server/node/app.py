@@ -17,6 +17,7 @@ from .auth import Invites
 from .backends import Backends, open_backends
 from .config import Assembly, Settings
 from .feature import Feature, dispatch_table, features_named
+from .heartbeat import Heartbeat
 from .hub import RoomHub
 from .metrics import Metrics
 from .throttle import PerKey
@@ -31,6 +32,11 @@ it closed to come back through another node before their leaves are logged."""
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 6.0
 """A node silent for this long is dead: the others retire its connections."""
+REAPED_KEPT = 100_000
+"""Connections retired by this node that it remembers (a few hundred bytes each)."""
+LOOP_STALL_LIMIT = 30.0
+"""The heartbeat thread stops beating once the event loop has not turned for this long: a
+busy node is alive, a node whose loop is stuck for good is not (server/node/heartbeat.py)."""
 
 
 class Node:
@@ -86,6 +92,9 @@ class Node:
         """Each open room's feature parts (``Feature.in_room``), closed before its hub."""
         self._idle_since: dict[str, float] = {}
         self._running = False
+        self.heartbeat: Heartbeat | None = None
+        self._reaped: dict[str, int] = {}
+        """Connections of other nodes this node retired (``reap``), and how many times again."""
         if not settings.on_demand:
             for rid in self.served:
                 self.hubs[rid] = self._new_hub(rid)
@@ -126,7 +135,13 @@ class Node:
             for hub in list(self.hubs.values()):
                 await self._open_parts(hub)
             self._running = True
-            watch = asyncio.create_task(self._keep_alive(), name=f"heartbeat-{self.name}")
+            beat, close_beat = self.backends.beater()
+            stack.callback(close_beat)
+            heartbeat = Heartbeat(self.name, beat, HEARTBEAT_EVERY, HEARTBEAT_TTL, LOOP_STALL_LIMIT)
+            heartbeat.start()
+            stack.push_async_callback(heartbeat.stop)
+            self.heartbeat = heartbeat
+            watch = asyncio.create_task(self._keep_alive(), name=f"reaper-{self.name}")
             stack.push_async_callback(_cancel, watch)
             self._stack = stack.pop_all()
         return self
@@ -249,20 +264,23 @@ class Node:
             )
 
     async def _keep_alive(self) -> None:
+        # The beat itself is the heartbeat thread's (it must not wait behind this loop);
+        # what acts on the others' beats stays here.
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY)
             try:
-                await self.backends.heartbeat(self.name, HEARTBEAT_TTL)
                 await self.reap()
                 await self.close_idle()
             except Exception as exc:  # Redis away for a moment: try again next beat
-                log.warning("heartbeat/reap failed: %s", exc)
+                log.warning("reap failed: %s", exc)
 
     async def reap(self) -> None:
         """Retire the connections of nodes whose heartbeat expired (they died without
         saying goodbye): append their ``leave`` so people go offline and live interpreters
         enter their grace period. Any node may do it; the ``leave:<conn>`` id makes the
         first one count."""
+        while len(self._reaped) > REAPED_KEPT:  # the oldest first (insertion order)
+            del self._reaped[next(iter(self._reaped))]
         for hub in self.hubs.values():
             conns = [(p["pid"], c) for p in rooms.people(hub.state).values() for c in p["conns"]]
             owners = {c.split("~", 1)[0] for _, c in conns if "~" in c} - {self.name}
@@ -271,14 +289,17 @@ class Node:
             dead = owners - await self.backends.alive(owners)
             for pid, conn in conns:
                 if conn.split("~", 1)[0] in dead:
+                    # ``leave:<conn>`` makes the first reaper's entry count; a connection
+                    # that its node joined again (it was alive after all, server/node/
+                    # hub.py ``_retired``) and that is retired once more needs a new id.
+                    times = self._reaped.get(conn)
+                    cid = f"leave:{conn}" if times is None else f"leave:{conn}:{times + 1}"
                     log.info("retiring connection %s of dead node", conn)
                     with contextlib.suppress(HemicycleError):
                         await hub.submit(
-                            Actor("node", SYSTEM),
-                            "leave",
-                            {"pid": pid, "conn": conn},
-                            f"leave:{conn}",
+                            Actor("node", SYSTEM), "leave", {"pid": pid, "conn": conn}, cid
                         )
+                        self._reaped[conn] = 0 if times is None else times + 1
 
     def link(self, token: str, room: str) -> str:
         return f"{self.settings.base_url}/r/{room}#t={token}"

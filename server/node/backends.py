@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,28 @@ class Backends:
         else:
             self._beats[node] = time.monotonic() + ttl
 
+    def beater(self) -> tuple[Callable[[str, float], None], Callable[[], None]]:
+        """A blocking ``beat(node, ttl)`` for the heartbeat thread (server/node/heartbeat.py),
+        on a Redis connection of its own, and the function that closes that connection."""
+        if self.redis is None:
+
+            def remember(node: str, ttl: float) -> None:
+                self._beats[node] = time.monotonic() + ttl  # one dict store: atomic
+
+            return remember, lambda: None
+        clients: list[Any] = []  # made by the thread's first beat: a cluster client connects
+
+        def beat(node: str, ttl: float) -> None:
+            if not clients:
+                clients.append(_blocking_client(self.url))
+            clients[0].set(f"hc:node:{node}", b"1", px=int(ttl * 1000))
+
+        def close() -> None:
+            while clients:
+                clients.pop().close()
+
+        return beat, close
+
     async def alive(self, nodes: set[str]) -> set[str]:
         """Which of ``nodes`` have a heartbeat that has not expired."""
         names = sorted(nodes)
@@ -43,10 +66,46 @@ class Backends:
         return {n for n in names if self._beats.get(n, 0) > now}
 
     async def close(self) -> None:
-        await self.bus.close()
-        await self.log.close()
-        if self.redis is not None:
-            await self.redis.aclose()
+        # Each part closed whatever the one before raised: a bus link that fails to close
+        # (its master just died) must not leave the cluster client's connections open.
+        try:
+            await self.bus.close()
+        finally:
+            try:
+                await self.log.close()
+            finally:
+                if urlsplit(self.url).scheme == "redis+cluster":
+                    from .cluster import close_cluster
+
+                    await close_cluster(self.redis)
+                elif self.redis is not None:
+                    await self.redis.aclose()
+
+
+BEAT_TIMEOUT = 2.0
+"""Seconds a heartbeat's connect or write may take before that beat is given up."""
+
+
+def _blocking_client(url: str) -> Any:
+    """A blocking redis-py client for ``url`` (one Redis or a cluster), for a thread."""
+    import redis
+
+    if urlsplit(url).scheme != "redis+cluster":
+        return redis.Redis.from_url(
+            url, socket_timeout=BEAT_TIMEOUT, socket_connect_timeout=BEAT_TIMEOUT
+        )
+    from redis.cluster import ClusterNode, RedisCluster
+
+    from .cluster import parse_url
+
+    nodes, options = parse_url(url)
+    auth = {k: options[k] for k in ("username", "password") if options.get(k)}
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
+        socket_timeout=BEAT_TIMEOUT,
+        socket_connect_timeout=BEAT_TIMEOUT,
+        **auth,
+    )
 
 
 def open_backends(url: str) -> Backends:

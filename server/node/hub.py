@@ -32,6 +32,12 @@ RECENT = 5_000
 REPLY_TIMEOUT = 10.0
 LEAVE_RETRIES = 20
 """Attempts (backing off to 5 s) to record a leave while the log is unreachable."""
+JOIN_FIELDS = ("pid", "name", "role", "org", "country", "lang", "conn", "booth", "pair")
+
+
+def join_args(person: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``join`` arguments of a connection's person (its invite's claims and ``conn``)."""
+    return {k: person[k] for k in JOIN_FIELDS if person.get(k) is not None}
 
 
 class Sink(Protocol):
@@ -121,6 +127,9 @@ class RoomHub:
         self.snapshots = Snapshots(self.room, backends.log, rules, rules.new_state(config))
         self._task: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
+        self.rejoined: dict[str, str] = {}
+        """Local connections retired by another node and joined again: conn → the retiring
+        entry's id, which names this connection's own ``leave`` from then on."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._bus_task: asyncio.Task[None] | None = None
@@ -305,6 +314,8 @@ class RoomHub:
         for event in outcome.events:
             if event["type"] == "person.joined":
                 self._displace(event["person"]["conns"])
+            elif event["type"] == "person.left" and event["conn"] in self.by_conn:
+                self._retired(entry_id, event["pid"], event["conn"])
         waiter = self.pending.pop(entry["cid"], None)
         if waiter is not None and not waiter.done():
             waiter.set_result(outcome)
@@ -592,9 +603,42 @@ class RoomHub:
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
 
+    def _retired(self, entry_id: str, pid: str, conn: str) -> None:
+        """Another node logged the leave of a connection this node still holds: it took
+        this node for dead (no heartbeat within the TTL: a stopped process, a partition).
+        Join it again at once, as it was: the person is back online, a live interpreter's
+        grace ends (``booth.back``) before it takes the air, and nobody had to reconnect."""
+        if self.closing:
+            return
+        log.warning("room %s: %s was retired by another node; joining it again", self.room, conn)
+        self.rejoined[conn] = entry_id  # from now on its own leave needs a cid of its own
+        task = asyncio.get_running_loop().create_task(self._rejoin(pid, conn, entry_id))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _rejoin(self, pid: str, conn: str, entry_id: str) -> None:
+        delay = 0.2
+        for _ in range(LEAVE_RETRIES):
+            sink = self.by_conn.get(conn)
+            person = self.state["core"]["people"].get(pid)
+            if sink is None or (person is not None and conn in person["conns"]):
+                return  # closed meanwhile (its own leave follows), or already back
+            try:
+                cid = f"join:{conn}:back:{entry_id}"
+                await self.submit(Actor("node", SYSTEM), "join", join_args(sink.person), cid)
+                return
+            except Unavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except HemicycleError as exc:  # the fold refuses what it took before: say so
+                log.warning("room %s: could not join %s again: %s", self.room, conn, exc)
+                return
+
     async def _leave(self, pid: str, conn: str) -> None:
         args = {"pid": pid, "conn": conn}
         cid = f"leave:{conn}"
+        if conn in self.rejoined:  # ``leave:<conn>`` is taken by the retirement
+            cid += f":after:{self.rejoined.pop(conn)}"
         try:
             await self.submit(Actor("node", SYSTEM), "leave", args, cid)
         except Unavailable:

@@ -153,13 +153,12 @@ class RedisLog:
     with the shipped config (AOF, ``appendfsync always``) an acknowledged entry is on disk.
 
     Appends made together share one round trip (server/node/groupcommit.py): the node's
-    appends of all its rooms go down one pipeline per batch.
+    appends of all its rooms go down one pipeline per batch (on a cluster, one per master:
+    server/node/cluster.py).
     """
 
     BLOCK_MS = 5_000
     BATCH = 500
-    GROUP_COMMIT = True
-    """Batch the appends (a subclass whose ``_xadd`` does more, the cluster's, says no)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
@@ -167,12 +166,9 @@ class RedisLog:
 
     async def append(self, room: str, entry: bytes) -> str:
         try:
-            if self.GROUP_COMMIT:
-                return await self.group.append(log_key(room), entry)
-            entry_id = await self._xadd(log_key(room), entry)
+            return await self.group.append(log_key(room), entry)
         except transient_errors() as exc:
             raise Unavailable(f"the room log is unreachable: {exc}") from None
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def _xadd_batch(self, items: list[tuple[str, bytes]]) -> list[str | Exception]:
         """One pipeline (no transaction) of one XADD per item, on one connection."""
@@ -181,10 +177,6 @@ class RedisLog:
             pipe.xadd(key, {"e": entry})
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return [r if isinstance(r, Exception) else _decode(r) for r in replies]
-
-    async def _xadd(self, key: str, entry: bytes) -> Any:
-        """The XADD itself (server/node/cluster.py waits for replicas after it)."""
-        return await self._redis.xadd(key, {"e": entry})
 
     async def tail(self, room: str, after: str | None) -> AsyncIterator[tuple[str, bytes]]:
         import redis.exceptions

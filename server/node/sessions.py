@@ -35,6 +35,7 @@ from ..fold import visible
 from ..protocol import Codec, decode, encode
 from ..types import SYSTEM, Actor, arg_str
 from . import eager
+from .hub import join_args
 from .throttle import TokenBucket
 
 if TYPE_CHECKING:
@@ -353,9 +354,7 @@ class Session:
             await hub.leave(self)
 
     def _join_args(self) -> dict[str, Any]:
-        p = self.person
-        keys = ("pid", "name", "role", "org", "country", "lang", "conn", "booth", "pair")
-        return {k: p[k] for k in keys if p.get(k) is not None}
+        return join_args(self.person)
 
     def _welcome(self, after: str | None) -> None:
         hub = self.hub
