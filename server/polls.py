@@ -117,6 +117,7 @@ from .types import (
     Viewer,
     arg_int,
     arg_str,
+    by_name,
 )
 
 
@@ -717,25 +718,22 @@ __all__ = [  # what other modules (ballots.py, exports, tests) take from here
 SLICE = Slice(
     name="polls",
     init=init,
-    commands={
-        c.name: c
-        for c in (
-            Command("poll.create", STAFF, check_create, decide_create),
-            Command("poll.update", STAFF, check_update, decide_update),
-            Command("poll.delete", STAFF, check_poll, decide_delete),
-            Command("poll.open", STAFF, check_open, decide_open),
-            Command("poll.timer", STAFF, check_timer, decide_timer),
-            Command("poll.close", STAFF, check_poll, decide_close),
-            Command("poll.publish", STAFF, check_poll, decide_publish),
-            Command("poll.keys", frozenset({SYSTEM}), check_keys, decide_keys),
-            Command("proxy.grant", PROXY_ROLES, check_grant, decide_grant),
-            Command("proxy.revoke", PROXY_ROLES, check_revoke, decide_revoke),
-            Command("ballot.cast", VOTER_ROLES, check_cast, decide_cast),
-            Command("ballot.claim", VOTER_ROLES, check_claim, decide_claim),
-            Command("ballot.deposit", frozenset({SYSTEM}), check_deposit, decide_deposit),
-            Command("ballot.reveal", frozenset({SYSTEM}), check_reveal, decide_reveal),
-        )
-    },
+    commands=by_name(
+        Command("poll.create", STAFF, check_create, decide_create),
+        Command("poll.update", STAFF, check_update, decide_update),
+        Command("poll.delete", STAFF, check_poll, decide_delete),
+        Command("poll.open", STAFF, check_open, decide_open),
+        Command("poll.timer", STAFF, check_timer, decide_timer),
+        Command("poll.close", STAFF, check_poll, decide_close),
+        Command("poll.publish", STAFF, check_poll, decide_publish),
+        Command("poll.keys", frozenset({SYSTEM}), check_keys, decide_keys),
+        Command("proxy.grant", PROXY_ROLES, check_grant, decide_grant),
+        Command("proxy.revoke", PROXY_ROLES, check_revoke, decide_revoke),
+        Command("ballot.cast", VOTER_ROLES, check_cast, decide_cast),
+        Command("ballot.claim", VOTER_ROLES, check_claim, decide_claim),
+        Command("ballot.deposit", frozenset({SYSTEM}), check_deposit, decide_deposit),
+        Command("ballot.reveal", frozenset({SYSTEM}), check_reveal, decide_reveal),
+    ),
     apply=APPLY,
     view=view,
     react=react,

@@ -54,6 +54,7 @@ from .types import (
     State,
     arg_int,
     arg_str,
+    by_name,
     no_args,
 )
 
@@ -325,20 +326,17 @@ SPEAKING_ROLES = frozenset({PARTICIPANT, PANELIST, MODERATOR})
 SLICE = Slice(
     name="core",
     init=init,
-    commands={
-        c.name: c
-        for c in (
-            Command("join", frozenset({SYSTEM}), check_join, decide_join),
-            Command("leave", frozenset({SYSTEM}), check_leave, decide_leave),
-            Command("hand.raise", HAND_ROLES, no_args, decide_raise),
-            Command("hand.lower", ACTIVE, check_target, decide_lower),
-            Command("floor.grant", STAFF, check_target, decide_grant),
-            Command("floor.revoke", ACTIVE, check_target, decide_revoke),
-            Command("agenda.goto", STAFF, check_goto, decide_goto),
-            Command("agenda.next", STAFF, no_args, decide_next),
-            Command("notice.post", STAFF, check_notice, decide_notice),
-        )
-    },
+    commands=by_name(
+        Command("join", frozenset({SYSTEM}), check_join, decide_join),
+        Command("leave", frozenset({SYSTEM}), check_leave, decide_leave),
+        Command("hand.raise", HAND_ROLES, no_args, decide_raise),
+        Command("hand.lower", ACTIVE, check_target, decide_lower),
+        Command("floor.grant", STAFF, check_target, decide_grant),
+        Command("floor.revoke", ACTIVE, check_target, decide_revoke),
+        Command("agenda.goto", STAFF, check_goto, decide_goto),
+        Command("agenda.next", STAFF, no_args, decide_next),
+        Command("notice.post", STAFF, check_notice, decide_notice),
+    ),
     apply={
         "person.joined": apply_joined,
         "person.left": apply_left,
