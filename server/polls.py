@@ -230,13 +230,19 @@ def decide_create(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     ]
 
 
-def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    poll = get_poll(state, args["poll"])
+def _draft(state: State, poll_id: str, done: str) -> Poll:
+    """The poll ``poll_id`` if it is still a draft; else why it cannot be ``done``."""
+    poll = get_poll(state, poll_id)
     if poll["state"] != PollState.DRAFT:
         raise Refused(
-            f"only a draft can be edited; the poll is {poll['state']}",
+            f"only a draft can be {done}; the poll is {poll['state']}",
             code=f"poll_is_{poll['state']}",
         )
+    return poll
+
+
+def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    poll = _draft(state, args["poll"], "edited")
     definition = polldefs.for_command(args["def"], rooms.floor_language(state))
     lone_weight(state, definition)
     return [
@@ -250,12 +256,7 @@ def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
 
 
 def decide_delete(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    poll = get_poll(state, args["poll"])
-    if poll["state"] != PollState.DRAFT:
-        raise Refused(
-            f"only a draft can be deleted; the poll is {poll['state']}",
-            code=f"poll_is_{poll['state']}",
-        )
+    poll = _draft(state, args["poll"], "deleted")
     return [{"type": "poll.deleted", "id": poll["id"], "to": TO_CHAIR}]
 
 
