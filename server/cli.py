@@ -14,16 +14,7 @@ from . import invites
 from .errors import BadArgs, ConfigError, Refused
 from .node.auth import Invites
 from .node.config import Assembly, Settings, load_assembly
-from .types import (
-    CAPTIONER,
-    INTERPRETER,
-    MODERATOR,
-    OBSERVER,
-    PANELIST,
-    PARTICIPANT,
-    ROLES,
-    Member,
-)
+from .types import CAPTIONER, INTERPRETER, MODERATOR, OBSERVER, PANELIST, PARTICIPANT, ROLES, Member
 
 DEMO_INTERPRETERS = {
     "es": ("Elena Ruiz", "Pablo Gómez"),
