@@ -35,7 +35,7 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -65,12 +65,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def run(seconds: float) -> None:
+@contextlib.asynccontextmanager
+async def serving() -> AsyncIterator[str]:
+    """A node on a free port of 127.0.0.1 (aiortc offering loopback candidates): its URL,
+    until the block ends."""
     import aioice.ice
 
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
@@ -81,7 +79,26 @@ async def run(seconds: float) -> None:
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
-    url = f"http://127.0.0.1:{port}"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(seconds: float) -> None:
+    async with serving() as url:
+        await measure_node(url, seconds)
+
+
+async def measure_node(url: str, seconds: float) -> None:
+    """A chair's microphone and camera from one clock; an interpreter's client listens and
+    views: the latency the node adds to each, and the offset between them."""
     invites = Invites(SECRET)
     chair = await Client.connect(url, invites.mint(room="plenary", role="moderator", name="C"))
     ivan = await Client.connect(
@@ -156,8 +173,6 @@ async def run(seconds: float) -> None:
     await eye.close()
     for c in (chair, ivan):
         await c.close()
-    server.should_exit = True
-    await task
 
     load = os.getloadavg()[0]
     ms = 1000.0
@@ -179,7 +194,6 @@ async def run(seconds: float) -> None:
 async def console(seconds: int, runs: int, skew: float, sync: str) -> None:
     """The offset at the interpreter's console in Chromium (tests/avsync_console.py): runs
     alternate the page's lip sync off and on (``--sync both``), or keep one setting."""
-    import aioice.ice
     from playwright.async_api import async_playwright
 
     from tests.avsync_console import measure, table
@@ -187,31 +201,18 @@ async def console(seconds: int, runs: int, skew: float, sync: str) -> None:
 
     if not only_loopback():
         raise SystemExit("run it in a loopback-only namespace: unshare -r -n (see the docstring)")
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"] if use_ipv4 else []
-    port = free_port()
-    settings = Settings(port=port, secret=SECRET, node="bench", reconnect_grace=0.0)
-    app = create_app(settings, load_assembly("config/assembly.toml"))
-    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    settings_of = {"both": (False, True), "on": (True,), "off": (False,)}[sync]
-    results = []
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        for n in range(runs):
-            on = settings_of[n % len(settings_of)]
-            results.append(
-                await measure(
-                    browser, f"http://127.0.0.1:{port}", Invites(SECRET), seconds, skew, on
-                )
+    async with serving() as url:
+        settings_of = {"both": (False, True), "on": (True,), "off": (False,)}[sync]
+        results = []
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
-            print(table(results[-1:]).splitlines()[-1], flush=True)
-        await browser.close()
-    server.should_exit = True
-    await task
+            for n in range(runs):
+                on = settings_of[n % len(settings_of)]
+                results.append(await measure(browser, url, Invites(SECRET), seconds, skew, on))
+                print(table(results[-1:]).splitlines()[-1], flush=True)
+            await browser.close()
     print(f"\n{seconds} s of events a run, skew {skew * 1000:+.0f} ms (the beep after the flash)")
     print(table(results))
 

@@ -118,21 +118,26 @@ def start_node(name: str, backend: str, tmp: Path) -> tuple[subprocess.Popen[byt
     return proc, url
 
 
+def member_socket(url: str, token: str, open_timeout: float) -> Any:
+    """A person's WebSocket to the node at ``url`` (msgpack frames), for ``async with``."""
+    from websockets.asyncio.client import connect
+
+    ws_url = url.replace("http", "ws", 1) + "/ws?token=" + token
+    return connect(
+        ws_url,
+        subprotocols=[MSGPACK],
+        max_size=None,  # type: ignore[list-item]
+        open_timeout=open_timeout,
+    )
+
+
 # --- listener workers (separate processes) ------------------------------------------------
 
 
 async def _listen(
     url: str, token: str, lang: str, ready: Any, go: Any, stop: Any, out: dict[str, Any]
 ) -> None:
-    from websockets.asyncio.client import connect
-
-    ws_url = url.replace("http", "ws", 1) + "/ws?token=" + token
-    async with connect(
-        ws_url,
-        subprotocols=[MSGPACK],
-        max_size=None,  # type: ignore[list-item]
-        open_timeout=60,
-    ) as ws:
+    async with member_socket(url, token, open_timeout=60) as ws:
         await ws.recv()  # welcome
         if lang != "original":
             await ws.send(
@@ -192,15 +197,7 @@ def worker(
 async def send_lines(
     url: str, token: str, lang: str, rate: float, seconds: float, tally: dict[str, int]
 ) -> None:
-    from websockets.asyncio.client import connect
-
-    ws_url = url.replace("http", "ws", 1) + "/ws?token=" + token
-    async with connect(
-        ws_url,
-        subprotocols=[MSGPACK],
-        max_size=None,  # type: ignore[list-item]
-        open_timeout=30,
-    ) as ws:
+    async with member_socket(url, token, open_timeout=30) as ws:
         await ws.recv()
         replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
 

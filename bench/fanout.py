@@ -492,20 +492,12 @@ async def client_hemicycle(url: str, token: str, tally: Tally, deflate: bool) ->
 
     ws = await raw_connect(url, "/ws?token=" + token, on_message, MSGPACK, deflate)
     await opened(ws, welcomed, "welcome")
-    yield_ready()
-    try:
-        await ws.closed
-    finally:
-        ws.close()
+    await held(ws)
 
 
 async def client_bare(url: str, _: str, tally: Tally, deflate: bool) -> None:
     ws = await raw_connect(url, "/ws", lambda frame, _: tally.record(frame.decode()), None, deflate)
-    yield_ready()
-    try:
-        await ws.closed
-    finally:
-        ws.close()
+    await held(ws)
 
 
 async def client_socketio_raw(url: str, _: str, tally: Tally, deflate: bool) -> None:
@@ -530,11 +522,7 @@ async def client_socketio_raw(url: str, _: str, tally: Tally, deflate: bool) -> 
 
     ws = await raw_connect(url, "/socket.io/?EIO=4&transport=websocket", on_message, None, deflate)
     await opened(ws, joined, "join ack")
-    yield_ready()
-    try:
-        await ws.closed
-    finally:
-        ws.close()
+    await held(ws)
 
 
 async def client_websockets(peer: str, url: str, token: str, tally: Tally, deflate: bool) -> None:
@@ -598,6 +586,15 @@ _ready: list[int] = [0]
 
 def yield_ready() -> None:
     _ready[0] += 1
+
+
+async def held(ws: Any) -> None:
+    """A connected peer: counted ready, then held until the server closes its socket."""
+    yield_ready()
+    try:
+        await ws.closed
+    finally:
+        ws.close()
 
 
 def client_worker(

@@ -52,6 +52,7 @@ from .types import (
     Slice,
     State,
     arg_str,
+    by_name,
     no_args,
 )
 
@@ -272,16 +273,13 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
 SLICE = Slice(
     name="audio",
     init=init,
-    commands={
-        c.name: c
-        for c in (
-            Command("audio.mute", STAFF, check_pid, decide_mute),
-            Command("audio.unmute", STAFF, check_pid, decide_unmute),
-            # The fold re-checks the moderator; a node stops an orphan or on shutdown (SYSTEM).
-            Command("recording.start", STAFF, no_args, decide_record),
-            Command("recording.stop", STAFF | {SYSTEM}, no_args, decide_stop),
-        )
-    },
+    commands=by_name(
+        Command("audio.mute", STAFF, check_pid, decide_mute),
+        Command("audio.unmute", STAFF, check_pid, decide_unmute),
+        # The fold re-checks the moderator; a node stops an orphan or on shutdown (SYSTEM).
+        Command("recording.start", STAFF, no_args, decide_record),
+        Command("recording.stop", STAFF | {SYSTEM}, no_args, decide_stop),
+    ),
     apply={
         "audio.muted": apply_muted,
         "audio.unmuted": apply_unmuted,

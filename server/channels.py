@@ -87,6 +87,7 @@ from .types import (
     State,
     Viewer,
     arg_str,
+    by_name,
 )
 
 ORIGINAL = "original"
@@ -873,29 +874,24 @@ def view(state: State, person: Viewer | None) -> ChannelsState:
 SLICE = Slice(
     name="channels",
     init=init,
-    commands={
-        c.name: c
-        for c in (
-            Command("channel.choose", EVERYONE, check_lang, decide_choose),
-            Command("channel.add", STAFF, check_lang, decide_add),
-            Command("air.take", BOOTH_ROLES, check_opt_lang, decide_take),
-            Command("air.release", BOOTH_ROLES, check_opt_lang, decide_release),
-            Command("booth.clear", STAFF, check_lang, decide_clear),
-            Command("handover.request", BOOTH_ROLES, check_opt_lang, decide_request),
-            Command("handover.offer", BOOTH_ROLES, check_offer, decide_offer),
-            Command("handover.accept", BOOTH_ROLES, check_opt_lang, decide_accept),
-            Command("handover.decline", BOOTH_ROLES, check_opt_lang, decide_decline),
-            Command("handover.cancel", BOOTH_ROLES, check_opt_lang, decide_cancel),
-            Command("booth.input", BOOTH_ROLES, check_input, decide_input),
-            Command("booth.output", BOOTH_ROLES, check_lang, decide_output),
-            Command("booth.cough", BOOTH_ROLES, check_cough, decide_cough),
-            Command("booth.signal", BOOTH_ROLES, check_signal, decide_signal),
-            Command("chat.post", frozenset({INTERPRETER, MODERATOR}), check_chat, decide_chat),
-            Command(
-                "caption.post", frozenset({INTERPRETER, CAPTIONER}), check_caption, decide_caption
-            ),
-        )
-    },
+    commands=by_name(
+        Command("channel.choose", EVERYONE, check_lang, decide_choose),
+        Command("channel.add", STAFF, check_lang, decide_add),
+        Command("air.take", BOOTH_ROLES, check_opt_lang, decide_take),
+        Command("air.release", BOOTH_ROLES, check_opt_lang, decide_release),
+        Command("booth.clear", STAFF, check_lang, decide_clear),
+        Command("handover.request", BOOTH_ROLES, check_opt_lang, decide_request),
+        Command("handover.offer", BOOTH_ROLES, check_offer, decide_offer),
+        Command("handover.accept", BOOTH_ROLES, check_opt_lang, decide_accept),
+        Command("handover.decline", BOOTH_ROLES, check_opt_lang, decide_decline),
+        Command("handover.cancel", BOOTH_ROLES, check_opt_lang, decide_cancel),
+        Command("booth.input", BOOTH_ROLES, check_input, decide_input),
+        Command("booth.output", BOOTH_ROLES, check_lang, decide_output),
+        Command("booth.cough", BOOTH_ROLES, check_cough, decide_cough),
+        Command("booth.signal", BOOTH_ROLES, check_signal, decide_signal),
+        Command("chat.post", frozenset({INTERPRETER, MODERATOR}), check_chat, decide_chat),
+        Command("caption.post", frozenset({INTERPRETER, CAPTIONER}), check_caption, decide_caption),
+    ),
     apply={
         "channel.chosen": apply_chosen,
         "channel.added": apply_added,

@@ -14,7 +14,7 @@ from . import invites
 from .errors import BadArgs, ConfigError, Refused
 from .node.auth import Invites
 from .node.config import Assembly, Settings, load_assembly
-from .types import CAPTIONER, INTERPRETER, MODERATOR, OBSERVER, PANELIST, PARTICIPANT, ROLES
+from .types import CAPTIONER, INTERPRETER, MODERATOR, OBSERVER, PANELIST, PARTICIPANT, ROLES, Member
 
 DEMO_INTERPRETERS = {
     "es": ("Elena Ruiz", "Pablo Gómez"),
@@ -135,28 +135,18 @@ def demo_links(settings: Settings, assembly: Assembly) -> list[tuple[str, str]]:
 
     rooms = list(assembly.rooms)
     plenary = rooms[0]
+
+    def add_member(kind: str, m: Member, role: str, note: str = "", **claims: object) -> None:
+        """A link for the member organisation ``m``'s first representative (else its name)."""
+        rep = m.representatives[0] if m.representatives else m.name
+        label = f"{kind}: {rep}, {m.name} ({m.country}){note}"
+        add(label, plenary, role=role, name=rep, org=m.id, country=m.country, **claims)
+
     add("Chair (moderator)", plenary, role=MODERATOR, name="Chair")
     for m in assembly.members[:4]:
-        rep = m.representatives[0] if m.representatives else m.name
-        add(
-            f"Panelist: {rep}, {m.name} ({m.country})",
-            plenary,
-            role=PANELIST,
-            name=rep,
-            org=m.id,
-            country=m.country,
-        )
+        add_member("Panelist", m, PANELIST)
     for m, lang in zip(assembly.members[4:], ("es", "fr", "ru", "en", "es", "fr"), strict=False):
-        rep = m.representatives[0] if m.representatives else m.name
-        add(
-            f"Member: {rep}, {m.name} ({m.country}) [{lang}]",
-            plenary,
-            role=PARTICIPANT,
-            name=rep,
-            org=m.id,
-            country=m.country,
-            lang=lang,
-        )
+        add_member("Member", m, PARTICIPANT, f" [{lang}]", lang=lang)
     add("Observer (sees and hears all, never votes)", plenary, role=OBSERVER, name="Observer")
     floor = assembly.rooms[plenary].floor
     for lang in assembly.rooms[plenary].channels:

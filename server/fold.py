@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from . import audio, channels, invites, polls, rooms, stage
 from .errors import BadArgs, Forbidden, HemicycleError, UnknownType
@@ -69,6 +69,21 @@ class Outcome:
     duplicate: bool = False
 
 
+V = TypeVar("V")
+
+
+def _claim(
+    table: dict[str, V], owner: dict[str, str], given: Mapping[str, V], by: str, what: str
+) -> None:
+    """Put ``given`` (from slice ``by``) into ``table``; a key another slice gave is a
+    ``ValueError`` naming both (``what``: the message's start, with ``{!r}`` for the key)."""
+    for key, value in given.items():
+        if key in table:
+            raise ValueError(f"{what.format(key)} by both {owner[key]!r} and {by!r}")
+        table[key] = value
+        owner[key] = by
+
+
 class Rules:
     """The slices of a room, put together: commands by name, appliers by event type.
 
@@ -91,20 +106,8 @@ class Rules:
             if s.name in names:
                 raise ValueError(f"two slices are named {s.name!r}")
             names.add(s.name)
-            for name, command in s.commands.items():
-                if name in self.commands:
-                    raise ValueError(
-                        f"command {name!r} is given by both {command_owner[name]!r} and {s.name!r}"
-                    )
-                self.commands[name] = command
-                command_owner[name] = s.name
-            for kind, fn in s.apply.items():
-                if kind in self.apply:
-                    raise ValueError(
-                        f"event {kind!r} is applied by both {event_owner[kind]!r} and {s.name!r}"
-                    )
-                self.apply[kind] = fn
-                event_owner[kind] = s.name
+            _claim(self.commands, command_owner, s.commands, s.name, "command {!r} is given")
+            _claim(self.apply, event_owner, s.apply, s.name, "event {!r} is applied")
 
     def _decide_tick(
         self, state: State, actor: Actor, args: dict[str, Any], ts: int

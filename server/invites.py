@@ -38,6 +38,7 @@ from .types import (
     Viewer,
     arg_int,
     arg_str,
+    by_name,
 )
 
 CHAIR = ["role:" + MODERATOR]
@@ -202,14 +203,11 @@ def view(state: State, person: Viewer | None) -> InvitesState:
 SLICE = Slice(
     name="invites",
     init=init,
-    commands={
-        c.name: c
-        for c in (
-            Command("invite.record", frozenset({SYSTEM}), check_record, decide_record),
-            Command("invite.revoke", STAFF, check_revoke, decide_revoke),
-            Command("member.represent", STAFF, check_represent, decide_represent),
-        )
-    },
+    commands=by_name(
+        Command("invite.record", frozenset({SYSTEM}), check_record, decide_record),
+        Command("invite.revoke", STAFF, check_revoke, decide_revoke),
+        Command("member.represent", STAFF, check_represent, decide_represent),
+    ),
     apply={
         "invite.minted": apply_minted,
         "invite.revoked": apply_revoked,

@@ -117,6 +117,7 @@ from .types import (
     Viewer,
     arg_int,
     arg_str,
+    by_name,
 )
 
 
@@ -229,13 +230,19 @@ def decide_create(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
     ]
 
 
-def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    poll = get_poll(state, args["poll"])
+def _draft(state: State, poll_id: str, done: str) -> Poll:
+    """The poll ``poll_id`` if it is still a draft; else why it cannot be ``done``."""
+    poll = get_poll(state, poll_id)
     if poll["state"] != PollState.DRAFT:
         raise Refused(
-            f"only a draft can be edited; the poll is {poll['state']}",
+            f"only a draft can be {done}; the poll is {poll['state']}",
             code=f"poll_is_{poll['state']}",
         )
+    return poll
+
+
+def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    poll = _draft(state, args["poll"], "edited")
     definition = polldefs.for_command(args["def"], rooms.floor_language(state))
     lone_weight(state, definition)
     return [
@@ -249,12 +256,7 @@ def decide_update(state: State, actor: Actor, args: dict[str, Any], ts: int) -> 
 
 
 def decide_delete(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    poll = get_poll(state, args["poll"])
-    if poll["state"] != PollState.DRAFT:
-        raise Refused(
-            f"only a draft can be deleted; the poll is {poll['state']}",
-            code=f"poll_is_{poll['state']}",
-        )
+    poll = _draft(state, args["poll"], "deleted")
     return [{"type": "poll.deleted", "id": poll["id"], "to": TO_CHAIR}]
 
 
@@ -717,25 +719,22 @@ __all__ = [  # what other modules (ballots.py, exports, tests) take from here
 SLICE = Slice(
     name="polls",
     init=init,
-    commands={
-        c.name: c
-        for c in (
-            Command("poll.create", STAFF, check_create, decide_create),
-            Command("poll.update", STAFF, check_update, decide_update),
-            Command("poll.delete", STAFF, check_poll, decide_delete),
-            Command("poll.open", STAFF, check_open, decide_open),
-            Command("poll.timer", STAFF, check_timer, decide_timer),
-            Command("poll.close", STAFF, check_poll, decide_close),
-            Command("poll.publish", STAFF, check_poll, decide_publish),
-            Command("poll.keys", frozenset({SYSTEM}), check_keys, decide_keys),
-            Command("proxy.grant", PROXY_ROLES, check_grant, decide_grant),
-            Command("proxy.revoke", PROXY_ROLES, check_revoke, decide_revoke),
-            Command("ballot.cast", VOTER_ROLES, check_cast, decide_cast),
-            Command("ballot.claim", VOTER_ROLES, check_claim, decide_claim),
-            Command("ballot.deposit", frozenset({SYSTEM}), check_deposit, decide_deposit),
-            Command("ballot.reveal", frozenset({SYSTEM}), check_reveal, decide_reveal),
-        )
-    },
+    commands=by_name(
+        Command("poll.create", STAFF, check_create, decide_create),
+        Command("poll.update", STAFF, check_update, decide_update),
+        Command("poll.delete", STAFF, check_poll, decide_delete),
+        Command("poll.open", STAFF, check_open, decide_open),
+        Command("poll.timer", STAFF, check_timer, decide_timer),
+        Command("poll.close", STAFF, check_poll, decide_close),
+        Command("poll.publish", STAFF, check_poll, decide_publish),
+        Command("poll.keys", frozenset({SYSTEM}), check_keys, decide_keys),
+        Command("proxy.grant", PROXY_ROLES, check_grant, decide_grant),
+        Command("proxy.revoke", PROXY_ROLES, check_revoke, decide_revoke),
+        Command("ballot.cast", VOTER_ROLES, check_cast, decide_cast),
+        Command("ballot.claim", VOTER_ROLES, check_claim, decide_claim),
+        Command("ballot.deposit", frozenset({SYSTEM}), check_deposit, decide_deposit),
+        Command("ballot.reveal", frozenset({SYSTEM}), check_reveal, decide_reveal),
+    ),
     apply=APPLY,
     view=view,
     react=react,

@@ -54,6 +54,7 @@ from .types import (
     State,
     arg_int,
     arg_str,
+    by_name,
     no_args,
 )
 
@@ -224,10 +225,17 @@ def decide_raise(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
     return [{"type": "hand.raised", "pid": actor.pid, "ts": ts}]
 
 
-def decide_lower(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    pid = args["pid"] or actor.pid
+def _self_or_chair(actor: Actor, args: dict[str, Any], only: str) -> str:
+    """The ``pid`` argument (the actor when absent); ``only`` says why another's is refused
+    unless the actor chairs."""
+    pid: str = args["pid"] or actor.pid
     if pid != actor.pid and actor.role != MODERATOR:
-        raise Refused("only the chair may lower someone else's hand", code="forbidden")
+        raise Refused(only, code="forbidden")
+    return pid
+
+
+def decide_lower(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
+    pid = _self_or_chair(actor, args, "only the chair may lower someone else's hand")
     if pid not in state["core"]["hands"]:
         raise Refused("that hand is not raised", code="hand_not_raised")
     return [{"type": "hand.lowered", "pid": pid, "by": actor.pid}]
@@ -248,9 +256,7 @@ def decide_grant(state: State, actor: Actor, args: dict[str, Any], ts: int) -> l
 
 
 def decide_revoke(state: State, actor: Actor, args: dict[str, Any], ts: int) -> list[Event]:
-    pid = args["pid"] or actor.pid
-    if pid != actor.pid and actor.role != MODERATOR:
-        raise Refused("only the chair may take the floor back", code="forbidden")
+    pid = _self_or_chair(actor, args, "only the chair may take the floor back")
     if pid not in state["core"]["speakers"]:
         raise Refused("that person does not have the floor", code="not_speaking")
     return [{"type": "floor.revoked", "pid": pid, "by": actor.pid}]
@@ -325,20 +331,17 @@ SPEAKING_ROLES = frozenset({PARTICIPANT, PANELIST, MODERATOR})
 SLICE = Slice(
     name="core",
     init=init,
-    commands={
-        c.name: c
-        for c in (
-            Command("join", frozenset({SYSTEM}), check_join, decide_join),
-            Command("leave", frozenset({SYSTEM}), check_leave, decide_leave),
-            Command("hand.raise", HAND_ROLES, no_args, decide_raise),
-            Command("hand.lower", ACTIVE, check_target, decide_lower),
-            Command("floor.grant", STAFF, check_target, decide_grant),
-            Command("floor.revoke", ACTIVE, check_target, decide_revoke),
-            Command("agenda.goto", STAFF, check_goto, decide_goto),
-            Command("agenda.next", STAFF, no_args, decide_next),
-            Command("notice.post", STAFF, check_notice, decide_notice),
-        )
-    },
+    commands=by_name(
+        Command("join", frozenset({SYSTEM}), check_join, decide_join),
+        Command("leave", frozenset({SYSTEM}), check_leave, decide_leave),
+        Command("hand.raise", HAND_ROLES, no_args, decide_raise),
+        Command("hand.lower", ACTIVE, check_target, decide_lower),
+        Command("floor.grant", STAFF, check_target, decide_grant),
+        Command("floor.revoke", ACTIVE, check_target, decide_revoke),
+        Command("agenda.goto", STAFF, check_goto, decide_goto),
+        Command("agenda.next", STAFF, no_args, decide_next),
+        Command("notice.post", STAFF, check_notice, decide_notice),
+    ),
     apply={
         "person.joined": apply_joined,
         "person.left": apply_left,

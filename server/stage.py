@@ -53,6 +53,7 @@ from .types import (
     Slice,
     State,
     arg_str,
+    by_name,
     no_args,
 )
 
@@ -270,17 +271,14 @@ def react(state: State, events: list[Event], ts: int) -> list[Event]:
 SLICE = Slice(
     name="stage",
     init=init,
-    commands={
-        c.name: c
-        for c in (
-            Command("stage.add", STAFF, check_pid, decide_add),
-            Command("stage.remove", STAFF, check_pid, decide_remove),
-            Command("stage.layout", STAFF, check_layout, decide_layout),
-            Command("stage.pin", STAFF, check_pin, decide_pin),
-            Command("share.start", SHARERS, no_args, decide_share),
-            Command("share.stop", SHARERS, no_args, decide_unshare),
-        )
-    },
+    commands=by_name(
+        Command("stage.add", STAFF, check_pid, decide_add),
+        Command("stage.remove", STAFF, check_pid, decide_remove),
+        Command("stage.layout", STAFF, check_layout, decide_layout),
+        Command("stage.pin", STAFF, check_pin, decide_pin),
+        Command("share.start", SHARERS, no_args, decide_share),
+        Command("share.stop", SHARERS, no_args, decide_unshare),
+    ),
     apply={
         "stage.added": apply_added,
         "stage.removed": apply_removed,

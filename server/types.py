@@ -101,6 +101,20 @@ class Command:
     decide: Decide
 
 
+def by_name(*commands: Command) -> dict[str, Command]:
+    """A slice's command table, keyed by each command's own name.
+
+    A name given twice is a ``ValueError``: a dict built by hand would keep the last one
+    silently, and the first command would never be decided.
+    """
+    table: dict[str, Command] = {}
+    for command in commands:
+        if command.name in table:
+            raise ValueError(f"command {command.name!r} is given twice")
+        table[command.name] = command
+    return table
+
+
 @dataclass(frozen=True)
 class AgendaItem:
     title: str

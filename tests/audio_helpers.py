@@ -39,6 +39,18 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+async def people(
+    node: Any, invites: Any, *roles: tuple[str, str], **extra: dict[str, str]
+) -> list[Client]:
+    """A client in the plenary for each ``(name, role)``, in order; ``extra[name]`` holds
+    more of that person's invite (a booth, a language pair)."""
+    out = []
+    for name, role in roles:
+        token = invites.mint(room="plenary", role=role, name=name, **extra.get(name, {}))
+        out.append(await Client.connect(node.url, token))
+    return out
+
+
 def opus_tone(freq: float, count: int, amplitude: int = 8000) -> list[bytes]:
     """``count`` real 20 ms Opus packets of a sine at ``freq`` Hz (libopus through PyAV)."""
     enc = av.CodecContext.create("libopus", "w")

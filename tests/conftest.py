@@ -31,6 +31,9 @@ from server.web.app import create_app
 
 from .redis_cluster import RedisCluster, cluster_port
 
+# The reach tests' fixtures (coturn, nftables rules): any test names them without importing.
+pytest_plugins = ["tests.reach_helpers"]
+
 SECRET = "test-secret-0123456789abcdefghijklmnopqrstuv"
 SCALE = float(os.environ.get("HEMICYCLE_TEST_TIMEOUT_SCALE", "1"))
 # Nodes that tests start (here, or as `hemicycle serve` processes, which inherit this) keep

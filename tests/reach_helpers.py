@@ -9,6 +9,11 @@ sender, which copes with it, and is not what a network does (notes: testing-on-l
 coturn flags that exist only for tests: ``--allow-loopback-peers`` (everything here is on
 127.0.0.1; coturn refuses loopback peers otherwise, 403 Forbidden IP), the narrow relay port
 range, the temporary userdb/pidfile/log. Production flags: docs/deploy.md.
+
+The fixtures here (``turn_cert``, ``turn_server``, ``rules``) are a plugin of the test run
+(``pytest_plugins`` in tests/conftest.py): a test names them without importing them. The
+page helpers at the end open the plenary's pages and bring them to the state most reach
+tests start from (the chair or an interpreter heard by a participant).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import subprocess
 import tempfile
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,8 @@ import pytest
 
 from server.node.config import Assembly
 
-from .conftest import free_port
+from . import test_audio_browser as ab
+from .conftest import CHROMIUM_ARGS, free_port, timeout
 
 RELAY_PORTS = (20000, 20199)
 """coturn's relay ports: below the kernel's ephemeral range (32768-60999), so no node or
@@ -184,9 +190,12 @@ def turn_server(turn_cert: Cert, tmp_path: Path) -> Iterator[TurnServer]:
         server.stop()
 
 
-def with_turn(assembly: Assembly, urls: list[str], secret: str = TURN_SECRET) -> Assembly:
-    """``assembly`` with ``[media] turn = {urls, secret}``."""
-    media = {**assembly.extra.get("media", {}), "turn": {"urls": urls, "secret": secret}}
+def with_turn(
+    assembly: Assembly, urls: list[str], secret: str = TURN_SECRET, **more: object
+) -> Assembly:
+    """``assembly`` with ``[media] turn = {urls, secret, **more}`` (``more``: a ``ttl``)."""
+    turn = {"urls": urls, "secret": secret, **more}
+    media = {**assembly.extra.get("media", {}), "turn": turn}
     return replace(assembly, extra={**assembly.extra, "media": media})
 
 
@@ -290,22 +299,24 @@ def speech_wav(path: Path) -> Path:
     return path
 
 
-def node_port(pc: Any) -> int:
-    """The local UDP port of a node-side aiortc peer connection's nominated pair."""
+def _nominated(pc: Any) -> Any:
+    """The nominated candidate pair of a node-side aiortc peer connection, on its first
+    transceiver's transport (its sender and its receiver share that one)."""
     transport = pc.getTransceivers()[0].receiver.transport.transport
     pair = transport._connection._nominated.get(1)
     if pair is None:
         raise AssertionError("the peer connection has no nominated pair yet")
-    return int(pair.local_candidate.port)
+    return pair
+
+
+def node_port(pc: Any) -> int:
+    """The local UDP port of a node-side aiortc peer connection's nominated pair."""
+    return int(_nominated(pc).local_candidate.port)
 
 
 def browser_port(pc: Any) -> int:
     """The browser's UDP port on a node-side aiortc peer connection's nominated pair."""
-    transport = pc.getTransceivers()[0].sender.transport.transport
-    pair = transport._connection._nominated.get(1)
-    if pair is None:
-        raise AssertionError("the peer connection has no nominated pair yet")
-    return int(pair.remote_candidate.port)
+    return int(_nominated(pc).remote_candidate.port)
 
 
 PHRASES = (
@@ -350,3 +361,96 @@ def speech_with_pauses_wav(path: Path) -> array.array[int]:
         w.setframerate(48_000)
         w.writeframes(samples.tobytes())
     return samples
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+def capture_args(*, audio: Path | None = None, video: Path | None = None) -> list[str]:
+    """Chromium's flags, with its fake microphone and camera fed from these files."""
+    args = list(CHROMIUM_ARGS)
+    if video is not None:
+        args.append(f"--use-file-for-fake-video-capture={video}")
+    if audio is not None:
+        args.append(f"--use-file-for-fake-audio-capture={audio}")
+    return args
+
+
+def tone_args(where: Path) -> list[str]:
+    """Chromium's flags with a 440 Hz tone as its microphone (written in ``where``)."""
+    return capture_args(audio=ab.tone_wav(where / "tone.wav", ab.TONE))
+
+
+Opener = Callable[[Any, str, str], Awaitable[Any]]
+"""How a test opens a page: ``(browser, url, token)`` to the page, once it is ready."""
+
+
+async def open_as(
+    browser: Any,
+    node: Any,
+    invites: Any,
+    role: str,
+    name: str,
+    *,
+    opener: Opener = ab.open_page,
+    **claims: str,
+) -> Any:
+    """``name``'s page in the plenary as ``role`` (``claims``: more of the invite, a booth)."""
+    return await opener(
+        browser, node.url, invites.mint(room="plenary", role=role, name=name, **claims)
+    )
+
+
+async def chair_and_ana(
+    browser: Any, node: Any, invites: Any, opener: Opener = ab.open_page
+) -> tuple[Any, Any]:
+    """The chair's page and a participant's (Ana), in that order."""
+    chair = await open_as(browser, node, invites, "moderator", "Chair", opener=opener)
+    ana = await open_as(browser, node, invites, "participant", "Ana", opener=opener)
+    return chair, ana
+
+
+async def mic_on(page: Any, seconds: float = 15) -> None:
+    """The page's microphone on, once its publishing connection is up (within ``seconds``)."""
+    await page.click("#mic-button")
+    await page.wait_for_function(
+        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
+        timeout=timeout(seconds) * 1000,
+    )
+
+
+async def mic_off(page: Any) -> None:
+    await page.click("#mic-button")
+    await page.wait_for_function("() => !HC.audio.mic", timeout=timeout(5) * 1000)
+
+
+async def listen(page: Any) -> None:
+    """Click Listen; return once the page's listening connection is up."""
+    await page.click("#listen-button")
+    await page.wait_for_function(
+        "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected'",
+        timeout=timeout(15) * 1000,
+    )
+
+
+async def spanish_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
+    """An interpreter (Ivan) on air in the Spanish booth, heard by a participant (Ana) who
+    picked Spanish. Returns (ivan, ana) pages."""
+    ivan = await open_as(browser, node, invites, "interpreter", "Ivan", booth="es")
+    ana = await open_as(browser, node, invites, "participant", "Ana")
+    await ab.take_air(ivan, "es", 10)
+    await ana.select_option("#channel-picker", "es")  # picking the language starts the audio
+    await ab.wait_peak(ana, True, 10)
+    return ivan, ana
+
+
+async def still_on_spanish(ivan: Any, ana: Any) -> None:
+    """Ana still hears Spanish, and Ivan is still on air."""
+    # The page renders on the next animation frame (slower for a page in the background).
+    await ana.wait_for_function(
+        "() => document.getElementById('hearing').textContent.includes('Spanish')",
+        timeout=timeout(5) * 1000,
+    )
+    assert await ana.evaluate("HC.state.channels.choice[HC.you.pid]") == "es"
+    assert await ivan.evaluate("HC.state.channels.channels.es.live === HC.you.pid")
+    assert await ivan.text_content("#mic-state") == "On air"

@@ -112,6 +112,20 @@ async def open_page(browser: Any, url: str, token: str) -> Any:
     return page
 
 
+async def take_air(page: Any, booth: str, mic_seconds: float) -> None:
+    """An interpreter's page takes the air of ``booth``; its microphone is up within
+    ``mic_seconds``."""
+    await page.click("#air-take")
+    await page.wait_for_function(
+        f"() => HC.state.channels.channels.{booth}.live === HC.you.pid", timeout=timeout(5) * 1000
+    )
+    # the console started the microphone before it asked for the air (static/booth.js)
+    await page.wait_for_function(
+        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
+        timeout=timeout(mic_seconds) * 1000,
+    )
+
+
 async def test_tone_on_a_channel_heard_then_not_after_switching(
     start_node, invites, browser
 ) -> None:  # type: ignore[no-untyped-def]
@@ -120,15 +134,7 @@ async def test_tone_on_a_channel_heard_then_not_after_switching(
     ana_token = invites.mint(room="plenary", role="participant", name="Ana")
     ivan_page = await open_page(browser, node.url, ivan_token)
     ana_page = await open_page(browser, node.url, ana_token)
-    await ivan_page.click("#air-take")
-    await ivan_page.wait_for_function(
-        "() => HC.state.channels.channels.es.live === HC.you.pid", timeout=timeout(5) * 1000
-    )
-    # the console started the microphone before it asked for the air (static/booth.js)
-    await ivan_page.wait_for_function(
-        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
-        timeout=timeout(5) * 1000,
-    )
+    await take_air(ivan_page, "es", 5)
     assert await ivan_page.text_content("#mic-state") == "On air"
     # One control (issue 11): picking the language starts the audio; the button now stops it.
     await ana_page.select_option("#channel-picker", "es")

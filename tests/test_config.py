@@ -185,16 +185,21 @@ def test_a_secret_vote_with_a_weight_class_of_one_is_refused_naming_the_member(
         assert load_assembly(path).members[1].weight == 2
 
 
-def test_serve_stops_on_a_typo_naming_file_and_key(tmp_path: Path) -> None:
-    bad = tmp_path / "typo.toml"
-    bad.write_text(FULL.replace('country = "DO"', 'country = "DO"\nwieght = 2'))
-    out = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve", "--config", str(bad)],
+def serve(config: Path) -> subprocess.CompletedProcess[str]:
+    """``hemicycle serve --config config`` in a process of its own, until it exits."""
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
         env={"HEMICYCLE_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
     )
+
+
+def test_serve_stops_on_a_typo_naming_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "typo.toml"
+    bad.write_text(FULL.replace('country = "DO"', 'country = "DO"\nwieght = 2'))
+    out = serve(bad)
     assert out.returncode == 2
     assert f"{bad}: members[1]: unknown key 'wieght'" in out.stderr
 
@@ -230,12 +235,6 @@ def test_settings_from_a_mapping() -> None:
 def test_the_command_reports_a_bad_config_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace("minutes = 20", "minutes = -5"))
-    out = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve", "--config", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"HEMICYCLE_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
-    )
+    out = serve(bad)
     assert out.returncode == 2
     assert f"{bad}: rooms[0].agenda[0].minutes: must be positive" in out.stderr

@@ -26,6 +26,7 @@ from server.types import (
     RoomConfig,
     Slice,
     arg_str,
+    by_name,
 )
 
 from . import shapes
@@ -276,11 +277,9 @@ def _apply_note(st: Any, event: Any) -> None:
 NOTES = Slice(
     name="notes",
     init=lambda config: {"lines": []},
-    commands={
-        "note.add": Command(
-            "note.add", STAFF, lambda a: {"text": arg_str(a, "text", max_len=50)}, _decide_note
-        )
-    },
+    commands=by_name(
+        Command("note.add", STAFF, lambda a: {"text": arg_str(a, "text", max_len=50)}, _decide_note)
+    ),
     apply={"note.added": _apply_note},
 )
 
@@ -326,6 +325,13 @@ def test_duplicate_commands_events_or_slice_names_are_refused_at_construction() 
     meta = Slice(name="meta", init=NOTES.init, commands={}, apply={})
     with pytest.raises(ValueError, match="cannot be named 'meta'"):
         fold.Rules([meta])
+
+
+def test_a_command_table_refuses_a_name_given_twice() -> None:
+    add = NOTES.commands["note.add"]
+    assert by_name(add) == {"note.add": add}
+    with pytest.raises(ValueError, match="command 'note.add' is given twice"):
+        by_name(add, Command("note.add", STAFF, add.check, add.decide))
 
 
 # --- forgetting command ids ------------------------------------------------------------------

@@ -11,13 +11,12 @@ import asyncio
 
 import pytest
 
-from server.client import Client
-
 from .audio_helpers import (
     listen,
     loopback_ice,  # noqa: F401 (fixture)
     marker,
     opus_tone,
+    people,
     publish,
     settled,
     steps,
@@ -27,14 +26,6 @@ from .conftest import timeout
 from .waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
-
-
-async def people(node, invites, *roles: tuple[str, str], **extra):  # type: ignore[no-untyped-def]
-    out = []
-    for name, role in roles:
-        token = invites.mint(room="plenary", role=role, name=name, **extra.get(name, {}))
-        out.append(await Client.connect(node.url, token))
-    return out
 
 
 async def test_two_voices_at_once_reach_a_listener_as_two_tracks(start_node, invites) -> None:  # type: ignore[no-untyped-def]

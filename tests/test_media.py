@@ -6,13 +6,12 @@ import asyncio
 
 import pytest
 
-from server.client import Client
-
 from .audio_helpers import (
     listen,
     loopback_ice,  # noqa: F401 (fixture)
     marker,
     opus_tone,
+    people,
     publish,
     settled,
     steps,
@@ -29,14 +28,6 @@ pytestmark = pytest.mark.usefixtures("loopback_ice")
 def media_workers(request: pytest.FixtureRequest) -> int:
     """Each test runs with listeners in the node's process and on two media workers."""
     return int(request.param)
-
-
-async def people(node, invites, *roles: tuple[str, str], **extra):  # type: ignore[no-untyped-def]
-    out = []
-    for name, role in roles:
-        token = invites.mint(room="plenary", role=role, name=name, **extra.get(name, {}))
-        out.append(await Client.connect(node.url, token))
-    return out
 
 
 def metric(node, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]

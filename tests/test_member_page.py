@@ -14,6 +14,7 @@ from server.node.auth import Invites
 
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
 from .conftest import NodeFactory, timeout
+from .reach_helpers import open_as
 from .waiting import eventually
 
 pytestmark = pytest.mark.browser
@@ -96,6 +97,13 @@ async def open_page(browser: Any, url: str, token: str, locale: str = "en-GB") -
     return page
 
 
+async def sokha(browser: Any, node: Any, invites: Invites) -> Any:
+    """The page of APLE's representative, Sokha Chan (a member, who votes)."""
+    return await open_as(
+        browser, node, invites, "participant", "Sokha Chan", opener=open_page, org="aple-kh"
+    )
+
+
 async def tab_to(page: Any, selector: str, most: int = 80) -> None:
     """Press Tab until ``selector`` has the focus (keyboard only), or fail."""
     for _ in range(most):
@@ -164,11 +172,7 @@ async def test_a_proxy_needs_a_confirmation_naming_the_member(
 ) -> None:
     node = await start_node()
     hub = node.node.hubs[ROOM]
-    page = await open_page(
-        browser,
-        node.url,
-        invites.mint(room=ROOM, role="participant", name="Sokha Chan", org="aple-kh"),
-    )
+    page = await sokha(browser, node, invites)
     box = page.locator("#polls-proxy .proxy")
     # No member is preselected: "Give proxy" alone gives nothing away.
     assert await box.locator("#proxy-to").input_value() == ""
@@ -244,11 +248,7 @@ async def test_keyboard_only_a_member_listens_raises_a_hand_and_votes(
 ) -> None:
     node = await start_node()
     hub = node.node.hubs[ROOM]
-    page = await open_page(
-        browser,
-        node.url,
-        invites.mint(room=ROOM, role="participant", name="Sokha Chan", org="aple-kh"),
-    )
+    page = await sokha(browser, node, invites)
     pid = await page.evaluate("HC.you.pid")
     await page.locator("body").focus()
 

@@ -28,11 +28,9 @@ import pytest
 
 from server.media import signalling
 
-from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
 from .conftest import CHROMIUM_ARGS, timeout
-from .reach_helpers import speech_with_pauses_wav
-from .test_reach_loss import mic_off, mic_on
+from .reach_helpers import chair_and_ana, listen, mic_off, mic_on, speech_with_pauses_wav
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
 
@@ -174,11 +172,7 @@ async def publish_and_measure(
 
 @pytest.mark.timeout(timeout(240))  # two browsers, video and audio: ~70 s alone, more on a busy box
 async def test_dtx_is_negotiated_and_saves_packets_in_pauses_without_cutting_onsets(
-    start_node,
-    invites,
-    browser,
-    reference: array.array[int],
-    monkeypatch,
+    start_node, invites, browser, reference: array.array[int], monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
     room = node.node.feature["audio"].rooms["plenary"]
@@ -190,17 +184,8 @@ async def test_dtx_is_negotiated_and_saves_packets_in_pauses_without_cutting_ons
         ingest(pub, packet)
 
     monkeypatch.setattr(room.signalling.router, "ingest", tap)
-    chair = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
-    await ana.click("#listen-button")
-    await ana.wait_for_function(
-        "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected'",
-        timeout=timeout(15) * 1000,
-    )
+    chair, ana = await chair_and_ana(browser, node, invites)
+    await listen(ana)
     loop = len(reference) / RATE
     await mic_on(chair)
     answer = await chair.evaluate("HC.audio.mic.pc.remoteDescription.sdp")

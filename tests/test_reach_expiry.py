@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,17 +29,7 @@ import pytest
 from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
 from .conftest import timeout
-from .reach_helpers import (  # noqa: F401 (fixtures)
-    BLOCK_UDP,
-    TURN_SECRET,
-    Cert,
-    Rules,
-    TurnServer,
-    rules,
-    turn_cert,
-    turn_server,
-)
-from .test_reach_outage import spanish_heard, still_on_spanish
+from .reach_helpers import BLOCK_UDP, Rules, TurnServer, spanish_heard, still_on_spanish, with_turn
 from .test_reach_turn import browser_args  # noqa: F401 (fixture: a tone, coturn's certificate)
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
@@ -92,18 +81,9 @@ async def expiry(page: Any, servers_js: str) -> int:
 
 
 async def test_a_relayed_call_outlives_its_turn_credentials_and_reconnects_with_fresh_ones(
-    start_node,
-    invites,
-    browser,
-    assembly,
-    turn_server: TurnServer,  # noqa: F811
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, assembly, turn_server: TurnServer, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
-    media = {
-        **assembly.extra.get("media", {}),
-        "turn": {"urls": turn_server.urls("tcp"), "secret": TURN_SECRET, "ttl": TTL},
-    }
-    node = await start_node(config=replace(assembly, extra={**assembly.extra, "media": media}))
+    node = await start_node(config=with_turn(assembly, turn_server.urls("tcp"), ttl=TTL))
     rules.set(BLOCK_UDP)  # before the pages: only the relay over TCP works
     ivan, ana = await spanish_heard(browser, node, invites)
     first_server = await ana.evaluate(

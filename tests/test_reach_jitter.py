@@ -21,16 +21,8 @@ import pytest
 
 from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .reach_helpers import (  # noqa: F401 (fixtures)
-    BLOCK_UDP,
-    Rules,
-    TurnServer,
-    rules,
-    turn_cert,
-    turn_server,
-    with_turn,
-)
-from .test_reach_loss import WINDOW, mic_on
+from .reach_helpers import BLOCK_UDP, Rules, TurnServer, chair_and_ana, mic_on, with_turn
+from .test_reach_loss import WINDOW
 from .test_reach_turn import browser_args  # noqa: F401 (fixture: a tone, coturn's certificate)
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
@@ -102,23 +94,13 @@ async def window(ana, relay: JitterRelay, jitter: float) -> dict[str, float]:  #
 
 
 async def test_the_floor_plays_through_a_jittery_link(
-    start_node,
-    invites,
-    browser,
-    assembly,
-    turn_server: TurnServer,  # noqa: F811
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, assembly, turn_server: TurnServer, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     async with JitterRelay(turn_server.port).running() as relay:
         url = f"turn:127.0.0.1:{relay.port}?transport=tcp"
         node = await start_node(config=with_turn(assembly, [url]))
         rules.set(BLOCK_UDP)
-        chair = await ab.open_page(
-            browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-        )
-        ana = await ab.open_page(
-            browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-        )
+        chair, ana = await chair_and_ana(browser, node, invites)
         await mic_on(chair)
         await ana.click("#listen-button")
         await ab.wait_peak(ana, True, 15)

@@ -18,7 +18,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from server.client import Client
 
 from .audio_helpers import listen, loopback_ice, opus_tone, publish, tagged  # noqa: F401
-from .reach_helpers import TurnServer, turn_cert, turn_server, with_turn  # noqa: F401
+from .reach_helpers import TurnServer, with_turn
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 COUNT = 250
@@ -35,11 +35,7 @@ def ear_marker(payload: bytes) -> tuple[int, int]:
 @pytest.mark.parametrize("transport", ["tcp"])  # aioice verifies TURNS certificates with
 # the system's CAs and takes no other: the test's self-signed TLS relay is Chromium's alone
 async def test_turn_adds_little_latency(
-    start_node,
-    invites,
-    assembly,
-    turn_server: TurnServer,  # noqa: F811
-    transport,
+    start_node, invites, assembly, turn_server: TurnServer, transport
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node(config=with_turn(assembly, turn_server.urls(transport)))
     chair = await Client.connect(node.url, invites.mint(room="plenary", role="moderator", name="C"))

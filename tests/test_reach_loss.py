@@ -20,10 +20,18 @@ import pytest
 
 from server.media import signalling
 
-from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .conftest import CHROMIUM_ARGS, timeout
-from .reach_helpers import Rules, loss, node_port, rules, speech_wav  # noqa: F401
+from .reach_helpers import (
+    Rules,
+    capture_args,
+    chair_and_ana,
+    listen,
+    loss,
+    mic_off,
+    mic_on,
+    node_port,
+    speech_wav,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
 
@@ -33,8 +41,7 @@ WINDOW = 15.0
 
 @pytest.fixture
 def browser_args(tmp_path: Path) -> list[str]:
-    wav = speech_wav(tmp_path / "speech.wav")
-    return [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
+    return capture_args(audio=speech_wav(tmp_path / "speech.wav"))
 
 
 STATS = """async () => {
@@ -49,19 +56,6 @@ STATS = """async () => {
 }"""
 
 
-async def mic_on(chair: Any) -> None:
-    await chair.click("#mic-button")
-    await chair.wait_for_function(
-        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
-        timeout=timeout(15) * 1000,
-    )
-
-
-async def mic_off(chair: Any) -> None:
-    await chair.click("#mic-button")
-    await chair.wait_for_function("() => !HC.audio.mic", timeout=timeout(5) * 1000)
-
-
 async def uplink_port(node: Any) -> int:
     room = node.node.feature["audio"].rooms["plenary"]
     pubs = list(room.signalling.publishers.values())
@@ -69,7 +63,7 @@ async def uplink_port(node: Any) -> int:
     return node_port(pubs[0].pc)
 
 
-async def measure(listener: Any, rules: Rules, port: int, percent: int) -> dict[str, float]:  # noqa: F811
+async def measure(listener: Any, rules: Rules, port: int, percent: int) -> dict[str, float]:
     """Concealed share at the listener with ``percent`` % loss on ``port`` (after a warm-up)."""
     if percent:
         rules.set(loss(port, percent))
@@ -94,25 +88,12 @@ def concealed(figure: dict[str, float]) -> float:
 
 
 async def test_fec_keeps_concealment_low_under_uplink_loss(
-    start_node,
-    invites,
-    browser,
-    rules: Rules,  # noqa: F811
-    monkeypatch,
+    start_node, invites, browser, rules: Rules, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
+    chair, ana = await chair_and_ana(browser, node, invites)
     await mic_on(chair)
-    await ana.click("#listen-button")
-    await ana.wait_for_function(
-        "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected'",
-        timeout=timeout(15) * 1000,
-    )
+    await listen(ana)
     answer = await chair.evaluate("HC.audio.mic.pc.remoteDescription.sdp")
     assert "useinbandfec=1" in answer and "usedtx=1" in answer  # FEC works beside DTX
 

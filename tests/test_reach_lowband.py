@@ -14,6 +14,7 @@ audio only in a banner, which the keyboard takes.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from server.media import forward, relay
 from . import test_audio_browser as ab
 from .a11y import violations
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .conftest import CHROMIUM_ARGS, timeout
-from .reach_helpers import Rules, browser_port, loss, rules  # noqa: F401
+from .conftest import timeout
+from .reach_helpers import Rules, browser_port, capture_args, chair_and_ana, loss
+from .stage_pages import READY, open_page
 from .test_video_browser import counter_y4m
 from .waiting import eventually
 
@@ -39,17 +41,14 @@ DIAG = """() => JSON.stringify({
 """What the page shows and knows, printed when the stage does not come back."""
 QUIET = 3.0
 """Seconds over which "nothing is sent" is checked (the camera sends ~45 packets a second)."""
+opener = functools.partial(open_page, width=1280, ready=f"{READY} && HC.audio.els.main")
+"""A page with its stage and its audio elements ready, at 1280 × 900."""
 
 
 @pytest.fixture
 def browser_args(tmp_path: Path) -> list[str]:
     clip = counter_y4m(tmp_path / "counter.y4m")
-    wav = ab.tone_wav(tmp_path / "tone.wav", ab.TONE)
-    return [
-        *CHROMIUM_ARGS,
-        f"--use-file-for-fake-video-capture={clip}",
-        f"--use-file-for-fake-audio-capture={wav}",
-    ]
+    return capture_args(audio=ab.tone_wav(tmp_path / "tone.wav", ab.TONE), video=clip)
 
 
 @pytest.fixture
@@ -73,17 +72,6 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[str]]:
     return counts
 
 
-async def open_page(browser: Any, url: str, token: str) -> Any:
-    page = await browser.new_page(viewport={"width": 1280, "height": 900})
-    page.on("pageerror", lambda exc: print("page error:", exc))
-    await page.goto(f"{url}/r/plenary#t={token}")
-    await page.wait_for_function(
-        "() => HC.connected && HC.video && HC.stage && HC.audio.els.main",
-        timeout=timeout(5) * 1000,
-    )
-    return page
-
-
 async def chair_publishes(chair: Any) -> None:
     await chair.click("#stage-camera")
     await chair.click("#mic-button")
@@ -105,6 +93,16 @@ async def member_watches(ana: Any) -> None:
     )
 
 
+async def stage_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any, str]:
+    """The chair publishes camera and microphone; a member (Ana) watches and listens.
+    Returns the chair's page, Ana's, and Ana's pid."""
+    chair, ana = await chair_and_ana(browser, node, invites, opener)
+    pid = await ana.evaluate("() => HC.you.pid")
+    await chair_publishes(chair)
+    await member_watches(ana)
+    return chair, ana, pid
+
+
 async def over(seconds: float, sent: dict[str, Counter[str]], pid: str) -> dict[str, int]:
     """What the node sent ``pid`` in the next ``seconds``."""
     before = {k: c[pid] for k, c in sent.items()}
@@ -117,15 +115,7 @@ async def test_audio_only_stops_the_video_and_captions_only_the_audio_at_the_nod
     start_node, invites, browser, sent
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
-    pid = await ana.evaluate("() => HC.you.pid")
-    await chair_publishes(chair)
-    await member_watches(ana)
+    chair, ana, pid = await stage_heard(browser, node, invites)
     # Both flow (this busy box stalls a stream for seconds now and then: windows until so)
     full = await eventually(
         lambda: over(QUIET, sent, pid),
@@ -207,22 +197,10 @@ async def test_audio_only_stops_the_video_and_captions_only_the_audio_at_the_nod
 
 @pytest.mark.timeout(timeout(240))  # two browsers, video and audio: ~70 s alone, more on a busy box
 async def test_audio_only_is_proposed_when_the_video_does_not_get_through(
-    start_node,
-    invites,
-    browser,
-    sent,
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, sent, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
-    pid = await ana.evaluate("() => HC.you.pid")
-    await chair_publishes(chair)
-    await member_watches(ana)
+    chair, ana, pid = await stage_heard(browser, node, invites)
     # Before the rule: the page's own measure of a window, and no proposal while the video
     # gets through. (Under load averages above 20 this shared box once lost video on its own,
     # before the node dropped Chromium's padding repeats — tests/test_video.py; a proposal

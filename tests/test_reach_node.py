@@ -16,17 +16,14 @@ from server.client import Client
 from server.media import signalling
 
 from .audio_helpers import CONFIG, loopback_ice, publish  # noqa: F401 (fixture)
-from .reach_helpers import Rules, rules  # noqa: F401 (fixture)
+from .reach_helpers import Rules
 from .waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 async def test_a_listener_without_a_path_is_counted_then_closed(
-    start_node,
-    invites,
-    rules: Rules,  # noqa: F811
-    monkeypatch,
+    start_node, invites, rules: Rules, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(signalling, "NO_PATH_AFTER", 1.0)
     monkeypatch.setattr(signalling, "CLOSE_UNCONNECTED_AFTER", 3.0)

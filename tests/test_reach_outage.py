@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .conftest import CHROMIUM_ARGS, timeout
-from .reach_helpers import Rules, rules  # noqa: F401 (fixture)
+from .conftest import timeout
+from .reach_helpers import Rules, spanish_heard, still_on_spanish, tone_args
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
 
@@ -27,49 +26,11 @@ ALL_UDP = "meta l4proto udp counter drop"
 
 @pytest.fixture
 def browser_args(tmp_path: Path) -> list[str]:
-    wav = ab.tone_wav(tmp_path / "tone.wav", ab.TONE)
-    return [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
-
-
-async def spanish_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
-    ivan = await ab.open_page(
-        browser,
-        node.url,
-        invites.mint(room="plenary", role="interpreter", name="Ivan", booth="es"),
-    )
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
-    await ivan.click("#air-take")
-    await ivan.wait_for_function(
-        "() => HC.state.channels.channels.es.live === HC.you.pid", timeout=timeout(5) * 1000
-    )
-    # the console started the microphone before it asked for the air (static/booth.js)
-    await ivan.wait_for_function(
-        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
-        timeout=timeout(10) * 1000,
-    )
-    await ana.select_option("#channel-picker", "es")  # picking the language starts the audio
-    await ab.wait_peak(ana, True, 10)
-    return ivan, ana
-
-
-async def still_on_spanish(ivan: Any, ana: Any) -> None:
-    # The page renders on the next animation frame (slower for a page in the background).
-    await ana.wait_for_function(
-        "() => document.getElementById('hearing').textContent.includes('Spanish')",
-        timeout=timeout(5) * 1000,
-    )
-    assert await ana.evaluate("HC.state.channels.choice[HC.you.pid]") == "es"
-    assert await ivan.evaluate("HC.state.channels.channels.es.live === HC.you.pid")
-    assert await ivan.text_content("#mic-state") == "On air"
+    return tone_args(tmp_path)
 
 
 async def test_udp_gone_for_5_s_audio_resumes_within_3_s_on_the_same_channel(
-    start_node,
-    invites,
-    browser,
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
     ivan, ana = await spanish_heard(browser, node, invites)
@@ -87,10 +48,7 @@ async def test_udp_gone_for_5_s_audio_resumes_within_3_s_on_the_same_channel(
 
 
 async def test_a_longer_outage_says_reconnecting_and_recovers_with_a_new_connection(
-    start_node,
-    invites,
-    browser,
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     """Past the page's patience (disconnected 8 s) the page builds a new peer connection;
     once UDP is back the audio resumes on it, on the same channel, and the air state held."""
@@ -119,10 +77,7 @@ async def test_a_longer_outage_says_reconnecting_and_recovers_with_a_new_connect
 
 
 async def test_back_online_builds_a_new_connection_when_the_old_one_is_down(
-    start_node,
-    invites,
-    browser,
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     """The browser's `online` event (a new network) rebuilds a connection that is not up at
     once, without waiting for the page's patience to run out."""

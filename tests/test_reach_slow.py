@@ -25,7 +25,8 @@ import pytest
 
 from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .conftest import CHROMIUM_ARGS, timeout
+from .conftest import timeout
+from .reach_helpers import mic_on, open_as, tone_args
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
 
@@ -39,8 +40,7 @@ SLOW_4G = {
 
 @pytest.fixture
 def browser_args(tmp_path: Path) -> list[str]:
-    wav = ab.tone_wav(tmp_path / "tone.wav", ab.TONE)
-    return [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
+    return tone_args(tmp_path)
 
 
 TIMES = """() => {
@@ -137,14 +137,8 @@ async def test_first_paint_and_listen_within_3_s_on_a_slow_link(
     start_node, invites, browser
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    await chair.click("#mic-button")
-    await chair.wait_for_function(
-        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
-        timeout=timeout(10) * 1000,
-    )
+    chair = await open_as(browser, node, invites, "moderator", "Chair")
+    await mic_on(chair, 10)
     token = invites.mint(room="plenary", role="participant", name="Ana")
     url = f"{node.url}/r/plenary#t={token}"
     limit = timeout(3) * 1000

@@ -15,29 +15,26 @@ import pytest
 
 from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .conftest import CHROMIUM_ARGS, timeout
-from .reach_helpers import (  # noqa: F401 (fixtures)
+from .conftest import timeout
+from .reach_helpers import (
     BLOCK_UDP,
     Cert,
     Rules,
     TurnServer,
-    rules,
-    turn_cert,
-    turn_server,
+    chair_and_ana,
+    mic_on,
+    open_as,
+    tone_args,
     with_turn,
 )
+from .stage_pages import camera_on, tile_plays
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
 
 
 @pytest.fixture
-def browser_args(tmp_path: Path, turn_cert: Cert) -> list[str]:  # noqa: F811
-    wav = ab.tone_wav(tmp_path / "tone.wav", ab.TONE)
-    return [
-        *CHROMIUM_ARGS,
-        f"--use-file-for-fake-audio-capture={wav}",
-        f"--ignore-certificate-errors-spki-list={turn_cert.spki}",
-    ]
+def browser_args(tmp_path: Path, turn_cert: Cert) -> list[str]:
+    return [*tone_args(tmp_path), f"--ignore-certificate-errors-spki-list={turn_cert.spki}"]
 
 
 SELECTED = """async () => {
@@ -54,25 +51,10 @@ SELECTED = """async () => {
 }"""
 
 
-async def chair_and_ana(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
-    """The chair's page and a participant's (Ana), in that order."""
-    chair = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
-    return chair, ana
-
-
 async def floor_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
     """The chair speaks on the floor; a participant listens. Returns (chair, ana) pages."""
     chair, ana = await chair_and_ana(browser, node, invites)
-    await chair.click("#mic-button")
-    await chair.wait_for_function(
-        "() => HC.audio.mic && HC.audio.mic.pc.connectionState === 'connected'",
-        timeout=timeout(15) * 1000,
-    )
+    await mic_on(chair)
     await ana.click("#listen-button")
     await ana.wait_for_function(
         "() => HC.audio.pc && HC.audio.pc.connectionState === 'connected' && HC.audio.analyser",
@@ -84,13 +66,7 @@ async def floor_heard(browser: Any, node: Any, invites: Any) -> tuple[Any, Any]:
 
 @pytest.mark.parametrize("transport", ["direct", "tcp", "tls"])
 async def test_floor_heard_through_coturn_with_udp_blocked(
-    start_node,
-    invites,
-    browser,
-    assembly,
-    turn_server: TurnServer,  # noqa: F811
-    rules: Rules,  # noqa: F811
-    transport,
+    start_node, invites, browser, assembly, turn_server: TurnServer, rules: Rules, transport
 ) -> None:  # type: ignore[no-untyped-def]
     """With TURN over TCP or TLS and UDP blocked, the selected pair is the relay; "direct"
     (UDP open, no TURN) is the reference for the round-trip time printed (``-s``)."""
@@ -123,23 +99,16 @@ async def test_floor_heard_through_coturn_with_udp_blocked(
 
 
 async def test_no_turn_and_udp_blocked_gives_the_clear_failure(
-    start_node,
-    invites,
-    browser,
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     """Within about 10 s the page says audio could not connect, names the likely cause (UDP
     blocked, no TURN configured) and offers Retry; the chair's board counts one listener
     without audio. Retry makes a new peer connection, which connects once UDP is back, and
     the board goes back to 0."""
     node = await start_node()
-    chair = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
+    chair = await open_as(browser, node, invites, "moderator", "Chair")
     rules.set(BLOCK_UDP)  # before Ana's page: its listening connection is made at once, held
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
+    ana = await open_as(browser, node, invites, "participant", "Ana")
     await ana.click("#listen-button")
     await ana.wait_for_selector("#reach-box:not([hidden])", timeout=timeout(14) * 1000)
     assert await ana.evaluate("HC.audio.pc.connectionState") != "connected"
@@ -175,20 +144,13 @@ async def test_no_turn_and_udp_blocked_gives_the_clear_failure(
 
 
 async def test_a_relay_that_refuses_the_credentials_is_named_as_the_cause(
-    start_node,
-    invites,
-    browser,
-    assembly,
-    turn_server: TurnServer,  # noqa: F811
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, assembly, turn_server: TurnServer, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     """The node's secret is not coturn's: coturn answers 401 and the page says so."""
     config = with_turn(assembly, turn_server.urls("tcp"), secret="not-the-secret-coturn-has-0123")
     node = await start_node(config=config)
     rules.set(BLOCK_UDP)
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
+    ana = await open_as(browser, node, invites, "participant", "Ana")
     await ana.click("#listen-button")
     await ana.wait_for_selector("#reach-box:not([hidden])", timeout=timeout(14) * 1000)
     cause = await ana.text_content("#reach-cause") or ""
@@ -207,29 +169,15 @@ VIDEO_PAIR = """async () => {
 
 
 async def test_the_stage_video_goes_through_coturn_with_udp_blocked(
-    start_node,
-    invites,
-    browser,
-    assembly,
-    turn_server: TurnServer,  # noqa: F811
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, assembly, turn_server: TurnServer, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     """The stage's peer connections take the same TURN credentials as the audio: with UDP
     blocked, the chair's camera is published and a member's tile plays, both relayed."""
     node = await start_node(config=with_turn(assembly, turn_server.urls("tcp")))
     rules.set(BLOCK_UDP)
     chair, ana = await chair_and_ana(browser, node, invites)
-    await chair.click("#stage-camera")
-    await chair.wait_for_function(
-        "() => { const p = HC.video.state.publishing.camera;"
-        " return p && p.pc.connectionState === 'connected'; }",
-        timeout=timeout(15) * 1000,
-    )
-    await ana.wait_for_function(
-        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
-        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
-        timeout=timeout(15) * 1000,
-    )
+    await camera_on(chair, 15)
+    await tile_plays(ana, 15)
     assert await ana.evaluate(VIDEO_PAIR) == {"type": "relay", "relayProtocol": "tcp"}
     assert "drop" in rules.counters()
     await chair.close()

@@ -10,8 +10,8 @@ import pytest
 
 from . import test_audio_browser as ab
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .conftest import CHROMIUM_ARGS, timeout
-from .reach_helpers import Rules, browser_port, loss, rules  # noqa: F401
+from .conftest import timeout
+from .reach_helpers import Rules, browser_port, chair_and_ana, loss, tone_args
 from .waiting import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
@@ -19,23 +19,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
 
 @pytest.fixture
 def browser_args(tmp_path: Path) -> list[str]:
-    wav = ab.tone_wav(tmp_path / "tone.wav", ab.TONE)
-    return [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
+    return tone_args(tmp_path)
 
 
 async def test_captions_only_is_proposed_when_the_audio_conceals_too_much(
-    start_node,
-    invites,
-    browser,
-    rules: Rules,  # noqa: F811
+    start_node, invites, browser, rules: Rules
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await ab.open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
+    chair, ana = await chair_and_ana(browser, node, invites)
     await chair.click("#mic-button")
     await ana.click("#listen-button")
     await ab.wait_peak(ana, True, 10)

@@ -6,25 +6,22 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from server.client import Client
 from server.media import vp8
 
-from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
+from .audio_helpers import (
+    loopback_ice,  # noqa: F401 (fixture)
+    people,
+)
 from .video_helpers import Camera, Eye, publish_camera, starts, view
 from .waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
-
-
-async def people(node, invites, *roles: tuple[str, str]) -> list[Client]:  # type: ignore[no-untyped-def]
-    return [
-        await Client.connect(node.url, invites.mint(room="plenary", role=role, name=name))
-        for name, role in roles
-    ]
 
 
 def metric(node, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
@@ -44,6 +41,36 @@ def layer_of(camera: Camera, eye: Eye, tile: int) -> list[str]:
 
 async def playing(camera: Camera) -> asyncio.Task[None]:
     return asyncio.create_task(camera.play(100_000))
+
+
+async def close_all(task: asyncio.Task[None], *closing: Any) -> None:
+    """Stop the camera's playing, then close cameras, views and clients, in that order."""
+    task.cancel()
+    for c in closing:
+        await c.close()
+
+
+async def moved_to_h(
+    camera: Camera,
+    eye: Eye,
+    layers: Callable[[Camera, Eye, int], list[str]],
+    before: int,
+    count: int,
+) -> int:
+    """Show the camera's high layer on both tiles; once tile 0 has ``count`` high packets
+    or frames past its first ``before``, where its first high one is (``layers`` tells
+    each one's layer). Every one before it is low, every one from it on high."""
+    await eye.show((0, camera.source, "h"), (1, camera.source, "h"))
+    await eventually(
+        lambda: layers(camera, eye, 0)[before:],
+        until=lambda qs: qs.count("h") >= count,
+        timeout=15,
+        message="tile 0 to move to h",
+    )
+    got = layers(camera, eye, 0)
+    first_h = got.index("h")
+    assert set(got[:first_h]) == {"l"} and set(got[first_h:]) == {"h"}, got
+    return first_h
 
 
 async def test_viewer_gets_the_publishers_vp8_bytes_from_a_keyframe(start_node, invites) -> None:  # type: ignore[no-untyped-def]
@@ -73,11 +100,7 @@ async def test_viewer_gets_the_publishers_vp8_bytes_from_a_keyframe(start_node, 
     seqs = [g.seq for g in eye.on(0)]
     assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
     assert eye.on(1) == [], "last-N: an empty tile gets nothing"
-    task.cancel()
-    await camera.close()
-    await eye.close()
-    for c in (chair, ana):
-        await c.close()
+    await close_all(task, camera, eye, chair, ana)
 
 
 def latest_sources(client: Client) -> dict[str, list[str]]:
@@ -106,28 +129,14 @@ async def test_tiles_get_their_quality_and_switch_only_at_keyframes(start_node, 
     assert set(layer_of(camera, eye, 0)) == {"l"}, "a small tile gets the low layer"
     assert set(layer_of(camera, eye, 1)) == {"h"}
     assert (starts(eye.on(0))[0].width, starts(eye.on(1))[0].width) == (320, 1280)
-    before = len(starts(eye.on(0)))
-    await eye.show((0, camera.source, "h"), (1, camera.source, "h"))
-    await eventually(
-        lambda: layer_of(camera, eye, 0)[before:],
-        until=lambda qs: qs.count("h") >= 10,
-        timeout=15,
-        message="tile 0 to move to h",
-    )
-    layers = layer_of(camera, eye, 0)
-    first_h = layers.index("h")
-    assert set(layers[:first_h]) == {"l"} and set(layers[first_h:]) == {"h"}, layers
+    first_h = await moved_to_h(camera, eye, layer_of, len(starts(eye.on(0))), 10)
     descs = starts(eye.on(0))
     assert descs[first_h].keyframe and descs[first_h].width == 1280, "switched at a keyframe"
     pics = [d.picture_id for d in descs]
     assert all((b - a) & 0x7FFF == 1 for a, b in zip(pics, pics[1:], strict=False)), pics
     seqs = [g.seq for g in eye.on(0)]
     assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
-    task.cancel()
-    await camera.close()
-    await eye.close()
-    for c in (chair, ana):
-        await c.close()
+    await close_all(task, camera, eye, chair, ana)
 
 
 async def test_keyframe_requests_of_joining_viewers_are_merged(start_node, invites) -> None:  # type: ignore[no-untyped-def]
@@ -354,11 +363,7 @@ async def test_video_crosses_nodes_on_redis_only_in_the_layers_needed(
     # The share stops on a: b's people see it go.
     await chair.rpc("video.close", pc="camera")
     await eventually(lambda: latest_sources(ana), until=lambda s: not s, message="gone on b")
-    task.cancel()
-    await camera.close()
-    await eye.close()
-    for c in (chair, ana):
-        await c.close()
+    await close_all(task, camera, eye, chair, ana)
 
 
 @contextlib.contextmanager
@@ -421,11 +426,7 @@ async def test_at_three_percent_loss_a_viewer_gets_every_packet_by_rtx(start_nod
     ids = [p.pop() for p in pictures.values()]
     steps = {(b - a) & 0x7FFF for a, b in zip(ids, ids[1:], strict=False)}
     assert steps <= {1, 2, 3}, f"PictureIDs continue (a lost frame aside): steps {steps}"
-    task.cancel()
-    await camera.close()
-    await eye.close()
-    for c in (chair, ana):
-        await c.close()
+    await close_all(task, camera, eye, chair, ana)
 
 
 async def test_a_simulcast_layers_retransmission_is_unwrapped_by_its_repaired_rid(
@@ -450,11 +451,7 @@ async def test_a_simulcast_layers_retransmission_is_unwrapped_by_its_repaired_ri
     first = eye.on(0)[0].seq
     seqs = {(g.seq - first) & 0xFFFF for g in eye.on(0)}
     assert set(range(max(seqs) + 1)) - seqs == set(), "the retransmitted packet is missing"
-    task.cancel()
-    await camera.close()
-    await eye.close()
-    for c in (chair, ana):
-        await c.close()
+    await close_all(task, camera, eye, chair, ana)
 
 
 async def test_a_cameras_rtx_padding_is_dropped_as_repeats_not_as_a_flood(
@@ -492,11 +489,7 @@ async def test_a_cameras_rtx_padding_is_dropped_as_repeats_not_as_a_flood(
         # the camera had to send again), never padding passed on.
         assert len(seqs) - len(set(seqs)) <= sink.retransmitted, f"tile {tile}: repeats"
         assert set(layer_of(camera, eye, tile)[-20:]) == {q}
-    task.cancel()
-    await camera.close()
-    await eye.close()
-    for c in (chair, ana):
-        await c.close()
+    await close_all(task, camera, eye, chair, ana)
 
 
 def h264_layers(camera: Camera, eye: Eye, tile: int) -> list[str]:
@@ -537,22 +530,8 @@ async def test_an_h264_camera_reaches_viewers_unchanged_and_switches_at_idr(
             and [m.payload for m in mine[n : n + len(got)]] == [g.payload for g in got]
         ]
         assert runs, f"tile {tile}'s payloads are not a run of the camera's layer {q}"
-    before = len(eye.on(0))
-    await eye.show((0, camera.source, "h"), (1, camera.source, "h"))
-    await eventually(
-        lambda: h264_layers(camera, eye, 0)[before:],
-        until=lambda qs: qs.count("h") >= 30,
-        timeout=15,
-        message="tile 0 to move to h",
-    )
-    layers = h264_layers(camera, eye, 0)
-    first_h = layers.index("h")
-    assert set(layers[:first_h]) == {"l"} and set(layers[first_h:]) == {"h"}, layers
+    first_h = await moved_to_h(camera, eye, h264_layers, len(eye.on(0)), 30)
     assert vp8.h264_keyframe(eye.on(0)[first_h].payload), "switched at an IDR picture"
     seqs = [g.seq for g in eye.on(0)]
     assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
-    task.cancel()
-    await camera.close()
-    await eye.close()
-    for c in (chair, ana):
-        await c.close()
+    await close_all(task, camera, eye, chair, ana)

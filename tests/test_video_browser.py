@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from .audio_helpers import loopback_ice  # noqa: F401 (fixture)
-from .conftest import CHROMIUM_ARGS, timeout
+from .conftest import timeout
+from .reach_helpers import capture_args, chair_and_ana, open_as
+from .stage_pages import camera_on, open_page, tile_plays
 from .waiting import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("loopback_ice")]
@@ -35,8 +37,7 @@ def counter_y4m(path: Path) -> Path:
 
 @pytest.fixture
 def browser_args(tmp_path: Path) -> list[str]:
-    clip = counter_y4m(tmp_path / "counter.y4m")
-    return [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={clip}"]
+    return capture_args(video=counter_y4m(tmp_path / "counter.y4m"))
 
 
 # The tile's picture, read back: its mean brightness (the clip's counter) and size.
@@ -52,16 +53,6 @@ READ = """() => {
   for (let i = 0; i < d.length; i += 4) sum += d[i + 1];
   return { luma: Math.round(sum / (d.length / 4)), w: v.videoWidth, h: v.videoHeight };
 }"""
-
-
-async def open_page(browser: Any, url: str, token: str) -> Any:
-    page = await browser.new_page(viewport={"width": 1440, "height": 900})
-    page.on("pageerror", lambda exc: print("page error:", exc))
-    await page.goto(f"{url}/r/plenary#t={token}")
-    await page.wait_for_function(
-        "() => HC.connected && HC.video && HC.stage", timeout=timeout(5) * 1000
-    )
-    return page
 
 
 async def advancing(page: Any, distinct: int, seconds: float) -> list[dict[str, int]]:
@@ -80,6 +71,18 @@ async def advancing(page: Any, distinct: int, seconds: float) -> list[dict[str, 
     return seen
 
 
+async def low_layer(page: Any, source: str) -> list[dict[str, int]]:
+    """Ask the page's first tile for ``source``'s low layer; the pictures it then shows."""
+    await page.evaluate(
+        f"() => HC.video.show(document.querySelector('#stage-area .tile video'), '{source}', 'l')"
+    )
+    await page.wait_for_function(
+        "() => document.querySelector('#stage-area .tile video').videoWidth === 320",
+        timeout=timeout(10) * 1000,
+    )
+    return await advancing(page, 3, 10)
+
+
 async def watch(page: Any, seconds: float) -> list[dict[str, int]]:
     seen = []
     deadline = time.monotonic() + timeout(seconds)
@@ -95,42 +98,21 @@ async def test_a_member_sees_the_chairs_camera_and_a_small_tile_gets_the_low_lay
     start_node, invites, browser
 ) -> None:  # type: ignore[no-untyped-def]
     node = await start_node()
-    chair = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
+    chair, ana = await chair_and_ana(browser, node, invites, open_page)
     assert await ana.is_hidden("#stage-camera"), "a member off stage has no camera"
-    await chair.click("#stage-camera")
-    await chair.wait_for_function(
-        "() => { const p = HC.video.state.publishing.camera;"
-        " return p && p.pc.connectionState === 'connected'; }",
-        timeout=timeout(10) * 1000,
-    )
+    await camera_on(chair, 10)
     assert await chair.text_content("#stage-camera") == "Turn camera off"
     await ana.wait_for_function(
         "() => document.querySelectorAll('#stage-area .tile:not(.novideo)').length === 1",
         timeout=timeout(10) * 1000,
     )
-    await ana.wait_for_function(
-        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
-        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
-        timeout=timeout(10) * 1000,
-    )
+    await tile_plays(ana, 10)
     await advancing(ana, 5, 15)
     room = node.node.feature["video"].rooms["plenary"]
     source = next(iter(room.publishers))
     assert set(room.publishers[source].layer_of.values()) == {"l", "m", "h"}
 
-    await ana.evaluate(
-        f"() => HC.video.show(document.querySelector('#stage-area .tile video'), '{source}', 'l')"
-    )
-    await ana.wait_for_function(
-        "() => document.querySelector('#stage-area .tile video').videoWidth === 320",
-        timeout=timeout(10) * 1000,
-    )
-    small = await advancing(ana, 3, 10)
+    small = await low_layer(ana, source)
     assert {s["w"] for s in small} == {320}, "the low layer advances too"
     await ana.evaluate(
         f"() => HC.video.show(document.querySelector('#stage-area .tile video'), '{source}', 'h')"
@@ -176,18 +158,9 @@ async def test_at_three_percent_loss_the_member_does_not_freeze(
     from .test_video import lossy
 
     node = await start_node()
-    chair = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="moderator", name="Chair")
-    )
-    ana = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
+    chair, ana = await chair_and_ana(browser, node, invites, open_page)
     await chair.click("#stage-camera")
-    await ana.wait_for_function(
-        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
-        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
-        timeout=timeout(15) * 1000,
-    )
+    await tile_plays(ana, 15)
     seconds = 6
     start = await ana.evaluate(STATS)
     await watch(ana, seconds)  # the same time without loss: what this machine does anyway
@@ -258,15 +231,9 @@ async def test_a_camera_that_prefers_h264_reaches_the_member_in_h264(
         f"{node.url}/r/plenary#t={invites.mint(room='plenary', role='moderator', name='Chair')}"
     )
     await chair.wait_for_function("() => HC.connected && HC.video", timeout=timeout(5) * 1000)
-    ana = await open_page(
-        browser, node.url, invites.mint(room="plenary", role="participant", name="Ana")
-    )
+    ana = await open_as(browser, node, invites, "participant", "Ana", opener=open_page)
     await chair.click("#stage-camera")
-    await ana.wait_for_function(
-        "() => { const v = document.querySelector('#stage-area .tile:not(.novideo) video');"
-        " return v && v.videoWidth > 0 && v.currentTime > 0; }",
-        timeout=timeout(15) * 1000,
-    )
+    await tile_plays(ana, 15)
     await advancing(ana, 5, 15)
     sent = await chair.evaluate(f"() => ({CODEC})(HC.video.state.publishing.camera.pc)")
     got = await ana.evaluate(f"() => ({CODEC})(HC.video.state.view.pc)")
@@ -276,15 +243,7 @@ async def test_a_camera_that_prefers_h264_reaches_the_member_in_h264(
     assert got == ["video/H264"], got
     # Chromium 156 sends H.264 as three simulcast layers too (OpenH264 per layer).
     assert set(pub.layer_of.values()) == {"l", "m", "h"}
-    await ana.evaluate(
-        f"() => HC.video.show(document.querySelector('#stage-area .tile video'),"
-        f" '{pub.source}', 'l')"
-    )
-    await ana.wait_for_function(
-        "() => document.querySelector('#stage-area .tile video').videoWidth === 320",
-        timeout=timeout(10) * 1000,
-    )
-    small = await advancing(ana, 3, 10)
+    small = await low_layer(ana, pub.source)
     assert {s["w"] for s in small} == {320}, "the low layer advances, switched at an IDR"
     # The room's cap reads the size in OpenH264's SPS: it is the size Chromium decodes.
     sizes: dict[str, tuple[int, int]] = {}

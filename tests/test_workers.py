@@ -8,13 +8,13 @@ import signal
 
 import pytest
 
-from server.client import Client
 from server.media.workers import WorkerPool
 
 from .audio_helpers import (
     listen,
     loopback_ice,  # noqa: F401 (fixture)
     opus_tone,
+    people,
     publish,
     steps,
     tagged,
@@ -41,13 +41,6 @@ async def pool_of(node) -> WorkerPool:  # type: ignore[no-untyped-def]
         timeout=60,
     )
     return pool
-
-
-async def people(node, invites, *roles: tuple[str, str]) -> list[Client]:  # type: ignore[no-untyped-def]
-    return [
-        await Client.connect(node.url, invites.mint(room="plenary", role=role, name=name))
-        for name, role in roles
-    ]
 
 
 async def test_listeners_on_both_workers_hear_the_publishers_bytes(start_node, invites) -> None:  # type: ignore[no-untyped-def]
