@@ -231,6 +231,7 @@ def worker_main(argv: list[str]) -> None:
             summary = tailprobe.summary(tail.raw(), since[0], time.time())
             text = tailprobe.describe(f"media worker {os.getpid()}", summary)
             Path(tails, f"worker-{os.getpid()}.txt").write_text(text + "\n")
+            Path(tails, f"worker-{os.getpid()}.json").write_text(json.dumps(tail.raw()))
         out = {
             "cpu": time.process_time() - probe.cpu0,
             "sent": {str(k): v for k, v in probe.sent.items()},

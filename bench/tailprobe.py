@@ -16,12 +16,16 @@ import asyncio.events
 import atexit
 import gc
 import json
+import os
 import runpy
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 SLOW_MS = 5.0
+TYPES = int(os.environ.get("HC_TAILPROBE_TYPES", "0"))
+"""Keep the N commonest types of the tracked objects at each full collection (the last's)."""
 
 
 class Probe:
@@ -31,6 +35,8 @@ class Probe:
         self.slow: list[tuple[float, float, float, str]] = []
         """Callbacks that held the loop longer than ``SLOW_MS``: (wall clock, ms, CPU ms,
         what). A pause much longer than its CPU time is the process waiting for a core."""
+        self.types: list[tuple[str, int]] = []
+        """The commonest tracked types at the last full collection (``HC_TAILPROBE_TYPES``)."""
         self.walked: list[int] = []
         """Objects the collector tracks after each full collection."""
         self.callbacks = 0
@@ -44,7 +50,12 @@ class Probe:
             cpu = (time.thread_time() - self._c0) * 1000
             self.gc.append((time.time(), info["generation"], ms, cpu))
             if info["generation"] == 2:  # what a full collection walks (not the frozen)
-                self.walked.append(len(gc.get_objects()))
+                tracked = gc.get_objects()
+                self.walked.append(len(tracked))
+                if TYPES:
+                    top = Counter(type(o).__qualname__ for o in tracked).most_common(TYPES)
+                    self.types = top
+                del tracked
 
     def install(self) -> None:
         gc.callbacks.append(self._on_gc)
@@ -68,6 +79,7 @@ class Probe:
             "slow": self.slow,
             "callbacks": self.callbacks,
             "walked": self.walked,
+            "types": self.types,
             "frozen": gc.get_freeze_count(),
             "thresholds": gc.get_threshold(),
         }
