@@ -213,12 +213,25 @@ def worker_main(argv: list[str]) -> None:
     probe.install()
     where = probe_dir(os.getppid())
     where.mkdir(exist_ok=True)
+    tails = os.environ.get("HC_BENCH_TAILS")  # a directory: GC and loop probe (tailprobe)
+    if tails:
+        import tailprobe
+
+        tail = tailprobe.Probe()
+        tail.install()
+    since = [0.0]
 
     def start(*_: Any) -> None:
         probe.start()
+        since[0] = time.time()
         (where / f"{os.getpid()}.started").touch()
 
     def report(*_: Any) -> None:
+        if tails:
+            summary = tailprobe.summary(tail.raw(), since[0], time.time())
+            text = tailprobe.describe(f"media worker {os.getpid()}", summary)
+            Path(tails, f"worker-{os.getpid()}.txt").write_text(text + "\n")
+            Path(tails, f"worker-{os.getpid()}.json").write_text(json.dumps(tail.raw()))
         out = {
             "cpu": time.process_time() - probe.cpu0,
             "sent": {str(k): v for k, v in probe.sent.items()},

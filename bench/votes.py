@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import random
@@ -42,6 +43,8 @@ from server.client import Client  # noqa: E402
 from server.node.auth import Invites  # noqa: E402
 from server.voter import SecretBallot, claim, frame  # noqa: E402
 
+SERVER = Path(os.environ.get("HC_BENCH_SERVER", ROOT)).resolve()
+"""The checkout whose nodes run (A/B against another commit with this same client)."""
 SECRET = "bench-secret-0123456789abcdefghijklmnopqrstuv"
 COUNTRIES = ["KH", "DO", "PS", "UG", "AT", "RS", "ML", "KZ", "HU", "GN", "BR", "IN", "PH"]
 
@@ -136,6 +139,10 @@ async def storm(
         urls[0], invites.mint(room="plenary", role="moderator", name="Chair")
     )
     reps = await connect_all(urls, invites, voters)
+    # This one process stands for 1,000 devices: its own collections of their 1,000 states
+    # would count as the node's latency. What is alive now is never scanned again.
+    gc.collect()
+    gc.freeze()
     poll_id = "open-vote" if kind == "open" else "secret-vote"
     while (
         chair.state["polls"]["polls"][poll_id]["secret"]
@@ -154,6 +161,7 @@ async def storm(
     failed: list[str] = []
     deposits: list[asyncio.Task[None]] = []
     start = time.perf_counter() + 0.2
+    wall0 = time.time() + 0.2
     cpu0 = [cpu_seconds(p) for p in pids] + [time.process_time()]
 
     async def vote(i: int) -> None:
@@ -191,6 +199,7 @@ async def storm(
 
     await asyncio.gather(*(vote(i) for i in range(voters)))
     cast_done = time.perf_counter()
+    wall1 = time.time()
     cpu1 = [cpu_seconds(p) for p in pids] + [time.process_time()]
     # Sealed ballots are appended (and acknowledged) at once: let those in flight land, so
     # close→sealed measures the reveal (opening every sealed ballot, one entry, the fold).
@@ -240,6 +249,7 @@ async def storm(
         "lost": lost,
         "duplicated": duplicated + max(0, result["ballots"] - len(set(counted))),
         "mean_ack": statistics.fmean(acks) if acks else float("nan"),
+        "window": (wall0, wall1),
     }
 
 
@@ -300,10 +310,13 @@ def start_nodes(
             # every simulated client comes from 127.0.0.1: lift the per-address limit
             "HEMICYCLE_CONN_RATE": "1000000",
             "HEMICYCLE_CONN_BURST": "1000000",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(SERVER),
         }
         profile = os.environ.get("HC_BENCH_PROFILE")  # a directory: cProfile each node
+        tails = os.environ.get("HC_BENCH_TAILS")  # a directory: GC and loop probe (tailprobe)
         wrap = ["-m", "cProfile", "-o", f"{profile}/node-{name}.prof"] if profile else []
+        if tails:
+            wrap = [str(ROOT / "bench" / "tailprobe.py"), f"{tails}/node-{name}.json"]
         procs.append(
             subprocess.Popen(
                 [
@@ -322,7 +335,7 @@ def start_nodes(
                     "127.0.0.1",
                 ],
                 env=env,
-                cwd=ROOT,
+                cwd=SERVER,
                 stdout=open(tmp / f"node-{name}.log", "wb"),
                 stderr=subprocess.STDOUT,
             )
@@ -362,6 +375,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     kinds = ["open", "secret"] if args.kind == "both" else [args.kind]
+    tails = os.environ.get("HC_BENCH_TAILS")
+    probe = None
+    if tails:
+        import tailprobe
+
+        probe = tailprobe.Probe()
+        probe.install()
     load = os.getloadavg()[0]
     rows = []
     keep = os.environ.get("HC_BENCH_KEEP")
@@ -409,7 +429,7 @@ def main() -> None:
     print(f"\nVote storm: {args.voters} voters within {args.window:g} s over two nodes, {store}")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, load average before: {load:.2f}\n"
+        f"{platform.python_version()}, load average before: {load:.2f}, nodes from {SERVER}\n"
     )
     head = (
         "ballot",
@@ -458,6 +478,20 @@ def main() -> None:
         print("\nCalls on the masters while casting (from their commandstats):")
         for r in rows:
             print(f"  {r['kind']}: XADD {r['calls']['xadd']}, WAIT {r['calls']['wait']}")
+    if tails and probe is not None:
+        import json
+
+        import tailprobe
+
+        print("\nWhile casting (HC_BENCH_TAILS):")
+        for r in rows:
+            raws = {"client": probe.raw()}
+            for name in ("a", "b"):
+                with open(f"{tails}/node-{name}.json", encoding="utf-8") as f:
+                    raws[f"node {name}"] = json.load(f)
+            for who, raw in raws.items():
+                seen = tailprobe.summary(raw, *r["window"])
+                print(f"  {r['kind']}, " + tailprobe.describe(who, seen))
 
 
 if __name__ == "__main__":

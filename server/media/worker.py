@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from collections import deque
@@ -298,6 +299,11 @@ class Worker:
 
     async def run(self, fd: int) -> None:
         passthrough.self_check()
+        # What is alive now (aiortc, av, the modules) lives as long as the process: out of
+        # the cyclic GC's reach, so a full collection while listeners join walks only the
+        # peer connections (docs/benchmarks.md, "Latency tails").
+        gc.collect()
+        gc.freeze()
         sock = socket.socket(fileno=fd)
         self.channel = Channel(sock, self.on_message, self.done.set)
         reporter = asyncio.get_running_loop().create_task(self.report())
