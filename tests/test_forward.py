@@ -26,10 +26,8 @@ class Wire:
 
     got: list[tuple[int, int, bool, bytes]] = field(default_factory=list)
 
-    def write(
-        self, codec: str, seq: int, ts: int, marker: bool, payload: bytes, head: bytes = b""
-    ) -> bool:
-        self.got.append((seq, ts, marker, head + payload[len(head) :]))
+    def write(self, codec: str, seq: int, ts: int, marker: bool, payload: bytes) -> bool:
+        self.got.append((seq, ts, marker, payload))
         return True
 
 

@@ -110,11 +110,7 @@ class VideoPacket:
 class Sink(Protocol):
     """Where an outlet's packets go (``vhook.VideoSender``)."""
 
-    def write(
-        self, codec: str, seq: int, ts: int, marker: bool, payload: bytes, head: bytes = b""
-    ) -> bool:
-        """Write ``payload`` with its first ``len(head)`` bytes replaced by ``head``."""
-        ...
+    def write(self, codec: str, seq: int, ts: int, marker: bool, payload: bytes) -> bool: ...
 
 
 class Layers:
@@ -241,13 +237,12 @@ class VideoOutlet:
         seq = (p.rtp + self._seq_off) & 0xFFFF
         ts = (p.ts + self._ts_off) & 0xFFFFFFFF
         payload = p.payload
-        head = b""
         d = p.desc
         if d is not None and (d.picture_id is not None or d.tl0picidx is not None):
             pic = None if d.picture_id is None else (d.picture_id + self._pic_off) & 0x7FFF
             tl0 = None if d.tl0picidx is None else (d.tl0picidx + self._tl0_off) & 0xFF
-            if self._pic_off or self._tl0_off:  # only the descriptor: the sink writes it over
-                head = vp8.rewrite(payload[: d.header], d, pic, tl0)
+            if self._pic_off or self._tl0_off:
+                payload = vp8.rewrite(payload, d, pic, tl0)
             if pic is not None:
                 self._last_pic = pic
             if tl0 is not None:
@@ -257,7 +252,7 @@ class VideoOutlet:
         if ts != self._last_ts:
             self._last_ts = ts
             self._last_at = now
-        return self.sink.write(p.codec, seq, ts, p.marker, payload, head)
+        return self.sink.write(p.codec, seq, ts, p.marker, payload)
 
     def _rebase(self, p: VideoPacket, now: float) -> None:
         """Start forwarding ``p``'s layer: its numbers continue the ones sent so far."""

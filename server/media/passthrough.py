@@ -313,34 +313,23 @@ class DirectSender:
             return self._bind()
         return True
 
-    def write_rtp(
-        self, second: int, seq: int, timestamp: int, ssrc: int, payload: bytes, head: bytes = b""
-    ) -> bool:
+    def write_rtp(self, second: int, seq: int, timestamp: int, ssrc: int, payload: bytes) -> bool:
         """Write one RTP packet (``second``: its marker bit and payload type byte) with this
-        sender's header extensions; call after :meth:`ready`. ``head``, when given, replaces
-        the payload's first ``len(head)`` bytes (a VP8 descriptor re-based for this viewer):
-        it is written over the copy in the SRTP buffer, so the payload is copied once per
-        viewer, not rewritten. Other kinds' senders (``vhook.VideoSender``: RTX) write
-        through this too."""
+        sender's header extensions; call after :meth:`ready`. Other kinds' senders
+        (``vhook.VideoSender``: RTX) write through this too."""
         send = self._send
         assert send is not None
-        buffer = self._buffer
-        start = _HEADER.size + len(self._prefix)
-        size = start + len(payload)
+        packet = _HEADER.pack(self._first, second, seq, timestamp, ssrc) + self._prefix + payload
+        size = len(packet)
         if size > SRTP_ROOM:
             return False
-        _HEADER.pack_into(buffer, 0, self._first, second, seq, timestamp, ssrc)
-        if start > _HEADER.size:
-            buffer[_HEADER.size : start] = self._prefix
-        buffer[start:size] = payload
-        if head:
-            buffer[start : start + len(head)] = head
         length = self._length
         length[0] = size
+        buffer = self._buffer
+        buffer[0:size] = packet
         try:
             if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
                 raise ConnectionError("libsrtp refused the packet")
-            # a copy (bytes): asyncio's transport may keep what it could not send yet
             send(buffer[0 : length[0]], self._addr)
         except Exception:  # closed under us, or a key change: rebind on the next packet
             self._send = None

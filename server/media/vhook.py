@@ -258,9 +258,9 @@ class VideoSender(DirectSender):
         self.on_keyframe = on_keyframe
         self.on_estimate = on_estimate
         self.on_loss = on_loss
-        self.history: dict[int, tuple[int, int, bytes, int, bytes]] = {}
-        """seq → (second header byte, timestamp, payload, :attr:`sent` then, the ``head``
-        written over the payload's start) of the last :data:`HISTORY` packets written."""
+        self.history: dict[int, tuple[int, int, bytes, int]] = {}
+        """seq → (second header byte, timestamp, payload, :attr:`sent` then) of the last
+        :data:`HISTORY` packets written."""
         self._rtx_seq = 0
         self.retransmitted = 0
         self.nacked = 0
@@ -273,19 +273,17 @@ class VideoSender(DirectSender):
 
         setattr(sender, "_handle_rtcp_packet", handle_rtcp)  # noqa: B010 (an instance override)
 
-    def write(
-        self, codec: str, seq: int, ts: int, marker: bool, payload: bytes, head: bytes = b""
-    ) -> bool:
+    def write(self, codec: str, seq: int, ts: int, marker: bool, payload: bytes) -> bool:
         pt = self.pts.get(codec)
         if pt is None or not self.ready():
             self.dropped += 1
             return False
         second = (marker << 7) | pt
-        if not self.write_rtp(second, seq, ts, self._ssrc, payload, head):
+        if not self.write_rtp(second, seq, ts, self._ssrc, payload):
             self.dropped += 1
             return False
         history = self.history
-        history[seq] = (second, ts, payload, self.sent, head)
+        history[seq] = (second, ts, payload, self.sent)
         history.pop((seq - HISTORY) & 0xFFFF, None)
         self.sent += 1
         self._octets += len(payload)
@@ -321,7 +319,7 @@ class VideoSender(DirectSender):
         kept = self.history.get(seq)
         if kept is None or not self.ready():
             return False
-        second, ts, payload, at, head = kept
+        second, ts, payload, at = kept
         if self.sent - at > HISTORY:
             # A seq the viewer never got (lost before the node) whose number was last used
             # 65,536 packets ago: that old packet is not the one it misses.
@@ -331,7 +329,7 @@ class VideoSender(DirectSender):
         if rtx_pt is None or rtx_ssrc is None:
             return False
         self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        data = seq.to_bytes(2, "big") + head + payload[len(head) :]
+        data = seq.to_bytes(2, "big") + payload
         if self.write_rtp((second & 0x80) | rtx_pt, self._rtx_seq, ts, rtx_ssrc, data):
             self.retransmitted += 1
             return True

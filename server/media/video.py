@@ -603,9 +603,7 @@ class VideoRoom:
 
 
 class _Unbound:
-    def write(
-        self, codec: str, seq: int, ts: int, marker: bool, payload: bytes, head: bytes = b""
-    ) -> bool:
+    def write(self, codec: str, seq: int, ts: int, marker: bool, payload: bytes) -> bool:
         return False
 
 
