@@ -178,6 +178,10 @@ class RedisLog:
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return [r if isinstance(r, Exception) else _decode(r) for r in replies]
 
+    async def _xread(self, key: str, last: str) -> Any:
+        """One blocking read of ``key``'s entries after ``last``."""
+        return await self._redis.xread({key: last}, count=self.BATCH, block=self.BLOCK_MS)
+
     async def tail(self, room: str, after: str | None) -> AsyncIterator[tuple[str, bytes]]:
         import redis.exceptions
 
@@ -186,9 +190,7 @@ class RedisLog:
         backoff = 0.05
         while True:
             try:
-                reply: Any = await self._redis.xread(
-                    {key: last}, count=self.BATCH, block=self.BLOCK_MS
-                )
+                reply: Any = await self._xread(key, last)
             except redis.exceptions.TimeoutError:
                 continue  # an idle blocking read timed out on the client side: read again
             except Exception as exc:
