@@ -21,15 +21,28 @@ SIZE = 2048
 MSG_DONTWAIT = 0x40
 
 
-class _Iovec(ctypes.Structure):
+def sockets(n: int, rcvbuf: int) -> list[socket.socket]:
+    """``n`` non-blocking UDP sockets on 127.0.0.1, each with a ``rcvbuf``-byte buffer."""
+    out = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        out.append(s)
+    return out
+
+
+# struct iovec, struct msghdr, struct mmsghdr (<sys/socket.h>, Linux x86-64 and arm64)
+class IoVec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
-class _Msghdr(ctypes.Structure):
+class MsgHdr(ctypes.Structure):
     _fields_ = [
         ("msg_name", ctypes.c_void_p),
         ("msg_namelen", ctypes.c_uint32),
-        ("msg_iov", ctypes.POINTER(_Iovec)),
+        ("msg_iov", ctypes.POINTER(IoVec)),
         ("msg_iovlen", ctypes.c_size_t),
         ("msg_control", ctypes.c_void_p),
         ("msg_controllen", ctypes.c_size_t),
@@ -37,15 +50,15 @@ class _Msghdr(ctypes.Structure):
     ]
 
 
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
+class MMsgHdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", MsgHdr), ("msg_len", ctypes.c_uint)]
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _recvmmsg = _libc.recvmmsg
 _recvmmsg.argtypes = [
     ctypes.c_int,
-    ctypes.POINTER(_Mmsghdr),
+    ctypes.POINTER(MMsgHdr),
     ctypes.c_uint,
     ctypes.c_int,
     ctypes.c_void_p,
@@ -60,8 +73,8 @@ class Receiver:
     def __init__(self) -> None:
         self._data = bytearray(BATCH * SIZE)
         base = ctypes.addressof((ctypes.c_char * len(self._data)).from_buffer(self._data))
-        self._iov = (_Iovec * BATCH)()
-        self._vec = (_Mmsghdr * BATCH)()
+        self._iov = (IoVec * BATCH)()
+        self._vec = (MMsgHdr * BATCH)()
         for i in range(BATCH):
             self._iov[i].iov_base = base + i * SIZE
             self._iov[i].iov_len = SIZE

@@ -128,13 +128,7 @@ def receive(n: int, conn: Any) -> None:
     It sweeps the sockets every few milliseconds with ``recvmmsg`` (bench/mmsg.py) rather
     than waking per datagram: what the node sends is counted just the same (the buffers
     hold 4 MiB each), and the viewers' stand-in leaves the two cores to the nodes."""
-    socks = []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        socks.append(s)
+    socks = mmsg.sockets(n, RCVBUF)
     conn.send([s.getsockname()[1] for s in socks])
     got: list[dict[bytes, int]] = [{} for _ in range(n)]
     receiver = mmsg.Receiver()

@@ -25,27 +25,9 @@ import socket
 import statistics
 import time
 
+from mmsg import IoVec, MMsgHdr, sockets
+
 PACKET = bytes(120)
-
-
-class IoVec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-class MsgHdr(ctypes.Structure):
-    _fields_ = [
-        ("msg_name", ctypes.c_void_p),
-        ("msg_namelen", ctypes.c_uint32),
-        ("msg_iov", ctypes.POINTER(IoVec)),
-        ("msg_iovlen", ctypes.c_size_t),
-        ("msg_control", ctypes.c_void_p),
-        ("msg_controllen", ctypes.c_size_t),
-        ("msg_flags", ctypes.c_int),
-    ]
-
-
-class MMsgHdr(ctypes.Structure):
-    _fields_ = [("msg_hdr", MsgHdr), ("msg_len", ctypes.c_uint)]
 
 
 class SockAddrIn(ctypes.Structure):
@@ -55,17 +37,6 @@ class SockAddrIn(ctypes.Structure):
         ("sin_addr", ctypes.c_uint32),
         ("sin_zero", ctypes.c_char * 8),
     ]
-
-
-def sockets(n: int) -> list[socket.socket]:
-    out = []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        s.setblocking(False)
-        out.append(s)
-    return out
 
 
 def drain(receivers: list[socket.socket]) -> int:
@@ -86,10 +57,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=500)
     args = parser.parse_args()
     n = args.listeners
-    receivers = sockets(n)
+    receivers = sockets(n, 1 << 20)
     addrs = [r.getsockname() for r in receivers]
-    senders = sockets(n)
-    one = sockets(1)[0]
+    senders = sockets(n, 1 << 20)
+    one = sockets(1, 1 << 20)[0]
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     buf = ctypes.create_string_buffer(PACKET, len(PACKET))
     names = (SockAddrIn * n)()

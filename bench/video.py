@@ -75,13 +75,7 @@ def receive(ports: Any, ready: Any, stop: Any, counts: Any, n: int) -> None:
     """Count each viewer socket's datagrams, sweeping them with ``recvmmsg`` every
     :data:`SWEEP` s (bench/mmsg.py) rather than waking per datagram: the viewers' stand-in
     leaves the cores to the forwarder (their buffers hold 4 MiB each)."""
-    socks = []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        socks.append(s)
+    socks = mmsg.sockets(n, RCVBUF)
     ports.put([s.getsockname()[1] for s in socks])
     ready.set()
     receiver = mmsg.Receiver()
