@@ -228,7 +228,8 @@ async def test_audio_only_is_proposed_when_the_video_does_not_get_through(
         "() => HC.reception.mode === 'audio' && document.activeElement.value === 'audio'",
         timeout=timeout(5) * 1000,
     )
-    assert await ana.is_hidden("#lowband-offer")
+    # the page renders on its next animation frame (later for a page in the background)
+    await ana.wait_for_selector("#lowband-offer", state="hidden", timeout=timeout(5) * 1000)
     rules.clear()
     await asyncio.sleep(1.0)
     after = await over(QUIET, sent, pid)
