@@ -229,7 +229,10 @@ async def test_keyboard_only_take_hand_over_accept_cough(start_node, invites, br
     # Emilio coughs (hold F9): the channel is muted while held, the member hears nothing.
     await emilio.keyboard.down("F9")
     await emilio.wait_for_function("() => HC.state.channels.channels.es.cough", timeout=ms(5))
-    assert await emilio.get_attribute("#onair", "data-state") == "coughing"
+    # the console renders on its next animation frame (later for a page in the background)
+    await emilio.wait_for_function(
+        "() => document.getElementById('onair').dataset.state === 'coughing'", timeout=ms(5)
+    )
     await flowing(member, False)
     await emilio.keyboard.up("F9")
     await emilio.wait_for_function("() => !HC.state.channels.channels.es.cough", timeout=ms(5))
