@@ -43,9 +43,8 @@ import mmsg  # noqa: E402
 import pylibsrtp  # noqa: E402
 from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
 
-from server.media import vp8  # noqa: E402
+from server.media import rtpout, vp8  # noqa: E402
 from server.media.forward import VideoOutlet, VideoPacket, VideoSource  # noqa: E402
-from server.media.passthrough import srtp_ffi  # noqa: E402
 from server.media.vhook import VideoSender  # noqa: E402
 from tests.video_helpers import LAYER_BITS, LAYER_SIZES, vp8_frames  # noqa: E402
 
@@ -97,9 +96,21 @@ def receive(ports: Any, ready: Any, stop: Any, counts: Any, n: int) -> None:
     counts.put(got)
 
 
+class PlainTransport:
+    """A plain UDP socket as the asyncio transport ``rtpout.bind`` takes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sendto = sock.sendto
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.sock if name == "socket" else None
+
+
 class BenchSender(VideoSender):
     """A VideoSender bound to a plain UDP socket and its own SRTP session (no ICE/DTLS:
-    what they set up is what ``DirectSender._bind`` reads; the write path is the real one)."""
+    what they set up is what ``DirectSender._bind`` reads; the write path is the real one,
+    the C writer where it was built — ``HC_PYTHON_WRITER=1`` for the Python one)."""
 
     def __init__(self, sock: socket.socket, port: int) -> None:
         async def rtcp(packet: Any) -> None:
@@ -109,13 +120,7 @@ class BenchSender(VideoSender):
         super().__init__(fake, {"vp8": 96}, {96: 97})  # type: ignore[arg-type]
         policy = pylibsrtp.Policy(key=os.urandom(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
         session = pylibsrtp.Session(policy)
-        self._session = session
-        self._srtp, self._cdata, self._buffer = session._srtp[0], session._cdata, session._buffer
-        self._length = srtp_ffi.new("int *")
-        self._addr = ("127.0.0.1", port)
-        self._send = sock.sendto
-        self._prefix = b""
-        self._first = 0x80
+        assert rtpout.bind(self._w, PlainTransport(sock), ("127.0.0.1", port), session, 0x80, b"")
 
     def ready(self) -> bool:
         return True

@@ -28,7 +28,6 @@ import asyncio
 import fractions
 import inspect
 import random
-import struct
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -45,8 +44,8 @@ from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
-from pylibsrtp._binding import ffi as srtp_ffi  # type: ignore[import-not-found]
-from pylibsrtp._binding import lib as srtp_lib
+
+from . import rtpout
 
 PINNED = "1.16.0"
 PINNED_AIOICE = "0.13.0"
@@ -230,44 +229,61 @@ class EncodedTrack(MediaStreamTrack):
             waiter.set_result(None)
 
 
-_HEADER = struct.Struct("!BBHII")
-SRTP_ROOM = 1500 - 16
-"""pylibsrtp's buffer is 1,500 bytes; protecting adds an authentication tag of up to 16."""
+def _never() -> bool:
+    return False
+
+
+_HEADER = rtpout.HEADER
+SRTP_ROOM = rtpout.ROOM
 
 
 class DirectSender:
     """Sends already-encoded Opus for one ``RTCRtpSender`` straight from the caller.
 
     ``push(payload, timestamp)`` builds the RTP packet (this sender's SSRC, payload type, the
-    ``mid`` header extension it negotiated), protects it in place with the connection's
-    libsrtp session (the buffer pylibsrtp keeps for it) and writes it to the nominated ICE
-    pair — synchronously, in the caller's loop. Packets pushed before the connection is up
-    are dropped (``push`` returns False). The sender's own task stays idle on its (empty)
-    track and keeps sending RTCP sender reports, whose counters this class updates.
+    ``mid`` header extension it negotiated), protects it with the connection's libsrtp
+    session and writes it to the nominated ICE pair's socket — synchronously, in the
+    caller's loop, through a writer of server/media/rtpout.py (C where it was built).
+    Packets pushed before the connection is up are dropped (``push`` returns False). The
+    sender's own task stays idle on its (empty) track and keeps sending RTCP sender reports,
+    whose counters this class updates.
     """
 
     STATS_EVERY = 10
+    HISTORY = 0
+    """Packets the writer keeps for retransmission (``vhook.VideoSender``: a power of two)."""
 
     def __init__(self, sender: RTCRtpSender, payload_type: int) -> None:
         self._sender = sender
         self._pt = payload_type & 0x7F
         self._seq = random.randrange(1 << 15)
         self._origin = random.randrange(1 << 32)  # RFC 3550 §5.1: a random first timestamp
-        self._prefix = b""
-        self._first = 0x80
+        self._w: Any = rtpout.writer(self.HISTORY)
+        self._forward = self._w.forward
         self._dtls: RTCDtlsTransport | None = None
         self._session: Any = None
-        self._srtp: Any = None
-        self._cdata: Any = None
-        self._buffer: Any = None
-        self._length = srtp_ffi.new("int *")
-        self._addr: Any = None
-        self._send: Callable[[bytes, Any], None] | None = None
+        self._closing: Callable[[], bool] = _never
         self._ssrc = sender._ssrc
-        self._octets = 0
         self._countdown = 1
-        self.sent = 0
-        self.dropped = 0
+
+    @property
+    def sent(self) -> int:
+        """Packets of the stream written (retransmissions not counted)."""
+        return int(self._w.sent)
+
+    @property
+    def dropped(self) -> int:
+        """Packets not written (the connection not up, a full socket buffer), since the
+        metrics last took them (they set it back to 0)."""
+        return int(self._w.dropped)
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:
+        self._w.dropped = value
+
+    @property
+    def _octets(self) -> int:
+        return int(self._w.octets)
 
     def _bind(self) -> bool:
         sender = self._sender
@@ -278,28 +294,30 @@ class DirectSender:
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return False
+        transport = pair.protocol.transport
         template = RtpPacket(payload_type=self._pt, ssrc=sender._ssrc)
         template.extensions.mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
         header_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map")  # noqa: B009
-        self._prefix = template.serialize(header_map)[_HEADER.size :]
-        self._first = 0x90 if self._prefix else 0x80
+        prefix = template.serialize(header_map)[_HEADER.size :]
+        first = 0x90 if prefix else 0x80
+        if rtpout.bind(self._w, transport, pair.remote_addr, session, first, prefix):
+            self._closing = transport.is_closing if hasattr(transport, "is_closing") else _never
+        else:  # a relayed pair: through the TURN transport's own sendto
+            self._w = rtpout.to_python(self._w)
+            self._forward = self._w.forward
+            rtpout.bind(self._w, transport, pair.remote_addr, session, first, prefix)
+            self._closing = _never
         self._dtls, self._session = dtls, session
-        self._srtp, self._cdata, self._buffer = session._srtp[0], session._cdata, session._buffer
-        self._addr = pair.remote_addr
-        self._send = pair.protocol.transport.sendto
         return True
 
     def push(self, payload: bytes, timestamp: int, marker: bool = False) -> bool:
         if not self.ready():
-            self.dropped += 1
+            self._w.dropped += 1
             return False
         seq = self._seq = (self._seq + 1) & 0xFFFF
         timestamp = (self._origin + timestamp) & 0xFFFFFFFF
-        if not self.write_rtp((marker << 7) | self._pt, seq, timestamp, self._ssrc, payload):
-            self.dropped += 1
+        if not self._forward((marker << 7) | self._pt, seq, timestamp, self._ssrc, payload):
             return False
-        self.sent += 1
-        self._octets += len(payload)
         self._countdown -= 1
         if not self._countdown:
             self._countdown = self.STATS_EVERY
@@ -309,32 +327,15 @@ class DirectSender:
     def ready(self) -> bool:
         """Whether the connection is up (bound to its SRTP session and ICE pair) now."""
         dtls = self._dtls
-        if self._send is None or dtls is None or dtls._tx_srtp is not self._session:
+        if dtls is None or dtls._tx_srtp is not self._session or self._w.error or self._closing():
             return self._bind()
         return True
 
     def write_rtp(self, second: int, seq: int, timestamp: int, ssrc: int, payload: bytes) -> bool:
         """Write one RTP packet (``second``: its marker bit and payload type byte) with this
-        sender's header extensions; call after :meth:`ready`. Other kinds' senders
-        (``vhook.VideoSender``: RTX) write through this too."""
-        send = self._send
-        assert send is not None
-        packet = _HEADER.pack(self._first, second, seq, timestamp, ssrc) + self._prefix + payload
-        size = len(packet)
-        if size > SRTP_ROOM:
-            return False
-        length = self._length
-        length[0] = size
-        buffer = self._buffer
-        buffer[0:size] = packet
-        try:
-            if srtp_lib.srtp_protect(self._srtp, self._cdata, length):
-                raise ConnectionError("libsrtp refused the packet")
-            send(buffer[0 : length[0]], self._addr)
-        except Exception:  # closed under us, or a key change: rebind on the next packet
-            self._send = None
-            return False
-        return True
+        sender's header extensions, not counted as the stream's; call after :meth:`ready`.
+        Other kinds' senders (``vhook.VideoSender``: RTX) write through this too."""
+        return bool(self._w.write(second, seq, timestamp, ssrc, payload))
 
     def _stats(self, timestamp: int) -> None:
         """Keep the sender's RTCP sender reports truthful (RFC 3550 §6.4.1)."""

@@ -243,6 +243,8 @@ class VideoSender(DirectSender):
     ``on_estimate(bps)`` with each REMB, ``on_loss(fraction)`` with each receiver report.
     """
 
+    HISTORY = HISTORY
+
     def __init__(
         self,
         sender: RTCRtpSender,
@@ -258,9 +260,6 @@ class VideoSender(DirectSender):
         self.on_keyframe = on_keyframe
         self.on_estimate = on_estimate
         self.on_loss = on_loss
-        self.history: dict[int, tuple[int, int, bytes, int]] = {}
-        """seq → (second header byte, timestamp, payload, :attr:`sent` then) of the last
-        :data:`HISTORY` packets written."""
         self._rtx_seq = 0
         self.retransmitted = 0
         self.nacked = 0
@@ -274,19 +273,13 @@ class VideoSender(DirectSender):
         setattr(sender, "_handle_rtcp_packet", handle_rtcp)  # noqa: B010 (an instance override)
 
     def write(self, codec: str, seq: int, ts: int, marker: bool, payload: bytes) -> bool:
+        """Forward one packet; the writer keeps the last :data:`HISTORY` for :meth:`retransmit`."""
         pt = self.pts.get(codec)
         if pt is None or not self.ready():
-            self.dropped += 1
+            self._w.dropped += 1
             return False
-        second = (marker << 7) | pt
-        if not self.write_rtp(second, seq, ts, self._ssrc, payload):
-            self.dropped += 1
+        if not self._forward((marker << 7) | pt, seq, ts, self._ssrc, payload):
             return False
-        history = self.history
-        history[seq] = (second, ts, payload, self.sent)
-        history.pop((seq - HISTORY) & 0xFFFF, None)
-        self.sent += 1
-        self._octets += len(payload)
         self._countdown -= 1
         if not self._countdown:
             self._countdown = self.STATS_EVERY
@@ -316,7 +309,7 @@ class VideoSender(DirectSender):
 
     def retransmit(self, seq: int) -> bool:
         """Send packet ``seq`` again as RTX (RFC 4588 §4: the original seq, then the payload)."""
-        kept = self.history.get(seq)
+        kept = self._w.kept(seq)
         if kept is None or not self.ready():
             return False
         second, ts, payload, at = kept

@@ -1,0 +1,153 @@
+"""The RTP write path (server/media/rtpout.py): the C writer and its Python reference send the
+same packets — a real SRTP receiver session decrypts what arrives on a real UDP socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import pylibsrtp
+import pytest
+from aiortc.rtp import RtpPacket
+
+from server.media import rtpout
+
+KEY = os.urandom(30)
+KINDS = ["python", "c"]
+
+
+class PlainTransport:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sendto = sock.sendto
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.sock if name == "socket" else None
+
+
+def make(kind: str, history: int = 0) -> Any:
+    if kind == "python":
+        return rtpout.PyWriter(history)
+    if rtpout._rtp is None:
+        pytest.fail(
+            "server/media/_rtp.c was not built: `pip install -e .` needs gcc and Python's headers"
+        )
+    return rtpout._rtp.Writer(history)
+
+
+@pytest.fixture
+def pair():
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.bind(("127.0.0.1", 0))
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    yield tx, rx
+    tx.close()
+    rx.close()
+
+
+def sessions() -> tuple[pylibsrtp.Session, pylibsrtp.Session]:
+    out = pylibsrtp.Session(pylibsrtp.Policy(key=KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    back = pylibsrtp.Session(pylibsrtp.Policy(key=KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    return out, back
+
+
+def received(rx: socket.socket, back: pylibsrtp.Session) -> RtpPacket:
+    return RtpPacket.parse(back.unprotect(rx.recv(2048)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forwarded_packets_decrypt_to_the_header_and_payload_given(kind, pair):
+    tx, rx = pair
+    out, back = sessions()
+    w = make(kind, history=16)
+    prefix = bytes.fromhex("bede0001") + bytes([0x10, ord("0"), 0, 0])  # one-byte ext: mid "0"
+    assert rtpout.bind(w, PlainTransport(tx), rx.getsockname(), out, 0x90, prefix)
+    assert w.bound
+    payloads = [os.urandom(n) for n in (1, 160, 1100)]
+    for i, payload in enumerate(payloads):
+        assert w.forward(
+            0x80 | 96 if i == 2 else 96, 65534 + i & 0xFFFF, 3000 * i, 0xDEADBEEF, payload
+        )
+    for i, payload in enumerate(payloads):
+        p = received(rx, back)
+        assert (p.sequence_number, p.timestamp, p.ssrc) == (
+            (65534 + i) & 0xFFFF,
+            3000 * i,
+            0xDEADBEEF,
+        )
+        assert p.payload_type == 96 and p.marker == (i == 2)
+        assert p.payload == payload
+        assert p.extensions.mid is None or p.extensions.mid == "0"
+    assert (w.sent, w.octets, w.dropped) == (3, sum(map(len, payloads)), 0)
+    second, ts, payload, at = w.kept(0)  # seq 65534 + 2 wrapped to 0
+    assert (second, ts, payload, at) == (0x80 | 96, 6000, payloads[2], 2)
+    assert w.kept(1) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_retransmission_is_written_but_neither_counted_nor_kept(kind, pair):
+    tx, rx = pair
+    out, back = sessions()
+    w = make(kind, history=16)
+    rtpout.bind(w, PlainTransport(tx), rx.getsockname(), out, 0x80, b"")
+    assert w.forward(96, 7, 100, 1, b"media")
+    assert w.write(97, 1, 100, 2, (7).to_bytes(2, "big") + b"media")
+    received(rx, back)
+    p = received(rx, back)
+    assert (p.payload_type, p.ssrc, p.payload) == (97, 2, b"\x00\x07media")
+    assert w.sent == 1 and w.kept(1) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_history_keeps_the_last_packets_only(kind, pair):
+    tx, rx = pair
+    out, _ = sessions()
+    w = make(kind, history=4)
+    rtpout.bind(w, PlainTransport(tx), rx.getsockname(), out, 0x80, b"")
+    for seq in range(10):
+        assert w.forward(96, seq, seq, 1, bytes([seq]))
+    assert [w.kept(s) is not None for s in range(10)] == [False] * 6 + [True] * 4
+    assert w.kept(9)[2] == b"\x09"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_too_large_or_unbound_is_dropped_and_counted(kind, pair):
+    tx, rx = pair
+    out, _ = sessions()
+    w = make(kind)
+    assert not w.bound
+    assert not w.forward(96, 1, 1, 1, b"x")
+    rtpout.bind(w, PlainTransport(tx), rx.getsockname(), out, 0x80, b"")
+    assert not w.forward(96, 2, 1, 1, bytes(rtpout.ROOM - 11))
+    assert w.forward(96, 3, 1, 1, bytes(rtpout.ROOM - 12))
+    assert (w.sent, w.dropped, w.error) == (1, 2, 0)
+    with pytest.raises(ValueError):
+        make(kind, history=3)
+
+
+def test_a_closed_socket_marks_the_c_binding_stale(pair):
+    tx, rx = pair
+    out, _ = sessions()
+    w = make("c")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtpout.bind(w, PlainTransport(s), rx.getsockname(), out, 0x80, b"")
+    s.close()
+    assert not w.forward(96, 1, 1, 1, b"x")
+    assert w.error != 0 and w.dropped == 1
+    w.unbind()
+    assert not w.bound
+
+
+def test_a_turn_transport_is_left_to_the_python_writer(pair):
+    from aioice.turn import TurnTransport
+
+    out, _ = sessions()
+    turn = TurnTransport.__new__(TurnTransport)
+    w = make("c")
+    assert not rtpout.bind(w, turn, ("127.0.0.1", 9), out, 0x80, b"")
+    w.sent = 5
+    p = rtpout.to_python(w)
+    assert isinstance(p, rtpout.PyWriter) and p.sent == 5
