@@ -151,3 +151,83 @@ def test_a_turn_transport_is_left_to_the_python_writer(pair):
     w.sent = 5
     p = rtpout.to_python(w)
     assert isinstance(p, rtpout.PyWriter) and p.sent == 5
+
+
+def listening_track(monkeypatch, kind: str, tx: socket.socket, addr: Any, session: Any) -> Any:
+    """A relay.Outlet on a real DirectSender, its aiortc sender and ICE pair stood in for by
+    what DirectSender._bind reads; ``kind`` picks the writer."""
+    from types import SimpleNamespace
+
+    from aiortc.rtp import HeaderExtensionsMap
+
+    from server.media.passthrough import DirectSender
+    from server.media.relay import Outlet
+
+    if kind == "python":
+        monkeypatch.setenv("HC_PYTHON_WRITER", "1")
+    else:
+        monkeypatch.delenv("HC_PYTHON_WRITER", raising=False)
+    pair = SimpleNamespace(protocol=SimpleNamespace(transport=PlainTransport(tx)), remote_addr=addr)
+    dtls = SimpleNamespace(
+        state="connected",
+        _tx_srtp=session,
+        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+    )
+    sender = SimpleNamespace(_ssrc=1234, transport=dtls)
+    sender._RTCRtpSender__mid = None
+    sender._RTCRtpSender__rtp_header_extensions_map = HeaderExtensionsMap()
+    outlet = Outlet("listener", DirectSender(sender, 111))  # type: ignore[arg-type]
+    assert (outlet.opus is not None) == (kind == "c")
+    return outlet, sender
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_listening_track_in_c_sends_what_the_python_outlet_sends(kind, pair, monkeypatch):
+    """Outlet.feed + DirectSender.push (Python) and Writer.opus (C) on the same frames: a
+    handover, the listener's own microphone, a repeated and a late frame, a pause."""
+    from server.media.relay import Frame, Source
+
+    tx, rx = pair
+    out, back = sessions()
+    outlet, sender = listening_track(monkeypatch, kind, tx, rx.getsockname(), out)
+    source = Source("fr")
+    source.add(outlet)
+    frames = [
+        ("a", "pa", 1000, 0.00),
+        ("a", "pa", 1960, 0.02),
+        ("me", "listener", 5000, 0.03),  # the listener's own microphone: never sent back
+        ("a", "pa", 1960, 0.04),  # repeated
+        ("a", "pa", 2920, 0.04),
+        ("b", "pb", 90000, 0.20),  # a new voice after 0.16 s: a marker, 8 frames of clock
+        ("b", "pb", 90960, 0.22),
+        ("b", "pb", 89040, 0.23),  # late
+        *[("b", "pb", 90960 + 960 * k, 0.22 + 0.02 * k) for k in range(1, 11)],
+        ("b", "pb", 90960 + 960 * 14, 0.50),  # three frames lost upstream: the clock moves on
+    ]
+    sent = [
+        source.push(Frame(pub, pid, 0, ts, f"{pub}{ts}".encode(), None), now)
+        for pub, pid, ts, now in frames
+    ]
+    assert sent == [1, 1, 0, 0, 1, 1, 1, 0] + [1] * 11
+    got = [received(rx, back) for _ in range(sum(sent))]
+    seq0, ts0 = got[0].sequence_number, got[0].timestamp
+    shape = [
+        ((p.sequence_number - seq0) & 0xFFFF, (p.timestamp - ts0) & 0xFFFFFFFF, p.marker)
+        for p in got
+    ]
+    assert shape[:5] == [
+        (0, 0, 0),
+        (1, 960, 0),
+        (2, 1920, 0),
+        (3, 1920 + 960 * 8, 1),
+        (4, 1920 + 960 * 9, 0),
+    ]
+    assert shape[-1] == (
+        15,
+        1920 + 960 * 9 + 960 * 14,
+        1,
+    )  # the gap: a marker (as the Python outlet)
+    assert [p.payload for p in got][:4] == [b"a1000", b"a1960", b"a2920", b"b90000"]
+    assert all(p.payload_type == 111 and p.ssrc == 1234 for p in got)
+    assert outlet.sink.sent == 16
+    assert sender._RTCRtpSender__packet_count == 11  # reported at the 1st packet, then every 10th

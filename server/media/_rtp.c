@@ -21,6 +21,7 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdint.h>
 #include <string.h>
@@ -56,6 +57,14 @@ typedef struct {
     int error;           /* errno of the last failed send, or -1: libsrtp refused; 0: none */
     Kept *kept;
     Py_ssize_t history;  /* a power of two, or 0 */
+    /* A listening track (Writer.opus): relay.Outlet's re-timing and DirectSender's numbering. */
+    PyObject *pid;       /* the listener: its own microphone is never sent back */
+    PyObject *pub;       /* the microphone forwarded last, or NULL */
+    uint32_t last_in, last_out, last_ts, origin, ssrc;
+    double last_at;
+    uint16_t seq;
+    uint8_t pt;
+    int countdown, every;
 } Writer;
 
 static void writer_forget(Writer *self) {
@@ -91,12 +100,16 @@ static int Writer_init(Writer *self, PyObject *args, PyObject *kwds) {
 
 static int Writer_traverse(Writer *self, visitproc visit, void *arg) {
     Py_VISIT(self->keep);
+    Py_VISIT(self->pid);
+    Py_VISIT(self->pub);
     /* Kept payloads are bytes: they hold no references, so no cycle runs through them. */
     return 0;
 }
 
 static int Writer_clear(Writer *self) {
     Py_CLEAR(self->keep);
+    Py_CLEAR(self->pid);
+    Py_CLEAR(self->pub);
     writer_forget(self);
     return 0;
 }
@@ -286,6 +299,108 @@ static PyObject *Writer_kept(Writer *self, PyObject *arg) {
     return Py_BuildValue("(IIOK)", (unsigned)k->second, (unsigned)k->ts, k->payload, k->at);
 }
 
+#define SAMPLES 960 /* relay.SAMPLES: one 20 ms Opus frame at 48 kHz */
+
+/* listen(pid, pt, ssrc, seq, origin, every): make this writer a listening track. */
+static PyObject *Writer_listen(Writer *self, PyObject *args) {
+    PyObject *pid;
+    unsigned int pt, ssrc, seq, origin;
+    int every;
+    if (!PyArg_ParseTuple(args, "OIIIIi", &pid, &pt, &ssrc, &seq, &origin, &every))
+        return NULL;
+    if (every < 1) {
+        PyErr_SetString(PyExc_ValueError, "every must be at least 1");
+        return NULL;
+    }
+    Py_INCREF(pid);
+    Py_XSETREF(self->pid, pid);
+    self->pt = (uint8_t)(pt & 0x7F);
+    self->ssrc = ssrc;
+    self->seq = (uint16_t)seq;
+    self->origin = origin;
+    self->every = every;
+    self->countdown = 1; /* the first packet sent updates the sender's report */
+    Py_RETURN_NONE;
+}
+
+/* opus(pub, pid, ts, payload, now) -> 0 not sent (the listener's own microphone, a late
+ * or repeated frame, or dropped), 1 sent, 2 sent and the sender's report is due (every
+ * `every` packets: DirectSender._stats, and a check of the binding), 3 not sent and
+ * nothing changed: the binding is missing or stale (bind, then call again). One frame of a
+ * source for one listening track: what relay.Outlet.feed then DirectSender.push do. */
+static PyObject *Writer_opus(Writer *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "opus(pub, pid, ts, payload: bytes, now)");
+        return NULL;
+    }
+    PyObject *pub = args[0];
+    if (self->pid) {
+        int own = PyObject_RichCompareBool(args[1], self->pid, Py_EQ);
+        if (own < 0)
+            return NULL;
+        if (own)
+            return PyLong_FromLong(0);
+    }
+    if (self->fd < 0 || !self->session || self->error)
+        return PyLong_FromLong(3); /* nothing changed: bind, then call again */
+    uint32_t ts;
+    if (arg_u32(args[2], &ts))
+        return NULL;
+    double now = PyFloat_AsDouble(args[4]);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    uint32_t step;
+    int same = 0;
+    if (self->pub) {
+        same = PyObject_RichCompareBool(pub, self->pub, Py_EQ);
+        if (same < 0)
+            return NULL;
+    }
+    if (same) {
+        step = ts - self->last_in;
+        if (step == 0 || step >= 0x80000000u)
+            return PyLong_FromLong(0); /* late or repeated: the stream has moved on */
+    } else {
+        long elapsed = 1;
+        if (self->pub && PyObject_IsTrue(self->pub)) {
+            elapsed = (long)nearbyint((now - self->last_at) * 48000.0 / SAMPLES);
+            if (elapsed < 1)
+                elapsed = 1;
+        }
+        step = (uint32_t)(SAMPLES * elapsed);
+        Py_INCREF(pub);
+        Py_XSETREF(self->pub, pub);
+    }
+    self->last_in = ts;
+    self->last_out += step;
+    self->last_at = now;
+    /* The marker bit starts a talkspurt (RFC 3551 4.1): a new voice or after a pause. */
+    uint8_t second = (uint8_t)((step > SAMPLES ? 0x80 : 0) | self->pt);
+    uint16_t seq = ++self->seq; /* taken even if the packet is dropped: a gap the listener sees */
+    uint32_t out = self->origin + self->last_out;
+    PyObject *payload = args[3];
+    int r = writer_send(self, second, seq, out, self->ssrc, NULL, 0,
+                        (const uint8_t *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload));
+    if (r <= 0) {
+        self->dropped++;
+        return PyLong_FromLong(r < 0 ? 3 : 0);
+    }
+    self->last_ts = out;
+    self->sent++;
+    self->octets += (unsigned long long)PyBytes_GET_SIZE(payload);
+    if (--self->countdown <= 0) {
+        self->countdown = self->every;
+        return PyLong_FromLong(2);
+    }
+    return PyLong_FromLong(1);
+}
+
+static PyObject *Writer_get_pub(Writer *self, void *closure) {
+    PyObject *pub = self->pub ? self->pub : Py_None;
+    Py_INCREF(pub);
+    return pub;
+}
+
 static PyObject *Writer_get_bound(Writer *self, void *closure) {
     return PyBool_FromLong(self->fd >= 0 && self->session != NULL);
 }
@@ -298,6 +413,10 @@ static PyMethodDef Writer_methods[] = {
      "write(second, seq, ts, ssrc, payload) -> bool: one packet, not counted or kept."},
     {"forward", (PyCFunction)(void (*)(void))Writer_forward, METH_FASTCALL,
      "forward(second, seq, ts, ssrc, payload) -> bool: write, count, keep."},
+    {"listen", (PyCFunction)Writer_listen, METH_VARARGS,
+     "listen(pid, pt, ssrc, seq, origin, every): make this writer a listening track."},
+    {"opus", (PyCFunction)(void (*)(void))Writer_opus, METH_FASTCALL,
+     "opus(pub, pid, ts, payload, now) -> 0 not sent, 1 sent, 2 sent + report due, 3 rebind."},
     {"kept", (PyCFunction)Writer_kept, METH_O,
      "kept(seq) -> (second, ts, payload, sent then) or None."},
     {NULL}};
@@ -308,10 +427,17 @@ static PyMemberDef Writer_members[] = {
     {"dropped", T_ULONGLONG, offsetof(Writer, dropped), 0, "packets not forwarded"},
     {"error", T_INT, offsetof(Writer, error), 0, "errno of the last failed send (-1: SRTP)"},
     {"history", T_PYSSIZET, offsetof(Writer, history), READONLY, "packets kept"},
+    {"seq", T_USHORT, offsetof(Writer, seq), 0, "a listening track: the last sequence number"},
+    {"origin", T_UINT, offsetof(Writer, origin), 0, "a listening track: its first timestamp"},
+    {"last_in", T_UINT, offsetof(Writer, last_in), 0, "the source timestamp forwarded last"},
+    {"last_out", T_UINT, offsetof(Writer, last_out), 0, "the track's timestamp (less origin)"},
+    {"last_ts", T_UINT, offsetof(Writer, last_ts), READONLY, "the RTP timestamp written last"},
+    {"last_at", T_DOUBLE, offsetof(Writer, last_at), 0, "when the last frame came (monotonic)"},
     {NULL}};
 
 static PyGetSetDef Writer_getset[] = {
     {"bound", (getter)Writer_get_bound, NULL, "whether a socket and a session are bound", NULL},
+    {"pub", (getter)Writer_get_pub, NULL, "a listening track: the microphone forwarded last", NULL},
     {NULL}};
 
 static PyTypeObject WriterType = {

@@ -265,6 +265,8 @@ class DirectSender:
         self._closing: Callable[[], bool] = _never
         self._ssrc = sender._ssrc
         self._countdown = 1
+        self.opus: Callable[[str, str, int, bytes, float], int] | None = None
+        """The C writer's ``opus`` once :meth:`listen` made it a listening track."""
 
     @property
     def sent(self) -> int:
@@ -303,7 +305,10 @@ class DirectSender:
         if rtpout.bind(self._w, transport, pair.remote_addr, session, first, prefix):
             self._closing = transport.is_closing if hasattr(transport, "is_closing") else _never
         else:  # a relayed pair: through the TURN transport's own sendto
-            self._w = rtpout.to_python(self._w)
+            old = self._w
+            if self.opus is not None:  # carry the track's numbering on in Python
+                self._seq, self._origin, self.opus = old.seq, old.origin, None
+            self._w = rtpout.to_python(old)
             self._forward = self._w.forward
             rtpout.bind(self._w, transport, pair.remote_addr, session, first, prefix)
             self._closing = _never
@@ -323,6 +328,24 @@ class DirectSender:
             self._countdown = self.STATS_EVERY
             self._stats(timestamp)
         return True
+
+    def listen(self, pid: str) -> Callable[[str, str, int, bytes, float], int] | None:
+        """Make the C writer (where there is one) this listener's whole track: ``opus(pub,
+        pid, ts, payload, now)`` then does what ``relay.Outlet.feed`` and :meth:`push` do,
+        per frame, without Python per listener. Its result: 0 not sent, 1 sent, 2 sent and
+        :meth:`report` is due, 3 not sent and nothing changed: bind (:meth:`ready`) and
+        call again (``relay.Outlet.after``)."""
+        w = self._w
+        if not hasattr(w, "opus"):
+            return None
+        w.listen(pid, self._pt, self._ssrc, self._seq, self._origin, self.STATS_EVERY)
+        self.opus = w.opus
+        return self.opus
+
+    def report(self) -> None:
+        """After ``opus`` returned 2: the sender's report, and a check of the binding."""
+        self._stats(self._w.last_ts)
+        self.ready()
 
     def ready(self) -> bool:
         """Whether the connection is up (bound to its SRTP session and ICE pair) now."""

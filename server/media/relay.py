@@ -94,8 +94,17 @@ class Outlet:
         self._last_in = 0
         self._last_out = 0
         self._last_at = 0.0
+        listen = getattr(sink, "listen", None)
+        self.opus: Callable[[str, str, int, bytes, float], int] | None = (
+            None if listen is None else listen(pid)
+        )
+        """The sink's C writer doing this outlet's work (passthrough.DirectSender.listen)."""
 
     def feed(self, frame: Frame, now: float) -> bool:
+        opus = self.opus
+        if opus is not None:
+            r = opus(frame.pub, frame.pid, frame.ts, frame.payload, now)
+            return r == 1 or (r > 1 and self.after(r, frame, now))
         if frame.pid == self.pid:
             return False  # nobody hears their own microphone
         if frame.pub == self._pub:
@@ -111,6 +120,30 @@ class Outlet:
         self._last_at = now
         # The marker bit starts a talkspurt (RFC 3551 §4.1): a new voice or after a pause.
         return self.sink.push(frame.payload, self._last_out, step > SAMPLES)
+
+    def after(self, result: int, frame: Frame, now: float) -> bool:
+        """``opus`` returned 2 (sent; the sender's report is due) or 3 (not bound: nothing
+        changed). Bind, and send again; if the sink left C for Python (a TURN pair), the
+        re-timing carries on here."""
+        sink: Any = self.sink
+        if result == 2:
+            sink.report()
+            return True
+        w = sink._w
+        if sink.ready() and self.opus is not None and sink.opus is not None:
+            result = self.opus(frame.pub, frame.pid, frame.ts, frame.payload, now)
+            if result == 2:
+                sink.report()
+            elif result == 3:
+                w.dropped += 1
+            return result in (1, 2)
+        if sink.opus is None:  # now on the Python writer
+            self.opus = None
+            self._pub, self._last_in, self._last_at = w.pub, w.last_in, w.last_at
+            self._last_out = w.last_out
+            return self.feed(frame, now)
+        w.dropped += 1
+        return False
 
 
 class FloorLanes:
@@ -197,10 +230,20 @@ class Source:
         else:
             lane = [None, *[0] * FLOOR_MICS]
         sent = 0
+        pub, pid, ts, payload = frame.pub, frame.pid, frame.ts, frame.payload
         for (lanes, at), group in self.groups.items():
             if lane[lanes] == at:
                 for outlet in group:
-                    sent += outlet.feed(frame, now)
+                    # Outlet.feed, inlined for the C writers: no Python per listener but this.
+                    opus = outlet.opus
+                    if opus is None:
+                        sent += outlet.feed(frame, now)
+                        continue
+                    r = opus(pub, pid, ts, payload, now)
+                    if r == 1:
+                        sent += 1
+                    elif r:
+                        sent += outlet.after(r, frame, now)
         if lane[1] == 0:
             for tap in self.taps:
                 tap(frame, now)
