@@ -209,11 +209,21 @@ class Rules:
         full = _slots(state)
         parts: list[tuple[str, object, bool]] = [("meta", seen, False)]
         for s in self.slices:
-            if s.view is not None:
+            if s.personal is not None:
+                mine = cast(Mapping[str, object], full[s.name])
+                sub = Parts((key, mine[key], True) for key in s.shared)
+                sub += ((key, value, False) for key, value in s.personal(state, person).items())
+                parts.append((s.name, sub, False))
+            elif s.view is not None:
                 parts.append((s.name, s.view(state, person), False))
             else:
                 parts.append((s.name, full[s.name], True))
         return parts
+
+
+class Parts(list[tuple[str, object, bool]]):
+    """A slice's view as its parts (``Slice.shared`` then ``Slice.personal``), each with
+    whether every person sees it alike: a map, for the hub to encode part by part."""
 
 
 def _slots(state: State) -> MutableMapping[str, object]:

@@ -192,12 +192,13 @@ def apply_represent(state: State, event: RepresentativeAdded) -> None:
 
 def view(state: State, person: Viewer | None) -> InvitesState:
     """The chair sees the invites; everyone sees who represents whom."""
-    slot = state["invites"]
+    return {"reps": copy.deepcopy(state["invites"]["reps"]), **personal(state, person)}  # type: ignore[typeddict-item]
+
+
+def personal(state: State, person: Viewer | None) -> dict[str, Any]:
+    """:func:`view` without ``reps`` (the same for everyone)."""
     chair = person is None or person["role"] == MODERATOR
-    return {
-        "invites": copy.deepcopy(slot["invites"]) if chair else {},
-        "reps": copy.deepcopy(slot["reps"]),
-    }
+    return {"invites": copy.deepcopy(state["invites"]["invites"]) if chair else {}}
 
 
 SLICE = Slice(
@@ -214,4 +215,6 @@ SLICE = Slice(
         "representative.added": apply_represent,
     },
     view=view,
+    shared=("reps",),
+    personal=personal,
 )

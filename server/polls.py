@@ -39,7 +39,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from . import polldefs, rooms, tally
 from .errors import BadArgs, Refused
@@ -640,6 +640,10 @@ def opening(poll: Poll) -> tuple[int, str]:
     return poll.get("opened_at") or 0, poll["id"]
 
 
+SHARED = ("roll", "voting", "proxies")
+"""What everyone's view holds as it is in the state (the roll: one entry per member)."""
+
+
 def view(state: State, person: Viewer | None) -> PollsState:
     """Moderators: everything but the ballot box itself. Others: polls from their opening,
     in the order they opened, their own voting record, and results once published.
@@ -648,14 +652,15 @@ def view(state: State, person: Viewer | None) -> PollsState:
     draft, ``poll.created`` or ``poll.sealed``): so no ``seq``, and ``sealed`` once published.
     """
     polls = state["polls"]
+    shared = {key: copy.deepcopy(polls[key]) for key in SHARED}  # type: ignore[literal-required]
+    return cast(PollsState, {**shared, **personal(state, person)})
+
+
+def personal(state: State, person: Viewer | None) -> dict[str, Any]:
+    """:func:`view` without :data:`SHARED` (the same for everyone)."""
+    polls = state["polls"]
     chair = person is None or person.get("role") == MODERATOR
-    out: PollsState = {
-        "roll": copy.deepcopy(polls["roll"]),
-        "voting": copy.deepcopy(polls["voting"]),
-        "proxies": dict(polls["proxies"]),
-        "polls": {},
-        "order": [],
-    }
+    out: dict[str, Any] = {"polls": {}, "order": []}
     if chair:
         out["seq"] = polls["seq"]
     pid = person.get("pid") if person else None
@@ -740,4 +745,6 @@ SLICE = Slice(
     react=react,
     deadline=deadline,
     tick=tick,
+    shared=SHARED,
+    personal=personal,
 )

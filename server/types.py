@@ -159,6 +159,10 @@ class Slice:
     ``react`` sees the events the fold just applied (from any slice) and may answer with
     more; ``deadline``/``tick`` let a slice expire things at a log timestamp; ``view``
     trims the slice for one person's snapshot (``None`` for the full, trusted state).
+    ``shared`` names keys of the slice's state that every person's view holds as they are
+    (a roll of a thousand members): with ``personal`` — the view without them — a welcome
+    encodes them once per log position for everyone (``Rules.view_parts``) instead of
+    copying them per person.
     """
 
     name: str
@@ -169,6 +173,8 @@ class Slice:
     react: Callable[[State, list[Event], int], list[Event]] | None = None
     deadline: Callable[[State], int | None] | None = None
     tick: Callable[[State, int], list[Event]] | None = None
+    shared: tuple[str, ...] = ()
+    personal: Callable[[State, Viewer | None], Mapping[str, object]] | None = None
 
 
 # --- argument checks: small helpers every slice's ``check`` uses -------------------------

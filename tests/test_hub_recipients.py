@@ -226,6 +226,9 @@ async def test_welcomes_share_the_parts_seen_alike_and_match_each_persons_view()
     core = h._alike["json", "core"]
     h.welcome_frame({"type": "welcome"}, persons[2], "json")
     assert h._alike["json", "core"] is core  # the roster was encoded once at this position
+    roll = h._alike["json", "polls.roll"]  # and the member roll, inside the polls part
+    h.welcome_frame({"type": "welcome"}, persons[0], "json")
+    assert h._alike["json", "polls.roll"] is roll
     fold_in(10, "join", {"pid": "zed", "conn": "c9", "name": "Zed", "role": "participant"})
     fresh = decode(h.welcome_frame({"type": "welcome"}, persons[2], "json"), "json")
     assert "zed" in fresh["state"]["core"]["people"]  # a new position: encoded afresh

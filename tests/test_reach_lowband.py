@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from server.media import forward, relay
+from server.media import forward, passthrough, relay
 
 from . import test_audio_browser as ab
 from .a11y import violations
@@ -61,14 +61,34 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[str]]:
 
         def counted(self: Any, p: Any, now: float) -> bool:
             out: bool = feed(self, p, now)
-            if out:
+            if out and getattr(self, "opus", None) is None:  # else counted at the C writer
                 counts[kind][self.pid] += 1
             return out
 
         monkeypatch.setattr(cls, "feed", counted)
 
     counting(forward.VideoOutlet, "video")
-    counting(relay.Outlet, "audio")
+    counting(relay.Outlet, "audio")  # a listening track on the Python writer
+
+    # A listening track on the C writer is its writer's ``opus`` (DirectSender.listen),
+    # which relay.Source.push calls instead of Outlet.feed.
+    listen = passthrough.DirectSender.listen
+
+    def counted_listen(self: Any, pid: str) -> Any:
+        opus = listen(self, pid)
+        if opus is None:
+            return None
+
+        def counted(*frame: Any) -> int:
+            r: int = opus(*frame)
+            if r == 1 or r == 2:
+                counts["audio"][pid] += 1
+            return r
+
+        self.opus = counted
+        return counted
+
+    monkeypatch.setattr(passthrough.DirectSender, "listen", counted_listen)
     return counts
 
 

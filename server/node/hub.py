@@ -666,6 +666,13 @@ class RoomHub:
     def view_for(self, person: dict[str, Any]) -> State:
         return self.rules.view(self.state, person)
 
+    def _once(self, codec: Codec, name: str, value: Any) -> Encoded:
+        """``value`` (a part everyone sees alike) encoded once per codec and log position."""
+        encoded = self._alike.get((codec, name))
+        if encoded is None:
+            encoded = self._alike[codec, name] = Encoded(encode(value, codec), codec)
+        return encoded
+
     def welcome_frame(
         self, head: dict[str, Any], person: dict[str, Any], codec: Codec
     ) -> bytes | str:
@@ -684,10 +691,10 @@ class RoomHub:
         parts: list[tuple[str, Any]] = []
         for name, value, alike in self.rules.view_parts(state, person):
             if alike:
-                encoded = self._alike.get((codec, name))
-                if encoded is None:
-                    encoded = self._alike[codec, name] = Encoded(encode(value, codec), codec)
-                value = encoded
+                value = self._once(codec, name, value)
+            elif isinstance(value, fold.Parts):  # a slice with parts everyone sees alike
+                sub = [(k, self._once(codec, f"{name}.{k}", v) if a else v) for k, v, a in value]
+                value = Encoded(encode_map(sub, codec), codec)
             parts.append((name, value))
         view = Encoded(encode_map(parts, codec), codec)
         return encode_map([*head.items(), ("state", view)], codec)
