@@ -96,17 +96,6 @@ def receive(ports: Any, ready: Any, stop: Any, counts: Any, n: int) -> None:
     counts.put(got)
 
 
-class PlainTransport:
-    """A plain UDP socket as the asyncio transport ``rtpout.bind`` takes."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.sendto = sock.sendto
-
-    def get_extra_info(self, name: str) -> Any:
-        return self.sock if name == "socket" else None
-
-
 class BenchSender(VideoSender):
     """A VideoSender bound to a plain UDP socket and its own SRTP session (no ICE/DTLS:
     what they set up is what ``DirectSender._bind`` reads; the write path is the real one,
@@ -120,7 +109,8 @@ class BenchSender(VideoSender):
         super().__init__(fake, {"vp8": 96}, {96: 97})  # type: ignore[arg-type]
         policy = pylibsrtp.Policy(key=os.urandom(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
         session = pylibsrtp.Session(policy)
-        assert rtpout.bind(self._w, PlainTransport(sock), ("127.0.0.1", port), session, 0x80, b"")
+        plain = rtpout.PlainTransport(sock)
+        assert rtpout.bind(self._w, plain, ("127.0.0.1", port), session, 0x80, b"")
 
     def ready(self) -> bool:
         return True

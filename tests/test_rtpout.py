@@ -12,18 +12,10 @@ import pytest
 from aiortc.rtp import RtpPacket
 
 from server.media import rtpout
+from server.media.rtpout import PlainTransport
 
 KEY = os.urandom(30)
 KINDS = ["python", "c"]
-
-
-class PlainTransport:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.sendto = sock.sendto
-
-    def get_extra_info(self, name: str) -> Any:
-        return self.sock if name == "socket" else None
 
 
 def make(kind: str, history: int = 0) -> Any:
@@ -87,12 +79,19 @@ def test_forwarded_packets_decrypt_to_the_header_and_payload_given(kind, pair):
     assert w.kept(1) is None
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_a_retransmission_is_written_but_neither_counted_nor_kept(kind, pair):
+def bound(kind: str, pair: Any, history: int) -> tuple[Any, socket.socket, pylibsrtp.Session]:
+    """A writer of ``kind`` bound from ``pair``'s first socket to its second (no extensions),
+    the receiving socket, and the session that decrypts there."""
     tx, rx = pair
     out, back = sessions()
-    w = make(kind, history=16)
-    rtpout.bind(w, PlainTransport(tx), rx.getsockname(), out, 0x80, b"")
+    w = make(kind, history)
+    assert rtpout.bind(w, PlainTransport(tx), rx.getsockname(), out, 0x80, b"")
+    return w, rx, back
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_retransmission_is_written_but_neither_counted_nor_kept(kind, pair):
+    w, rx, back = bound(kind, pair, history=16)
     assert w.forward(96, 7, 100, 1, b"media")
     assert w.write(97, 1, 100, 2, (7).to_bytes(2, "big") + b"media")
     received(rx, back)
@@ -103,10 +102,7 @@ def test_a_retransmission_is_written_but_neither_counted_nor_kept(kind, pair):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_history_keeps_the_last_packets_only(kind, pair):
-    tx, rx = pair
-    out, _ = sessions()
-    w = make(kind, history=4)
-    rtpout.bind(w, PlainTransport(tx), rx.getsockname(), out, 0x80, b"")
+    w, _, _ = bound(kind, pair, history=4)
     for seq in range(10):
         assert w.forward(96, seq, seq, 1, bytes([seq]))
     assert [w.kept(s) is not None for s in range(10)] == [False] * 6 + [True] * 4

@@ -121,6 +121,20 @@ class PyWriter:
         return self._kept.get(seq & 0xFFFF)
 
 
+class PlainTransport:
+    """A plain UDP socket as the transport :func:`bind` takes (benchmarks and tests: no ICE)."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.sendto = sock.sendto
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.sock if name == "socket" else None
+
+    def is_closing(self) -> bool:
+        return bool(self.sock.fileno() < 0)
+
+
 def writer(history: int = 0) -> Any:
     """A new writer: the C one where it was built, else :class:`PyWriter`."""
     if _rtp is not None and not os.environ.get("HC_PYTHON_WRITER"):
