@@ -24,6 +24,10 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
+# The media write path in C (server/media/_rtp.c; tests/test_rtpout.py fails without it).
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+python3 -c "import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+  || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   echo "installing from Debian: ${need[*]}"
