@@ -577,7 +577,29 @@ def loadavg() -> float:
         return float(f.read().split()[0])
 
 
-async def run_once(mode: str, n: int, frames: int, live: bool, workers: int) -> dict[str, Any]:
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its children (the media workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [str(pid), *subprocess_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def subprocess_children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+async def run_once(
+    mode: str, n: int, frames: int, live: bool, workers: int, idle: float = 0.0
+) -> dict[str, Any]:
     load = loadavg()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -591,6 +613,11 @@ async def run_once(mode: str, n: int, frames: int, live: bool, workers: int) -> 
             "--listeners", mode, str(n), url, str(frames), *(["--live"] if live else [])
         )
         ready = await lis.read(900)
+        idle_cpu = 0.0
+        if idle:  # every listener connected, nothing to hear yet: what a held connection costs
+            cpu0 = tree_cpu(server.proc.pid)
+            await asyncio.sleep(idle)
+            idle_cpu = tree_cpu(server.proc.pid) - cpu0
         await server.say("rss")
         after = await server.read()
         await server.say("start")
@@ -616,6 +643,7 @@ async def run_once(mode: str, n: int, frames: int, live: bool, workers: int) -> 
         "connect_s": ready["connect_s"],
         "load": load,
         "kib_per_listener": (after["rss_kib"] - base["rss_kib"]) / n,
+        "idle_us_per_s": idle_cpu / idle / n * 1e6 if idle else None,
         **report,
         **received,
     }
@@ -650,7 +678,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         if losses.get(name, 0) >= 2:
             continue
         rows = results.setdefault(name, [])
-        r = await run_once(mode, n, frames, args.live, workers)
+        r = await run_once(mode, n, frames, args.live, workers, args.idle)
         r["frames"] = frames
         if mode == "mediarelay" and not rows:
             bound[name] = r["p99"] + 10.0  # its jitter buffer holds ~4 frames by design
@@ -666,7 +694,8 @@ async def orchestrate(args: argparse.Namespace) -> None:
             f"received min={r['min_received']}/{frames}  senders short={r['short']}  "
             f"connect={r['connect_s']:.0f} s  load={r['load']:.1f}–{r['load_after']:.1f}  "
             f"fan-out p50/p99={r['fanout_p50']:.1f}/{r['fanout_p99']:.1f} ms  "
-            f"first p99={r['first_p99']:.1f} ms",
+            f"first p99={r['first_p99']:.1f} ms"
+            + (f"  idle={r['idle_us_per_s']:.0f} µs/s per listener" if args.idle else ""),
             flush=True,
         )
         if r["ok"]:
@@ -738,6 +767,12 @@ def main() -> None:
         default=[1, 5, 10, 15, 20, 30],
     )
     parser.add_argument("--json", help="write every run's numbers to this file")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        help="seconds to measure the server's CPU with every listener connected and no audio",
+    )
     if sys.argv[1:2] == ["--worker"]:
         worker_main(sys.argv[2:])
         return

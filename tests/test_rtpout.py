@@ -227,3 +227,14 @@ def test_a_listening_track_in_c_sends_what_the_python_outlet_sends(kind, pair, m
     assert all(p.payload_type == 111 and p.ssrc == 1234 for p in got)
     assert outlet.sink.sent == 16
     assert sender._RTCRtpSender__packet_count == 11  # reported at the 1st packet, then every 10th
+
+
+def test_binding_a_closed_socket_is_stale_not_an_error(pair):
+    _, rx = pair
+    out, _ = sessions()
+    w = make("c")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.close()
+    with pytest.raises(rtpout.Stale):
+        rtpout.bind(w, PlainTransport(s), rx.getsockname(), out, 0x80, b"")
+    assert not w.bound

@@ -302,8 +302,15 @@ class DirectSender:
         header_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map")  # noqa: B009
         prefix = template.serialize(header_map)[_HEADER.size :]
         first = 0x90 if prefix else 0x80
-        if rtpout.bind(self._w, transport, pair.remote_addr, session, first, prefix):
-            self._closing = transport.is_closing if hasattr(transport, "is_closing") else _never
+        closing = getattr(transport, "is_closing", _never)
+        if closing():
+            return False
+        try:
+            bound = rtpout.bind(self._w, transport, pair.remote_addr, session, first, prefix)
+        except rtpout.Stale:  # closed between the two
+            return False
+        if bound:
+            self._closing = closing
         else:  # a relayed pair: through the TURN transport's own sendto
             old = self._w
             if self.opus is not None:  # carry the track's numbering on in Python

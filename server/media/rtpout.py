@@ -159,7 +159,7 @@ def bind(
     """Bind ``w`` to an asyncio datagram ``transport`` (the ICE pair's) toward ``addr``, with
     the ``pylibsrtp.Session`` ``session``. A transport that is not a plain UDP socket (a
     TURN allocation's) gets a :class:`PyWriter`'s way: False, and the caller writes through
-    a :class:`PyWriter` instead."""
+    a :class:`PyWriter` instead. Raises :class:`Stale` for a socket already closed."""
     if isinstance(w, PyWriter):
         w.bind(None, addr[0], addr[1], 0, 0, (transport.sendto, session), first, prefix)
         return True
@@ -169,5 +169,13 @@ def bind(
     if sock is None:
         return False
     keep = (sock, session, transport)
-    w.bind(sock, addr[0], addr[1], session_pointer(session), PROTECT, keep, first, prefix)
+    try:
+        w.bind(sock, addr[0], addr[1], session_pointer(session), PROTECT, keep, first, prefix)
+    except (OSError, ValueError) as e:  # closed under us (fileno -1), an address not numeric
+        w.unbind()
+        raise Stale(str(e)) from e
     return True
+
+
+class Stale(ConnectionError):
+    """The pair's socket closed (or its address is unusable): not bound; bind again later."""
