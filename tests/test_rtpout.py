@@ -238,3 +238,128 @@ def test_binding_a_closed_socket_is_stale_not_an_error(pair):
     with pytest.raises(rtpout.Stale):
         rtpout.bind(w, PlainTransport(s), rx.getsockname(), out, 0x80, b"")
     assert not w.bound
+
+
+def viewer_tile(monkeypatch: Any, kind: str, tx: socket.socket, addr: Any, session: Any) -> Any:
+    """A forward.VideoOutlet on a real VideoSender (its aiortc sender and ICE pair stood in
+    for, as in listening_track); ``kind`` picks the writer."""
+    from types import SimpleNamespace
+
+    from aiortc.rtp import HeaderExtensionsMap
+
+    from server.media.forward import VideoOutlet
+    from server.media.vhook import VideoSender
+
+    if kind == "python":
+        monkeypatch.setenv("HC_PYTHON_WRITER", "1")
+    else:
+        monkeypatch.delenv("HC_PYTHON_WRITER", raising=False)
+    pair = SimpleNamespace(protocol=SimpleNamespace(transport=PlainTransport(tx)), remote_addr=addr)
+    dtls = SimpleNamespace(
+        state="connected",
+        _tx_srtp=session,
+        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+    )
+
+    async def rtcp(packet: Any) -> None:
+        return None
+
+    sender = SimpleNamespace(_ssrc=4321, _rtx_ssrc=4322, transport=dtls, _handle_rtcp_packet=rtcp)
+    sender._RTCRtpSender__mid = None
+    sender._RTCRtpSender__rtp_header_extensions_map = HeaderExtensionsMap()
+    sink = VideoSender(sender, {"vp8": 96}, {96: 97})  # type: ignore[arg-type]
+    outlet = VideoOutlet("viewer", sink, lambda source, q: None)
+    outlet.show("cam", "h")
+    return outlet, sink
+
+
+def tile_run(kind: str, pair: Any, monkeypatch: Any) -> list[tuple[Any, ...]]:
+    """One tile through a scripted run; what the viewer received, relative to its first packet."""
+    from server.media import vp8
+    from server.media.forward import VideoPacket, VideoSource
+
+    from .video_helpers import vp8_frames
+
+    tx, rx = pair
+    out, back = sessions()
+    outlet, sink = viewer_tile(monkeypatch, kind, tx, rx.getsockname(), out)
+    source = VideoSource("cam")
+    source.outlets.add(outlet)
+    frames = {q: vp8_frames(64 * k, 48 * k, 4, gop=4) for q, k in (("h", 2), ("l", 1))}
+    rtp = {"h": 1000, "l": 50000}
+    sent = []
+
+    def push(q: str, f: int, now: float, *, late: bool = False) -> None:
+        data, _ = frames[q][f]
+        for i, payload in enumerate(vp8.packetize(data, 300 + f, tl0picidx=7 + f, tid=0, size=64)):
+            if not late:
+                rtp[q] = (rtp[q] + 1) & 0xFFFF
+            seq = (rtp[q] - 40) & 0xFFFF if late else rtp[q]
+            p = VideoPacket("pub", "chair", "cam", q, 0, seq, 90000 * f + 3000 * f, i == 0, payload)
+            sent.append(source.push(p, now))
+
+    outlet.goal = "h"
+    push("l", 0, 0.0)  # not its layer: nothing
+    for f in range(3):
+        push("h", f, 0.1 * f)
+    push("h", 1, 0.35, late=True)  # older than the switch to h: its numbers are taken
+    outlet.goal = "l"
+    push("h", 3, 0.4)  # still h until l's keyframe
+    push("l", 0, 0.5)  # the switch
+    push("l", 1, 0.6)
+    assert outlet.layer == "l" and outlet.switches == 2
+    assert (outlet.fast is not None) == (kind == "c")  # the C path taken where built
+    got = []
+    rx.setblocking(False)
+    while True:
+        try:
+            got.append(RtpPacket.parse(back.unprotect(rx.recv(2048))))
+        except BlockingIOError:
+            break
+    assert len(got) == sum(sent) >= 7
+    p0 = got[0]
+    shape = []
+    for p in got:
+        d = vp8.parse(p.payload)
+        shape.append(
+            (
+                (p.sequence_number - p0.sequence_number) & 0xFFFF,
+                (p.timestamp - p0.timestamp) & 0xFFFFFFFF,
+                p.marker,
+                (d.picture_id - vp8.parse(p0.payload).picture_id) & 0x7FFF,
+                (d.tl0picidx - vp8.parse(p0.payload).tl0picidx) & 0xFF,
+                p.payload[d.header :],
+            )
+        )
+    assert [s[0] for s in shape] == list(range(len(shape)))  # one continuous stream
+    assert [s[3] for s in shape] == sorted(s[3] for s in shape)  # PictureIDs never go back
+    assert shape[-1][3] == 5  # four h frames, then two l frames: six pictures
+    assert {s[2] for s in shape} == {0, 1}
+    # A NACK for the first packet of the switch: RTX carries the viewer's numbers.
+    first_l = next(i for i, s in enumerate(shape) if s[3] == 4)
+    seq = got[first_l].sequence_number
+    assert sink.retransmit(seq)
+    rx.setblocking(True)
+    rtx = RtpPacket.parse(back.unprotect(rx.recv(2048)))
+    assert (rtx.payload_type, rtx.ssrc) == (97, 4322)
+    assert int.from_bytes(rtx.payload[:2], "big") == seq
+    assert rtx.payload[2:] == got[first_l].payload
+    assert sink.sent == len(got)
+    return shape
+
+
+def test_a_tile_in_c_sends_what_the_python_outlet_sends(monkeypatch):
+    """VideoOutlet.feed + VideoSender.write (Python) and Writer.vp8 (C) on the same packets:
+    a first keyframe, deltas, a packet older than the switch, a switch to another layer at
+    its keyframe; PictureIDs and TL0PICIDX re-based; a NACK answered from the history."""
+    shapes = {}
+    for kind in KINDS:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        ):
+            tx.bind(("127.0.0.1", 0))
+            rx.bind(("127.0.0.1", 0))
+            rx.settimeout(2)
+            shapes[kind] = tile_run(kind, (tx, rx), monkeypatch)
+    assert shapes["c"] == shapes["python"]

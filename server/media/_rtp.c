@@ -65,6 +65,10 @@ typedef struct {
     uint16_t seq;
     uint8_t pt;
     int countdown, every;
+    /* A viewer's tile (Writer.vp8): forward.VideoOutlet's re-basing of the layer it shows. */
+    uint16_t base, seq_off, pic_off, last_seq, last_pic;
+    uint32_t ts_off;
+    uint8_t tl0_off, last_tl0;
 } Writer;
 
 static void writer_forget(Writer *self) {
@@ -395,6 +399,106 @@ static PyObject *Writer_opus(Writer *self, PyObject *const *args, Py_ssize_t nar
     return PyLong_FromLong(1);
 }
 
+/* vp8(rtp, ts, marker, payload, picture_id_at, long_id, picture_id, tl0_at, tl0picidx, now)
+ * -> 0 not sent (older than the layer's switch, or dropped), 1 sent, 2 sent and the sender's
+ * report is due, 3 not sent and nothing changed (bind, then call again). One packet of the
+ * layer this viewer's tile shows now: forward.VideoOutlet.feed's steady state, then
+ * vhook.VideoSender.write. picture_id / tl0picidx are -1 where the descriptor has none;
+ * the *_at offsets are 0 then. The payload written and kept for RTX carries the viewer's
+ * PictureID and TL0PICIDX (vp8.rewrite). */
+static PyObject *Writer_vp8(Writer *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10 || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "vp8(rtp, ts, marker, payload: bytes, pic_at, long_id, pic, tl0_at, tl0, now)");
+        return NULL;
+    }
+    if (self->fd < 0 || !self->session || self->error)
+        return PyLong_FromLong(3);
+    uint32_t rtp, ts;
+    if (arg_u32(args[0], &rtp) || arg_u32(args[1], &ts))
+        return NULL;
+    int marker = PyObject_IsTrue(args[2]);
+    long pic_at = PyLong_AsLong(args[4]);
+    int long_id = PyObject_IsTrue(args[5]);
+    long pic = PyLong_AsLong(args[6]);
+    long tl0_at = PyLong_AsLong(args[7]);
+    long tl0 = PyLong_AsLong(args[8]);
+    double now = PyFloat_AsDouble(args[9]);
+    if (marker < 0 || long_id < 0 || PyErr_Occurred())
+        return NULL;
+    if ((uint16_t)(rtp - self->base) >= 0x8000)
+        return PyLong_FromLong(0); /* older than the switch (a late retransmission) */
+    uint16_t seq = (uint16_t)(rtp + self->seq_off);
+    uint32_t out_ts = ts + self->ts_off;
+    PyObject *payload = args[3];
+    Py_ssize_t len = PyBytes_GET_SIZE(payload);
+    PyObject *written = payload;
+    Py_INCREF(written);
+    if (pic >= 0 || tl0 >= 0) {
+        uint16_t new_pic = (uint16_t)((pic + self->pic_off) & 0x7FFF);
+        uint8_t new_tl0 = (uint8_t)((tl0 + self->tl0_off) & 0xFF);
+        int rewrite = (self->pic_off || self->tl0_off) &&
+                      ((pic >= 0 && pic_at > 0) || (tl0 >= 0 && tl0_at > 0));
+        if (rewrite) {
+            if ((pic >= 0 && pic_at + (long_id ? 1 : 0) >= len) || (tl0 >= 0 && tl0_at >= len)) {
+                Py_DECREF(written);
+                PyErr_SetString(PyExc_ValueError, "descriptor offsets beyond the payload");
+                return NULL;
+            }
+            Py_SETREF(written, PyBytes_FromStringAndSize(PyBytes_AS_STRING(payload), len));
+            if (!written)
+                return NULL;
+            uint8_t *out = (uint8_t *)PyBytes_AS_STRING(written);
+            if (pic >= 0 && pic_at > 0) {
+                if (long_id) {
+                    out[pic_at] = (uint8_t)(0x80 | ((new_pic >> 8) & 0x7F));
+                    out[pic_at + 1] = (uint8_t)(new_pic & 0xFF);
+                } else {
+                    out[pic_at] = (uint8_t)(new_pic & 0x7F);
+                }
+            }
+            if (tl0 >= 0 && tl0_at > 0)
+                out[tl0_at] = new_tl0;
+        }
+        if (pic >= 0)
+            self->last_pic = new_pic;
+        if (tl0 >= 0)
+            self->last_tl0 = new_tl0;
+    }
+    if ((uint16_t)(seq - self->last_seq) < 0x8000)
+        self->last_seq = seq;
+    if (out_ts != self->last_ts) {
+        self->last_ts = out_ts;
+        self->last_at = now;
+    }
+    uint8_t second = (uint8_t)((marker ? 0x80 : 0) | self->pt);
+    int r = writer_send(self, second, seq, out_ts, self->ssrc, NULL, 0,
+                        (const uint8_t *)PyBytes_AS_STRING(written), len);
+    if (r <= 0) {
+        Py_DECREF(written);
+        self->dropped++;
+        return PyLong_FromLong(0);
+    }
+    if (self->history) {
+        Kept *k = &self->kept[seq & (uint32_t)(self->history - 1)];
+        k->seq = seq;
+        k->second = second;
+        k->ts = out_ts;
+        k->at = self->sent;
+        k->used = 1;
+        Py_XSETREF(k->payload, written); /* the reference taken above */
+    } else {
+        Py_DECREF(written);
+    }
+    self->sent++;
+    self->octets += (unsigned long long)len;
+    if (--self->countdown <= 0) {
+        self->countdown = self->every;
+        return PyLong_FromLong(2);
+    }
+    return PyLong_FromLong(1);
+}
+
 static PyObject *Writer_get_pub(Writer *self, void *closure) {
     PyObject *pub = self->pub ? self->pub : Py_None;
     Py_INCREF(pub);
@@ -417,6 +521,8 @@ static PyMethodDef Writer_methods[] = {
      "listen(pid, pt, ssrc, seq, origin, every): make this writer a listening track."},
     {"opus", (PyCFunction)(void (*)(void))Writer_opus, METH_FASTCALL,
      "opus(pub, pid, ts, payload, now) -> 0 not sent, 1 sent, 2 sent + report due, 3 rebind."},
+    {"vp8", (PyCFunction)(void (*)(void))Writer_vp8, METH_FASTCALL,
+     "vp8(rtp, ts, marker, payload, pic_at, long_id, pic, tl0_at, tl0, now) -> 0/1/2/3."},
     {"kept", (PyCFunction)Writer_kept, METH_O,
      "kept(seq) -> (second, ts, payload, sent then) or None."},
     {NULL}};
@@ -431,8 +537,20 @@ static PyMemberDef Writer_members[] = {
     {"origin", T_UINT, offsetof(Writer, origin), 0, "a listening track: its first timestamp"},
     {"last_in", T_UINT, offsetof(Writer, last_in), 0, "the source timestamp forwarded last"},
     {"last_out", T_UINT, offsetof(Writer, last_out), 0, "the track's timestamp (less origin)"},
-    {"last_ts", T_UINT, offsetof(Writer, last_ts), READONLY, "the RTP timestamp written last"},
+    {"last_ts", T_UINT, offsetof(Writer, last_ts), 0, "the RTP timestamp written last"},
     {"last_at", T_DOUBLE, offsetof(Writer, last_at), 0, "when the last frame came (monotonic)"},
+    {"pt", T_UBYTE, offsetof(Writer, pt), 0, "the payload type written (a tile: its layer's)"},
+    {"ssrc", T_UINT, offsetof(Writer, ssrc), 0, "the SSRC written"},
+    {"every", T_INT, offsetof(Writer, every), 0, "packets between the sender's reports"},
+    {"countdown", T_INT, offsetof(Writer, countdown), 0, "packets until the next report"},
+    {"base", T_USHORT, offsetof(Writer, base), 0, "a tile: the first packet of its layer"},
+    {"seq_off", T_USHORT, offsetof(Writer, seq_off), 0, "a tile: sequence number offset"},
+    {"ts_off", T_UINT, offsetof(Writer, ts_off), 0, "a tile: timestamp offset"},
+    {"pic_off", T_USHORT, offsetof(Writer, pic_off), 0, "a tile: PictureID offset"},
+    {"tl0_off", T_UBYTE, offsetof(Writer, tl0_off), 0, "a tile: TL0PICIDX offset"},
+    {"last_seq", T_USHORT, offsetof(Writer, last_seq), 0, "a tile: the last sequence number"},
+    {"last_pic", T_USHORT, offsetof(Writer, last_pic), 0, "a tile: the last PictureID"},
+    {"last_tl0", T_UBYTE, offsetof(Writer, last_tl0), 0, "a tile: the last TL0PICIDX"},
     {NULL}};
 
 static PyGetSetDef Writer_getset[] = {

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..protocol import pack, unpack
 from . import h264, vp8
@@ -82,6 +82,16 @@ class VideoPacket:
         if self.desc is not None:
             return (self.desc.width, self.desc.height) if self.desc.width else None
         return h264.picture_size(self.payload) if self.key else None
+
+    def fast_args(self, now: float) -> tuple[object, ...]:
+        """The arguments of a C writer's ``vp8`` for this packet (``Writer.vp8``)."""
+        d = self.desc
+        if d is None:
+            return (self.rtp, self.ts, self.marker, self.payload, 0, False, -1, 0, -1, now)
+        pic = -1 if d.picture_id is None else d.picture_id
+        tl0 = -1 if d.tl0picidx is None else d.tl0picidx
+        at, long_id = d.picture_id_at, d.long_id
+        return (self.rtp, self.ts, self.marker, self.payload, at, long_id, pic, d.tl0_at, tl0, now)
 
     def to_bus(self) -> bytes:
         return pack(
@@ -178,14 +188,18 @@ class VideoOutlet:
         self.switches = 0
         self.fell_at = float("-inf")
         """When the estimate or loss last took the aim below the layer forwarded."""
-        self._base = 0
-        self._seq_off = self._ts_off = self._pic_off = self._tl0_off = 0
-        self._last_seq = random.randrange(1 << 16)
-        self._last_ts = random.randrange(1 << 32)
-        self._last_pic = random.randrange(1 << 15)
-        self._last_tl0 = random.randrange(1 << 8)
-        self._last_at: float | None = None
-        self._last_in = -1
+        state = getattr(sink, "tile_state", None)
+        st = self._st = (state() if state is not None else None) or Rebase()
+        """The re-basing: kept in the sink's C writer where it has one (vhook.VideoSender)."""
+        st.base = st.seq_off = st.ts_off = st.pic_off = st.tl0_off = 0
+        st.last_seq = random.randrange(1 << 16)
+        st.last_ts = random.randrange(1 << 32)
+        st.last_pic = random.randrange(1 << 15)
+        st.last_tl0 = random.randrange(1 << 8)
+        st.last_at = 0.0
+        self.fast: Callable[..., int] | None = None
+        """The sink's C write of this tile's layer (``VideoSender.tile_fast``), once on one:
+        :meth:`VideoSource.push` calls it for the packets of that layer instead of :meth:`feed`."""
 
     def show(self, source: str | None, want: str) -> None:
         if source != self.source:
@@ -226,49 +240,93 @@ class VideoOutlet:
             self.ask(self.source, aim)
 
     def feed(self, p: VideoPacket, now: float) -> bool:
+        st = self._st
         if p.q != self.layer:
             if p.q != self.goal or not p.key:
                 return False
             self._rebase(p, now)
         else:
-            ahead = (p.rtp - self._base) & 0xFFFF
+            ahead = (p.rtp - st.base) & 0xFFFF
             if ahead >= 0x8000:
                 return False  # older than the switch (a late retransmission): its seq is taken
-        seq = (p.rtp + self._seq_off) & 0xFFFF
-        ts = (p.ts + self._ts_off) & 0xFFFFFFFF
+        seq = (p.rtp + st.seq_off) & 0xFFFF
+        ts = (p.ts + st.ts_off) & 0xFFFFFFFF
         payload = p.payload
         d = p.desc
         if d is not None and (d.picture_id is not None or d.tl0picidx is not None):
-            pic = None if d.picture_id is None else (d.picture_id + self._pic_off) & 0x7FFF
-            tl0 = None if d.tl0picidx is None else (d.tl0picidx + self._tl0_off) & 0xFF
-            if self._pic_off or self._tl0_off:
+            pic = None if d.picture_id is None else (d.picture_id + st.pic_off) & 0x7FFF
+            tl0 = None if d.tl0picidx is None else (d.tl0picidx + st.tl0_off) & 0xFF
+            if st.pic_off or st.tl0_off:
                 payload = vp8.rewrite(payload, d, pic, tl0)
             if pic is not None:
-                self._last_pic = pic
+                st.last_pic = pic
             if tl0 is not None:
-                self._last_tl0 = tl0
-        if (seq - self._last_seq) & 0xFFFF < 0x8000:
-            self._last_seq = seq
-        if ts != self._last_ts:
-            self._last_ts = ts
-            self._last_at = now
+                st.last_tl0 = tl0
+        if (seq - st.last_seq) & 0xFFFF < 0x8000:
+            st.last_seq = seq
+        if ts != st.last_ts:
+            st.last_ts = ts
+            st.last_at = now
         return self.sink.write(p.codec, seq, ts, p.marker, payload)
+
+    def after(self, result: int, p: VideoPacket, now: float) -> bool:
+        """:attr:`fast` returned 2 (sent; the sender's report is due) or 3 (not bound:
+        nothing changed). Bind and send again; a sink that left C (a TURN pair) is fed from
+        here on through :meth:`feed` (the re-basing stays where it is)."""
+        sink: Any = self.sink
+        if result == 2:
+            sink.report()
+            return True
+        fast = self.fast
+        if sink.ready() and fast is not None and sink.tile_state() is not None:
+            result = fast(*p.fast_args(now))
+            if result == 2:
+                sink.report()
+            return result in (1, 2)
+        self.fast = None
+        if sink.tile_state() is None:  # now on the Python writer
+            return self.feed(p, now)
+        return False
 
     def _rebase(self, p: VideoPacket, now: float) -> None:
         """Start forwarding ``p``'s layer: its numbers continue the ones sent so far."""
-        ticks = 1 if self._last_at is None else max(1, round((now - self._last_at) * CLOCK))
-        self._seq_off = (self._last_seq + 1 - p.rtp) & 0xFFFF
-        self._ts_off = (self._last_ts + ticks - p.ts) & 0xFFFFFFFF
+        st = self._st
+        ticks = 1 if not self.switches else max(1, round((now - st.last_at) * CLOCK))
+        st.seq_off = (st.last_seq + 1 - p.rtp) & 0xFFFF
+        st.ts_off = (st.last_ts + ticks - p.ts) & 0xFFFFFFFF
         d = p.desc
         if d is not None:
             if d.picture_id is not None:
-                self._pic_off = (self._last_pic + 1 - d.picture_id) & 0x7FFF
+                st.pic_off = (st.last_pic + 1 - d.picture_id) & 0x7FFF
             if d.tl0picidx is not None:
-                self._tl0_off = (self._last_tl0 + 1 - d.tl0picidx) & 0xFF
-        self._base = p.rtp
+                st.tl0_off = (st.last_tl0 + 1 - d.tl0picidx) & 0xFF
+        st.base = p.rtp
         self.layer = p.q
         self.goal = None
         self.switches += 1
+        tile_fast = getattr(self.sink, "tile_fast", None)
+        self.fast = None if tile_fast is None else tile_fast(p.codec)
+
+
+class Rebase:
+    """A tile's re-basing of the layer it forwards onto its own numbers (the fields of the C
+    writer's that hold it where the sink has one)."""
+
+    __slots__ = (
+        *("base", "seq_off", "ts_off", "pic_off", "tl0_off"),
+        *("last_seq", "last_ts", "last_pic", "last_tl0", "last_at"),
+    )
+
+    base: int
+    seq_off: int
+    ts_off: int
+    pic_off: int
+    tl0_off: int
+    last_seq: int
+    last_ts: int
+    last_pic: int
+    last_tl0: int
+    last_at: float
 
 
 class Arrivals:
@@ -328,8 +386,21 @@ class VideoSource:
     def push(self, p: VideoPacket, now: float) -> int:
         self.layers.saw(p.q, len(p.payload), now)
         sent = 0
+        q = p.q
+        args = None
         for outlet in self.outlets:
-            sent += outlet.feed(p, now)
+            fast = outlet.fast
+            if fast is None or outlet.layer != q:
+                sent += outlet.feed(p, now)
+                continue
+            # The tile's steady state in its sink's C writer: VideoOutlet.feed, inlined.
+            if args is None:
+                args = p.fast_args(now)
+            r = fast(*args)
+            if r == 1:
+                sent += 1
+            elif r:
+                sent += outlet.after(r, p, now)
         for tap in self.taps:
             tap(p, now)
         return sent

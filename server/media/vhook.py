@@ -272,6 +272,21 @@ class VideoSender(DirectSender):
 
         setattr(sender, "_handle_rtcp_packet", handle_rtcp)  # noqa: B010 (an instance override)
 
+    def tile_state(self) -> Any:
+        """The C writer, where this sender has one: ``forward.VideoOutlet`` keeps its
+        re-basing in it, so that :meth:`tile_fast` can forward a layer's packets alone."""
+        w = self._w
+        return w if hasattr(w, "vp8") else None
+
+    def tile_fast(self, codec: str) -> Callable[..., int] | None:
+        """The C writer's ``vp8`` for a layer of ``codec`` (None: write through :meth:`write`)."""
+        w = self.tile_state()
+        pt = self.pts.get(codec)
+        if w is None or pt is None:
+            return None
+        w.pt, w.ssrc, w.every = pt, self._ssrc, self.STATS_EVERY
+        return w.vp8  # type: ignore[no-any-return]
+
     def write(self, codec: str, seq: int, ts: int, marker: bool, payload: bytes) -> bool:
         """Forward one packet; the writer keeps the last :data:`HISTORY` for :meth:`retransmit`."""
         pt = self.pts.get(codec)
