@@ -277,16 +277,17 @@ class VideoOutlet:
         if result == 2:
             sink.report()
             return True
-        fast = self.fast
-        if sink.ready() and fast is not None and sink.tile_state() is not None:
-            result = fast(*p.fast_args(now))
-            if result == 2:
-                sink.report()
-            return result in (1, 2)
-        self.fast = None
+        ready = sink.ready()
         if sink.tile_state() is None:  # now on the Python writer
+            self.fast = None
             return self.feed(p, now)
-        return False
+        fast = self.fast
+        result = 3 if not ready or fast is None else fast(*p.fast_args(now))
+        if result == 2:
+            sink.report()
+        elif result == 3:  # not connected (yet): dropped and counted, as VideoSender.write does
+            sink.dropped += 1
+        return result in (1, 2)
 
     def _rebase(self, p: VideoPacket, now: float) -> None:
         """Start forwarding ``p``'s layer: its numbers continue the ones sent so far."""
