@@ -363,3 +363,20 @@ def test_a_tile_in_c_sends_what_the_python_outlet_sends(monkeypatch):
             rx.settimeout(2)
             shapes[kind] = tile_run(kind, (tx, rx), monkeypatch)
     assert shapes["c"] == shapes["python"]
+
+
+def test_a_tile_whose_sink_is_replaced_keeps_its_numbers_in_the_new_writer(monkeypatch):
+    """The node makes a tile's outlet first and gives it its VideoSender after (video.py):
+    the re-basing moves into that sender's C writer at the first switch."""
+    from server.media.forward import Rebase, VideoOutlet
+
+    udp = socket.AF_INET, socket.SOCK_DGRAM
+    with socket.socket(*udp) as tx, socket.socket(*udp) as rx:
+        rx.bind(("127.0.0.1", 0))
+        out, _ = sessions()
+        outlet, sink = viewer_tile(monkeypatch, "c", tx, rx.getsockname(), out)
+        fresh = VideoOutlet("viewer", object(), lambda s, q: None)  # type: ignore[arg-type]
+        assert isinstance(fresh._st, Rebase)
+        last = fresh._st.last_seq
+        fresh.sink = sink
+        assert fresh._holder() is sink.tile_state() and sink.tile_state().last_seq == last

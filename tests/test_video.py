@@ -418,7 +418,7 @@ async def test_at_three_percent_loss_a_viewer_gets_every_packet_by_rtx(start_nod
     assert len(missing) <= 2, f"{len(missing)} packets never arrived (the last NACKs aside)"
     # The outlet re-bases PictureIDs (its own numbering): a retransmission must carry the
     # viewer's PictureID, like the other packets of its frame, not the publisher's.
-    assert outlet._pic_off, "this viewer's PictureIDs are re-based"
+    assert outlet._st.pic_off, "this viewer's PictureIDs are re-based"
     pictures: dict[int, set[int]] = {}
     for g in sorted(eye.on(0), key=lambda g: (g.seq - first) & 0xFFFF):
         pictures.setdefault(g.ts, set()).add(vp8.parse(g.payload).picture_id or 0)

@@ -188,9 +188,9 @@ class VideoOutlet:
         self.switches = 0
         self.fell_at = float("-inf")
         """When the estimate or loss last took the aim below the layer forwarded."""
-        state = getattr(sink, "tile_state", None)
-        st = self._st = (state() if state is not None else None) or Rebase()
-        """The re-basing: kept in the sink's C writer where it has one (vhook.VideoSender)."""
+        st = self._st = Rebase()
+        """The re-basing; moved into the sink's C writer, where it has one, at a switch
+        (:meth:`_holder`: the sink may be replaced after the outlet is made)."""
         st.base = st.seq_off = st.ts_off = st.pic_off = st.tl0_off = 0
         st.last_seq = random.randrange(1 << 16)
         st.last_ts = random.randrange(1 << 32)
@@ -245,6 +245,7 @@ class VideoOutlet:
             if p.q != self.goal or not p.key:
                 return False
             self._rebase(p, now)
+            st = self._st
         else:
             ahead = (p.rtp - st.base) & 0xFFFF
             if ahead >= 0x8000:
@@ -289,9 +290,21 @@ class VideoOutlet:
             sink.dropped += 1
         return result in (1, 2)
 
+    def _holder(self) -> Any:
+        """Where the re-basing is kept: the sink's C writer where it has one (its values
+        moved there the first time), else where it was."""
+        state = getattr(self.sink, "tile_state", None)
+        holder = None if state is None else state()
+        st = self._st
+        if holder is not None and holder is not st:
+            for name in Rebase.__slots__:
+                setattr(holder, name, getattr(st, name))
+            self._st = st = holder
+        return st
+
     def _rebase(self, p: VideoPacket, now: float) -> None:
         """Start forwarding ``p``'s layer: its numbers continue the ones sent so far."""
-        st = self._st
+        st = self._holder()
         ticks = 1 if not self.switches else max(1, round((now - st.last_at) * CLOCK))
         st.seq_off = (st.last_seq + 1 - p.rtp) & 0xFFFF
         st.ts_off = (st.last_ts + ticks - p.ts) & 0xFFFFFFFF
