@@ -149,15 +149,14 @@ def test_a_turn_transport_is_left_to_the_python_writer(pair):
     assert isinstance(p, rtpout.PyWriter) and p.sent == 5
 
 
-def listening_track(monkeypatch, kind: str, tx: socket.socket, addr: Any, session: Any) -> Any:
-    """A relay.Outlet on a real DirectSender, its aiortc sender and ICE pair stood in for by
-    what DirectSender._bind reads; ``kind`` picks the writer."""
+def stand_in_sender(
+    monkeypatch: Any, kind: str, tx: socket.socket, addr: Any, session: Any, **fields: Any
+) -> Any:
+    """What DirectSender._bind reads of an aiortc sender, its DTLS transport and nominated
+    ICE pair, over a plain socket; ``kind`` picks the writer the sender will make."""
     from types import SimpleNamespace
 
     from aiortc.rtp import HeaderExtensionsMap
-
-    from server.media.passthrough import DirectSender
-    from server.media.relay import Outlet
 
     if kind == "python":
         monkeypatch.setenv("HC_PYTHON_WRITER", "1")
@@ -169,9 +168,19 @@ def listening_track(monkeypatch, kind: str, tx: socket.socket, addr: Any, sessio
         _tx_srtp=session,
         transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
     )
-    sender = SimpleNamespace(_ssrc=1234, transport=dtls)
+    sender = SimpleNamespace(transport=dtls, **fields)
     sender._RTCRtpSender__mid = None
     sender._RTCRtpSender__rtp_header_extensions_map = HeaderExtensionsMap()
+    return sender
+
+
+def listening_track(monkeypatch, kind: str, tx: socket.socket, addr: Any, session: Any) -> Any:
+    """A relay.Outlet on a real DirectSender, its aiortc sender and ICE pair stood in for by
+    what DirectSender._bind reads; ``kind`` picks the writer."""
+    from server.media.passthrough import DirectSender
+    from server.media.relay import Outlet
+
+    sender = stand_in_sender(monkeypatch, kind, tx, addr, session, _ssrc=1234)
     outlet = Outlet("listener", DirectSender(sender, 111))  # type: ignore[arg-type]
     assert (outlet.opus is not None) == (kind == "c")
     return outlet, sender
@@ -243,30 +252,15 @@ def test_binding_a_closed_socket_is_stale_not_an_error(pair):
 def viewer_tile(monkeypatch: Any, kind: str, tx: socket.socket, addr: Any, session: Any) -> Any:
     """A forward.VideoOutlet on a real VideoSender (its aiortc sender and ICE pair stood in
     for, as in listening_track); ``kind`` picks the writer."""
-    from types import SimpleNamespace
-
-    from aiortc.rtp import HeaderExtensionsMap
-
     from server.media.forward import VideoOutlet
     from server.media.vhook import VideoSender
-
-    if kind == "python":
-        monkeypatch.setenv("HC_PYTHON_WRITER", "1")
-    else:
-        monkeypatch.delenv("HC_PYTHON_WRITER", raising=False)
-    pair = SimpleNamespace(protocol=SimpleNamespace(transport=PlainTransport(tx)), remote_addr=addr)
-    dtls = SimpleNamespace(
-        state="connected",
-        _tx_srtp=session,
-        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
-    )
 
     async def rtcp(packet: Any) -> None:
         return None
 
-    sender = SimpleNamespace(_ssrc=4321, _rtx_ssrc=4322, transport=dtls, _handle_rtcp_packet=rtcp)
-    sender._RTCRtpSender__mid = None
-    sender._RTCRtpSender__rtp_header_extensions_map = HeaderExtensionsMap()
+    sender = stand_in_sender(
+        monkeypatch, kind, tx, addr, session, _ssrc=4321, _rtx_ssrc=4322, _handle_rtcp_packet=rtcp
+    )
     sink = VideoSender(sender, {"vp8": 96}, {96: 97})  # type: ignore[arg-type]
     outlet = VideoOutlet("viewer", sink, lambda source, q: None)
     outlet.show("cam", "h")
