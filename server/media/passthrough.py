@@ -233,10 +233,6 @@ def _never() -> bool:
     return False
 
 
-_HEADER = rtpout.HEADER
-SRTP_ROOM = rtpout.ROOM
-
-
 class DirectSender:
     """Sends already-encoded Opus for one ``RTCRtpSender`` straight from the caller.
 
@@ -300,7 +296,7 @@ class DirectSender:
         template = RtpPacket(payload_type=self._pt, ssrc=sender._ssrc)
         template.extensions.mid = getattr(sender, "_RTCRtpSender__mid")  # noqa: B009
         header_map = getattr(sender, "_RTCRtpSender__rtp_header_extensions_map")  # noqa: B009
-        prefix = template.serialize(header_map)[_HEADER.size :]
+        prefix = template.serialize(header_map)[rtpout.HEADER.size :]
         first = 0x90 if prefix else 0x80
         closing = getattr(transport, "is_closing", _never)
         if closing():

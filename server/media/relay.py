@@ -130,8 +130,9 @@ class Outlet:
             sink.report()
             return True
         w = sink._w
-        if sink.ready() and self.opus is not None and sink.opus is not None:
-            result = self.opus(frame.pub, frame.pid, frame.ts, frame.payload, now)
+        opus = sink.opus if sink.ready() else None  # None: not bound, or no longer C
+        if opus is not None:
+            result = opus(frame.pub, frame.pid, frame.ts, frame.payload, now)
             if result == 2:
                 sink.report()
             elif result == 3:
