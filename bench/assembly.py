@@ -222,12 +222,15 @@ class Meter:
 
     def __init__(self, nodes: list[int], redis: list[int], masters: list[int]) -> None:
         self.nodes, self.redis, self.masters = nodes, redis, masters
+        self.clients: list[int] = []
+        """The client processes: their CPU shares the machine's two cores with the nodes."""
 
     def sample(self) -> dict[str, Any]:
         return {
             "t": time.monotonic(),
             "cpu": [cpu_seconds(p) for p in self.nodes],
             "redis_cpu": sum(cpu_seconds(p) for p in self.redis),
+            "client_cpu": sum(cpu_seconds(p) for p in self.clients),
             "cmds": commandstats(self.masters),
             "load": os.getloadavg()[0],
         }
@@ -238,6 +241,7 @@ class Meter:
             "seconds": b["t"] - a["t"],
             "cpu": [y - x for x, y in zip(a["cpu"], b["cpu"], strict=True)],
             "redis_cpu": b["redis_cpu"] - a["redis_cpu"],
+            "client_cpu": b["client_cpu"] - a["client_cpu"],
             "cmds": delta(b["cmds"], a["cmds"]),
             "load": (a["load"], b["load"]),
         }
@@ -394,6 +398,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for i in range(args.participants)
         ]
         workers = Workers(jobs, args.workers, not args.no_heartbeat)
+        meter.clients = [p.pid for p in workers.procs]
         out: dict[str, Any] = {
             "nodes_rss0": [rss_kib(p) for p in pids],
             "per_node": per_node(args.participants, args.nodes),
@@ -539,12 +544,17 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
         )
     if "broke" in r:
         lines += ["", f"**The run broke here**: {r['broke']}"]
-    lines += ["", "Server cost per phase (CPU seconds of each node; Redis: the six processes):", ""]
+    lines += [
+        "",
+        "Server cost per phase (CPU seconds of each node; Redis: the six processes; clients: "
+        "the client processes, which share the two cores):",
+        "",
+    ]
     lines.append(
         "| phase | wall | load | node CPU s (each) | node CPU per unit | Redis CPU s | "
-        "Redis calls on masters | per event | top commands |"
+        "clients CPU s | Redis calls on masters | per event | top commands |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     per = r["per_node"]
     units = {
         "join": (n, "join"),
@@ -573,7 +583,8 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
         top = ", ".join(f"{k} {v:,}" for k, v in list(m["cmds"].items())[:5])
         lines.append(
             f"| {name} | {m['seconds']:.1f} s | {m['load'][0]:.1f}→{m['load'][1]:.1f} | {each} "
-            f"| {unit_cost} | {m['redis_cpu']:.2f} | {calls:,} | {per_event} | {top} |"
+            f"| {unit_cost} | {m['redis_cpu']:.2f} | {m.get('client_cpu', 0):.2f} | {calls:,} "
+            f"| {per_event} | {top} |"
         )
     rss = " / ".join(
         f"{(b - a) / max(1, k):,.0f}"

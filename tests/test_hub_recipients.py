@@ -165,6 +165,43 @@ def test_public_events_are_encoded_once_per_codec() -> None:
     assert [e["type"] for e in sinks[3].events()] == ["notice", "x"]
 
 
+def test_a_connection_welcomed_mid_batch_gets_only_what_came_after_its_welcome() -> None:
+    """The hub does not flush on each welcome (a storm's writes would grow as joins ×
+    connections): the batch's flush sends a connection attached during it only the
+    entries its welcome did not hold, in order, private ones by the same rules."""
+    rng = random.Random(21)
+    counter = itertools.count()
+    for _ in range(30):
+        h = hub()
+        old = [Recorder(p, rng.choice(["msgpack", "json"])) for p in people(rng, 12)]
+        for s in old:
+            h.attach(s)
+        batch: list[tuple[str, list[Any]]] = []
+        late: list[tuple[Recorder, int]] = []
+        for i in range(rng.randrange(1, 7)):
+            events = [event(rng, next(counter)) for _ in range(rng.randrange(1, 4))]
+            batch.append((f"{i + 1}-0", events))
+            h.unsent.append(batch[-1])  # folded, not yet flushed
+            for p in people(rng, rng.randrange(0, 3)):  # welcomed here: holds batch[: i + 1]
+                p["conn"] += f"-late{i}"
+                sink = Recorder(p, rng.choice(["msgpack", "json"]))
+                h.attach(sink)
+                late.append((sink, i + 1))
+        gone = rng.choice([s for s, _ in late]) if late and rng.random() < 0.3 else None
+        if gone is not None:
+            h.detach(gone)
+        h.flush()
+        assert h.unsent == [] and h.fresh == {}
+        for s in old:
+            want = [e for _, evs in batch for e in evs if fold.visible(e, s.person)]
+            assert s.events() == want, s.person
+            assert all(decode(f, s.codec)["id"] == batch[-1][0] for f in s.frames)
+        for s, held in late:
+            want = [e for _, evs in batch[held:] for e in evs if fold.visible(e, s.person)]
+            assert s.events() == (want if s is not gone else []), (s.person, held)
+            assert all(decode(f, s.codec)["id"] == batch[-1][0] for f in s.frames)
+
+
 # --- shared welcomes ----------------------------------------------------------------------
 
 

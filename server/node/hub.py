@@ -120,6 +120,9 @@ class RoomHub:
         self.pending: dict[str, asyncio.Future[fold.Outcome]] = {}
         self.unsent: list[tuple[str, list[Event]]] = []
         """Entries folded in this pass over the log, not yet broadcast (see ``flush``)."""
+        self.fresh: dict[Sink, int] = {}
+        """Connections attached since the last flush → how many entries of ``unsent`` their
+        welcome already held: the flush sends each only the entries after those."""
         self._flush_handle: asyncio.Handle | None = None
         self.ready = asyncio.Event()
         self.features: list[Feature] = []
@@ -386,10 +389,22 @@ class RoomHub:
         if not self.unsent:
             return
         unsent, self.unsent = self.unsent, []
-        if len(unsent) == 1:
-            self._broadcast(*unsent[0])
-        else:
-            self._broadcast(unsent[-1][0], [e for _, events in unsent for e in events])
+        fresh, self.fresh = self.fresh, {}
+        last = unsent[-1][0]
+        if not fresh:  # the common case: everyone here gets the whole batch
+            self._broadcast(last, [e for _, events in unsent for e in events])
+            return
+        # Welcomed during this batch: each gets only what came after its welcome, one frame
+        # per distinct start (a storm welcomes many at the same few positions).
+        since: dict[int, set[Sink]] = {}
+        for sink, held in fresh.items():
+            if held < len(unsent) and sink in self.sinks:
+                since.setdefault(held, set()).add(sink)
+        self._broadcast(
+            last, [e for _, events in unsent for e in events], self.sinks - fresh.keys()
+        )
+        for held, sinks in since.items():
+            self._broadcast(last, [e for _, events in unsent[held:] for e in events], sinks)
 
     def reached(self, events: list[Any]) -> set[Sink]:
         """The local connections that some private event of ``events`` names (by index)."""
@@ -401,13 +416,19 @@ class RoomHub:
                     out.update(self.by_selector.get(key, ()))
         return out
 
-    def _broadcast(self, entry_id: str, events: list[Event]) -> None:
-        """Every connection gets the entry's public events; a private event costs only the
-        connections its ``to`` names, found in ``by_selector``. Each distinct frame is
-        encoded once per codec, however many connections get it."""
+    def _broadcast(
+        self, entry_id: str, events: list[Event], sinks: set[Sink] | None = None
+    ) -> None:
+        """Every connection (of ``sinks``, default all) gets the entry's public events; a
+        private event costs only the connections its ``to`` names, found in
+        ``by_selector``. Each distinct frame is encoded once per codec, however many
+        connections get it."""
+        everyone = self.sinks if sinks is None else sinks
         public = [e for e in events if "to" not in e]
         private = len(public) < len(events)
         reached = self.reached(events) if private else set()
+        if private and sinks is not None:
+            reached &= sinks
         only_public = tuple("to" not in e for e in events)
         frames: dict[tuple[Codec, tuple[bool, ...]], bytes | str] = {}
 
@@ -423,7 +444,7 @@ class RoomHub:
         if public:  # the hot path: one frame per codec for everyone the private part missed
             picked = only_public if private else (True,) * len(events)
             shared: dict[Codec, bytes | str] = {}
-            targets = tuple(self.sinks - reached if reached else self.sinks)
+            targets = tuple(everyone - reached if reached else everyone)
             for sink in targets:
                 frame = shared.get(sink.codec)
                 if frame is None:
@@ -527,8 +548,14 @@ class RoomHub:
         return bucket
 
     def attach(self, sink: Sink) -> None:
-        """Add a connection whose welcome was just made from ``state`` (or ``recent``)."""
-        self.flush()  # the others get what is folded but unsent; the welcome holds it already
+        """Add a connection whose welcome was just made from ``state`` (or ``recent``).
+
+        The welcome holds every entry folded so far, the unsent ones too: the next flush
+        sends this connection only the entries folded after it. (Flushing here instead, so
+        that the others got the unsent entries first, cost a write to every connection per
+        welcome: a join storm's writes grew as joins × connections.)"""
+        if self.unsent:
+            self.fresh[sink] = len(self.unsent)
         self.sinks.add(sink)
         self.by_conn[sink.person["conn"]] = sink
         for key in fold.selectors(sink.person):
@@ -536,6 +563,7 @@ class RoomHub:
         self.metrics.connections.inc()
 
     def detach(self, sink: Sink) -> None:
+        self.fresh.pop(sink, None)
         if sink in self.sinks:
             self.sinks.discard(sink)
             self.by_conn.pop(sink.person["conn"], None)
