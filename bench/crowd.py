@@ -5,9 +5,13 @@ The participant is what most people in a plenary are: an idle listener of the ro
 events. One msgpack WebSocket each (fanout.py's lean ``RawWebSocket``), a ping after
 1.5 s of quiet like the pages' heartbeat (static/hc.js ``PING_MS``), commands with replies,
 no WebRTC: audio and video cost per listener and per viewer comes from bench/audio.py and
-bench/video.py, not from here. It decodes only the head of its welcome (the roster it
+bench/video.py, not from here. It reads only the type of its welcome (the roster it
 carries grows with the room; a page decodes it once, a bench process holding a thousand
-participants cannot afford to), and every later frame in full.
+participants cannot afford to), and decodes a later frame only if it can hold what the
+bench counts (captions, published results, replies): a frame's type is read off its first
+bytes (``frame_type``). The bench's client processes share the machine's two cores
+with the nodes; what a page spends folding the roster is the page's device's, not the
+server's, so the bench does not spend it here.
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-
-import msgpack
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -140,21 +142,22 @@ def rss_kib(pid: int) -> int:
 # --- the light participant ------------------------------------------------------------------
 
 
-def welcome_head(frame: bytes) -> dict[str, Any] | None:
-    """The fields of a welcome before its ``state`` (``None`` if ``frame`` is no welcome),
-    without decoding the state."""
-    unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(frame)
-    head: dict[str, Any] = {}
-    try:
-        for _ in range(unpacker.read_map_header()):
-            key = unpacker.unpack()
-            if key == "state":
-                break
-            head[key] = unpacker.unpack()
-    except Exception:
+def frame_type(frame: bytes) -> str | None:
+    """The ``type`` of a msgpack message whose first key is ``type`` (every frame a node
+    sends: server/protocol.py packs the dict in order), read off its first bytes without
+    decoding the rest; ``None`` for any other layout (the caller decodes it whole)."""
+    # a fixmap/map16/map32 header, then the fixstr "type", then a fixstr value
+    at = 1 if 0x80 <= frame[0] <= 0x8F else 3 if frame[0] == 0xDE else 5 if frame[0] == 0xDF else 0
+    if not at or frame[at : at + 5] != b"\xa4type":
         return None
-    return head if head.get("type") == "welcome" else None
+    head = frame[at + 5]
+    if not 0xA0 <= head <= 0xBF:
+        return None
+    return frame[at + 6 : at + 6 + (head - 0xA0)].decode()
+
+
+COUNTED = (b"caption", b"poll.published")
+"""The events the participant counts; an ``events`` frame naming neither is not decoded."""
 
 
 class Participant:
@@ -201,11 +204,14 @@ class Participant:
     def on_message(self, frame: bytes, _: RawWebSocket) -> None:
         now = time.monotonic()
         self.heard = now
+        kind = frame_type(frame)
         if self.welcome_s is None and self._welcomed is not None and not self._welcomed.done():
-            if welcome_head(frame) is not None:
+            if kind == "welcome":
                 self.welcome_bytes = len(frame)
                 self._welcomed.set_result(None)
             return
+        if kind == "events" and not any(word in frame for word in COUNTED):
+            return  # presence deltas and the like: a page folds them, this bench counts none
         message = unpack(frame)
         kind = message["type"]
         if kind == "events":
