@@ -110,6 +110,9 @@ async def test_a_killed_worker_is_replaced_and_its_listener_reconnects(start_nod
         message="the killed worker to be started again",
         timeout=30,  # a new process imports aiortc: seconds on a busy machine
     )
+    assert victim.pid is not None and os.sched_getaffinity(victim.pid) == {victim.core}, (
+        "the new worker is pinned where the old one was"
+    )
     kept = bo_ear if lost is ana else ana_ear
     gone = ana_ear if lost is ana else bo_ear
     await gone.close()
@@ -128,6 +131,18 @@ async def test_a_killed_worker_is_replaced_and_its_listener_reconnects(start_nod
         await c.close()
 
 
+async def test_each_worker_is_pinned_to_a_core_of_its_own_round_robin_unless_told_not() -> None:
+    from server.node.metrics import Metrics
+
+    cores = sorted(os.sched_getaffinity(0))
+    async with WorkerPool(len(cores) + 1, Metrics(), []) as pool:
+        masks = [os.sched_getaffinity(pid) for pid in pool.pids() if pid is not None]
+        assert masks == [{cores[k % len(cores)]} for k in range(len(cores) + 1)]
+    async with WorkerPool(1, Metrics(), [], pin=False) as pool:
+        (pid,) = pool.pids()
+        assert pid is not None and os.sched_getaffinity(pid) == set(cores)
+
+
 def test_workers_setting() -> None:
     from server.errors import ConfigError
     from server.media.setup import MediaConfig, default_workers
@@ -138,6 +153,10 @@ def test_workers_setting() -> None:
     for bad in (-1, 65, "2", 1.5, True):
         with pytest.raises(ConfigError, match=r"media\.workers"):
             MediaConfig.from_extra({"media": {"workers": bad}}, "assembly.toml")
+    assert MediaConfig.from_extra({}).pin_workers is True
+    assert MediaConfig.from_extra({"media": {"pin_workers": False}}).pin_workers is False
+    with pytest.raises(ConfigError, match=r"media\.pin_workers"):
+        MediaConfig.from_extra({"media": {"pin_workers": "no"}}, "assembly.toml")
     config = MediaConfig.from_extra({"media": {"workers": 3}})
     assert config.with_workers(None).workers == 3, "no environment: the file decides"
     assert config.with_workers(0).workers == 0

@@ -298,7 +298,12 @@ class MediaNode(PerRoom[MediaRoom]):
     async def enter(self, stack: contextlib.AsyncExitStack, node: Host) -> None:
         if self.config.workers and self.kind is AUDIO:
             self.workers = await stack.enter_async_context(
-                WorkerPool(self.config.workers, node.metrics, list(self.config.server_ice_servers))
+                WorkerPool(
+                    self.config.workers,
+                    node.metrics,
+                    list(self.config.server_ice_servers),
+                    pin=self.config.pin_workers,
+                )
             )
 
     def leave_all(self) -> None:

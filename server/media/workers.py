@@ -40,6 +40,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+def allowed_cores() -> set[int]:
+    """The cores this process may run on (its affinity mask; all of them where the platform
+    has no such mask)."""
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
 WORKER_ARGV = [sys.executable, "-m", "server.media.worker"]
 """How a worker is started (``--fd F`` is added); bench/audio.py starts an instrumented one."""
 READY_WITHIN = 60.0
@@ -97,9 +107,11 @@ class RemotePeer:
 class WorkerLink:
     """One worker process and its socket."""
 
-    def __init__(self, slot: int, metrics: Metrics) -> None:
+    def __init__(self, slot: int, metrics: Metrics, core: int | None = None) -> None:
         self.slot = slot
         self.metrics = metrics
+        self.core = core
+        """The core this worker is pinned to (``[media] pin_workers``), or ``None``."""
         self.proc: asyncio.subprocess.Process | None = None
         self.channel: Channel | None = None
         self.ready = asyncio.Event()
@@ -131,6 +143,11 @@ class WorkerLink:
             )
         finally:
             worker_end.close()
+        if self.core is not None:
+            try:
+                os.sched_setaffinity(self.proc.pid, {self.core})
+            except OSError as exc:  # a cpuset changed under us: run unpinned, say so
+                log.warning("media worker %d: cannot pin to core %d: %s", self.slot, self.core, exc)
         if self.ready.is_set():  # keep an unset one: offers may be waiting on it (listen)
             self.ready = asyncio.Event()
         self.channel = Channel(node_end, self.on_message, lambda: None)
@@ -191,10 +208,20 @@ class WorkerLink:
 class WorkerPool:
     """N media worker processes of one node. ``async with`` it; then :meth:`listen`."""
 
-    def __init__(self, count: int, metrics: Metrics, ice_servers: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        count: int,
+        metrics: Metrics,
+        ice_servers: list[dict[str, Any]],
+        pin: bool = True,
+    ) -> None:
         if count < 1:
             raise ValueError(f"a worker pool has at least one worker, not {count}")
-        self.links = [WorkerLink(slot, metrics) for slot in range(count)]
+        cores = sorted(allowed_cores()) if pin else []
+        self.links = [
+            WorkerLink(slot, metrics, cores[slot % len(cores)] if cores else None)
+            for slot in range(count)
+        ]
         self.ice_servers = ice_servers
         self.restarts = 0
         self._lids = 0
