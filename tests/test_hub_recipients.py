@@ -84,14 +84,20 @@ def event(rng: random.Random, n: int) -> dict[str, Any]:
     return e
 
 
+def attached(h: RoomHub, rng: random.Random, n: int) -> list[Recorder]:
+    """``n`` random people's connections, in either codec, attached to ``h``."""
+    sinks = [Recorder(p, rng.choice(["msgpack", "json"])) for p in people(rng, n)]
+    for s in sinks:
+        h.attach(s)
+    return sinks
+
+
 def test_each_connection_gets_exactly_the_events_it_may_see() -> None:
     rng = random.Random(13)
     counter = itertools.count()
     for _ in range(40):
         h = hub()
-        sinks = [Recorder(p, rng.choice(["msgpack", "json"])) for p in people(rng, 40)]
-        for s in sinks:
-            h.attach(s)
+        sinks = attached(h, rng, 40)
         for s in rng.sample(sinks, 8):  # some leave again: the index forgets them
             h.detach(s)
             s.frames.clear()
@@ -173,9 +179,7 @@ def test_a_connection_welcomed_mid_batch_gets_only_what_came_after_its_welcome()
     counter = itertools.count()
     for _ in range(30):
         h = hub()
-        old = [Recorder(p, rng.choice(["msgpack", "json"])) for p in people(rng, 12)]
-        for s in old:
-            h.attach(s)
+        old = attached(h, rng, 12)
         batch: list[tuple[str, list[Any]]] = []
         late: list[tuple[Recorder, int]] = []
         for i in range(rng.randrange(1, 7)):
