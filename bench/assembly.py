@@ -217,11 +217,24 @@ class Workers:
                 proc.kill()
 
 
+def frames_handed(url: str) -> int:
+    """Event frames a node has handed to its connections (``hemicycle_deliveries_total``)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("hemicycle_deliveries_total "):
+                return int(float(line.split()[1]))
+    return 0
+
+
 class Meter:
     """Node CPU, Redis masters' CPU and command counts between two moments."""
 
-    def __init__(self, nodes: list[int], redis: list[int], masters: list[int]) -> None:
-        self.nodes, self.redis, self.masters = nodes, redis, masters
+    def __init__(
+        self, nodes: list[int], redis: list[int], masters: list[int], urls: list[str]
+    ) -> None:
+        self.nodes, self.redis, self.masters, self.urls = nodes, redis, masters, urls
         self.clients: list[int] = []
         """The client processes: their CPU shares the machine's two cores with the nodes."""
 
@@ -231,6 +244,7 @@ class Meter:
             "cpu": [cpu_seconds(p) for p in self.nodes],
             "redis_cpu": sum(cpu_seconds(p) for p in self.redis),
             "client_cpu": sum(cpu_seconds(p) for p in self.clients),
+            "frames": sum(frames_handed(url) for url in self.urls),
             "cmds": commandstats(self.masters),
             "load": os.getloadavg()[0],
         }
@@ -242,6 +256,7 @@ class Meter:
             "cpu": [y - x for x, y in zip(a["cpu"], b["cpu"], strict=True)],
             "redis_cpu": b["redis_cpu"] - a["redis_cpu"],
             "client_cpu": b["client_cpu"] - a["client_cpu"],
+            "frames": b["frames"] - a["frames"],
             "cmds": delta(b["cmds"], a["cmds"]),
             "load": (a["load"], b["load"]),
         }
@@ -366,7 +381,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         write_assembly(config, args.voters)
         urls, pids = start_nodes(procs, cluster.url, config, args.nodes, ttl=args.node_ttl)
         masters = cluster.masters()
-        meter = Meter(pids, [p.pid for p in cluster.procs.values()], masters)
+        meter = Meter(pids, [p.pid for p in cluster.procs.values()], masters, urls)
         invites = Invites(SECRET)
         # No library keepalive (the pages have their own heartbeat): a node busy in a storm
         # answers a ping late, and the library would close the connection for it.
@@ -556,9 +571,9 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
     ]
     lines.append(
         "| phase | wall | load | node CPU s (each) | node CPU per unit | Redis CPU s | "
-        "clients CPU s | Redis calls on masters | per event | top commands |"
+        "clients CPU s | event frames sent | Redis calls on masters | per event | top commands |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     per = r["per_node"]
     units = {
         "join": (n, "join"),
@@ -587,7 +602,8 @@ def report(args: argparse.Namespace, r: dict[str, Any], load0: float) -> str:
         top = ", ".join(f"{k} {v:,}" for k, v in list(m["cmds"].items())[:5])
         lines.append(
             f"| {name} | {m['seconds']:.1f} s | {m['load'][0]:.1f}→{m['load'][1]:.1f} | {each} "
-            f"| {unit_cost} | {m['redis_cpu']:.2f} | {m.get('client_cpu', 0):.2f} | {calls:,} "
+            f"| {unit_cost} | {m['redis_cpu']:.2f} | {m.get('client_cpu', 0):.2f} "
+            f"| {m.get('frames', 0):,} | {calls:,} "
             f"| {per_event} | {top} |"
         )
     rss = " / ".join(
