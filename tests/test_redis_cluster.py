@@ -26,16 +26,19 @@ from .redis_cluster import RedisCluster, cluster_port
 from .test_polls_nodes import OPEN_VOTE, SECRET_VOTE, connect, make_assembly, open_poll, wait_poll
 from .waiting import eventually
 
-# Known, open (issue 13): a redis-py cluster connection of an earlier test is sometimes left
-# unclosed and collected during a later one ("loop is closed", a socket to a cluster node).
+# Known, its source not yet found: a redis-py cluster connection of an earlier test is
+# sometimes left unclosed and collected during a later one ("loop is closed", a socket to a
+# cluster node).
 # One source was found and closed (the command parser left on a node a slot refresh had
 # dropped: test_the_command_parser_never_stays_on_a_node_the_slot_table_dropped), but a CI
 # run after that fix still saw one collected during the room-flow test. What is checked here
 # (the room flow, no acknowledged ballot lost, the failover) does not depend on it, so it is
-# reported, not turned into a failure, until its other source is found.
+# reported in the warnings summary ("default", not "error"), not turned into a failure,
+# until its other source is found. (Not seen in five runs of this file with the warning
+# shown, 2026-11-30: it is rare.)
 pytestmark = [
     pytest.mark.redis,
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.filterwarnings("default::pytest.PytestUnraisableExceptionWarning"),
 ]
 ROOT = Path(__file__).resolve().parent.parent
 
