@@ -81,6 +81,7 @@ from .polls_core import (
     progress,
     public,
     public_poll,
+    public_result,
     seal_events,
     voter_for,
     weight_classes,
@@ -102,7 +103,7 @@ from .polls_secret import (
     decide_keys,
     decide_reveal,
 )
-from .state import Poll, PollDefinition, PollsState, VoteRecord
+from .state import FinalResult, Poll, PollDefinition, PollsState, VoteRecord
 from .types import (
     MODERATOR,
     STAFF,
@@ -316,7 +317,8 @@ def decide_publish(state: State, actor: Actor, args: dict[str, Any], ts: int) ->
             "still be on their way); publish in a few seconds",
             code="ballots_pending",
         )
-    return [{"type": "poll.published", "id": poll["id"], "at": ts, "result": poll["result"]}]
+    result = public_result(poll["result"])
+    return [{"type": "poll.published", "id": poll["id"], "at": ts, "result": result}]
 
 
 # --- proxies ----------------------------------------------------------------------------------
@@ -572,7 +574,13 @@ def apply_published(state: State, event: PollPublished) -> None:
         poll["state"] = PollState.PUBLISHED.value
         poll["published_at"] = event["at"]
         poll["sealed"] = True
-        poll["result"] = copy.deepcopy(event["result"])
+        # The event's result is the public part (``public_result``): a copy that had the
+        # whole from ``poll.sealed`` (the state, the chair's) keeps the roll call.
+        result = copy.deepcopy(event["result"])
+        held = poll.get("result")
+        if result is not None and held:
+            result = cast(FinalResult, {**held, **result})
+        poll["result"] = result
 
 
 def apply_granted(state: State, event: ProxyGranted) -> None:
@@ -689,7 +697,7 @@ def personal(state: State, person: Viewer | None) -> dict[str, Any]:
             )
             shown["sealed"] = poll["state"] == PollState.PUBLISHED
             if poll["state"] == PollState.PUBLISHED:
-                shown["result"] = copy.deepcopy(poll["result"])
+                shown["result"] = copy.deepcopy(public_result(poll["result"]))
         out["polls"][poll_id] = shown
         out["order"].append(poll_id)
     if not chair:

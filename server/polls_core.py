@@ -131,6 +131,19 @@ def public(poll: PublicPoll) -> PublicPoll:
     }
 
 
+def public_result(result: FinalResult | None) -> FinalResult | None:
+    """What everyone is sent of a published result: all of it but an open vote's roll call.
+
+    The roll call (a line per voter) is for the chair, who has it from ``poll.sealed``, and
+    for the minutes (the exports, server/web/results.py); no voter's page shows it. Sent in
+    every ``poll.published``, it made the event O(voters) per page: at 5,000 participants a
+    quick poll's result took ~20 s to reach every page (docs/benchmarks.md)."""
+    if result is None or "roll_call" not in result:
+        return result
+    out = cast(FinalResult, {k: v for k, v in result.items() if k != "roll_call"})
+    return out
+
+
 def public_poll(poll: PublicPoll, voted: dict[str, VoteRecord]) -> Poll:
     """``poll``'s public part and ``voted``: a poll as those who are not the chair hold it
     (no ballot box, no running totals)."""

@@ -319,7 +319,8 @@ class RollCallLine(TypedDict):
 class FinalResult(Result):
     """A sealed poll's result: a secret one lists the trackers of the sealed ballots
     received and, separately, the counted ballots (unless ``too_few``); an open one the
-    roll call."""
+    roll call, which ``poll.published`` leaves out (the chair has it from ``poll.sealed``,
+    the minutes from the exports)."""
 
     turnout: Amount
     missing: int

@@ -55,7 +55,8 @@
     "poll.sealed": (s, e) => { const p = find(s, e.id); if (p) { p.sealed = true; p.result = e.result; } },
     "poll.published": (s, e) => {
       const p = find(s, e.id);
-      if (p) { p.state = "published"; p.published_at = e.at; p.sealed = true; p.result = e.result; }
+      // The event has the public result; the chair's copy keeps the roll call from poll.sealed.
+      if (p) { p.state = "published"; p.published_at = e.at; p.sealed = true; p.result = { ...(p.result || {}), ...e.result }; }
     },
     "proxy.granted": (s, e) => { s.polls.proxies[e.member] = e.holder; },
     "proxy.revoked": (s, e) => { delete s.polls.proxies[e.member]; },
