@@ -85,12 +85,18 @@ class MediaConfig:
 MAX_WORKERS = 64
 
 
+def allowed_cores() -> set[int]:
+    """The cores this process may run on (its affinity mask; all of them where the platform
+    has no such mask)."""
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
 def default_workers() -> int:
     """One media worker per core this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return len(allowed_cores())
 
 
 def _workers(value: Any, source: str) -> int:

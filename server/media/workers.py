@@ -33,21 +33,13 @@ import aioice.ice
 from ..errors import BadArgs, Unavailable
 from ..protocol import pack
 from .relay import Frame
+from .setup import allowed_cores
 from .worker import Channel
 
 if TYPE_CHECKING:
     from ..node.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-def allowed_cores() -> set[int]:
-    """The cores this process may run on (its affinity mask; all of them where the platform
-    has no such mask)."""
-    try:
-        return os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-        return set(range(os.cpu_count() or 1))
 
 
 WORKER_ARGV = [sys.executable, "-m", "server.media.worker"]

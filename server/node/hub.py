@@ -391,8 +391,9 @@ class RoomHub:
         unsent, self.unsent = self.unsent, []
         fresh, self.fresh = self.fresh, {}
         last = unsent[-1][0]
+        batch = [e for _, events in unsent for e in events]
         if not fresh:  # the common case: everyone here gets the whole batch
-            self._broadcast(last, [e for _, events in unsent for e in events])
+            self._broadcast(last, batch)
             return
         # Welcomed during this batch: each gets only what came after its welcome, one frame
         # per distinct start (a storm welcomes many at the same few positions).
@@ -400,9 +401,7 @@ class RoomHub:
         for sink, held in fresh.items():
             if held < len(unsent) and sink in self.sinks:
                 since.setdefault(held, set()).add(sink)
-        self._broadcast(
-            last, [e for _, events in unsent for e in events], self.sinks - fresh.keys()
-        )
+        self._broadcast(last, batch, self.sinks - fresh.keys())
         for held, sinks in since.items():
             self._broadcast(last, [e for _, events in unsent[held:] for e in events], sinks)
 
